@@ -1,0 +1,188 @@
+/**
+ * Typed errors shared by every layer. Each error class has a stable `code`
+ * (never change a published code; add a new one instead) and carries the
+ * underlying `cause` when there is one, as undici's `lib/core/errors.js` does.
+ *
+ * Match on `err.code` (or `isEdgeFabricError(err, code)`), never on messages.
+ */
+
+export interface ErrorOptions {
+  cause?: unknown
+}
+
+export class EdgeFabricError extends Error {
+  /** Stable machine-readable code, e.g. `EF_FRAME_TOO_LARGE`. */
+  readonly code: string
+
+  constructor (code: string, message: string, options: ErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.code = code
+    this.name = new.target.name
+  }
+}
+
+export function isEdgeFabricError (err: unknown, code?: string): err is EdgeFabricError {
+  return err instanceof EdgeFabricError && (code === undefined || err.code === code)
+}
+
+/** Turn anything thrown into an Error without losing it. */
+export function toError (err: unknown): Error {
+  if (err instanceof Error) return err
+  return new EdgeFabricError('EF_UNKNOWN', typeof err === 'string' ? err : 'non-error value thrown', { cause: err })
+}
+
+// ---- options / configuration ------------------------------------------------
+
+/** An option failed validation; `option` names it as the user wrote it. */
+export class InvalidOptionError extends EdgeFabricError {
+  static readonly code = 'EF_INVALID_OPTION'
+  readonly option: string
+  constructor (option: string, message: string, options?: ErrorOptions) {
+    super(InvalidOptionError.code, `invalid option "${option}": ${message}`, options)
+    this.option = option
+  }
+}
+
+// ---- codec / framing --------------------------------------------------------
+
+/** Bytes could not be decoded into an envelope (garbage, truncated, wrong types). */
+export class DecodeError extends EdgeFabricError {
+  static readonly code = 'EF_DECODE'
+  constructor (message: string, options?: ErrorOptions) {
+    super(DecodeError.code, message, options)
+  }
+}
+
+/** A value is not a valid envelope (missing or mistyped field). */
+export class InvalidEnvelopeError extends EdgeFabricError {
+  static readonly code = 'EF_INVALID_ENVELOPE'
+  readonly field: string
+  constructor (field: string, message: string, options?: ErrorOptions) {
+    super(InvalidEnvelopeError.code, `invalid envelope field "${field}": ${message}`, options)
+    this.field = field
+  }
+}
+
+/** A frame's declared or actual size exceeds the configured maximum (checked before allocating). */
+export class FrameTooLargeError extends EdgeFabricError {
+  static readonly code = 'EF_FRAME_TOO_LARGE'
+  readonly size: number
+  readonly limit: number
+  constructor (size: number, limit: number) {
+    super(FrameTooLargeError.code, `frame of ${size} bytes exceeds the maximum frame size of ${limit} bytes`)
+    this.size = size
+    this.limit = limit
+  }
+}
+
+// ---- transport --------------------------------------------------------------
+
+/** The transport for this URL cannot run on this machine (missing native binding, etc.). */
+export class TransportUnavailableError extends EdgeFabricError {
+  static readonly code = 'EF_TRANSPORT_UNAVAILABLE'
+  readonly transport: string
+  readonly reason: string
+  constructor (transport: string, reason: string, options?: ErrorOptions) {
+    super(TransportUnavailableError.code, `transport "${transport}" is unavailable: ${reason}`, options)
+    this.transport = transport
+    this.reason = reason
+  }
+}
+
+/** No transport is registered for the URL's scheme, or the URL is malformed. */
+export class UnsupportedUrlError extends EdgeFabricError {
+  static readonly code = 'EF_UNSUPPORTED_URL'
+  readonly url: string
+  constructor (url: string, message: string, options?: ErrorOptions) {
+    super(UnsupportedUrlError.code, `${message}: ${url}`, options)
+    this.url = url
+  }
+}
+
+/** The remote peer's authenticated identity is not the one expected. */
+export class IdentityMismatchError extends EdgeFabricError {
+  static readonly code = 'EF_IDENTITY_MISMATCH'
+  readonly expected: string
+  readonly actual: string | undefined
+  constructor (expected: string, actual: string | undefined) {
+    super(IdentityMismatchError.code, `remote identity ${actual ?? '(none)'} does not match expected ${expected}`)
+    this.expected = expected
+    this.actual = actual
+  }
+}
+
+/** A dial did not complete within its deadline. */
+export class DialTimeoutError extends EdgeFabricError {
+  static readonly code = 'EF_DIAL_TIMEOUT'
+  constructor (url: string, ms: number, options?: ErrorOptions) {
+    super(DialTimeoutError.code, `dial to ${url} timed out after ${ms} ms`, options)
+  }
+}
+
+/** A dial or other pending operation was cancelled (close() during dial, AbortSignal). */
+export class AbortedError extends EdgeFabricError {
+  static readonly code = 'EF_ABORTED'
+  constructor (message = 'operation aborted', options?: ErrorOptions) {
+    super(AbortedError.code, message, options)
+  }
+}
+
+/** A dial failed (refused, unreachable, TLS failure). */
+export class DialError extends EdgeFabricError {
+  static readonly code = 'EF_DIAL_FAILED'
+  constructor (url: string, message: string, options?: ErrorOptions) {
+    super(DialError.code, `dial to ${url} failed: ${message}`, options)
+  }
+}
+
+/** Operation on a connection that is closing or closed. */
+export class ConnectionClosedError extends EdgeFabricError {
+  static readonly code = 'EF_CONNECTION_CLOSED'
+  constructor (message = 'connection is closed', options?: ErrorOptions) {
+    super(ConnectionClosedError.code, message, options)
+  }
+}
+
+/** The connection failed (reset, peer vanished, liveness lost). */
+export class ConnectionResetError extends EdgeFabricError {
+  static readonly code = 'EF_CONNECTION_RESET'
+  constructor (message = 'connection reset', options?: ErrorOptions) {
+    super(ConnectionResetError.code, message, options)
+  }
+}
+
+/** The sender exceeded the hard bound of the connection's send buffer. */
+export class SendBufferFullError extends EdgeFabricError {
+  static readonly code = 'EF_SEND_BUFFER_FULL'
+  constructor (queued: number, limit: number) {
+    super(SendBufferFullError.code, `send buffer full: ${queued} bytes queued, limit ${limit}; wait for 'drain'`)
+  }
+}
+
+/** The peer kept sending while we were paused beyond the inbound buffer bound. */
+export class InboundOverflowError extends EdgeFabricError {
+  static readonly code = 'EF_INBOUND_OVERFLOW'
+  constructor (buffered: number, limit: number) {
+    super(InboundOverflowError.code, `inbound buffer overflow: ${buffered} bytes buffered, limit ${limit}`)
+  }
+}
+
+/** The peer violated the wire protocol (unexpected stream, bad preface, ...). */
+export class ProtocolError extends EdgeFabricError {
+  static readonly code = 'EF_PROTOCOL'
+  constructor (message: string, options?: ErrorOptions) {
+    super(ProtocolError.code, message, options)
+  }
+}
+
+// ---- request / response -----------------------------------------------------
+
+/** No response arrived within the request's timeout. */
+export class RequestTimeoutError extends EdgeFabricError {
+  static readonly code = 'EF_REQUEST_TIMEOUT'
+  readonly requestId: string
+  constructor (requestId: string, ms: number) {
+    super(RequestTimeoutError.code, `request ${requestId} got no response within ${ms} ms`)
+    this.requestId = requestId
+  }
+}
