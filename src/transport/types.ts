@@ -129,6 +129,8 @@ export interface ConnectionOptions {
   maxSendBuffer?: number
   /** Bound on bytes buffered while paused, per channel, before reading stops. @default 4 MiB */
   maxInboundBuffer?: number
+  /** Graceful close() waits this long for queued data to flush, then aborts. @default 5000 ms */
+  closeTimeoutMs?: number
   /** Codec for envelopes. @default the shared default codec */
   codec?: EnvelopeCodec
 }

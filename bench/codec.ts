@@ -1,0 +1,146 @@
+/**
+ * Envelope codec benchmark: round trips (encode + decode) per CPU-second of
+ * this process (process.cpuUsage: user + system, all threads, so GC helper
+ * threads count too), ours vs JSON, measured in the same run.
+ *
+ *   npm run bench:codec
+ *
+ * JSON baseline: Buffer.from(JSON.stringify(env)) / JSON.parse(buf.toString()).
+ * For binary content JSON has no native form; two baselines are shown:
+ * `base64` (content sent as a base64 string and turned back into a Buffer,
+ * what one would really do, and the faster of the two) and `Buffer.toJSON`
+ * (what JSON.stringify does with a Buffer by default; not turned back).
+ *
+ * This prints numbers; it is not a test. It exits non-zero only if it crashes
+ * (including when a codec does not round-trip the bench envelopes).
+ */
+import { randomUUID } from 'node:crypto'
+import { isDeepStrictEqual } from 'node:util'
+import { createCodec } from '../src/codec.js'
+import { newMessage, type Envelope } from '../src/envelope.js'
+
+const codec = createCodec()
+const VARIANTS = 64 // distinct envelopes cycled through, so nothing is one cached value
+const ROUNDS = 3 // alternating ours/json rounds; the median is reported
+const CPU_MS_PER_ROUND = Number(process.env.BENCH_CPU_MS ?? 700)
+
+function twinContent (i: number): unknown {
+  return {
+    event_id: randomUUID(),
+    timestamp: 1717171717000 + i,
+    twin: {
+      temperature: {
+        expected: { value: (20 + i / 10).toFixed(1), metadata: { timestamp: 1717171700000 + i } },
+        actual: { value: (20.3 + i / 10).toFixed(1), metadata: { timestamp: 1717171717123 + i } },
+        optional: false,
+        metadata: { type: 'float', unit: 'celsius' }
+      },
+      status: { actual: { value: i % 2 === 0 ? 'online' : 'degraded', metadata: { timestamp: 1717171717123 + i } }, optional: true }
+    }
+  }
+}
+
+function envelope (i: number, content: unknown): Envelope {
+  return newMessage({
+    source: 'edge-1/devicetwin',
+    group: 'twin',
+    operation: 'update',
+    resource: 'default/device/sensor-0042',
+    resourceVersion: String(184467 + i),
+    content
+  })
+}
+
+interface Side {
+  encode: (env: Envelope) => Uint8Array
+  decode: (bytes: Uint8Array) => Envelope
+}
+
+const ours: Side = { encode: (env) => codec.encode(env), decode: (bytes) => codec.decode(bytes) }
+const jsonPlain: Side = {
+  encode: (env) => Buffer.from(JSON.stringify(env)),
+  decode: (bytes) => JSON.parse((bytes as Buffer).toString()) as Envelope
+}
+const jsonBase64: Side = {
+  encode: (env) => Buffer.from(JSON.stringify({ ...env, content: Buffer.from(env.content as Uint8Array).toString('base64') })),
+  decode: (bytes) => {
+    const env = JSON.parse((bytes as Buffer).toString()) as Envelope
+    env.content = Buffer.from(env.content as string, 'base64')
+    return env
+  }
+}
+
+interface Case { name: string, envs: Envelope[], json: Side, jsonNote: string }
+
+const cases: Case[] = [
+  { name: 'twin update (object)', envs: [], json: jsonPlain, jsonNote: '' },
+  { name: 'binary 256 B', envs: [], json: jsonBase64, jsonNote: 'json=base64' },
+  { name: 'binary 256 B', envs: [], json: jsonPlain, jsonNote: 'json=Buffer.toJSON' },
+  { name: 'small string', envs: [], json: jsonPlain, jsonNote: '' }
+]
+for (let i = 0; i < VARIANTS; i++) {
+  const bin = Buffer.alloc(256)
+  for (let b = 0; b < 256; b++) bin[b] = (b * 31 + i) & 0xff
+  ;(cases[0] as Case).envs.push(envelope(i, twinContent(i)))
+  ;(cases[1] as Case).envs.push(envelope(i, bin))
+  ;(cases[2] as Case).envs.push(envelope(i, bin))
+  ;(cases[3] as Case).envs.push(envelope(i, `ok ${i}`))
+}
+
+let sink = 0
+function roundTrips (side: Side, envs: Envelope[], cpuMs: number): number {
+  let iters = 0
+  let elapsedUs = 0
+  const start = process.cpuUsage()
+  do {
+    for (let i = 0; i < 1024; i++) {
+      const env = side.decode(side.encode(envs[i & (VARIANTS - 1)] as Envelope))
+      sink += env.header.timestamp & 1
+    }
+    iters += 1024
+    const u = process.cpuUsage(start)
+    elapsedUs = u.user + u.system
+  } while (elapsedUs < cpuMs * 1000)
+  return iters / (elapsedUs / 1e6)
+}
+
+function median (xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.floor(s.length / 2)] as number
+}
+
+function checkRoundTrip (c: Case): void {
+  for (const env of c.envs) {
+    const back = codec.decode(codec.encode(env))
+    const content = env.content instanceof Uint8Array ? Buffer.from(env.content) : env.content
+    if (!isDeepStrictEqual(back, { ...env, content })) throw new Error(`codec does not round-trip case ${c.name}`)
+  }
+}
+
+function fmt (n: number): string { return Math.round(n).toLocaleString('en-US') }
+
+const rows: string[][] = [['case', 'bytes ours', 'bytes json', 'size ratio', 'rt/cpu-s ours', 'rt/cpu-s json', 'speed ratio', 'note']]
+for (const c of cases) {
+  checkRoundTrip(c)
+  roundTrips(ours, c.envs, 150) // warm up both sides (JIT) before measuring
+  roundTrips(c.json, c.envs, 150)
+  const o: number[] = []
+  const j: number[] = []
+  for (let r = 0; r < ROUNDS; r++) {
+    o.push(roundTrips(ours, c.envs, CPU_MS_PER_ROUND))
+    j.push(roundTrips(c.json, c.envs, CPU_MS_PER_ROUND))
+  }
+  const env = c.envs[0] as Envelope
+  const ob = ours.encode(env).byteLength
+  const jb = c.json.encode(env).byteLength
+  const om = median(o)
+  const jm = median(j)
+  rows.push([c.name, String(ob), String(jb), `${(jb / ob).toFixed(2)}x smaller`, fmt(om), fmt(jm), `${(om / jm).toFixed(2)}x`, c.jsonNote])
+}
+
+const widths = (rows[0] as string[]).map((_, col) => Math.max(...rows.map(r => (r[col] as string).length)))
+for (const [i, r] of rows.entries()) {
+  console.log(r.map((cell, col) => col === 0 || col === 7 ? cell.padEnd(widths[col] as number) : cell.padStart(widths[col] as number)).join('  '))
+  if (i === 0) console.log(widths.map(w => '-'.repeat(w)).join('  '))
+}
+console.log(`\nnode ${process.version}, ${ROUNDS} alternating rounds of ${CPU_MS_PER_ROUND} CPU-ms per side, median; twin content JSON = ${JSON.stringify((cases[0] as Case).envs[0]?.content).length} bytes (sink ${sink & 1})`)

@@ -1,0 +1,422 @@
+/**
+ * The abstract base every transport extends (the js-libp2p
+ * `abstract-message-stream` idea): it owns the connection state machine,
+ * per-channel send queues with priority scheduling, encoding, the high-water
+ * mark / `drain` backpressure, the hard send bound, inbound decoding, per
+ * channel pause/resume with a bounded inbound buffer, idempotent
+ * close/abort, the single `close` event and the statistics.
+ *
+ * A transport implements four primitives (writeFrame, setReading,
+ * closeUnderlying, abortUnderlying) and reports inbound frames, writability
+ * and the end of the underlying connection through the protected methods.
+ */
+import { EventEmitter } from 'node:events'
+import { PRIORITIES, type Envelope } from '../envelope.js'
+import {
+  ConnectionClosedError, EdgeFabricError, FrameTooLargeError, InboundOverflowError,
+  SendBufferFullError, toError
+} from '../errors.js'
+import type { ResolvedConnectionOptions } from './options.js'
+import type {
+  Channel, CloseInfo, Connection, ConnectionStats, ConnectionStatus, SendOptions, TransportName
+} from './types.js'
+
+export interface AbstractConnectionInit {
+  transport: TransportName
+  direction: 'inbound' | 'outbound'
+  remoteAddress: string
+  remoteIdentity: string | undefined
+  options: ResolvedConnectionOptions
+  /** True when one stalled channel can hold up the others (single ordered byte stream). */
+  headOfLineBlocking: boolean
+  /** Bytes the transport adds per frame, for the byte counters. */
+  frameOverhead: number
+}
+
+/** A listener threw while handling a message; the connection is aborted with this. */
+export class ListenerError extends EdgeFabricError {
+  static readonly code = 'EF_LISTENER_ERROR'
+  constructor (cause: unknown) {
+    super(ListenerError.code, 'a message listener threw', { cause })
+  }
+}
+
+interface Inbound { env: Envelope, size: number }
+
+let nextId = 0
+
+export abstract class AbstractConnection extends EventEmitter implements Connection {
+  readonly id: string
+  readonly transport: TransportName
+  readonly direction: 'inbound' | 'outbound'
+  readonly remoteAddress: string
+  readonly remoteIdentity: string | undefined
+  readonly headOfLineBlocking: boolean
+  protected readonly options: ResolvedConnectionOptions
+  readonly #frameOverhead: number
+
+  #status: ConnectionStatus = 'open'
+  readonly #stats: ConnectionStats
+  // send side
+  readonly #queues = new Map<Channel, Uint8Array[]>()
+  readonly #writable = new Map<Channel, boolean>()
+  #queuedBytes = 0
+  #needDrain = false
+  #pumping = false
+  #drainWaiters: Array<{ resolve: () => void, reject: (err: Error) => void }> = []
+  #flushWaiter: (() => void) | undefined
+  // receive side
+  readonly #paused = new Map<Channel, boolean>()
+  readonly #reading = new Map<Channel, boolean>()
+  readonly #inbound = new Map<Channel, Inbound[]>()
+  readonly #inboundBytes = new Map<Channel, number>()
+  #delivering = false
+  // close
+  #closeInfo: CloseInfo | undefined
+  #pendingRemoteClose: CloseInfo | undefined
+  #closing: Promise<void> | undefined
+  #resolveClosed!: (info: CloseInfo) => void
+  readonly #closed: Promise<CloseInfo>
+
+  constructor (init: AbstractConnectionInit) {
+    super()
+    this.id = `${init.transport}-${++nextId}`
+    this.transport = init.transport
+    this.direction = init.direction
+    this.remoteAddress = init.remoteAddress
+    this.remoteIdentity = init.remoteIdentity
+    this.headOfLineBlocking = init.headOfLineBlocking
+    this.options = init.options
+    this.#frameOverhead = init.frameOverhead
+    for (const ch of PRIORITIES) {
+      this.#queues.set(ch, [])
+      this.#writable.set(ch, true)
+      this.#paused.set(ch, false)
+      this.#reading.set(ch, true)
+      this.#inbound.set(ch, [])
+      this.#inboundBytes.set(ch, 0)
+    }
+    this.#stats = {
+      bytesSent: 0,
+      bytesReceived: 0,
+      messagesSent: 0,
+      messagesReceived: 0,
+      queuedBytes: 0,
+      bufferedInboundBytes: 0,
+      rttMs: undefined,
+      openedAt: Date.now()
+    }
+    this.#closed = new Promise(resolve => { this.#resolveClosed = resolve })
+    // A connection never emits 'error' (failures are reported through close), but
+    // a stray emit from a subclass must not crash the process.
+    this.on('error', () => {})
+  }
+
+  // ---- primitives for implementations ---------------------------------------
+
+  /** Hand one encoded envelope to the underlying channel. Return false when that channel is congested. */
+  protected abstract writeFrame (channel: Channel, payload: Uint8Array): boolean
+  /** Start/stop reading the underlying stream of `channel` (inbound flow control). */
+  protected abstract setReading (channel: Channel, reading: boolean): void
+  /** Graceful close of the underlying connection, after the base flushed its queues. */
+  protected abstract closeUnderlying (reason: string | undefined): Promise<void>
+  /** Hard reset of the underlying connection, no flush. */
+  protected abstract abortUnderlying (err: Error): void
+
+  // ---- public API --------------------------------------------------------------
+
+  get status (): ConnectionStatus { return this.#status }
+
+  get stats (): ConnectionStats {
+    let buffered = 0
+    for (const n of this.#inboundBytes.values()) buffered += n
+    return { ...this.#stats, queuedBytes: this.#queuedBytes, bufferedInboundBytes: buffered }
+  }
+
+  send (envelope: Envelope, options?: SendOptions): boolean {
+    if (this.#status !== 'open') throw new ConnectionClosedError(`cannot send: connection is ${this.#status}`)
+    const channel = options?.channel ?? envelope.header.priority ?? 'normal'
+    const queue = this.#queues.get(channel)
+    if (queue === undefined) throw new ConnectionClosedError(`unknown channel ${String(channel)}`)
+    const bytes = this.options.codec.encode(envelope)
+    if (bytes.byteLength > this.options.maxFrameSize) throw new FrameTooLargeError(bytes.byteLength, this.options.maxFrameSize)
+    if (this.#queuedBytes + bytes.byteLength > this.options.maxSendBuffer) {
+      throw new SendBufferFullError(this.#queuedBytes + bytes.byteLength, this.options.maxSendBuffer)
+    }
+    queue.push(bytes)
+    this.#queuedBytes += bytes.byteLength
+    this.#pump()
+    if (this.#queuedBytes >= this.options.highWaterMark) {
+      this.#needDrain = true
+      return false
+    }
+    return true
+  }
+
+  onDrain (): Promise<void> {
+    if (this.#status === 'closed') return Promise.reject(new ConnectionClosedError())
+    if (this.#queuedBytes < this.options.highWaterMark) return Promise.resolve()
+    this.#needDrain = true
+    return new Promise((resolve, reject) => { this.#drainWaiters.push({ resolve, reject }) })
+  }
+
+  pause (channel?: Channel): void {
+    for (const ch of channel === undefined ? PRIORITIES : [channel]) this.#paused.set(ch, true)
+  }
+
+  resume (channel?: Channel): void {
+    for (const ch of channel === undefined ? PRIORITIES : [channel]) this.#paused.set(ch, false)
+    this.#deliverBuffered()
+  }
+
+  close (reason?: string): Promise<void> {
+    if (this.#closing !== undefined) return this.#closing
+    if (this.#status === 'closed') return Promise.resolve()
+    this.#status = 'closing'
+    this.#closing = this.#gracefulClose(reason)
+    return this.#closing
+  }
+
+  abort (err: Error): void {
+    if (this.#status === 'closed') return
+    this.#discardQueues()
+    try {
+      this.abortUnderlying(err)
+    } catch {
+      // the underlying connection is being torn down; nothing more to do with it
+    }
+    this.#finish({ initiator: 'local', clean: false, error: err })
+  }
+
+  closed (): Promise<CloseInfo> { return this.#closed }
+
+  // ---- for implementations ---------------------------------------------------
+
+  /** One complete inbound frame (an encoded envelope) arrived on `channel`. */
+  protected receiveFrame (channel: Channel, payload: Uint8Array): void {
+    if (this.#status === 'closed') return
+    this.#stats.bytesReceived += payload.byteLength + this.#frameOverhead
+    if (payload.byteLength > this.options.maxFrameSize) {
+      this.abort(new FrameTooLargeError(payload.byteLength, this.options.maxFrameSize))
+      return
+    }
+    let env: Envelope
+    try {
+      env = this.options.codec.decode(payload)
+    } catch (err) {
+      this.abort(toError(err))
+      return
+    }
+    this.#stats.messagesReceived++
+    const queue = this.#inbound.get(channel)
+    if (queue === undefined) return
+    if (!this.#paused.get(channel) && queue.length === 0 && !this.#delivering) {
+      this.#emitMessage(env, channel)
+      return
+    }
+    queue.push({ env, size: payload.byteLength })
+    const buffered = (this.#inboundBytes.get(channel) ?? 0) + payload.byteLength
+    this.#inboundBytes.set(channel, buffered)
+    // Hard bound: a transport that keeps delivering after setReading(false) (a few
+    // already-parsed frames are normal) must still not grow memory without bound.
+    if (buffered > this.options.maxInboundBuffer * 2 + this.options.maxFrameSize) {
+      this.abort(new InboundOverflowError(buffered, this.options.maxInboundBuffer * 2 + this.options.maxFrameSize))
+      return
+    }
+    if (buffered >= this.options.maxInboundBuffer && this.#reading.get(channel) === true) {
+      this.#reading.set(channel, false)
+      this.setReading(channel, false)
+    }
+    if (!this.#paused.get(channel)) this.#deliverBuffered()
+  }
+
+  /** A channel that returned false from writeFrame can take more. */
+  protected channelWritable (channel: Channel): void {
+    this.#writable.set(channel, true)
+    this.#pump()
+  }
+
+  /** The underlying connection ended without a local close()/abort(). */
+  protected underlyingClosed (info: { clean: boolean, error?: Error, reason?: string }): void {
+    if (this.#status === 'closed') return
+    if (this.#closing !== undefined && info.clean) return // our own graceful close completing
+    const close: CloseInfo = { initiator: 'remote', clean: info.clean }
+    if (info.error !== undefined) close.error = info.error
+    if (info.reason !== undefined) close.reason = info.reason
+    this.#discardQueues()
+    // A clean remote close keeps what was received while paused deliverable.
+    if (info.clean && this.#hasBufferedInbound()) {
+      this.#status = 'closing'
+      this.#pendingRemoteClose = close
+      return
+    }
+    this.#finish(close)
+  }
+
+  protected setRtt (ms: number): void {
+    this.#stats.rttMs = ms
+  }
+
+  // ---- internals ---------------------------------------------------------------
+
+  #pump (): void {
+    if (this.#pumping) return
+    this.#pumping = true
+    try {
+      let progress = true
+      while (progress && !this.#isClosed()) {
+        progress = false
+        for (const ch of PRIORITIES) {
+          const queue = this.#queues.get(ch) as Uint8Array[]
+          // strict priority: drain a higher class before touching a lower one
+          while (queue.length > 0 && this.#writable.get(ch) === true && !this.#isClosed()) {
+            const frame = queue.shift() as Uint8Array
+            this.#queuedBytes -= frame.byteLength
+            this.#stats.bytesSent += frame.byteLength + this.#frameOverhead
+            this.#stats.messagesSent++
+            progress = true
+            let ok: boolean
+            try {
+              ok = this.writeFrame(ch, frame)
+            } catch (err) {
+              this.abort(toError(err))
+              return
+            }
+            if (!ok) this.#writable.set(ch, false)
+          }
+        }
+      }
+    } finally {
+      this.#pumping = false
+    }
+    if (this.#needDrain && this.#queuedBytes < this.options.highWaterMark) {
+      this.#needDrain = false
+      const waiters = this.#drainWaiters
+      this.#drainWaiters = []
+      for (const w of waiters) w.resolve()
+      process.nextTick(() => { if (this.#status === 'open') this.emit('drain') })
+    }
+    if (this.#queuedBytes === 0 && this.#flushWaiter !== undefined) {
+      const w = this.#flushWaiter
+      this.#flushWaiter = undefined
+      w()
+    }
+  }
+
+  async #gracefulClose (reason: string | undefined): Promise<void> {
+    const deadline = this.options.closeTimeoutMs
+    let timer: NodeJS.Timeout | undefined
+    const timedOut = new Promise<'timeout'>(resolve => {
+      timer = setTimeout(() => resolve('timeout'), deadline)
+      timer.unref()
+    })
+    try {
+      if (this.#queuedBytes > 0) {
+        const flushed = new Promise<'ok'>(resolve => { this.#flushWaiter = () => resolve('ok') })
+        const r = await Promise.race([flushed, timedOut, this.#closed.then(() => 'closed' as const)])
+        if (r === 'timeout') {
+          this.abort(new ConnectionClosedError(`graceful close did not flush within ${deadline} ms`))
+          return
+        }
+        if (r === 'closed') return
+      }
+      if (this.#status === 'closed') return
+      const r = await Promise.race([
+        this.closeUnderlying(reason).then(() => 'ok' as const, (err: unknown) => toError(err)),
+        timedOut
+      ])
+      if (r === 'timeout') {
+        this.abort(new ConnectionClosedError(`graceful close did not complete within ${deadline} ms`))
+        return
+      }
+      if (r instanceof Error) {
+        this.abort(r)
+        return
+      }
+      const info: CloseInfo = { initiator: 'local', clean: true }
+      if (reason !== undefined) info.reason = reason
+      this.#finish(info)
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  /** Status read through a method: it changes under re-entrant calls, which flow analysis cannot see. */
+  #isClosed (): boolean { return this.#status === 'closed' }
+
+  #discardQueues (): void {
+    for (const q of this.#queues.values()) q.length = 0
+    this.#queuedBytes = 0
+  }
+
+  #hasBufferedInbound (): boolean {
+    for (const q of this.#inbound.values()) if (q.length > 0) return true
+    return false
+  }
+
+  #deliverBuffered (): void {
+    if (this.#delivering) return
+    this.#delivering = true
+    try {
+      // Resuming reading can synchronously feed more frames into the buffer,
+      // so repeat until a pass delivers nothing.
+      let progress = true
+      while (progress && !this.#isClosed()) {
+        progress = false
+        for (const ch of PRIORITIES) {
+          const queue = this.#inbound.get(ch) as Inbound[]
+          while (queue.length > 0 && !this.#paused.get(ch) && !this.#isClosed()) {
+            const item = queue.shift() as Inbound
+            this.#inboundBytes.set(ch, (this.#inboundBytes.get(ch) ?? 0) - item.size)
+            this.#emitMessage(item.env, ch)
+            progress = true
+          }
+          if (!this.#isClosed() && this.#reading.get(ch) === false && !this.#paused.get(ch) &&
+              (this.#inboundBytes.get(ch) ?? 0) < this.options.maxInboundBuffer) {
+            this.#reading.set(ch, true)
+            this.setReading(ch, true)
+            progress = true
+          }
+        }
+      }
+    } finally {
+      this.#delivering = false
+    }
+    if (this.#pendingRemoteClose !== undefined && !this.#hasBufferedInbound()) {
+      const info = this.#pendingRemoteClose
+      this.#pendingRemoteClose = undefined
+      this.#finish(info)
+    }
+  }
+
+  #emitMessage (env: Envelope, channel: Channel): void {
+    try {
+      this.emit('message', env, channel)
+    } catch (err) {
+      // A throwing listener is an application bug; contain it to this connection.
+      this.abort(new ListenerError(err))
+    }
+  }
+
+  #finish (info: CloseInfo): void {
+    if (this.#status === 'closed') return
+    this.#status = 'closed'
+    this.#closeInfo = info
+    this.#discardQueues()
+    for (const q of this.#inbound.values()) q.length = 0
+    for (const ch of PRIORITIES) this.#inboundBytes.set(ch, 0)
+    const waiters = this.#drainWaiters
+    this.#drainWaiters = []
+    for (const w of waiters) w.reject(new ConnectionClosedError('connection closed while waiting for drain', { cause: info.error }))
+    if (this.#flushWaiter !== undefined) {
+      const w = this.#flushWaiter
+      this.#flushWaiter = undefined
+      w()
+    }
+    this.emit('close', info)
+    this.#resolveClosed(info)
+  }
+
+  /** The close info once closed. */
+  get closeInfo (): CloseInfo | undefined { return this.#closeInfo }
+}
