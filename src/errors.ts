@@ -135,6 +135,14 @@ export class DialError extends EdgeFabricError {
   }
 }
 
+/** A listener could not be started (address in use, bad address, missing permission). */
+export class ListenError extends EdgeFabricError {
+  static readonly code = 'EF_LISTEN_FAILED'
+  constructor (url: string, message: string, options?: ErrorOptions) {
+    super(ListenError.code, `listen on ${url} failed: ${message}`, options)
+  }
+}
+
 /** Operation on a connection that is closing or closed. */
 export class ConnectionClosedError extends EdgeFabricError {
   static readonly code = 'EF_CONNECTION_CLOSED'
