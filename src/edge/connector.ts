@@ -1,0 +1,275 @@
+/**
+ * The edge's link to the hub (EdgeHub role): dial with the hub identity
+ * pinned from the join token, answer the challenge, keep the session alive on
+ * inbound traffic, and reconnect with capped exponential backoff and full
+ * jitter. A refusal that retrying cannot fix (bad token, key mismatch,
+ * unsupported version) stops the connector with a typed error.
+ */
+import { EventEmitter } from 'node:events'
+import type { Clock, TimerHandle } from '../clock.js'
+import type { Envelope } from '../envelope.js'
+import { ConnectionClosedError, EdgeFabricError, ProtocolError, toError } from '../errors.js'
+import type { Logger } from '../ops/logger.js'
+import { Backoff, Liveness } from '../session/liveness.js'
+import {
+  CAPABILITIES, PROTOCOL_VERSION, helloContext, isSessionMessage, parseChallenge, parseGoodbye, parsePing,
+  parseRefused, parseWelcome, sessionMessage, type WelcomeContent
+} from '../session/protocol.js'
+import { dial } from '../transport/index.js'
+import type { Connection, ConnectionOptions } from '../transport/types.js'
+
+/** The hub refused the join; `retryable` says whether retrying can help. */
+export class HubRefusedError extends EdgeFabricError {
+  static readonly code = 'EF_JOIN_REFUSED'
+  readonly refusalCode: string
+  readonly retryable: boolean
+  constructor (refusalCode: string, reason: string, retryable: boolean) {
+    super(HubRefusedError.code, `hub refused the join: ${reason} [${refusalCode}]`)
+    this.refusalCode = refusalCode
+    this.retryable = retryable
+  }
+}
+
+export interface EdgeKey {
+  /** Raw 32-byte Ed25519 public key. */
+  publicKey: Uint8Array
+  sign (nonce: Uint8Array, context: string): Uint8Array
+}
+
+export interface ConnectorOptions {
+  hubUrls: string[]
+  nodeId: string
+  token: string
+  key: EdgeKey
+  /** Pins from the join token: expected hub identity per transport family. */
+  pins: { quic?: string, tls?: string }
+  labels?: Record<string, string>
+  clock: Clock
+  logger: Logger
+  handshakeTimeoutMs: number
+  dialTimeoutMs: number
+  backoff: Backoff
+  connection: ConnectionOptions
+}
+
+export type ConnectorState = 'connecting' | 'connected' | 'waiting' | 'stopped' | 'failed'
+
+interface ConnectorEvents {
+  message: [Envelope]
+  connected: [{ url: string, welcome: WelcomeContent, connection: Connection }]
+  disconnected: [{ reason: string, clean: boolean }]
+  failed: [HubRefusedError]
+  error: [Error]
+}
+
+export class EdgeConnector extends EventEmitter<ConnectorEvents> {
+  readonly #o: ConnectorOptions
+  #state: ConnectorState = 'waiting'
+  #conn: Connection | undefined
+  #liveness: Liveness | undefined
+  #retryTimer: TimerHandle | undefined
+  #urlIndex = 0
+  #dialAbort: AbortController | undefined
+  #connectedAt = 0
+  #heartbeatMs = 5000
+  rttMs: number | undefined
+  lastError: Error | undefined
+
+  constructor (options: ConnectorOptions) {
+    super()
+    this.on('error', () => {})
+    this.#o = options
+  }
+
+  get state (): ConnectorState { return this.#state }
+  get connection (): Connection | undefined { return this.#state === 'connected' ? this.#conn : undefined }
+
+  start (): void {
+    if (this.#state !== 'waiting') return
+    void this.#connect()
+  }
+
+  /** Send to the hub; throws ConnectionClosedError when not connected. false = wait for drain. */
+  send (env: Envelope): boolean {
+    const c = this.connection
+    if (c === undefined) throw new ConnectionClosedError('not connected to the hub')
+    return c.send(env)
+  }
+
+  async close (): Promise<void> {
+    if (this.#state === 'stopped') return
+    this.#state = 'stopped'
+    this.#o.clock.clearTimeout(this.#retryTimer)
+    this.#dialAbort?.abort()
+    this.#liveness?.stop()
+    const c = this.#conn
+    if (c !== undefined) {
+      try { c.send(sessionMessage('goodbye', { reason: 'edge shutting down' }, this.#o.nodeId), { channel: 'control' }) } catch {}
+      await c.close('edge shutting down')
+    }
+  }
+
+  #stopped (): boolean { return this.#state === 'stopped' }
+
+  #pinFor (url: URL): string | undefined {
+    const scheme = url.protocol.replace(/:$/, '')
+    if (scheme === 'quic' || scheme === 'memory') return this.#o.pins.quic
+    if (scheme === 'wss' || scheme === 'https' || scheme === 'webtransport') return this.#o.pins.tls
+    return undefined
+  }
+
+  async #connect (): Promise<void> {
+    if (this.#state === 'stopped') return
+    this.#state = 'connecting'
+    const urls = this.#o.hubUrls
+    const url = new URL(urls[this.#urlIndex % urls.length] as string)
+    const pin = this.#pinFor(url)
+    if (pin === undefined && url.protocol === 'ws:') {
+      this.#o.logger.warn({ url: url.href }, 'plain ws:// hub URL: the hub is not authenticated and traffic is not encrypted')
+    }
+    this.#dialAbort = new AbortController()
+    let conn: Connection
+    try {
+      conn = await dial(url, {
+        ...this.#o.connection,
+        timeoutMs: this.#o.dialTimeoutMs,
+        signal: this.#dialAbort.signal,
+        ...(pin !== undefined ? { expectedRemoteIdentity: pin } : {})
+      })
+    } catch (err) {
+      this.#retry(toError(err), true)
+      return
+    }
+    if (this.#stopped()) { conn.abort(new ConnectionClosedError('edge stopped')); return }
+    this.#conn = conn
+    try {
+      const welcome = await this.#handshake(conn)
+      this.#established(conn, welcome, url.href)
+    } catch (err) {
+      const e = toError(err)
+      conn.abort(e)
+      if (e instanceof HubRefusedError && !e.retryable) {
+        this.#state = 'failed'
+        this.lastError = e
+        this.#o.logger.error({ code: e.refusalCode }, e.message)
+        this.emit('failed', e)
+        return
+      }
+      this.#retry(e, false)
+    }
+  }
+
+  #handshake (conn: Connection): Promise<WelcomeContent> {
+    return new Promise<WelcomeContent>((resolve, reject) => {
+      const timer = this.#o.clock.setTimeout(() => finish(new EdgeFabricError('EF_HANDSHAKE_TIMEOUT', `no welcome within ${this.#o.handshakeTimeoutMs} ms`)), this.#o.handshakeTimeoutMs)
+      const finish = (err: Error | undefined, welcome?: WelcomeContent): void => {
+        this.#o.clock.clearTimeout(timer)
+        conn.off('message', onMessage)
+        conn.off('close', onClose)
+        if (err !== undefined) reject(err)
+        else resolve(welcome as WelcomeContent)
+      }
+      const onClose = (): void => finish(new ConnectionClosedError('hub closed the connection during the handshake'))
+      const onMessage = (env: Envelope): void => {
+        try {
+          if (!isSessionMessage(env)) throw new ProtocolError('data before welcome')
+          switch (env.router.operation) {
+            case 'challenge': {
+              const ch = parseChallenge(env)
+              if (!ch.versions.includes(PROTOCOL_VERSION)) {
+                throw new HubRefusedError('EF_UNSUPPORTED_VERSION', `hub speaks protocol versions ${ch.versions.join(', ')}, this edge speaks ${PROTOCOL_VERSION}`, false)
+              }
+              const sig = this.#o.key.sign(ch.nonce, helloContext(this.#o.nodeId, ch.hub))
+              conn.send(sessionMessage('hello', {
+                version: PROTOCOL_VERSION,
+                node: this.#o.nodeId,
+                token: this.#o.token,
+                key: this.#o.key.publicKey,
+                sig,
+                capabilities: [...CAPABILITIES],
+                labels: this.#o.labels ?? {}
+              }, this.#o.nodeId), { channel: 'control' })
+              break
+            }
+            case 'welcome':
+              finish(undefined, parseWelcome(env))
+              break
+            case 'refused': {
+              const r = parseRefused(env)
+              finish(new HubRefusedError(r.code, r.reason, r.retryable))
+              break
+            }
+            default:
+              throw new ProtocolError(`unexpected ${env.router.operation} during the handshake`)
+          }
+        } catch (err) {
+          finish(toError(err))
+        }
+      }
+      conn.on('message', onMessage)
+      conn.once('close', onClose)
+    })
+  }
+
+  #established (conn: Connection, welcome: WelcomeContent, url: string): void {
+    this.#state = 'connected'
+    this.#connectedAt = this.#o.clock.now()
+    this.#heartbeatMs = welcome.heartbeatMs
+    this.lastError = undefined
+    let goodbye: string | undefined
+    this.#liveness = new Liveness({
+      clock: this.#o.clock,
+      heartbeatMs: welcome.heartbeatMs,
+      role: 'dialer',
+      ping: () => { try { conn.send(sessionMessage('ping', { t: this.#o.clock.now() }, this.#o.nodeId), { channel: 'control' }) } catch {} },
+      dead: silent => conn.abort(new EdgeFabricError('EF_LIVENESS', `hub silent for ${silent} ms`))
+    })
+    conn.on('message', env => {
+      this.#liveness?.touch()
+      if (!isSessionMessage(env)) {
+        this.emit('message', env)
+        return
+      }
+      try {
+        switch (env.router.operation) {
+          case 'ping':
+            conn.send(sessionMessage('pong', { t: parsePing(env).t }, this.#o.nodeId), { channel: 'control' })
+            break
+          case 'pong':
+            this.rttMs = Math.max(0, this.#o.clock.now() - parsePing(env).t)
+            break
+          case 'goodbye':
+            goodbye = parseGoodbye(env).reason
+            break
+          default:
+            throw new ProtocolError(`unexpected session operation "${env.router.operation}"`)
+        }
+      } catch (err) {
+        conn.abort(toError(err))
+      }
+    })
+    conn.once('close', info => {
+      this.#liveness?.stop()
+      this.#liveness = undefined
+      this.#conn = undefined
+      const reason = goodbye ?? info.reason ?? info.error?.message ?? (info.clean ? 'closed' : 'connection lost')
+      this.emit('disconnected', { reason, clean: info.clean })
+      if (this.#state === 'stopped') return
+      // A session that lasted resets the backoff; a flapping one keeps growing it.
+      if (this.#o.clock.now() - this.#connectedAt >= this.#heartbeatMs) this.#o.backoff.reset()
+      this.#retry(info.error ?? new ConnectionClosedError(reason), false)
+    })
+    this.#o.logger.info({ url, session: welcome.session }, 'connected to hub')
+    this.emit('connected', { url, welcome, connection: conn })
+  }
+
+  #retry (err: Error, dialFailed: boolean): void {
+    if (this.#state === 'stopped' || this.#state === 'failed') return
+    this.#state = 'waiting'
+    this.lastError = err
+    if (dialFailed) this.#urlIndex++ // try the next hub URL after a failed dial
+    const delay = this.#o.backoff.next()
+    this.#o.logger.warn({ err: err.message, code: (err as { code?: string }).code, retryInMs: delay }, 'hub link down; retrying')
+    this.#retryTimer = this.#o.clock.setTimeout(() => { void this.#connect() }, delay)
+  }
+}

@@ -1,0 +1,324 @@
+/**
+ * The cloud hub (CloudHub role): listeners on one or more transports, one
+ * session per edge node, routing by node, request/response, broadcast by
+ * labels, edge-to-edge forwarding, and a typed event stream.
+ */
+import { EventEmitter } from 'node:events'
+import { systemClock, type Clock } from '../clock.js'
+import { newErrorResponse, newResponse, type Envelope } from '../envelope.js'
+import { ConnectionClosedError, EdgeFabricError, InvalidOptionError } from '../errors.js'
+import { intOption } from '../options.js'
+import { nullLogger, type Logger } from '../ops/logger.js'
+import { PendingRequests } from '../session/pending.js'
+import type { HelloContent, RefusedContent } from '../session/protocol.js'
+import { listen } from '../transport/index.js'
+import { resolveConnectionOptions } from '../transport/options.js'
+import type { CloseInfo, Listener } from '../transport/types.js'
+import { HubSession, type SessionHost } from './session.js'
+import type { HubAuthenticator, HubEvent, HubOptions, NodeInfo, NodeSelector, RequestOptions, UpstreamMessage } from './types.js'
+import { UpstreamQueue } from './upstream-queue.js'
+
+/** The node has no open session. */
+export class NodeOfflineError extends EdgeFabricError {
+  static readonly code = 'EF_NODE_OFFLINE'
+  readonly nodeId: string
+  constructor (nodeId: string, message = `node ${nodeId} is not connected`) {
+    super(NodeOfflineError.code, message)
+    this.nodeId = nodeId
+  }
+}
+
+/** Parse `node:<id>[/<module>]` destinations used for edge-to-edge routing. */
+export function parseNodeDestination (destination: string | undefined): { nodeId: string, module: string | undefined } | undefined {
+  if (destination === undefined || !destination.startsWith('node:')) return undefined
+  const rest = destination.slice(5)
+  const slash = rest.indexOf('/')
+  const nodeId = slash < 0 ? rest : rest.slice(0, slash)
+  if (nodeId === '') return undefined
+  return { nodeId, module: slash < 0 ? undefined : rest.slice(slash + 1) || undefined }
+}
+
+interface NodeRecord {
+  info: NodeInfo
+  operatorLabels: Record<string, string>
+  session: HubSession | undefined
+}
+
+interface HubCoreEvents {
+  event: [HubEvent]
+  message: [UpstreamMessage]
+  error: [Error]
+}
+
+/**
+ * Session routing core of the hub, independent of identity storage and the
+ * admin server (those are composed in ./cloud-hub.ts).
+ */
+export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost {
+  readonly clock: Clock
+  readonly authenticator: HubAuthenticator
+  readonly heartbeatMs: number
+  readonly handshakeTimeoutMs: number
+  readonly requestTimeoutMs: number
+  readonly maxNodes: number
+  readonly logger: Logger
+  readonly transportListeners: Listener[] = []
+  readonly #nodes = new Map<string, NodeRecord>()
+  readonly #sessions = new Set<HubSession>()
+  readonly #pending: PendingRequests
+  readonly #upstream: UpstreamQueue
+  readonly #edgeToEdge: NonNullable<HubOptions['edgeToEdge']>
+  #closed = false
+
+  constructor (options: HubOptions, authenticator: HubAuthenticator) {
+    super()
+    this.on('error', () => {}) // events never crash the process; failures are typed events
+    this.clock = options.clock ?? systemClock
+    this.authenticator = authenticator
+    this.heartbeatMs = intOption('heartbeatMs', options.heartbeatMs, 5000, 50, 3_600_000)
+    this.handshakeTimeoutMs = intOption('handshakeTimeoutMs', options.handshakeTimeoutMs, 10_000, 10)
+    this.requestTimeoutMs = intOption('requestTimeoutMs', options.requestTimeoutMs, 30_000, 1)
+    this.maxNodes = intOption('maxNodes', options.maxNodes, 100_000, 1)
+    const hwm = intOption('upstreamHighWaterMark', options.upstreamHighWaterMark, 10_000, 1)
+    this.#edgeToEdge = options.edgeToEdge ?? false
+    if (typeof this.#edgeToEdge !== 'boolean' && typeof this.#edgeToEdge !== 'function') {
+      throw new InvalidOptionError('edgeToEdge', 'must be a boolean or a function')
+    }
+    this.logger = (options.logger ?? nullLogger).child({ component: 'hub' })
+    this.#pending = new PendingRequests(this.clock)
+    this.#upstream = new UpstreamQueue(hwm, paused => {
+      for (const s of this.#sessions) { if (paused) s.connection.pause(); else s.connection.resume() }
+    })
+  }
+
+  /** Start listening on every URL (listen options per URL come from `optionsFor`). */
+  async listenAll (urls: string[], optionsFor: (url: URL) => object, connection: HubOptions): Promise<void> {
+    const resolved = resolveConnectionOptions(connection)
+    for (const url of urls) {
+      const listener = await listen(url, {
+        ...resolved,
+        ...optionsFor(new URL(url)),
+        onConnection: conn => {
+          if (this.#closed) { conn.abort(new ConnectionClosedError('hub is closing')); return }
+          const s = new HubSession(this, conn)
+          this.#sessions.add(s)
+          if (this.#upstream.paused) conn.pause()
+          conn.once('close', () => this.#sessions.delete(s))
+        }
+      })
+      this.transportListeners.push(listener)
+    }
+  }
+
+  get urls (): string[] { return this.transportListeners.map(l => l.url) }
+
+  // ---- SessionHost ---------------------------------------------------------------
+
+  admit (session: HubSession, hello: HelloContent): void {
+    const nodeId = session.nodeId as string
+    let rec = this.#nodes.get(nodeId)
+    const connected = [...this.#nodes.values()].filter(r => r.session !== undefined).length
+    if (rec?.session === undefined && connected >= this.maxNodes) {
+      throw Object.assign(new EdgeFabricError('EF_NODE_LIMIT', `node limit of ${this.maxNodes} reached`), {
+        retryable: true, reason: `the hub is at its node limit (${this.maxNodes}); retrying later may succeed`
+      })
+    }
+    if (rec === undefined) {
+      rec = {
+        operatorLabels: {},
+        session: undefined,
+        info: {
+          nodeId, status: 'disconnected', labels: {}, transport: undefined, remoteAddress: undefined, keyId: undefined,
+          connectedAt: undefined, disconnectedAt: undefined, lastSeen: undefined, rttMs: undefined, sessionId: undefined
+        }
+      }
+      this.#nodes.set(nodeId, rec)
+    }
+    const old = rec.session
+    rec.session = session
+    Object.assign(rec.info, {
+      status: 'connected',
+      labels: { ...hello.labels, ...rec.operatorLabels },
+      transport: session.connection.transport,
+      remoteAddress: session.connection.remoteAddress,
+      keyId: session.keyId,
+      connectedAt: this.clock.now(),
+      sessionId: session.id
+    })
+    if (old !== undefined) {
+      // Last connection wins (DESIGN.md §4); the older one learns why it was closed.
+      this.#emitEvent({ type: 'session-replaced', nodeId, oldSessionId: old.id, newSessionId: session.id })
+      void old.goodbye('replaced by a newer connection for the same node')
+    }
+    this.#emitEvent({ type: 'node-connected', nodeId, transport: session.connection.transport, remoteAddress: session.connection.remoteAddress, sessionId: session.id })
+    this.logger.info({ nodeId, transport: session.connection.transport, session: session.id }, 'node connected')
+  }
+
+  refused (session: HubSession, refusal: RefusedContent, nodeId: string | undefined): void {
+    const e: HubEvent = { type: 'handshake-refused', code: refusal.code, reason: refusal.reason, remoteAddress: session.connection.remoteAddress }
+    if (nodeId !== undefined) e.nodeId = nodeId
+    this.logger.warn({ code: refusal.code, remoteAddress: session.connection.remoteAddress, nodeId }, 'handshake refused')
+    this.#emitEvent(e)
+  }
+
+  ended (session: HubSession, info: CloseInfo): void {
+    const nodeId = session.nodeId as string
+    const rec = this.#nodes.get(nodeId)
+    if (rec === undefined || rec.session !== session) return // an older, replaced session
+    rec.session = undefined
+    Object.assign(rec.info, { status: 'disconnected', disconnectedAt: this.clock.now(), rttMs: undefined, lastSeen: session.lastSeen })
+    this.#pending.rejectAll(new NodeOfflineError(nodeId, `node ${nodeId} disconnected before answering`), nodeId)
+    this.#emitEvent({ type: 'node-disconnected', nodeId, sessionId: session.id, reason: info.reason ?? 'closed', clean: info.clean })
+    this.logger.info({ nodeId, reason: info.reason, clean: info.clean }, 'node disconnected')
+  }
+
+  upstream (session: HubSession, env: Envelope): void {
+    const nodeId = session.nodeId as string
+    if (this.#pending.settle(env)) return
+    const dest = parseNodeDestination(env.router.destination)
+    if (dest !== undefined && dest.nodeId !== nodeId) {
+      this.#forward(nodeId, dest, env)
+      return
+    }
+    const m: UpstreamMessage = { nodeId, envelope: env }
+    this.emit('message', m)
+    this.#upstream.push(m)
+  }
+
+  // ---- public API ------------------------------------------------------------------
+
+  /** Send to a connected node (best-effort lane). Waits for drain when the connection is congested. */
+  async send (nodeId: string, env: Envelope): Promise<void> {
+    const session = this.#nodes.get(nodeId)?.session
+    if (session === undefined || session.state !== 'active') throw new NodeOfflineError(nodeId)
+    if (!session.send(env)) await session.connection.onDrain()
+  }
+
+  /** Send a request and wait for the response matched by parentId. */
+  async request (nodeId: string, env: Envelope, options: RequestOptions = {}): Promise<Envelope> {
+    const timeoutMs = intOption('timeoutMs', options.timeoutMs, this.requestTimeoutMs, 1)
+    env.header.sync = true
+    const waiting = this.#pending.wait(env.header.id, nodeId, timeoutMs)
+    try {
+      await this.send(nodeId, env)
+    } catch (err) {
+      this.#pending.fail(env.header.id, err as Error)
+    }
+    return await waiting
+  }
+
+  /** Answer an upstream request. */
+  async respond (nodeId: string, request: Envelope, content: unknown): Promise<void> {
+    await this.send(nodeId, newResponse(request, content, 'cloud'))
+  }
+
+  async respondError (nodeId: string, request: Envelope, code: string, message: string): Promise<void> {
+    await this.send(nodeId, newErrorResponse(request, code, message, 'cloud'))
+  }
+
+  /** Send to every connected node matching the selector (labels or predicate). */
+  async broadcast (selector: NodeSelector, env: Envelope): Promise<{ sent: string[], failed: string[] }> {
+    const match = typeof selector === 'function'
+      ? selector
+      : (n: NodeInfo) => Object.entries(selector).every(([k, v]) => n.labels[k] === v)
+    const sent: string[] = []
+    const failed: string[] = []
+    await Promise.all([...this.#nodes.values()].filter(r => r.session !== undefined && match(r.info)).map(async r => {
+      try {
+        await this.send(r.info.nodeId, env)
+        sent.push(r.info.nodeId)
+      } catch {
+        failed.push(r.info.nodeId)
+      }
+    }))
+    return { sent, failed }
+  }
+
+  /** Upstream messages as an async iterable (bounded; a slow consumer pauses the sessions). */
+  messages (): AsyncIterable<UpstreamMessage> {
+    return this.#upstream
+  }
+
+  nodes (): NodeInfo[] {
+    return [...this.#nodes.values()].map(r => this.#snapshot(r))
+  }
+
+  node (nodeId: string): NodeInfo | undefined {
+    const r = this.#nodes.get(nodeId)
+    return r === undefined ? undefined : this.#snapshot(r)
+  }
+
+  /** Operator labels, merged over the labels the edge reports. */
+  setLabels (nodeId: string, labels: Record<string, string>): void {
+    let rec = this.#nodes.get(nodeId)
+    if (rec === undefined) {
+      rec = {
+        operatorLabels: {},
+        session: undefined,
+        info: {
+          nodeId, status: 'disconnected', labels: {}, transport: undefined, remoteAddress: undefined, keyId: undefined,
+          connectedAt: undefined, disconnectedAt: undefined, lastSeen: undefined, rttMs: undefined, sessionId: undefined
+        }
+      }
+      this.#nodes.set(nodeId, rec)
+    }
+    rec.operatorLabels = { ...labels }
+    rec.info.labels = { ...(rec.session?.labels ?? {}), ...labels }
+  }
+
+  /** Disconnect a node (it will reconnect unless its credentials are revoked). */
+  async disconnect (nodeId: string, reason = 'disconnected by operator'): Promise<void> {
+    await this.#nodes.get(nodeId)?.session?.goodbye(reason)
+  }
+
+  get pendingRequests (): number { return this.#pending.size }
+
+  async close (graceMs = 5000): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    this.#pending.rejectAll(new ConnectionClosedError('hub closed'))
+    this.#upstream.end()
+    await Promise.all([...this.#sessions].map(s => s.goodbye('hub shutting down').catch(() => {})))
+    await Promise.all(this.transportListeners.map(l => l.close(graceMs)))
+  }
+
+  // ---- internals ---------------------------------------------------------------------
+
+  #snapshot (r: NodeRecord): NodeInfo {
+    const info = { ...r.info, labels: { ...r.info.labels } }
+    if (r.session !== undefined) {
+      info.lastSeen = r.session.lastSeen
+      info.rttMs = r.session.rttMs ?? r.session.connection.stats.rttMs
+    }
+    return info
+  }
+
+  #forward (from: string, dest: { nodeId: string, module: string | undefined }, env: Envelope): void {
+    const fromRec = this.#nodes.get(from)
+    const toRec = this.#nodes.get(dest.nodeId)
+    const allowed = toRec !== undefined && fromRec !== undefined &&
+      (this.#edgeToEdge === true || (typeof this.#edgeToEdge === 'function' && this.#edgeToEdge(this.#snapshot(fromRec), this.#snapshot(toRec))))
+    const answer = (code: string, message: string): void => {
+      if (env.router.operation === 'response' || env.router.operation === 'error') return
+      void this.send(from, newErrorResponse(env, code, message, 'cloud')).catch(() => {})
+    }
+    if (!allowed) {
+      this.#emitEvent({ type: 'forward-denied', from, to: dest.nodeId })
+      answer('EF_FORBIDDEN', `node ${from} may not send to node ${dest.nodeId}`)
+      return
+    }
+    // The receiver learns the sender from the hub, never from the sender's own claim.
+    const forwarded: Envelope = {
+      header: env.header,
+      router: { ...env.router, source: `node:${from}/${env.router.source.replace(/^node:[^/]*\/?/, '')}` },
+      content: env.content
+    }
+    if (dest.module !== undefined) forwarded.router.destination = dest.module
+    else delete forwarded.router.destination
+    this.send(dest.nodeId, forwarded).catch(() => answer('EF_NODE_OFFLINE', `node ${dest.nodeId} is not connected`))
+  }
+
+  #emitEvent (e: HubEvent): void {
+    this.emit('event', e)
+  }
+}

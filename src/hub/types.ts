@@ -1,0 +1,83 @@
+/**
+ * Public types of the cloud hub (CloudHub role, DESIGN.md §4 and §7).
+ */
+import type { Clock } from '../clock.js'
+import type { Envelope } from '../envelope.js'
+import type { HelloContent } from '../session/protocol.js'
+import type { Connection, ConnectionOptions, TransportName } from '../transport/types.js'
+
+export type NodeStatus = 'connected' | 'disconnected'
+
+export interface NodeInfo {
+  nodeId: string
+  status: NodeStatus
+  /** Labels set by the hub operator (setLabels) merged over labels the edge reported in hello. */
+  labels: Record<string, string>
+  transport: TransportName | undefined
+  remoteAddress: string | undefined
+  /** Key id bound to the node name at first join. */
+  keyId: string | undefined
+  connectedAt: number | undefined
+  disconnectedAt: number | undefined
+  /** Last inbound traffic of the current session (ms since epoch). */
+  lastSeen: number | undefined
+  /** RTT from the session's pings (ms). */
+  rttMs: number | undefined
+  sessionId: string | undefined
+}
+
+/** Hub lifecycle and session events (typed event stream). */
+export type HubEvent =
+  | { type: 'node-connected', nodeId: string, transport: TransportName, remoteAddress: string, sessionId: string }
+  | { type: 'node-disconnected', nodeId: string, sessionId: string, reason: string, clean: boolean }
+  | { type: 'session-replaced', nodeId: string, oldSessionId: string, newSessionId: string }
+  | { type: 'handshake-refused', code: string, reason: string, remoteAddress: string, nodeId?: string }
+  | { type: 'forward-denied', from: string, to: string }
+
+export interface UpstreamMessage {
+  /** Authenticated node id of the sender (from its session, never from content). */
+  nodeId: string
+  envelope: Envelope
+}
+
+/** Decides who a hello belongs to. Throws JoinRefusedError to refuse. */
+export interface HubAuthenticator {
+  /** Identity string the hub presents in its challenge (also bound into the hello signature). */
+  readonly hubId: string
+  authenticate (hello: HelloContent, nonce: Uint8Array, connection: Connection): Promise<{ nodeId: string, keyId: string }>
+}
+
+export interface HubOptions extends ConnectionOptions {
+  /** URLs to listen on, e.g. `quic://0.0.0.0:10001`, `wss://0.0.0.0:10000`. Required. */
+  listen: string[]
+  /** Directory for the hub identity, bindings and state. Required. */
+  dataDir: string
+  /** Heartbeat period; a silent link is declared dead after 2.5× this. @default 5000 */
+  heartbeatMs?: number
+  /** Deadline for challenge → hello → welcome. @default 10000 */
+  handshakeTimeoutMs?: number
+  /** Default timeout of request(). @default 30000 */
+  requestTimeoutMs?: number
+  /** Maximum connected nodes; further joins are refused with EF_NODE_LIMIT (retryable). @default 100000 */
+  maxNodes?: number
+  /** Edge-to-edge messages through the hub: `true` allows all, a function decides per pair. @default false */
+  edgeToEdge?: boolean | ((from: NodeInfo, to: NodeInfo) => boolean)
+  /** Extra DNS names / IPs for the hub's TLS certificate. */
+  altNames?: string[]
+  /** Bound on upstream messages buffered for `messages()` consumers before sessions are paused. @default 10000 */
+  upstreamHighWaterMark?: number
+  /** Replace the token-based authenticator (tests, custom auth). */
+  authenticator?: HubAuthenticator
+  clock?: Clock
+  /** pino logger. @default silent */
+  logger?: import('pino').Logger
+  /** Admin HTTP server (metrics, health, status). `false` disables it. @default { host: '127.0.0.1', port: 0 } */
+  admin?: { host?: string, port?: number } | false
+}
+
+export interface RequestOptions {
+  /** @default HubOptions.requestTimeoutMs */
+  timeoutMs?: number
+}
+
+export type NodeSelector = Record<string, string> | ((node: NodeInfo) => boolean)

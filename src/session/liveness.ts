@@ -1,0 +1,111 @@
+/**
+ * Liveness judged on INBOUND traffic only (DESIGN.md §4): any message from the
+ * peer proves it alive. When a side hears nothing for `pingAfterMs` it sends a
+ * ping; the peer answers with a pong. When it hears nothing for `deadAfterMs`
+ * the link is declared dead, which catches half-open links (frozen peer,
+ * dropped packets) that the transport itself may not notice for minutes.
+ *
+ * Defaults per role keep idle traffic to one ping/pong per heartbeat: the
+ * dialer pings after 1×heartbeat of silence, the acceptor only after 1.5×
+ * (it normally hears the dialer's pings first), and both declare death after
+ * 2.5× — detection within 3× heartbeat as required (KubeEdge: 10–20 min).
+ *
+ * One timer per session, re-armed lazily: touch() only stores a timestamp, so
+ * a busy session costs nothing per message.
+ */
+import type { Clock, TimerHandle } from '../clock.js'
+
+export interface LivenessOptions {
+  clock: Clock
+  heartbeatMs: number
+  role: 'dialer' | 'acceptor'
+  /** Send a ping now. */
+  ping: () => void
+  /** Nothing heard for deadAfterMs. Called once. */
+  dead: (silentMs: number) => void
+}
+
+export class Liveness {
+  readonly pingAfterMs: number
+  readonly deadAfterMs: number
+  readonly #o: LivenessOptions
+  #lastInbound: number
+  #lastPing = 0
+  #timer: TimerHandle | undefined
+  #stopped = false
+
+  constructor (o: LivenessOptions) {
+    this.#o = o
+    this.pingAfterMs = Math.round(o.heartbeatMs * (o.role === 'dialer' ? 1 : 1.5))
+    this.deadAfterMs = Math.round(o.heartbeatMs * 2.5)
+    this.#lastInbound = o.clock.now()
+    this.#arm(this.pingAfterMs)
+  }
+
+  /** Inbound traffic of any kind arrived. */
+  touch (): void {
+    this.#lastInbound = this.#o.clock.now()
+  }
+
+  get lastInbound (): number { return this.#lastInbound }
+
+  stop (): void {
+    this.#stopped = true
+    this.#o.clock.clearTimeout(this.#timer)
+    this.#timer = undefined
+  }
+
+  #arm (ms: number): void {
+    if (this.#stopped) return
+    this.#timer = this.#o.clock.setTimeout(() => this.#check(), Math.max(1, ms))
+  }
+
+  #check (): void {
+    if (this.#stopped) return
+    const now = this.#o.clock.now()
+    const silent = now - this.#lastInbound
+    if (silent >= this.deadAfterMs) {
+      this.#stopped = true
+      this.#o.dead(silent)
+      return
+    }
+    if (silent >= this.pingAfterMs && this.#lastPing <= this.#lastInbound) {
+      // one ping per silence: do not ping again until something was heard
+      this.#lastPing = now
+      this.#o.ping()
+    }
+    // While a ping is unanswered, look again one ping period later: touch() does
+    // not re-arm the timer, so this is when the answer's silence can next run out.
+    const nextPing = this.#lastPing <= this.#lastInbound ? this.#lastInbound + this.pingAfterMs : now + this.pingAfterMs
+    const nextDead = this.#lastInbound + this.deadAfterMs
+    this.#arm(Math.min(nextPing, nextDead) - now)
+  }
+}
+
+/**
+ * Exponential backoff with full jitter (AWS architecture blog): the delay is
+ * uniform in [0, min(cap, base·2^attempt)], so a storm of edges reconnecting
+ * after a hub restart spreads out instead of synchronizing.
+ */
+export class Backoff {
+  readonly baseMs: number
+  readonly capMs: number
+  #attempt = 0
+  readonly #random: () => number
+
+  constructor (baseMs = 500, capMs = 30_000, random: () => number = Math.random) {
+    this.baseMs = baseMs
+    this.capMs = capMs
+    this.#random = random
+  }
+
+  get attempt (): number { return this.#attempt }
+
+  next (): number {
+    const ceiling = Math.min(this.capMs, this.baseMs * 2 ** Math.min(this.#attempt, 30))
+    this.#attempt++
+    return Math.floor(this.#random() * ceiling)
+  }
+
+  reset (): void { this.#attempt = 0 }
+}

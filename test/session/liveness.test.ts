@@ -1,0 +1,78 @@
+import t from 'tap'
+import { ManualClock } from '../../src/clock.js'
+import { Backoff, Liveness } from '../../src/session/liveness.js'
+
+t.test('dialer pings after one heartbeat of silence and dies after 2.5×', async t => {
+  const clock = new ManualClock()
+  const pings: number[] = []
+  let dead: number | undefined
+  const l = new Liveness({ clock, heartbeatMs: 1000, role: 'dialer', ping: () => pings.push(clock.now()), dead: ms => { dead = ms } })
+  const start = clock.now()
+  clock.advance(999)
+  t.same(pings, [], 'no ping before a heartbeat of silence')
+  clock.advance(1)
+  t.same(pings, [start + 1000], 'ping at 1× heartbeat')
+  clock.advance(1000)
+  t.equal(pings.length, 1, 'one ping per silence')
+  t.equal(dead, undefined)
+  clock.advance(500)
+  t.equal(dead, 2500, 'dead at 2.5× heartbeat of silence')
+  clock.advance(10_000)
+  t.equal(pings.length, 1, 'nothing after death')
+  l.stop()
+})
+
+t.test('inbound traffic keeps the link alive; pings resume after silence', async t => {
+  const clock = new ManualClock()
+  let pings = 0
+  let dead = false
+  const l = new Liveness({ clock, heartbeatMs: 1000, role: 'dialer', ping: () => { pings++ }, dead: () => { dead = true } })
+  for (let i = 0; i < 50; i++) { clock.advance(400); l.touch() }
+  t.equal(pings, 0, 'busy link sends no pings')
+  t.equal(dead, false)
+  // answered pings: touch right after each ping
+  for (let i = 0; i < 10; i++) { clock.advance(1000); l.touch() }
+  t.equal(pings, 10, 'one ping per heartbeat when idle')
+  t.equal(dead, false)
+  l.stop()
+  t.equal(clock.pending, 0, 'stop clears the timer')
+})
+
+t.test('acceptor pings later than the dialer, so an idle pair exchanges one ping per heartbeat', async t => {
+  const clock = new ManualClock()
+  let dialerPings = 0
+  let acceptorPings = 0
+  // wire them: a ping is answered immediately by a pong; both sides touch on receipt
+  const dialer: Liveness = new Liveness({ clock, heartbeatMs: 1000, role: 'dialer', ping: () => { dialerPings++; acceptor.touch(); dialer.touch() }, dead: () => t.fail('dialer dead') })
+  const acceptor: Liveness = new Liveness({ clock, heartbeatMs: 1000, role: 'acceptor', ping: () => { acceptorPings++; dialer.touch(); acceptor.touch() }, dead: () => t.fail('acceptor dead') })
+  clock.advance(60_000)
+  t.equal(dialerPings, 60, 'dialer pings once a heartbeat')
+  t.equal(acceptorPings, 0, 'acceptor never needs to')
+  dialer.stop()
+  acceptor.stop()
+})
+
+t.test('half-open: acceptor detects a frozen dialer within 3× heartbeat', async t => {
+  const clock = new ManualClock()
+  let deadAt: number | undefined
+  const start = clock.now()
+  const l = new Liveness({ clock, heartbeatMs: 5000, role: 'acceptor', ping: () => {}, dead: () => { deadAt = clock.now() } })
+  clock.advance(15_000)
+  t.ok(deadAt !== undefined && deadAt - start <= 15_000, `detected after ${(deadAt ?? 0) - start} ms`)
+  l.stop()
+})
+
+t.test('backoff: full jitter within an exponentially growing, capped ceiling', async t => {
+  let r = 0.999999
+  const b = new Backoff(100, 2000, () => r)
+  const ceilings = Array.from({ length: 8 }, () => b.next())
+  t.same(ceilings, [99, 199, 399, 799, 1599, 1999, 1999, 1999])
+  b.reset()
+  r = 0
+  t.equal(b.next(), 0, 'full jitter reaches zero')
+  // many edges: delays spread across the window instead of synchronizing
+  const delays = Array.from({ length: 1000 }, () => { const x = new Backoff(1000, 30_000); x.next(); x.next(); return x.next() })
+  const buckets = new Set(delays.map(d => Math.floor(d / 400)))
+  t.ok(buckets.size >= 9, `delays spread over ${buckets.size} of 10 buckets`)
+  t.ok(delays.every(d => d >= 0 && d < 4000))
+})
