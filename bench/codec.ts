@@ -25,17 +25,18 @@ const ROUNDS = 3 // alternating ours/json rounds; the median is reported
 const CPU_MS_PER_ROUND = Number(process.env.BENCH_CPU_MS ?? 700)
 
 function twinContent (i: number): unknown {
+  // Shaped like a KubeEdge device twin update (eventbus/devicetwin), ~300 bytes as JSON.
   return {
-    event_id: randomUUID(),
+    event_id: `evt-${100000 + i}`,
     timestamp: 1717171717000 + i,
     twin: {
       temperature: {
         expected: { value: (20 + i / 10).toFixed(1), metadata: { timestamp: 1717171700000 + i } },
         actual: { value: (20.3 + i / 10).toFixed(1), metadata: { timestamp: 1717171717123 + i } },
         optional: false,
-        metadata: { type: 'float', unit: 'celsius' }
+        metadata: { type: 'float' }
       },
-      status: { actual: { value: i % 2 === 0 ? 'online' : 'degraded', metadata: { timestamp: 1717171717123 + i } }, optional: true }
+      status: { actual: { value: i % 2 === 0 ? 'online' : 'degraded' }, optional: true }
     }
   }
 }

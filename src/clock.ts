@@ -8,14 +8,17 @@ export interface TimerHandle { readonly id: number }
 export interface Clock {
   /** ms since the epoch. */
   now (): number
-  /** Schedule `fn` after `ms`; timers never keep the process alive on their own (unref'd). */
+  /**
+   * Schedule `fn` after `ms`. The system clock's timers keep the process alive,
+   * as a running hub or edge should; close() of every component clears them.
+   */
   setTimeout (fn: () => void, ms: number): TimerHandle
   clearTimeout (handle: TimerHandle | undefined): void
 }
 
 let nextTimer = 0
 
-/** The real clock: Date.now and unref'd Node timers. */
+/** The real clock: Date.now and Node timers. */
 export const systemClock: Clock = (() => {
   const timers = new Map<number, NodeJS.Timeout>()
   return {
@@ -23,7 +26,6 @@ export const systemClock: Clock = (() => {
     setTimeout (fn, ms) {
       const id = ++nextTimer
       const t = setTimeout(() => { timers.delete(id); fn() }, ms)
-      t.unref()
       timers.set(id, t)
       return { id }
     },

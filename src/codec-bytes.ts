@@ -6,7 +6,6 @@
  * Buffer#write/toString) costs more than the conversion itself for the 4-40
  * character router strings every envelope carries.
  */
-import { DecodeError } from './errors.js'
 
 // ---- float64, big-endian (network order, like the frame length prefix) ------
 
@@ -92,34 +91,100 @@ export function writeUtf8 (buf: Uint8Array, pos: number, s: string): number {
   return pos
 }
 
-// fatal: corrupt bytes are a DecodeError, not silently U+FFFD.
+// fatal: corrupt bytes are reported, not silently turned into U+FFFD.
 // ignoreBOM: a string that starts with U+FEFF must keep it (the default strips it).
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 const fromCharCode = String.fromCharCode
 
-/** Decode UTF-8 bytes [start, end) strictly. Throws DecodeError naming `what` on invalid UTF-8. */
-export function readUtf8 (buf: Uint8Array, start: number, end: number, what: string): string {
+/** Buffer#latin1Slice: undocumented but present since early Node; msgpackr relies on it too. */
+interface NodeBufferInternals { latin1Slice (start: number, end: number): string }
+
+/** ASCII bytes [i, i + len), len 1..12: explicit arity avoids apply() and a native call. */
+function shortAscii (b: Uint8Array, i: number, len: number): string {
+  switch (len) {
+    case 1: return fromCharCode(b[i] as number)
+    case 2: return fromCharCode(b[i] as number, b[i + 1] as number)
+    case 3: return fromCharCode(b[i] as number, b[i + 1] as number, b[i + 2] as number)
+    case 4: return fromCharCode(b[i] as number, b[i + 1] as number, b[i + 2] as number, b[i + 3] as number)
+    case 5: return fromCharCode(b[i] as number, b[i + 1] as number, b[i + 2] as number, b[i + 3] as number, b[i + 4] as number)
+    case 6: return fromCharCode(b[i] as number, b[i + 1] as number, b[i + 2] as number, b[i + 3] as number, b[i + 4] as number, b[i + 5] as number)
+    case 7: return fromCharCode(b[i] as number, b[i + 1] as number, b[i + 2] as number, b[i + 3] as number, b[i + 4] as number, b[i + 5] as number, b[i + 6] as number)
+    case 8: return fromCharCode(b[i] as number, b[i + 1] as number, b[i + 2] as number, b[i + 3] as number, b[i + 4] as number, b[i + 5] as number, b[i + 6] as number, b[i + 7] as number)
+    default: return shortAscii(b, i, 8) + shortAscii(b, i + 8, len - 8) // 9..12: short enough to come out flat
+  }
+}
+
+/**
+ * Decode UTF-8 bytes [start, end) of a Buffer strictly; undefined if they are
+ * not valid UTF-8 (the caller reports that its own way).
+ */
+export function readUtf8 (buf: Buffer, start: number, end: number): string | undefined {
   const len = end - start
-  if (len <= 24) {
-    // ASCII fast path: one-byte chars straight from the bytes, no native call.
+  if (len === 0) return ''
+  if (len <= 64) {
     let i = start
     while (i < end && (buf[i] as number) < 0x80) i++
-    if (i === end) {
-      switch (len) {
-        case 0: return ''
-        case 1: return fromCharCode(buf[start] as number)
-        case 2: return fromCharCode(buf[start] as number, buf[start + 1] as number)
-        case 3: return fromCharCode(buf[start] as number, buf[start + 1] as number, buf[start + 2] as number)
-        case 4: return fromCharCode(buf[start] as number, buf[start + 1] as number, buf[start + 2] as number, buf[start + 3] as number)
-        default: return fromCharCode.apply(null, buf.subarray(start, end) as unknown as number[])
-      }
-    }
+    if (i === end) return len <= 12 ? shortAscii(buf, start, len) : (buf as unknown as NodeBufferInternals).latin1Slice(start, end)
   }
   try {
     return utf8Decoder.decode(buf.subarray(start, end))
-  } catch (err) {
-    throw new DecodeError(`${what}: invalid UTF-8`, { cause: err })
+  } catch {
+    return undefined
   }
+}
+
+/**
+ * Decoded strings cached by their bytes. Router strings (source, group,
+ * resource) repeat from message to message on a connection; a hit returns the
+ * previous string after a byte compare, without a native call or allocation.
+ * Fixed memory (slots x maxLen bytes); a hostile peer can only cause misses.
+ */
+export class StringCache {
+  readonly lens: Uint8Array
+  readonly bytes: Uint8Array
+  readonly strs: string[]
+  readonly maxLen: number
+  readonly mask: number
+
+  constructor (slots: number, maxLen: number) {
+    this.lens = new Uint8Array(slots) // 0 = empty
+    this.bytes = new Uint8Array(slots * maxLen)
+    this.strs = new Array<string>(slots).fill('')
+    this.maxLen = maxLen
+    this.mask = slots - 1
+  }
+
+  /** readUtf8 of [start, end), through the cache. */
+  get (buf: Buffer, start: number, end: number): string | undefined {
+    const len = end - start
+    if (len === 0 || len > this.maxLen) return readUtf8(buf, start, end)
+    const slot = ((len << 6) ^ ((buf[start] as number) << 3) ^ ((buf[start + (len >> 1)] as number) << 1) ^ (buf[end - 1] as number)) & this.mask
+    const at = slot * this.maxLen
+    const bytes = this.bytes
+    if (this.lens[slot] === len) {
+      let i = 0
+      while (i < len && bytes[at + i] === buf[start + i]) i++
+      if (i === len) return this.strs[slot]
+    }
+    const s = readUtf8(buf, start, end)
+    if (s !== undefined) {
+      this.lens[slot] = len
+      this.strs[slot] = s
+      for (let i = 0; i < len; i++) bytes[at + i] = buf[start + i] as number
+    }
+    return s
+  }
+}
+
+/**
+ * A Buffer holding a copy of [start, end): the caller may reuse `buf`. Small
+ * copies come from Node's shared pool (like Buffers from fs or net), because
+ * a fresh ArrayBuffer per copy costs more than the rest of a decode.
+ */
+export function copyBytes (buf: Uint8Array, start: number, end: number): Buffer {
+  const out = Buffer.allocUnsafe(end - start)
+  out.set(buf.subarray(start, end))
+  return out
 }
 
 // ---- canonical UUID <-> 16 bytes --------------------------------------------
@@ -153,16 +218,20 @@ export function writeUuid (buf: Uint8Array, pos: number, s: string): boolean {
   return true
 }
 
-const uuidChars: number[] = new Array<number>(36).fill(0x2d)
+// Char codes of the high / low hex digit of each byte value.
+const HI = new Uint8Array(256)
+const LO = new Uint8Array(256)
+for (let v = 0; v < 256; v++) { HI[v] = HEX_CHAR[v >> 4] as number; LO[v] = HEX_CHAR[v & 15] as number }
+function hi (b: Uint8Array, i: number): number { return HI[b[i] as number] as number }
+function lo (b: Uint8Array, i: number): number { return LO[b[i] as number] as number }
 
-/** Caller guarantees pos + 16 <= buf.length. */
-export function readUuid (buf: Uint8Array, pos: number): string {
-  let i = 0
-  for (let b = 0; b < 16; b++) {
-    if (i === 8 || i === 13 || i === 18 || i === 23) i++
-    const v = buf[pos + b] as number
-    uuidChars[i++] = HEX_CHAR[v >> 4] as number
-    uuidChars[i++] = HEX_CHAR[v & 15] as number
-  }
-  return fromCharCode.apply(null, uuidChars)
+/** Caller guarantees p + 16 <= b.length. One fromCharCode call: a flat string, no temporary array. */
+export function readUuid (b: Uint8Array, p: number): string {
+  return fromCharCode(
+    hi(b, p), lo(b, p), hi(b, p + 1), lo(b, p + 1), hi(b, p + 2), lo(b, p + 2), hi(b, p + 3), lo(b, p + 3), 0x2d,
+    hi(b, p + 4), lo(b, p + 4), hi(b, p + 5), lo(b, p + 5), 0x2d,
+    hi(b, p + 6), lo(b, p + 6), hi(b, p + 7), lo(b, p + 7), 0x2d,
+    hi(b, p + 8), lo(b, p + 8), hi(b, p + 9), lo(b, p + 9), 0x2d,
+    hi(b, p + 10), lo(b, p + 10), hi(b, p + 11), lo(b, p + 11), hi(b, p + 12), lo(b, p + 12),
+    hi(b, p + 13), lo(b, p + 13), hi(b, p + 14), lo(b, p + 14), hi(b, p + 15), lo(b, p + 15))
 }

@@ -58,8 +58,9 @@
 import { Packr, Unpackr } from 'msgpackr'
 import { OPERATIONS, PRIORITIES, type Envelope, type MessageHeader, type MessageRouter } from './envelope.js'
 import { DecodeError, EdgeFabricError, InvalidEnvelopeError, InvalidOptionError } from './errors.js'
-import { readFloat64, readUtf8, readUuid, writeFloat64, writeUtf8, writeUuid, writeVarint } from './codec-bytes.js'
+import { StringCache, copyBytes, readFloat64, readUtf8, readUuid, writeFloat64, writeUtf8, writeUuid, writeVarint } from './codec-bytes.js'
 import { checkEnvelope, type CheckedFields } from './codec-check.js'
+import { decodeFast, encodeFast, encodedEnd, encodedStart, GIVE_UP } from './codec-msgpack.js'
 
 export interface EnvelopeCodec {
   /** Encode one envelope into a self-contained byte string (no length prefix). */
@@ -98,8 +99,8 @@ const KIND_BYTES = 2
 const KIND_STRING = 3
 const OP_CUSTOM = 0xff
 const FIXED_BYTES = 12
-/** Scratch buffers above this are dropped after use instead of kept. */
-const SCRATCH_KEEP = 64 * 1024
+/** Encoded frames are carved from slabs of this size (see encode()). */
+const SLAB_BYTES = 16 * 1024
 
 const OP_INDEX = new Map<string, number>(OPERATIONS.map((op, i) => [op, i]))
 
@@ -123,7 +124,10 @@ function need (buf: Uint8Array, n: number, what: string): void {
   if (cur + n > buf.length) throw new DecodeError(`truncated envelope: ${what} needs ${n} bytes at offset ${cur}, only ${buf.length - cur} left`)
 }
 
-function getStr (buf: Uint8Array, what: string): string {
+const routerStrings = new StringCache(256, 64)
+
+/** A str; `cached` for strings that repeat across messages (router fields). */
+function getStr (buf: Buffer, what: string, cached = false): string {
   // unsigned LEB128, at most 5 bytes (a length beyond 2^32 cannot be in a frame anyway)
   let len = 0
   let shift = 1
@@ -138,7 +142,17 @@ function getStr (buf: Uint8Array, what: string): string {
   if (len > buf.length - cur) throw new DecodeError(`truncated envelope: ${what} declares ${len} bytes, only ${buf.length - cur} left`)
   const start = cur
   cur += len
-  return readUtf8(buf, start, cur, what)
+  const s = cached ? routerStrings.get(buf, start, cur) : readUtf8(buf, start, cur)
+  if (s === undefined) throw new DecodeError(`${what}: invalid UTF-8`)
+  return s
+}
+
+function tooLarge (size: number, limit: number): InvalidEnvelopeError {
+  return new InvalidEnvelopeError('content', `${size} bytes exceeds maxContentBytes ${limit}`)
+}
+
+function badContent (err: unknown): InvalidEnvelopeError {
+  return new InvalidEnvelopeError('content', `cannot be encoded as msgpack: ${(err as Error)?.message ?? String(err)}`, { cause: err })
 }
 
 function asBuffer (bytes: Uint8Array): Buffer {
@@ -153,7 +167,8 @@ class BinaryEnvelopeCodec implements EnvelopeCodec {
   // hostile peer. copyBuffers: decoded binary never aliases the input frame.
   readonly #packr = new Packr({ useRecords: false })
   readonly #unpackr = new Unpackr({ useRecords: false, copyBuffers: true, structuredClone: false } as ConstructorParameters<typeof Unpackr>[0])
-  #scratch: Buffer = Buffer.allocUnsafeSlow(4096)
+  #slab: Buffer | undefined
+  #slabUsed = 0
 
   constructor (options: CodecOptions = {}) {
     const max = options.maxContentBytes ?? Infinity
@@ -164,49 +179,44 @@ class BinaryEnvelopeCodec implements EnvelopeCodec {
   }
 
   encode (envelope: Envelope): Uint8Array {
-    // Read and check every field once, before anything is written: a getter
-    // can't change a value between check and write, and content packing (which
-    // may run user toJSON/getters that re-enter encode) happens before the
-    // shared scratch buffer is touched.
+    // Every field is read and checked once, before anything is written, so a
+    // getter cannot change a value between check and write.
     const f: CheckedFields = checkEnvelope(envelope)
     const content = envelope.content
-    let kind = KIND_UNDEFINED
+    let kind = KIND_MSGPACK
     let contentBytes = 0
-    let packed: Uint8Array | undefined
-    if (content === undefined) {
-      // nothing
-    } else if (typeof content === 'string') {
-      kind = KIND_STRING
-      contentBytes = Buffer.byteLength(content, 'utf8')
-    } else if (content instanceof Uint8Array) {
-      kind = KIND_BYTES
-      contentBytes = content.byteLength
-    } else {
-      kind = KIND_MSGPACK
-      try {
-        packed = this.#packr.pack(content)
-      } catch (err) {
-        throw new InvalidEnvelopeError('content', `cannot be encoded as msgpack: ${(err as Error)?.message ?? String(err)}`, { cause: err })
-      }
-      contentBytes = packed.length
-    }
-    if (contentBytes > this.#maxContentBytes) {
-      throw new InvalidEnvelopeError('content', `${contentBytes} bytes exceeds maxContentBytes ${this.#maxContentBytes}`)
-    }
+    if (content === undefined) kind = KIND_UNDEFINED
+    else if (typeof content === 'string') { kind = KIND_STRING; contentBytes = Buffer.byteLength(content, 'utf8') } else if (content instanceof Uint8Array) { kind = KIND_BYTES; contentBytes = content.byteLength }
+    if (contentBytes > this.#maxContentBytes) throw tooLarge(contentBytes, this.#maxContentBytes)
 
-    const bound = 64 + 3 * f.stringChars
-    let buf = this.#scratch
-    if (bound > buf.length) {
-      buf = Buffer.allocUnsafeSlow(Math.max(bound, buf.length * 2))
-      if (buf.length <= SCRATCH_KEEP) this.#scratch = buf
+    // Frames are written straight into a slab, at its first unused byte, and
+    // returned as a view: no per-frame allocation or copy, and no byte of a
+    // slab is ever written twice, so every returned frame stays intact for as
+    // long as it is kept (as Node's Buffer pool does). The slab is taken
+    // while encoding: content getters that re-enter encode() get their own.
+    const bound = 64 + 3 * f.stringChars + contentBytes + (kind === KIND_MSGPACK ? 1024 : 0)
+    const prevSlab = this.#slab
+    const prevUsed = this.#slabUsed
+    this.#slab = undefined
+    let slab: Buffer
+    let start = 0
+    if (prevSlab !== undefined && prevUsed + bound <= prevSlab.length) {
+      slab = prevSlab
+      start = prevUsed
+    } else {
+      // A frame too big for a slab gets a buffer of its own (not kept as the
+      // slab: small frames carved from it later would pin it).
+      slab = Buffer.allocUnsafeSlow(bound > SLAB_BYTES / 2 ? bound : SLAB_BYTES)
     }
+    const slabStart = start
+    let buf = slab
     let flags = 0
     let meta = kind << 2
     const opIndex = OP_INDEX.get(f.operation)
-    buf[0] = WIRE_VERSION
-    buf[3] = opIndex ?? OP_CUSTOM
-    writeFloat64(buf, 4, f.timestamp)
-    let pos = FIXED_BYTES
+    buf[start] = WIRE_VERSION
+    buf[start + 3] = opIndex ?? OP_CUSTOM
+    writeFloat64(buf, start + 4, f.timestamp)
+    let pos = start + FIXED_BYTES
     if (f.ttl !== undefined) { flags |= F_TTL; writeFloat64(buf, pos, f.ttl); pos += 8 }
     if (writeUuid(buf, pos, f.id)) { meta |= M_ID_UUID; pos += 16 } else pos = putStr(buf, pos, f.id)
     if (f.parentId !== undefined) {
@@ -221,29 +231,61 @@ class BinaryEnvelopeCodec implements EnvelopeCodec {
     pos = putStr(buf, pos, f.group)
     if (opIndex === undefined) pos = putStr(buf, pos, f.operation)
     pos = putStr(buf, pos, f.resource)
-    buf[1] = flags
-    buf[2] = meta
+    buf[start + 1] = flags
+    buf[start + 2] = meta
 
-    // A fresh buffer per frame (pooled by Node when small): transports queue it.
-    const out = Buffer.allocUnsafe(pos + contentBytes)
-    if (pos <= 128) {
-      for (let i = 0; i < pos; i++) out[i] = buf[i] as number
-    } else {
-      buf.copy(out, 0, 0, pos)
-    }
-    if (kind === KIND_MSGPACK) out.set(packed as Uint8Array, pos)
-    else if (kind === KIND_BYTES) out.set(content as Uint8Array, pos)
+    const headerBytes = pos - start
+    let end = pos + contentBytes
+    if (kind === KIND_BYTES) buf.set(content as Uint8Array, pos)
     else if (kind === KIND_STRING) {
-      if (contentBytes <= 64) writeUtf8(out, pos, content as string)
-      else out.write(content as string, pos, 'utf8')
+      if (contentBytes <= 64) writeUtf8(buf, pos, content as string)
+      else buf.write(content as string, pos, 'utf8')
+    } else if (kind === KIND_MSGPACK) {
+      try {
+        buf = encodeFast(slab, start, pos, content) // a larger buffer of its own if it outgrew the slab
+        start = encodedStart
+        end = encodedEnd
+      } catch (err) {
+        if (err !== GIVE_UP) throw badContent(err)
+        const packed = this.#packWithMsgpackr(content)
+        // msgpackr's output lives in its own shared buffer: copy it into ours.
+        end = pos + packed.length
+        if (end > buf.length) {
+          buf = Buffer.allocUnsafeSlow(headerBytes + packed.length)
+          slab.copy(buf, 0, start, pos)
+          start = 0
+          pos = headerBytes
+          end = pos + packed.length
+        }
+        buf.set(packed, pos)
+      }
+      contentBytes = end - start - headerBytes
     }
-    return out
+    // Give the slab back: used up to this frame's end if the frame is in it;
+    // unchanged if the frame outgrew it into a buffer of its own.
+    if (slab.length === SLAB_BYTES) {
+      this.#slab = slab
+      this.#slabUsed = buf === slab && contentBytes <= this.#maxContentBytes ? end : slabStart
+    } else {
+      this.#slab = prevSlab
+      this.#slabUsed = prevUsed
+    }
+    if (contentBytes > this.#maxContentBytes) throw tooLarge(contentBytes, this.#maxContentBytes)
+    return buf.subarray(start, end)
+  }
+
+  #packWithMsgpackr (content: unknown): Uint8Array {
+    try {
+      return this.#packr.pack(content)
+    } catch (err) {
+      throw badContent(err)
+    }
   }
 
   decode (bytes: Uint8Array): Envelope {
     if (!(bytes instanceof Uint8Array)) throw new DecodeError(`expected a Uint8Array, got ${bytes === null ? 'null' : typeof bytes}`)
     try {
-      return this.#decode(bytes)
+      return this.#decode(asBuffer(bytes))
     } catch (err) {
       // Belt and braces: every failure path above already throws a typed
       // error; anything else (a bug, a stack overflow) still surfaces typed.
@@ -252,7 +294,7 @@ class BinaryEnvelopeCodec implements EnvelopeCodec {
     }
   }
 
-  #decode (buf: Uint8Array): Envelope {
+  #decode (buf: Buffer): Envelope {
     const len = buf.length
     if (len === 0) throw new DecodeError('empty envelope')
     const version = buf[0] as number
@@ -293,11 +335,11 @@ class BinaryEnvelopeCodec implements EnvelopeCodec {
     if ((flags & F_SYNC) !== 0) header.sync = (flags & F_SYNC_TRUE) !== 0
     if (ttl !== undefined) header.ttl = ttl
     if ((flags & F_PRIORITY) !== 0) header.priority = PRIORITIES[meta & M_PRIORITY]
-    const source = getStr(buf, 'router.source')
-    const destination = (flags & F_DEST) !== 0 ? getStr(buf, 'router.destination') : undefined
-    const group = getStr(buf, 'router.group')
-    const operation = op === OP_CUSTOM ? getStr(buf, 'router.operation') : OPERATIONS[op] as string
-    const resource = getStr(buf, 'router.resource')
+    const source = getStr(buf, 'router.source', true)
+    const destination = (flags & F_DEST) !== 0 ? getStr(buf, 'router.destination', true) : undefined
+    const group = getStr(buf, 'router.group', true)
+    const operation = op === OP_CUSTOM ? getStr(buf, 'router.operation', true) : OPERATIONS[op] as string
+    const resource = getStr(buf, 'router.resource', true)
     const router: MessageRouter = { source, group, operation, resource }
     if (destination !== undefined) router.destination = destination
 
@@ -310,17 +352,22 @@ class BinaryEnvelopeCodec implements EnvelopeCodec {
     if (kind === KIND_UNDEFINED) {
       if (start !== len) throw new DecodeError(`${len - start} trailing bytes after an envelope without content`)
     } else if (kind === KIND_BYTES) {
-      // Own copy (own ArrayBuffer, not Node's shared pool): the caller may
-      // reuse `buf`, and the content may be retained for a long time.
-      content = Uint8Array.prototype.slice.call(asBuffer(buf), start, len)
+      content = copyBytes(buf, start, len)
     } else if (kind === KIND_STRING) {
-      content = readUtf8(buf, start, len, 'content')
+      content = readUtf8(buf, start, len)
+      if (content === undefined) throw new DecodeError('content: invalid UTF-8')
     } else {
       if (start === len) throw new DecodeError('truncated envelope: msgpack content missing')
       try {
-        content = this.#unpackr.unpack(asBuffer(buf), { start, end: len })
+        content = decodeFast(buf, start, len)
       } catch (err) {
-        throw new DecodeError(`content: invalid msgpack: ${(err as Error)?.message ?? String(err)}`, { cause: err })
+        if (err !== GIVE_UP) throw err
+        // Outside the fast subset (or malformed): msgpackr has the last word.
+        try {
+          content = this.#unpackr.unpack(buf, { start, end: len })
+        } catch (err) {
+          throw new DecodeError(`content: invalid msgpack: ${(err as Error)?.message ?? String(err)}`, { cause: err })
+        }
       }
     }
     return { header, router, content }

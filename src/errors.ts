@@ -43,6 +43,38 @@ export class InvalidOptionError extends EdgeFabricError {
   }
 }
 
+/**
+ * Configuration (file, environment or flags) failed validation. The message
+ * starts with where the bad value came from (`--heartbeat`, `EDGEFABRIC_NODE`,
+ * `config file /etc/edge.json`) so a user can fix it without reading code.
+ */
+export class ConfigError extends EdgeFabricError {
+  static readonly code = 'EF_CONFIG'
+  /** Where the value came from: a flag (`--hub-url`), an env var name, `config file <path>`, or `config` for a missing required key. */
+  readonly source: string
+  /** The schema key concerned (camelCase), or the unknown name as written by the user. */
+  readonly key: string
+  constructor (source: string, key: string, message: string, options?: ErrorOptions) {
+    super(ConfigError.code, `${source}: ${message}`, options)
+    this.source = source
+    this.key = key
+  }
+}
+
+/**
+ * `--help` / `-h` reached the config loader. Not a failure: the CLI prints
+ * `helpText` to stdout and exits 0. (Commands normally intercept `--help`
+ * earlier; this keeps a missed check from turning into "unknown option".)
+ */
+export class HelpRequestedError extends EdgeFabricError {
+  static readonly code = 'EF_HELP_REQUESTED'
+  readonly helpText: string
+  constructor (helpText: string) {
+    super(HelpRequestedError.code, 'help requested')
+    this.helpText = helpText
+  }
+}
+
 // ---- codec / framing --------------------------------------------------------
 
 /** Bytes could not be decoded into an envelope (garbage, truncated, wrong types). */
@@ -192,5 +224,121 @@ export class RequestTimeoutError extends EdgeFabricError {
   constructor (requestId: string, ms: number) {
     super(RequestTimeoutError.code, `request ${requestId} got no response within ${ms} ms`)
     this.requestId = requestId
+  }
+}
+
+// ---- edge module bus / servicebus --------------------------------------------
+
+/** Why a module mailbox refused a message (see MailboxFullError.reason). */
+export type MailboxFullReason =
+  /** 'reject' policy: the mailbox is at its message or byte bound. */
+  | 'full'
+  /** The message alone is larger than the mailbox's byte bound; no policy can admit it. */
+  | 'too-large'
+  /** 'block' policy: no space freed within blockTimeoutMs. */
+  | 'block-timeout'
+  /** 'block' policy: too many senders are already waiting (the waiting list is bounded too). */
+  | 'too-many-blocked'
+  /** 'drop-oldest' policy: the message was accepted, then evicted by newer ones before it was consumed. */
+  | 'dropped'
+
+/** A module's bounded mailbox could not take (or keep) a message. Never silent: the sender gets this. */
+export class MailboxFullError extends EdgeFabricError {
+  static readonly code = 'EF_MAILBOX_FULL'
+  readonly module: string
+  readonly reason: MailboxFullReason
+  constructor (module: string, reason: MailboxFullReason, message: string) {
+    super(MailboxFullError.code, `mailbox of module "${module}": ${message}`)
+    this.module = module
+    this.reason = reason
+  }
+}
+
+/** Sub-codes of ModuleBusError. */
+export type ModuleBusErrorReason =
+  | 'duplicate-module' // register() with a name already in use
+  | 'no-module' // send/request to a module or group that is not registered
+  | 'closed' // the bus was closed or the module unregistered
+  | 'already-consuming' // a second consumer on a module handle (one consumer per mailbox)
+  | 'too-many-pending' // the bounded pending-request map is full
+  | 'duplicate-request' // request() with an id that is already pending
+
+/** Misuse or state errors of the edge module bus; match on `reason`. */
+export class ModuleBusError extends EdgeFabricError {
+  static readonly code = 'EF_MODULE_BUS'
+  readonly reason: ModuleBusErrorReason
+  constructor (reason: ModuleBusErrorReason, message: string, options?: ErrorOptions) {
+    super(ModuleBusError.code, message, options)
+    this.reason = reason
+  }
+}
+
+/** Sub-codes of ServiceBusError. */
+export type ServiceBusErrorReason =
+  | 'port-not-allowed' // the target port is not in allowedPorts
+  | 'bad-request' // malformed request object (method, path, headers, body, port)
+  | 'timeout' // no complete response within timeoutMs
+  | 'response-too-large' // response body exceeds maxBodyBytes
+  | 'connect-failed' // the local app refused / is not listening
+  | 'http-error' // the exchange failed mid-way (socket reset, parse error)
+  | 'bad-operation' // servicebus module got an operation it does not serve
+
+/** ServiceBus (local HTTP bridge) failures; match on `reason`. */
+export class ServiceBusError extends EdgeFabricError {
+  static readonly code = 'EF_SERVICEBUS'
+  readonly reason: ServiceBusErrorReason
+  constructor (reason: ServiceBusErrorReason, message: string, options?: ErrorOptions) {
+    super(ServiceBusError.code, message, options)
+    this.reason = reason
+  }
+}
+
+// ---- identity / joining -----------------------------------------------------
+
+/**
+ * Persistent identity material (keys, certificates, node bindings) is
+ * missing, unreadable or corrupt. `file` names the offending path so an
+ * operator can fix or remove it; we never regenerate over it silently,
+ * because that would change pinned identities under every edge.
+ */
+export class IdentityError extends EdgeFabricError {
+  static readonly code = 'EF_IDENTITY_STORE'
+  readonly file: string
+  constructor (file: string, message: string, options?: ErrorOptions) {
+    super(IdentityError.code, `identity store ${file}: ${message}`, options)
+    this.file = file
+  }
+}
+
+/** Why a hub refused an edge's join. Stable: these go over the wire. */
+export const JOIN_REFUSAL_CODES = [
+  'EF_TOKEN_INVALID',
+  'EF_TOKEN_EXPIRED',
+  'EF_NODE_MISMATCH',
+  'EF_NODE_KEY_MISMATCH',
+  'EF_UNSUPPORTED_VERSION',
+  'EF_NODE_LIMIT',
+  'EF_NODE_NAME_INVALID'
+] as const
+
+export type JoinRefusalCode = typeof JOIN_REFUSAL_CODES[number]
+
+export function isJoinRefusalCode (value: unknown): value is JoinRefusalCode {
+  return typeof value === 'string' && (JOIN_REFUSAL_CODES as readonly string[]).includes(value)
+}
+
+/**
+ * The hub refused (or would refuse) a join. `reason` is a one-line human
+ * sentence the edge CLI prints before exiting; `retryable` tells it whether
+ * waiting can help (only a full hub can clear up on its own).
+ */
+export class JoinRefusedError extends EdgeFabricError {
+  declare readonly code: JoinRefusalCode
+  readonly reason: string
+  readonly retryable: boolean
+  constructor (code: JoinRefusalCode, reason: string, options?: ErrorOptions) {
+    super(code, `join refused: ${reason}`, options)
+    this.reason = reason.replace(/[\r\n]+/g, ' ')
+    this.retryable = code === 'EF_NODE_LIMIT'
   }
 }

@@ -137,7 +137,13 @@ export class EdgeConnector extends EventEmitter<ConnectorEvents> {
         ...(pin !== undefined ? { expectedRemoteIdentity: pin } : {})
       })
     } catch (err) {
-      this.#retry(toError(err), true)
+      const e = toError(err)
+      if ((e as { code?: string }).code === 'EF_IDENTITY_MISMATCH') {
+        // The hub is not the one the join token names: retrying cannot make it so.
+        this.#fail(new HubRefusedError('EF_HUB_IDENTITY_MISMATCH', `the hub at ${url.href} is not the hub this join token was issued by (${e.message})`, false))
+        return
+      }
+      this.#retry(e, true)
       return
     }
     if (this.#stopped()) { conn.abort(new ConnectionClosedError('edge stopped')); return }
@@ -149,10 +155,7 @@ export class EdgeConnector extends EventEmitter<ConnectorEvents> {
       const e = toError(err)
       conn.abort(e)
       if (e instanceof HubRefusedError && !e.retryable) {
-        this.#state = 'failed'
-        this.lastError = e
-        this.#o.logger.error({ code: e.refusalCode }, e.message)
-        this.emit('failed', e)
+        this.#fail(e)
         return
       }
       this.#retry(e, false)
@@ -261,6 +264,13 @@ export class EdgeConnector extends EventEmitter<ConnectorEvents> {
     })
     this.#o.logger.info({ url, session: welcome.session }, 'connected to hub')
     this.emit('connected', { url, welcome, connection: conn })
+  }
+
+  #fail (e: HubRefusedError): void {
+    this.#state = 'failed'
+    this.lastError = e
+    this.#o.logger.error({ code: e.refusalCode }, e.message)
+    this.emit('failed', e)
   }
 
   #retry (err: Error, dialFailed: boolean): void {

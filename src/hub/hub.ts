@@ -6,9 +6,10 @@
 import { EventEmitter } from 'node:events'
 import { systemClock, type Clock } from '../clock.js'
 import { newErrorResponse, newResponse, type Envelope } from '../envelope.js'
-import { ConnectionClosedError, EdgeFabricError, InvalidOptionError } from '../errors.js'
+import { ConnectionClosedError, EdgeFabricError, InvalidOptionError, JoinRefusedError } from '../errors.js'
 import { intOption } from '../options.js'
 import { nullLogger, type Logger } from '../ops/logger.js'
+import type { HubMetrics } from '../ops/metrics.js'
 import { PendingRequests } from '../session/pending.js'
 import type { HelloContent, RefusedContent } from '../session/protocol.js'
 import { listen } from '../transport/index.js'
@@ -26,6 +27,14 @@ export class NodeOfflineError extends EdgeFabricError {
     super(NodeOfflineError.code, message)
     this.nodeId = nodeId
   }
+}
+
+function closeReasonLabel (info: CloseInfo): string {
+  const r = info.reason ?? ''
+  if (r.startsWith('no traffic')) return 'liveness_timeout'
+  if (r.startsWith('replaced')) return 'replaced'
+  if (r.includes('goodbye') || r.includes('shutting down')) return 'peer_closed'
+  return info.clean ? 'closed' : 'error'
 }
 
 /** Parse `node:<id>[/<module>]` destinations used for edge-to-edge routing. */
@@ -68,10 +77,12 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
   readonly #pending: PendingRequests
   readonly #upstream: UpstreamQueue
   readonly #edgeToEdge: NonNullable<HubOptions['edgeToEdge']>
+  readonly metrics: HubMetrics | undefined
   #closed = false
 
-  constructor (options: HubOptions, authenticator: HubAuthenticator) {
+  constructor (options: HubOptions, authenticator: HubAuthenticator, metrics?: HubMetrics) {
     super()
+    this.metrics = metrics
     this.on('error', () => {}) // events never crash the process; failures are typed events
     this.clock = options.clock ?? systemClock
     this.authenticator = authenticator
@@ -117,11 +128,8 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
   admit (session: HubSession, hello: HelloContent): void {
     const nodeId = session.nodeId as string
     let rec = this.#nodes.get(nodeId)
-    const connected = [...this.#nodes.values()].filter(r => r.session !== undefined).length
-    if (rec?.session === undefined && connected >= this.maxNodes) {
-      throw Object.assign(new EdgeFabricError('EF_NODE_LIMIT', `node limit of ${this.maxNodes} reached`), {
-        retryable: true, reason: `the hub is at its node limit (${this.maxNodes}); retrying later may succeed`
-      })
+    if (rec?.session === undefined && this.#connectedCount() >= this.maxNodes) {
+      throw new JoinRefusedError('EF_NODE_LIMIT', `the hub is at its node limit (${this.maxNodes}); retrying later may succeed`)
     }
     if (rec === undefined) {
       rec = {
@@ -150,6 +158,8 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
       this.#emitEvent({ type: 'session-replaced', nodeId, oldSessionId: old.id, newSessionId: session.id })
       void old.goodbye('replaced by a newer connection for the same node')
     }
+    this.metrics?.sessionsOpened.inc({ transport: session.connection.transport })
+    this.metrics?.connectedNodes.set(this.#connectedCount())
     this.#emitEvent({ type: 'node-connected', nodeId, transport: session.connection.transport, remoteAddress: session.connection.remoteAddress, sessionId: session.id })
     this.logger.info({ nodeId, transport: session.connection.transport, session: session.id }, 'node connected')
   }
@@ -157,6 +167,7 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
   refused (session: HubSession, refusal: RefusedContent, nodeId: string | undefined): void {
     const e: HubEvent = { type: 'handshake-refused', code: refusal.code, reason: refusal.reason, remoteAddress: session.connection.remoteAddress }
     if (nodeId !== undefined) e.nodeId = nodeId
+    this.metrics?.handshakeRefusals.inc({ code: refusal.code })
     this.logger.warn({ code: refusal.code, remoteAddress: session.connection.remoteAddress, nodeId }, 'handshake refused')
     this.#emitEvent(e)
   }
@@ -164,8 +175,15 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
   ended (session: HubSession, info: CloseInfo): void {
     const nodeId = session.nodeId as string
     const rec = this.#nodes.get(nodeId)
-    if (rec === undefined || rec.session !== session) return // an older, replaced session
+    this.#account(session)
+    if (rec === undefined || rec.session !== session) {
+      this.metrics?.sessionsClosed.inc({ reason: 'replaced' })
+      return // an older, replaced session
+    }
     rec.session = undefined
+    this.metrics?.sessionsClosed.inc({ reason: closeReasonLabel(info) })
+    this.metrics?.connectedNodes.set(this.#connectedCount())
+    this.metrics?.rtt.remove({ node: nodeId })
     Object.assign(rec.info, { status: 'disconnected', disconnectedAt: this.clock.now(), rttMs: undefined, lastSeen: session.lastSeen })
     this.#pending.rejectAll(new NodeOfflineError(nodeId, `node ${nodeId} disconnected before answering`), nodeId)
     this.#emitEvent({ type: 'node-disconnected', nodeId, sessionId: session.id, reason: info.reason ?? 'closed', clean: info.clean })
@@ -174,6 +192,7 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
 
   upstream (session: HubSession, env: Envelope): void {
     const nodeId = session.nodeId as string
+    this.metrics?.messages.inc({ direction: 'up', transport: session.connection.transport })
     if (this.#pending.settle(env)) return
     const dest = parseNodeDestination(env.router.destination)
     if (dest !== undefined && dest.nodeId !== nodeId) {
@@ -191,14 +210,21 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
   async send (nodeId: string, env: Envelope): Promise<void> {
     const session = this.#nodes.get(nodeId)?.session
     if (session === undefined || session.state !== 'active') throw new NodeOfflineError(nodeId)
-    if (!session.send(env)) await session.connection.onDrain()
+    const ok = session.send(env)
+    this.metrics?.messages.inc({ direction: 'down', transport: session.connection.transport })
+    if (!ok) await session.connection.onDrain()
   }
 
   /** Send a request and wait for the response matched by parentId. */
   async request (nodeId: string, env: Envelope, options: RequestOptions = {}): Promise<Envelope> {
     const timeoutMs = intOption('timeoutMs', options.timeoutMs, this.requestTimeoutMs, 1)
     env.header.sync = true
-    const waiting = this.#pending.wait(env.header.id, nodeId, timeoutMs)
+    const m = this.metrics
+    const waiting = this.#pending.wait(env.header.id, nodeId, timeoutMs, (ms, ok) => {
+      if (m === undefined) return
+      m.requests.inc({ result: ok ? 'ok' : 'error' })
+      if (ok) m.requestLatency.observe(ms / 1000)
+    })
     try {
       await this.send(nodeId, env)
     } catch (err) {
@@ -223,6 +249,7 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
       : (n: NodeInfo) => Object.entries(selector).every(([k, v]) => n.labels[k] === v)
     const sent: string[] = []
     const failed: string[] = []
+    this.metrics?.broadcasts.inc()
     await Promise.all([...this.#nodes.values()].filter(r => r.session !== undefined && match(r.info)).map(async r => {
       try {
         await this.send(r.info.nodeId, env)
@@ -231,6 +258,7 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
         failed.push(r.info.nodeId)
       }
     }))
+    this.metrics?.broadcastFanout.inc(sent.length)
     return { sent, failed }
   }
 
@@ -303,6 +331,7 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
       void this.send(from, newErrorResponse(env, code, message, 'cloud')).catch(() => {})
     }
     if (!allowed) {
+      this.metrics?.forwards.inc({ result: 'denied' })
       this.#emitEvent({ type: 'forward-denied', from, to: dest.nodeId })
       answer('EF_FORBIDDEN', `node ${from} may not send to node ${dest.nodeId}`)
       return
@@ -315,7 +344,40 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
     }
     if (dest.module !== undefined) forwarded.router.destination = dest.module
     else delete forwarded.router.destination
-    this.send(dest.nodeId, forwarded).catch(() => answer('EF_NODE_OFFLINE', `node ${dest.nodeId} is not connected`))
+    this.send(dest.nodeId, forwarded).then(() => this.metrics?.forwards.inc({ result: 'delivered' }), () => {
+      this.metrics?.forwards.inc({ result: 'offline' })
+      answer('EF_NODE_OFFLINE', `node ${dest.nodeId} is not connected`)
+    })
+  }
+
+  #connectedCount (): number {
+    let n = 0
+    for (const r of this.#nodes.values()) if (r.session !== undefined) n++
+    return n
+  }
+
+  readonly #accounted = new WeakMap<HubSession, { sent: number, received: number }>()
+
+  /** Add the bytes a session moved since the last call to the byte counters. */
+  #account (session: HubSession): void {
+    const m = this.metrics
+    if (m === undefined) return
+    const st = session.connection.stats
+    const prev = this.#accounted.get(session) ?? { sent: 0, received: 0 }
+    const transport = session.connection.transport
+    if (st.bytesSent > prev.sent) m.bytes.inc({ direction: 'down', transport }, st.bytesSent - prev.sent)
+    if (st.bytesReceived > prev.received) m.bytes.inc({ direction: 'up', transport }, st.bytesReceived - prev.received)
+    this.#accounted.set(session, { sent: st.bytesSent, received: st.bytesReceived })
+  }
+
+  /** Refresh scrape-time metrics (bytes, RTT). Called by the admin server before /metrics. */
+  refreshMetrics (): void {
+    for (const r of this.#nodes.values()) {
+      if (r.session === undefined) continue
+      this.#account(r.session)
+      const rtt = r.session.rttMs ?? r.session.connection.stats.rttMs
+      if (rtt !== undefined) this.metrics?.rtt.set({ node: r.info.nodeId }, rtt / 1000)
+    }
   }
 
   #emitEvent (e: HubEvent): void {

@@ -110,6 +110,13 @@ export abstract class AbstractConnection extends EventEmitter implements Connect
     // A connection never emits 'error' (failures are reported through close), but
     // a stray emit from a subclass must not crash the process.
     this.on('error', () => {})
+    // Messages that arrive before anyone listens (e.g. a greeting sent the
+    // moment the peer accepts, while the dialer is still resolving its dial
+    // promise) are buffered like paused ones and delivered to the first
+    // listener — never emitted into the void.
+    this.on('newListener', (event: string | symbol) => {
+      if (event === 'message') queueMicrotask(() => this.#deliverBuffered())
+    })
   }
 
   // ---- primitives for implementations ---------------------------------------
@@ -210,7 +217,7 @@ export abstract class AbstractConnection extends EventEmitter implements Connect
     this.#stats.messagesReceived++
     const queue = this.#inbound.get(channel)
     if (queue === undefined) return
-    if (!this.#paused.get(channel) && queue.length === 0 && !this.#delivering) {
+    if (!this.#paused.get(channel) && queue.length === 0 && !this.#delivering && this.listenerCount('message') > 0) {
       this.#emitMessage(env, channel)
       return
     }
@@ -227,7 +234,7 @@ export abstract class AbstractConnection extends EventEmitter implements Connect
       this.#reading.set(channel, false)
       this.setReading(channel, false)
     }
-    if (!this.#paused.get(channel)) this.#deliverBuffered()
+    if (!this.#paused.get(channel) && this.listenerCount('message') > 0) this.#deliverBuffered()
   }
 
   /** A channel that returned false from writeFrame can take more. */
@@ -365,7 +372,7 @@ export abstract class AbstractConnection extends EventEmitter implements Connect
         progress = false
         for (const ch of PRIORITIES) {
           const queue = this.#inbound.get(ch) as Inbound[]
-          while (queue.length > 0 && !this.#paused.get(ch) && !this.#isClosed()) {
+          while (queue.length > 0 && !this.#paused.get(ch) && !this.#isClosed() && this.listenerCount('message') > 0) {
             const item = queue.shift() as Inbound
             this.#inboundBytes.set(ch, (this.#inboundBytes.get(ch) ?? 0) - item.size)
             this.#emitMessage(item.env, ch)

@@ -4,11 +4,13 @@
  * serialized writer, so a stalled bulk stream (peer not reading, or we paused
  * it) leaves control untouched; QUIC flow control does the pushing back.
  *
- * Graceful close (see ./quic-wire.ts): the closer sends CLOSE on control and
- * finishes its four streams; the other side reads every stream to its end,
- * reports a clean remote close, finishes its own streams; the closer, having
- * read all four ends, closes the QUIC connection. Anything else that ends the
- * connection (abort, idle timeout after the peer vanished) is unclean.
+ * Graceful close (protocol in ./quic-wire.ts): the closer sends CLOSE and
+ * finishes its data streams; the peer reads everything (even if paused),
+ * reports a clean remote close, finishes its streams and sends ACK; the
+ * closer, holding the ACK and all of the peer's data, closes the QUIC
+ * connection. Anything else that ends the connection (abort, idle timeout
+ * after the peer vanished) is unclean: the binding closes every connection
+ * with code 0, so "clean" is decided by this protocol, not by QUIC.
  */
 import { ConnectionResetError, FrameTooLargeError, ProtocolError, toError } from '../errors.js'
 import { AbstractConnection } from './abstract-connection.js'
@@ -16,12 +18,12 @@ import { FrameDecoder } from './framing.js'
 import type { ResolvedConnectionOptions } from './options.js'
 import { settle, type NativeClient, type NativeConnection, type NativeStream } from './quic-native.js'
 import {
-  CHANNEL_ORDER, IO_CHUNK, QUIC_FRAME_OVERHEAD, StreamWriter, T_CLOSE, T_DATA, utf8
+  CHANNEL_ORDER, DATA_CHANNELS, IO_CHUNK, QUIC_FRAME_OVERHEAD, StreamWriter, T_ACCEPT, T_ACK, T_CLOSE, T_DATA, reasonBytes, utf8
 } from './quic-wire.js'
 import type { Channel } from './types.js'
 
 /** Per-stream transport buffer before writeFrame() says "wait". */
-const WRITE_BUDGET = 256 * 1024
+const WRITE_BUDGET = 128 * 1024
 
 export interface QuicChannelInit {
   stream: NativeStream
@@ -41,6 +43,8 @@ export interface QuicConnectionInit {
   options: ResolvedConnectionOptions
   channels: Map<Channel, QuicChannelInit>
   rttIntervalMs: number
+  /** Acceptor: send ACCEPT as the first control frame (before anything onConnection sends). */
+  sendAccept?: boolean
 }
 
 interface ChannelState {
@@ -66,10 +70,14 @@ export class QuicConnection extends AbstractConnection {
   readonly #chans = new Map<Channel, ChannelState>()
   readonly #rttTimer: NodeJS.Timeout
   #dead = false
-  #remoteClose: { reason: string } | undefined
+  #reported = false
   #localClosing = false
-  #remoteDone = false
-  #allEnded: (() => void) | undefined
+  /** The peer's CLOSE (or ACK, which also ends its control data) arrived. */
+  #peerFinal: { reason: string } | undefined
+  #gotAck = false
+  #sentAck = false
+  #closeTimer: NodeJS.Timeout | undefined
+  #ended: (() => void) | undefined
 
   constructor (init: QuicConnectionInit) {
     super({
@@ -92,6 +100,7 @@ export class QuicConnection extends AbstractConnection {
         channel, stream: c.stream, decoder: c.decoder, writer, pending: c.frames, want: true, reading: false, eof: false
       })
     }
+    if (init.sendAccept === true) this.#control().writer.enqueue(T_ACCEPT, new Uint8Array(0))
     this.#updateRtt()
     this.#rttTimer = setInterval(() => this.#updateRtt(), init.rttIntervalMs)
     this.#rttTimer.unref()
@@ -117,22 +126,22 @@ export class QuicConnection extends AbstractConnection {
   }
 
   protected async closeUnderlying (reason: string | undefined): Promise<void> {
-    if (this.#dead) return
+    // Already ended, or answering the peer's close (it ends the connection).
+    if (this.#dead || this.#reported) return
     this.#localClosing = true
-    const ended = new Promise<void>(resolve => { this.#allEnded = resolve })
-    const control = this.#chans.get('control') as ChannelState
-    control.writer.enqueue(T_CLOSE, Buffer.from(reason ?? '', 'utf8').subarray(0, 1024))
-    await Promise.all([...this.#chans.values()].map(st => st.writer.finish()))
-    // Read every stream to its end even if paused: the peer's last frames
-    // must be consumed or its FIN never arrives.
+    const ended = new Promise<void>(resolve => { this.#ended = resolve })
+    // CLOSE goes out at once, not after the data streams drained: it tells
+    // the peer to read everything even if paused, which is what lets a
+    // congested data stream drain at all.
+    this.#control().writer.enqueue(T_CLOSE, reasonBytes(reason))
     this.#kickAll()
-    this.#checkEnded()
+    await Promise.all(DATA_CHANNELS.map(ch => this.#chans.get(ch)?.writer.finish()))
+    this.#progress()
     await ended
-    this.#teardown(true)
   }
 
   protected abortUnderlying (_err: Error): void {
-    this.#teardown(true)
+    this.#teardown()
   }
 
   // ---- reading ----------------------------------------------------------------
@@ -144,7 +153,7 @@ export class QuicConnection extends AbstractConnection {
       while (st.pending.length > 0 && !this.#dead) {
         this.#handle(st, st.pending.shift() as Uint8Array)
       }
-      while (!st.eof && !this.#dead && (st.want || this.#localClosing || this.#remoteClose !== undefined)) {
+      while (!st.eof && !this.#dead && (st.want || this.#localClosing || this.#peerFinal !== undefined)) {
         const chunk = await st.stream.read(IO_CHUNK)
         if (this.#dead) return
         if (chunk === null) {
@@ -173,13 +182,29 @@ export class QuicConnection extends AbstractConnection {
 
   #handle (st: ChannelState, frame: Uint8Array): void {
     const type = frame[0]
-    if (type === T_DATA) {
+    if (type === T_DATA && this.#peerFinal === undefined) {
       this.receiveFrame(st.channel, frame.subarray(1))
       return
     }
-    if (type === T_CLOSE && st.channel === 'control' && this.#remoteClose === undefined) {
-      this.#remoteClose = { reason: utf8(frame.subarray(1)) }
+    if (st.channel === 'control' && this.#peerFinal === undefined && type === T_CLOSE) {
+      this.#peerFinal = { reason: utf8(frame.subarray(1)) }
       this.#kickAll()
+      if (!this.#localClosing) {
+        // A peer that announces a close must finish it; don't wait forever.
+        this.#closeTimer = setTimeout(() => this.#failed(new Error('the peer did not complete its close')), this.options.closeTimeoutMs)
+        this.#closeTimer.unref()
+      }
+      this.#progress()
+      return
+    }
+    if (st.channel === 'control' && type === T_ACK && this.#localClosing && !this.#gotAck) {
+      this.#gotAck = true
+      this.#peerFinal ??= { reason: '' }
+      this.#progress()
+      return
+    }
+    if (type === T_DATA && st.channel !== 'control') {
+      this.receiveFrame(st.channel, frame.subarray(1)) // data streams end with FIN, not CLOSE
       return
     }
     this.abort(new ProtocolError(`unexpected quic frame type ${String(type)} on the ${st.channel} stream`))
@@ -190,40 +215,52 @@ export class QuicConnection extends AbstractConnection {
       this.abort(new ProtocolError(`the ${st.channel} stream ended inside a frame`))
       return
     }
-    // CLOSE travels on control before its FIN, so a bare control FIN is a protocol error.
-    if (st.channel === 'control' && this.#remoteClose === undefined && !this.#localClosing) {
+    // CLOSE or ACK is the last thing on control, so a bare control FIN is a protocol error.
+    if (st.channel === 'control' && this.#peerFinal === undefined) {
       this.abort(new ProtocolError('the peer ended the control stream without CLOSE'))
       return
     }
-    this.#checkEnded()
+    this.#progress()
   }
 
-  #checkEnded (): void {
-    for (const st of this.#chans.values()) if (!st.eof) return
-    if (this.#localClosing) {
-      this.#allEnded?.()
-      return
+  /** Advance the close protocol after any close-related event. */
+  #progress (): void {
+    if (this.#dead || this.#peerFinal === undefined) return
+    for (const ch of DATA_CHANNELS) if (this.#chans.get(ch)?.eof !== true) return
+    // We hold all of the peer's data.
+    if (!this.#sentAck) {
+      this.#sentAck = true
+      clearTimeout(this.#closeTimer)
+      if (!this.#localClosing) this.#report({ clean: true, reason: this.#peerFinal.reason })
+      void this.#sendAck()
     }
-    if (this.#remoteClose !== undefined && !this.#remoteDone) {
-      this.#remoteDone = true
-      const reason = this.#remoteClose.reason
-      this.underlyingClosed(reason === '' ? { clean: true } : { clean: true, reason })
-      void this.#answerRemoteClose()
+    // The peer holds all of ours: close the QUIC connection.
+    if (this.#gotAck) {
+      this.#teardown()
+      this.#ended?.()
     }
   }
 
-  /** The peer closed gracefully and we read everything: end our halves, let it close the connection. */
-  async #answerRemoteClose (): Promise<void> {
-    await Promise.all([...this.#chans.values()].map(st => st.writer.finish()))
-    const t = setTimeout(() => this.#teardown(true), this.options.closeTimeoutMs)
+  async #sendAck (): Promise<void> {
+    await Promise.all(DATA_CHANNELS.map(ch => this.#chans.get(ch)?.writer.finish()))
+    const control = this.#control()
+    control.writer.enqueue(T_ACK, new Uint8Array(0))
+    await control.writer.finish()
+    if (this.#localClosing || this.#dead) return
+    // We answered a remote close; the closer ends the connection. Bound the wait.
+    const t = setTimeout(() => this.#teardown(), this.options.closeTimeoutMs)
     t.unref()
     await this.#native.closed().catch(() => {})
     clearTimeout(t)
-    this.#teardown(true)
+    this.#teardown()
   }
 
   #kickAll (): void {
     for (const st of this.#chans.values()) void this.#readLoop(st)
+  }
+
+  #control (): ChannelState {
+    return this.#chans.get('control') as ChannelState
   }
 
   // ---- failure / teardown -----------------------------------------------------
@@ -232,25 +269,36 @@ export class QuicConnection extends AbstractConnection {
   #failed (err: unknown): void {
     if (this.#dead) return
     const e = toError(err)
-    this.#teardown(true)
-    this.#allEnded?.()
-    this.underlyingClosed({ clean: false, error: new ConnectionResetError(`quic connection lost: ${e.message}`, { cause: e }) })
+    this.#teardown()
+    this.#ended?.()
+    // After our ACK we hold all of the peer's data, and the peer only closes the
+    // connection once it holds all of ours: the close completed cleanly.
+    if (this.#sentAck) return
+    this.#report({ clean: false, error: new ConnectionResetError(`quic connection lost: ${e.message}`, { cause: e }) })
+  }
+
+  /** Tell the base how the connection ended, once: a later failure must not overwrite a clean end. */
+  #report (info: { clean: boolean, error?: Error, reason?: string }): void {
+    if (this.#reported) return
+    this.#reported = true
+    if (info.reason === '') delete info.reason
+    this.underlyingClosed(info)
   }
 
   #nativeClosed (): void {
     if (this.#dead) return
-    // Pending reads reject with the same news; give them the first word (same tick ordering is not guaranteed).
+    // Pending reads reject with the same news; let them report first.
     setImmediate(() => this.#failed(new Error('connection closed')))
   }
 
-  #teardown (closeNative: boolean): void {
+  #teardown (): void {
     if (this.#dead) return
     this.#dead = true
     clearInterval(this.#rttTimer)
+    clearTimeout(this.#closeTimer)
     for (const st of this.#chans.values()) st.writer.kill()
-    if (closeNative) {
-      try { this.#native.abort() } catch { /* already closed */ }
-    }
+    this.#ended?.()
+    try { this.#native.abort() } catch { /* already closed */ }
     if (this.#client !== undefined) void settle(() => this.#client?.abort())
   }
 

@@ -10,22 +10,31 @@
  * Every frame, in both directions, is the shared 4-byte length prefix
  * (./framing.ts, the length counts the type byte) + a 1-byte type + body:
  *   DATA   one encoded envelope
- *   CLOSE  graceful close, body = UTF-8 reason; the sender then finishes its
- *          four streams. QUIC's own CONNECTION_CLOSE cannot carry this: the
- *          binding always closes with code 0, and closing drops unsent data.
+ *   CLOSE  "I am closing, no more data from me", control stream, body = UTF-8
+ *          reason. The sender has finished (FIN) its three data streams.
+ *   ACK    "I have read all your data" (your CLOSE or ACK, and the FIN of your
+ *          three data streams) and "no more data from me"; then FIN on control.
  *   ACCEPT / REFUSE  connection setup, control stream, acceptor → dialer only.
+ *
+ * A side closes the QUIC connection once it has received an ACK and read all
+ * of the peer's data: both sides then hold everything. QUIC's own
+ * CONNECTION_CLOSE cannot do this job: the binding always closes with code 0
+ * and closing drops data not yet sent. Simultaneous closes work the same way
+ * (both send CLOSE, then both ACK).
  */
 import type { Channel } from './types.js'
 import { FRAME_HEADER_BYTES } from './framing.js'
 import { settle, type NativeStream } from './quic-native.js'
 
 export const CHANNEL_ORDER: readonly Channel[] = ['control', 'high', 'normal', 'bulk']
+export const DATA_CHANNELS: readonly Channel[] = ['high', 'normal', 'bulk']
 export const CHANNEL_ID: Readonly<Record<Channel, number>> = { control: 0, high: 1, normal: 2, bulk: 3 }
 
 export const T_DATA = 0
 export const T_CLOSE = 1
 export const T_ACCEPT = 2
 export const T_REFUSE = 3
+export const T_ACK = 4
 
 export const REFUSE_IDENTITY = 1
 export const REFUSE_CAPACITY = 2

@@ -112,8 +112,9 @@ export class WsConnection extends AbstractConnection {
     // One copy to prepend the channel byte. ws cannot send a gather list, and
     // the alternative (a 1-byte fragment with fin:false, then the payload)
     // only moves the copy to the receiver, which must reassemble fragments,
-    // and costs a second frame header. Measured in /tmp/ws-probe: the copy is
-    // a few % of the encode cost even at 8 MiB.
+    // and costs a second frame header. Measured on loopback with raw ws
+    // (16 KiB and 1 MiB messages, both directions): the copy was as fast or
+    // faster than fragmenting in every case (e.g. c2s 16 KiB 668 vs 569 MB/s).
     const frame = Buffer.allocUnsafe(payload.byteLength + 1)
     frame[0] = CHANNEL_BYTE[channel]
     frame.set(payload, 1)
@@ -163,9 +164,10 @@ export class WsConnection extends AbstractConnection {
 
   // ---- ws events ---------------------------------------------------------------------
 
-  readonly #onSent = (err?: Error): void => {
-    // A failed write means the socket is gone; 'close' reports it.
-    if (err !== undefined || this.#blocked.size === 0) return
+  readonly #onSent = (err?: Error | null): void => {
+    // A failed write means the socket is gone; 'close' reports it. (Node
+    // passes null on success, hence the loose check.)
+    if (err != null || this.#blocked.size === 0) return
     if (this.#ws.bufferedAmount > this.#lowWater) return
     // Every frame handed to ws carries this callback, so the callback of the
     // last frame written while blocked always runs after the buffer drained:

@@ -38,7 +38,7 @@ function refuse (socket: Duplex, status: number, text: string): void {
 }
 
 class WsListener implements Listener {
-  url = ''
+  #url = ''
   readonly identity: string | undefined
   readonly connections = new Set<Connection>()
   readonly #server: HttpServer
@@ -109,6 +109,8 @@ class WsListener implements Listener {
     this.#server.on('clientError', (_err, socket: Duplex) => { socket.destroy() })
   }
 
+  get url (): string { return this.#url }
+
   async start (url: URL): Promise<void> {
     const host = url.hostname.replace(/^\[|\]$/g, '')
     const port = url.port === '' ? (url.protocol === 'wss:' ? 443 : 80) : Number(url.port)
@@ -124,7 +126,7 @@ class WsListener implements Listener {
     this.#server.on('error', noop)
     const addr = this.#server.address() as AddressInfo
     const path = this.#path === '/' ? '' : this.#path
-    this.url = `${url.protocol}//${formatHostPort(addr.address, addr.port)}${path}`
+    this.#url = `${url.protocol}//${formatHostPort(addr.address, addr.port)}${path}`
   }
 
   #onUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {

@@ -1,0 +1,135 @@
+/**
+ * `Hub`: the cloud role as a library object. Composes the session core
+ * (./hub.ts) with the persistent identity and node-key bindings in the data
+ * directory, Prometheus metrics and the admin HTTP server.
+ *
+ *   const hub = await Hub.start({ listen: ['quic://0.0.0.0:10001'], dataDir: './hub-data' })
+ *   const token = hub.createToken('edge-1')
+ */
+import { mkdir } from 'node:fs/promises'
+import { systemClock } from '../clock.js'
+import { InvalidOptionError } from '../errors.js'
+import { startAdminServer, type AdminServer } from '../ops/admin-server.js'
+import { nullLogger } from '../ops/logger.js'
+import { Gauge } from 'prom-client'
+import { Registry, createHubMetrics, type HubMetrics } from '../ops/metrics.js'
+import { TokenAuthenticator } from './authenticator.js'
+import { FileBindingStore, type NodeBindingStore } from './bindings.js'
+import { HubCore } from './hub.js'
+import { loadOrCreateHubIdentity, type HubIdentity } from './identity.js'
+import { createJoinToken } from './token.js'
+import type { HubOptions } from './types.js'
+
+export class Hub extends HubCore {
+  readonly identity: HubIdentity
+  readonly registry: Registry
+  readonly bindings: NodeBindingStore
+  #admin: AdminServer | undefined
+  readonly #startedAt: number
+
+  private constructor (options: HubOptions, identity: HubIdentity, bindings: NodeBindingStore, registry: Registry, metrics: HubMetrics) {
+    const clock = options.clock ?? systemClock
+    super(options, options.authenticator ?? new TokenAuthenticator(identity, bindings, clock), metrics)
+    this.identity = identity
+    this.bindings = bindings
+    this.registry = registry
+    this.#startedAt = clock.now()
+  }
+
+  static async start (options: HubOptions): Promise<Hub> {
+    if (!Array.isArray(options.listen) || options.listen.length === 0 || !options.listen.every(u => typeof u === 'string')) {
+      throw new InvalidOptionError('listen', 'must be a non-empty array of URLs')
+    }
+    if (typeof options.dataDir !== 'string' || options.dataDir === '') throw new InvalidOptionError('dataDir', 'must be a directory path')
+    await mkdir(options.dataDir, { recursive: true })
+    const identity = await loadOrCreateHubIdentity(options.dataDir, options.altNames !== undefined ? { altNames: options.altNames } : {})
+    const bindings = await FileBindingStore.open(options.dataDir)
+    const registry = new Registry()
+    let hubRef: Hub | undefined
+    // Registered first so its collect() runs before the other metrics are
+    // serialized: it folds live session byte counts and RTTs in at scrape time.
+    const clock = options.clock ?? systemClock
+    const started = clock.now()
+    new Gauge({
+      name: 'edgefabric_hub_uptime_seconds',
+      help: 'Seconds since the hub started.',
+      registers: [registry],
+      collect () {
+        hubRef?.refreshMetrics()
+        this.set((clock.now() - started) / 1000)
+      }
+    })
+    const hub = new Hub(options, identity, bindings, registry, createHubMetrics(registry))
+    hubRef = hub
+    try {
+      await hub.listenAll(options.listen, url => hub.#listenIdentity(url), options)
+      if (options.admin !== false) {
+        hub.#admin = await startAdminServer({
+          host: options.admin?.host ?? '127.0.0.1',
+          port: options.admin?.port ?? 0,
+          registry,
+          title: 'edgefabric hub',
+          logger: options.logger ?? nullLogger,
+          health: () => ({ ok: true }),
+          ready: () => ({ ok: hub.urls.length > 0, detail: { listening: hub.urls } }),
+          status: () => { hub.refreshMetrics(); return hub.status() }
+        })
+      }
+    } catch (err) {
+      await hub.close(0).catch(() => {})
+      throw err
+    }
+    hub.logger.info({ urls: hub.urls, admin: hub.adminUrl, quicPeerId: identity.quicPeerId, caFingerprint: identity.caFingerprint }, 'hub started')
+    return hub
+  }
+
+  /** Admin HTTP base URL (metrics, health, status), if enabled. */
+  get adminUrl (): string | undefined { return this.#admin?.url }
+
+  /** A join token for `nodeId` that pins this hub's identity. */
+  createToken (nodeId: string, ttlSeconds?: number): string {
+    return createJoinToken(this.identity, ttlSeconds === undefined ? { nodeId } : { nodeId, ttlSeconds })
+  }
+
+  /** JSON status for the admin API and the status page. */
+  status (): object {
+    return {
+      role: 'hub',
+      uptimeSeconds: Math.round((this.clock.now() - this.#startedAt) / 1000),
+      listening: this.urls,
+      identity: { quicPeerId: this.identity.quicPeerId, caFingerprint: this.identity.caFingerprint },
+      pendingRequests: this.pendingRequests,
+      nodes: this.nodes().map(n => ({
+        nodeId: n.nodeId,
+        status: n.status,
+        transport: n.transport,
+        remoteAddress: n.remoteAddress,
+        labels: n.labels,
+        rttMs: n.rttMs,
+        lastSeen: n.lastSeen === undefined ? undefined : new Date(n.lastSeen).toISOString(),
+        connectedAt: n.connectedAt === undefined ? undefined : new Date(n.connectedAt).toISOString()
+      }))
+    }
+  }
+
+  override async close (graceMs = 5000): Promise<void> {
+    await super.close(graceMs)
+    await this.#admin?.close()
+    await this.bindings.close()
+  }
+
+  #listenIdentity (url: URL): object {
+    switch (url.protocol) {
+      case 'quic:':
+      case 'memory:':
+        // memory:// carries the QUIC peer id as its identity, so tokens pin it the same way
+        return { identity: url.protocol === 'quic:' ? this.identity.quicPrivateKey : this.identity.quicPeerId }
+      case 'wss:':
+      case 'https:':
+      case 'webtransport:':
+        return { identity: { cert: this.identity.tls.certPem, key: this.identity.tls.keyPem } }
+      default:
+        return {}
+    }
+  }
+}

@@ -1,0 +1,218 @@
+/**
+ * Admin HTTP server for hub and edge: Prometheus `/metrics`, `/healthz`,
+ * `/readyz`, `/status` (JSON) and a self-contained HTML status page at `/`.
+ *
+ * It is unauthenticated, so it binds to loopback unless the caller explicitly
+ * asks for another host (and then we log a warning). Plain node:http: a few
+ * fixed GET routes do not justify a framework dependency.
+ */
+import { createServer } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { isIP } from 'node:net'
+import type { AddressInfo } from 'node:net'
+import type { Registry } from 'prom-client'
+import { ListenError, toError } from '../errors.js'
+import { intOption, stringOption } from '../options.js'
+import { nullLogger } from './logger.js'
+import type { Logger } from './logger.js'
+import { STATUS_PAGE_CSP, statusPage } from './status-page.js'
+
+export interface HealthResult {
+  ok: boolean
+  /** Anything JSON-serializable explaining the state; returned in the response body. */
+  detail?: unknown
+}
+
+export type HealthCheck = () => HealthResult | Promise<HealthResult>
+
+export interface AdminServerOptions {
+  /** Default 127.0.0.1. A non-loopback host is allowed but logged as a warning: these routes are unauthenticated. */
+  host?: string
+  /** Default 0 (an ephemeral port; read it from `url`). */
+  port?: number
+  registry: Registry
+  /** Liveness: is the process working at all? Default: always ok. */
+  health?: HealthCheck
+  /** Readiness: should traffic be sent here (hub listening, edge connected)? Default: always ok. */
+  ready?: HealthCheck
+  /** JSON for `/status` and the HTML page. Default: `{}`. */
+  status?: () => unknown
+  /** Page title, e.g. "edgefabric hub". */
+  title?: string
+  logger?: Logger
+  /** Upper bound for a health/ready/status callback before the probe answers 503/500. Default 2000 ms. */
+  callbackTimeoutMs?: number
+}
+
+export interface AdminServer {
+  /** e.g. `http://127.0.0.1:39123` */
+  readonly url: string
+  readonly host: string
+  readonly port: number
+  /** Stop listening and drop open (keep-alive) connections. Idempotent. */
+  close (): Promise<void>
+}
+
+const JSON_TYPE = 'application/json; charset=utf-8'
+
+export function isLoopbackHost (host: string): boolean {
+  if (host === 'localhost' || host === '::1' || host === '0:0:0:0:0:0:0:1') return true
+  if (isIP(host) === 4) return host.startsWith('127.')
+  return /^::ffff:127\./i.test(host)
+}
+
+export async function startAdminServer (options: AdminServerOptions): Promise<AdminServer> {
+  const host = stringOption('host', options.host, '127.0.0.1') as string
+  const port = intOption('port', options.port, 0, 0, 65535)
+  const timeoutMs = intOption('callbackTimeoutMs', options.callbackTimeoutMs, 2000, 1)
+  const registry = options.registry
+  const title = options.title ?? 'edgefabric'
+  const log = (options.logger ?? nullLogger).child({ component: 'admin' })
+  const health = options.health ?? (() => ({ ok: true }))
+  const ready = options.ready ?? (() => ({ ok: true }))
+  const status = options.status ?? (() => ({}))
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const path = (req.url ?? '/').split('?', 1)[0]
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      send(res, 405, JSON_TYPE, JSON.stringify({ error: 'method not allowed' }), { allow: 'GET, HEAD' })
+      return
+    }
+    switch (path) {
+      case '/metrics': {
+        let text: string
+        try {
+          text = await registry.metrics()
+        } catch (err) {
+          log.warn({ err }, 'collecting metrics failed')
+          send(res, 500, 'text/plain; charset=utf-8', 'collecting metrics failed\n')
+          return
+        }
+        send(res, 200, registry.contentType, text)
+        return
+      }
+      case '/healthz':
+      case '/readyz': {
+        const r = await probe(path === '/healthz' ? health : ready, timeoutMs)
+        const body: Record<string, unknown> = { status: r.ok ? 'ok' : 'fail' }
+        if (r.detail !== undefined) body.detail = r.detail
+        send(res, r.ok ? 200 : 503, JSON_TYPE, safeJson(body, r.ok))
+        return
+      }
+      case '/status': {
+        const r = await readStatus(status, timeoutMs)
+        if (r instanceof Error) {
+          log.warn({ err: r }, 'status callback failed')
+          send(res, 500, JSON_TYPE, JSON.stringify({ error: r.message }))
+        } else {
+          send(res, 200, JSON_TYPE, r.json)
+        }
+        return
+      }
+      case '/': {
+        const r = await readStatus(status, timeoutMs)
+        send(res, 200, 'text/html; charset=utf-8', statusPage(title, r instanceof Error ? r : r.value), {
+          'content-security-policy': STATUS_PAGE_CSP
+        })
+        return
+      }
+      default:
+        send(res, 404, JSON_TYPE, JSON.stringify({ error: 'not found' }))
+    }
+  }
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      log.error({ err: toError(err) }, 'admin request failed')
+      if (!res.headersSent) send(res, 500, JSON_TYPE, JSON.stringify({ error: 'internal error' }))
+      else res.destroy()
+    })
+  })
+  // Slow or malformed clients must not pin sockets forever.
+  server.headersTimeout = 10_000
+  server.requestTimeout = 30_000
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    log.debug({ err }, 'admin client error')
+    if (err.code === 'ECONNRESET' || !socket.writable) { socket.destroy(); return }
+    socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n')
+  })
+
+  const displayUrl = `http://${host.includes(':') ? `[${host}]` : host}:${port}`
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: Error): void => { reject(new ListenError(displayUrl, err.message, { cause: err })) }
+    server.once('error', onError)
+    server.listen({ host, port }, () => { server.off('error', onError); resolve() })
+  })
+  server.on('error', (err) => { log.error({ err }, 'admin server error') })
+
+  const addr = server.address() as AddressInfo
+  const boundHost = addr.address
+  const url = `http://${boundHost.includes(':') ? `[${boundHost}]` : boundHost}:${addr.port}`
+  if (!isLoopbackHost(host)) {
+    log.warn({ host, url }, 'admin server listens on a non-loopback address; /metrics and /status are unauthenticated')
+  } else {
+    log.info({ url }, 'admin server listening')
+  }
+
+  let closing: Promise<void> | undefined
+  return {
+    url,
+    host: boundHost,
+    port: addr.port,
+    close () {
+      closing ??= new Promise<void>((resolve) => {
+        server.close(() => { resolve() })
+        // close() alone waits for keep-alive clients (a Prometheus scraper) to go away.
+        server.closeAllConnections()
+      })
+      return closing
+    }
+  }
+}
+
+function send (res: ServerResponse, code: number, type: string, body: string, headers: Record<string, string> = {}): void {
+  res.writeHead(code, {
+    'content-type': type,
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+    ...headers
+  })
+  res.end(body)
+}
+
+function withTimeout<T> (fn: () => T | Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => { reject(new Error(`callback did not answer within ${ms} ms`)) }, ms)
+    timer.unref()
+    Promise.resolve().then(fn).then(
+      (v) => { clearTimeout(timer); resolve(v) },
+      (err: unknown) => { clearTimeout(timer); reject(toError(err)) }
+    )
+  })
+}
+
+async function probe (check: HealthCheck, ms: number): Promise<HealthResult> {
+  try {
+    const r = await withTimeout(check, ms)
+    if (typeof r !== 'object' || r === null || typeof r.ok !== 'boolean') return { ok: false, detail: 'check returned no {ok} result' }
+    return r
+  } catch (err) {
+    return { ok: false, detail: toError(err).message }
+  }
+}
+
+async function readStatus (status: () => unknown, ms: number): Promise<{ value: unknown, json: string } | Error> {
+  try {
+    const value = await withTimeout(status, ms)
+    const json = JSON.stringify(value) ?? 'null'
+    // Round-trip so the HTML page renders exactly what /status would return (no Maps, class instances...).
+    return { value: JSON.parse(json) as unknown, json }
+  } catch (err) {
+    return toError(err)
+  }
+}
+
+function safeJson (v: unknown, ok: boolean): string {
+  try { return JSON.stringify(v) } catch { return JSON.stringify({ status: ok ? 'ok' : 'fail', detail: 'detail not serializable' }) }
+}

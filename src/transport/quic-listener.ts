@@ -1,0 +1,171 @@
+/**
+ * The accepting side of quic://: one native Server (UDP socket) per listener,
+ * an accept loop, and the per-connection setup: take the dialer's four
+ * streams (1-byte channel preface each), check identity and capacity, answer
+ * ACCEPT or REFUSE on control, then hand the connection to onConnection.
+ */
+import { AbortedError, ProtocolError, toError } from '../errors.js'
+import { FrameDecoder } from './framing.js'
+import type { ResolvedConnectionOptions } from './options.js'
+import { QuicConnection, decoderError, type QuicChannelInit } from './quic-connection.js'
+import { parseRemote, settle, type NativeConnection, type NativeServer, type NativeStream } from './quic-native.js'
+import {
+  CHANNEL_ORDER, IO_CHUNK, REFUSE_CAPACITY, REFUSE_CLOSING, REFUSE_IDENTITY, refuseFrame
+} from './quic-wire.js'
+import type { Channel, Connection, ListenOptions, Listener } from './types.js'
+
+export interface QuicListenerInit {
+  server: NativeServer
+  url: string
+  identity: string
+  options: ListenOptions
+  resolved: ResolvedConnectionOptions
+  maxConnections: number
+  acceptTimeoutMs: number
+  rttIntervalMs: number
+}
+
+/** How long a refused dialer gets to read the refusal before we drop the connection. */
+const REFUSE_LINGER_MS = 1000
+
+export class QuicListener implements Listener {
+  readonly url: string
+  readonly identity: string
+  readonly connections = new Set<Connection>()
+  readonly #init: QuicListenerInit
+  readonly #setup = new Set<NativeConnection>()
+  #closing: Promise<void> | undefined
+
+  constructor (init: QuicListenerInit) {
+    this.#init = init
+    this.url = init.url
+    this.identity = init.identity
+    void this.#acceptLoop()
+  }
+
+  close (graceMs = 2000): Promise<void> {
+    this.#closing ??= this.#close(graceMs)
+    return this.#closing
+  }
+
+  async #close (graceMs: number): Promise<void> {
+    for (const c of this.#setup) {
+      try { c.abort() } catch { /* gone */ }
+    }
+    this.#setup.clear()
+    await Promise.all([...this.connections].map(async c => {
+      const timer = setTimeout(() => c.abort(new AbortedError('listener closed')), graceMs)
+      try { await c.close('listener closed') } finally { clearTimeout(timer) }
+    }))
+    // Closing the endpoint closes whatever is left and releases the UDP port.
+    await settle(() => this.#init.server.abort())
+  }
+
+  async #acceptLoop (): Promise<void> {
+    for (;;) {
+      let native: NativeConnection
+      try {
+        native = await this.#init.server.inboundConnection()
+      } catch (err) {
+        // One failed handshake rejects this call; only a closed server ends the loop.
+        if (this.#closing !== undefined || /server closed/i.test(toError(err).message)) return
+        continue
+      }
+      if (this.#closing !== undefined) {
+        try { native.abort() } catch { /* gone */ }
+        continue
+      }
+      this.#setup.add(native)
+      this.#accept(native).catch(() => {
+        try { native.abort() } catch { /* gone */ }
+      }).finally(() => this.#setup.delete(native))
+    }
+  }
+
+  async #accept (native: NativeConnection): Promise<void> {
+    const { address, peerId } = parseRemote(native.remoteMultiaddr())
+    const timer = setTimeout(() => { try { native.abort() } catch { /* gone */ } }, this.#init.acceptTimeoutMs)
+    timer.unref()
+    let channels: Map<Channel, QuicChannelInit>
+    try {
+      channels = await this.#takeStreams(native)
+    } finally {
+      clearTimeout(timer)
+    }
+    const control = (channels.get('control') as QuicChannelInit).stream
+    const expected = this.#init.options.expectedRemoteIdentity
+    if (this.#closing !== undefined) {
+      await refuse(native, control, REFUSE_CLOSING, 'listener is closing')
+      return
+    }
+    if (expected !== undefined && expected !== peerId) {
+      await refuse(native, control, REFUSE_IDENTITY, expected)
+      return
+    }
+    if (this.connections.size >= this.#init.maxConnections) {
+      await refuse(native, control, REFUSE_CAPACITY, `listener is at maxConnections (${this.#init.maxConnections})`)
+      return
+    }
+    // From the checks to onConnection nothing awaits: capacity cannot be overrun,
+    // and ACCEPT is queued ahead of anything onConnection sends.
+    const conn = new QuicConnection({
+      sendAccept: true,
+      native,
+      direction: 'inbound',
+      remoteAddress: address,
+      remoteIdentity: peerId as string,
+      options: this.#init.resolved,
+      channels,
+      rttIntervalMs: this.#init.rttIntervalMs
+    })
+    this.connections.add(conn)
+    conn.once('close', () => this.connections.delete(conn))
+    try {
+      this.#init.options.onConnection(conn)
+    } catch (err) {
+      conn.abort(toError(err))
+    }
+  }
+
+  /** Accept the dialer's four streams and read their prefaces. */
+  async #takeStreams (native: NativeConnection): Promise<Map<Channel, QuicChannelInit>> {
+    const channels = new Map<Channel, QuicChannelInit>()
+    const max = this.#init.resolved.maxFrameSize
+    while (channels.size < CHANNEL_ORDER.length) {
+      const stream = await native.inboundStream()
+      let first: Uint8Array | null = null
+      while (first === null || first.byteLength === 0) {
+        first = await stream.read(IO_CHUNK)
+        if (first === null) throw new ProtocolError('stream ended before its preface')
+      }
+      const channel = CHANNEL_ORDER[first[0] as number]
+      if (channel === undefined) throw new ProtocolError(`unknown channel preface ${String(first[0])}`)
+      if (channels.has(channel)) throw new ProtocolError(`second stream for channel ${channel}`)
+      const decoder = new FrameDecoder(max + 1)
+      let frames: Uint8Array[]
+      try {
+        frames = decoder.push(first.subarray(1))
+      } catch (err) {
+        throw decoderError(err, max)
+      }
+      channels.set(channel, { stream, decoder, frames })
+    }
+    return channels
+  }
+}
+
+/** Tell the dialer why, give it a moment to read that, then drop the connection. */
+async function refuse (native: NativeConnection, control: NativeStream, code: number, text: string): Promise<void> {
+  try {
+    await control.write(refuseFrame(code, text))
+    await settle(() => control.finishWrite())
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([
+      native.closed().catch(() => {}),
+      new Promise<void>(resolve => { timer = setTimeout(resolve, REFUSE_LINGER_MS); timer.unref() })
+    ])
+    clearTimeout(timer)
+  } finally {
+    try { native.abort() } catch { /* gone */ }
+  }
+}

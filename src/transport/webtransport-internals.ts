@@ -1,0 +1,125 @@
+/**
+ * The few places where the WebTransport transport reaches below
+ * @fails-components/webtransport's public API (checked against 1.6.8). Each
+ * accessor is guarded: when the library changes shape it returns undefined /
+ * does nothing, and the feature degrades (no RTT, no early teardown, no
+ * inbound stop) instead of throwing.
+ *
+ * - native stream `stopReading()/startReading()`: the public ReadableStream
+ *   does not push back on the sender (see ./webtransport-connection.ts).
+ * - the HTTP/2 `ClientHttp2Session` / `ServerHttp2Session` under a session:
+ *   to destroy it when a close does not complete (an unresponsive peer would
+ *   otherwise keep the TCP connection open), to read the RTT the library
+ *   measures with HTTP/2 pings, and to read the peer certificate of an
+ *   unpinned dial.
+ */
+import type { ReadableStream } from 'node:stream/web'
+import { normalizeFingerprint } from '../tls.js'
+import type { NativeStreamHandle } from './webtransport-connection.js'
+import type { WtSession } from './webtransport-lib.js'
+
+type Loose = Record<string, unknown> | undefined
+
+function obj (v: unknown): Loose {
+  return typeof v === 'object' && v !== null ? v as Record<string, unknown> : undefined
+}
+
+function fn (o: Loose, name: string): ((...args: unknown[]) => unknown) | undefined {
+  const f = o?.[name]
+  return typeof f === 'function' ? (f as (...args: unknown[]) => unknown).bind(o) : undefined
+}
+
+/** The library's HttpWTSession: the client WebTransport wraps it as `sessionint`. */
+function wtSessionObject (session: WtSession): Loose {
+  const s = obj(session)
+  return obj(s?.sessionint) ?? s
+}
+
+/** Native stream behind a ReadableStream of this session (HttpWTStream.objint). */
+export function nativeStreamFor (session: WtSession, readable: ReadableStream<Uint8Array>): NativeStreamHandle | undefined {
+  try {
+    const objs = wtSessionObject(session)?.streamObjs
+    if (!(objs instanceof Set)) return undefined
+    for (const s of objs) {
+      const so = obj(s)
+      if (so?.readable !== readable) continue
+      const native = obj(so.objint)
+      const stop = fn(native, 'stopReading')
+      const start = fn(native, 'startReading')
+      if (stop === undefined || start === undefined) return undefined
+      return { stopReading: () => { try { stop() } catch { /* stream gone */ } }, startReading: () => { try { start() } catch { /* stream gone */ } } }
+    }
+  } catch {
+    // shape changed: no native flow control
+  }
+  return undefined
+}
+
+interface Http2SessionLike {
+  destroy: (err?: Error) => void
+  destroyed?: boolean
+  WTrtt?: number
+  socket?: { getPeerCertificate?: () => { fingerprint256?: string } }
+}
+
+function asHttp2Session (v: unknown): Http2SessionLike | undefined {
+  const o = obj(v)
+  return typeof o?.destroy === 'function' ? o as unknown as Http2SessionLike : undefined
+}
+
+/** Dialer: the HttpClient → its transport (Http2WebTransportClient / HTTP/3 client). */
+function clientTransport (wt: WtSession): Loose {
+  return obj(obj(obj(obj(wt)?.sessionint)?.parentobj)?.transportInt)
+}
+
+/** Dialer: destroy the HTTP/2 connection (or close the HTTP/3 client) now. */
+export function teardownClient (wt: WtSession): void {
+  try {
+    const ti = clientTransport(wt)
+    const h2 = asHttp2Session(ti?.clientInt)
+    if (h2 !== undefined) {
+      // With an error: the library's 'error' handler then settles its pending
+      // connect promise (and clears that promise's timer) instead of leaving it.
+      if (h2.destroyed !== true) h2.destroy(new Error('WebTransport session torn down'))
+      return
+    }
+    fn(ti, 'closeClient')?.()
+  } catch {
+    // already gone
+  }
+}
+
+export function clientRtt (wt: WtSession): number | undefined {
+  const rtt = asHttp2Session(clientTransport(wt)?.clientInt)?.WTrtt
+  return typeof rtt === 'number' ? rtt : undefined
+}
+
+/** Dialer over HTTP/2: sha256 of the certificate the server presented (unpinned dials). */
+export function clientPeerFingerprint (wt: WtSession): string | undefined {
+  try {
+    const fp = asHttp2Session(clientTransport(wt)?.clientInt)?.socket?.getPeerCertificate?.()?.fingerprint256
+    return typeof fp === 'string' && fp !== '' ? normalizeFingerprint(fp) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** Listener: the ServerHttp2Session carrying a session (undefined over HTTP/3). Capture it early: the library drops it on close. */
+export function serverHttp2Session (session: WtSession): Http2SessionLike | undefined {
+  return asHttp2Session(obj(obj(obj(session)?.objint)?.stream)?.session)
+}
+
+/** Listener: the node:http2 server under an HttpServer (HTTP/2 mode), to track and destroy its sessions. */
+export function serverHttp2 (server: unknown): { on: (ev: 'session', cb: (s: unknown) => void) => void } | undefined {
+  const s = obj(obj(obj(server)?.transportInt)?.serverInt)
+  return typeof s?.on === 'function' ? s as unknown as { on: (ev: 'session', cb: (s: unknown) => void) => void } : undefined
+}
+
+export function destroyHttp2Session (s: unknown): void {
+  try {
+    const h2 = asHttp2Session(s)
+    if (h2 !== undefined && h2.destroyed !== true) h2.destroy()
+  } catch {
+    // already gone
+  }
+}

@@ -1,0 +1,282 @@
+/**
+ * The WebTransport listener: an @fails-components/webtransport server
+ * (Http3Server over QUIC/UDP, or Http2Server — WebTransport over HTTP/2 on
+ * TCP — when the native HTTP/3 binding is absent) accepting sessions on the
+ * URL's path. Each session becomes a Connection once the dialer has opened
+ * its four channel streams (see ./webtransport-connection.ts).
+ */
+import { randomBytes } from 'node:crypto'
+import type { ReadableStreamDefaultReader } from 'node:stream/web'
+import { createSecureContext } from 'node:tls'
+import { PRIORITIES } from '../envelope.js'
+import { AbortedError, InvalidOptionError, ListenError, ProtocolError, toError } from '../errors.js'
+import { intOption } from '../options.js'
+import { certificateFingerprint, generateSelfSignedCertificate, type CertificateKeyPair } from '../tls.js'
+import { resolveConnectionOptions, type ResolvedConnectionOptions } from './options.js'
+import type { Channel, Connection, ListenOptions, Listener } from './types.js'
+import {
+  ACCEPT_BYTE, CLOSE_REFUSED, PREFACE_CHANNEL, WebTransportConnection, truncateReason, type ChannelStreams
+} from './webtransport-connection.js'
+import { destroyHttp2Session, nativeStreamFor, serverHttp2, serverHttp2Session } from './webtransport-internals.js'
+import type { WtBidiStream, WtLibrary, WtServer, WtServerSession } from './webtransport-lib.js'
+
+const noop = (): void => {}
+
+/**
+ * WebTransport flow-control windows, the same on both sides.
+ *
+ * The library's defaults stall every transfer after ≈16–32 KiB over HTTP/2.
+ * Root cause (1.6.8, lib/http2/node/server.js): the server advertises
+ * `initialSessionFlowControlWindow` to the client but sets its own session
+ * receive window to `sessionFlowControlWindowSizeLimit` (default 15 MiB), and
+ * only grants more credit once half of THAT is consumed — so the client stops
+ * at the advertised window and waits forever. With the limit equal to the
+ * initial window both ends agree, and even 16 KiB windows work (probed).
+ *
+ * Sizes: a stream window bounds what a paused channel can absorb (the rest
+ * waits at the sender, as backpressure); 1 MiB per stream keeps that small
+ * and still moves ≈35 MB/s echoed on loopback. The session window is the sum
+ * of the four stream windows so a stalled channel can never use up the
+ * credit the other channels need.
+ */
+export const WT_FLOW_CONTROL = {
+  initialStreamFlowControlWindow: 1024 * 1024,
+  streamFlowControlWindowSizeLimit: 1024 * 1024,
+  initialSessionFlowControlWindow: 4 * 1024 * 1024,
+  sessionFlowControlWindowSizeLimit: 4 * 1024 * 1024
+} as const
+
+/** How long an accepted session may take to open its four streams. */
+const HANDSHAKE_TIMEOUT_MS = 10_000
+/** Bound on starting the library server (it reports some failures only by never becoming ready). */
+const START_TIMEOUT_MS = 10_000
+
+export interface WtListenTarget {
+  scheme: string
+  host: string
+  port: number
+  path: string
+  /** `mode=` as written in the URL (echoed into Listener.url), if any. */
+  modeParam: string | undefined
+}
+
+/** Read until at least one byte arrived; throws ProtocolError on a stream that ends first. */
+export async function readFirst (reader: ReadableStreamDefaultReader<Uint8Array>, what: string): Promise<Uint8Array> {
+  for (;;) {
+    const r = await reader.read()
+    if (r.done) throw new ProtocolError(`${what} ended before its first byte`)
+    if (r.value.byteLength > 0) return r.value
+  }
+}
+
+function parseIdentity (identity: unknown): CertificateKeyPair | undefined {
+  if (identity === undefined) return undefined
+  const o = identity as { cert?: unknown, key?: unknown }
+  const str = (v: unknown): string | undefined => typeof v === 'string' ? v : v instanceof Uint8Array ? Buffer.from(v).toString('utf8') : undefined
+  const cert = str(o?.cert)
+  const key = str(o?.key)
+  if (typeof identity !== 'object' || identity === null || cert === undefined || key === undefined) {
+    throw new InvalidOptionError('identity', 'WebTransport listener identity must be { cert, key } (PEM strings)')
+  }
+  try {
+    createSecureContext({ cert, key }) // fail here, typed, instead of a server that never starts
+  } catch (err) {
+    throw new InvalidOptionError('identity', `certificate/key rejected by TLS: ${toError(err).message}`, { cause: err })
+  }
+  return { cert, key }
+}
+
+export class WebTransportListener implements Listener {
+  url = ''
+  identity: string | undefined
+  readonly connections = new Set<Connection>()
+  /** `http3` or `http2` (the TCP fallback): what this listener serves. */
+  readonly webtransportMode: 'http3' | 'http2'
+  readonly #lib: WtLibrary
+  readonly #target: WtListenTarget
+  readonly #options: ListenOptions
+  readonly #resolved: ResolvedConnectionOptions
+  readonly #maxConnections: number
+  readonly #pending = new Set<WtServerSession>()
+  readonly #h2Sessions = new Set<unknown>()
+  #server: WtServer | undefined
+  #closing: Promise<void> | undefined
+
+  constructor (lib: WtLibrary, mode: 'http3' | 'http2', target: WtListenTarget, options: ListenOptions) {
+    if (typeof options?.onConnection !== 'function') throw new InvalidOptionError('onConnection', 'must be a function')
+    if (options.expectedRemoteIdentity !== undefined) {
+      throw new InvalidOptionError('expectedRemoteIdentity', 'WebTransport cannot authenticate clients (no client certificates); ' +
+        'authenticate them in the session handshake instead')
+    }
+    this.#lib = lib
+    this.webtransportMode = mode
+    this.#target = target
+    this.#options = options
+    this.#resolved = resolveConnectionOptions(options)
+    this.#maxConnections = intOption('maxConnections', options.maxConnections, 100_000, 1)
+  }
+
+  async start (): Promise<void> {
+    let material = parseIdentity(this.#options.identity)
+    if (material === undefined) {
+      // No identity given: an ephemeral self-signed certificate (14 days, the WebTransport pinning
+      // limit). Dialers pin it through Listener.identity.
+      const names = [...new Set([this.#target.host, 'localhost', '127.0.0.1'])]
+      material = await generateSelfSignedCertificate({ commonName: 'localhost', altNames: names })
+    }
+    this.identity = certificateFingerprint(material.cert)
+    const init = {
+      port: this.#target.port,
+      host: this.#target.host,
+      secret: randomBytes(16).toString('hex'), // QUIC token/retry secret (HTTP/3), required by both servers
+      cert: material.cert,
+      privKey: material.key,
+      ...WT_FLOW_CONTROL
+    }
+    const href = `${this.#target.scheme}://${this.#target.host}:${this.#target.port}${this.#target.path}`
+    let server: WtServer
+    try {
+      server = this.webtransportMode === 'http3' ? new this.#lib.Http3Server(init) : new this.#lib.Http2Server(init)
+    } catch (err) {
+      throw new ListenError(href, toError(err).message, { cause: err })
+    }
+    this.#server = server
+    server.ready.catch(noop)
+    server.closed.catch(noop)
+    const sessions = server.sessionStream(this.#target.path)
+    server.startServer()
+    let timer: NodeJS.Timeout | undefined
+    try {
+      await Promise.race([
+        server.ready,
+        new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`server not ready after ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS) })
+      ])
+    } catch (err) {
+      try { server.stopServer() } catch { /* never started */ }
+      throw new ListenError(href, toError(err).message, { cause: err })
+    } finally {
+      clearTimeout(timer)
+    }
+    const addr = server.address()
+    const host = addr?.host ?? this.#target.host
+    const hostPart = host.includes(':') ? `[${host}]` : host
+    const query = this.#target.modeParam !== undefined ? `?mode=${this.#target.modeParam}` : ''
+    this.url = `${this.#target.scheme}://${hostPart}:${addr?.port ?? this.#target.port}${this.#target.path}${query}`
+    serverHttp2(server)?.on('session', s => {
+      this.#h2Sessions.add(s)
+      const o = s as { once?: (ev: string, cb: () => void) => void, on?: (ev: string, cb: () => void) => void }
+      o.once?.('close', () => this.#h2Sessions.delete(s))
+      o.on?.('error', noop) // node:http2 sessions re-emit socket errors; the WebTransport session reports them
+    })
+    void this.#acceptLoop(sessions.getReader())
+  }
+
+  async #acceptLoop (reader: ReadableStreamDefaultReader<WtServerSession>): Promise<void> {
+    for (;;) {
+      let r: { done: boolean, value?: WtServerSession }
+      try {
+        r = await reader.read()
+      } catch {
+        return
+      }
+      if (r.done || r.value === undefined) return
+      this.#onSession(r.value)
+    }
+  }
+
+  #onSession (s: WtServerSession): void {
+    s.ready.catch(noop)
+    s.closed.catch(noop)
+    const h2 = serverHttp2Session(s)
+    const refuse = (reason: string): void => {
+      try { s.close({ closeCode: CLOSE_REFUSED, reason: truncateReason(reason) }) } catch { /* closing */ }
+      if (h2 !== undefined) setTimeout(() => destroyHttp2Session(h2), 1000).unref()
+    }
+    if (this.#closing !== undefined) { refuse('listener closing'); return }
+    if (this.connections.size + this.#pending.size >= this.#maxConnections) { refuse('listener at maxConnections'); return }
+    this.#pending.add(s)
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new ProtocolError(`session did not open its channel streams within ${HANDSHAKE_TIMEOUT_MS} ms`)), HANDSHAKE_TIMEOUT_MS)
+    })
+    timeout.catch(noop)
+    const incoming = s.incomingBidirectionalStreams.getReader()
+    Promise.race([this.#handshake(s, incoming), timeout]).then(streams => {
+      this.#pending.delete(s)
+      if (this.#closing !== undefined) { refuse('listener closing'); return }
+      this.#open(s, h2, streams, incoming)
+    }, (err: unknown) => {
+      this.#pending.delete(s)
+      refuse(toError(err).message)
+    }).finally(() => { clearTimeout(timer) }).catch(noop)
+  }
+
+  async #handshake (s: WtServerSession, incoming: ReadableStreamDefaultReader<WtBidiStream>): Promise<Map<Channel, ChannelStreams>> {
+    await s.ready
+    const streams = new Map<Channel, ChannelStreams>()
+    while (streams.size < PRIORITIES.length) {
+      const r = await incoming.read()
+      if (r.done) throw new ProtocolError('session ended during the handshake')
+      const bs = r.value
+      const reader = bs.readable.getReader()
+      const writer = bs.writable.getWriter()
+      const native = nativeStreamFor(s, bs.readable)
+      const first = await readFirst(reader, 'channel stream')
+      const channel = PREFACE_CHANNEL[first[0] as number]
+      if (channel === undefined || streams.has(channel)) throw new ProtocolError(`bad channel preface ${String(first[0])}`)
+      streams.set(channel, { reader, writer, native, leftover: first.byteLength > 1 ? first.subarray(1) : undefined })
+    }
+    const control = streams.get('control') as ChannelStreams
+    control.writer.write(Uint8Array.of(ACCEPT_BYTE)).catch(noop)
+    return streams
+  }
+
+  #open (s: WtServerSession, h2: ReturnType<typeof serverHttp2Session>, streams: Map<Channel, ChannelStreams>,
+    incoming: ReadableStreamDefaultReader<WtBidiStream>): void {
+    const conn = new WebTransportConnection({
+      direction: 'inbound',
+      remoteAddress: s.peerAddress ?? 'unknown',
+      remoteIdentity: undefined, // WebTransport has no client certificates
+      options: this.#resolved,
+      session: s,
+      mode: this.webtransportMode,
+      streams,
+      teardown: () => { if (h2 !== undefined) destroyHttp2Session(h2) },
+      rtt: () => h2?.WTrtt
+    })
+    this.connections.add(conn)
+    conn.once('close', () => { this.connections.delete(conn) })
+    // Any stream beyond the four channels is a protocol violation.
+    incoming.read().then(r => {
+      if (!r.done) conn.abort(new ProtocolError('unexpected extra stream'))
+    }, noop)
+    try {
+      this.#options.onConnection(conn)
+    } catch (err) {
+      conn.abort(toError(err))
+    }
+  }
+
+  close (graceMs = 2000): Promise<void> {
+    this.#closing ??= this.#doClose(graceMs)
+    return this.#closing
+  }
+
+  async #doClose (graceMs: number): Promise<void> {
+    for (const s of this.#pending) {
+      try { s.close({ closeCode: CLOSE_REFUSED, reason: 'listener closing' }) } catch { /* closing */ }
+    }
+    await Promise.all([...this.connections].map(async c => {
+      const timer = setTimeout(() => c.abort(new AbortedError('listener closed')), graceMs)
+      try { await c.close('listener closed') } finally { clearTimeout(timer) }
+    }))
+    const server = this.#server
+    if (server === undefined) return
+    try { server.stopServer() } catch { /* not started */ }
+    // node:http2's server.close() waits for every session; the graceful part is over.
+    for (const s of this.#h2Sessions) destroyHttp2Session(s)
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([server.closed.catch(noop), new Promise(resolve => { timer = setTimeout(resolve, 2000) })])
+    clearTimeout(timer)
+  }
+}
