@@ -176,7 +176,7 @@ function writeValue (v: unknown): void {
         const n = a.length
         writeLength(n, 0x90, 0xdc)
         for (let i = 0; i < n; i++) writeValue(a[i])
-      } else if (ctor === Buffer || ctor === Uint8Array) {
+      } else if (ctor === Buffer) { // bin, as msgpackr
         const b = v as Uint8Array
         const n = b.byteLength
         if (tpos + 5 + n > target.length) grow(5 + n)
@@ -185,6 +185,17 @@ function writeValue (v: unknown): void {
         } else { target[tpos++] = 0xc6; target.writeUInt32BE(n, tpos); tpos += 4 }
         target.set(b, tpos)
         tpos += n
+      } else if (ctor === Uint8Array) { // ext 0x74 "typed array", type 1, as msgpackr with moreTypes
+        const b = v as Uint8Array
+        const n = b.byteLength + 1
+        if (tpos + 7 + n > target.length) grow(7 + n)
+        if (n < 0x100) { target[tpos++] = 0xc7; target[tpos++] = n } else if (n < 0x10000) {
+          target[tpos++] = 0xc8; target[tpos++] = n >> 8; target[tpos++] = n & 0xff
+        } else { target[tpos++] = 0xc9; target.writeUInt32BE(n, tpos); tpos += 4 }
+        target[tpos++] = 0x74
+        target[tpos++] = 1
+        target.set(b, tpos)
+        tpos += n - 1
       } else {
         throw GIVE_UP
       }
@@ -323,6 +334,15 @@ function readArray (n: number): unknown[] {
   return a
 }
 
+/** ext 8/16/32 of n data bytes: only msgpackr's typed-array ext for Uint8Array is ours. */
+function readExt (n: number): Uint8Array {
+  if (p + 1 + n > end || n < 1 || src[p] !== 0x74 || src[p + 1] !== 1) throw GIVE_UP
+  const out = new Uint8Array(n - 1) // own ArrayBuffer, as msgpackr's reader
+  out.set(src.subarray(p + 2, p + 1 + n))
+  p += 1 + n
+  return out
+}
+
 function readBin (n: number): Buffer {
   if (p + n > end) throw GIVE_UP
   const b = copyBytes(src, p, p + n) // a copy, as msgpackr's copyBuffers
@@ -344,6 +364,9 @@ function readValue (): unknown {
     case 0xc4: return readBin(u8())
     case 0xc5: return readBin(u16())
     case 0xc6: return readBin(u32())
+    case 0xc7: return readExt(u8())
+    case 0xc8: return readExt(u16())
+    case 0xc9: return readExt(u32())
     case 0xcb: {
       if (p + 8 > end) throw GIVE_UP
       const v = view.getFloat64(src.byteOffset + p) // big-endian

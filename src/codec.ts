@@ -127,7 +127,7 @@ function need (buf: Uint8Array, n: number, what: string): void {
 const routerStrings = new StringCache(256, 64)
 
 /** A str; `cached` for strings that repeat across messages (router fields). */
-function getStr (buf: Buffer, what: string, cached = false): string {
+function getLength (buf: Buffer, what: string): number {
   // unsigned LEB128, at most 5 bytes (a length beyond 2^32 cannot be in a frame anyway)
   let len = 0
   let shift = 1
@@ -140,6 +140,12 @@ function getStr (buf: Buffer, what: string, cached = false): string {
     shift *= 128
   }
   if (len > buf.length - cur) throw new DecodeError(`truncated envelope: ${what} declares ${len} bytes, only ${buf.length - cur} left`)
+  return len
+}
+
+/** A str; `cached` for strings that repeat across messages (router fields). */
+function getStr (buf: Buffer, what: string, cached = false): string {
+  const len = getLength(buf, what)
   const start = cur
   cur += len
   const s = cached ? routerStrings.get(buf, start, cur) : readUtf8(buf, start, cur)
@@ -149,6 +155,10 @@ function getStr (buf: Buffer, what: string, cached = false): string {
 
 function tooLarge (size: number, limit: number): InvalidEnvelopeError {
   return new InvalidEnvelopeError('content', `${size} bytes exceeds maxContentBytes ${limit}`)
+}
+
+function contentTooLarge (size: number, limit: number): DecodeError {
+  return new DecodeError(`content of ${size} bytes exceeds maxContentBytes ${limit}`)
 }
 
 function badContent (err: unknown): InvalidEnvelopeError {
@@ -163,9 +173,12 @@ class BinaryEnvelopeCodec implements EnvelopeCodec {
   readonly #maxContentBytes: number
   // One Packr/Unpackr per codec, reused: constructing them per call is costly.
   // Records off: per-message record definitions cost more than they save and
-  // the peer has no shared structures. structuredClone false: no cycles from a
+  // the peer has no shared structures. moreTypes: typed arrays keep their type
+  // (without it msgpackr 2.1.3 writes a Uint16Array's byteLength but copies
+  // only its element count, sending stale bytes of its shared buffer), and
+  // Set/Error/RegExp/ArrayBuffer/DataView/huge bigint round-trip. structuredClone false: no cycles from a
   // hostile peer. copyBuffers: decoded binary never aliases the input frame.
-  readonly #packr = new Packr({ useRecords: false })
+  readonly #packr = new Packr({ useRecords: false, moreTypes: true })
   readonly #unpackr = new Unpackr({ useRecords: false, copyBuffers: true, structuredClone: false } as ConstructorParameters<typeof Unpackr>[0])
   #slab: Buffer | undefined
   #slabUsed = 0
@@ -194,7 +207,7 @@ class BinaryEnvelopeCodec implements EnvelopeCodec {
     // slab is ever written twice, so every returned frame stays intact for as
     // long as it is kept (as Node's Buffer pool does). The slab is taken
     // while encoding: content getters that re-enter encode() get their own.
-    const bound = 64 + 3 * f.stringChars + contentBytes + (kind === KIND_MSGPACK ? 1024 : 0)
+    const bound = 72 + 3 * f.stringChars + contentBytes + (kind === KIND_MSGPACK ? 1024 : 0)
     const prevSlab = this.#slab
     const prevUsed = this.#slabUsed
     this.#slab = undefined
@@ -234,6 +247,7 @@ class BinaryEnvelopeCodec implements EnvelopeCodec {
     buf[start + 1] = flags
     buf[start + 2] = meta
 
+    if (kind === KIND_BYTES || kind === KIND_STRING) pos = writeVarint(buf, pos, contentBytes)
     const headerBytes = pos - start
     let end = pos + contentBytes
     if (kind === KIND_BYTES) buf.set(content as Uint8Array, pos)
@@ -343,21 +357,14 @@ class BinaryEnvelopeCodec implements EnvelopeCodec {
     const router: MessageRouter = { source, group, operation, resource }
     if (destination !== undefined) router.destination = destination
 
-    const start = cur
     const kind = (meta >> 2) & 3
-    if (kind !== KIND_UNDEFINED && len - start > this.#maxContentBytes) {
-      throw new DecodeError(`content of ${len - start} bytes exceeds maxContentBytes ${this.#maxContentBytes}`)
-    }
     let content: unknown
     if (kind === KIND_UNDEFINED) {
-      if (start !== len) throw new DecodeError(`${len - start} trailing bytes after an envelope without content`)
-    } else if (kind === KIND_BYTES) {
-      content = copyBytes(buf, start, len)
-    } else if (kind === KIND_STRING) {
-      content = readUtf8(buf, start, len)
-      if (content === undefined) throw new DecodeError('content: invalid UTF-8')
-    } else {
+      if (cur !== len) throw new DecodeError(`${len - cur} trailing bytes after an envelope without content`)
+    } else if (kind === KIND_MSGPACK) {
+      const start = cur
       if (start === len) throw new DecodeError('truncated envelope: msgpack content missing')
+      if (len - start > this.#maxContentBytes) throw contentTooLarge(len - start, this.#maxContentBytes)
       try {
         content = decodeFast(buf, start, len)
       } catch (err) {
@@ -368,6 +375,17 @@ class BinaryEnvelopeCodec implements EnvelopeCodec {
         } catch (err) {
           throw new DecodeError(`content: invalid msgpack: ${(err as Error)?.message ?? String(err)}`, { cause: err })
         }
+      }
+    } else {
+      const n = getLength(buf, 'content')
+      if (n > this.#maxContentBytes) throw contentTooLarge(n, this.#maxContentBytes)
+      const start = cur
+      if (start + n !== len) throw new DecodeError(`${len - start - n} trailing bytes after the content`)
+      if (kind === KIND_BYTES) {
+        content = copyBytes(buf, start, len)
+      } else {
+        content = readUtf8(buf, start, len)
+        if (content === undefined) throw new DecodeError('content: invalid UTF-8')
       }
     }
     return { header, router, content }

@@ -1,61 +1,158 @@
 /**
- * `edgefabric demo`: the embedded default. Until the hub/edge runtime lands this
- * runs the transport layer alone: a listener on loopback per available
- * transport, one dialer per transport, envelopes flowing both ways, and a
- * summary of round-trip times.
+ * `edgefabric demo`: the embedded default. One process starts a hub on
+ * loopback (QUIC and WebSocket-over-TLS), two edges on different transports
+ * and a simulated device workload, then prints a live summary of messages
+ * flowing and round-trip times.
+ *
+ *   edge-1 (quic): module "thermometer" uploads readings; answers "read" requests
+ *   edge-2 (wss):  module "fan" takes set-point commands from the cloud
+ *   edge-1 → edge-2 alerts are routed through the hub (edge-to-edge)
  */
-import { parseArgs } from 'node:util'
-import { newMessage, newResponse, type Envelope } from '../envelope.js'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { defineConfig, loadConfig, configHelp } from '../config.js'
+import { EdgeNode } from '../edge/edge-node.js'
+import { newMessage, type Envelope } from '../envelope.js'
 import { isEdgeFabricError } from '../errors.js'
-import { dial, listen } from '../transport/index.js'
+import { Hub } from '../hub/cloud-hub.js'
+import { transportFor } from '../transport/index.js'
 import type { Command } from './run.js'
+import { onShutdown } from './shutdown.js'
 
-const URLS = ['memory://demo-hub', 'ws://127.0.0.1:0', 'quic://127.0.0.1:0']
+export const demoSchema = defineConfig({
+  duration: { type: 'duration', default: '6s', min: '1s', description: 'how long to run (0 with --forever)' },
+  forever: { type: 'boolean', default: false, description: 'run until Ctrl-C' },
+  rate: { type: 'int', default: 200, min: 1, max: 100000, description: 'device readings per second' }
+})
+
+class Stats {
+  count = 0
+  samples: number[] = []
+  add (ms: number): void {
+    this.count++
+    this.samples.push(ms)
+    if (this.samples.length > 5000) this.samples.splice(0, 2500)
+  }
+
+  pct (q: number): string {
+    if (this.samples.length === 0) return '-'
+    const s = [...this.samples].sort((a, b) => a - b)
+    return (s[Math.min(s.length - 1, Math.floor(q * s.length))] as number).toFixed(2)
+  }
+}
+
+async function available (url: string): Promise<boolean> {
+  try { await transportFor(url); return true } catch (err) {
+    if (isEdgeFabricError(err, 'EF_TRANSPORT_UNAVAILABLE')) {
+      process.stdout.write(`note: ${err.message}\n`)
+      return false
+    }
+    throw err
+  }
+}
 
 export const demoCommand: Command = {
-  summary: 'Run a cloud and edges on loopback and show messages flowing.',
-  usage: 'Usage: edgefabric demo [--count N]\n\n  --count N   round trips per transport (default 200)',
+  summary: 'Run a cloud hub, two edges and a simulated device on loopback, and show messages flowing.',
+  usage: configHelp(demoSchema, { usage: 'Usage: edgefabric demo [--duration 6s | --forever] [--rate N]' }),
   async run (argv) {
-    const { values } = parseArgs({ args: argv, options: { count: { type: 'string', default: '200' } } })
-    const count = Number(values.count)
-    if (!Number.isInteger(count) || count < 1) {
-      process.stderr.write('edgefabric demo: --count must be a positive integer\n')
-      return 2
+    const cfg = loadConfig(demoSchema, { argv, env: {} })
+    const dir = await mkdtemp(join(tmpdir(), 'edgefabric-demo-'))
+    const quic = await available('quic://127.0.0.1:0')
+    const listen = [quic ? 'quic://127.0.0.1:0' : 'ws://127.0.0.1:0', 'wss://127.0.0.1:0']
+    const hub = await Hub.start({ listen, dataDir: join(dir, 'hub'), edgeToEdge: true, heartbeatMs: 2000 })
+    const edges: EdgeNode[] = []
+    let timer: NodeJS.Timeout | undefined
+    const cleanup = async (): Promise<void> => {
+      clearInterval(timer)
+      await Promise.all(edges.map(e => e.close()))
+      await hub.close(1000)
+      await rm(dir, { recursive: true, force: true })
     }
-    for (const url of URLS) {
-      const scheme = url.slice(0, url.indexOf(':'))
-      let listener
-      try {
-        listener = await listen(url, {
-          onConnection (conn) {
-            conn.on('message', (env: Envelope) => {
-              try { conn.send(newResponse(env, { echoed: true }, 'hub')) } catch { /* closing */ }
-            })
+    try {
+      process.stdout.write(`hub listening on ${hub.urls.join(' and ')} (admin ${hub.adminUrl ?? 'off'})\n`)
+      const [url1, url2] = hub.urls as [string, string]
+      const start = async (nodeId: string, url: string, zone: string): Promise<EdgeNode> => {
+        const edge = await EdgeNode.start({ hub: url, nodeId, token: hub.createToken(nodeId), dataDir: join(dir, nodeId), labels: { zone }, admin: false })
+        edges.push(edge)
+        return edge
+      }
+      const edge1 = await start('edge-1', url1, 'north')
+      const edge2 = await start('edge-2', url2, 'south')
+      await Promise.all([edge1.waitConnected(10_000), edge2.waitConnected(10_000)])
+      for (const n of hub.nodes()) process.stdout.write(`${n.nodeId} joined over ${n.transport} (labels ${JSON.stringify(n.labels)})\n`)
+
+      // simulated device on edge-1
+      const thermo = edge1.register({ name: 'thermometer', group: 'devices' })
+      let temp = 21
+      thermo.onMessage(async env => { await thermo.respond(env, { celsius: temp, at: Date.now() }) })
+      // actuator on edge-2 that also receives edge-to-edge alerts
+      const fan = edge2.register({ name: 'fan', group: 'actuators' })
+      let setPoint = 0
+      let alerts = 0
+      fan.onMessage(async env => {
+        if (env.router.operation === 'alert') { alerts++; return }
+        setPoint = (env.content as { speed: number }).speed
+        await fan.respond(env, { ok: true, speed: setPoint })
+      })
+
+      const uploads = new Stats()
+      const readRtt = new Stats()
+      const setRtt = new Stats()
+      hub.on('message', ({ envelope }) => {
+        if (envelope.router.operation === 'upload') uploads.add(Date.now() - (envelope.content as { at: number }).at)
+      })
+      let stop = false
+      const ticker = async (): Promise<void> => {
+        const every = 1000 / cfg.rate
+        let next = Date.now()
+        while (!stop) {
+          temp += (Math.random() - 0.5) * 0.2
+          await thermo.sendUpstream(newMessage({ source: 'thermometer', group: 'telemetry', operation: 'upload', resource: 'default/device/thermo-1', content: { celsius: temp, at: Date.now() } })).catch(() => {})
+          if (temp > 21.3 && Math.random() < 0.05) {
+            await thermo.sendUpstream(newMessage({ source: 'thermometer', destination: 'node:edge-2/fan', group: 'actuators', operation: 'alert', resource: 'default/device/thermo-1', content: { temp } })).catch(() => {})
           }
-        })
-      } catch (err) {
-        if (isEdgeFabricError(err, 'EF_TRANSPORT_UNAVAILABLE')) {
-          process.stdout.write(`${scheme.padEnd(8)} unavailable: ${err.message}\n`)
-          continue
+          next += every
+          const wait = next - Date.now()
+          if (wait > 0) await new Promise(resolve => setTimeout(resolve, wait))
         }
-        throw err
       }
-      const conn = await dial(listener.url, listener.identity !== undefined ? { expectedRemoteIdentity: listener.identity } : {})
-      const rtts: number[] = []
-      for (let i = 0; i < count; i++) {
-        const req = newMessage({ source: 'edge-1/demo', group: 'demo', operation: 'query', resource: `default/sensor/s${i % 8}`, content: { i } })
-        const started = process.hrtime.bigint()
-        const reply = new Promise<void>(resolve => conn.once('message', () => resolve()))
-        conn.send(req)
-        await reply
-        rtts.push(Number(process.hrtime.bigint() - started) / 1e6)
+      const controller = async (): Promise<void> => {
+        while (!stop) {
+          let t0 = performance.now()
+          await hub.request('edge-1', newMessage({ source: 'cloud', group: 'devices', operation: 'query', resource: 'default/device/thermo-1' }), { timeoutMs: 5000 })
+            .then(() => readRtt.add(performance.now() - t0), () => {})
+          t0 = performance.now()
+          await hub.request('edge-2', newMessage({ source: 'cloud', group: 'actuators', operation: 'update', resource: 'default/device/fan-1', content: { speed: Math.round(temp * 10) % 100 } }), { timeoutMs: 5000 })
+            .then(() => setRtt.add(performance.now() - t0), () => {})
+          await new Promise(resolve => setTimeout(resolve, 20))
+        }
       }
-      rtts.sort((a, b) => a - b)
-      const p = (q: number): string => (rtts[Math.min(rtts.length - 1, Math.floor(q * rtts.length))] ?? 0).toFixed(3)
-      process.stdout.write(`${scheme.padEnd(8)} ${listener.url.padEnd(28)} ${count} round trips  p50 ${p(0.5)} ms  p99 ${p(0.99)} ms\n`)
-      await conn.close('demo done')
-      await listener.close()
+      const line = (): void => {
+        const t = (name: string): string => hub.node(name)?.transport ?? '?'
+        process.stdout.write(
+          `uploads ${String(uploads.count).padStart(6)} (latency p50 ${uploads.pct(0.5)} ms)  ` +
+          `read edge-1/${t('edge-1')} ${String(readRtt.count).padStart(5)} rtt p50 ${readRtt.pct(0.5)} p99 ${readRtt.pct(0.99)} ms  ` +
+          `set edge-2/${t('edge-2')} ${String(setRtt.count).padStart(5)} rtt p50 ${setRtt.pct(0.5)} p99 ${setRtt.pct(0.99)} ms  ` +
+          `fan ${setPoint}  alerts ${alerts}\n`)
+      }
+      timer = setInterval(line, 1000)
+      const loops = Promise.all([ticker(), controller()])
+      if (cfg.forever) {
+        const code = await onShutdown(async () => { stop = true; await loops; line(); await cleanup() })
+        return code
+      }
+      await new Promise(resolve => setTimeout(resolve, cfg.duration))
+      stop = true
+      await loops
+      line()
+      const ok = uploads.count > 0 && readRtt.count > 0 && setRtt.count > 0
+      process.stdout.write(ok ? 'demo finished: messages flowed both ways on both transports\n' : 'demo finished WITHOUT traffic: something is wrong\n')
+      await cleanup()
+      return ok ? 0 : 1
+    } catch (err) {
+      await cleanup().catch(() => {})
+      throw err
     }
-    return 0
   }
 }

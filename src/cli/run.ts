@@ -7,12 +7,23 @@ export interface Command {
 }
 
 const commands: Record<string, () => Promise<Command>> = {
-  demo: async () => (await import('./demo.js')).demoCommand
+  demo: async () => (await import('./demo.js')).demoCommand,
+  cloud: async () => (await import('./cloud.js')).cloudCommand,
+  edge: async () => (await import('./edge.js')).edgeCommand,
+  token: async () => (await import('./token.js')).tokenCommand,
+  status: async () => (await import('./status.js')).statusCommand
 }
 
 function mainHelp (): string {
   const lines = ['Usage: edgefabric <command> [options]', '', 'Commands:']
-  for (const name of Object.keys(commands)) lines.push(`  ${name}`)
+  const about: Record<string, string> = {
+    demo: 'run a hub, two edges and a simulated device on loopback',
+    cloud: 'run the cloud hub',
+    edge: 'run an edge node',
+    token: 'token create --node NAME: print a join token',
+    status: 'show a running hub\'s nodes (admin API)'
+  }
+  for (const name of Object.keys(commands)) lines.push(`  ${name.padEnd(8)} ${about[name] ?? ''}`)
   lines.push('', 'Run `edgefabric <command> --help` for the options of a command.')
   return lines.join('\n')
 }
@@ -36,9 +47,13 @@ export async function runCli (argv: string[]): Promise<number> {
   try {
     return await cmd.run(rest)
   } catch (err) {
+    if (err instanceof EdgeFabricError && err.code === 'EF_HELP_REQUESTED') {
+      process.stdout.write(`${(err as EdgeFabricError & { helpText: string }).helpText}\n`)
+      return 0
+    }
     if (err instanceof EdgeFabricError) {
       process.stderr.write(`edgefabric ${name}: ${err.message} [${err.code}]\n`)
-      return 1
+      return err.code === 'EF_CONFIG' || err.code === 'EF_INVALID_OPTION' ? 2 : 1
     }
     throw err
   }

@@ -128,8 +128,12 @@ export class ModuleBus {
    * Route a message from the hub (origin 'cloud') or a local producer
    * (origin 'local'): a response matching a pending request resolves it;
    * otherwise `router.destination` naming a registered module wins, else
-   * every module of `router.group`. Waits for mailbox acceptance (so the
-   * caller gets backpressure from 'block' mailboxes); never rejects.
+   * every module of `router.group`. A response to a request that recently
+   * finished (timed out / answered) is dropped as 'late-response'; one whose
+   * parentId the bus never saw is routed like any message (a module may have
+   * used sendUpstream and handle replies itself). Waits for mailbox
+   * acceptance, so a caller that awaits it gets backpressure from 'block'
+   * mailboxes; never rejects.
    */
   async dispatch (env: Envelope, origin: 'cloud' | 'local' = 'cloud'): Promise<DispatchResult> {
     if (this.#closed) return { status: 'closed' }

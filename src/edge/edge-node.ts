@@ -32,6 +32,9 @@ export class HubUnreachableError extends EdgeFabricError {
   }
 }
 
+/** Deliveries from the hub awaiting mailbox space before the hub link is paused. */
+const MAX_DISPATCH_IN_FLIGHT = 1024
+
 export interface EdgeOptions extends ConnectionOptions {
   /** Hub URL(s); tried in order after failed dials. Required. */
   hub: string | string[]
@@ -81,6 +84,7 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
   #serviceBus: ServiceBus | undefined
   #upstreamEndpoint: UpstreamEndpoint | undefined
   #closed = false
+  #inFlight = 0
 
   private constructor (o: EdgeOptions, identity: EdgeIdentity, registry: Registry, metrics: EdgeMetrics) {
     super()
@@ -122,7 +126,16 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
       backoff: new Backoff(intOption('backoff.baseMs', o.backoff?.baseMs, 500, 1), intOption('backoff.capMs', o.backoff?.capMs, 30_000, 1)),
       connection: connOpts
     })
-    this.#connector.on('message', env => { void this.#fromHub(env) })
+    this.#connector.on('message', env => {
+      // Bounded dispatch: while many deliveries wait on full mailboxes ('block'
+      // policy), stop reading from the hub so transport flow control pushes back.
+      this.#inFlight++
+      if (this.#inFlight === MAX_DISPATCH_IN_FLIGHT) this.#connector.connection?.pause()
+      void this.#fromHub(env).finally(() => {
+        this.#inFlight--
+        if (this.#inFlight === MAX_DISPATCH_IN_FLIGHT / 2) this.#connector.connection?.resume()
+      })
+    })
     this.#connector.on('connected', ({ url, connection }) => {
       metrics.setConnected(true)
       this.bus.broadcastState('connected')

@@ -1,12 +1,7 @@
 /**
  * One WebTransport session as an edgefabric Connection.
  *
- * Wire format: the dialer opens one bidirectional stream per channel and
- * writes a 1-byte preface naming it (0 control, 1 high, 2 normal, 3 bulk);
- * the listener answers ACCEPT_BYTE on the control stream once all four are
- * there (so a refused dial fails the dial instead of closing an "open"
- * connection). After that, both directions of each stream carry 4-byte
- * length-prefixed frames (./framing.ts), one encoded envelope each.
+ * Wire format and close codes: ./webtransport-wire.ts.
  *
  * Graceful close is a FIN handshake, because closing a WebTransport session
  * discards whatever the peer has received but not yet read (the library errors
@@ -28,7 +23,6 @@
  * stop the library's native stream (internal `stopReading()`), which leaves
  * data unconsumed and the sender's stream window closes.
  */
-import type { ReadableStreamDefaultReader, WritableStreamDefaultWriter } from 'node:stream/web'
 import { PRIORITIES } from '../envelope.js'
 import { ConnectionResetError, toError } from '../errors.js'
 import { AbstractConnection } from './abstract-connection.js'
@@ -36,16 +30,7 @@ import { FRAME_HEADER_BYTES, FrameDecoder } from './framing.js'
 import type { ResolvedConnectionOptions } from './options.js'
 import type { Channel } from './types.js'
 import type { WtCloseInfo, WtSession } from './webtransport-lib.js'
-
-export const CHANNEL_PREFACE: Readonly<Record<Channel, number>> = { control: 0, high: 1, normal: 2, bulk: 3 }
-export const PREFACE_CHANNEL: readonly Channel[] = ['control', 'high', 'normal', 'bulk']
-/** Listener → dialer, first byte on the control stream: the session is accepted. */
-export const ACCEPT_BYTE = 0xac
-
-/** Session close codes (application-chosen, 32-bit). */
-export const CLOSE_GRACEFUL = 0xef00
-export const CLOSE_ABORT = 0xef01
-export const CLOSE_REFUSED = 0xef02
+import { CLOSE_ABORT, CLOSE_GRACEFUL, truncateReason, type ChannelStreams } from './webtransport-wire.js'
 
 /** Frames smaller than this are coalesced into one stream write (one capsule / QUIC frame run). */
 const COALESCE_BYTES = 64 * 1024
@@ -62,20 +47,6 @@ const WRITE_SLICE_BYTES = 256 * 1024
  * otherwise "congested" would be reported while the peer's window is wide open.
  */
 const WRITE_BUFFER_BYTES = 2 * 1024 * 1024
-/** Close reasons travel in a capsule; keep them short. */
-const MAX_REASON = 1000
-
-/** The library's native stream object (internal API): pause/resume pulling from the network. */
-export interface NativeStreamHandle { stopReading: () => void, startReading: () => void }
-
-export interface ChannelStreams {
-  reader: ReadableStreamDefaultReader<Uint8Array>
-  writer: WritableStreamDefaultWriter<Uint8Array>
-  native: NativeStreamHandle | undefined
-  /** Bytes read past the preface / accept byte during the handshake. */
-  leftover: Uint8Array | undefined
-}
-
 export interface WebTransportConnectionInit {
   direction: 'inbound' | 'outbound'
   remoteAddress: string
@@ -97,6 +68,8 @@ interface ChannelIo extends ChannelStreams {
   pending: Uint8Array[]
   pendingAt: number
   reading: boolean
+  /** Local close in progress on a channel the application paused: read to the FIN, dropping data. */
+  discarding: boolean
   looping: boolean
   eof: boolean
   finished: boolean
@@ -106,10 +79,6 @@ interface ChannelIo extends ChannelStreams {
   /** Bytes handed to writer.write() whose promise has not settled. */
   unaccepted: number
   congested: boolean
-}
-
-export function truncateReason (reason: string): string {
-  return reason.length > MAX_REASON ? reason.slice(0, MAX_REASON) : reason
 }
 
 export class WebTransportConnection extends AbstractConnection {
@@ -150,6 +119,7 @@ export class WebTransportConnection extends AbstractConnection {
         pending: [],
         pendingAt: 0,
         reading: true,
+        discarding: false,
         looping: false,
         eof: false,
         finished: false,
@@ -205,6 +175,17 @@ export class WebTransportConnection extends AbstractConnection {
 
   protected async closeUnderlying (reason: string | undefined): Promise<void> {
     this.#localClosing = true
+    // A channel the application paused would never reach the peer's FIN and the close
+    // would time out. Whatever arrives there now could not be delivered anyway (the base
+    // drops undelivered inbound data when a local close completes), so drain it.
+    for (const io of this.#io.values()) {
+      if (!io.reading && !io.eof) {
+        io.discarding = true
+        io.pending = []
+        io.pendingAt = 0
+        void this.#readLoop(io)
+      }
+    }
     await Promise.all([...this.#io.values()].map(async io => { await this.#finishWrites(io) }))
     await this.#until(() => this.#eofCount === this.#io.size)
     if (!this.#sessionDone) {
@@ -242,22 +223,24 @@ export class WebTransportConnection extends AbstractConnection {
         this.#ingest(io, l)
       }
       this.#deliver(io)
-      while (io.reading && !io.eof && this.#alive()) {
+      while ((io.reading || io.discarding) && !io.eof && this.#alive()) {
         const r = await io.reader.read()
         if (r.done) {
           io.eof = true
           this.#onEof()
           break
         }
-        this.#ingest(io, r.value)
-        this.#deliver(io)
+        if (io.reading) {
+          this.#ingest(io, r.value)
+          this.#deliver(io)
+        }
       }
     } catch (err) {
       this.#streamFailed(err)
     } finally {
       io.looping = false
       // Leave unread data in the library (unconsumed → no flow-control credit) until resumed.
-      if (!io.reading && !io.eof && this.#alive()) io.native?.stopReading()
+      if (!io.reading && !io.discarding && !io.eof && this.#alive()) io.native?.stopReading()
     }
   }
 

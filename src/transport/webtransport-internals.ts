@@ -15,7 +15,7 @@
  */
 import type { ReadableStream } from 'node:stream/web'
 import { normalizeFingerprint } from '../tls.js'
-import type { NativeStreamHandle } from './webtransport-connection.js'
+import type { NativeStreamHandle } from './webtransport-wire.js'
 import type { WtSession } from './webtransport-lib.js'
 
 type Loose = Record<string, unknown> | undefined

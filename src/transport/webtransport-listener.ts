@@ -14,11 +14,10 @@ import { intOption } from '../options.js'
 import { certificateFingerprint, generateSelfSignedCertificate, type CertificateKeyPair } from '../tls.js'
 import { resolveConnectionOptions, type ResolvedConnectionOptions } from './options.js'
 import type { Channel, Connection, ListenOptions, Listener } from './types.js'
-import {
-  ACCEPT_BYTE, CLOSE_REFUSED, PREFACE_CHANNEL, WebTransportConnection, truncateReason, type ChannelStreams
-} from './webtransport-connection.js'
+import { WebTransportConnection } from './webtransport-connection.js'
 import { destroyHttp2Session, nativeStreamFor, serverHttp2, serverHttp2Session } from './webtransport-internals.js'
 import type { WtBidiStream, WtLibrary, WtServer, WtServerSession } from './webtransport-lib.js'
+import { ACCEPT_BYTE, CLOSE_REFUSED, PREFACE_CHANNEL, truncateReason, type ChannelStreams } from './webtransport-wire.js'
 
 const noop = (): void => {}
 

@@ -208,6 +208,12 @@ t.test('dial cancellation and timeouts', async t => {
   await t.rejects(quic.dial(new URL('ws://127.0.0.1:1'), {}), { code: 'EF_UNSUPPORTED_URL' })
 })
 
+t.test('listening on a port in use is a typed error', async t => {
+  const first = await quic.listen(new URL('quic://127.0.0.1:0'), { onConnection: () => {} })
+  t.teardown(() => first.close(100))
+  await t.rejects(quic.listen(new URL(first.url), { onConnection: () => {} }), { code: 'EF_LISTEN_FAILED' })
+})
+
 t.test('stats and rtt', async t => {
   const { listener, client, server } = await pair()
   t.teardown(() => listener.close(100))

@@ -74,6 +74,10 @@ if (status.mode === 'unavailable') {
     t.equal(ok.remoteIdentity, listener.identity, 'colon/upper-case form accepted and normalized')
     ok.abort(new Error('done'))
     await t.rejects(dial(listener.url, { expectedRemoteIdentity: 'not-hex' }), { code: 'EF_INVALID_OPTION' })
+    if (mode === 'http2') {
+      // Unpinned: Node's CA store applies, and a self-signed listener is refused with the reason.
+      await t.rejects(dial(listener.url), { code: 'EF_DIAL_FAILED', message: /not trusted.*expectedRemoteIdentity/ })
+    }
   })
 
   t.test('pinning a certificate valid for more than 14 days fails with the reason', { skip: mode !== 'http2' ? 'diagnosis is HTTP/2-only' : false }, async t => {
@@ -123,6 +127,22 @@ if (status.mode === 'unavailable') {
     const rest = collect(p.server, i, 30_000)
     p.server.resume('bulk')
     t.equal((await rest).length, i, 'all bulk delivered after resume')
+  })
+
+  t.test('close() completes promptly while the application has a channel paused', async t => {
+    const p = await pair('https://127.0.0.1:0/ef', { maxInboundBuffer: 64 * 1024 })
+    t.teardown(() => done(p))
+    p.server.pause('bulk')
+    const chunk = new Uint8Array(64 * 1024)
+    let i = 0
+    while (p.client.send(msg(i++, chunk, 'bulk')) && i < 4000) { if (i % 16 === 0) await new Promise(resolve => setImmediate(resolve)) }
+    await new Promise(resolve => setTimeout(resolve, 100))
+    const started = Date.now()
+    await p.server.close('bye')
+    const ms = Date.now() - started
+    t.ok(ms < 3000, `closed in ${ms} ms`)
+    t.match(await p.server.closed(), { initiator: 'local', clean: true })
+    t.match(await withTimeout(p.client.closed(), 5000, 'client close'), { initiator: 'remote', clean: true, reason: 'bye' })
   })
 
   t.test('throughput (informational)', async t => {

@@ -1,0 +1,51 @@
+/**
+ * `edgefabric cloud`: run the hub.
+ */
+import { defineConfig, loadConfig, configHelp } from '../config.js'
+import { Hub } from '../hub/cloud-hub.js'
+import { createLogger, LOG_LEVELS } from '../ops/logger.js'
+import type { Command } from './run.js'
+import { onShutdown, parseHostPort } from './shutdown.js'
+
+export const cloudSchema = defineConfig({
+  listen: { type: 'string[]', default: ['quic://0.0.0.0:10001', 'wss://0.0.0.0:10000'], env: 'EDGEFABRIC_LISTEN', description: 'URL to listen on (repeatable): quic://, wss://, ws://, https:// (WebTransport)' },
+  dataDir: { type: 'string', default: './edgefabric-hub', env: 'EDGEFABRIC_DATA_DIR', description: 'directory for the hub identity (keys, CA) and node bindings' },
+  admin: { type: 'string', default: '127.0.0.1:9100', env: 'EDGEFABRIC_ADMIN', description: 'admin HTTP address (metrics, health, status) as host:port; "off" disables' },
+  heartbeat: { type: 'duration', default: '5s', min: '50ms', max: '1h', env: 'EDGEFABRIC_HEARTBEAT', description: 'heartbeat period; a silent edge is dropped after 2.5x' },
+  maxNodes: { type: 'int', default: 100000, min: 1, env: 'EDGEFABRIC_MAX_NODES', description: 'maximum connected nodes' },
+  edgeToEdge: { type: 'boolean', default: false, env: 'EDGEFABRIC_EDGE_TO_EDGE', description: 'allow edges to message each other through the hub' },
+  altName: { type: 'string[]', default: [], env: 'EDGEFABRIC_ALT_NAMES', description: 'extra DNS name or IP for the hub TLS certificate (repeatable)' },
+  maxFrameSize: { type: 'int', default: 16 * 1024 * 1024, min: 1024, env: 'EDGEFABRIC_MAX_FRAME_SIZE', description: 'largest envelope in bytes' },
+  logLevel: { type: 'enum', values: LOG_LEVELS, default: 'info', env: 'EDGEFABRIC_LOG_LEVEL', description: 'log level (logs go to stderr as JSON)' }
+})
+
+export const cloudCommand: Command = {
+  summary: 'Run the cloud hub.',
+  usage: configHelp(cloudSchema, { usage: 'Usage: edgefabric cloud [options]' }),
+  async run (argv) {
+    const cfg = loadConfig(cloudSchema, { argv, env: process.env })
+    const logger = createLogger({ level: cfg.logLevel, name: 'edgefabric-cloud' })
+    const admin = cfg.admin === 'off' ? false : parseHostPort(cfg.admin, '--admin')
+    const hub = await Hub.start({
+      listen: [...cfg.listen],
+      dataDir: cfg.dataDir,
+      admin,
+      heartbeatMs: cfg.heartbeat,
+      maxNodes: cfg.maxNodes,
+      edgeToEdge: cfg.edgeToEdge,
+      altNames: [...cfg.altName],
+      maxFrameSize: cfg.maxFrameSize,
+      logger
+    })
+    hub.on('event', e => {
+      if (e.type === 'node-connected') process.stdout.write(`node ${e.nodeId} connected over ${e.transport} from ${e.remoteAddress}\n`)
+      if (e.type === 'node-disconnected') process.stdout.write(`node ${e.nodeId} disconnected: ${e.reason}\n`)
+      if (e.type === 'handshake-refused') process.stdout.write(`refused ${e.nodeId ?? e.remoteAddress}: ${e.code} ${e.reason}\n`)
+    })
+    for (const url of hub.urls) process.stdout.write(`listening ${url}\n`)
+    if (hub.adminUrl !== undefined) process.stdout.write(`admin ${hub.adminUrl}\n`)
+    process.stdout.write(`identity quic=${hub.identity.quicPeerId} tls-ca=${hub.identity.caFingerprint}\n`)
+    process.stdout.write('ready\n')
+    return await onShutdown(() => hub.close(5000))
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * `edgefabric edge`: run an edge node.
+ */
+import { readFileSync } from 'node:fs'
+import { defineConfig, loadConfig, configHelp } from '../config.js'
+import { EdgeNode } from '../edge/edge-node.js'
+import { ConfigError } from '../errors.js'
+import { createLogger, LOG_LEVELS } from '../ops/logger.js'
+import type { Command } from './run.js'
+import { onShutdown, parseHostPort } from './shutdown.js'
+
+export const edgeSchema = defineConfig({
+  hub: { type: 'string[]', required: true, env: 'EDGEFABRIC_HUB', description: 'hub URL (repeatable; tried in order), e.g. quic://hub.example:10001' },
+  node: { type: 'string', required: true, env: 'EDGEFABRIC_NODE', description: 'this node\'s name (as in its join token)' },
+  token: { type: 'string', env: 'EDGEFABRIC_TOKEN', description: 'join token from "edgefabric token create"' },
+  tokenFile: { type: 'string', env: 'EDGEFABRIC_TOKEN_FILE', description: 'file holding the join token (instead of --token)' },
+  dataDir: { type: 'string', default: './edgefabric-edge', env: 'EDGEFABRIC_DATA_DIR', description: 'directory for the node key and local state' },
+  admin: { type: 'string', default: '127.0.0.1:9101', env: 'EDGEFABRIC_ADMIN', description: 'admin HTTP address as host:port; "off" disables' },
+  label: { type: 'string[]', default: [], env: 'EDGEFABRIC_LABELS', description: 'node label key=value (repeatable)' },
+  servicebusPort: { type: 'string[]', default: [], env: 'EDGEFABRIC_SERVICEBUS_PORTS', description: 'loopback port the hub may call through the ServiceBus (repeatable)' },
+  upstreamPort: { type: 'int', default: -1, min: -1, max: 65535, env: 'EDGEFABRIC_UPSTREAM_PORT', description: 'loopback port for apps to POST upstream messages (-1 = off, 0 = any)' },
+  backoffBase: { type: 'duration', default: '500ms', min: '1ms', description: 'reconnect backoff base' },
+  backoffCap: { type: 'duration', default: '30s', min: '1ms', description: 'reconnect backoff cap' },
+  logLevel: { type: 'enum', values: LOG_LEVELS, default: 'info', env: 'EDGEFABRIC_LOG_LEVEL', description: 'log level (logs go to stderr as JSON)' }
+})
+
+function parseLabels (items: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const item of items) {
+    const eq = item.indexOf('=')
+    if (eq <= 0) throw new ConfigError('--label', 'label', `expected key=value, got "${item}"`)
+    out[item.slice(0, eq)] = item.slice(eq + 1)
+  }
+  return out
+}
+
+export const edgeCommand: Command = {
+  summary: 'Run an edge node connected to a hub.',
+  usage: configHelp(edgeSchema, { usage: 'Usage: edgefabric edge --hub URL --node NAME --token TOKEN [options]' }),
+  async run (argv) {
+    const cfg = loadConfig(edgeSchema, { argv, env: process.env })
+    let token = cfg.token
+    if (token === undefined && cfg.tokenFile !== undefined) token = readFileSync(cfg.tokenFile, 'utf8').trim()
+    if (token === undefined) throw new ConfigError('--token', 'token', 'required (or --token-file, or EDGEFABRIC_TOKEN)')
+    const ports = cfg.servicebusPort.map(p => {
+      const n = Number(p)
+      if (!Number.isInteger(n) || n < 1 || n > 65535) throw new ConfigError('--servicebus-port', 'servicebusPort', `expected a port number, got "${p}"`)
+      return n
+    })
+    const logger = createLogger({ level: cfg.logLevel, name: 'edgefabric-edge' })
+    const edge = await EdgeNode.start({
+      hub: [...cfg.hub],
+      nodeId: cfg.node,
+      token,
+      dataDir: cfg.dataDir,
+      labels: parseLabels(cfg.label),
+      admin: cfg.admin === 'off' ? false : parseHostPort(cfg.admin, '--admin'),
+      serviceBus: ports.length > 0 ? { allowedPorts: ports } : false,
+      upstreamEndpoint: cfg.upstreamPort < 0 ? false : { port: cfg.upstreamPort },
+      backoff: { baseMs: cfg.backoffBase, capMs: cfg.backoffCap },
+      logger
+    })
+    if (edge.adminUrl !== undefined) process.stdout.write(`admin ${edge.adminUrl}\n`)
+    if (edge.upstreamUrl !== undefined) process.stdout.write(`upstream ${edge.upstreamUrl}\n`)
+    edge.on('connected', ({ url }) => process.stdout.write(`connected ${url}\n`))
+    edge.on('disconnected', ({ reason }) => process.stdout.write(`disconnected: ${reason}\n`))
+    const failed = new Promise<number>(resolve => {
+      edge.on('failed', err => {
+        // One line a human can act on; retrying cannot fix this, so exit non-zero.
+        process.stderr.write(`edgefabric edge: ${err.message}\n`)
+        void edge.close().then(() => resolve(3))
+      })
+    })
+    return await Promise.race([onShutdown(() => edge.close(), 10_000), failed])
+  }
+}

@@ -1,0 +1,234 @@
+/**
+ * Dialing a WebTransport listener (see ./webtransport.ts for modes and identity):
+ * URL → library client with certificate-hash pinning → four channel streams →
+ * the listener's accept byte → WebTransportConnection. A failed opening
+ * handshake, which the library reports only as "Opening handshake failed.",
+ * is turned into a specific typed error (refusal, identity mismatch, an
+ * untrusted or over-long-lived certificate, an HTTP/3-only listener).
+ */
+import { isIP } from 'node:net'
+import { connect as tlsConnect } from 'node:tls'
+import { PRIORITIES } from '../envelope.js'
+import {
+  AbortedError, DialError, DialTimeoutError, EdgeFabricError, IdentityMismatchError, InvalidOptionError,
+  ProtocolError, TransportUnavailableError, UnsupportedUrlError, toError
+} from '../errors.js'
+import { intOption } from '../options.js'
+import { certificateFingerprint, isSha256Fingerprint, normalizeFingerprint, WEBTRANSPORT_MAX_CERT_DAYS } from '../tls.js'
+import { resolveConnectionOptions } from './options.js'
+import type { Channel, Connection, DialOptions } from './types.js'
+import { WebTransportConnection } from './webtransport-connection.js'
+import { clientPeerFingerprint, clientRtt, nativeStreamFor, teardownClient } from './webtransport-internals.js'
+import { loadWebTransport, type WebTransportStatus, type WtCloseInfo, type WtSession } from './webtransport-lib.js'
+import { WT_FLOW_CONTROL, readFirst, type WtListenTarget } from './webtransport-listener.js'
+import { ACCEPT_BYTE, CHANNEL_PREFACE, CLOSE_ABORT, CLOSE_REFUSED, type ChannelStreams } from './webtransport-wire.js'
+
+const noop = (): void => {}
+export type ModeParam = 'auto' | 'http3' | 'http2'
+
+export interface Target extends WtListenTarget {
+  mode: ModeParam
+  /** The https:// URL handed to the library (our query parameter removed). */
+  httpsUrl: string
+}
+
+export function parseTarget (url: URL): Target {
+  const scheme = url.protocol.replace(/:$/, '')
+  if (scheme !== 'https' && scheme !== 'webtransport') throw new UnsupportedUrlError(url.href, 'not an https:// or webtransport:// URL')
+  const params = new URLSearchParams(url.search)
+  const modeParam = params.get('mode') ?? undefined
+  if (modeParam !== undefined && modeParam !== 'auto' && modeParam !== 'http3' && modeParam !== 'http2') {
+    throw new InvalidOptionError('mode', `URL parameter must be auto, http3 or http2, got ${JSON.stringify(modeParam)}`)
+  }
+  params.delete('mode')
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1')
+  if (host === '') throw new UnsupportedUrlError(url.href, 'missing host')
+  const port = url.port === '' ? 443 : Number(url.port)
+  const path = url.pathname === '' ? '/' : url.pathname
+  const rest = params.toString()
+  const hostPart = host.includes(':') ? `[${host}]` : host
+  return {
+    scheme,
+    host,
+    port,
+    path,
+    modeParam,
+    mode: modeParam ?? 'auto',
+    httpsUrl: `https://${hostPart}:${port}${path}${rest === '' ? '' : `?${rest}`}`
+  }
+}
+
+/** The mode to use for `requested` here, or a TransportUnavailableError that says why not. */
+export function chooseMode (requested: ModeParam, status: WebTransportStatus): 'http3' | 'http2' | 'auto-http3' {
+  if (status.mode === 'unavailable') throw new TransportUnavailableError('webtransport', status.reason ?? 'library unavailable')
+  if (requested === 'http2') return 'http2'
+  if (status.mode === 'http3') return requested === 'http3' ? 'http3' : 'auto-http3'
+  if (requested === 'http3') throw new TransportUnavailableError('webtransport', status.reason ?? 'HTTP/3 unavailable')
+  return 'http2'
+}
+
+function parseExpected (v: unknown): string | undefined {
+  if (v === undefined) return undefined
+  if (typeof v !== 'string' || !isSha256Fingerprint(v)) {
+    throw new InvalidOptionError('expectedRemoteIdentity', 'must be the sha256 fingerprint (64 hex digits) of the server certificate')
+  }
+  return normalizeFingerprint(v)
+}
+
+export async function dialWebTransport (url: URL, options: DialOptions = {}): Promise<Connection> {
+  const target = parseTarget(url)
+  const resolved = resolveConnectionOptions(options)
+  const timeoutMs = intOption('timeoutMs', options.timeoutMs, 10_000, 0)
+  const expected = parseExpected(options.expectedRemoteIdentity)
+  const aborted = (): boolean => options.signal?.aborted === true // a function: re-read after the await
+  if (aborted()) throw new AbortedError('dial aborted')
+  const { lib, status } = await loadWebTransport()
+  const choice = chooseMode(target.mode, status)
+  if (lib === undefined) throw new TransportUnavailableError('webtransport', status.reason ?? 'library unavailable')
+  if (aborted()) throw new AbortedError('dial aborted')
+
+  const started = Date.now()
+  let wt: WtSession
+  try {
+    wt = new lib.WebTransport(target.httpsUrl, {
+      ...(expected !== undefined ? { serverCertificateHashes: [{ algorithm: 'sha-256', value: Buffer.from(expected, 'hex') }] } : {}),
+      ...(choice === 'http2' ? { forceReliable: true } : {}),
+      ...(choice === 'http3' ? { requireUnreliable: true } : {}),
+      ...WT_FLOW_CONTROL,
+      // Our deadline fires first and tears the attempt down; the library's own timers
+      // (which cannot be unref'd) are just behind it so they never outlive a dial by much.
+      // `auto` with HTTP/3 available: the library tries QUIC first, then falls back to
+      // HTTP/2 by itself; leave half of the deadline for that fallback.
+      quicConnectTimeout: choice === 'auto-http3' ? Math.max(500, Math.floor(timeoutMs / 2)) : timeoutMs + 1000,
+      webTransportConnectTimeout: timeoutMs + 1000
+    })
+  } catch (err) {
+    throw new DialError(url.href, toError(err).message, { cause: err })
+  }
+  wt.ready.catch(noop)
+  wt.closed.catch(noop)
+
+  let settled = false
+  let timer: NodeJS.Timeout | undefined
+  let onAbort = noop
+  const interrupted = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new DialTimeoutError(url.href, timeoutMs)), timeoutMs)
+    onAbort = () => reject(new AbortedError('dial aborted'))
+    options.signal?.addEventListener('abort', onAbort, { once: true })
+  })
+  interrupted.catch(noop)
+  try {
+    const streams = await Promise.race([clientHandshake(wt, () => settled), interrupted])
+    const mode = wt.reliability === 'supports-unreliable' ? 'http3' : 'http2'
+    return new WebTransportConnection({
+      direction: 'outbound',
+      remoteAddress: `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`,
+      remoteIdentity: expected ?? (mode === 'http2' ? clientPeerFingerprint(wt) : undefined),
+      options: resolved,
+      session: wt,
+      mode,
+      streams,
+      teardown: () => { teardownClient(wt) },
+      rtt: () => clientRtt(wt)
+    })
+  } catch (err) {
+    settled = true
+    try { wt.close({ closeCode: CLOSE_ABORT, reason: 'dial abandoned' }) } catch { /* not open */ }
+    teardownClient(wt)
+    if (err instanceof AbortedError || err instanceof DialTimeoutError) throw err
+    const info = await Promise.race([wt.closed.then(i => i, () => undefined), new Promise<undefined>(resolve => setTimeout(() => resolve(undefined), 50))])
+    const failure = await explainDialFailure(url, target, expected, err, info, Math.max(500, timeoutMs - (Date.now() - started)))
+    if (failure instanceof DialError && choice === 'http2' && status.mode === 'http2' && info?.closeCode !== CLOSE_REFUSED) {
+      // Say what this machine can and cannot reach: an HTTP/3-only listener is invisible over TCP.
+      throw new DialError(url.href, `${failure.message.replace(/^dial to \S+ failed: /, '')} (this machine has no HTTP/3, so it dialed ` +
+        'WebTransport over HTTP/2 on TCP; a listener serving only HTTP/3 on UDP cannot be reached from here)', { cause: failure.cause })
+    }
+    throw failure
+  } finally {
+    settled = true
+    clearTimeout(timer)
+    options.signal?.removeEventListener('abort', onAbort)
+  }
+}
+
+async function clientHandshake (wt: WtSession, abandoned: () => boolean): Promise<Map<Channel, ChannelStreams>> {
+  await wt.ready
+  const streams = new Map<Channel, ChannelStreams>()
+  for (const ch of PRIORITIES) {
+    if (abandoned()) throw new AbortedError('dial abandoned')
+    const bs = await wt.createBidirectionalStream()
+    const writer = bs.writable.getWriter()
+    const reader = bs.readable.getReader()
+    writer.write(Uint8Array.of(CHANNEL_PREFACE[ch])).catch(noop)
+    streams.set(ch, { reader, writer, native: nativeStreamFor(wt, bs.readable), leftover: undefined })
+  }
+  const control = streams.get('control') as ChannelStreams
+  const first = await readFirst(control.reader, 'control stream')
+  if (first[0] !== ACCEPT_BYTE) throw new ProtocolError(`listener sent ${String(first[0])} instead of the accept byte`)
+  control.leftover = first.byteLength > 1 ? first.subarray(1) : undefined
+  return streams
+}
+
+/**
+ * The library reports every failed opening handshake the same way. Turn it
+ * into a typed, specific error: a refusal by the listener, or — when a pinned
+ * dial fails over HTTP/2 — whether the server's certificate is the pinned one.
+ */
+async function explainDialFailure (url: URL, target: Target, expected: string | undefined, err: unknown,
+  info: WtCloseInfo | undefined, budgetMs: number): Promise<Error> {
+  if (info?.closeCode === CLOSE_REFUSED) return new DialError(url.href, `refused by the listener: ${info.reason ?? ''}`, { cause: err })
+  if (err instanceof EdgeFabricError && !(err instanceof ProtocolError)) return err
+  if (expected === undefined && target.mode !== 'http3') {
+    const peer = await peekCertificate(target.host, target.port, Math.min(budgetMs, 3000))
+    if (peer?.authorizationError !== undefined) {
+      return new DialError(url.href, `the server certificate is not trusted (${peer.authorizationError}); ` +
+        'a self-signed or private-CA listener must be pinned with expectedRemoteIdentity', { cause: err })
+    }
+  }
+  if (expected !== undefined && target.mode !== 'http3') {
+    const peer = await peekCertificate(target.host, target.port, Math.min(budgetMs, 3000))
+    if (peer !== undefined) {
+      if (peer.fingerprint !== expected) return new IdentityMismatchError(expected, peer.fingerprint)
+      const days = (peer.notAfter - peer.notBefore) / 86_400_000
+      if (days > WEBTRANSPORT_MAX_CERT_DAYS) {
+        return new DialError(url.href, `the server certificate matches the pinned fingerprint but is valid for ${days.toFixed(1)} days; ` +
+          `WebTransport certificate-hash pinning accepts at most ${WEBTRANSPORT_MAX_CERT_DAYS}`, { cause: err })
+      }
+      if (peer.notAfter < Date.now() || peer.notBefore > Date.now()) {
+        return new DialError(url.href, 'the server certificate matches the pinned fingerprint but is not currently valid', { cause: err })
+      }
+    }
+  }
+  return new DialError(url.href, `WebTransport handshake failed: ${toError(err).message}`, { cause: err })
+}
+
+/**
+ * Diagnostics only, after a failed dial: read the certificate the server
+ * presents on TCP (HTTP/2 mode). Nothing is sent after the TLS handshake and
+ * the socket is destroyed at once, so accepting any certificate here exposes
+ * nothing; it never carries a connection.
+ */
+interface PeerCertificateInfo { fingerprint: string, notBefore: number, notAfter: number, authorizationError: string | undefined }
+
+function peekCertificate (host: string, port: number, ms: number): Promise<PeerCertificateInfo | undefined> {
+  return new Promise(resolve => {
+    const sock = tlsConnect({ host, port, rejectUnauthorized: false, ALPNProtocols: ['h2'], ...(isIP(host) === 0 ? { servername: host } : {}) })
+    const done = (v: PeerCertificateInfo | undefined): void => {
+      clearTimeout(timer)
+      sock.destroy()
+      resolve(v)
+    }
+    const timer = setTimeout(() => done(undefined), ms)
+    sock.on('error', () => done(undefined))
+    sock.once('secureConnect', () => {
+      try {
+        const c = sock.getPeerX509Certificate()
+        if (c === undefined) { done(undefined); return }
+        const authErr = sock.authorized ? undefined : String(sock.authorizationError ?? 'unverified')
+        done({ fingerprint: certificateFingerprint(c.raw), notBefore: Date.parse(c.validFrom), notAfter: Date.parse(c.validTo), authorizationError: authErr })
+      } catch {
+        done(undefined)
+      }
+    })
+  })
+}
