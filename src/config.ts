@@ -70,7 +70,8 @@ export function loadConfig<S extends ConfigSchema> (schema: S, options: LoadConf
   const out: Record<string, unknown> = {}
   for (const c of list) {
     let v = args.values.has(c.key) ? args.values.get(c.key) : fromEnv.has(c.key) ? fromEnv.get(c.key) : fromFile.has(c.key) ? fromFile.get(c.key) : c.def
-    if (v === undefined && c.spec.required === true) throw missing(c)
+    // a required list needs at least one value (lists otherwise default to [])
+    if (c.spec.required === true && (v === undefined || (Array.isArray(v) && v.length === 0))) throw missing(c)
     if (Array.isArray(v)) v = Object.freeze([...v])
     out[c.key] = v
   }

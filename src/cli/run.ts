@@ -7,11 +7,11 @@ export interface Command {
 }
 
 const commands: Record<string, () => Promise<Command>> = {
-  demo: async () => (await import('./demo.js')).demoCommand,
   cloud: async () => (await import('./cloud.js')).cloudCommand,
   edge: async () => (await import('./edge.js')).edgeCommand,
   token: async () => (await import('./token.js')).tokenCommand,
-  status: async () => (await import('./status.js')).statusCommand
+  status: async () => (await import('./status.js')).statusCommand,
+  demo: async () => (await import('./demo.js')).demoCommand
 }
 
 function mainHelp (): string {

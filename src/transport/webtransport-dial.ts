@@ -20,8 +20,10 @@ import type { Channel, Connection, DialOptions } from './types.js'
 import { WebTransportConnection } from './webtransport-connection.js'
 import { clientPeerFingerprint, clientRtt, nativeStreamFor, teardownClient } from './webtransport-internals.js'
 import { loadWebTransport, type WebTransportStatus, type WtCloseInfo, type WtSession } from './webtransport-lib.js'
-import { WT_FLOW_CONTROL, readFirst, type WtListenTarget } from './webtransport-listener.js'
-import { ACCEPT_BYTE, CHANNEL_PREFACE, CLOSE_ABORT, CLOSE_REFUSED, type ChannelStreams } from './webtransport-wire.js'
+import type { WtListenTarget } from './webtransport-listener.js'
+import {
+  ACCEPT_BYTE, CHANNEL_PREFACE, CLOSE_ABORT, CLOSE_REFUSED, WT_FLOW_CONTROL, readFirst, type ChannelStreams
+} from './webtransport-wire.js'
 
 const noop = (): void => {}
 export type ModeParam = 'auto' | 'http3' | 'http2'

@@ -17,33 +17,11 @@ import type { Channel, Connection, ListenOptions, Listener } from './types.js'
 import { WebTransportConnection } from './webtransport-connection.js'
 import { destroyHttp2Session, nativeStreamFor, serverHttp2, serverHttp2Session } from './webtransport-internals.js'
 import type { WtBidiStream, WtLibrary, WtServer, WtServerSession } from './webtransport-lib.js'
-import { ACCEPT_BYTE, CLOSE_REFUSED, PREFACE_CHANNEL, truncateReason, type ChannelStreams } from './webtransport-wire.js'
+import {
+  ACCEPT_BYTE, CLOSE_REFUSED, PREFACE_CHANNEL, WT_FLOW_CONTROL, readFirst, truncateReason, type ChannelStreams
+} from './webtransport-wire.js'
 
 const noop = (): void => {}
-
-/**
- * WebTransport flow-control windows, the same on both sides.
- *
- * The library's defaults stall every transfer after ≈16–32 KiB over HTTP/2.
- * Root cause (1.6.8, lib/http2/node/server.js): the server advertises
- * `initialSessionFlowControlWindow` to the client but sets its own session
- * receive window to `sessionFlowControlWindowSizeLimit` (default 15 MiB), and
- * only grants more credit once half of THAT is consumed — so the client stops
- * at the advertised window and waits forever. With the limit equal to the
- * initial window both ends agree, and even 16 KiB windows work (probed).
- *
- * Sizes: a stream window bounds what a paused channel can absorb (the rest
- * waits at the sender, as backpressure); 1 MiB per stream keeps that small
- * and still moves ≈35 MB/s echoed on loopback. The session window is the sum
- * of the four stream windows so a stalled channel can never use up the
- * credit the other channels need.
- */
-export const WT_FLOW_CONTROL = {
-  initialStreamFlowControlWindow: 1024 * 1024,
-  streamFlowControlWindowSizeLimit: 1024 * 1024,
-  initialSessionFlowControlWindow: 4 * 1024 * 1024,
-  sessionFlowControlWindowSizeLimit: 4 * 1024 * 1024
-} as const
 
 /** How long an accepted session may take to open its four streams. */
 const HANDSHAKE_TIMEOUT_MS = 10_000
@@ -57,15 +35,6 @@ export interface WtListenTarget {
   path: string
   /** `mode=` as written in the URL (echoed into Listener.url), if any. */
   modeParam: string | undefined
-}
-
-/** Read until at least one byte arrived; throws ProtocolError on a stream that ends first. */
-export async function readFirst (reader: ReadableStreamDefaultReader<Uint8Array>, what: string): Promise<Uint8Array> {
-  for (;;) {
-    const r = await reader.read()
-    if (r.done) throw new ProtocolError(`${what} ended before its first byte`)
-    if (r.value.byteLength > 0) return r.value
-  }
 }
 
 function parseIdentity (identity: unknown): CertificateKeyPair | undefined {

@@ -8,7 +8,8 @@ import { dial, listen } from '../../src/transport/index.js'
 import type { Connection, Listener } from '../../src/transport/types.js'
 import { webtransportMode, webtransportStatus, type WebTransportConnection, type WebTransportListener } from '../../src/transport/webtransport.js'
 import { generateSelfSignedCertificate } from '../../src/tls.js'
-import { collect, msg, withTimeout } from './compliance-helpers.js'
+import { collect, eventually, msg, withTimeout } from './compliance-helpers.js'
+import { createServer, type Socket } from 'node:net'
 
 const CODE = (err: unknown): string | undefined => (err as { code?: string } | undefined)?.code
 const status = await webtransportStatus()
@@ -143,6 +144,31 @@ if (status.mode === 'unavailable') {
     t.ok(ms < 3000, `closed in ${ms} ms`)
     t.match(await p.server.closed(), { initiator: 'local', clean: true })
     t.match(await withTimeout(p.client.closed(), 5000, 'client close'), { initiator: 'remote', clean: true, reason: 'bye' })
+  })
+
+  t.test('dial timeout against a silent TCP peer, abort mid-dial against a live listener', async t => {
+    const sockets = new Set<Socket>()
+    const hole = createServer(s => { sockets.add(s); s.on('error', () => {}) }) // accepts, never answers TLS
+    await new Promise<void>(resolve => hole.listen(0, '127.0.0.1', resolve))
+    t.teardown(() => { for (const s of sockets) s.destroy(); hole.close() })
+    const port = (hole.address() as { port: number }).port
+    const started = Date.now()
+    await t.rejects(dial(`https://127.0.0.1:${port}/x`, { expectedRemoteIdentity: 'ab'.repeat(32), timeoutMs: 700 }), { code: 'EF_DIAL_TIMEOUT' })
+    t.ok(Date.now() - started < 2500, `timed out after ${Date.now() - started} ms`)
+
+    const listener = await listen('https://127.0.0.1:0/ef', { onConnection: () => {} })
+    t.teardown(() => listener.close(100))
+    for (const delay of [0, 2, 5, 10, 20]) {
+      const ac = new AbortController()
+      const p = dial(listener.url, { expectedRemoteIdentity: listener.identity as string, signal: ac.signal })
+      setTimeout(() => ac.abort(), delay)
+      const r = await p.then(c => { c.abort(new Error('late')); return 'connected' }, (e: unknown) => CODE(e))
+      t.ok(r === 'EF_ABORTED' || r === 'connected', `abort after ${delay} ms: ${String(r)}`)
+    }
+    t.ok(await eventually(() => listener.connections.size === 0, 3000), 'no connection left on the listener')
+    const c = await dial(listener.url, { expectedRemoteIdentity: listener.identity as string })
+    t.ok(await eventually(() => c.stats.rttMs !== undefined, 2500), `RTT measured: ${String(c.stats.rttMs)} ms`)
+    await c.close()
   })
 
   t.test('throughput (informational)', async t => {

@@ -1,0 +1,501 @@
+/**
+ * Envelope codec (src/codec.ts): round-trip properties, the documented value
+ * semantics, strict decoding of hostile bytes, and encode-side validation.
+ */
+import t from 'tap'
+import fc from 'fast-check'
+import { randomBytes } from 'node:crypto'
+import { isDeepStrictEqual } from 'node:util'
+import { Packr, Unpackr } from 'msgpackr'
+import { createCodec, defaultCodec, WIRE_VERSION } from '../src/codec.js'
+import { decodeFast, encodeFast, encodedEnd, encodedStart, GIVE_UP } from '../src/codec-msgpack.js'
+import { newMessage, OPERATIONS, PRIORITIES, type Envelope, type NewMessageInit } from '../src/envelope.js'
+import { EdgeFabricError } from '../src/errors.js'
+
+const codec = createCodec()
+const CODE = (err: unknown): string | undefined => (err as { code?: string } | undefined)?.code
+const TYPED = new Set(['EF_DECODE', 'EF_INVALID_ENVELOPE'])
+
+function base (over: Partial<NewMessageInit> = {}): Envelope {
+  return newMessage({ source: 'edge-1/devicetwin', group: 'twin', operation: 'update', resource: 'default/device/sensor-0042', ...over })
+}
+
+/** decode() must either return or throw a typed codec error; returns the error, if any. */
+function decodeTyped (bytes: Uint8Array): { env?: Envelope, err?: EdgeFabricError } {
+  try {
+    return { env: codec.decode(bytes) }
+  } catch (err) {
+    if (!(err instanceof EdgeFabricError) || !TYPED.has(err.code)) {
+      throw new Error(`untyped decode failure for ${Buffer.from(bytes).toString('hex').slice(0, 200)}: ${String(err)}`, { cause: err })
+    }
+    return { err }
+  }
+}
+
+// ---- what a value looks like after the wire (the documented semantics) ------
+
+const wellFormed = (s: string): string => (s as unknown as { toWellFormed (): string }).toWellFormed()
+
+/** Expected decoded form of nested content (msgpack path). */
+function expectNested (v: unknown): unknown {
+  if (typeof v === 'string') return wellFormed(v)
+  if (typeof v === 'number') return Object.is(v, -0) ? 0 : v // msgpack ints have no -0 (as msgpackr)
+  if (Buffer.isBuffer(v)) return Buffer.from(v)
+  if (v instanceof Uint8Array) return new Uint8Array(v)
+  if (Array.isArray(v)) return v.map(expectNested)
+  if (v !== null && typeof v === 'object' && !(v instanceof Date)) {
+    const out: Record<string, unknown> = {}
+    for (const [k, x] of Object.entries(v)) out[wellFormed(k)] = expectNested(x)
+    return out
+  }
+  return v
+}
+
+function expectEnvelope (env: Envelope): Envelope {
+  const h = env.header
+  const r = env.router
+  const c = env.content
+  const content = c instanceof Uint8Array ? Buffer.from(c) : typeof c === 'string' ? wellFormed(c) : expectNested(c)
+  const init: NewMessageInit = {
+    id: wellFormed(h.id),
+    timestamp: h.timestamp,
+    source: wellFormed(r.source),
+    group: wellFormed(r.group),
+    operation: wellFormed(r.operation),
+    resource: wellFormed(r.resource),
+    content
+  }
+  if (h.parentId !== undefined) init.parentId = wellFormed(h.parentId)
+  if (h.resourceVersion !== undefined) init.resourceVersion = wellFormed(h.resourceVersion)
+  if (h.sync !== undefined) init.sync = h.sync
+  if (h.ttl !== undefined) init.ttl = h.ttl
+  if (h.priority !== undefined) init.priority = h.priority
+  if (r.destination !== undefined) init.destination = wellFormed(r.destination)
+  return newMessage(init)
+}
+
+// ---- arbitraries -------------------------------------------------------------
+
+// Any UTF-16 unit sequence: full Unicode plus lone surrogates.
+const unit = fc.oneof(
+  { weight: 6, arbitrary: fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }) },
+  { weight: 3, arbitrary: fc.string({ unit: 'grapheme-ascii', minLength: 1, maxLength: 1 }) },
+  { weight: 1, arbitrary: fc.integer({ min: 0xd800, max: 0xdfff }).map(c => String.fromCharCode(c)) }
+)
+const str = fc.string({ unit, maxLength: 40 })
+const longStr = fc.string({ unit, minLength: 40, maxLength: 300 })
+const anyStr = fc.oneof({ weight: 4, arbitrary: str }, { weight: 1, arbitrary: longStr })
+const nonEmpty = fc.string({ unit, minLength: 1, maxLength: 40 })
+const key = fc.string({ unit, maxLength: 20 }).filter(k => k !== '__proto__')
+const finite = fc.double({ noNaN: true, noDefaultInfinity: true })
+
+const leaf = fc.oneof(
+  fc.constant(null), fc.constant(undefined), fc.boolean(),
+  fc.integer(), fc.integer({ min: -(2 ** 53) + 1, max: 2 ** 53 - 1 }), fc.double(),
+  anyStr,
+  fc.uint8Array({ maxLength: 40 }),
+  fc.uint8Array({ maxLength: 40 }).map(u => Buffer.from(u)),
+  fc.date({ min: new Date(0), max: new Date(4e12), noInvalidDate: true }),
+  fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n })
+)
+const { value: content } = fc.letrec<{ value: unknown }>(tie => ({
+  value: fc.oneof({ depthSize: 'small', withCrossShrink: true },
+    leaf,
+    fc.array(tie('value'), { maxLength: 6 }),
+    fc.dictionary(key, tie('value'), { maxKeys: 6, noNullPrototype: true }))
+}))
+
+const envelopeArb: fc.Arbitrary<Envelope> = fc.record({
+  id: fc.oneof(fc.uuid(), nonEmpty),
+  parentId: fc.option(fc.oneof(fc.uuid(), nonEmpty), { nil: undefined }),
+  timestamp: finite,
+  resourceVersion: fc.option(str, { nil: undefined }),
+  sync: fc.option(fc.boolean(), { nil: undefined }),
+  ttl: fc.option(finite, { nil: undefined }),
+  priority: fc.option(fc.constantFrom(...PRIORITIES), { nil: undefined }),
+  source: anyStr,
+  destination: fc.option(str, { nil: undefined }),
+  group: str,
+  operation: fc.oneof(fc.constantFrom(...OPERATIONS), str),
+  resource: anyStr,
+  content: fc.oneof(
+    { weight: 4, arbitrary: content },
+    { weight: 1, arbitrary: fc.uint8Array({ maxLength: 300 }) },
+    { weight: 1, arbitrary: anyStr },
+    { weight: 1, arbitrary: fc.constant(undefined) })
+}).map(r => newMessage(r as NewMessageInit))
+
+// ---- round trips -------------------------------------------------------------
+
+t.test('round-trip property: decode(encode(e)) is e, as documented', t => {
+  fc.assert(fc.property(envelopeArb, env => {
+    const back = codec.decode(codec.encode(env))
+    const want = expectEnvelope(env)
+    if (!isDeepStrictEqual(back, want)) {
+      throw new Error(`mismatch\n got  ${JSON.stringify(back, replacer)}\n want ${JSON.stringify(want, replacer)}`)
+    }
+  }), { numRuns: 1500 })
+  t.pass('1500 random envelopes round-trip')
+  t.end()
+})
+
+function replacer (_k: string, v: unknown): unknown {
+  return typeof v === 'bigint' ? `${v}n` : v === undefined ? '<undefined>' : v
+}
+
+t.test('encoded bytes are stable: encode(decode(encode(e))) equals encode(e) for well-formed strings', t => {
+  fc.assert(fc.property(envelopeArb, env => {
+    const once = codec.encode(env)
+    const twice = codec.encode(codec.decode(once))
+    return Buffer.compare(once, twice) === 0
+  }), { numRuns: 300 })
+  t.pass()
+  t.end()
+})
+
+t.test('decoded shape equals newMessage(): optional fields absent, not undefined', t => {
+  const env = base()
+  const back = codec.decode(codec.encode(env))
+  t.strictSame(Object.keys(back), ['header', 'router', 'content'])
+  t.strictSame(Object.keys(back.header).sort(), ['id', 'timestamp'])
+  t.strictSame(Object.keys(back.router).sort(), ['group', 'operation', 'resource', 'source'])
+  t.ok(isDeepStrictEqual(back, env))
+  // undefined-valued optional fields count as absent
+  const sloppy = base({ content: 1 })
+  Object.assign(sloppy.header, { parentId: undefined, ttl: undefined })
+  Object.assign(sloppy.router, { destination: undefined })
+  const b2 = codec.decode(codec.encode(sloppy))
+  t.notOk('parentId' in b2.header)
+  t.notOk('ttl' in b2.header)
+  t.notOk('destination' in b2.router)
+  t.end()
+})
+
+t.test('every optional header field combination', t => {
+  let n = 0
+  for (let mask = 0; mask < 256; mask++) {
+    const init: NewMessageInit = {
+      source: 'src', group: 'grp', operation: (mask & 64) !== 0 ? 'custom-op' : 'query', resource: 'ns/t/n',
+      id: (mask & 128) !== 0 ? 'not-a-uuid' : '0f8fad5b-d9cb-469f-a165-70867728950e',
+      content: mask % 3 === 0 ? undefined : { mask }
+    }
+    if ((mask & 1) !== 0) init.parentId = mask % 2 === 0 ? 'parent' : '7c9e6679-7425-40de-944b-e07fc1f90ae7'
+    if ((mask & 2) !== 0) init.resourceVersion = String(mask)
+    if ((mask & 4) !== 0) init.sync = mask % 5 === 0
+    if ((mask & 8) !== 0) init.ttl = mask * 1000
+    if ((mask & 16) !== 0) init.priority = PRIORITIES[mask % 4]
+    if ((mask & 32) !== 0) init.destination = 'dst'
+    const env = newMessage(init)
+    const back = codec.decode(codec.encode(env))
+    if (!isDeepStrictEqual(back, env)) t.fail(`mask ${mask}`)
+    else n++
+  }
+  t.equal(n, 256, 'all 256 combinations round-trip')
+  t.end()
+})
+
+t.test('empty strings where allowed; empty ids rejected', t => {
+  const env = base({ source: '', group: '', operation: '', resource: '', destination: '', resourceVersion: '', content: '' })
+  t.ok(isDeepStrictEqual(codec.decode(codec.encode(env)), env))
+  const noId = base()
+  noId.header.id = ''
+  t.throws(() => codec.encode(noId), { code: 'EF_INVALID_ENVELOPE', field: 'header.id' })
+  const noParent = base({ parentId: '' })
+  t.throws(() => codec.encode(noParent), { code: 'EF_INVALID_ENVELOPE', field: 'header.parentId' })
+  t.end()
+})
+
+t.test('binary content: empty, Buffer, Uint8Array view, 8 MiB; decoded as a Buffer copy', t => {
+  const empty = codec.decode(codec.encode(base({ content: new Uint8Array(0) }))).content
+  t.ok(Buffer.isBuffer(empty))
+  t.equal((empty as Buffer).length, 0)
+
+  const backing = new Uint8Array(64).map((_, i) => i)
+  const view = backing.subarray(10, 20) // non-zero byteOffset
+  t.ok(isDeepStrictEqual(codec.decode(codec.encode(base({ content: view }))).content, Buffer.from(view)))
+
+  const big = randomBytes(8 * 1024 * 1024)
+  const frame = codec.encode(base({ content: big }))
+  t.ok(frame.byteLength < big.length + 200, `frame ${frame.byteLength} bytes`)
+  const got = codec.decode(frame).content as Buffer
+  t.ok(Buffer.isBuffer(got))
+  t.equal(Buffer.compare(got, big), 0, '8 MiB round-trips')
+  t.end()
+})
+
+t.test('decode copies: the input buffer may be reused afterwards', t => {
+  const env = base({ content: { bin: Buffer.from([1, 2, 3]), u8: new Uint8Array([4]), s: 'abc', when: new Date(5) } })
+  for (const c of [Buffer.from([7, 8, 9]), env.content]) {
+    const frame = Buffer.from(codec.encode(base({ content: c })))
+    const back = codec.decode(frame)
+    frame.fill(0xee)
+    t.ok(isDeepStrictEqual(back.content, expectNested(c)), 'content unchanged after the input is overwritten')
+  }
+  t.end()
+})
+
+t.test('encode output is never overwritten by later encodes (transports queue it)', t => {
+  const envs: Envelope[] = []
+  const frames: Uint8Array[] = []
+  for (let i = 0; i < 3000; i++) {
+    const c = i % 7 === 0 ? randomBytes(i % 5000) : i % 5 === 0 ? 'x'.repeat(i) : { i, s: 'y'.repeat(i % 300), d: i % 11 === 0 ? new Date(i) : null }
+    envs.push(base({ content: c }))
+    frames.push(codec.encode(envs[i] as Envelope))
+  }
+  let ok = 0
+  frames.forEach((f, i) => { if (isDeepStrictEqual(codec.decode(f), expectEnvelope(envs[i] as Envelope))) ok++ })
+  t.equal(ok, frames.length, 'all kept frames still decode to their envelope')
+  t.end()
+})
+
+t.test('re-entrant encode from a content getter', t => {
+  let inner: Uint8Array | undefined
+  const content = {
+    a: 1,
+    get b () { inner = codec.encode(base({ content: 'inner' })); return 'outer-b' }
+  }
+  const frame = codec.encode(base({ content }))
+  t.same(codec.decode(frame).content, { a: 1, b: 'outer-b' })
+  t.equal(codec.decode(inner as Uint8Array).content, 'inner')
+  t.end()
+})
+
+t.test('unicode: astral characters, BOM, lone surrogates (become U+FFFD)', t => {
+  const astral = '𝄞 music, 😀, 中文, العربية, \u0000'
+  for (const s of [astral, '\uFEFFbom first', 'x'.repeat(100) + astral, astral.repeat(10)]) {
+    const env = base({ source: s, resource: s, resourceVersion: s, content: s })
+    t.ok(isDeepStrictEqual(codec.decode(codec.encode(env)), env), `round-trips exactly: ${s.slice(0, 20)}`)
+    const nested = base({ content: { [s]: s } })
+    t.ok(isDeepStrictEqual(codec.decode(codec.encode(nested)), nested))
+  }
+  const lone = 'a\uD800b\uDFFFc\uD83D'
+  const back = codec.decode(codec.encode(base({ group: lone, content: { k: lone } })))
+  t.equal(back.router.group, 'a\uFFFDb\uFFFDc\uFFFD')
+  t.same(back.content, { k: 'a\uFFFDb\uFFFDc\uFFFD' })
+  t.end()
+})
+
+t.test('content types beyond JSON (msgpackr semantics, moreTypes)', t => {
+  const rt = (c: unknown): unknown => codec.decode(codec.encode(base({ content: c }))).content
+  t.same(rt(new Date(1717171717123)), new Date(1717171717123))
+  t.equal(rt(123n), 123n)
+  t.equal(rt(2n ** 70n), 2n ** 70n)
+  t.same(rt(new Set([1, 'a'])), new Set([1, 'a']))
+  t.same(rt(new Uint16Array([1, 513])), new Uint16Array([1, 513]))
+  t.same(rt(new Float64Array([1.5, -0])), new Float64Array([1.5, -0]))
+  t.same(rt({ n: new Map([['a', 1]]) }), { n: { a: 1 } }, 'Map arrives as a plain object')
+  t.same(rt([1, , 3]), [1, undefined, 3], 'holes arrive as undefined') // eslint-disable-line no-sparse-arrays
+  t.same(rt({ f: () => 1, x: 1 }), { f: undefined, x: 1 }, 'functions become undefined')
+  t.ok(Number.isNaN(rt(NaN)))
+  t.equal(rt(-0), 0)
+  const withProto = JSON.parse('{"__proto__": {"polluted": true}, "a": 1}') as object
+  const got = rt(withProto) as Record<string, unknown>
+  t.equal(Object.getPrototypeOf(got), Object.prototype, 'no prototype pollution')
+  t.ok('__proto_' in got, "msgpackr renames a '__proto__' key")
+  t.equal(({} as Record<string, unknown>).polluted, undefined)
+  t.end()
+})
+
+t.test('encode validates the envelope and names the field', t => {
+  const cases: Array<[string, (e: Envelope) => void]> = [
+    ['router.group', e => { delete (e.router as Partial<typeof e.router>).group }],
+    ['router.source', e => { (e.router as unknown as Record<string, unknown>).source = 5 }],
+    ['router.operation', e => { (e.router as unknown as Record<string, unknown>).operation = null }],
+    ['router.resource', e => { (e.router as unknown as Record<string, unknown>).resource = undefined }],
+    ['router.destination', e => { (e.router as unknown as Record<string, unknown>).destination = 1 }],
+    ['header.id', e => { (e.header as unknown as Record<string, unknown>).id = 42 }],
+    ['header.timestamp', e => { e.header.timestamp = NaN }],
+    ['header.timestamp', e => { e.header.timestamp = Infinity }],
+    ['header.timestamp', e => { (e.header as unknown as Record<string, unknown>).timestamp = '1' }],
+    ['header.ttl', e => { e.header.ttl = -Infinity }],
+    ['header.sync', e => { (e.header as unknown as Record<string, unknown>).sync = 'yes' }],
+    ['header.priority', e => { (e.header as unknown as Record<string, unknown>).priority = 'urgent' }],
+    ['header.resourceVersion', e => { (e.header as unknown as Record<string, unknown>).resourceVersion = 7 }],
+    ['header', e => { (e as unknown as Record<string, unknown>).header = null }],
+    ['router', e => { (e as unknown as Record<string, unknown>).router = 'x' }],
+    ['content', e => { e.content = Symbol('s') }],
+    ['content', e => { const a: Record<string, unknown> = {}; a.self = a; e.content = a }]
+  ]
+  for (const [field, mutate] of cases) {
+    const env = base({ content: { ok: 1 } })
+    mutate(env)
+    t.throws(() => codec.encode(env), { code: 'EF_INVALID_ENVELOPE', field }, field)
+  }
+  t.throws(() => codec.encode(null as unknown as Envelope), { code: 'EF_INVALID_ENVELOPE', field: 'envelope' })
+  // the codec still works after failed encodes
+  t.ok(isDeepStrictEqual(codec.decode(codec.encode(base())).router, base().router))
+  t.end()
+})
+
+t.test('maxContentBytes', t => {
+  t.throws(() => createCodec({ maxContentBytes: -1 }), { code: 'EF_INVALID_OPTION' })
+  const small = createCodec({ maxContentBytes: 100 })
+  for (const c of [Buffer.alloc(101), 'x'.repeat(101), { s: 'x'.repeat(200) }]) {
+    t.throws(() => small.encode(base({ content: c })), { code: 'EF_INVALID_ENVELOPE', field: 'content' })
+    t.throws(() => small.decode(codec.encode(base({ content: c }))), { code: 'EF_DECODE' })
+  }
+  t.equal((small.decode(small.encode(base({ content: Buffer.alloc(100) }))).content as Buffer).length, 100)
+  t.end()
+})
+
+// ---- hostile bytes -----------------------------------------------------------
+
+const samples: Envelope[] = [
+  base(),
+  base({ content: { twin: { temp: { actual: { value: '23.4', metadata: { timestamp: 1717171717123 } } } }, n: [1, -2, 3.5, null, true] } }),
+  base({ content: Buffer.from('binary content bytes'), parentId: 'p-1', ttl: 5000, sync: true, priority: 'high', destination: 'hub' }),
+  base({ content: 'string content', id: 'custom-id', operation: 'my-op', resourceVersion: '42' }),
+  base({ content: { when: new Date(1), big: 10n, set: new Set([1]) } }),
+  base({ content: 'x'.repeat(300), resource: 'r'.repeat(200) })
+]
+
+t.test('truncated at every byte offset → typed error', t => {
+  let n = 0
+  for (const env of samples) {
+    const frame = codec.encode(env)
+    for (let k = 0; k < frame.byteLength; k++) {
+      const { err } = decodeTyped(frame.subarray(0, k))
+      if (err === undefined) t.fail(`prefix of ${k}/${frame.byteLength} bytes decoded`)
+      n++
+    }
+  }
+  t.pass(`${n} truncations all rejected with EF_DECODE / EF_INVALID_ENVELOPE`)
+  t.end()
+})
+
+t.test('trailing bytes → DecodeError', t => {
+  for (const env of samples) {
+    const frame = Buffer.concat([codec.encode(env), Buffer.from([0])])
+    t.throws(() => codec.decode(frame), { code: 'EF_DECODE' })
+  }
+  t.end()
+})
+
+t.test('wrong version byte → DecodeError naming the version', t => {
+  const frame = Buffer.from(codec.encode(base()))
+  t.equal(frame[0], WIRE_VERSION)
+  for (const v of [0, 2, 0x80, 0x83, 0xff]) {
+    frame[0] = v
+    t.throws(() => codec.decode(frame), { code: 'EF_DECODE', message: new RegExp(`version ${v}\\b`) })
+  }
+  t.throws(() => codec.decode(Buffer.from([2])), { code: 'EF_DECODE', message: /version 2/ }, 'even when short')
+  t.throws(() => codec.decode(new Uint8Array(0)), { code: 'EF_DECODE' })
+  t.throws(() => codec.decode('not bytes' as unknown as Uint8Array), { code: 'EF_DECODE' })
+  t.end()
+})
+
+t.test('oversize declared lengths are rejected without allocating', t => {
+  const frame = Buffer.from(codec.encode(base({ id: 'abc', content: 'hi' })))
+  const at = frame.indexOf('abc') - 1 // the id's varint length
+  const huge = Buffer.concat([frame.subarray(0, at), Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f]), frame.subarray(at + 1)])
+  t.throws(() => codec.decode(huge), { code: 'EF_DECODE', message: /declares 4294967295 bytes/ })
+  const tooLong = Buffer.concat([frame.subarray(0, at), Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0x01]), frame.subarray(at + 1)])
+  t.throws(() => codec.decode(tooLong), { code: 'EF_DECODE', message: /varint too long/ })
+  // msgpack content declaring a 4 GiB array / string / map in a few bytes
+  const head = codec.encode(base())
+  for (const c of [[0xdd, 0xff, 0xff, 0xff, 0xff], [0xdb, 0xff, 0xff, 0xff, 0xff, 0x61], [0xdf, 0xff, 0xff, 0xff, 0xff, 0xa1, 0x61, 1],
+    [0xc6, 0xff, 0xff, 0xff, 0xff], [0x91, 0xdd, 0x7f, 0xff, 0xff, 0xff, 0x91, 0xdd, 0x7f, 0xff, 0xff, 0xff]]) {
+    const f = Buffer.concat([head, Buffer.from(c)])
+    f[2] = ((f[2] as number) & ~0x0c) | (1 << 2) // content kind: msgpack
+    t.throws(() => codec.decode(f), { code: 'EF_DECODE' }, Buffer.from(c).toString('hex'))
+  }
+  t.end()
+})
+
+t.test('semantically invalid values on the wire → InvalidEnvelopeError', t => {
+  const frame = Buffer.from(codec.encode(base({ id: 'x' })))
+  frame.writeDoubleBE(NaN, 4)
+  t.throws(() => codec.decode(frame), { code: 'EF_INVALID_ENVELOPE', field: 'header.timestamp' })
+  const f2 = Buffer.from(codec.encode(base({ id: 'x' })))
+  const at = f2.indexOf('x', 12) - 1
+  const empty = Buffer.concat([f2.subarray(0, at), Buffer.from([0]), f2.subarray(at + 2)])
+  t.throws(() => codec.decode(empty), { code: 'EF_INVALID_ENVELOPE', field: 'header.id' })
+  t.end()
+})
+
+t.test('random and mutated bytes: typed error or a valid envelope, never anything else', t => {
+  const started = Date.now()
+  const rnd = (n: number): number => Math.floor(Math.random() * n)
+  const frames = samples.map(e => Buffer.from(codec.encode(e)))
+  let decoded = 0
+  let rejected = 0
+  for (let i = 0; i < 10_000; i++) {
+    let bytes: Buffer
+    if (i % 2 === 0) {
+      bytes = randomBytes(rnd(120))
+      if (bytes.length > 0 && i % 4 === 0) bytes[0] = WIRE_VERSION // get past the version check
+    } else {
+      bytes = Buffer.from(frames[i % frames.length] as Buffer)
+      for (let m = 1 + rnd(4); m > 0; m--) {
+        const op = rnd(3)
+        const at = rnd(bytes.length)
+        if (op === 0) bytes[at] = rnd(256)
+        else if (op === 1) bytes[at] = (bytes[at] as number) ^ (1 << rnd(8))
+        else bytes = Buffer.concat([bytes.subarray(0, at), randomBytes(rnd(4)), bytes.subarray(at + rnd(4))])
+      }
+    }
+    const { env } = decodeTyped(bytes)
+    if (env === undefined) { rejected++; continue }
+    decoded++
+    // whatever decodes is a valid envelope
+    if (typeof env.header.id !== 'string' || env.header.id === '' || !Number.isFinite(env.header.timestamp) ||
+        typeof env.router.source !== 'string' || typeof env.router.group !== 'string' ||
+        typeof env.router.operation !== 'string' || typeof env.router.resource !== 'string' ||
+        (env.header.priority !== undefined && !PRIORITIES.includes(env.header.priority))) {
+      t.fail(`invalid envelope decoded from ${bytes.toString('hex')}`)
+    }
+  }
+  t.ok(rejected > 0 && decoded > 0, `${decoded} decoded, ${rejected} rejected, ${Date.now() - started} ms`)
+  t.end()
+})
+
+t.test('a random-byte content section through msgpackr: typed errors only', t => {
+  const head = Buffer.from(codec.encode(base()))
+  head[2] = ((head[2] as number) & ~0x0c) | (1 << 2)
+  let n = 0
+  for (let i = 0; i < 3000; i++) {
+    const body = randomBytes(1 + Math.floor(Math.random() * 40))
+    if (i % 3 === 0) body[0] = 0xc7 + (i % 3) // ext types: msgpackr's extensions
+    if (i % 5 === 0) body[0] = 0xd4 + (i % 5)
+    decodeTyped(Buffer.concat([head, body]))
+    n++
+  }
+  t.pass(`${n} random msgpack bodies`)
+  t.end()
+})
+
+// ---- the fast msgpack subset agrees with msgpackr ---------------------------
+
+t.test('fast msgpack path and msgpackr agree both ways', t => {
+  const packr = new Packr({ useRecords: false, moreTypes: true })
+  const unpackr = new Unpackr({ useRecords: false, copyBuffers: true, structuredClone: false } as ConstructorParameters<typeof Unpackr>[0])
+  const scratch = Buffer.alloc(64)
+  let fastOnly = 0
+  fc.assert(fc.property(content, v => {
+    // ours → msgpackr
+    let ours: Buffer | undefined
+    try {
+      const b = encodeFast(scratch, 0, 0, v)
+      ours = Buffer.from(b.subarray(encodedStart, encodedEnd))
+    } catch (err) {
+      if (err !== GIVE_UP) throw err
+    }
+    if (ours !== undefined) {
+      fastOnly++
+      const viaMsgpackr = unpackr.unpack(ours) as unknown
+      const viaFast = decodeFast(ours, 0, ours.length)
+      if (!isDeepStrictEqual(viaMsgpackr, viaFast) || !isDeepStrictEqual(viaFast, expectNested(v))) return false
+    }
+    // msgpackr → ours
+    const theirs = packr.pack(v)
+    const want = unpackr.unpack(theirs) as unknown
+    try {
+      return isDeepStrictEqual(decodeFast(Buffer.from(theirs), 0, theirs.length), want)
+    } catch (err) {
+      if (err !== GIVE_UP) throw err
+      return true
+    }
+  }), { numRuns: 1500 })
+  t.ok(fastOnly > 100, `${fastOnly} values took the fast path`)
+  t.end()
+})
