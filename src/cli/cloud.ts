@@ -16,7 +16,7 @@ export const cloudSchema = defineConfig({
   edgeToEdge: { type: 'boolean', default: false, env: 'EDGEFABRIC_EDGE_TO_EDGE', description: 'allow edges to message each other through the hub' },
   altName: { type: 'string[]', default: [], env: 'EDGEFABRIC_ALT_NAMES', description: 'extra DNS name or IP for the hub TLS certificate (repeatable)' },
   maxFrameSize: { type: 'int', default: 16 * 1024 * 1024, min: 1024, env: 'EDGEFABRIC_MAX_FRAME_SIZE', description: 'largest envelope in bytes' },
-  logLevel: { type: 'enum', values: LOG_LEVELS, default: 'info', env: 'EDGEFABRIC_LOG_LEVEL', description: 'log level (logs go to stderr as JSON)' }
+  logLevel: { type: 'enum', values: LOG_LEVELS, default: 'warn', env: 'EDGEFABRIC_LOG_LEVEL', description: 'log level (logs go to stderr as JSON)' }
 })
 
 export const cloudCommand: Command = {

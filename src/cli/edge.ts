@@ -21,7 +21,7 @@ export const edgeSchema = defineConfig({
   upstreamPort: { type: 'int', default: -1, min: -1, max: 65535, env: 'EDGEFABRIC_UPSTREAM_PORT', description: 'loopback port for apps to POST upstream messages (-1 = off, 0 = any)' },
   backoffBase: { type: 'duration', default: '500ms', min: '1ms', description: 'reconnect backoff base' },
   backoffCap: { type: 'duration', default: '30s', min: '1ms', description: 'reconnect backoff cap' },
-  logLevel: { type: 'enum', values: LOG_LEVELS, default: 'info', env: 'EDGEFABRIC_LOG_LEVEL', description: 'log level (logs go to stderr as JSON)' }
+  logLevel: { type: 'enum', values: LOG_LEVELS, default: 'warn', env: 'EDGEFABRIC_LOG_LEVEL', description: 'log level (logs go to stderr as JSON)' }
 })
 
 function parseLabels (items: readonly string[]): Record<string, string> {

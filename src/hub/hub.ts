@@ -5,7 +5,7 @@
  */
 import { EventEmitter } from 'node:events'
 import { systemClock, type Clock } from '../clock.js'
-import { newErrorResponse, newResponse, type Envelope } from '../envelope.js'
+import { newErrorResponse, newMessage, newResponse, type Envelope } from '../envelope.js'
 import { ConnectionClosedError, EdgeFabricError, InvalidOptionError, JoinRefusedError } from '../errors.js'
 import { intOption } from '../options.js'
 import { nullLogger, type Logger } from '../ops/logger.js'
@@ -231,6 +231,18 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
       this.#pending.fail(env.header.id, err as Error)
     }
     return await waiting
+  }
+
+  /**
+   * ServiceBus (DESIGN.md §7): call an HTTP endpoint of an app on the edge's
+   * loopback and get its response. The edge must allow the port
+   * (`serviceBus.allowedPorts`); refusals arrive as RemoteError with the code.
+   */
+  async callEdgeHttp (nodeId: string, req: { method?: string, path: string, port: number, headers?: Record<string, string | string[]>, body?: string | Uint8Array },
+    options: RequestOptions = {}): Promise<{ status: number, headers: Record<string, string | string[]>, body: Uint8Array }> {
+    const env = newMessage({ source: 'cloud', group: 'servicebus', operation: 'http', resource: `servicebus/http/${req.port}`, content: req })
+    const res = await this.request(nodeId, env, options)
+    return res.content as { status: number, headers: Record<string, string | string[]>, body: Uint8Array }
   }
 
   /** Answer an upstream request. */

@@ -102,7 +102,9 @@ export async function dialWebTransport (url: URL, options: DialOptions = {}): Pr
       // `auto` with HTTP/3 available: the library tries QUIC first, then falls back to
       // HTTP/2 by itself; leave half of the deadline for that fallback.
       quicConnectTimeout: choice === 'auto-http3' ? Math.max(500, Math.floor(timeoutMs / 2)) : timeoutMs + 1000,
-      webTransportConnectTimeout: timeoutMs + 1000
+      // Covers only the wait for the server's SETTINGS after TLS (one round trip); its
+      // timer survives a torn-down attempt until it fires, so keep it short.
+      webTransportConnectTimeout: Math.min(timeoutMs + 1000, 5000)
     })
   } catch (err) {
     throw new DialError(url.href, toError(err).message, { cause: err })

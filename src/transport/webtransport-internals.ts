@@ -58,6 +58,8 @@ export function nativeStreamFor (session: WtSession, readable: ReadableStream<Ui
 interface Http2SessionLike {
   destroy: (err?: Error) => void
   destroyed?: boolean
+  connecting?: boolean
+  once?: (ev: string, cb: () => void) => void
   WTrtt?: number
   socket?: { getPeerCertificate?: () => { fingerprint256?: string } }
 }
@@ -78,9 +80,23 @@ export function teardownClient (wt: WtSession): void {
     const ti = clientTransport(wt)
     const h2 = asHttp2Session(ti?.clientInt)
     if (h2 !== undefined) {
+      if (h2.destroyed === true) return
       // With an error: the library's 'error' handler then settles its pending
       // connect promise (and clears that promise's timer) instead of leaving it.
-      if (h2.destroyed !== true) h2.destroy(new Error('WebTransport session torn down'))
+      const err = new Error('WebTransport session torn down')
+      if (h2.connecting === true) {
+        // Destroying the session while TLS is mid-handshake lets the handshake finish
+        // first, and the library's 'secureConnect' listener then THROWS (uncaught:
+        // "Can not get http2 TLSSocket"). Destroy the TLS socket itself instead, which
+        // node:http2 keeps under Symbol(socket) (its public `socket` proxy forbids destroy).
+        const sym = Object.getOwnPropertySymbols(h2).find(k => k.description === 'socket')
+        const sock = obj(sym === undefined ? undefined : (h2 as unknown as Record<symbol, unknown>)[sym])
+        const destroySocket = fn(sock, 'destroy')
+        if (destroySocket !== undefined) destroySocket(err)
+        else h2.once?.('connect', () => { h2.destroy(err) })
+        return
+      }
+      h2.destroy(err)
       return
     }
     fn(ti, 'closeClient')?.()
