@@ -7,6 +7,12 @@
  * character router strings every envelope carries.
  */
 
+/**
+ * Thrown by the fast msgpack encoder/decoder (never escapes the codec) for a
+ * value or input outside what they handle; the codec then asks msgpackr.
+ */
+export const GIVE_UP: unknown = Object.freeze({ giveUp: true })
+
 // ---- float64, big-endian (network order, like the frame length prefix) ------
 
 const f64 = new Float64Array(1)

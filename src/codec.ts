@@ -1,11 +1,11 @@
 /**
  * Envelope codec: the production wire format (DESIGN.md §2).
  *
- * Plain msgpack of the whole envelope was measured no faster than JSON and
- * barely smaller, because most of an envelope is a fixed set of header/router
- * fields whose names msgpack spells out every time. So the envelope is a fixed
- * binary header followed by the content; only the content goes through
- * msgpackr, and binary or string content skips msgpack entirely.
+ * msgpack of the whole envelope measured no faster than JSON and barely
+ * smaller: most of an envelope is a fixed set of header/router fields whose
+ * names msgpack spells out in every message. So a frame is a fixed binary
+ * header, then the content; only object content is msgpack, and binary or
+ * string content skips msgpack entirely.
  *
  * Wire layout, version 1 (multi-byte numbers big-endian):
  *
@@ -17,50 +17,65 @@
  *                     bits 2-3 content kind: 0 undefined, 1 msgpack, 2 bytes, 3 UTF-8 string
  *                     0x10 id is a 16-byte UUID, 0x20 parentId is a 16-byte UUID
  *                     0xc0 reserved, must be 0
- *   3   u8    operation: index in OPERATIONS, or 0xff = custom, sent as a string below
+ *   3   u8    operation: index in OPERATIONS, or 0xff = custom, sent as a str below
  *   4   f64   timestamp
- *  12  [f64   ttl]                        if flags 0x10
- *       id                                16 raw bytes if meta 0x10, else str
- *      [parentId]                         if flags 0x01: 16 raw bytes if meta 0x20, else str
- *      [resourceVersion: str]             if flags 0x02
+ *  12  [f64   ttl]                    if flags 0x10
+ *       id                            16 raw bytes if meta 0x10 (canonical lowercase UUID), else str
+ *      [parentId]                     if flags 0x01: 16 raw bytes if meta 0x20, else str
+ *      [resourceVersion: str]         if flags 0x02
  *       source: str
- *      [destination: str]                 if flags 0x40
+ *      [destination: str]             if flags 0x40
  *       group: str
- *      [operation: str]                   if byte 3 is 0xff
+ *      [operation: str]               if byte 3 is 0xff
  *       resource: str
- *       content: every remaining byte (kind 0: none; kind 1: exactly one msgpack value)
+ *       content                       kind 0: nothing; kind 1: exactly one msgpack value up to
+ *                                     the end; kinds 2, 3: varint length, then exactly that many bytes
  *
  *   str = unsigned LEB128 byte length, then that many bytes of UTF-8.
  *
- * Decoding is strict: truncation, trailing bytes, set reserved bits,
- * inconsistent flags, invalid UTF-8 or msgpack are DecodeError; well-formed
- * bytes carrying an invalid value (empty id, non-finite timestamp) are
- * InvalidEnvelopeError. Nothing else is ever thrown.
+ * Decoding is strict: truncation at any byte, trailing bytes, reserved bits,
+ * inconsistent flags, unknown operation codes, invalid UTF-8 or msgpack are
+ * DecodeError; well-formed bytes carrying an invalid value (empty id,
+ * non-finite timestamp or ttl) are InvalidEnvelopeError. Declared lengths are
+ * checked against the bytes present before anything is allocated. Nothing
+ * else is ever thrown.
  *
- * Value semantics (tested in test/codec.test.ts):
- * - Strings are UTF-8 on the wire. Well-formed strings (astral characters
- *   included) round-trip exactly; lone surrogates cannot be expressed in UTF-8
- *   and arrive as U+FFFD, as with TextEncoder, JSON-over-UTF-8 or msgpack.
+ * Value semantics (all tested in test/codec.test.ts):
+ * - Strings are UTF-8 on the wire. Well-formed strings (astral characters,
+ *   a leading U+FEFF included) round-trip exactly; a lone surrogate cannot be
+ *   expressed in UTF-8 and arrives as U+FFFD, as with TextEncoder.
  * - Optional header/router fields that are undefined are not sent and are
- *   absent (not `undefined`) after decoding, as newMessage() builds them.
- *   Unknown extra header/router properties are not sent.
- * - Content: undefined, a string, a Uint8Array (Buffer included) take fast
- *   paths; anything else goes through msgpackr with default types: null,
- *   booleans, numbers, bigint (64-bit range), strings, arrays, plain objects,
- *   Date, and nested binary. Other typed arrays, ArrayBuffer and DataView are
- *   sent as bytes; Map arrives as a plain object, Set/Error/RegExp as arrays
- *   (msgpackr's defaults). Functions and symbols are dropped by msgpackr.
- * - Decoded binary (top-level or nested) is always a Buffer holding a COPY,
- *   so the caller may reuse the input buffer as soon as decode() returns.
- * - encode() returns a fresh buffer that nothing else writes to (never a view
- *   into a scratch buffer or into msgpackr's shared slab), safe to queue.
+ *   absent (not `undefined`) after decoding, exactly as newMessage() builds
+ *   them. Unknown extra header/router properties are not sent.
+ * - Content: anything msgpackr encodes with { moreTypes: true }: undefined,
+ *   null, booleans, numbers (-0 arrives as 0), strings, bigint, arrays
+ *   (holes arrive as undefined), plain objects and class instances (own
+ *   enumerable properties, or toJSON()), Date, Buffer and every typed array
+ *   (keeping its type), ArrayBuffer, DataView, Set, Error, RegExp. A Map
+ *   arrives as a plain object. Functions become undefined; symbols and cyclic
+ *   values are an InvalidEnvelopeError. A '__proto__' key arrives as
+ *   '__proto_' (msgpackr's guard against prototype pollution).
+ * - Top-level Uint8Array content (Buffer or not) arrives as a Buffer.
+ * - Decoded binary, top-level or nested, is always a COPY: the caller may
+ *   reuse the input buffer as soon as decode() returns. Small copies are
+ *   slices of Node's shared Buffer pool, like Buffers from fs or net.
+ * - encode() returns a view into a slab that is written once, front to back,
+ *   and never reused: safe to queue and keep. Like Node's pooled Buffers, it
+ *   may have a non-zero byteOffset and share its ArrayBuffer with other
+ *   frames; never transfer or reuse `.buffer`.
  */
-import { Packr, Unpackr } from 'msgpackr'
-import { OPERATIONS, PRIORITIES, type Envelope, type MessageHeader, type MessageRouter } from './envelope.js'
+import { Unpackr, Packr } from 'msgpackr'
+import type { Envelope } from './envelope.js'
 import { DecodeError, EdgeFabricError, InvalidEnvelopeError, InvalidOptionError } from './errors.js'
-import { StringCache, copyBytes, readFloat64, readUtf8, readUuid, writeFloat64, writeUtf8, writeUuid, writeVarint } from './codec-bytes.js'
+import { GIVE_UP, copyBytes, readUtf8, writeUtf8 } from './codec-bytes.js'
 import { checkEnvelope, type CheckedFields } from './codec-check.js'
-import { decodeFast, encodeFast, encodedEnd, encodedStart, GIVE_UP } from './codec-msgpack.js'
+import {
+  KIND_BYTES, KIND_MSGPACK, KIND_STRING, KIND_UNDEFINED, cursor, headerBound, kind as frameKind, readHeader, readLength, writeHeader
+} from './codec-header.js'
+import { decodeFast } from './codec-msgpack-decode.js'
+import { encodeFast, encodedEnd, encodedStart } from './codec-msgpack-encode.js'
+
+export { WIRE_VERSION } from './codec-header.js'
 
 export interface EnvelopeCodec {
   /** Encode one envelope into a self-contained byte string (no length prefix). */
@@ -71,98 +86,35 @@ export interface EnvelopeCodec {
 
 export interface CodecOptions {
   /**
-   * Largest encoded content, in bytes, that encode() produces and decode()
-   * accepts. Frames are also bounded by the transport's maxFrameSize.
+   * Largest content, in encoded bytes, that encode() produces and decode()
+   * accepts. Whole frames are also bounded by the transport's maxFrameSize.
    * @default Infinity
    */
   maxContentBytes?: number
 }
 
-/** The wire format version this codec writes and the only one it reads. */
-export const WIRE_VERSION = 1
-
-const F_PARENT = 0x01
-const F_RV = 0x02
-const F_SYNC = 0x04
-const F_SYNC_TRUE = 0x08
-const F_TTL = 0x10
-const F_PRIORITY = 0x20
-const F_DEST = 0x40
-const F_RESERVED = 0x80
-const M_PRIORITY = 0x03
-const M_ID_UUID = 0x10
-const M_PARENT_UUID = 0x20
-const M_RESERVED = 0xc0
-const KIND_UNDEFINED = 0
-const KIND_MSGPACK = 1
-const KIND_BYTES = 2
-const KIND_STRING = 3
-const OP_CUSTOM = 0xff
-const FIXED_BYTES = 12
 /** Encoded frames are carved from slabs of this size (see encode()). */
 const SLAB_BYTES = 16 * 1024
 
-const OP_INDEX = new Map<string, number>(OPERATIONS.map((op, i) => [op, i]))
-
-/** Write a str (varint length + UTF-8). `buf` has room for 5 + 3 * s.length bytes. */
-function putStr (buf: Buffer, pos: number, s: string): number {
-  const n = s.length
-  if (n < 43) { // ≤ 126 UTF-8 bytes: the length fits one varint byte, fill it in afterwards
-    const end = writeUtf8(buf, pos + 1, s)
-    buf[pos] = end - pos - 1
-    return end
-  }
-  pos = writeVarint(buf, pos, Buffer.byteLength(s, 'utf8'))
-  return pos + buf.write(s, pos, 'utf8')
-}
-
-// Decoder cursor. decode() is synchronous and runs no user code while strings
-// are read, so one module-level cursor is safe and avoids returning pairs.
-let cur = 0
-
-function need (buf: Uint8Array, n: number, what: string): void {
-  if (cur + n > buf.length) throw new DecodeError(`truncated envelope: ${what} needs ${n} bytes at offset ${cur}, only ${buf.length - cur} left`)
-}
-
-const routerStrings = new StringCache(256, 64)
-
-/** A str; `cached` for strings that repeat across messages (router fields). */
-function getLength (buf: Buffer, what: string): number {
-  // unsigned LEB128, at most 5 bytes (a length beyond 2^32 cannot be in a frame anyway)
-  let len = 0
-  let shift = 1
-  for (let i = 0; ; i++) {
-    if (cur >= buf.length) throw new DecodeError(`truncated envelope: ${what} length at offset ${cur}`)
-    const b = buf[cur++] as number
-    len += (b & 0x7f) * shift
-    if (b < 0x80) break
-    if (i === 4) throw new DecodeError(`${what}: length varint too long`)
-    shift *= 128
-  }
-  if (len > buf.length - cur) throw new DecodeError(`truncated envelope: ${what} declares ${len} bytes, only ${buf.length - cur} left`)
-  return len
-}
-
-/** A str; `cached` for strings that repeat across messages (router fields). */
-function getStr (buf: Buffer, what: string, cached = false): string {
-  const len = getLength(buf, what)
-  const start = cur
-  cur += len
-  const s = cached ? routerStrings.get(buf, start, cur) : readUtf8(buf, start, cur)
-  if (s === undefined) throw new DecodeError(`${what}: invalid UTF-8`)
-  return s
+function message (err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
 }
 
 function tooLarge (size: number, limit: number): InvalidEnvelopeError {
   return new InvalidEnvelopeError('content', `${size} bytes exceeds maxContentBytes ${limit}`)
 }
 
-function contentTooLarge (size: number, limit: number): DecodeError {
-  return new DecodeError(`content of ${size} bytes exceeds maxContentBytes ${limit}`)
+function badContent (err: unknown): InvalidEnvelopeError {
+  return new InvalidEnvelopeError('content', `cannot be encoded as msgpack: ${message(err)}`, { cause: err })
 }
 
-function badContent (err: unknown): InvalidEnvelopeError {
-  return new InvalidEnvelopeError('content', `cannot be encoded as msgpack: ${(err as Error)?.message ?? String(err)}`, { cause: err })
+function checkFields (envelope: Envelope): CheckedFields {
+  try {
+    return checkEnvelope(envelope)
+  } catch (err) {
+    if (err instanceof InvalidEnvelopeError) throw err
+    throw new InvalidEnvelopeError('envelope', `cannot be read: ${message(err)}`, { cause: err }) // a throwing getter or Proxy
+  }
 }
 
 function asBuffer (bytes: Uint8Array): Buffer {
@@ -171,13 +123,12 @@ function asBuffer (bytes: Uint8Array): Buffer {
 
 class BinaryEnvelopeCodec implements EnvelopeCodec {
   readonly #maxContentBytes: number
-  // One Packr/Unpackr per codec, reused: constructing them per call is costly.
-  // Records off: per-message record definitions cost more than they save and
-  // the peer has no shared structures. moreTypes: typed arrays keep their type
-  // (without it msgpackr 2.1.3 writes a Uint16Array's byteLength but copies
-  // only its element count, sending stale bytes of its shared buffer), and
-  // Set/Error/RegExp/ArrayBuffer/DataView/huge bigint round-trip. structuredClone false: no cycles from a
-  // hostile peer. copyBuffers: decoded binary never aliases the input frame.
+  // Both rarely used (see codec-msgpack-*.ts), and reused: building them per
+  // call is costly. moreTypes: typed arrays keep their type, and without it
+  // msgpackr 2.1.3 writes a Uint16Array's byteLength but copies only as many
+  // bytes as it has elements, sending stale bytes of its shared buffer.
+  // structuredClone false: a hostile peer cannot make cyclic content.
+  // copyBuffers: decoded binary never aliases the input frame.
   readonly #packr = new Packr({ useRecords: false, moreTypes: true })
   readonly #unpackr = new Unpackr({ useRecords: false, copyBuffers: true, structuredClone: false } as ConstructorParameters<typeof Unpackr>[0])
   #slab: Buffer | undefined
@@ -194,7 +145,7 @@ class BinaryEnvelopeCodec implements EnvelopeCodec {
   encode (envelope: Envelope): Uint8Array {
     // Every field is read and checked once, before anything is written, so a
     // getter cannot change a value between check and write.
-    const f: CheckedFields = checkEnvelope(envelope)
+    const f = checkFields(envelope)
     const content = envelope.content
     let kind = KIND_MSGPACK
     let contentBytes = 0
@@ -204,10 +155,10 @@ class BinaryEnvelopeCodec implements EnvelopeCodec {
 
     // Frames are written straight into a slab, at its first unused byte, and
     // returned as a view: no per-frame allocation or copy, and no byte of a
-    // slab is ever written twice, so every returned frame stays intact for as
-    // long as it is kept (as Node's Buffer pool does). The slab is taken
-    // while encoding: content getters that re-enter encode() get their own.
-    const bound = 72 + 3 * f.stringChars + contentBytes + (kind === KIND_MSGPACK ? 1024 : 0)
+    // slab is written twice, so every returned frame stays intact for as long
+    // as it is kept. The slab is taken while encoding: a content getter or
+    // toJSON() that re-enters encode() gets a slab of its own.
+    const bound = headerBound(f) + contentBytes + (kind === KIND_MSGPACK ? 1024 : 0)
     const prevSlab = this.#slab
     const prevUsed = this.#slabUsed
     this.#slab = undefined
@@ -217,37 +168,13 @@ class BinaryEnvelopeCodec implements EnvelopeCodec {
       slab = prevSlab
       start = prevUsed
     } else {
-      // A frame too big for a slab gets a buffer of its own (not kept as the
-      // slab: small frames carved from it later would pin it).
+      // A frame too big for a slab gets a buffer of its own, not kept as the
+      // slab: small frames carved from it later would pin it.
       slab = Buffer.allocUnsafeSlow(bound > SLAB_BYTES / 2 ? bound : SLAB_BYTES)
     }
     const slabStart = start
     let buf = slab
-    let flags = 0
-    let meta = kind << 2
-    const opIndex = OP_INDEX.get(f.operation)
-    buf[start] = WIRE_VERSION
-    buf[start + 3] = opIndex ?? OP_CUSTOM
-    writeFloat64(buf, start + 4, f.timestamp)
-    let pos = start + FIXED_BYTES
-    if (f.ttl !== undefined) { flags |= F_TTL; writeFloat64(buf, pos, f.ttl); pos += 8 }
-    if (writeUuid(buf, pos, f.id)) { meta |= M_ID_UUID; pos += 16 } else pos = putStr(buf, pos, f.id)
-    if (f.parentId !== undefined) {
-      flags |= F_PARENT
-      if (writeUuid(buf, pos, f.parentId)) { meta |= M_PARENT_UUID; pos += 16 } else pos = putStr(buf, pos, f.parentId)
-    }
-    if (f.resourceVersion !== undefined) { flags |= F_RV; pos = putStr(buf, pos, f.resourceVersion) }
-    if (f.sync !== undefined) flags |= f.sync ? F_SYNC | F_SYNC_TRUE : F_SYNC
-    if (f.priority >= 0) { flags |= F_PRIORITY; meta |= f.priority }
-    pos = putStr(buf, pos, f.source)
-    if (f.destination !== undefined) { flags |= F_DEST; pos = putStr(buf, pos, f.destination) }
-    pos = putStr(buf, pos, f.group)
-    if (opIndex === undefined) pos = putStr(buf, pos, f.operation)
-    pos = putStr(buf, pos, f.resource)
-    buf[start + 1] = flags
-    buf[start + 2] = meta
-
-    if (kind === KIND_BYTES || kind === KIND_STRING) pos = writeVarint(buf, pos, contentBytes)
+    let pos = writeHeader(buf, start, f, kind, contentBytes)
     const headerBytes = pos - start
     let end = pos + contentBytes
     if (kind === KIND_BYTES) buf.set(content as Uint8Array, pos)
@@ -262,7 +189,7 @@ class BinaryEnvelopeCodec implements EnvelopeCodec {
       } catch (err) {
         if (err !== GIVE_UP) throw badContent(err)
         const packed = this.#packWithMsgpackr(content)
-        // msgpackr's output lives in its own shared buffer: copy it into ours.
+        // msgpackr's output lives in a buffer shared by every Packr in the process: copy it.
         end = pos + packed.length
         if (end > buf.length) {
           buf = Buffer.allocUnsafeSlow(headerBytes + packed.length)
@@ -275,8 +202,8 @@ class BinaryEnvelopeCodec implements EnvelopeCodec {
       }
       contentBytes = end - start - headerBytes
     }
-    // Give the slab back: used up to this frame's end if the frame is in it;
-    // unchanged if the frame outgrew it into a buffer of its own.
+    // Give the slab back: used up to this frame's end if the frame is in it,
+    // unchanged if the frame went to a buffer of its own or is refused.
     if (slab.length === SLAB_BYTES) {
       this.#slab = slab
       this.#slabUsed = buf === slab && contentBytes <= this.#maxContentBytes ? end : slabStart
@@ -301,100 +228,61 @@ class BinaryEnvelopeCodec implements EnvelopeCodec {
     try {
       return this.#decode(asBuffer(bytes))
     } catch (err) {
-      // Belt and braces: every failure path above already throws a typed
-      // error; anything else (a bug, a stack overflow) still surfaces typed.
+      // Every failure path throws a typed error already; anything else (a
+      // bug, a stack overflow) still reaches the caller typed.
       if (err instanceof EdgeFabricError) throw err
-      throw new DecodeError(`malformed envelope: ${(err as Error)?.message ?? String(err)}`, { cause: err })
+      throw new DecodeError(`malformed envelope: ${message(err)}`, { cause: err })
     }
   }
 
   #decode (buf: Buffer): Envelope {
+    const env = readHeader(buf)
     const len = buf.length
-    if (len === 0) throw new DecodeError('empty envelope')
-    const version = buf[0] as number
-    if (version !== WIRE_VERSION) {
-      throw new DecodeError(`unsupported envelope wire format version ${version} (this peer reads version ${WIRE_VERSION})`)
-    }
-    if (len < FIXED_BYTES) throw new DecodeError(`truncated envelope: ${len} bytes, the fixed header alone is ${FIXED_BYTES}`)
-    const flags = buf[1] as number
-    const meta = buf[2] as number
-    const op = buf[3] as number
-    if ((flags & F_RESERVED) !== 0 || (meta & M_RESERVED) !== 0) throw new DecodeError('reserved flag bits set')
-    if ((flags & (F_SYNC | F_SYNC_TRUE)) === F_SYNC_TRUE) throw new DecodeError('sync value without sync flag')
-    if ((flags & F_PRIORITY) === 0 && (meta & M_PRIORITY) !== 0) throw new DecodeError('priority bits without priority flag')
-    if ((flags & F_PARENT) === 0 && (meta & M_PARENT_UUID) !== 0) throw new DecodeError('parentId UUID bit without parentId flag')
-    if (op >= OPERATIONS.length && op !== OP_CUSTOM) throw new DecodeError(`unknown operation code ${op}`)
-
-    const timestamp = readFloat64(buf, 4)
-    if (!Number.isFinite(timestamp)) throw new InvalidEnvelopeError('header.timestamp', 'must be a finite number')
-    cur = FIXED_BYTES
-    let ttl: number | undefined
-    if ((flags & F_TTL) !== 0) {
-      need(buf, 8, 'ttl')
-      ttl = readFloat64(buf, cur)
-      cur += 8
-      if (!Number.isFinite(ttl)) throw new InvalidEnvelopeError('header.ttl', 'must be a finite number')
-    }
-    let id: string
-    if ((meta & M_ID_UUID) !== 0) { need(buf, 16, 'id'); id = readUuid(buf, cur); cur += 16 } else id = getStr(buf, 'header.id')
-    if (id.length === 0) throw new InvalidEnvelopeError('header.id', 'must be a non-empty string')
-    const header: MessageHeader = { id, timestamp }
-    if ((flags & F_PARENT) !== 0) {
-      let parentId: string
-      if ((meta & M_PARENT_UUID) !== 0) { need(buf, 16, 'parentId'); parentId = readUuid(buf, cur); cur += 16 } else parentId = getStr(buf, 'header.parentId')
-      if (parentId.length === 0) throw new InvalidEnvelopeError('header.parentId', 'must be a non-empty string')
-      header.parentId = parentId
-    }
-    if ((flags & F_RV) !== 0) header.resourceVersion = getStr(buf, 'header.resourceVersion')
-    if ((flags & F_SYNC) !== 0) header.sync = (flags & F_SYNC_TRUE) !== 0
-    if (ttl !== undefined) header.ttl = ttl
-    if ((flags & F_PRIORITY) !== 0) header.priority = PRIORITIES[meta & M_PRIORITY]
-    const source = getStr(buf, 'router.source', true)
-    const destination = (flags & F_DEST) !== 0 ? getStr(buf, 'router.destination', true) : undefined
-    const group = getStr(buf, 'router.group', true)
-    const operation = op === OP_CUSTOM ? getStr(buf, 'router.operation', true) : OPERATIONS[op] as string
-    const resource = getStr(buf, 'router.resource', true)
-    const router: MessageRouter = { source, group, operation, resource }
-    if (destination !== undefined) router.destination = destination
-
-    const kind = (meta >> 2) & 3
-    let content: unknown
+    const kind = frameKind
     if (kind === KIND_UNDEFINED) {
-      if (cur !== len) throw new DecodeError(`${len - cur} trailing bytes after an envelope without content`)
-    } else if (kind === KIND_MSGPACK) {
-      const start = cur
+      if (cursor !== len) throw new DecodeError(`${len - cursor} trailing bytes after an envelope without content`)
+      return env
+    }
+    if (kind === KIND_MSGPACK) {
+      const start = cursor
       if (start === len) throw new DecodeError('truncated envelope: msgpack content missing')
-      if (len - start > this.#maxContentBytes) throw contentTooLarge(len - start, this.#maxContentBytes)
+      this.#checkSize(len - start)
       try {
-        content = decodeFast(buf, start, len)
+        env.content = decodeFast(buf, start, len)
       } catch (err) {
         if (err !== GIVE_UP) throw err
-        // Outside the fast subset (or malformed): msgpackr has the last word.
+        // Outside the fast decoder's subset, or malformed: msgpackr has the last word.
         try {
-          content = this.#unpackr.unpack(buf, { start, end: len })
+          env.content = this.#unpackr.unpack(buf, { start, end: len })
         } catch (err) {
-          throw new DecodeError(`content: invalid msgpack: ${(err as Error)?.message ?? String(err)}`, { cause: err })
+          throw new DecodeError(`content: invalid msgpack: ${message(err)}`, { cause: err })
         }
       }
-    } else {
-      const n = getLength(buf, 'content')
-      if (n > this.#maxContentBytes) throw contentTooLarge(n, this.#maxContentBytes)
-      const start = cur
-      if (start + n !== len) throw new DecodeError(`${len - start - n} trailing bytes after the content`)
-      if (kind === KIND_BYTES) {
-        content = copyBytes(buf, start, len)
-      } else {
-        content = readUtf8(buf, start, len)
-        if (content === undefined) throw new DecodeError('content: invalid UTF-8')
-      }
+      return env
     }
-    return { header, router, content }
+    const n = readLength(buf, 'content')
+    this.#checkSize(n)
+    const start = cursor
+    if (start + n !== len) throw new DecodeError(`${len - start - n} trailing bytes after the content`)
+    if (kind === KIND_BYTES) {
+      env.content = copyBytes(buf, start, len)
+    } else {
+      const s = readUtf8(buf, start, len)
+      if (s === undefined) throw new DecodeError('content: invalid UTF-8')
+      env.content = s
+    }
+    return env
+  }
+
+  #checkSize (n: number): void {
+    if (n > this.#maxContentBytes) throw new DecodeError(`content of ${n} bytes exceeds maxContentBytes ${this.#maxContentBytes}`)
   }
 }
 
-/** A codec with its own options and reusable buffers. */
+/** A codec with its own options and buffers. */
 export function createCodec (options?: CodecOptions): EnvelopeCodec {
   return new BinaryEnvelopeCodec(options)
 }
 
+/** The codec transports use unless given another (DESIGN.md §2). */
 export const defaultCodec: EnvelopeCodec = createCodec()

@@ -8,7 +8,9 @@ import { randomBytes } from 'node:crypto'
 import { isDeepStrictEqual } from 'node:util'
 import { Packr, Unpackr } from 'msgpackr'
 import { createCodec, defaultCodec, WIRE_VERSION } from '../src/codec.js'
-import { decodeFast, encodeFast, encodedEnd, encodedStart, GIVE_UP } from '../src/codec-msgpack.js'
+import { GIVE_UP } from '../src/codec-bytes.js'
+import { decodeFast } from '../src/codec-msgpack-decode.js'
+import { encodeFast, encodedEnd, encodedStart } from '../src/codec-msgpack-encode.js'
 import { newMessage, OPERATIONS, PRIORITIES, type Envelope, type NewMessageInit } from '../src/envelope.js'
 import { EdgeFabricError } from '../src/errors.js'
 
@@ -322,6 +324,11 @@ t.test('encode validates the envelope and names the field', t => {
     t.throws(() => codec.encode(env), { code: 'EF_INVALID_ENVELOPE', field }, field)
   }
   t.throws(() => codec.encode(null as unknown as Envelope), { code: 'EF_INVALID_ENVELOPE', field: 'envelope' })
+  const throwing = base()
+  Object.defineProperty(throwing.router, 'group', { get () { throw new Error('getter') } })
+  t.throws(() => codec.encode(throwing), { code: 'EF_INVALID_ENVELOPE', field: 'envelope' }, 'a throwing getter')
+  const throwingContent = base({ content: { get x () { throw new Error('getter') } } })
+  t.throws(() => codec.encode(throwingContent), { code: 'EF_INVALID_ENVELOPE', field: 'content' }, 'a throwing content getter')
   // the codec still works after failed encodes
   t.ok(isDeepStrictEqual(codec.decode(codec.encode(base())).router, base().router))
   t.end()
@@ -497,5 +504,51 @@ t.test('fast msgpack path and msgpackr agree both ways', t => {
     }
   }), { numRuns: 1500 })
   t.ok(fastOnly > 100, `${fastOnly} values took the fast path`)
+  t.end()
+})
+
+t.test('non-JSON content means what msgpackr (moreTypes) makes of it, both decoders agreeing', t => {
+  const packr = new Packr({ useRecords: false, moreTypes: true })
+  const unpackr = new Unpackr({ useRecords: false, copyBuffers: true, structuredClone: false } as ConstructorParameters<typeof Unpackr>[0])
+  class Point { constructor (public x: number, public y: string) {} }
+  class Stamp { constructor (private readonly ms: number) {} toJSON (): string { return `t${this.ms}` } }
+  const text = fc.string({ unit: 'binary', maxLength: 30 }) // msgpackr itself mangles lone surrogates
+  const exotic = fc.oneof(
+    fc.date({ noInvalidDate: true }), // the whole Date range: timestamp 32, 64 and 96
+    fc.bigInt(), fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }),
+    fc.int8Array(), fc.uint16Array(), fc.int32Array(), fc.float32Array(), fc.float64Array(), fc.bigInt64Array(), fc.uint8ClampedArray(),
+    fc.uint8Array().map(u => u.buffer), fc.uint8Array().map(u => new DataView(u.buffer)),
+    fc.array(fc.oneof(fc.integer(), text)).map(a => new Set(a)),
+    fc.array(fc.tuple(text, fc.integer())).map(e => new Map(e)),
+    text.map(m => new Error(m)), fc.constantFrom(/a+b/gi, /x/, /^\d{3}$/u),
+    fc.tuple(fc.integer(), text).map(([x, y]) => new Point(x, y)),
+    fc.integer().map(ms => new Stamp(ms)),
+    fc.dictionary(text.filter(k => k !== '__proto__'), fc.integer()).map(d => Object.assign(Object.create(null) as object, d))
+  )
+  const { value } = fc.letrec<{ value: unknown }>(tie => ({
+    value: fc.oneof({ depthSize: 'small' }, exotic, fc.integer(), text,
+      fc.array(tie('value'), { maxLength: 4 }), fc.dictionary(text.filter(k => k !== '__proto__'), tie('value'), { maxKeys: 4, noNullPrototype: true }))
+  }))
+  const scratch = Buffer.alloc(16)
+  let fast = 0
+  fc.assert(fc.property(value, v => {
+    const reference = unpackr.unpack(packr.pack(v)) as unknown
+    const got = codec.decode(codec.encode(base({ content: v }))).content
+    if (!isDeepStrictEqual(got, reference)) return false
+    try {
+      const b = encodeFast(scratch, 0, 0, v)
+      const ours = Buffer.from(b.subarray(encodedStart, encodedEnd))
+      const viaMsgpackr = unpackr.unpack(ours) as unknown
+      if (!isDeepStrictEqual(viaMsgpackr, reference)) return false
+      fast++
+      return isDeepStrictEqual(decodeFast(ours, 0, ours.length), viaMsgpackr)
+    } catch (err) {
+      if (err !== GIVE_UP) throw err
+      return true
+    }
+  }), { numRuns: 1000 })
+  t.ok(fast > 300, `${fast} values encoded by the fast path`)
+  const invalid = codec.decode(codec.encode(base({ content: [new Date(NaN)] }))).content as Date[]
+  t.ok(invalid[0] instanceof Date && Number.isNaN(invalid[0].getTime()), 'an invalid Date stays an invalid Date')
   t.end()
 })

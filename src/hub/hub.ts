@@ -10,13 +10,17 @@ import { ConnectionClosedError, EdgeFabricError, InvalidOptionError, JoinRefused
 import { intOption } from '../options.js'
 import { nullLogger, type Logger } from '../ops/logger.js'
 import type { HubMetrics } from '../ops/metrics.js'
+import { ReliableEndpoint } from '../reliable/endpoint.js'
+import { isReliableMessage } from '../reliable/protocol.js'
+import type { LaneEvent } from '../reliable/sender.js'
+import type { AppendOutcome, QuotaPolicy, ReliableStore } from '../reliable/store.js'
 import { PendingRequests } from '../session/pending.js'
 import type { HelloContent, RefusedContent } from '../session/protocol.js'
 import { listen } from '../transport/index.js'
 import { resolveConnectionOptions } from '../transport/options.js'
 import type { CloseInfo, Listener } from '../transport/types.js'
 import { HubSession, type SessionHost } from './session.js'
-import type { HubAuthenticator, HubEvent, HubOptions, NodeInfo, NodeSelector, RequestOptions, UpstreamMessage } from './types.js'
+import type { HubAuthenticator, HubEvent, HubOptions, NodeInfo, NodeSelector, RequestOptions, HubSendOptions, UpstreamMessage } from './types.js'
 import { UpstreamQueue } from './upstream-queue.js'
 
 /** The node has no open session. */
@@ -37,6 +41,16 @@ function closeReasonLabel (info: CloseInfo): string {
   return info.clean ? 'closed' : 'error'
 }
 
+/** A reliable send was refused by the node's quota (overflow policy `reject`). */
+export class QuotaExceededError extends EdgeFabricError {
+  static readonly code = 'EF_QUOTA_EXCEEDED'
+  readonly nodeId: string
+  constructor (nodeId: string, reason: string) {
+    super(QuotaExceededError.code, `outbox quota of ${nodeId} exceeded: ${reason}`)
+    this.nodeId = nodeId
+  }
+}
+
 /** Parse `node:<id>[/<module>]` destinations used for edge-to-edge routing. */
 export function parseNodeDestination (destination: string | undefined): { nodeId: string, module: string | undefined } | undefined {
   if (destination === undefined || !destination.startsWith('node:')) return undefined
@@ -55,6 +69,7 @@ interface NodeRecord {
 
 interface HubCoreEvents {
   event: [HubEvent]
+  lane: [LaneEvent]
   message: [UpstreamMessage]
   error: [Error]
 }
@@ -78,11 +93,30 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
   readonly #upstream: UpstreamQueue
   readonly #edgeToEdge: NonNullable<HubOptions['edgeToEdge']>
   readonly metrics: HubMetrics | undefined
+  readonly store: ReliableStore | undefined
+  readonly #lanes = new Map<string, ReliableEndpoint>()
+  readonly #quota: QuotaPolicy
+  readonly #laneOptions: { maxRejections: number, ackTimeoutMs: number }
+  readonly #onUpstream: HubOptions['onUpstream']
+  readonly #connectionOptions: HubOptions
   #closed = false
 
-  constructor (options: HubOptions, authenticator: HubAuthenticator, metrics?: HubMetrics) {
+  constructor (options: HubOptions, authenticator: HubAuthenticator, metrics?: HubMetrics, store?: ReliableStore) {
     super()
     this.metrics = metrics
+    this.store = store
+    this.#quota = {
+      maxMessages: intOption('quota.maxMessages', options.quota?.maxMessages, 1_000_000, 1),
+      maxBytes: intOption('quota.maxBytes', options.quota?.maxBytes, 1024 ** 3, 1),
+      overflow: options.quota?.overflow ?? 'reject'
+    }
+    if (this.#quota.overflow !== 'reject' && this.#quota.overflow !== 'drop-oldest') throw new InvalidOptionError('quota.overflow', 'must be "reject" or "drop-oldest"')
+    this.#laneOptions = {
+      maxRejections: intOption('maxRejections', options.maxRejections, 5, 1),
+      ackTimeoutMs: intOption('ackTimeoutMs', options.ackTimeoutMs, 5000, 10)
+    }
+    this.#onUpstream = options.onUpstream
+    this.#connectionOptions = options
     this.on('error', () => {}) // events never crash the process; failures are typed events
     this.clock = options.clock ?? systemClock
     this.authenticator = authenticator
@@ -164,6 +198,12 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
     this.logger.info({ nodeId, transport: session.connection.transport, session: session.id }, 'node connected')
   }
 
+  activated (session: HubSession): void {
+    const nodeId = session.nodeId as string
+    if (this.#nodes.get(nodeId)?.session !== session) return
+    this.#lane(nodeId)?.attach(session.connection)
+  }
+
   refused (session: HubSession, refusal: RefusedContent, nodeId: string | undefined): void {
     const e: HubEvent = { type: 'handshake-refused', code: refusal.code, reason: refusal.reason, remoteAddress: session.connection.remoteAddress }
     if (nodeId !== undefined) e.nodeId = nodeId
@@ -181,6 +221,7 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
       return // an older, replaced session
     }
     rec.session = undefined
+    this.#lanes.get(nodeId)?.detach(session.connection)
     this.metrics?.sessionsClosed.inc({ reason: closeReasonLabel(info) })
     this.metrics?.connectedNodes.set(this.#connectedCount())
     this.metrics?.rtt.remove({ node: nodeId })
@@ -193,6 +234,15 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
   upstream (session: HubSession, env: Envelope): void {
     const nodeId = session.nodeId as string
     this.metrics?.messages.inc({ direction: 'up', transport: session.connection.transport })
+    if (isReliableMessage(env)) {
+      const lane = this.#nodes.get(nodeId)?.session === session ? this.#lane(nodeId) : undefined
+      try {
+        lane?.handle(env)
+      } catch (err) {
+        session.abort(err as Error)
+      }
+      return
+    }
     if (this.#pending.settle(env)) return
     const dest = parseNodeDestination(env.router.destination)
     if (dest !== undefined && dest.nodeId !== nodeId) {
@@ -206,13 +256,35 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
 
   // ---- public API ------------------------------------------------------------------
 
-  /** Send to a connected node (best-effort lane). Waits for drain when the connection is congested. */
-  async send (nodeId: string, env: Envelope): Promise<void> {
+  /**
+   * Send to a node. Best-effort (default): the node must be connected; waits
+   * for drain when the connection is congested. Reliable: resolves once the
+   * message is durable in the node's outbox (connected or not); throws
+   * QuotaExceededError when the quota refuses it.
+   */
+  async send (nodeId: string, env: Envelope, options: HubSendOptions = {}): Promise<void> {
+    if (options.delivery === 'reliable') {
+      const outcome = await this.sendReliable(nodeId, env)
+      if (outcome.status === 'rejected') throw new QuotaExceededError(nodeId, outcome.reason)
+      return
+    }
     const session = this.#nodes.get(nodeId)?.session
     if (session === undefined || session.state !== 'active') throw new NodeOfflineError(nodeId)
     const ok = session.send(env)
     this.metrics?.messages.inc({ direction: 'down', transport: session.connection.transport })
     if (!ok) await session.connection.onDrain()
+  }
+
+  /** Reliable send with the store's outcome (queued with seq, stale, or rejected by quota). */
+  async sendReliable (nodeId: string, env: Envelope): Promise<AppendOutcome> {
+    const lane = this.#lane(nodeId)
+    if (lane === undefined) throw new InvalidOptionError('delivery', 'reliable delivery needs a store (Hub.start creates one in dataDir)')
+    return await lane.sender.enqueue(env)
+  }
+
+  /** Pending reliable messages for a node. */
+  outboxDepth (nodeId: string): number {
+    return this.store?.outboxStats(nodeId).count ?? 0
   }
 
   /** Send a request and wait for the response matched by parentId. */
@@ -318,6 +390,7 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
     this.#closed = true
     this.#pending.rejectAll(new ConnectionClosedError('hub closed'))
     this.#upstream.end()
+    for (const lane of this.#lanes.values()) lane.close()
     await Promise.all([...this.#sessions].map(s => s.goodbye('hub shutting down').catch(() => {})))
     await Promise.all(this.transportListeners.map(l => l.close(graceMs)))
   }
@@ -333,7 +406,7 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
     return info
   }
 
-  #forward (from: string, dest: { nodeId: string, module: string | undefined }, env: Envelope): void {
+  #forward (from: string, dest: { nodeId: string, module: string | undefined }, env: Envelope, reliable = false): void {
     const fromRec = this.#nodes.get(from)
     const toRec = this.#nodes.get(dest.nodeId)
     const allowed = toRec !== undefined && fromRec !== undefined &&
@@ -356,10 +429,64 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
     }
     if (dest.module !== undefined) forwarded.router.destination = dest.module
     else delete forwarded.router.destination
-    this.send(dest.nodeId, forwarded).then(() => this.metrics?.forwards.inc({ result: 'delivered' }), () => {
+    this.send(dest.nodeId, forwarded, reliable ? { delivery: 'reliable' } : {}).then(() => this.metrics?.forwards.inc({ result: 'delivered' }), () => {
       this.metrics?.forwards.inc({ result: 'offline' })
       answer('EF_NODE_OFFLINE', `node ${dest.nodeId} is not connected`)
     })
+  }
+
+  /** The node's ACK lane (created on first use), or undefined without a store. */
+  #lane (nodeId: string): ReliableEndpoint | undefined {
+    if (this.store === undefined) return undefined
+    let lane = this.#lanes.get(nodeId)
+    if (lane === undefined) {
+      lane = new ReliableEndpoint(nodeId, {
+        source: 'cloud',
+        store: this.store,
+        clock: this.clock,
+        codec: resolveConnectionOptions(this.#connectionOptions).codec,
+        quota: this.#quota,
+        ...this.#laneOptions,
+        onEvent: e => this.#laneEvent(e),
+        deliver: async env => {
+          await this.#deliverReliable(nodeId, env)
+          return 'ok' as const
+        }
+      })
+      this.#lanes.set(nodeId, lane)
+      const session = this.#nodes.get(nodeId)?.session
+      if (session !== undefined && session.state === 'active') lane.attach(session.connection)
+    }
+    return lane
+  }
+
+  /** Create lanes for nodes with pending messages (TTL and quotas apply while they are offline). */
+  protected openLanes (): void {
+    for (const peer of this.store?.peersWithPending() ?? []) this.#lane(peer)
+  }
+
+  async #deliverReliable (nodeId: string, env: Envelope): Promise<void> {
+    const dest = parseNodeDestination(env.router.destination)
+    if (dest !== undefined && dest.nodeId !== nodeId) {
+      this.#forward(nodeId, dest, env, true)
+      return
+    }
+    const m: UpstreamMessage = { nodeId, envelope: env }
+    this.emit('message', m)
+    this.#upstream.push(m)
+    await this.#onUpstream?.(m)
+  }
+
+  #laneEvent (e: LaneEvent): void {
+    const m = this.metrics
+    if (m !== undefined) {
+      if (e.type === 'dead-letter') m.drops.inc({ reason: e.code === 'EF_TTL_EXPIRED' ? 'ttl_expired' : e.code === 'EF_QUOTA_DROPPED' ? 'quota_dropped' : 'rejected_by_peer' })
+      if (e.type === 'expired') m.drops.inc({ reason: 'ttl_expired' }, e.count)
+      if (e.type === 'superseded') m.drops.inc({ reason: 'superseded' }, e.count)
+      if (e.type === 'stale') m.drops.inc({ reason: 'stale' })
+    }
+    if (e.type === 'store-error' || e.type === 'gap' || e.type === 'dead-letter') this.logger.warn(e, 'reliable lane')
+    this.emit('lane', e)
   }
 
   #connectedCount (): number {

@@ -24,6 +24,8 @@ export interface SessionHost {
   readonly logger: { debug: (o: object, m: string) => void, info: (o: object, m: string) => void, warn: (o: object, m: string) => void }
   /** Admit an authenticated session (may throw JoinRefusedError, e.g. node limit). */
   admit (session: HubSession, hello: HelloContent): void
+  /** The welcome was sent: the session carries traffic from now on. */
+  activated (session: HubSession): void
   refused (session: HubSession, refusal: RefusedContent, nodeId: string | undefined): void
   upstream (session: HubSession, env: Envelope): void
   ended (session: HubSession, info: CloseInfo): void
@@ -157,6 +159,7 @@ export class HubSession {
       capabilities: this.capabilities,
       hub: this.#host.authenticator.hubId
     }, 'hub'))
+    this.#host.activated(this)
     this.#liveness = new Liveness({
       clock: this.#host.clock,
       heartbeatMs: this.#host.heartbeatMs,

@@ -66,6 +66,20 @@ export interface HubOptions extends ConnectionOptions {
   altNames?: string[]
   /** Bound on upstream messages buffered for `messages()` consumers before sessions are paused. @default 10000 */
   upstreamHighWaterMark?: number
+  /** Durability of the reliable lane's store (LMDB in `dataDir/reliable`). @default 'sync' */
+  durability?: 'sync' | 'relaxed'
+  /** Per-node outbox quota for reliable sends. @default { maxMessages: 1000000, maxBytes: 1 GiB, overflow: 'reject' } */
+  quota?: { maxMessages?: number, maxBytes?: number, overflow?: 'reject' | 'drop-oldest' }
+  /** Reliable sends a node rejects this many times are dead-lettered. @default 5 */
+  maxRejections?: number
+  /** Resend unacknowledged reliable messages after this long without ack progress. @default 5000 */
+  ackTimeoutMs?: number
+  /**
+   * Reliable upstream messages are acknowledged to the edge only after this
+   * resolves (at-least-once to the application); a rejection makes the edge
+   * resend later. The 'message' event and messages() see them too.
+   */
+  onUpstream?: (m: UpstreamMessage) => Promise<void> | void
   /** Replace the token-based authenticator (tests, custom auth). */
   authenticator?: HubAuthenticator
   clock?: Clock
@@ -73,6 +87,16 @@ export interface HubOptions extends ConnectionOptions {
   logger?: import('pino').Logger
   /** Admin HTTP server (metrics, health, status). `false` disables it. @default { host: '127.0.0.1', port: 0 } */
   admin?: { host?: string, port?: number } | false
+}
+
+export interface HubSendOptions {
+  /**
+   * `best-effort`: only to a connected node, not persisted. `reliable`: persisted
+   * to the node's durable outbox before send() resolves, delivered at least
+   * once (also to a node that is offline now), with supersession by
+   * resourceVersion, TTL and quotas. @default 'best-effort'
+   */
+  delivery?: 'best-effort' | 'reliable'
 }
 
 export interface RequestOptions {

@@ -135,8 +135,10 @@ export class WebTransportConnection extends AbstractConnection {
     rtt()
     this.#rttTimer = setInterval(rtt, 1000)
     this.#rttTimer.unref()
-    // Start reading on the next turn: the creator attaches its listeners first.
-    queueMicrotask(() => { for (const io of this.#io.values()) void this.#readLoop(io) })
+    // Start reading on a later turn (not a microtask): a dialer attaches its 'message'
+    // listener after `await dial()`, and bytes that came with the accept byte must not
+    // be delivered before that.
+    setImmediate(() => { for (const io of this.#io.values()) void this.#readLoop(io) })
   }
 
   // ---- primitives ----------------------------------------------------------------
@@ -230,10 +232,11 @@ export class WebTransportConnection extends AbstractConnection {
           this.#onEof()
           break
         }
-        if (io.reading) {
-          this.#ingest(io, r.value)
-          this.#deliver(io)
-        }
+        // Reading may have been switched off while this read was pending: keep the chunk
+        // (as pending frames). Only a paused channel drained during a local close drops data.
+        if (io.discarding && !io.reading) continue
+        this.#ingest(io, r.value)
+        this.#deliver(io)
       }
     } catch (err) {
       this.#streamFailed(err)

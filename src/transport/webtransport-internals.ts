@@ -97,11 +97,28 @@ export function teardownClient (wt: WtSession): void {
         return
       }
       h2.destroy(err)
+      settleSettingsWait(wt)
       return
     }
     fn(ti, 'closeClient')?.()
   } catch {
     // already gone
+  }
+}
+
+/**
+ * After a teardown between TLS and the server's SETTINGS, the library would keep
+ * waiting for SETTINGS under a timer it never clears on failure (the process then
+ * lingers up to webTransportConnectTimeout). Report "WebTransport supported" so the
+ * wait ends now: its next step fails at once on the destroyed session and the
+ * library rejects ready/closed, which the dialer already handles.
+ */
+function settleSettingsWait (wt: WtSession): void {
+  try {
+    const client = obj(obj(obj(wt)?.sessionint)?.parentobj)
+    if (obj(client?.webtransportProm) !== undefined) fn(client, 'onClientWebTransportSupport')?.({})
+  } catch {
+    // shape changed: the library's own timer ends the wait
   }
 }
 

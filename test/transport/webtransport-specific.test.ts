@@ -130,6 +130,22 @@ if (status.mode === 'unavailable') {
     t.equal((await rest).length, i, 'all bulk delivered after resume')
   })
 
+  t.test('pause/resume churn loses nothing and keeps order', async t => {
+    const p = await pair('https://127.0.0.1:0/ef', { maxInboundBuffer: 32 * 1024 })
+    t.teardown(() => done(p))
+    const n = 3000
+    const seqs: number[] = []
+    p.server.on('message', env => { seqs.push((env.content as { seq: number }).seq) })
+    let paused = false
+    const churn = setInterval(() => { if (paused) p.server.resume('normal'); else p.server.pause('normal'); paused = !paused }, 3)
+    const pad = 'x'.repeat(2000)
+    for (let i = 0; i < n; i++) if (!p.client.send(msg(i, { seq: i, pad }))) await p.client.onDrain()
+    const ok = await eventually(() => seqs.length === n, 20_000) // the churn goes on meanwhile
+    clearInterval(churn)
+    t.ok(ok, `received ${seqs.length}/${n}`)
+    t.same(seqs, Array.from({ length: n }, (_, i) => i), 'in order, none lost')
+  })
+
   t.test('close() completes promptly while the application has a channel paused', async t => {
     const p = await pair('https://127.0.0.1:0/ef', { maxInboundBuffer: 64 * 1024 })
     t.teardown(() => done(p))

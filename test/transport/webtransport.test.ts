@@ -1,5 +1,6 @@
 import t from 'tap'
 import { createServer } from 'node:net'
+import { generateSelfSignedCertificate } from '../../src/tls.js'
 import { webtransportStatus } from '../../src/transport/webtransport.js'
 import { runCompliance } from './compliance.js'
 
@@ -21,6 +22,8 @@ if (status.mode === 'unavailable') {
   const dead = await freePort()
   runCompliance(t, {
     listenUrl: 'https://127.0.0.1:0/edgefabric',
+    // A fresh 14-day P-256 certificate per listener, as the hub's dev mode makes them.
+    listenOptions: async () => ({ identity: await generateSelfSignedCertificate({ commonName: 'localhost', altNames: ['localhost', '127.0.0.1'] }) }),
     dialOptions: listener => ({ expectedRemoteIdentity: listener.identity as string }),
     wrongIdentity: 'ab'.repeat(32),
     deadUrl: `https://127.0.0.1:${dead}/edgefabric`,

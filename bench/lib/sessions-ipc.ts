@@ -1,0 +1,174 @@
+/**
+ * Messages between bench/sessions.ts (the orchestrator) and its children
+ * (bench/sessions-hub.ts, bench/sessions-edge.ts), over the fork() IPC
+ * channel. One request, one reply: every request carries `seq` and the child
+ * answers with the same `seq`, so the orchestrator can await replies.
+ */
+import type { ChildProcess } from 'node:child_process'
+import { fork } from 'node:child_process'
+
+export interface ProcStats {
+  /** process.memoryUsage() */
+  rss: number
+  heapUsed: number
+  heapTotal: number
+  external: number
+  arrayBuffers: number
+  /** process.cpuUsage() in µs (user + system, every thread of the process). */
+  cpuUserUs: number
+  cpuSystemUs: number
+  /** Date.now() at the reading. */
+  at: number
+}
+
+export interface HubStats extends ProcStats {
+  /** Sessions the hub counts as connected (node-connected minus node-disconnected events). */
+  connected: number
+  refusals: number
+  disconnects: number
+}
+
+export interface EdgeStats extends ProcStats {
+  connected: number
+  /** Sum over this process's sessions of Connection.stats (payload + framing, no IP/TCP/UDP/QUIC headers). */
+  bytesSent: number
+  bytesReceived: number
+  messagesSent: number
+  messagesReceived: number
+  /** Sessions that dropped after having been welcomed (should stay 0 while idle). */
+  drops: number
+}
+
+export interface ConnectResult {
+  /** Date.now() of the first dial and the last welcome. */
+  firstDialAt: number
+  lastWelcomeAt: number
+  connected: number
+  /** Dial/handshake attempts that failed and were retried by the connector's backoff. */
+  retries: number
+  /** Connectors that gave up (a refusal retrying cannot fix). */
+  failed: number
+  /** Sessions not welcomed when the phase deadline passed. */
+  missing: number
+  lastError?: string
+  /** Per-session handshake latency (dial start → welcome), ms: p50 / p99 / max. */
+  latencyMs: { p50: number, p99: number, max: number }
+}
+
+export interface EdgeInit {
+  url: string
+  pins: { quic?: string, tls?: string }
+  nodes: Array<{ id: string, token: string }>
+  /** Dials in flight per process. */
+  window: number
+  /** Phase deadline, ms. */
+  deadlineMs: number
+  /** Optional quic:// transport settings to register instead of the default transport. */
+  quic?: { keepAliveIntervalMs?: number, maxIdleTimeoutMs?: number }
+}
+
+export type ParentRequest =
+  | { seq: number, cmd: 'stats', gc?: boolean }
+  | { seq: number, cmd: 'init', init: EdgeInit }
+  | { seq: number, cmd: 'connect' }
+  | { seq: number, cmd: 'disconnect' }
+  | { seq: number, cmd: 'quit' }
+
+export type ChildReply = { seq: number, ok: true, result: unknown } | { seq: number, ok: false, error: string }
+
+/** A forked child with request/reply over IPC. */
+export class Child {
+  readonly name: string
+  readonly proc: ChildProcess
+  #seq = 0
+  readonly #waiting = new Map<number, { resolve: (v: unknown) => void, reject: (e: Error) => void }>()
+  #exit: Promise<number | null>
+
+  constructor (name: string, script: URL, args: string[], execArgv: string[] = []) {
+    this.name = name
+    this.proc = fork(script, args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' })
+    this.proc.on('message', (m: ChildReply) => {
+      const w = this.#waiting.get(m.seq)
+      if (w === undefined) return
+      this.#waiting.delete(m.seq)
+      if (m.ok) w.resolve(m.result)
+      else w.reject(new Error(`${name}: ${m.error}`))
+    })
+    this.proc.on('error', () => {})
+    this.#exit = new Promise(resolve => {
+      this.proc.once('exit', code => {
+        for (const w of this.#waiting.values()) w.reject(new Error(`${name} exited (code ${String(code)})`))
+        this.#waiting.clear()
+        resolve(code)
+      })
+    })
+  }
+
+  /** Wait for the child's first message `{ ready: ... }`. */
+  ready<T> (): Promise<T> {
+    return this.request<T>({ cmd: 'stats' } as Omit<ParentRequest, 'seq'>).then(() => undefined as T)
+  }
+
+  request<T> (req: Omit<ParentRequest, 'seq'> | Record<string, unknown>): Promise<T> {
+    const seq = ++this.#seq
+    return new Promise<T>((resolve, reject) => {
+      this.#waiting.set(seq, { resolve: resolve as (v: unknown) => void, reject })
+      this.proc.send({ ...req, seq })
+    })
+  }
+
+  async quit (timeoutMs = 15_000): Promise<void> {
+    if (this.proc.exitCode !== null) return
+    await this.request({ cmd: 'quit' }).catch(() => {})
+    const t = setTimeout(() => { this.proc.kill('SIGKILL') }, timeoutMs)
+    await this.#exit
+    clearTimeout(t)
+  }
+
+  kill (): void {
+    if (this.proc.exitCode === null) this.proc.kill('SIGKILL')
+  }
+}
+
+/** In a child: answer parent requests with `handler`. */
+export function serveParent (handler: (req: ParentRequest) => Promise<unknown>): void {
+  process.on('message', (req: ParentRequest) => {
+    handler(req).then(result => {
+      process.send?.({ seq: req.seq, ok: true, result })
+    }, (err: unknown) => {
+      process.send?.({ seq: req.seq, ok: false, error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) })
+    })
+  })
+  // The orchestrator died: do not linger holding thousands of sockets.
+  process.on('disconnect', () => process.exit(0))
+}
+
+export function procStats (): ProcStats {
+  const m = process.memoryUsage()
+  const c = process.cpuUsage()
+  return {
+    rss: m.rss,
+    heapUsed: m.heapUsed,
+    heapTotal: m.heapTotal,
+    external: m.external,
+    arrayBuffers: m.arrayBuffers,
+    cpuUserUs: c.user,
+    cpuSystemUs: c.system,
+    at: Date.now()
+  }
+}
+
+/** Full GC, twice (the second pass collects what the first one's finalizers released). */
+export async function forceGc (): Promise<void> {
+  const gc = (globalThis as { gc?: () => void }).gc
+  if (gc === undefined) return
+  gc()
+  await new Promise(resolve => setImmediate(resolve))
+  gc()
+}
+
+export function percentile (sorted: number[], p: number): number {
+  if (sorted.length === 0) return 0
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))
+  return sorted[i] as number
+}

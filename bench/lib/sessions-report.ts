@@ -1,0 +1,113 @@
+/**
+ * Result shape and printed report of bench/sessions.ts: a plain table for
+ * the terminal and the same rows as Markdown for bench/RESULTS.md.
+ */
+import type { ConnectResult } from './sessions-ipc.js'
+import type { PortCounts } from './nft-counters.js'
+
+/** Issue 3 targets. */
+export const TARGET_BYTES_PER_SESSION = 20 * 1024
+export const TARGET_IDLE_UP_BIT_PER_NODE = 250
+export const TARGET_SESSIONS = 10_000
+
+interface Mem { rss: number, heapUsed: number, external: number }
+
+export interface RunResult {
+  transport: string
+  requested: number
+  processes: number
+  window: number
+  heartbeatMs: number
+  /** Sessions connected at the memory reading (the divisor of every per-session figure). */
+  sessions: number
+  join: ConnectResult & { rate: number, seconds: number }
+  rejoin: (ConnectResult & { rate: number, seconds: number }) | undefined
+  hubCpuDuringJoinPct: number
+  hub: {
+    before: Mem
+    afterJoin: Mem
+    afterIdle: Mem
+    rssPerSessionB: number
+    heapPerSessionB: number
+    externalPerSessionB: number
+    idleCpuPct: number
+    disconnectsWhileIdle: number
+    refusals: number
+  }
+  edges: { rss: number, idleCpuPct: number, dropsWhileIdle: number }
+  idle: {
+    seconds: number
+    wire: { upBitPerNode: number, downBitPerNode: number, upPktPerNodeS: number, downPktPerNodeS: number, raw: PortCounts } | undefined
+    wireUnavailable: string | undefined
+    counted: { upBitPerNode: number, downBitPerNode: number, upMsgPerNodeS: number, downMsgPerNodeS: number }
+  }
+  admin: { status: { ms: number, bytes: number } | undefined, metrics: { ms: number, bytes: number } | undefined }
+}
+
+const kb = (b: number): string => (b / 1024).toFixed(1)
+const f0 = (x: number): string => x.toFixed(0)
+const f1 = (x: number): string => x.toFixed(1)
+
+function verdict (r: RunResult, quick: boolean): string {
+  const short: string[] = []
+  if (r.sessions < (quick ? r.requested : TARGET_SESSIONS)) short.push(`${r.sessions} sessions`)
+  if (r.hub.rssPerSessionB > TARGET_BYTES_PER_SESSION) short.push('memory')
+  const up = r.idle.wire?.upBitPerNode
+  if (up === undefined) short.push('wire not measured')
+  else if (up > TARGET_IDLE_UP_BIT_PER_NODE) short.push('idle uplink')
+  return short.length === 0 ? 'pass' : `short: ${short.join(', ')}`
+}
+
+export function rows (results: RunResult[], quick: boolean): string[][] {
+  const head = [
+    'transport', 'sessions', 'connect/s first join', 'connect/s re-join', 'hub RSS/session KB', 'hub heap/session KB',
+    'hub CPU % idle', 'idle up bit/s/node (wire)', 'idle down bit/s/node (wire)', 'idle up/down bit/s/node (transport-counted)',
+    'target', 'result'
+  ]
+  const out = [head]
+  for (const r of results) {
+    const w = r.idle.wire
+    out.push([
+      r.transport,
+      String(r.sessions),
+      f0(r.join.rate),
+      r.rejoin === undefined ? '-' : f0(r.rejoin.rate),
+      kb(r.hub.rssPerSessionB),
+      kb(r.hub.heapPerSessionB),
+      f1(r.hub.idleCpuPct),
+      w === undefined ? 'n/a' : f0(w.upBitPerNode),
+      w === undefined ? 'n/a' : f0(w.downBitPerNode),
+      `${f0(r.idle.counted.upBitPerNode)} / ${f0(r.idle.counted.downBitPerNode)}`,
+      `${quick ? r.requested : TARGET_SESSIONS}, ≤ 20 KB, ≤ 250 bit/s up`,
+      verdict(r, quick)
+    ])
+  }
+  return out
+}
+
+export function printReport (results: RunResult[], quick: boolean): void {
+  const table = rows(results, quick)
+  const widths = (table[0] as string[]).map((_, i) => Math.max(...table.map(r => (r[i] as string).length)))
+  console.log('')
+  for (const r of table) console.log(r.map((c, i) => c.padEnd(widths[i] as number)).join('  '))
+  console.log('')
+  console.log('Markdown:')
+  console.log(`| ${(table[0] as string[]).join(' | ')} |`)
+  console.log(`|${(table[0] as string[]).map(() => '---').join('|')}|`)
+  for (const r of table.slice(1)) console.log(`| ${r.join(' | ')} |`)
+  console.log('')
+  for (const r of results) {
+    const w = r.idle.wire
+    console.log(`${r.transport}: join ${r.join.connected} in ${f1(r.join.seconds)} s (handshake p50 ${f0(r.join.latencyMs.p50)} ms, p99 ${f0(r.join.latencyMs.p99)} ms, retries ${r.join.retries}, failed ${r.join.failed}, missing ${r.join.missing}), hub CPU during join ${f0(r.hubCpuDuringJoinPct)} %` +
+      (r.rejoin === undefined ? '' : `; re-join ${r.rejoin.connected} in ${f1(r.rejoin.seconds)} s (p50 ${f0(r.rejoin.latencyMs.p50)} ms, p99 ${f0(r.rejoin.latencyMs.p99)} ms, retries ${r.rejoin.retries})`))
+    console.log(`  hub RSS ${kb(r.hub.before.rss)} → ${kb(r.hub.afterJoin.rss)} KiB (after idle ${kb(r.hub.afterIdle.rss)}), heap ${kb(r.hub.before.heapUsed)} → ${kb(r.hub.afterJoin.heapUsed)} KiB, external/session ${kb(r.hub.externalPerSessionB)} KB; ` +
+      `drops while idle: hub ${r.hub.disconnectsWhileIdle}, edges ${r.edges.dropsWhileIdle}; edge processes RSS ${f0(r.edges.rss / 1048576)} MiB, CPU ${f0(r.edges.idleCpuPct)} % idle`)
+    console.log(`  idle ${f1(r.idle.seconds)} s: ` + (w === undefined
+      ? `wire n/a (${r.idle.wireUnavailable ?? '?'})`
+      : `wire packets/node/s up ${w.upPktPerNodeS.toFixed(2)} down ${w.downPktPerNodeS.toFixed(2)}, mean IP packet up ${f0(w.raw.up.bytes / Math.max(1, w.raw.up.packets))} B down ${f0(w.raw.down.bytes / Math.max(1, w.raw.down.packets))} B`) +
+      `; envelopes/node/s up ${r.idle.counted.upMsgPerNodeS.toFixed(3)} down ${r.idle.counted.downMsgPerNodeS.toFixed(3)}`)
+    if (r.admin.status !== undefined || r.admin.metrics !== undefined) {
+      console.log(`  admin at this size: /status ${r.admin.status === undefined ? 'n/a' : `${r.admin.status.ms} ms, ${kb(r.admin.status.bytes)} KiB`}, /metrics ${r.admin.metrics === undefined ? 'n/a' : `${r.admin.metrics.ms} ms, ${kb(r.admin.metrics.bytes)} KiB`}`)
+    }
+  }
+}

@@ -1,0 +1,320 @@
+/**
+ * Session scale check (issue 3, "Scale check"): one hub process, several
+ * simulated-edge processes each holding many idle sessions, on this machine.
+ * Reports per transport:
+ *
+ * - connect rate: sessions welcomed per second, from the first dial to the
+ *   last welcome, for first joins (the node key is bound and persisted) and
+ *   for re-joins (binding already on disk);
+ * - hub RSS and V8 heap per idle session: (after − before) / sessions, both
+ *   read after a forced full GC in the hub process;
+ * - hub CPU while idle: process.cpuUsage() over the idle window, % of one
+ *   core (every thread: the quinn runtime, libuv, GC);
+ * - idle bytes per node per second, up (edge→hub) and down, MEASURED on the
+ *   wire by nftables counters on the hub port (IP packets incl. IP/TCP/UDP/
+ *   QUIC headers), next to the transports' own counters (payload + framing
+ *   only) — see ./lib/nft-counters.ts.
+ *
+ *   npm run bench:sessions                  # 10,000 sessions, ws then quic, 60 s idle
+ *   npm run bench:sessions -- --quick       # 500 sessions, 10 s idle
+ *   options: --sessions N --procs P --window W --idle S --heartbeat MS
+ *            --transports ws,wss,quic --quic-keepalive MS --no-rejoin --out FILE
+ *
+ * Targets (issue 3): 10,000 idle sessions, ≤ 20 KB hub memory each,
+ * ≤ 0.25 kbit/s idle uplink per node (KubeEdge's measured figure).
+ */
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { cpus, release, totalmem } from 'node:os'
+import { join } from 'node:path'
+import { execFileSync } from 'node:child_process'
+import { loadOrCreateHubIdentity } from '../src/hub/identity.js'
+import { createJoinToken } from '../src/hub/token.js'
+import { Child, type ConnectResult, type EdgeStats, type HubStats } from './lib/sessions-ipc.js'
+import { NftCounters, diffCounts, type PortCounts } from './lib/nft-counters.js'
+import { printReport, type RunResult } from './lib/sessions-report.js'
+
+interface Config {
+  sessions: number
+  procs: number
+  window: number
+  idleS: number
+  heartbeatMs: number
+  transports: string[]
+  quicKeepAliveMs: number | undefined
+  rejoin: boolean
+  out: string
+  quick: boolean
+}
+
+function parseArgs (argv: string[]): Config {
+  const quick = argv.includes('--quick')
+  const get = (name: string): string | undefined => {
+    const i = argv.indexOf(name)
+    return i >= 0 ? argv[i + 1] : undefined
+  }
+  const num = (name: string, dflt: number): number => {
+    const v = get(name)
+    if (v === undefined) return dflt
+    const n = Number(v)
+    if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number, got ${v}`)
+    return n
+  }
+  const ka = get('--quic-keepalive')
+  return {
+    quick,
+    sessions: num('--sessions', quick ? 500 : 10_000),
+    procs: num('--procs', 4),
+    window: num('--window', 64),
+    idleS: num('--idle', quick ? 10 : 60),
+    heartbeatMs: num('--heartbeat', 5000),
+    transports: (get('--transports') ?? 'ws,quic').split(',').filter(s => s !== ''),
+    quicKeepAliveMs: ka === undefined ? undefined : Number(ka),
+    rejoin: !argv.includes('--no-rejoin'),
+    out: get('--out') ?? join('bench', 'out', quick ? 'sessions-quick.json' : 'sessions.json')
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
+const hubScript = new URL('./sessions-hub.js', import.meta.url)
+const edgeScript = new URL('./sessions-edge.js', import.meta.url)
+
+function log (msg: string): void {
+  process.stderr.write(`[sessions ${new Date().toISOString().slice(11, 19)}] ${msg}\n`)
+}
+
+type HubReply = HubStats & { url: string, adminUrl: string | undefined }
+
+function sumEdges (list: EdgeStats[]): EdgeStats {
+  const z: EdgeStats = { rss: 0, heapUsed: 0, heapTotal: 0, external: 0, arrayBuffers: 0, cpuUserUs: 0, cpuSystemUs: 0, at: 0, connected: 0, bytesSent: 0, bytesReceived: 0, messagesSent: 0, messagesReceived: 0, drops: 0 }
+  for (const s of list) {
+    for (const k of Object.keys(z) as Array<keyof EdgeStats>) z[k] += s[k]
+  }
+  z.at = Math.max(...list.map(s => s.at))
+  return z
+}
+
+function cpuPct (a: { cpuUserUs: number, cpuSystemUs: number, at: number }, b: { cpuUserUs: number, cpuSystemUs: number, at: number }): number {
+  const wallMs = b.at - a.at
+  return wallMs <= 0 ? 0 : ((b.cpuUserUs + b.cpuSystemUs - a.cpuUserUs - a.cpuSystemUs) / 1000) / wallMs * 100
+}
+
+function mergeConnect (list: ConnectResult[]): ConnectResult & { rate: number, seconds: number } {
+  const first = Math.min(...list.map(r => r.firstDialAt))
+  const last = Math.max(...list.map(r => r.lastWelcomeAt))
+  const connected = list.reduce((s, r) => s + r.connected, 0)
+  const seconds = Math.max(0.001, (last - first) / 1000)
+  const merged: ConnectResult & { rate: number, seconds: number } = {
+    firstDialAt: first,
+    lastWelcomeAt: last,
+    connected,
+    retries: list.reduce((s, r) => s + r.retries, 0),
+    failed: list.reduce((s, r) => s + r.failed, 0),
+    missing: list.reduce((s, r) => s + r.missing, 0),
+    // per-process percentiles: report the worst process
+    latencyMs: {
+      p50: Math.max(...list.map(r => r.latencyMs.p50)),
+      p99: Math.max(...list.map(r => r.latencyMs.p99)),
+      max: Math.max(...list.map(r => r.latencyMs.max))
+    },
+    rate: connected / seconds,
+    seconds
+  }
+  const err = list.find(r => r.lastError !== undefined)?.lastError
+  if (err !== undefined) merged.lastError = err
+  return merged
+}
+
+async function waitHub (hub: Child, pred: (s: HubReply) => boolean, timeoutMs: number): Promise<HubReply> {
+  const end = Date.now() + timeoutMs
+  for (;;) {
+    const s = await hub.request<HubReply>({ cmd: 'stats' })
+    if (pred(s) || Date.now() > end) return s
+    await sleep(250)
+  }
+}
+
+async function scrape (url: string | undefined, path: string): Promise<{ ms: number, bytes: number } | undefined> {
+  if (url === undefined) return undefined
+  const t0 = performance.now()
+  try {
+    const res = await fetch(new URL(path, url), { signal: AbortSignal.timeout(60_000) })
+    const body = await res.arrayBuffer()
+    return { ms: Math.round(performance.now() - t0), bytes: body.byteLength }
+  } catch {
+    return undefined
+  }
+}
+
+async function runOne (transport: string, cfg: Config): Promise<RunResult> {
+  const n = cfg.sessions
+  const procs = Math.max(1, Math.min(cfg.procs, n))
+  const dataDir = await mkdtemp('/tmp/ef-bench-sessions-')
+  const hubArgs = [`${transport}://127.0.0.1:0`, dataDir, String(cfg.heartbeatMs)]
+  if (transport === 'quic' && cfg.quicKeepAliveMs !== undefined) hubArgs.push(String(cfg.quicKeepAliveMs))
+  const hub = new Child('hub', hubScript, hubArgs, ['--expose-gc'])
+  const edges: Child[] = []
+  let nft: NftCounters | undefined
+  try {
+    const h0 = await hub.request<HubReply>({ cmd: 'stats', gc: true })
+    const port = Number(new URL(h0.url.replace(/^quic:/, 'http:')).port)
+    log(`${transport}: hub on ${h0.url} (admin ${h0.adminUrl ?? 'off'}), ${n} sessions in ${procs} processes`)
+
+    // Tokens come from the hub's own identity files (read-only here: the hub created them).
+    const identity = await loadOrCreateHubIdentity(dataDir)
+    const pins = { quic: identity.quicPeerId, tls: identity.caFingerprint }
+    const perProc = Math.ceil(n / procs)
+    for (let p = 0; p < procs; p++) {
+      const nodes: Array<{ id: string, token: string }> = []
+      for (let i = p * perProc; i < Math.min(n, (p + 1) * perProc); i++) {
+        const id = `sim-${i}`
+        nodes.push({ id, token: createJoinToken(identity, { nodeId: id, ttlSeconds: 12 * 3600 }) })
+      }
+      const child = new Child(`edge-${p}`, edgeScript, [])
+      edges.push(child)
+      await child.request({
+        cmd: 'init',
+        init: {
+          url: h0.url,
+          pins,
+          nodes,
+          window: cfg.window,
+          deadlineMs: Math.max(120_000, n * 30),
+          ...(transport === 'quic' && cfg.quicKeepAliveMs !== undefined
+            ? { quic: { keepAliveIntervalMs: cfg.quicKeepAliveMs, maxIdleTimeoutMs: Math.max(10_000, cfg.quicKeepAliveMs * 3) } }
+            : {})
+        }
+      })
+    }
+
+    const nftOrWhy = NftCounters.create(transport === 'quic' ? 'udp' : 'tcp', port)
+    nft = nftOrWhy instanceof NftCounters ? nftOrWhy : undefined
+    const nftUnavailable = nftOrWhy instanceof NftCounters ? undefined : nftOrWhy.unavailable
+    if (nftUnavailable !== undefined) log(`nft counters unavailable (${nftUnavailable}): wire bytes will be missing`)
+
+    // ---- first join --------------------------------------------------------------
+    const before = await hub.request<HubReply>({ cmd: 'stats', gc: true })
+    log(`${transport}: hub before: rss ${(before.rss / 1048576).toFixed(1)} MiB, heap ${(before.heapUsed / 1048576).toFixed(1)} MiB; connecting`)
+    const join = mergeConnect(await Promise.all(edges.map(async e => await e.request<ConnectResult>({ cmd: 'connect' }))))
+    const hubJoined = await hub.request<HubReply>({ cmd: 'stats' })
+    log(`${transport}: ${join.connected}/${n} welcomed in ${join.seconds.toFixed(1)} s = ${join.rate.toFixed(0)}/s (retries ${join.retries}, failed ${join.failed}, missing ${join.missing}${join.lastError !== undefined ? `, last error: ${join.lastError}` : ''})`)
+
+    // Let every session pass its first heartbeat and the connect burst's garbage settle.
+    await sleep(cfg.heartbeatMs + 1000)
+    const mem = await hub.request<HubReply>({ cmd: 'stats', gc: true })
+    const sessions = mem.connected
+
+    // ---- idle window ---------------------------------------------------------------
+    log(`${transport}: ${sessions} sessions idle for ${cfg.idleS} s`)
+    const wireA = nft?.read()
+    const edgeA = sumEdges(await Promise.all(edges.map(async e => await e.request<EdgeStats>({ cmd: 'stats' }))))
+    const hubA = await hub.request<HubReply>({ cmd: 'stats' })
+    await sleep(cfg.idleS * 1000)
+    const hubB = await hub.request<HubReply>({ cmd: 'stats' })
+    const edgeB = sumEdges(await Promise.all(edges.map(async e => await e.request<EdgeStats>({ cmd: 'stats' }))))
+    const wireB = nft?.read()
+    const idleSeconds = (hubB.at - hubA.at) / 1000
+    const wire: PortCounts | undefined = wireA !== undefined && wireB !== undefined ? diffCounts(wireA, wireB) : undefined
+    const memIdle = await hub.request<HubReply>({ cmd: 'stats', gc: true })
+
+    // One status and one metrics scrape at this size (the admin API walks every node).
+    const status = await scrape(h0.adminUrl, '/status')
+    const metrics = await scrape(h0.adminUrl, '/metrics')
+
+    // ---- re-join -------------------------------------------------------------------
+    let rejoin: (ConnectResult & { rate: number, seconds: number }) | undefined
+    if (cfg.rejoin) {
+      await Promise.all(edges.map(async e => await e.request({ cmd: 'disconnect' })))
+      await waitHub(hub, s => s.connected === 0, 60_000)
+      rejoin = mergeConnect(await Promise.all(edges.map(async e => await e.request<ConnectResult>({ cmd: 'connect' }))))
+      log(`${transport}: re-join ${rejoin.connected}/${n} in ${rejoin.seconds.toFixed(1)} s = ${rejoin.rate.toFixed(0)}/s (retries ${rejoin.retries}, failed ${rejoin.failed})`)
+    }
+
+    const per = (x: number): number => sessions > 0 ? x / sessions : 0
+    return {
+      transport: transport + (transport === 'quic' && cfg.quicKeepAliveMs !== undefined ? ` (keep-alive ${cfg.quicKeepAliveMs} ms)` : ''),
+      requested: n,
+      processes: procs,
+      window: cfg.window,
+      heartbeatMs: cfg.heartbeatMs,
+      sessions,
+      join,
+      rejoin,
+      hubCpuDuringJoinPct: cpuPct(before, hubJoined),
+      hub: {
+        before: { rss: before.rss, heapUsed: before.heapUsed, external: before.external },
+        afterJoin: { rss: mem.rss, heapUsed: mem.heapUsed, external: mem.external },
+        afterIdle: { rss: memIdle.rss, heapUsed: memIdle.heapUsed, external: memIdle.external },
+        rssPerSessionB: per(mem.rss - before.rss),
+        heapPerSessionB: per(mem.heapUsed - before.heapUsed),
+        externalPerSessionB: per(mem.external - before.external),
+        idleCpuPct: cpuPct(hubA, hubB),
+        disconnectsWhileIdle: hubB.disconnects - hubA.disconnects,
+        refusals: hubB.refusals
+      },
+      edges: {
+        rss: edgeB.rss,
+        idleCpuPct: cpuPct(edgeA, { ...edgeB, at: edgeA.at + (hubB.at - hubA.at) }),
+        dropsWhileIdle: edgeB.drops - edgeA.drops
+      },
+      idle: {
+        seconds: idleSeconds,
+        wire: wire === undefined
+          ? undefined
+          : {
+              upBitPerNode: per(wire.up.bytes * 8) / idleSeconds,
+              downBitPerNode: per(wire.down.bytes * 8) / idleSeconds,
+              upPktPerNodeS: per(wire.up.packets) / idleSeconds,
+              downPktPerNodeS: per(wire.down.packets) / idleSeconds,
+              raw: wire
+            },
+        wireUnavailable: nftUnavailable,
+        counted: {
+          upBitPerNode: per((edgeB.bytesSent - edgeA.bytesSent) * 8) / idleSeconds,
+          downBitPerNode: per((edgeB.bytesReceived - edgeA.bytesReceived) * 8) / idleSeconds,
+          upMsgPerNodeS: per(edgeB.messagesSent - edgeA.messagesSent) / idleSeconds,
+          downMsgPerNodeS: per(edgeB.messagesReceived - edgeA.messagesReceived) / idleSeconds
+        }
+      },
+      admin: { status, metrics }
+    }
+  } finally {
+    nft?.destroy()
+    await Promise.all(edges.map(async e => await e.quit(60_000)))
+    await hub.quit(30_000)
+    for (const c of [...edges, hub]) c.kill()
+    await rm(dataDir, { recursive: true, force: true })
+  }
+}
+
+function fdLimit (): string {
+  try {
+    return execFileSync('bash', ['-c', 'ulimit -n'], { encoding: 'utf8' }).trim()
+  } catch {
+    return 'unknown'
+  }
+}
+
+const cfg = parseArgs(process.argv.slice(2))
+const machine = {
+  cpus: cpus().length,
+  cpuModel: cpus()[0]?.model ?? 'unknown',
+  memGiB: Math.round(totalmem() / 2 ** 30 * 10) / 10,
+  kernel: release(),
+  node: process.version,
+  fdLimit: fdLimit()
+}
+log(`config ${JSON.stringify({ ...cfg })}; machine ${JSON.stringify(machine)}`)
+const results: RunResult[] = []
+for (const t of cfg.transports) {
+  try {
+    results.push(await runOne(t, cfg))
+  } catch (err) {
+    log(`${t}: run failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`)
+    process.exitCode = 1
+  }
+  await sleep(2000) // let sockets of the previous run drain out of TIME_WAIT bookkeeping
+}
+printReport(results, cfg.quick)
+await mkdir(join(cfg.out, '..'), { recursive: true })
+await writeFile(cfg.out, JSON.stringify({ date: new Date().toISOString(), machine, config: cfg, results }, null, 2) + '\n')
+log(`wrote ${cfg.out}`)

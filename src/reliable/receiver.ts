@@ -1,0 +1,142 @@
+/**
+ * Receiving half of the ACK lane for one peer (DESIGN.md §5–6). For each data
+ * batch, in order: drop what was already processed (seq ≤ received) or is
+ * older than the stored resource version, hand the new messages to the
+ * application (awaited), then commit — resource state, dedup window and the
+ * received seq in ONE transaction — and only then acknowledge. A crash before
+ * the commit means redelivery (at-least-once), never loss.
+ */
+import type { Clock } from '../clock.js'
+import type { EnvelopeCodec } from '../codec.js'
+import { isExpired, type Envelope } from '../envelope.js'
+import { EdgeFabricError, ProtocolError, toError } from '../errors.js'
+import { reliableMessage, type DataContent } from './protocol.js'
+import { compareVersions, type InboundItem, type ReliableStore } from './store.js'
+
+/** What the application says about one delivered message. */
+export type DeliveryVerdict = 'ok' | { reject: string, reason: string }
+
+export interface ReceiverOptions {
+  peer: string
+  source: string
+  store: ReliableStore
+  clock: Clock
+  codec: EnvelopeCodec
+  /** Hand one new message to the application; awaited before the commit. */
+  deliver: (env: Envelope, seq: number) => Promise<DeliveryVerdict> | DeliveryVerdict
+  /** Send a lane control message (ack/nack/resume) on the current session. */
+  sendControl: (env: Envelope) => void
+  /** Data batches queued for processing before the session is considered abusive. @default 4096 */
+  maxQueuedBatches?: number
+  onCount?: (what: 'delivered' | 'duplicate' | 'stale' | 'expired' | 'rejected', n: number) => void
+}
+
+export class ReliableReceiver {
+  readonly peer: string
+  readonly #o: ReceiverOptions
+  #chain: Promise<void> = Promise.resolve()
+  #queued = 0
+  #closed = false
+
+  constructor (o: ReceiverOptions) {
+    this.peer = o.peer
+    this.#o = o
+  }
+
+  /** Tell the peer where to resume (call when a session comes up). */
+  sendResume (): void {
+    this.#o.sendControl(reliableMessage('resume', { r: this.#o.store.receivedSeq(this.peer) }, this.#o.source))
+  }
+
+  /** Queue a data batch; batches are processed strictly in arrival order. */
+  onData (d: DataContent): void {
+    if (this.#closed) return
+    if (++this.#queued > (this.#o.maxQueuedBatches ?? 4096)) {
+      throw new ProtocolError('peer sent more data batches than the window allows')
+    }
+    this.#chain = this.#chain.then(() => this.#process(d)).catch(err => {
+      // A failed commit must not be acknowledged; the sender resends on timeout or reconnect.
+      this.#o.onCount?.('rejected', 0)
+      void err
+    }).finally(() => { this.#queued-- })
+  }
+
+  /** Resolves when every queued batch has been processed. */
+  idle (): Promise<void> { return this.#chain }
+
+  close (): void { this.#closed = true }
+
+  async #process (d: DataContent): Promise<void> {
+    const o = this.#o
+    const received = o.store.receivedSeq(this.peer)
+    const items: InboundItem[] = []
+    let lastOk = received
+    let dup = 0
+    let stale = 0
+    let expired = 0
+    let delivered = 0
+    for (let i = 0; i < d.s.length; i++) {
+      if (this.#closed) break
+      const seq = d.s[i] as number
+      if (seq <= received) { dup++; continue }
+      const bytes = d.m[i] as Uint8Array
+      let env: Envelope
+      try {
+        env = o.codec.decode(bytes)
+      } catch (err) {
+        await this.#reject(items, lastOk, seq, toError(err))
+        return
+      }
+      const item: InboundItem = { seq, id: env.header.id, op: env.router.operation }
+      const version = env.header.resourceVersion
+      if (version !== undefined) {
+        item.key = env.router.resource
+        item.version = version
+        item.bytes = bytes
+        const stored = o.store.getResource(env.router.resource)
+        if (stored?.version !== undefined && compareVersions(version, stored.version) <= 0) {
+          stale++
+          items.push(item)
+          lastOk = seq
+          continue
+        }
+      }
+      if (isExpired(env, o.clock.now())) {
+        expired++
+      } else {
+        let verdict: DeliveryVerdict
+        try {
+          verdict = await o.deliver(env, seq)
+        } catch (err) {
+          verdict = { reject: err instanceof EdgeFabricError ? err.code : 'EF_DELIVERY_FAILED', reason: toError(err).message }
+        }
+        if (verdict !== 'ok') {
+          await this.#reject(items, lastOk, seq, new EdgeFabricError(verdict.reject, verdict.reason))
+          return
+        }
+        delivered++
+      }
+      items.push(item)
+      lastOk = seq
+    }
+    if (items.length > 0) {
+      const result = await o.store.commitInbound(this.peer, items, o.clock.now())
+      // The store's id window may still find duplicates (a producer that re-sent an id).
+      dup += result.outcome.filter(x => x === 'duplicate').length
+    }
+    if (dup > 0) o.onCount?.('duplicate', dup)
+    if (stale > 0) o.onCount?.('stale', stale)
+    if (expired > 0) o.onCount?.('expired', expired)
+    if (delivered > 0) o.onCount?.('delivered', delivered)
+    if (lastOk > received || dup > 0) o.sendControl(reliableMessage('ack', { u: Math.max(lastOk, received) }, o.source))
+  }
+
+  async #reject (items: InboundItem[], lastOk: number, seq: number, err: Error): Promise<void> {
+    const o = this.#o
+    if (items.length > 0) await o.store.commitInbound(this.peer, items, o.clock.now())
+    if (lastOk > 0) o.sendControl(reliableMessage('ack', { u: lastOk }, o.source))
+    const code = err instanceof EdgeFabricError ? err.code : 'EF_REJECTED'
+    o.sendControl(reliableMessage('nack', { s: seq, c: code, r: err.message }, o.source))
+    o.onCount?.('rejected', 1)
+  }
+}

@@ -1,0 +1,255 @@
+/**
+ * Sending half of the ACK lane for one peer (DESIGN.md §5): persist BEFORE
+ * sending, per-peer sequence numbers, a sliding window of many messages in
+ * flight (KubeEdge: one), cumulative acks, go-back-N redelivery on ack timeout
+ * and on reconnect (from the seq the peer says it has), bounded rejections →
+ * dead letter, TTL expiry. Memory is bounded by the window: records are read
+ * back from the store as the window opens, never held all in memory.
+ */
+import type { Clock, TimerHandle } from '../clock.js'
+import type { EnvelopeCodec } from '../codec.js'
+import type { Envelope } from '../envelope.js'
+import { toError } from '../errors.js'
+import { reliableMessage } from './protocol.js'
+import type { AppendOutcome, OutboxInput, QuotaPolicy, ReliableStore } from './store.js'
+
+export interface LaneLink {
+  /** Send on the current session; false = wait for drain. Throws when the session is gone. */
+  send (env: Envelope): boolean
+  onDrain (): Promise<void>
+}
+
+export type LaneEvent =
+  | { type: 'dead-letter', peer: string, seq: number, code: string, reason: string }
+  | { type: 'expired', peer: string, count: number }
+  | { type: 'superseded', peer: string, count: number }
+  | { type: 'stale', peer: string, id: string }
+  | { type: 'redelivery', peer: string, fromSeq: number, reason: 'ack-timeout' | 'reconnect' | 'rejected' }
+  | { type: 'store-error', peer: string, error: Error }
+  | { type: 'gap', peer: string, peerReceived: number, acked: number }
+
+export interface SenderOptions {
+  peer: string
+  /** router.source of lane messages. */
+  source: string
+  store: ReliableStore
+  clock: Clock
+  codec: EnvelopeCodec
+  quota: QuotaPolicy
+  /** Messages in flight (sent, not acked). @default 1024 */
+  windowMessages?: number
+  /** Bytes in flight. @default 4 MiB */
+  windowBytes?: number
+  /** Records per data message. @default 64 */
+  batchMessages?: number
+  /** Bytes per data message. @default 256 KiB */
+  batchBytes?: number
+  /** No ack progress for this long with data in flight → resend from the last ack. @default 5000 */
+  ackTimeoutMs?: number
+  /** Rejections of one record before it is dead-lettered. @default 5 */
+  maxRejections?: number
+  onEvent?: (e: LaneEvent) => void
+}
+
+export class ReliableSender {
+  readonly peer: string
+  readonly #o: Required<Omit<SenderOptions, 'onEvent'>> & { onEvent: (e: LaneEvent) => void }
+  #link: LaneLink | undefined
+  #resumed = false
+  /** Highest seq the peer acknowledged (or said it had). */
+  #acked = 0
+  /** Highest seq sent on the current link. */
+  #next = 0
+  #inflight: Array<{ seq: number, size: number }> = []
+  #inflightBytes = 0
+  #pumping = false
+  #waitingDrain = false
+  #ackTimer: TimerHandle | undefined
+  #ttlTimer: TimerHandle | undefined
+  #retryTimer: TimerHandle | undefined
+  #lastProgress = 0
+  #closed = false
+
+  constructor (o: SenderOptions) {
+    this.peer = o.peer
+    this.#o = {
+      windowMessages: 1024, windowBytes: 4 * 1024 * 1024, batchMessages: 64, batchBytes: 256 * 1024,
+      ackTimeoutMs: 5000, maxRejections: 5, onEvent: () => {}, ...o
+    }
+    this.#scheduleTtl()
+  }
+
+  get acked (): number { return this.#acked }
+  get inflight (): number { return this.#inflight.length }
+  get connected (): boolean { return this.#link !== undefined && this.#resumed }
+
+  /** Persist `env` for the peer (resolves once durable), then send when the window allows. */
+  async enqueue (env: Envelope): Promise<AppendOutcome> {
+    const bytes = this.#o.codec.encode(env)
+    const input: OutboxInput = { id: env.header.id, bytes, op: env.router.operation }
+    // Supersession applies to versioned resources only (DESIGN.md §5).
+    if (env.header.resourceVersion !== undefined) {
+      input.key = env.router.resource
+      input.version = env.header.resourceVersion
+    }
+    if (env.header.ttl !== undefined && env.header.ttl > 0) input.expiresAt = env.header.timestamp + env.header.ttl
+    const [outcome] = await this.#o.store.append(this.peer, [input], this.#o.quota, this.#o.clock.now())
+    if (outcome === undefined) throw new Error('store returned no outcome')
+    if (outcome.status === 'queued') {
+      if (outcome.superseded.length > 0) this.#o.onEvent({ type: 'superseded', peer: this.peer, count: outcome.superseded.length })
+      for (const seq of outcome.dropped) this.#o.onEvent({ type: 'dead-letter', peer: this.peer, seq, code: 'EF_QUOTA_DROPPED', reason: 'dropped to make room (drop-oldest quota)' })
+      this.pump()
+    } else if (outcome.status === 'stale') {
+      this.#o.onEvent({ type: 'stale', peer: this.peer, id: env.header.id })
+    }
+    return outcome
+  }
+
+  /** A session to the peer is up; sending starts when the peer's resume arrives. */
+  attach (link: LaneLink): void {
+    this.#link = link
+    this.#resumed = false
+    this.#resetInflight()
+  }
+
+  detach (): void {
+    this.#link = undefined
+    this.#resumed = false
+    this.#resetInflight()
+    this.#o.clock.clearTimeout(this.#ackTimer)
+    this.#ackTimer = undefined
+  }
+
+  /** The peer says it has durably received everything up to `r`: resend only the gap. */
+  onResume (r: number): void {
+    if (r < this.#acked) {
+      // The peer lost state it had acknowledged (e.g. its data dir was wiped): those records are gone here.
+      this.#o.onEvent({ type: 'gap', peer: this.peer, peerReceived: r, acked: this.#acked })
+    }
+    this.#advanceAck(r)
+    this.#resumed = true
+    this.#resetInflight()
+    const pending = this.#o.store.outboxStats(this.peer).count
+    if (pending > 0) this.#o.onEvent({ type: 'redelivery', peer: this.peer, fromSeq: this.#acked + 1, reason: 'reconnect' })
+    this.pump()
+  }
+
+  onAck (u: number): void {
+    if (u <= this.#acked) return
+    this.#advanceAck(u)
+    this.pump()
+  }
+
+  onNack (seq: number, code: string, reason: string): void {
+    this.#o.store.reject(this.peer, seq, this.#o.maxRejections, code, reason, this.#o.clock.now()).then(count => {
+      if (count < 0) this.#o.onEvent({ type: 'dead-letter', peer: this.peer, seq, code: 'EF_REJECTED_BY_PEER', reason: `${code}: ${reason}` })
+      // Go back to the rejected record after a pause that grows with its rejections.
+      this.#resetInflight(seq - 1)
+      this.#o.onEvent({ type: 'redelivery', peer: this.peer, fromSeq: seq, reason: 'rejected' })
+      this.#o.clock.clearTimeout(this.#retryTimer)
+      this.#retryTimer = this.#o.clock.setTimeout(() => this.pump(), count < 0 ? 0 : Math.min(30_000, 200 * 2 ** count))
+    }, err => this.#storeError(err))
+  }
+
+  close (): void {
+    this.#closed = true
+    this.detach()
+    this.#o.clock.clearTimeout(this.#ttlTimer)
+    this.#o.clock.clearTimeout(this.#retryTimer)
+  }
+
+  /** Send as much as the window allows. */
+  pump (): void {
+    if (this.#pumping || this.#waitingDrain || this.#closed) return
+    const link = this.#link
+    if (link === undefined || !this.#resumed) return
+    this.#pumping = true
+    try {
+      const o = this.#o
+      const now = o.clock.now()
+      while (this.#inflight.length < o.windowMessages && this.#inflightBytes < o.windowBytes) {
+        const recs = o.store.pending(this.peer, this.#next, o.batchMessages)
+        if (recs.length === 0) break
+        const s: number[] = []
+        const m: Uint8Array[] = []
+        let bytes = 0
+        let expired = false
+        for (const r of recs) {
+          if (r.expiresAt !== undefined && r.expiresAt <= now) { expired = true; this.#next = r.seq; continue }
+          if (s.length > 0 && bytes + r.bytes.byteLength > o.batchBytes) break
+          s.push(r.seq)
+          m.push(r.bytes)
+          bytes += r.bytes.byteLength
+          this.#next = r.seq
+          this.#inflight.push({ seq: r.seq, size: r.bytes.byteLength })
+          this.#inflightBytes += r.bytes.byteLength
+        }
+        if (expired) this.#runExpiry()
+        if (s.length === 0) continue
+        let ok: boolean
+        try {
+          ok = link.send(reliableMessage('data', { s, m }, o.source))
+        } catch {
+          return // session went away; detach() follows
+        }
+        this.#armAckTimer()
+        if (!ok) {
+          this.#waitingDrain = true
+          link.onDrain().then(() => { this.#waitingDrain = false; this.pump() }, () => { this.#waitingDrain = false })
+          return
+        }
+      }
+    } finally {
+      this.#pumping = false
+    }
+  }
+
+  #advanceAck (u: number): void {
+    if (u <= this.#acked) return
+    this.#acked = u
+    this.#lastProgress = this.#o.clock.now()
+    while (this.#inflight.length > 0 && (this.#inflight[0] as { seq: number }).seq <= u) {
+      this.#inflightBytes -= (this.#inflight.shift() as { size: number }).size
+    }
+    if (this.#next < u) this.#next = u
+    this.#o.store.ack(this.peer, u).catch(err => this.#storeError(err))
+  }
+
+  #resetInflight (from = this.#acked): void {
+    this.#inflight = []
+    this.#inflightBytes = 0
+    this.#next = Math.max(from, 0)
+    this.#lastProgress = this.#o.clock.now()
+  }
+
+  #armAckTimer (): void {
+    if (this.#ackTimer !== undefined) return
+    this.#ackTimer = this.#o.clock.setTimeout(() => {
+      this.#ackTimer = undefined
+      if (this.#inflight.length === 0 || this.#link === undefined) return
+      const idle = this.#o.clock.now() - this.#lastProgress
+      if (idle >= this.#o.ackTimeoutMs) {
+        this.#o.onEvent({ type: 'redelivery', peer: this.peer, fromSeq: this.#acked + 1, reason: 'ack-timeout' })
+        this.#resetInflight()
+        this.pump()
+      }
+      this.#armAckTimer()
+    }, this.#o.ackTimeoutMs)
+  }
+
+  #scheduleTtl (): void {
+    if (this.#closed) return
+    this.#ttlTimer = this.#o.clock.setTimeout(() => { this.#runExpiry(); this.#scheduleTtl() }, 5000)
+  }
+
+  #runExpiry (): void {
+    if (this.#o.store.outboxStats(this.peer).count === 0) return
+    this.#o.store.expire(this.peer, this.#o.clock.now()).then(recs => {
+      if (recs.length > 0) this.#o.onEvent({ type: 'expired', peer: this.peer, count: recs.length })
+    }, err => this.#storeError(err))
+  }
+
+  #storeError (err: unknown): void {
+    this.#o.onEvent({ type: 'store-error', peer: this.peer, error: toError(err) })
+  }
+}

@@ -1,0 +1,163 @@
+/**
+ * The durable store contract behind reliable delivery (DESIGN.md §5–6), as
+ * aedes-persistence does for MQTT: one async contract, an in-memory reference
+ * implementation and an LMDB implementation, and one compliance suite
+ * (test/reliable/store-compliance.ts) that every implementation runs.
+ *
+ * Three parts, each keyed by peer (a node id on the hub; 'cloud' on an edge):
+ *  - outbox: per-peer sequence-numbered records waiting for a cumulative ack,
+ *    with supersession by resource key/version, quotas, TTL and dead letters;
+ *  - inbox: the highest sequence durably processed from each peer plus a
+ *    persisted window of message ids for dedup;
+ *  - resources (MetaManager role): the latest object and version per resource
+ *    key, with delete tombstones so older updates cannot resurrect an object.
+ *
+ * Durability point: a promise returned by a writing method resolves only once
+ * the write is durable in the store's mode — `sync`: on disk (fsync'd commit);
+ * `relaxed`: committed but possibly not yet flushed (survives a process crash,
+ * not a power loss). Writers issued close together share one transaction
+ * (group commit), so throughput is not bound by one fsync per message.
+ */
+
+export type Durability = 'sync' | 'relaxed'
+
+export interface OutboxInput {
+  /** Envelope id (header.id). */
+  id: string
+  /** The encoded envelope. */
+  bytes: Uint8Array
+  /** Supersession key (the resource, per peer). Absent: never superseded. */
+  key?: string
+  /** resourceVersion; compared with compareVersions(). */
+  version?: string
+  /** Envelope operation (e.g. 'delete'), kept for inspection. */
+  op?: string
+  /** Absolute expiry, ms since the epoch. Absent: never expires. */
+  expiresAt?: number
+}
+
+export interface OutboxRecord extends OutboxInput {
+  seq: number
+  enqueuedAt: number
+  /** Times the receiver rejected this record (not plain resends). */
+  rejections: number
+}
+
+export interface QuotaPolicy {
+  /** Max pending records for the peer. */
+  maxMessages: number
+  /** Max pending bytes (sum of `bytes.byteLength`) for the peer. */
+  maxBytes: number
+  /** `reject`: refuse the new message (typed error to the producer); `drop-oldest`: dead-letter the oldest. */
+  overflow: 'reject' | 'drop-oldest'
+}
+
+export type AppendOutcome =
+  /** Durably queued as `seq`; `superseded` lists pending seqs it replaced (removed, recorded). */
+  | { status: 'queued', seq: number, superseded: number[], dropped: number[] }
+  /** A pending record for the same key has an equal or newer version: this one is not queued. */
+  | { status: 'stale', pendingVersion: string | undefined }
+  /** Over quota with overflow `reject` (or a single message larger than maxBytes). */
+  | { status: 'rejected', code: 'EF_QUOTA_EXCEEDED', reason: string }
+
+export interface DeadLetter {
+  peer: string
+  seq: number
+  id: string
+  key?: string
+  /** EF_TTL_EXPIRED, EF_QUOTA_DROPPED, EF_SUPERSEDED, EF_REJECTED_BY_PEER, ... */
+  code: string
+  reason: string
+  at: number
+  size: number
+}
+
+export interface OutboxStats {
+  count: number
+  bytes: number
+  /** Lowest pending seq (0 when empty). */
+  firstSeq: number
+  /** Highest seq ever assigned for this peer (0 when none). */
+  lastSeq: number
+}
+
+export interface InboundItem {
+  /** Sequence number assigned by the sending peer. */
+  seq: number
+  id: string
+  /** Resource key; when present the resource store is updated (if the version is newer). */
+  key?: string
+  version?: string
+  op?: string
+  /** Encoded envelope, stored as the resource's latest object. */
+  bytes?: Uint8Array
+}
+
+export interface InboundResult {
+  /** Per item: 'new' (process it), 'duplicate' (id seen or seq ≤ received), 'stale' (older version than stored). */
+  outcome: Array<'new' | 'duplicate' | 'stale'>
+}
+
+export interface ResourceRecord {
+  key: string
+  version: string | undefined
+  op: string | undefined
+  /** Latest encoded envelope; undefined for a delete tombstone. */
+  bytes: Uint8Array | undefined
+  deleted: boolean
+  updatedAt: number
+}
+
+export interface ReliableStore {
+  readonly durability: Durability
+
+  // ---- outbox ---------------------------------------------------------------
+  /** Append in one transaction, applying supersession and the quota. Resolves once durable. */
+  append (peer: string, items: OutboxInput[], quota: QuotaPolicy, now: number): Promise<AppendOutcome[]>
+  /** Pending records with seq > afterSeq, in seq order, at most `limit` (synchronous read). */
+  pending (peer: string, afterSeq: number, limit: number): OutboxRecord[]
+  /** Cumulative ack: remove every pending record with seq ≤ upto. Resolves with the count removed. */
+  ack (peer: string, upto: number): Promise<number>
+  /** The receiver rejected `seq`: count it; at `maxRejections` the record is dead-lettered. Resolves with the count (or -1 if dead-lettered / unknown). */
+  reject (peer: string, seq: number, maxRejections: number, code: string, reason: string, now: number): Promise<number>
+  /** Dead-letter every record with expiresAt ≤ now (code EF_TTL_EXPIRED). Resolves with them. */
+  expire (peer: string, now: number): Promise<OutboxRecord[]>
+  outboxStats (peer: string): OutboxStats
+  /** Peers that have pending records. */
+  peersWithPending (): string[]
+  /** Most recent dead letters first. */
+  deadLetters (peer?: string, limit?: number): DeadLetter[]
+
+  // ---- inbox -----------------------------------------------------------------
+  /** Highest seq from `peer` durably processed (0 if none). */
+  receivedSeq (peer: string): number
+  /**
+   * One transaction: classify items (dedup by seq and by id window; stale by
+   * resource version), apply resource updates of the 'new' ones, remember their
+   * ids (window of `dedupWindow` ids per peer), and raise receivedSeq(peer) to
+   * the highest seq given. Resolves once durable.
+   */
+  commitInbound (peer: string, items: InboundItem[], now: number): Promise<InboundResult>
+
+  // ---- resources (MetaManager) -----------------------------------------------
+  getResource (key: string): ResourceRecord | undefined
+  /** Resources whose key starts with `prefix`, in key order, at most `limit`. */
+  listResources (prefix?: string, limit?: number): ResourceRecord[]
+
+  /** Flush and close. Idempotent. */
+  close (): Promise<void>
+}
+
+/**
+ * Order of resourceVersions: two strings of digits compare as integers (etcd /
+ * Kubernetes resourceVersion style); anything else compares as strings.
+ * Returns <0, 0, >0.
+ */
+export function compareVersions (a: string, b: string): number {
+  if (/^\d+$/.test(a) && /^\d+$/.test(b)) {
+    a = a.replace(/^0+(?=\d)/, '')
+    b = b.replace(/^0+(?=\d)/, '')
+    if (a.length !== b.length) return a.length - b.length
+  }
+  return a < b ? -1 : a > b ? 1 : 0
+}
