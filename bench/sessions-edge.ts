@@ -20,8 +20,7 @@ import { rawPublicKey, signChallenge } from '../src/edge/identity.js'
 import { nullLogger } from '../src/ops/logger.js'
 import { Backoff } from '../src/session/liveness.js'
 import { registerTransport, transportFor, type Transport } from '../src/transport/index.js'
-import { createQuicTransport } from '../src/transport/quic.js'
-import { percentile, procStats, serveParent, type ConnectResult, type EdgeInit, type EdgeStats } from './lib/sessions-ipc.js'
+import { applyTuning, percentile, procStats, serveParent, type ConnectResult, type EdgeInit, type EdgeStats } from './lib/sessions-ipc.js'
 
 interface SimNode {
   id: string
@@ -58,13 +57,7 @@ async function countDials (url: string): Promise<void> {
 
 async function setup (i: EdgeInit): Promise<number> {
   init = i
-  if (i.quic !== undefined) {
-    const keepAliveIntervalMs = i.quic.keepAliveIntervalMs
-    registerTransport(createQuicTransport({
-      ...(keepAliveIntervalMs !== undefined ? { keepAliveIntervalMs } : {}),
-      ...(i.quic.maxIdleTimeoutMs !== undefined ? { maxIdleTimeoutMs: i.quic.maxIdleTimeoutMs } : {})
-    }))
-  }
+  applyTuning(i.tuning)
   await countDials(i.url)
   for (const n of i.nodes) {
     const { privateKey, publicKey } = generateKeyPairSync('ed25519')

@@ -3,28 +3,23 @@
  * authenticator, file binding store, metrics registry, admin server), alone
  * in its process so its RSS and CPU are the hub's and nothing else's.
  *
- *   node --expose-gc dist-bench/bench/sessions-hub.js <listen-url> <data-dir> <heartbeat-ms> [quic-keepalive-ms]
+ *   node --expose-gc dist-bench/bench/sessions-hub.js <listen-url> <data-dir> <heartbeat-ms> [tuning-json]
  *
  * Answers the orchestrator over IPC (see ./lib/sessions-ipc.ts): `stats`
  * (optionally after a forced full GC), `quit`. The first reply carries the
  * listening URL and the admin URL.
  */
+import { writeHeapSnapshot } from 'node:v8'
 import { Hub } from '../src/hub/cloud-hub.js'
-import { registerTransport } from '../src/transport/index.js'
-import { createQuicTransport } from '../src/transport/quic.js'
-import { forceGc, procStats, serveParent, type HubStats } from './lib/sessions-ipc.js'
+import { applyTuning, forceGc, procStats, serveParent, threadCpu, type HubStats, type TransportTuning } from './lib/sessions-ipc.js'
 
-const [listenUrl, dataDir, heartbeatArg, quicKeepAliveArg] = process.argv.slice(2)
+const [listenUrl, dataDir, heartbeatArg, tuningArg] = process.argv.slice(2)
 if (listenUrl === undefined || dataDir === undefined) {
-  console.error('usage: sessions-hub.js <listen-url> <data-dir> [heartbeat-ms] [quic-keepalive-ms]')
+  console.error('usage: sessions-hub.js <listen-url> <data-dir> [heartbeat-ms] [tuning-json]')
   process.exit(2)
 }
 const heartbeatMs = Number(heartbeatArg ?? 5000)
-if (quicKeepAliveArg !== undefined && quicKeepAliveArg !== '') {
-  // A what-if run: a QUIC keep-alive that is not more frequent than the session heartbeat.
-  const keepAliveIntervalMs = Number(quicKeepAliveArg)
-  registerTransport(createQuicTransport({ keepAliveIntervalMs, maxIdleTimeoutMs: Math.max(10_000, keepAliveIntervalMs * 3) }))
-}
+applyTuning(JSON.parse(tuningArg ?? '{}') as TransportTuning)
 
 let connected = 0
 let refusals = 0
@@ -42,7 +37,7 @@ hub.on('event', e => {
 })
 
 function stats (): HubStats {
-  return { ...procStats(), connected, refusals, disconnects }
+  return { ...procStats(), connected, refusals, disconnects, threads: threadCpu() }
 }
 
 serveParent(async req => {
@@ -50,6 +45,9 @@ serveParent(async req => {
     case 'stats':
       if (req.gc === true) await forceGc()
       return { ...stats(), url: hub.urls[0], adminUrl: hub.adminUrl }
+    case 'snapshot':
+      await forceGc()
+      return writeHeapSnapshot(req.file)
     case 'quit':
       setImmediate(() => {
         hub.close(2000).finally(() => process.exit(0))

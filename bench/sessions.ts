@@ -18,7 +18,8 @@
  *   npm run bench:sessions                  # 10,000 sessions, ws then quic, 60 s idle
  *   npm run bench:sessions -- --quick       # 500 sessions, 10 s idle
  *   options: --sessions N --procs P --window W --idle S --heartbeat MS
- *            --transports ws,wss,quic --quic-keepalive MS --no-rejoin --out FILE
+ *            --transports ws,wss,quic --no-rejoin --out FILE --snapshot DIR (hub heap snapshot after idle)
+ *   what-if transport settings (hub and edges alike): --quic-keepalive MS --ws-ping MS (0 = off)
  *
  * Targets (issue 3): 10,000 idle sessions, ≤ 20 KB hub memory each,
  * ≤ 0.25 kbit/s idle uplink per node (KubeEdge's measured figure).
@@ -29,7 +30,7 @@ import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
 import { loadOrCreateHubIdentity } from '../src/hub/identity.js'
 import { createJoinToken } from '../src/hub/token.js'
-import { Child, type ConnectResult, type EdgeStats, type HubStats } from './lib/sessions-ipc.js'
+import { Child, describeTuning, type ConnectResult, type EdgeStats, type HubStats, type TransportTuning } from './lib/sessions-ipc.js'
 import { NftCounters, diffCounts, type PortCounts } from './lib/nft-counters.js'
 import { printReport, type RunResult } from './lib/sessions-report.js'
 
@@ -40,8 +41,9 @@ interface Config {
   idleS: number
   heartbeatMs: number
   transports: string[]
-  quicKeepAliveMs: number | undefined
+  tuning: TransportTuning
   rejoin: boolean
+  snapshotDir: string | undefined
   out: string
   quick: boolean
 }
@@ -60,6 +62,10 @@ function parseArgs (argv: string[]): Config {
     return n
   }
   const ka = get('--quic-keepalive')
+  const wp = get('--ws-ping')
+  const tuning: TransportTuning = {}
+  if (ka !== undefined) tuning.quicKeepAliveMs = num('--quic-keepalive', 2000)
+  if (wp !== undefined) tuning.wsPingMs = Number(wp)
   return {
     quick,
     sessions: num('--sessions', quick ? 500 : 10_000),
@@ -68,8 +74,9 @@ function parseArgs (argv: string[]): Config {
     idleS: num('--idle', quick ? 10 : 60),
     heartbeatMs: num('--heartbeat', 5000),
     transports: (get('--transports') ?? 'ws,quic').split(',').filter(s => s !== ''),
-    quicKeepAliveMs: ka === undefined ? undefined : Number(ka),
+    tuning,
     rejoin: !argv.includes('--no-rejoin'),
+    snapshotDir: get('--snapshot'),
     out: get('--out') ?? join('bench', 'out', quick ? 'sessions-quick.json' : 'sessions.json')
   }
 }
@@ -96,6 +103,17 @@ function sumEdges (list: EdgeStats[]): EdgeStats {
 function cpuPct (a: { cpuUserUs: number, cpuSystemUs: number, at: number }, b: { cpuUserUs: number, cpuSystemUs: number, at: number }): number {
   const wallMs = b.at - a.at
   return wallMs <= 0 ? 0 : ((b.cpuUserUs + b.cpuSystemUs - a.cpuUserUs - a.cpuSystemUs) / 1000) / wallMs * 100
+}
+
+/** % of one core per thread name over [a, b]. */
+function threadPct (a: HubStats, b: HubStats): Record<string, number> {
+  const out: Record<string, number> = {}
+  const wallMs = b.at - a.at
+  for (const [name, us] of Object.entries(b.threads)) {
+    const pct = ((us - (a.threads[name] ?? 0)) / 1000) / wallMs * 100
+    if (pct >= 0.05) out[name] = Math.round(pct * 10) / 10
+  }
+  return out
 }
 
 function mergeConnect (list: ConnectResult[]): ConnectResult & { rate: number, seconds: number } {
@@ -149,8 +167,7 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
   const n = cfg.sessions
   const procs = Math.max(1, Math.min(cfg.procs, n))
   const dataDir = await mkdtemp('/tmp/ef-bench-sessions-')
-  const hubArgs = [`${transport}://127.0.0.1:0`, dataDir, String(cfg.heartbeatMs)]
-  if (transport === 'quic' && cfg.quicKeepAliveMs !== undefined) hubArgs.push(String(cfg.quicKeepAliveMs))
+  const hubArgs = [`${transport}://127.0.0.1:0`, dataDir, String(cfg.heartbeatMs), JSON.stringify(cfg.tuning)]
   const hub = new Child('hub', hubScript, hubArgs, ['--expose-gc'])
   const edges: Child[] = []
   let nft: NftCounters | undefined
@@ -179,9 +196,7 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
           nodes,
           window: cfg.window,
           deadlineMs: Math.max(120_000, n * 30),
-          ...(transport === 'quic' && cfg.quicKeepAliveMs !== undefined
-            ? { quic: { keepAliveIntervalMs: cfg.quicKeepAliveMs, maxIdleTimeoutMs: Math.max(10_000, cfg.quicKeepAliveMs * 3) } }
-            : {})
+          tuning: cfg.tuning
         }
       })
     }
@@ -192,11 +207,15 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
     if (nftUnavailable !== undefined) log(`nft counters unavailable (${nftUnavailable}): wire bytes will be missing`)
 
     // ---- first join --------------------------------------------------------------
+    if (cfg.snapshotDir !== undefined) {
+      await mkdir(cfg.snapshotDir, { recursive: true })
+      await hub.request<string>({ cmd: 'snapshot', file: join(cfg.snapshotDir, `hub-${transport}-0.heapsnapshot`) })
+    }
     const before = await hub.request<HubReply>({ cmd: 'stats', gc: true })
     log(`${transport}: hub before: rss ${(before.rss / 1048576).toFixed(1)} MiB, heap ${(before.heapUsed / 1048576).toFixed(1)} MiB; connecting`)
-    const join = mergeConnect(await Promise.all(edges.map(async e => await e.request<ConnectResult>({ cmd: 'connect' }))))
+    const firstJoin = mergeConnect(await Promise.all(edges.map(async e => await e.request<ConnectResult>({ cmd: 'connect' }))))
     const hubJoined = await hub.request<HubReply>({ cmd: 'stats' })
-    log(`${transport}: ${join.connected}/${n} welcomed in ${join.seconds.toFixed(1)} s = ${join.rate.toFixed(0)}/s (retries ${join.retries}, failed ${join.failed}, missing ${join.missing}${join.lastError !== undefined ? `, last error: ${join.lastError}` : ''})`)
+    log(`${transport}: ${firstJoin.connected}/${n} welcomed in ${firstJoin.seconds.toFixed(1)} s = ${firstJoin.rate.toFixed(0)}/s (retries ${firstJoin.retries}, failed ${firstJoin.failed}, missing ${firstJoin.missing}${firstJoin.lastError !== undefined ? `, last error: ${firstJoin.lastError}` : ''})`)
 
     // Let every session pass its first heartbeat and the connect burst's garbage settle.
     await sleep(cfg.heartbeatMs + 1000)
@@ -216,6 +235,12 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
     const wire: PortCounts | undefined = wireA !== undefined && wireB !== undefined ? diffCounts(wireA, wireB) : undefined
     const memIdle = await hub.request<HubReply>({ cmd: 'stats', gc: true })
 
+    if (cfg.snapshotDir !== undefined) {
+      await mkdir(cfg.snapshotDir, { recursive: true })
+      const file = await hub.request<string>({ cmd: 'snapshot', file: join(cfg.snapshotDir, `hub-${transport}-${sessions}.heapsnapshot`) })
+      log(`${transport}: heap snapshot ${file}`)
+    }
+
     // One status and one metrics scrape at this size (the admin API walks every node).
     const status = await scrape(h0.adminUrl, '/status')
     const metrics = await scrape(h0.adminUrl, '/metrics')
@@ -231,15 +256,16 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
 
     const per = (x: number): number => sessions > 0 ? x / sessions : 0
     return {
-      transport: transport + (transport === 'quic' && cfg.quicKeepAliveMs !== undefined ? ` (keep-alive ${cfg.quicKeepAliveMs} ms)` : ''),
+      transport: transport + (describeTuning(cfg.tuning) !== '' ? ` (${describeTuning(cfg.tuning)})` : '') + (cfg.heartbeatMs !== 5000 ? ` heartbeat ${cfg.heartbeatMs / 1000} s` : ''),
       requested: n,
       processes: procs,
       window: cfg.window,
       heartbeatMs: cfg.heartbeatMs,
       sessions,
-      join,
+      join: firstJoin,
       rejoin,
       hubCpuDuringJoinPct: cpuPct(before, hubJoined),
+      hubCpuMsPerJoin: firstJoin.connected > 0 ? (hubJoined.cpuUserUs + hubJoined.cpuSystemUs - before.cpuUserUs - before.cpuSystemUs) / 1000 / firstJoin.connected : 0,
       hub: {
         before: { rss: before.rss, heapUsed: before.heapUsed, external: before.external },
         afterJoin: { rss: mem.rss, heapUsed: mem.heapUsed, external: mem.external },
@@ -248,6 +274,7 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
         heapPerSessionB: per(mem.heapUsed - before.heapUsed),
         externalPerSessionB: per(mem.external - before.external),
         idleCpuPct: cpuPct(hubA, hubB),
+        idleCpuPctByThread: threadPct(hubA, hubB),
         disconnectsWhileIdle: hubB.disconnects - hubA.disconnects,
         refusals: hubB.refusals
       },

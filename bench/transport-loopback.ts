@@ -6,7 +6,7 @@
  *   npm run bench:transport                      # full: 5 runs × 3 s per scenario, under a machine-wide lock
  *   node dist-bench/bench/transport-loopback.js --quick   # 3 runs × 1 s
  *   ... --transports ws,quic --runs 3 --duration 2000 --json out.json | --no-json
- *   ... --smoke                                  # ws + memory, tiny durations (the test suite's check)
+ *   ... --smoke                                  # ws + memory, 2 runs × 100 ms (the test suite's check)
  *
  * "1 and 16 streams": a connection here has one stream per priority class,
  * not arbitrary streams, so the issue's streams are read as concurrent
@@ -21,7 +21,7 @@
  * ("in-process" row): a reference for the fabric's own per-message cost.
  * Results: Markdown on stdout, JSON in bench/out/ (gitignored).
  */
-import { mkdirSync, writeFileSync, existsSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, release, totalmem } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
@@ -91,7 +91,22 @@ interface Live {
   def: TransportDef
   result: TransportResult
   info: ServerInfo
+  /** Child server pid (undefined for the in-process memory server). */
+  pid: number | undefined
   stop: () => Promise<void>
+}
+
+/** CPU seconds (user + system, all threads) used so far by process `pid`, from /proc; undefined where unavailable. */
+function procCpuSeconds (pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // Fields after "(comm)": state is field 3; utime and stime are fields 14 and 15, in clock ticks (100/s on Linux).
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / 100
+  } catch {
+    return undefined
+  }
 }
 
 const pause = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
@@ -121,11 +136,12 @@ async function setup (def: TransportDef, o: BenchOptions, scenarios: ScenarioDef
   const result: TransportResult = {
     key: def.key, label: def.label, mode: undefined, inProcess: def.inProcess === true, unavailable: undefined, scenarios: {}
   }
-  for (const s of scenarios) result.scenarios[s.key] = { samples: [], p50Us: [], p99Us: [], errors: [] }
+  for (const s of scenarios) result.scenarios[s.key] = { samples: [], p50Us: [], p99Us: [], cpuClientPct: [], cpuServerPct: [], errors: [] }
   try {
     await transportFor(def.listenUrl) // probe here too: an unavailable transport is a row, not a crash
     let info: ServerInfo
     let stop: () => Promise<void>
+    let pid: number | undefined
     if (def.inProcess === true) {
       const s = await startLoopbackServer(def.listenUrl)
       info = s.info
@@ -133,10 +149,11 @@ async function setup (def: TransportDef, o: BenchOptions, scenarios: ScenarioDef
     } else {
       const child = await startChildServer(def.listenUrl)
       info = child.info
+      pid = child.pid
       stop = child.stop
     }
     result.mode = info.mode
-    const live: Live = { def, result, info, stop }
+    const live: Live = { def, result, info, pid, stop }
     // Warm-up: JIT on both sides, TLS session setup paths, allocator growth.
     const [client] = await openClients(live, 1)
     const c = client as BenchClient
@@ -154,6 +171,9 @@ async function setup (def: TransportDef, o: BenchOptions, scenarios: ScenarioDef
 
 async function runScenario (live: Live, s: ScenarioDef, clients: BenchClient[], o: BenchOptions): Promise<void> {
   const r = live.result.scenarios[s.key] as ScenarioResult
+  const wall0 = performance.now()
+  const cpu0 = process.cpuUsage()
+  const child0 = procCpuSeconds(live.pid)
   try {
     if (s.kind === 'bulk') {
       const sample = await measureBulk(clients, new Uint8Array(o.bulkEnvelopeBytes), o.durationMs)
@@ -166,7 +186,13 @@ async function runScenario (live: Live, s: ScenarioDef, clients: BenchClient[], 
     }
   } catch (err) {
     r.errors.push(toError(err).message)
+    return
   }
+  const wallS = (performance.now() - wall0) / 1000
+  const cpu = process.cpuUsage(cpu0)
+  r.cpuClientPct.push((cpu.user + cpu.system) / 1e6 / wallS * 100)
+  const child1 = procCpuSeconds(live.pid)
+  if (child0 !== undefined && child1 !== undefined) r.cpuServerPct.push((child1 - child0) / wallS * 100)
 }
 
 /** One round for one transport: single-connection scenarios, then multi-connection ones. */
@@ -323,7 +349,7 @@ export function parseArgs (argv: string[]): Partial<BenchOptions> {
     // Proves the pipeline end to end in a few seconds; the numbers mean nothing.
     o.transports ??= ['ws', 'memory']
     o.runs = Math.min(o.runs ?? 2, 2)
-    o.durationMs = Math.min(o.durationMs ?? 150, 150)
+    o.durationMs = Math.min(o.durationMs ?? 100, 100)
     o.warmupMs = 100
     o.concurrency = Math.min(o.concurrency ?? 4, 4)
     o.bulkEnvelopeBytes = 256 * 1024

@@ -1,7 +1,7 @@
 /**
- * Byte-level helpers for the envelope wire format (src/codec.ts): UTF-8
- * strings with a varint length prefix, big-endian float64, and canonical
- * UUIDs as 16 raw bytes. Kept allocation-free on the hot path: short strings
+ * Byte-level helpers for the envelope wire format (src/codec.ts): UTF-8,
+ * varints, big-endian float64, canonical UUIDs as 16 raw bytes, a decoded
+ * string cache. Kept allocation-free on the hot path: short strings
  * are converted in JS because crossing into C++ (TextEncoder/TextDecoder,
  * Buffer#write/toString) costs more than the conversion itself for the 4-40
  * character router strings every envelope carries.
@@ -47,13 +47,6 @@ export function writeVarint (buf: Uint8Array, pos: number, value: number): numbe
   }
   buf[pos++] = value
   return pos
-}
-
-/** Bytes a varint of `value` takes. */
-export function varintSize (value: number): number {
-  let n = 1
-  while (value >= 0x80) { value = Math.floor(value / 128); n++ }
-  return n
 }
 
 // ---- UTF-8 ------------------------------------------------------------------

@@ -89,6 +89,7 @@ function writeString (s: string): void {
   const start = tpos + hdr
   let len: number
   if (n < 64) {
+    // Same loop as writeUtf8() in codec-bytes.ts, inlined: measured ~5-10% faster here.
     let p = start
     for (let i = 0; i < n; i++) {
       let c = s.charCodeAt(i)

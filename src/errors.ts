@@ -342,3 +342,13 @@ export class JoinRefusedError extends EdgeFabricError {
     this.retryable = code === 'EF_NODE_LIMIT'
   }
 }
+
+/** A reliable send was refused by the peer's outbox quota (overflow policy `reject`). */
+export class QuotaExceededError extends EdgeFabricError {
+  static readonly code = 'EF_QUOTA_EXCEEDED'
+  readonly peer: string
+  constructor (peer: string, reason: string) {
+    super(QuotaExceededError.code, `outbox quota for ${peer} exceeded: ${reason}`)
+    this.peer = peer
+  }
+}

@@ -21,6 +21,9 @@ export interface ScenarioResult {
   /** rr only: per-run latency percentiles, µs. */
   p50Us: number[]
   p99Us: number[]
+  /** Per run: CPU time of the client process / the server process as % of wall time (100 % = one core). */
+  cpuClientPct: number[]
+  cpuServerPct: number[]
   errors: string[]
 }
 
@@ -44,6 +47,8 @@ export interface Summary {
   ratioVsWs: number | undefined
   p50Us: number | undefined
   p99Us: number | undefined
+  cpuClientPct: number | undefined
+  cpuServerPct: number | undefined
 }
 
 export function median (xs: readonly number[]): number {
@@ -65,7 +70,9 @@ export function summarize (r: ScenarioResult | undefined, ws: ScenarioResult | u
     errors: r.errors.length,
     ratioVsWs: wsMedian === undefined || wsMedian === 0 ? undefined : m / wsMedian,
     p50Us: r.p50Us.length > 0 ? median(r.p50Us) : undefined,
-    p99Us: r.p99Us.length > 0 ? median(r.p99Us) : undefined
+    p99Us: r.p99Us.length > 0 ? median(r.p99Us) : undefined,
+    cpuClientPct: r.cpuClientPct.length > 0 ? median(r.cpuClientPct) : undefined,
+    cpuServerPct: r.cpuServerPct.length > 0 ? median(r.cpuServerPct) : undefined
   }
 }
 
@@ -78,6 +85,8 @@ function num (n: number, kind: ScenarioKind): string {
 
 const us = (n: number | undefined): string => n === undefined || !Number.isFinite(n) ? '–' : Math.round(n).toLocaleString('en-US')
 const ratio = (r: number | undefined): string => r === undefined ? '–' : `${r.toFixed(2)}×`
+const pct = (n: number | undefined): string => n === undefined || !Number.isFinite(n) ? '–' : String(Math.round(n))
+const cpu = (s: Summary, inProcess: boolean): string => inProcess ? `${pct(s.cpuClientPct)} (both)` : `${pct(s.cpuClientPct)}/${pct(s.cpuServerPct)}`
 const cellText = (s: string): string => s.replace(/\|/g, '\\|').replace(/\s+/g, ' ')
 
 function table (head: string[], rows: string[][], rightFrom = 1): string[] {
@@ -114,7 +123,7 @@ export function summaryTable (results: TransportResult[], scenarios: ScenarioDef
 /** Long form: spread and latency percentiles for every scenario and transport. */
 export function detailTable (results: TransportResult[], scenarios: ScenarioDef[]): string[] {
   const ws = results.find(r => r.key === 'ws')
-  const head = ['scenario', 'transport', 'median', 'min–max', 'runs', '× ws', 'p50 µs', 'p99 µs']
+  const head = ['scenario', 'transport', 'median', 'min–max', 'runs', '× ws', 'p50 µs', 'p99 µs', 'CPU % client/server']
   const rows: string[][] = []
   for (const s of scenarios) {
     for (const t of results) {
@@ -122,7 +131,7 @@ export function detailTable (results: TransportResult[], scenarios: ScenarioDef[
       const sum = summarize(t.scenarios[s.key], ws?.scenarios[s.key])
       const unit = s.kind === 'bulk' ? 'MB/s' : 'req/s'
       if (sum === undefined) {
-        rows.push([s.title, transportName(t), 'error', cellText(t.scenarios[s.key]?.errors[0] ?? 'no result').slice(0, 80), '0', '–', '–', '–'])
+        rows.push([s.title, transportName(t), 'error', cellText(t.scenarios[s.key]?.errors[0] ?? 'no result').slice(0, 80), '0', '–', '–', '–', '–'])
         continue
       }
       rows.push([
@@ -133,7 +142,8 @@ export function detailTable (results: TransportResult[], scenarios: ScenarioDef[
         sum.errors > 0 ? `${sum.runs} (+${sum.errors} failed)` : String(sum.runs),
         ratio(sum.ratioVsWs),
         us(sum.p50Us),
-        us(sum.p99Us)
+        us(sum.p99Us),
+        cpu(sum, t.inProcess)
       ])
     }
   }

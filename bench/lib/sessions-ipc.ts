@@ -6,6 +6,10 @@
  */
 import type { ChildProcess } from 'node:child_process'
 import { fork } from 'node:child_process'
+import { readdirSync, readFileSync } from 'node:fs'
+import { registerTransport } from '../../src/transport/index.js'
+import { createQuicTransport } from '../../src/transport/quic.js'
+import { createWsTransport } from '../../src/transport/ws.js'
 
 export interface ProcStats {
   /** process.memoryUsage() */
@@ -26,6 +30,8 @@ export interface HubStats extends ProcStats {
   connected: number
   refusals: number
   disconnects: number
+  /** CPU µs per thread name (Linux /proc), to tell the JS thread from native runtimes. */
+  threads: Record<string, number>
 }
 
 export interface EdgeStats extends ProcStats {
@@ -63,8 +69,33 @@ export interface EdgeInit {
   window: number
   /** Phase deadline, ms. */
   deadlineMs: number
-  /** Optional quic:// transport settings to register instead of the default transport. */
-  quic?: { keepAliveIntervalMs?: number, maxIdleTimeoutMs?: number }
+  tuning: TransportTuning
+}
+
+/**
+ * What-if transport settings, applied identically in the hub and the edge
+ * processes by registering a transport built with them in place of the
+ * default one. Empty = the shipped defaults.
+ */
+export interface TransportTuning {
+  /** quic:// keep-alive interval (default 2000 ms); the idle timeout becomes max(10 s, 3 × this). */
+  quicKeepAliveMs?: number
+  /** ws:// RTT ping interval (default 5000 ms; 0 = off). */
+  wsPingMs?: number
+}
+
+export function applyTuning (t: TransportTuning): void {
+  if (t.quicKeepAliveMs !== undefined) {
+    registerTransport(createQuicTransport({ keepAliveIntervalMs: t.quicKeepAliveMs, maxIdleTimeoutMs: Math.max(10_000, t.quicKeepAliveMs * 3) }))
+  }
+  if (t.wsPingMs !== undefined) registerTransport(createWsTransport({ pingIntervalMs: t.wsPingMs }))
+}
+
+export function describeTuning (t: TransportTuning): string {
+  const parts: string[] = []
+  if (t.quicKeepAliveMs !== undefined) parts.push(`quic keep-alive ${t.quicKeepAliveMs} ms`)
+  if (t.wsPingMs !== undefined) parts.push(t.wsPingMs === 0 ? 'ws RTT ping off' : `ws RTT ping ${t.wsPingMs} ms`)
+  return parts.join(', ')
 }
 
 export type ParentRequest =
@@ -72,6 +103,7 @@ export type ParentRequest =
   | { seq: number, cmd: 'init', init: EdgeInit }
   | { seq: number, cmd: 'connect' }
   | { seq: number, cmd: 'disconnect' }
+  | { seq: number, cmd: 'snapshot', file: string }
   | { seq: number, cmd: 'quit' }
 
 export type ChildReply = { seq: number, ok: true, result: unknown } | { seq: number, ok: false, error: string }
@@ -104,12 +136,7 @@ export class Child {
     })
   }
 
-  /** Wait for the child's first message `{ ready: ... }`. */
-  ready<T> (): Promise<T> {
-    return this.request<T>({ cmd: 'stats' } as Omit<ParentRequest, 'seq'>).then(() => undefined as T)
-  }
-
-  request<T> (req: Omit<ParentRequest, 'seq'> | Record<string, unknown>): Promise<T> {
+  request<T> (req: Record<string, unknown> & { cmd: ParentRequest['cmd'] }): Promise<T> {
     const seq = ++this.#seq
     return new Promise<T>((resolve, reject) => {
       this.#waiting.set(seq, { resolve: resolve as (v: unknown) => void, reject })
@@ -171,4 +198,32 @@ export function percentile (sorted: number[], p: number): number {
   if (sorted.length === 0) return 0
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))
   return sorted[i] as number
+}
+
+/**
+ * CPU time per thread name of this process, in µs (Linux only; {} elsewhere).
+ * Threads with the same name (tokio workers, libuv pool) are summed.
+ */
+export function threadCpu (): Record<string, number> {
+  const out: Record<string, number> = {}
+  let tasks: string[]
+  try {
+    tasks = readdirSync('/proc/self/task')
+  } catch {
+    return out
+  }
+  const ticksUs = 1e6 / 100 // USER_HZ is 100 on Linux
+  for (const t of tasks) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${t}/stat`, 'utf8')
+      const close = stat.lastIndexOf(')')
+      const name = stat.slice(stat.indexOf('(') + 1, close).replace(/[0-9]+$/, '').replace(/[-_:]+$/, '') || 'thread'
+      const fields = stat.slice(close + 2).split(' ')
+      const us = (Number(fields[11]) + Number(fields[12])) * ticksUs
+      out[name] = (out[name] ?? 0) + us
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return out
 }

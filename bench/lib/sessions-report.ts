@@ -23,6 +23,8 @@ export interface RunResult {
   join: ConnectResult & { rate: number, seconds: number }
   rejoin: (ConnectResult & { rate: number, seconds: number }) | undefined
   hubCpuDuringJoinPct: number
+  /** Hub process CPU per welcomed session during the join phase (all threads). */
+  hubCpuMsPerJoin: number
   hub: {
     before: Mem
     afterJoin: Mem
@@ -31,6 +33,7 @@ export interface RunResult {
     heapPerSessionB: number
     externalPerSessionB: number
     idleCpuPct: number
+    idleCpuPctByThread: Record<string, number>
     disconnectsWhileIdle: number
     refusals: number
   }
@@ -98,10 +101,11 @@ export function printReport (results: RunResult[], quick: boolean): void {
   console.log('')
   for (const r of results) {
     const w = r.idle.wire
-    console.log(`${r.transport}: join ${r.join.connected} in ${f1(r.join.seconds)} s (handshake p50 ${f0(r.join.latencyMs.p50)} ms, p99 ${f0(r.join.latencyMs.p99)} ms, retries ${r.join.retries}, failed ${r.join.failed}, missing ${r.join.missing}), hub CPU during join ${f0(r.hubCpuDuringJoinPct)} %` +
+    console.log(`${r.transport}: join ${r.join.connected} in ${f1(r.join.seconds)} s (handshake p50 ${f0(r.join.latencyMs.p50)} ms, p99 ${f0(r.join.latencyMs.p99)} ms, retries ${r.join.retries}, failed ${r.join.failed}, missing ${r.join.missing}), hub CPU during join ${f0(r.hubCpuDuringJoinPct)} % = ${r.hubCpuMsPerJoin.toFixed(2)} ms CPU per join` +
       (r.rejoin === undefined ? '' : `; re-join ${r.rejoin.connected} in ${f1(r.rejoin.seconds)} s (p50 ${f0(r.rejoin.latencyMs.p50)} ms, p99 ${f0(r.rejoin.latencyMs.p99)} ms, retries ${r.rejoin.retries})`))
     console.log(`  hub RSS ${kb(r.hub.before.rss)} → ${kb(r.hub.afterJoin.rss)} KiB (after idle ${kb(r.hub.afterIdle.rss)}), heap ${kb(r.hub.before.heapUsed)} → ${kb(r.hub.afterJoin.heapUsed)} KiB, external/session ${kb(r.hub.externalPerSessionB)} KB; ` +
       `drops while idle: hub ${r.hub.disconnectsWhileIdle}, edges ${r.edges.dropsWhileIdle}; edge processes RSS ${f0(r.edges.rss / 1048576)} MiB, CPU ${f0(r.edges.idleCpuPct)} % idle`)
+    console.log(`  hub idle CPU by thread (% of a core): ${Object.entries(r.hub.idleCpuPctByThread).map(([k, v]) => `${k} ${v}`).join(', ')}`)
     console.log(`  idle ${f1(r.idle.seconds)} s: ` + (w === undefined
       ? `wire n/a (${r.idle.wireUnavailable ?? '?'})`
       : `wire packets/node/s up ${w.upPktPerNodeS.toFixed(2)} down ${w.downPktPerNodeS.toFixed(2)}, mean IP packet up ${f0(w.raw.up.bytes / Math.max(1, w.raw.up.packets))} B down ${f0(w.raw.down.bytes / Math.max(1, w.raw.down.packets))} B`) +

@@ -11,7 +11,7 @@ import { mkdir } from 'node:fs/promises'
 import { Gauge } from 'prom-client'
 import { systemClock, type Clock } from '../clock.js'
 import { newErrorResponse, type Envelope } from '../envelope.js'
-import { EdgeFabricError, InvalidOptionError } from '../errors.js'
+import { EdgeFabricError, InvalidOptionError, QuotaExceededError } from '../errors.js'
 import { startAdminServer, type AdminServer } from '../ops/admin-server.js'
 import { nullLogger, type Logger } from '../ops/logger.js'
 import { Registry, createEdgeMetrics, type EdgeMetrics } from '../ops/metrics.js'
@@ -23,6 +23,14 @@ import { EdgeConnector, type ConnectorState, type HubRefusedError } from './conn
 import { loadOrCreateEdgeIdentity, signChallenge, type EdgeIdentity } from './identity.js'
 import { registerServiceBus, startUpstreamEndpoint, type ServiceBus, type UpstreamEndpoint } from './servicebus.js'
 import { decodeJoinToken } from '../hub/token.js'
+import { defaultCodec } from '../codec.js'
+import { ReliableEndpoint } from '../reliable/endpoint.js'
+import { isReliableMessage } from '../reliable/protocol.js'
+import type { DeliveryVerdict } from '../reliable/receiver.js'
+import type { LaneEvent } from '../reliable/sender.js'
+import type { AppendOutcome, ReliableStore, ResourceRecord } from '../reliable/store.js'
+import { startLocalApi, type LocalApi, type ResourceView } from './local-api.js'
+import { join } from 'node:path'
 
 /** The hub cannot be reached right now (best-effort lane: the message was not sent). */
 export class HubUnreachableError extends EdgeFabricError {
@@ -58,6 +66,14 @@ export interface EdgeOptions extends ConnectionOptions {
   serviceBus?: { allowedPorts: number[], timeoutMs?: number, maxBodyBytes?: number } | false
   /** Local HTTP endpoint for apps to post upstream. `false` disables. @default false */
   upstreamEndpoint?: { host?: string, port?: number, token?: string } | false
+  /** Local query API for the last known resources (works offline). `false` disables. @default false */
+  localApi?: { host?: string, port?: number } | false
+  /** Durability of the edge store (LMDB in `dataDir/reliable`). @default 'sync' */
+  durability?: 'sync' | 'relaxed'
+  /** A store to use instead of LMDB (tests). */
+  store?: ReliableStore
+  /** Quota of the durable outbox to the cloud. @default { maxMessages: 1000000, maxBytes: 1 GiB, overflow: 'reject' } */
+  quota?: { maxMessages?: number, maxBytes?: number, overflow?: 'reject' | 'drop-oldest' }
   /** Admin HTTP server. `false` disables. @default { host: '127.0.0.1', port: 0 } */
   admin?: { host?: string, port?: number } | false
   clock?: Clock
@@ -65,6 +81,7 @@ export interface EdgeOptions extends ConnectionOptions {
 }
 
 interface EdgeEvents {
+  lane: [LaneEvent]
   connected: [{ url: string }]
   disconnected: [{ reason: string }]
   failed: [HubRefusedError]
@@ -77,17 +94,22 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
   readonly registry: Registry
   readonly metrics: EdgeMetrics
   readonly identity: EdgeIdentity
+  readonly store: ReliableStore
+  readonly #lane: ReliableEndpoint
   readonly #connector: EdgeConnector
   readonly #logger: Logger
   readonly #clock: Clock
   #admin: AdminServer | undefined
   #serviceBus: ServiceBus | undefined
   #upstreamEndpoint: UpstreamEndpoint | undefined
+  #localApi: LocalApi | undefined
+  #ownsStore = false
   #closed = false
   #inFlight = 0
 
-  private constructor (o: EdgeOptions, identity: EdgeIdentity, registry: Registry, metrics: EdgeMetrics) {
+  private constructor (o: EdgeOptions, identity: EdgeIdentity, registry: Registry, metrics: EdgeMetrics, store: ReliableStore) {
     super()
+    this.store = store
     this.on('error', () => {})
     this.nodeId = o.nodeId
     this.identity = identity
@@ -126,7 +148,31 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
       backoff: new Backoff(intOption('backoff.baseMs', o.backoff?.baseMs, 500, 1), intOption('backoff.capMs', o.backoff?.capMs, 30_000, 1)),
       connection: connOpts
     })
+    this.#lane = new ReliableEndpoint('cloud', {
+      source: o.nodeId,
+      store,
+      clock: this.#clock,
+      codec: o.codec ?? defaultCodec,
+      quota: {
+        maxMessages: intOption('quota.maxMessages', o.quota?.maxMessages, 1_000_000, 1),
+        maxBytes: intOption('quota.maxBytes', o.quota?.maxBytes, 1024 ** 3, 1),
+        overflow: o.quota?.overflow ?? 'reject'
+      },
+      onEvent: e => {
+        if (e.type === 'store-error' || e.type === 'gap' || e.type === 'dead-letter') this.#logger.warn(e, 'reliable lane')
+        this.emit('lane', e)
+      },
+      deliver: env => this.#deliverReliable(env)
+    })
     this.#connector.on('message', env => {
+      if (isReliableMessage(env)) {
+        try {
+          this.#lane.handle(env)
+        } catch (err) {
+          this.#connector.connection?.abort(err as Error)
+        }
+        return
+      }
       // Bounded dispatch: while many deliveries wait on full mailboxes ('block'
       // policy), stop reading from the hub so transport flow control pushes back.
       this.#inFlight++
@@ -138,12 +184,14 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
     })
     this.#connector.on('connected', ({ url, connection }) => {
       metrics.setConnected(true)
+      this.#lane.attach(connection)
       this.bus.broadcastState('connected')
       this.#logger.info({ url, transport: connection.transport }, 'edge connected')
       this.emit('connected', { url })
     })
     this.#connector.on('disconnected', ({ reason }) => {
       metrics.setConnected(false)
+      this.#lane.detach()
       this.bus.broadcastState('disconnected')
       this.emit('disconnected', { reason })
     })
@@ -167,9 +215,25 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
       registers: [registry],
       collect () { edgeRef?.refreshMetrics(); this.set(edgeRef?.state === 'connected' ? 1 : 0) }
     })
-    const edge = new EdgeNode(o, identity, registry, createEdgeMetrics(registry))
+    const owns = o.store === undefined
+    const store: ReliableStore = o.store ?? await (await import('../reliable/lmdb-store.js')).LmdbStore.open(join(o.dataDir, 'reliable'), { durability: o.durability ?? 'sync' })
+    let edge: EdgeNode
+    try {
+      edge = new EdgeNode(o, identity, registry, createEdgeMetrics(registry), store)
+    } catch (err) {
+      if (owns) await store.close()
+      throw err
+    }
+    edge.#ownsStore = owns
     edgeRef = edge
     try {
+      if (o.localApi !== undefined && o.localApi !== false) {
+        edge.#localApi = await startLocalApi({
+          ...o.localApi,
+          get: key => edge.#view(edge.store.getResource(key)),
+          list: (prefix, limit) => edge.store.listResources(prefix, limit).map(r => edge.#view(r) as ResourceView)
+        })
+      }
       if (o.serviceBus !== undefined && o.serviceBus !== false) {
         edge.#serviceBus = registerServiceBus(edge.bus, { ...o.serviceBus, logger: edge.#logger.child({ component: 'servicebus' }) })
       }
@@ -198,6 +262,9 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
   get state (): ConnectorState { return this.#connector.state }
   get adminUrl (): string | undefined { return this.#admin?.url }
   get upstreamUrl (): string | undefined { return this.#upstreamEndpoint?.url }
+  get localApiUrl (): string | undefined { return this.#localApi?.url }
+  /** Reliable messages waiting in the outbox to the cloud. */
+  get outboxDepth (): number { return this.store.outboxStats('cloud').count }
   /** Why the last connection attempt or session failed. */
   get lastError (): Error | undefined { return this.#connector.lastError }
   get rttMs (): number | undefined { return this.#connector.rttMs ?? this.#connector.connection?.stats.rttMs }
@@ -207,9 +274,24 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
     return this.bus.register(options)
   }
 
-  /** Send to the cloud (best-effort lane: throws HubUnreachableError when not connected). */
-  async sendUpstream (env: Envelope): Promise<void> {
-    await this.bus.sendUpstream(env)
+  /**
+   * Send to the cloud. `reliable` (default): durable in the edge outbox when
+   * this resolves, delivered after reconnects and restarts, works offline;
+   * throws QuotaExceededError when the outbox quota refuses it.
+   * `best-effort`: only while connected (HubUnreachableError otherwise).
+   */
+  async sendUpstream (env: Envelope, options: { delivery?: 'reliable' | 'best-effort' } = {}): Promise<void> {
+    if (options.delivery === 'best-effort') await this.#sendBestEffort(env)
+    else await this.#sendReliable(env)
+  }
+
+  /** The last known version of a resource (MetaManager), also offline. */
+  getResource (key: string): ResourceView | undefined {
+    return this.#view(this.store.getResource(key))
+  }
+
+  listResources (prefix = '', limit = 1000): ResourceView[] {
+    return this.store.listResources(prefix, limit).map(r => this.#view(r) as ResourceView)
   }
 
   /** Resolve once connected (rejects after timeoutMs, or when the hub refused the join for good). */
@@ -240,14 +322,49 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    this.#lane.close()
     await this.#connector.close()
+    await this.#localApi?.close()
     await this.#serviceBus?.stop()
     await this.#upstreamEndpoint?.close()
     this.bus.close()
     await this.#admin?.close()
+    await this.#lane.receiver.idle().catch(() => {})
+    if (this.#ownsStore) await this.store.close()
   }
 
+  #view (r: ResourceRecord | undefined): ResourceView | undefined {
+    if (r === undefined) return undefined
+    let envelope: Envelope | undefined
+    if (r.bytes !== undefined) {
+      try { envelope = defaultCodec.decode(r.bytes) } catch { envelope = undefined }
+    }
+    return { key: r.key, version: r.version, deleted: r.deleted, updatedAt: r.updatedAt, envelope }
+  }
+
+  /** Bus upstream: answers go best-effort (a cloud request is waiting now or never); everything else is durable. */
   async #sendUpstream (env: Envelope): Promise<void> {
+    const op = env.router.operation
+    if (op === 'response' || op === 'error') await this.#sendBestEffort(env)
+    else await this.#sendReliable(env)
+  }
+
+  async #sendReliable (env: Envelope): Promise<AppendOutcome> {
+    const outcome = await this.#lane.sender.enqueue(env)
+    if (outcome.status === 'rejected') throw new QuotaExceededError('cloud', outcome.reason)
+    return outcome
+  }
+
+  async #deliverReliable (env: Envelope): Promise<DeliveryVerdict> {
+    this.metrics.messages.inc({ direction: 'down', transport: this.#connector.connection?.transport ?? 'unknown' })
+    const result = await this.bus.dispatch(env, 'cloud')
+    if (result.status === 'rejected') return { reject: 'EF_MAILBOX_FULL', reason: result.failed.map(f => f.error.message).join('; ') }
+    if (result.status === 'closed') return { reject: 'EF_CLOSED', reason: 'edge is shutting down' }
+    // delivered, or no module: either way the resource is stored (MetaManager) once committed
+    return 'ok'
+  }
+
+  async #sendBestEffort (env: Envelope): Promise<void> {
     const conn = this.#connector.connection
     if (conn === undefined) throw new HubUnreachableError()
     const ok = conn.send(env)

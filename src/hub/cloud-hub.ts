@@ -19,6 +19,9 @@ import { HubCore } from './hub.js'
 import { loadOrCreateHubIdentity, type HubIdentity } from './identity.js'
 import { createJoinToken } from './token.js'
 import type { HubOptions } from './types.js'
+import { join } from 'node:path'
+import { LmdbStore } from '../reliable/lmdb-store.js'
+import type { ReliableStore } from '../reliable/store.js'
 
 export class Hub extends HubCore {
   readonly identity: HubIdentity
@@ -27,9 +30,12 @@ export class Hub extends HubCore {
   #admin: AdminServer | undefined
   readonly #startedAt: number
 
-  private constructor (options: HubOptions, identity: HubIdentity, bindings: NodeBindingStore, registry: Registry, metrics: HubMetrics) {
+  readonly #ownsStore: boolean
+
+  private constructor (options: HubOptions, identity: HubIdentity, bindings: NodeBindingStore, registry: Registry, metrics: HubMetrics, store: ReliableStore, ownsStore: boolean) {
     const clock = options.clock ?? systemClock
-    super(options, options.authenticator ?? new TokenAuthenticator(identity, bindings, clock), metrics)
+    super(options, options.authenticator ?? new TokenAuthenticator(identity, bindings, clock), metrics, store)
+    this.#ownsStore = ownsStore
     this.identity = identity
     this.bindings = bindings
     this.registry = registry
@@ -59,8 +65,11 @@ export class Hub extends HubCore {
         this.set((clock.now() - started) / 1000)
       }
     })
-    const hub = new Hub(options, identity, bindings, registry, createHubMetrics(registry))
+    const ownsStore = options.store === undefined
+    const store = options.store ?? await LmdbStore.open(join(options.dataDir, 'reliable'), { durability: options.durability ?? 'sync' })
+    const hub = new Hub(options, identity, bindings, registry, createHubMetrics(registry), store, ownsStore)
     hubRef = hub
+    hub.openLanes()
     try {
       await hub.listenAll(options.listen, url => hub.#listenIdentity(url), options)
       if (options.admin !== false) {
@@ -116,6 +125,7 @@ export class Hub extends HubCore {
     await super.close(graceMs)
     await this.#admin?.close()
     await this.bindings.close()
+    if (this.#ownsStore) await this.store?.close()
   }
 
   #listenIdentity (url: URL): object {

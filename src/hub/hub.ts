@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events'
 import { systemClock, type Clock } from '../clock.js'
 import { newErrorResponse, newMessage, newResponse, type Envelope } from '../envelope.js'
-import { ConnectionClosedError, EdgeFabricError, InvalidOptionError, JoinRefusedError } from '../errors.js'
+import { ConnectionClosedError, EdgeFabricError, InvalidOptionError, JoinRefusedError, QuotaExceededError } from '../errors.js'
 import { intOption } from '../options.js'
 import { nullLogger, type Logger } from '../ops/logger.js'
 import type { HubMetrics } from '../ops/metrics.js'
@@ -39,16 +39,6 @@ function closeReasonLabel (info: CloseInfo): string {
   if (r.startsWith('replaced')) return 'replaced'
   if (r.includes('goodbye') || r.includes('shutting down')) return 'peer_closed'
   return info.clean ? 'closed' : 'error'
-}
-
-/** A reliable send was refused by the node's quota (overflow policy `reject`). */
-export class QuotaExceededError extends EdgeFabricError {
-  static readonly code = 'EF_QUOTA_EXCEEDED'
-  readonly nodeId: string
-  constructor (nodeId: string, reason: string) {
-    super(QuotaExceededError.code, `outbox quota of ${nodeId} exceeded: ${reason}`)
-    this.nodeId = nodeId
-  }
 }
 
 /** Parse `node:<id>[/<module>]` destinations used for edge-to-edge routing. */
@@ -461,7 +451,7 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
   }
 
   /** Create lanes for nodes with pending messages (TTL and quotas apply while they are offline). */
-  protected openLanes (): void {
+  openLanes (): void {
     for (const peer of this.store?.peersWithPending() ?? []) this.#lane(peer)
   }
 

@@ -66,6 +66,8 @@ export interface HubOptions extends ConnectionOptions {
   altNames?: string[]
   /** Bound on upstream messages buffered for `messages()` consumers before sessions are paused. @default 10000 */
   upstreamHighWaterMark?: number
+  /** A store to use instead of LMDB in dataDir (tests, other backends). */
+  store?: import('../reliable/store.js').ReliableStore
   /** Durability of the reliable lane's store (LMDB in `dataDir/reliable`). @default 'sync' */
   durability?: 'sync' | 'relaxed'
   /** Per-node outbox quota for reliable sends. @default { maxMessages: 1000000, maxBytes: 1 GiB, overflow: 'reject' } */
