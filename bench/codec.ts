@@ -3,6 +3,13 @@
  * this process (process.cpuUsage: user + system, all threads, so GC helper
  * threads count too), ours vs JSON, measured in the same run.
  *
+ * Two rows per case: `stateless` is codec.encode/decode (what storage and
+ * forwarding use); `stream` is a codec stream (src/codec-stream.ts), what a
+ * transport channel uses, in steady state (shapes already defined; one
+ * stream object encodes and decodes, as the two ends of one channel would).
+ * Its `bytes` are a steady-state frame; the first frames of a stream, which
+ * define the shapes, are reported below the table.
+ *
  *   npm run bench:codec
  *
  * JSON baseline: Buffer.from(JSON.stringify(env)) / JSON.parse(buf.toString()).
@@ -58,6 +65,8 @@ interface Side {
 }
 
 const ours: Side = { encode: (env) => codec.encode(env), decode: (bytes) => codec.decode(bytes) }
+const stream = (codec.createStream as () => ReturnType<NonNullable<typeof codec.createStream>>)()
+const oursStream: Side = { encode: (env) => stream.encode(env), decode: (bytes) => stream.decode(bytes) }
 const jsonPlain: Side = {
   encode: (env) => Buffer.from(JSON.stringify(env)),
   decode: (bytes) => JSON.parse((bytes as Buffer).toString()) as Envelope
@@ -111,37 +120,61 @@ function median (xs: number[]): number {
 }
 
 function checkRoundTrip (c: Case): void {
-  for (const env of c.envs) {
-    const back = codec.decode(codec.encode(env))
+  const check = createCodec().createStream?.()
+  if (check === undefined) throw new Error('the codec offers no streams')
+  for (const env of [...c.envs, ...c.envs]) {
     const content = env.content instanceof Uint8Array ? Buffer.from(env.content) : env.content
-    if (!isDeepStrictEqual(back, { ...env, content })) throw new Error(`codec does not round-trip case ${c.name}`)
+    const want = { ...env, content }
+    if (!isDeepStrictEqual(codec.decode(codec.encode(env)), want)) throw new Error(`codec does not round-trip case ${c.name}`)
+    if (!isDeepStrictEqual(check.decode(check.encode(env)), want)) throw new Error(`codec stream does not round-trip case ${c.name}`)
   }
+}
+
+/** Frame sizes of the first `n` encodes of one envelope on a fresh stream. */
+function streamSizes (env: Envelope, n: number): number[] {
+  const s = createCodec().createStream?.()
+  if (s === undefined) throw new Error('the codec offers no streams')
+  const sizes: number[] = []
+  for (let i = 0; i < n; i++) sizes.push(s.encode(env).byteLength)
+  return sizes
 }
 
 function fmt (n: number): string { return Math.round(n).toLocaleString('en-US') }
 
-const rows: string[][] = [['case', 'bytes ours', 'bytes json', 'size ratio', 'rt/cpu-s ours', 'rt/cpu-s json', 'speed ratio', 'note']]
+const rows: string[][] = [['case', 'codec', 'bytes ours', 'bytes json', 'size ratio', 'rt/cpu-s ours', 'rt/cpu-s json', 'speed ratio', 'note']]
+const firstFrames: string[] = []
 for (const c of cases) {
   checkRoundTrip(c)
-  roundTrips(ours, c.envs, 150) // warm up both sides (JIT) before measuring
+  // warm up every side (JIT; the stream defines its shapes here) before measuring
+  roundTrips(ours, c.envs, 150)
+  roundTrips(oursStream, c.envs, 150)
   roundTrips(c.json, c.envs, 150)
   const o: number[] = []
+  const st: number[] = []
   const j: number[] = []
   for (let r = 0; r < ROUNDS; r++) {
     o.push(roundTrips(ours, c.envs, CPU_MS_PER_ROUND))
+    st.push(roundTrips(oursStream, c.envs, CPU_MS_PER_ROUND))
     j.push(roundTrips(c.json, c.envs, CPU_MS_PER_ROUND))
   }
   const env = c.envs[0] as Envelope
   const ob = ours.encode(env).byteLength
+  const sizes = streamSizes(env, 3)
+  const sb = sizes[sizes.length - 1] as number
   const jb = c.json.encode(env).byteLength
-  const om = median(o)
   const jm = median(j)
-  rows.push([c.name, String(ob), String(jb), `${(jb / ob).toFixed(2)}x smaller`, fmt(om), fmt(jm), `${(om / jm).toFixed(2)}x`, c.jsonNote])
+  for (const [mode, bytes, xs] of [['stateless', ob, o], ['stream', sb, st]] as Array<[string, number, number[]]>) {
+    const m = median(xs)
+    rows.push([c.name, mode, String(bytes), String(jb), `${(jb / bytes).toFixed(2)}x smaller`, fmt(m), fmt(jm), `${(m / jm).toFixed(2)}x`, c.jsonNote])
+  }
+  if (c.jsonNote !== 'json=Buffer.toJSON') firstFrames.push(`${c.name}: ${sizes.join(', ')} bytes`)
 }
 
 const widths = (rows[0] as string[]).map((_, col) => Math.max(...rows.map(r => (r[col] as string).length)))
+const left = new Set([0, 1, 8])
 for (const [i, r] of rows.entries()) {
-  console.log(r.map((cell, col) => col === 0 || col === 7 ? cell.padEnd(widths[col] as number) : cell.padStart(widths[col] as number)).join('  '))
+  console.log(r.map((cell, col) => left.has(col) ? cell.padEnd(widths[col] as number) : cell.padStart(widths[col] as number)).join('  ').trimEnd())
   if (i === 0) console.log(widths.map(w => '-'.repeat(w)).join('  '))
 }
-console.log(`\nnode ${process.version}, ${ROUNDS} alternating rounds of ${CPU_MS_PER_ROUND} CPU-ms per side, median; twin content JSON = ${JSON.stringify((cases[0] as Case).envs[0]?.content).length} bytes (sink ${sink & 1})`)
+console.log(`\nstream frames 1, 2, 3 of one envelope on a fresh stream (a shape is defined the second time it is seen): ${firstFrames.join('; ')}`)
+console.log(`node ${process.version}, ${ROUNDS} alternating rounds of ${CPU_MS_PER_ROUND} CPU-ms per side, median; twin content JSON = ${JSON.stringify((cases[0] as Case).envs[0]?.content).length} bytes (sink ${sink & 1})`)

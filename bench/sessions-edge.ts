@@ -5,7 +5,9 @@
  * Ed25519 node key and join token, and the real EdgeConnector
  * (src/edge/connector.ts), which dials with the hub identity pinned, answers
  * the challenge, keeps the session alive with the real liveness pings and
- * reconnects with the real backoff.
+ * reconnects with the real backoff. Like a real edge's reliable lane, it
+ * states its resume point after each welcome (and otherwise ignores the
+ * hub's lane messages: idle nodes have nothing queued).
  *
  * Dials are windowed (`window` in flight per process) so the connect rate is
  * the hub's throughput, not a measure of how many handshakes time out when
@@ -18,6 +20,7 @@ import { systemClock } from '../src/clock.js'
 import { EdgeConnector } from '../src/edge/connector.js'
 import { rawPublicKey, signChallenge } from '../src/edge/identity.js'
 import { nullLogger } from '../src/ops/logger.js'
+import { reliableMessage } from '../src/reliable/protocol.js'
 import { Backoff } from '../src/session/liveness.js'
 import { registerTransport, transportFor, type Transport } from '../src/transport/index.js'
 import { applyTuning, percentile, procStats, serveParent, type ConnectResult, type EdgeInit, type EdgeStats } from './lib/sessions-ipc.js'
@@ -125,6 +128,8 @@ async function connectAll (): Promise<ConnectResult> {
           connected++
           inFlight--
           lastWelcomeAt = Date.now()
+          // What a real EdgeNode's reliable lane sends on every (re)connect: its resume point.
+          try { connection.send(reliableMessage('resume', { r: 0 }, n.id), { channel: 'control' }) } catch { /* closed meanwhile */ }
           connection.once('close', () => {
             const st = connection.stats
             n.closedBytesSent += st.bytesSent

@@ -18,8 +18,9 @@
  *   npm run bench:sessions                  # 10,000 sessions, ws then quic, 60 s idle
  *   npm run bench:sessions -- --quick       # 500 sessions, 10 s idle
  *   options: --sessions N --procs P --window W --idle S --heartbeat MS
- *            --transports ws,wss,quic --no-rejoin --out FILE --snapshot DIR (hub heap snapshot after idle)
- *   what-if transport settings (hub and edges alike): --quic-keepalive MS --ws-ping MS (0 = off)
+ *            --transports ws,wss,quic --no-rejoin --out FILE
+ *   diagnostics: --snapshot DIR (hub heap snapshots before/after) --hub-cpu-prof DIR (V8 CPU profile of the hub)
+ *   what-if transport settings (hub and edges alike): --quic-keepalive MS --quic-rtt-interval MS --ws-ping MS (0 = off)
  *
  * Targets (issue 3): 10,000 idle sessions, ≤ 20 KB hub memory each,
  * ≤ 0.25 kbit/s idle uplink per node (KubeEdge's measured figure).
@@ -44,6 +45,7 @@ interface Config {
   tuning: TransportTuning
   rejoin: boolean
   snapshotDir: string | undefined
+  cpuProfDir: string | undefined
   out: string
   quick: boolean
 }
@@ -63,9 +65,11 @@ function parseArgs (argv: string[]): Config {
   }
   const ka = get('--quic-keepalive')
   const wp = get('--ws-ping')
+  const rtt = get('--quic-rtt-interval')
   const tuning: TransportTuning = {}
   if (ka !== undefined) tuning.quicKeepAliveMs = num('--quic-keepalive', 2000)
   if (wp !== undefined) tuning.wsPingMs = Number(wp)
+  if (rtt !== undefined) tuning.quicRttIntervalMs = num('--quic-rtt-interval', 1000)
   return {
     quick,
     sessions: num('--sessions', quick ? 500 : 10_000),
@@ -77,6 +81,7 @@ function parseArgs (argv: string[]): Config {
     tuning,
     rejoin: !argv.includes('--no-rejoin'),
     snapshotDir: get('--snapshot'),
+    cpuProfDir: get('--hub-cpu-prof'),
     out: get('--out') ?? join('bench', 'out', quick ? 'sessions-quick.json' : 'sessions.json')
   }
 }
@@ -168,7 +173,9 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
   const procs = Math.max(1, Math.min(cfg.procs, n))
   const dataDir = await mkdtemp('/tmp/ef-bench-sessions-')
   const hubArgs = [`${transport}://127.0.0.1:0`, dataDir, String(cfg.heartbeatMs), JSON.stringify(cfg.tuning)]
-  const hub = new Child('hub', hubScript, hubArgs, ['--expose-gc'])
+  const hubExecArgv = ['--expose-gc']
+  if (cfg.cpuProfDir !== undefined) hubExecArgv.push('--cpu-prof', `--cpu-prof-dir=${cfg.cpuProfDir}`)
+  const hub = new Child('hub', hubScript, hubArgs, hubExecArgv)
   const edges: Child[] = []
   let nft: NftCounters | undefined
   try {
@@ -331,6 +338,10 @@ const machine = {
   fdLimit: fdLimit()
 }
 log(`config ${JSON.stringify({ ...cfg })}; machine ${JSON.stringify(machine)}`)
+// ws: the hub holds one fd per session; every transport: an edge process one (quic: a UDP socket) per session.
+if (Number(machine.fdLimit) < cfg.sessions + 1024) {
+  log(`WARNING: open-file limit ${machine.fdLimit} < ${cfg.sessions + 1024}: the hub cannot hold ${cfg.sessions} ws sessions (run through npm run bench:sessions, which raises it)`)
+}
 const results: RunResult[] = []
 for (const t of cfg.transports) {
   try {

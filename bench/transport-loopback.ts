@@ -136,7 +136,7 @@ async function setup (def: TransportDef, o: BenchOptions, scenarios: ScenarioDef
   const result: TransportResult = {
     key: def.key, label: def.label, mode: undefined, inProcess: def.inProcess === true, unavailable: undefined, scenarios: {}
   }
-  for (const s of scenarios) result.scenarios[s.key] = { samples: [], p50Us: [], p99Us: [], cpuClientPct: [], cpuServerPct: [], errors: [] }
+  for (const s of scenarios) result.scenarios[s.key] = { samples: [], p50Us: [], p99Us: [], cpuClientPct: [], cpuServerPct: [], cpuUsPerOp: [], errors: [] }
   try {
     await transportFor(def.listenUrl) // probe here too: an unavailable transport is a row, not a crash
     let info: ServerInfo
@@ -174,15 +174,18 @@ async function runScenario (live: Live, s: ScenarioDef, clients: BenchClient[], 
   const wall0 = performance.now()
   const cpu0 = process.cpuUsage()
   const child0 = procCpuSeconds(live.pid)
+  let ops: number // round trips, or MB for bulk
   try {
     if (s.kind === 'bulk') {
       const sample = await measureBulk(clients, new Uint8Array(o.bulkEnvelopeBytes), o.durationMs)
       r.samples.push(sample.perSecond)
+      ops = sample.bytes / 1e6
     } else {
       const sample = await measureRequestResponse(clients, s.workers, new Uint8Array(o.requestBytes), o.durationMs)
       r.samples.push(sample.perSecond)
       r.p50Us.push(sample.p50Us)
       r.p99Us.push(sample.p99Us)
+      ops = sample.count
     }
   } catch (err) {
     r.errors.push(toError(err).message)
@@ -190,9 +193,13 @@ async function runScenario (live: Live, s: ScenarioDef, clients: BenchClient[], 
   }
   const wallS = (performance.now() - wall0) / 1000
   const cpu = process.cpuUsage(cpu0)
-  r.cpuClientPct.push((cpu.user + cpu.system) / 1e6 / wallS * 100)
+  const clientS = (cpu.user + cpu.system) / 1e6
+  r.cpuClientPct.push(clientS / wallS * 100)
   const child1 = procCpuSeconds(live.pid)
-  if (child0 !== undefined && child1 !== undefined) r.cpuServerPct.push((child1 - child0) / wallS * 100)
+  const serverS = child0 !== undefined && child1 !== undefined ? child1 - child0 : undefined
+  if (serverS !== undefined) r.cpuServerPct.push(serverS / wallS * 100)
+  // In-process (memory) the client figure already covers both ends.
+  if (serverS !== undefined || live.pid === undefined) r.cpuUsPerOp.push((clientS + (serverS ?? 0)) * 1e6 / ops)
 }
 
 /** One round for one transport: single-connection scenarios, then multi-connection ones. */

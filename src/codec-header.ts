@@ -8,8 +8,14 @@ import { DecodeError, InvalidEnvelopeError } from './errors.js'
 import { StringCache, readFloat64, readUtf8, readUuid, writeFloat64, writeUtf8, writeUuid, writeVarint } from './codec-bytes.js'
 import type { CheckedFields } from './codec-check.js'
 
-/** The wire format version this codec writes and the only one it reads. */
+/** The wire format version of stateless frames: what encode() writes and decode() reads. */
 export const WIRE_VERSION = 1
+/**
+ * Version byte of a stream frame (src/codec-stream.ts): the same layout, but
+ * its msgpack content may use the stream's shape dictionary, so only that
+ * stream's decoder can read it. A stream decoder also reads version 1.
+ */
+export const STREAM_WIRE_VERSION = 2
 
 // byte 1: flags
 const F_PARENT = 0x01
@@ -131,12 +137,14 @@ function getStr (buf: Buffer, what: string, cached: boolean): string {
  * `content` still undefined and its content kind in `kind`; `cursor` is then
  * the content's first byte (for bytes/string content: its length varint).
  */
-export function readHeader (buf: Buffer): Envelope {
+export function readHeader (buf: Buffer, stream: boolean): Envelope {
   const len = buf.length
   if (len === 0) throw new DecodeError('empty envelope')
   const version = buf[0] as number
-  if (version !== WIRE_VERSION) {
-    throw new DecodeError(`unsupported envelope wire format version ${version} (this peer reads version ${WIRE_VERSION})`)
+  if (version !== WIRE_VERSION && !(stream && version === STREAM_WIRE_VERSION)) {
+    throw new DecodeError(version === STREAM_WIRE_VERSION
+      ? `a stream frame (wire format version ${version}) can only be decoded by its stream's decoder`
+      : `unsupported envelope wire format version ${version} (this peer reads version ${WIRE_VERSION})`)
   }
   if (len < FIXED_BYTES) throw new DecodeError(`truncated envelope: ${len} bytes, the fixed header alone is ${FIXED_BYTES}`)
   const flags = buf[1] as number
@@ -148,6 +156,7 @@ export function readHeader (buf: Buffer): Envelope {
   if ((flags & F_PARENT) === 0 && (meta & M_PARENT_UUID) !== 0) throw new DecodeError('parentId UUID bit without parentId flag')
   if (op >= OPERATIONS.length && op !== OP_CUSTOM) throw new DecodeError(`unknown operation code ${op}`)
   kind = (meta >> M_KIND_SHIFT) & 3
+  if (version === STREAM_WIRE_VERSION && kind !== KIND_MSGPACK) throw new DecodeError('stream frame without msgpack content')
 
   const timestamp = readFloat64(buf, 4)
   if (!Number.isFinite(timestamp)) throw new InvalidEnvelopeError('header.timestamp', 'must be a finite number')

@@ -12,6 +12,8 @@
  * ~1.1 µs here; see bench/codec.ts.
  */
 import { copyBytes, GIVE_UP, readUtf8 } from './codec-bytes.js'
+import { DecodeError } from './errors.js'
+import { MAX_SHAPE_KEYS, MAX_SHAPES, SHAPE_DEF, SHAPE_INLINE, type ShapeTable } from './codec-shapes.js'
 
 /** Deeper content goes to msgpackr (which handles it, or fails typed). */
 const MAX_DEPTH = 64
@@ -25,6 +27,8 @@ let p = 0
 let end = 0
 let depth = 0
 let budget = 0
+/** The stream's dictionary when decoding stream content (codec-shapes.ts), else null. */
+let shapes: ShapeTable | null = null
 
 function readStr (len: number): string {
   const start = p
@@ -113,6 +117,94 @@ function readArray (n: number): unknown[] {
   return a
 }
 
+// ---- shaped objects (stream content only; wire form in codec-shapes.ts) ------
+
+/** A shape used this often gets a generated constructor (costly to compile, fast to run). */
+const COMPILE_AFTER = 3
+
+/** Unsigned LEB128 count (a shape's key count). */
+function readCount (): number {
+  let v = 0
+  let mul = 1
+  for (let i = 0; i < 5; i++) {
+    const b = u8()
+    v += (b & 0x7f) * mul
+    if (b < 0x80) return v
+    mul *= 128
+  }
+  throw new DecodeError('shape key count varint too long')
+}
+
+function readShapeKeys (n: number, unique: boolean): string[] {
+  if (n > end - p) throw new DecodeError(`shape declares ${n} keys, only ${end - p} bytes left`)
+  const keys = new Array<string>(n)
+  for (let i = 0; i < n; i++) {
+    const len = readCount()
+    const k = len <= 16 ? readKey(len) : readStr(len) // readKey also refuses '__proto__' (GIVE_UP)
+    if (k === '__proto__') throw new DecodeError("'__proto__' in a shape")
+    keys[i] = k
+  }
+  if (unique && new Set(keys).size !== n) throw new DecodeError('duplicate key in a shape definition')
+  return keys
+}
+
+function readWithKeys (keys: string[]): Record<string, unknown> {
+  const o: Record<string, unknown> = {}
+  for (let i = 0; i < keys.length; i++) o[keys[i] as string] = readValue()
+  return o
+}
+
+/**
+ * `{"k1": r(), "k2": r(), ...}`: V8 creates the object from a boilerplate
+ * with its final hidden class, where assigning keys one by one walks a
+ * transition per key. Keys are JSON string literals (safe in JS source);
+ * '__proto__' and duplicates were refused by readShapeKeys.
+ */
+function compile (keys: string[]): () => Record<string, unknown> {
+  const body = keys.map(k => `${JSON.stringify(k)}:r()`).join(',')
+  // eslint-disable-next-line @typescript-eslint/no-implied-eval, no-new-func
+  return (new Function('r', `return function shaped(){return{${body}}}`) as (r: () => unknown) => () => Record<string, unknown>)(readValue)
+}
+
+function readShaped (): Record<string, unknown> {
+  const table = shapes
+  if (table === null) throw GIVE_UP // 0xc1 outside a stream: msgpackr reports it
+  if (++depth > MAX_DEPTH) throw GIVE_UP
+  const tag = u8()
+  let o: Record<string, unknown>
+  if (tag < SHAPE_DEF) {
+    const keys = table.keys[tag]
+    if (keys === undefined) throw new DecodeError(`unknown shape id ${tag} (${table.keys.length} defined on this stream)`)
+    const make = table.makers[tag]
+    if (make !== undefined) o = make()
+    else {
+      const uses = (table.uses[tag] as number) + 1
+      table.uses[tag] = uses
+      if (uses >= COMPILE_AFTER) {
+        const made = compile(keys)
+        table.makers[tag] = made
+        o = made()
+      } else o = readWithKeys(keys)
+    }
+  } else if (tag === SHAPE_DEF) {
+    if (table.keys.length >= MAX_SHAPES) throw new DecodeError(`more than ${MAX_SHAPES} shapes defined on one stream`)
+    const n = u8()
+    if (n === 0 || n > MAX_SHAPE_KEYS) throw new DecodeError(`shape definition with ${n} keys (1..${MAX_SHAPE_KEYS} allowed)`)
+    const keys = readShapeKeys(n, true)
+    o = readWithKeys(keys)
+    // defined once its object is read, nested shapes first (post-order, as the encoder)
+    table.keys.push(keys)
+    table.makers.push(undefined)
+    table.uses.push(1)
+  } else { // SHAPE_INLINE
+    const n = readCount()
+    if (n === 0) throw new DecodeError('inline shape without keys')
+    o = readWithKeys(readShapeKeys(n, false))
+  }
+  depth--
+  return o
+}
+
 /** ext 8/16/32 of n data bytes: ours are a Uint8Array (typed-array ext 0x74, code 1) and a 96-bit timestamp. */
 function readExt (n: number): Uint8Array | Date {
   if (p + 1 + n > end) throw GIVE_UP
@@ -164,6 +256,7 @@ function readValue (): unknown {
   if (t >= 0xe0) return t - 0x100
   switch (t) {
     case 0xc0: return null
+    case 0xc1: return readShaped()
     case 0xc2: return false
     case 0xc3: return true
     case 0xc4: return readBin(u8())
@@ -212,7 +305,8 @@ function readValue (): unknown {
 }
 
 /** Decode exactly one msgpack value filling [start, stop) of `buf`, or throw GIVE_UP. */
-export function decodeFast (buf: Buffer, start: number, stop: number): unknown {
+export function decodeFast (buf: Buffer, start: number, stop: number, dictionary: ShapeTable | null = null): unknown {
+  shapes = dictionary
   src = buf
   p = start
   end = stop
@@ -227,6 +321,7 @@ export function decodeFast (buf: Buffer, start: number, stop: number): unknown {
     return v
   } finally {
     src = EMPTY // do not keep the frame alive
+    shapes = null
     if (view.byteLength > 1024 * 1024) view = NO_VIEW // nor a big ArrayBuffer through the cached view
   }
 }

@@ -16,7 +16,10 @@
  * where Buffer/TextEncoder give one), and its output lives in a buffer shared
  * by every Packr in the process, so it needs a copy anyway.
  */
-import { GIVE_UP } from './codec-bytes.js'
+import { GIVE_UP, writeVarint } from './codec-bytes.js'
+import {
+  MAX_SHAPES, SHAPE_DEF, SHAPE_INLINE, SHAPE_MARKER, keyBytes, type ShapeEncoder, type ShapeNode
+} from './codec-shapes.js'
 
 const hasOwn = Object.prototype.hasOwnProperty
 /** Deeper content goes to msgpackr (which handles it, or fails typed on a cycle). */
@@ -37,6 +40,8 @@ let target: Buffer = Buffer.alloc(0)
 let tpos = 0
 let base = 0 // where the current frame starts in `target`; only [base, tpos) moves on growth
 let depth = 0
+/** The stream's dictionary when encoding stream content (codec-shapes.ts), else null. */
+let shapes: ShapeEncoder | null = null
 const f64 = new Float64Array(1)
 const f64Bytes = new Uint8Array(f64.buffer)
 const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1
@@ -133,6 +138,7 @@ function writeLength (len: number, fix: number, t16: number): void {
 }
 
 function writeObject (o: Record<string, unknown>): void {
+  if (shapes !== null) { writeShaped(o, shapes); return }
   // for-in, not Object.keys(): inside for-in V8 reads o[k] through the enum
   // cache, where a keyed load elsewhere is megamorphic and several times
   // slower. Same own enumerable keys in the same order as msgpackr's writer.
@@ -158,6 +164,72 @@ function writeObject (o: Record<string, unknown>): void {
   if (extra === 2) { target[from] = 0xde; target[from + 1] = n >> 8; target[from + 2] = n & 0xff } else {
     target[from] = 0xdf; target.writeUInt32BE(n, from + 1)
   }
+}
+
+/**
+ * An object in stream content (wire form in codec-shapes.ts). One pass, as
+ * writeObject(): walk the trie of key sequences while writing the values
+ * after a 2-byte header; only when the shape is not yet known are the keys
+ * inserted in front of the values.
+ */
+function writeShaped (o: Record<string, unknown>, enc: ShapeEncoder): void {
+  room(2)
+  const at = tpos - base
+  tpos += 2
+  const known = enc.count // ids below this were defined before this object started
+  let node: ShapeNode | undefined = enc.root
+  let last = node // deepest trie node reached
+  let offTrie: string[] | undefined // keys after `last` once the trie is left
+  let n = 0
+  for (const k in o) {
+    if (!hasOwn.call(o, k)) continue
+    if (node !== undefined) {
+      node = node.k1 === k ? node.c1 : enc.child(node, k)
+      if (node !== undefined) last = node
+      else offTrie = []
+    }
+    if (offTrie !== undefined) {
+      if (k === '__proto__') throw GIVE_UP
+      offTrie.push(k)
+    }
+    writeValue(o[k])
+    n++
+  }
+  const start = base + at
+  if (n === 0) {
+    target[start] = 0x80 // {}: an empty msgpack map
+    tpos = start + 1
+    return
+  }
+  target[start] = SHAPE_MARKER
+  let tag = SHAPE_INLINE
+  if (node !== undefined) {
+    const id = node.id
+    if (id >= 0) {
+      if (id < known) { target[start + 1] = id; return }
+      // else defined by an object nested in this one: the decoder does not know it yet
+    } else if (node.seen++ > 0 && enc.count < MAX_SHAPES) {
+      tag = SHAPE_DEF
+      enc.define(node) // after the values: ids are assigned in the order objects end
+    }
+  }
+  // Keys go between the header and the values: [count][keys...].
+  const pieces = last.path()
+  let keyLen = last.pathBytes
+  if (offTrie !== undefined) {
+    for (const k of offTrie) { const b = keyBytes(k); pieces.push(b); keyLen += b.length }
+  }
+  const countLen = tag === SHAPE_DEF ? 1 : n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : 5
+  const shift = countLen + keyLen
+  room(shift)
+  const from = base + at // room() may have moved the frame
+  target.copyWithin(from + 2 + shift, from + 2, tpos)
+  tpos += shift
+  target[from + 1] = tag
+  let p = from + 2
+  if (tag === SHAPE_DEF) target[p++] = n
+  else p = writeVarint(target, p, n)
+  for (const b of pieces) { target.set(b, p); p += b.length }
 }
 
 function writeArray (a: ArrayLike<unknown>): void {
@@ -207,8 +279,22 @@ function writeTagged (tag: number, items: unknown[]): void {
   writeArray(items)
 }
 
+/**
+ * Stream content is limited to what codec-msgpack-decode.ts reads, as there
+ * is no msgpackr fallback inside a stream frame: Maps, Sets, Errors, RegExps,
+ * typed arrays other than Uint8Array, ArrayBuffers and DataViews send their
+ * frame stateless instead (rare in envelopes; correctness over speed).
+ */
+function isStreamable (v: object): boolean {
+  const proto = Object.getPrototypeOf(v) as object | null
+  if (proto === Uint8Array.prototype || proto === Date.prototype) return true
+  return !(v instanceof Map || v instanceof Set || v instanceof Error || v instanceof RegExp ||
+    v instanceof ArrayBuffer || ArrayBuffer.isView(v) || v instanceof Date)
+}
+
 /** Objects that are not plain objects, arrays or Buffers, in msgpackr's order of checks. */
 function writeOther (v: object, ctor: unknown): void {
+  if (shapes !== null && ctor !== Array && !isStreamable(v)) throw GIVE_UP
   if (ctor === Map) {
     const m = v as Map<unknown, unknown>
     writeLength(m.size, 0x80, 0xde)
@@ -295,15 +381,17 @@ function writeValue (v: unknown): void {
  * encoder leaves to msgpackr (the partial output is then garbage), and
  * whatever a getter or toJSON() in the content throws.
  */
-export function encodeFast (buf: Buffer, frameStart: number, pos: number, value: unknown): Buffer {
+export function encodeFast (buf: Buffer, frameStart: number, pos: number, value: unknown, dictionary: ShapeEncoder | null = null): Buffer {
   const savedTarget = target
   const savedPos = tpos
   const savedBase = base
   const savedDepth = depth
+  const savedShapes = shapes
   target = buf
   tpos = pos
   base = frameStart
   depth = 0
+  shapes = dictionary
   try {
     writeValue(value)
     encodedStart = base
@@ -314,6 +402,7 @@ export function encodeFast (buf: Buffer, frameStart: number, pos: number, value:
     tpos = savedPos
     base = savedBase
     depth = savedDepth
+    shapes = savedShapes
   }
 }
 export let encodedStart = 0

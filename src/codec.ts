@@ -70,18 +70,29 @@ import { DecodeError, EdgeFabricError, InvalidEnvelopeError, InvalidOptionError 
 import { GIVE_UP, copyBytes, readUtf8, writeUtf8 } from './codec-bytes.js'
 import { checkEnvelope, type CheckedFields } from './codec-check.js'
 import {
-  KIND_BYTES, KIND_MSGPACK, KIND_STRING, KIND_UNDEFINED, cursor, headerBound, kind as frameKind, readHeader, readLength, writeHeader
+  KIND_BYTES, KIND_MSGPACK, KIND_STRING, KIND_UNDEFINED, STREAM_WIRE_VERSION, cursor, headerBound, kind as frameKind, readHeader, readLength, writeHeader
 } from './codec-header.js'
 import { decodeFast } from './codec-msgpack-decode.js'
 import { encodeFast, encodedEnd, encodedStart } from './codec-msgpack-encode.js'
+import type { ShapeEncoder, ShapeTable } from './codec-shapes.js'
+import { CodecStream, type EnvelopeCodecStream, type FrameCodec } from './codec-stream.js'
 
-export { WIRE_VERSION } from './codec-header.js'
+export { WIRE_VERSION, STREAM_WIRE_VERSION } from './codec-header.js'
+export type { EnvelopeCodecStream } from './codec-stream.js'
 
 export interface EnvelopeCodec {
   /** Encode one envelope into a self-contained byte string (no length prefix). */
   encode (envelope: Envelope): Uint8Array
   /** Decode bytes produced by encode(). Throws DecodeError / InvalidEnvelopeError, nothing else. */
   decode (bytes: Uint8Array): Envelope
+  /**
+   * Optional: a stateful codec for ONE ordered, reliable channel (e.g. a
+   * transport's per-priority stream), whose frames may refer to what earlier
+   * frames on that channel defined; see src/codec-stream.ts. Transports use
+   * one per channel when the codec offers it; stored or forwarded envelopes
+   * use the stateless encode()/decode().
+   */
+  createStream? (): EnvelopeCodecStream
 }
 
 export interface CodecOptions {
@@ -117,11 +128,27 @@ function checkFields (envelope: Envelope): CheckedFields {
   }
 }
 
+/**
+ * Stream content (shape-coded, see src/codec-shapes.ts) via encodeFast, or
+ * undefined when the content is outside the stream subset: the dictionary is
+ * then as before, and the caller writes a stateless frame.
+ */
+function encodeStream (slab: Buffer, start: number, pos: number, content: unknown, dictionary: ShapeEncoder): Buffer | undefined {
+  const defined = dictionary.count
+  try {
+    return encodeFast(slab, start, pos, content, dictionary)
+  } catch (err) {
+    dictionary.rollback(defined)
+    if (err !== GIVE_UP) throw badContent(err)
+    return undefined
+  }
+}
+
 function asBuffer (bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 }
 
-class BinaryEnvelopeCodec implements EnvelopeCodec {
+class BinaryEnvelopeCodec implements EnvelopeCodec, FrameCodec {
   readonly #maxContentBytes: number
   // Both rarely used (see codec-msgpack-*.ts), and reused: building them per
   // call is costly. moreTypes: typed arrays keep their type, and without it
@@ -143,6 +170,19 @@ class BinaryEnvelopeCodec implements EnvelopeCodec {
   }
 
   encode (envelope: Envelope): Uint8Array {
+    return this.encodeFrame(envelope, null)
+  }
+
+  createStream (): EnvelopeCodecStream {
+    return new CodecStream(this)
+  }
+
+  /**
+   * A stateless frame, or with `dictionary` a stream frame when the content
+   * allows (else a stateless frame: a stream decoder reads both). The caller
+   * rolls the dictionary back if this throws.
+   */
+  encodeFrame (envelope: Envelope, dictionary: ShapeEncoder | null): Uint8Array {
     // Every field is read and checked once, before anything is written, so a
     // getter cannot change a value between check and write.
     const f = checkFields(envelope)
@@ -182,7 +222,13 @@ class BinaryEnvelopeCodec implements EnvelopeCodec {
       if (contentBytes <= 64) writeUtf8(buf, pos, content as string)
       else buf.write(content as string, pos, 'utf8')
     } else if (kind === KIND_MSGPACK) {
-      try {
+      const streamed = dictionary === null ? undefined : encodeStream(slab, start, pos, content, dictionary)
+      if (streamed !== undefined) {
+        buf = streamed
+        start = encodedStart
+        end = encodedEnd
+        buf[start] = STREAM_WIRE_VERSION
+      } else try {
         buf = encodeFast(slab, start, pos, content) // a larger buffer of its own if it outgrew the slab
         start = encodedStart
         end = encodedEnd
@@ -224,9 +270,14 @@ class BinaryEnvelopeCodec implements EnvelopeCodec {
   }
 
   decode (bytes: Uint8Array): Envelope {
+    return this.decodeFrame(bytes, null)
+  }
+
+  /** Decode a stateless frame, or with `table` also a stream frame of that stream. */
+  decodeFrame (bytes: Uint8Array, table: ShapeTable | null): Envelope {
     if (!(bytes instanceof Uint8Array)) throw new DecodeError(`expected a Uint8Array, got ${bytes === null ? 'null' : typeof bytes}`)
     try {
-      return this.#decode(asBuffer(bytes))
+      return this.#decode(asBuffer(bytes), table)
     } catch (err) {
       // Every failure path throws a typed error already; anything else (a
       // bug, a stack overflow) still reaches the caller typed.
@@ -235,8 +286,8 @@ class BinaryEnvelopeCodec implements EnvelopeCodec {
     }
   }
 
-  #decode (buf: Buffer): Envelope {
-    const env = readHeader(buf)
+  #decode (buf: Buffer, table: ShapeTable | null): Envelope {
+    const env = readHeader(buf, table !== null)
     const len = buf.length
     const kind = frameKind
     if (kind === KIND_UNDEFINED) {
@@ -247,6 +298,16 @@ class BinaryEnvelopeCodec implements EnvelopeCodec {
       const start = cursor
       if (start === len) throw new DecodeError('truncated envelope: msgpack content missing')
       this.#checkSize(len - start)
+      if (buf[0] === STREAM_WIRE_VERSION) {
+        // No msgpackr fallback: stream content is exactly what the fast decoder reads.
+        try {
+          env.content = decodeFast(buf, start, len, table)
+        } catch (err) {
+          if (err !== GIVE_UP) throw err
+          throw new DecodeError('content: malformed stream frame content')
+        }
+        return env
+      }
       try {
         env.content = decodeFast(buf, start, len)
       } catch (err) {

@@ -352,3 +352,25 @@ export class QuotaExceededError extends EdgeFabricError {
     this.peer = peer
   }
 }
+
+// ---- reliable store -------------------------------------------------------------
+
+/** An operation on a reliable store (outbox/inbox/resources) after close(). */
+export class StoreClosedError extends EdgeFabricError {
+  static readonly code = 'EF_STORE_CLOSED'
+  constructor (message = 'reliable store is closed', options?: ErrorOptions) {
+    super(StoreClosedError.code, message, options)
+  }
+}
+
+/**
+ * The durable store failed underneath (open, commit, fsync, disk full,
+ * incompatible data directory). `cause` holds the storage engine's error.
+ * When a commit fails nothing of that transaction was applied.
+ */
+export class StoreError extends EdgeFabricError {
+  static readonly code = 'EF_STORE'
+  constructor (message: string, options?: ErrorOptions) {
+    super(StoreError.code, message, options)
+  }
+}

@@ -24,6 +24,8 @@ export interface ScenarioResult {
   /** Per run: CPU time of the client process / the server process as % of wall time (100 % = one core). */
   cpuClientPct: number[]
   cpuServerPct: number[]
+  /** Per run: CPU µs of both processes together per round trip (rr) or per MB (bulk). */
+  cpuUsPerOp: number[]
   errors: string[]
 }
 
@@ -49,6 +51,7 @@ export interface Summary {
   p99Us: number | undefined
   cpuClientPct: number | undefined
   cpuServerPct: number | undefined
+  cpuUsPerOp: number | undefined
 }
 
 export function median (xs: readonly number[]): number {
@@ -72,7 +75,8 @@ export function summarize (r: ScenarioResult | undefined, ws: ScenarioResult | u
     p50Us: r.p50Us.length > 0 ? median(r.p50Us) : undefined,
     p99Us: r.p99Us.length > 0 ? median(r.p99Us) : undefined,
     cpuClientPct: r.cpuClientPct.length > 0 ? median(r.cpuClientPct) : undefined,
-    cpuServerPct: r.cpuServerPct.length > 0 ? median(r.cpuServerPct) : undefined
+    cpuServerPct: r.cpuServerPct.length > 0 ? median(r.cpuServerPct) : undefined,
+    cpuUsPerOp: r.cpuUsPerOp.length > 0 ? median(r.cpuUsPerOp) : undefined
   }
 }
 
@@ -123,7 +127,7 @@ export function summaryTable (results: TransportResult[], scenarios: ScenarioDef
 /** Long form: spread and latency percentiles for every scenario and transport. */
 export function detailTable (results: TransportResult[], scenarios: ScenarioDef[]): string[] {
   const ws = results.find(r => r.key === 'ws')
-  const head = ['scenario', 'transport', 'median', 'min–max', 'runs', '× ws', 'p50 µs', 'p99 µs', 'CPU % client/server']
+  const head = ['scenario', 'transport', 'median', 'min–max', 'runs', '× ws', 'p50 µs', 'p99 µs', 'CPU % client/server', 'CPU µs per rt or MB']
   const rows: string[][] = []
   for (const s of scenarios) {
     for (const t of results) {
@@ -131,7 +135,7 @@ export function detailTable (results: TransportResult[], scenarios: ScenarioDef[
       const sum = summarize(t.scenarios[s.key], ws?.scenarios[s.key])
       const unit = s.kind === 'bulk' ? 'MB/s' : 'req/s'
       if (sum === undefined) {
-        rows.push([s.title, transportName(t), 'error', cellText(t.scenarios[s.key]?.errors[0] ?? 'no result').slice(0, 80), '0', '–', '–', '–', '–'])
+        rows.push([s.title, transportName(t), 'error', cellText(t.scenarios[s.key]?.errors[0] ?? 'no result').slice(0, 80), '0', '–', '–', '–', '–', '–'])
         continue
       }
       rows.push([
@@ -143,7 +147,8 @@ export function detailTable (results: TransportResult[], scenarios: ScenarioDef[
         ratio(sum.ratioVsWs),
         us(sum.p50Us),
         us(sum.p99Us),
-        cpu(sum, t.inProcess)
+        cpu(sum, t.inProcess),
+        us(sum.cpuUsPerOp)
       ])
     }
   }

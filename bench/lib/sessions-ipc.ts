@@ -8,7 +8,7 @@ import type { ChildProcess } from 'node:child_process'
 import { fork } from 'node:child_process'
 import { readdirSync, readFileSync } from 'node:fs'
 import { registerTransport } from '../../src/transport/index.js'
-import { createQuicTransport } from '../../src/transport/quic.js'
+import { createQuicTransport, type QuicTransportOptions } from '../../src/transport/quic.js'
 import { createWsTransport } from '../../src/transport/ws.js'
 
 export interface ProcStats {
@@ -80,13 +80,21 @@ export interface EdgeInit {
 export interface TransportTuning {
   /** quic:// keep-alive interval (default 2000 ms); the idle timeout becomes max(10 s, 3 × this). */
   quicKeepAliveMs?: number
+  /** quic:// RTT statistic refresh interval (default 1000 ms, one timer per connection). */
+  quicRttIntervalMs?: number
   /** ws:// RTT ping interval (default 5000 ms; 0 = off). */
   wsPingMs?: number
 }
 
 export function applyTuning (t: TransportTuning): void {
-  if (t.quicKeepAliveMs !== undefined) {
-    registerTransport(createQuicTransport({ keepAliveIntervalMs: t.quicKeepAliveMs, maxIdleTimeoutMs: Math.max(10_000, t.quicKeepAliveMs * 3) }))
+  if (t.quicKeepAliveMs !== undefined || t.quicRttIntervalMs !== undefined) {
+    const o: QuicTransportOptions = {}
+    if (t.quicKeepAliveMs !== undefined) {
+      o.keepAliveIntervalMs = t.quicKeepAliveMs
+      o.maxIdleTimeoutMs = Math.max(10_000, t.quicKeepAliveMs * 3)
+    }
+    if (t.quicRttIntervalMs !== undefined) o.rttIntervalMs = t.quicRttIntervalMs
+    registerTransport(createQuicTransport(o))
   }
   if (t.wsPingMs !== undefined) registerTransport(createWsTransport({ pingIntervalMs: t.wsPingMs }))
 }
@@ -94,6 +102,7 @@ export function applyTuning (t: TransportTuning): void {
 export function describeTuning (t: TransportTuning): string {
   const parts: string[] = []
   if (t.quicKeepAliveMs !== undefined) parts.push(`quic keep-alive ${t.quicKeepAliveMs} ms`)
+  if (t.quicRttIntervalMs !== undefined) parts.push(`quic RTT poll ${t.quicRttIntervalMs} ms`)
   if (t.wsPingMs !== undefined) parts.push(t.wsPingMs === 0 ? 'ws RTT ping off' : `ws RTT ping ${t.wsPingMs} ms`)
   return parts.join(', ')
 }

@@ -11,7 +11,7 @@ import { mkdir } from 'node:fs/promises'
 import { Gauge } from 'prom-client'
 import { systemClock, type Clock } from '../clock.js'
 import { newErrorResponse, type Envelope } from '../envelope.js'
-import { EdgeFabricError, InvalidOptionError, QuotaExceededError } from '../errors.js'
+import { ConnectionClosedError, EdgeFabricError, InvalidOptionError, QuotaExceededError } from '../errors.js'
 import { startAdminServer, type AdminServer } from '../ops/admin-server.js'
 import { nullLogger, type Logger } from '../ops/logger.js'
 import { Registry, createEdgeMetrics, type EdgeMetrics } from '../ops/metrics.js'
@@ -74,6 +74,16 @@ export interface EdgeOptions extends ConnectionOptions {
   store?: ReliableStore
   /** Quota of the durable outbox to the cloud. @default { maxMessages: 1000000, maxBytes: 1 GiB, overflow: 'reject' } */
   quota?: { maxMessages?: number, maxBytes?: number, overflow?: 'reject' | 'drop-oldest' }
+  /**
+   * Called for every new reliable message from the cloud and awaited BEFORE
+   * the edge commits and acknowledges it (then the message goes to the bus as
+   * usual). Use it to make delivery at-least-once to your own code: the bus
+   * only guarantees a module's mailbox accepted the message, not that the
+   * module processed it. A throw or rejection makes the lane reject the
+   * message (the cloud resends it, up to its `maxRejections`); the hub's
+   * counterpart is `HubOptions.onUpstream`.
+   */
+  onReliable?: (env: Envelope) => Promise<void> | void
   /** Admin HTTP server. `false` disables. @default { host: '127.0.0.1', port: 0 } */
   admin?: { host?: string, port?: number } | false
   clock?: Clock
@@ -106,12 +116,15 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
   #ownsStore = false
   #closed = false
   #inFlight = 0
+  readonly #onReliable: EdgeOptions['onReliable']
 
   private constructor (o: EdgeOptions, identity: EdgeIdentity, registry: Registry, metrics: EdgeMetrics, store: ReliableStore) {
     super()
     this.store = store
     this.on('error', () => {})
     this.nodeId = o.nodeId
+    if (o.onReliable !== undefined && typeof o.onReliable !== 'function') throw new InvalidOptionError('onReliable', 'must be a function')
+    this.#onReliable = o.onReliable
     this.identity = identity
     this.registry = registry
     this.metrics = metrics
@@ -269,6 +282,18 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
   get lastError (): Error | undefined { return this.#connector.lastError }
   get rttMs (): number | undefined { return this.#connector.rttMs ?? this.#connector.connection?.stats.rttMs }
 
+  /**
+   * Abort the current hub connection without a goodbye, as a broken link
+   * would (tests, operators forcing a reconnect); the connector reconnects
+   * with its backoff. Returns false when there was no connection.
+   */
+  dropConnection (reason = 'connection dropped by the application'): boolean {
+    const conn = this.#connector.connection
+    if (conn === undefined) return false
+    conn.abort(new ConnectionClosedError(reason))
+    return true
+  }
+
   /** Register a module on the bus (Beehive). */
   register (options: RegisterOptions): ModuleHandle {
     return this.bus.register(options)
@@ -357,6 +382,7 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
 
   async #deliverReliable (env: Envelope): Promise<DeliveryVerdict> {
     this.metrics.messages.inc({ direction: 'down', transport: this.#connector.connection?.transport ?? 'unknown' })
+    if (this.#onReliable !== undefined) await this.#onReliable(env) // a throw becomes a rejection (receiver)
     const result = await this.bus.dispatch(env, 'cloud')
     if (result.status === 'rejected') return { reject: 'EF_MAILBOX_FULL', reason: result.failed.map(f => f.error.message).join('; ') }
     if (result.status === 'closed') return { reject: 'EF_CLOSED', reason: 'edge is shutting down' }

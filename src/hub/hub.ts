@@ -79,6 +79,8 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
   readonly transportListeners: Listener[] = []
   readonly #nodes = new Map<string, NodeRecord>()
   readonly #sessions = new Set<HubSession>()
+  /** Records with a session, kept in step with rec.session by admit()/ended(): admission stays O(1) at 10k+ nodes. */
+  #connected = 0
   readonly #pending: PendingRequests
   readonly #upstream: UpstreamQueue
   readonly #edgeToEdge: NonNullable<HubOptions['edgeToEdge']>
@@ -168,6 +170,7 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
     }
     const old = rec.session
     rec.session = session
+    if (old === undefined) this.#connected++
     Object.assign(rec.info, {
       status: 'connected',
       labels: { ...hello.labels, ...rec.operatorLabels },
@@ -211,6 +214,7 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
       return // an older, replaced session
     }
     rec.session = undefined
+    this.#connected--
     this.#lanes.get(nodeId)?.detach(session.connection)
     this.metrics?.sessionsClosed.inc({ reason: closeReasonLabel(info) })
     this.metrics?.connectedNodes.set(this.#connectedCount())
@@ -480,9 +484,7 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
   }
 
   #connectedCount (): number {
-    let n = 0
-    for (const r of this.#nodes.values()) if (r.session !== undefined) n++
-    return n
+    return this.#connected
   }
 
   readonly #accounted = new WeakMap<HubSession, { sent: number, received: number }>()

@@ -62,6 +62,7 @@ export class ReliableEndpoint {
       case 'data': this.receiver.onData(parseData(env)); break
       case 'ack': this.sender.onAck(parseSeqField(env, 'u')); break
       case 'nack': { const n = parseNack(env); this.sender.onNack(n.s, n.c, n.r); break }
+      case 'rewind': parseSeqField(env, 'f'); this.receiver.onRewind(); break
       default: throw new ProtocolError(`unknown reliable operation "${env.router.operation}"`)
     }
   }

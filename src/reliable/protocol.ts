@@ -9,6 +9,9 @@
  *   data   {s, m}     records with seqs s[i] and encoded envelopes m[i], in seq order
  *   ack    {u}        cumulative: everything up to seq u is durable here
  *   nack   {s, c, r}  seq s was rejected (code c, reason r); the sender counts it
+ *   rewind {f}        on the data channel after a nack: data before this marker was
+ *                     sent before the sender heard of the rejection and is ignored;
+ *                     data after it resends from seq f
  */
 import { newMessage, type Envelope } from '../envelope.js'
 import { ProtocolError } from '../errors.js'
@@ -17,8 +20,10 @@ export const RELIABLE_GROUP = '$reliable'
 
 export interface DataContent { s: number[], m: Uint8Array[] }
 
-export function reliableMessage (operation: 'resume' | 'data' | 'ack' | 'nack', content: unknown, source: string): Envelope {
-  return newMessage({ source, group: RELIABLE_GROUP, operation, resource: 'lane', content, priority: operation === 'data' ? 'normal' : 'control' })
+export function reliableMessage (operation: 'resume' | 'data' | 'ack' | 'nack' | 'rewind', content: unknown, source: string): Envelope {
+  // data and rewind share the ordered data channel; the rest travel on control
+  const priority = operation === 'data' || operation === 'rewind' ? 'normal' : 'control'
+  return newMessage({ source, group: RELIABLE_GROUP, operation, resource: 'lane', content, priority })
 }
 
 export function isReliableMessage (env: Envelope): boolean {
@@ -53,7 +58,7 @@ export function parseData (env: Envelope): DataContent {
   return { s: s as number[], m: m as Uint8Array[] }
 }
 
-export function parseSeqField (env: Envelope, field: 'r' | 'u'): number {
+export function parseSeqField (env: Envelope, field: 'r' | 'u' | 'f'): number {
   return seq(obj(env)[field], env.router.operation)
 }
 

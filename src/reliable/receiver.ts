@@ -37,6 +37,8 @@ export class ReliableReceiver {
   #chain: Promise<void> = Promise.resolve()
   #queued = 0
   #closed = false
+  /** After a nack: data sent before the sender's rewind marker is ignored. */
+  #rejectedAt: number | undefined
 
   constructor (o: ReceiverOptions) {
     this.peer = o.peer
@@ -45,7 +47,20 @@ export class ReliableReceiver {
 
   /** Tell the peer where to resume (call when a session comes up). */
   sendResume (): void {
-    this.#o.sendControl(reliableMessage('resume', { r: this.#o.store.receivedSeq(this.peer) }, this.#o.source))
+    // A new session starts a new stream: nothing from before it is in flight any more.
+    this.#enqueue(async () => {
+      this.#rejectedAt = undefined
+      this.#o.sendControl(reliableMessage('resume', { r: this.#o.store.receivedSeq(this.peer) }, this.#o.source))
+    })
+  }
+
+  /** The sender rewound after our nack: data after this marker is processed again. */
+  onRewind (): void {
+    this.#enqueue(async () => { this.#rejectedAt = undefined })
+  }
+
+  #enqueue (fn: () => Promise<void>): void {
+    this.#chain = this.#chain.then(fn).catch(() => {})
   }
 
   /** Queue a data batch; batches are processed strictly in arrival order. */
@@ -67,6 +82,7 @@ export class ReliableReceiver {
   close (): void { this.#closed = true }
 
   async #process (d: DataContent): Promise<void> {
+    if (this.#rejectedAt !== undefined) return // pipelined behind a rejected record; resent after the rewind
     const o = this.#o
     const received = o.store.receivedSeq(this.peer)
     const items: InboundItem[] = []
@@ -135,6 +151,7 @@ export class ReliableReceiver {
     const o = this.#o
     if (items.length > 0) await o.store.commitInbound(this.peer, items, o.clock.now())
     if (lastOk > 0) o.sendControl(reliableMessage('ack', { u: lastOk }, o.source))
+    this.#rejectedAt = seq
     const code = err instanceof EdgeFabricError ? err.code : 'EF_REJECTED'
     o.sendControl(reliableMessage('nack', { s: seq, c: code, r: err.message }, o.source))
     o.onCount?.('rejected', 1)

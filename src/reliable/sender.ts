@@ -144,7 +144,9 @@ export class ReliableSender {
     this.#o.store.reject(this.peer, seq, this.#o.maxRejections, code, reason, this.#o.clock.now()).then(count => {
       if (count < 0) this.#o.onEvent({ type: 'dead-letter', peer: this.peer, seq, code: 'EF_REJECTED_BY_PEER', reason: `${code}: ${reason}` })
       // Go back to the rejected record after a pause that grows with its rejections.
+      // The rewind marker tells the receiver where the data sent before it ends.
       this.#resetInflight(seq - 1)
+      try { this.#link?.send(reliableMessage('rewind', { f: seq }, this.#o.source)) } catch { /* session gone */ }
       this.#o.onEvent({ type: 'redelivery', peer: this.peer, fromSeq: seq, reason: 'rejected' })
       this.#o.clock.clearTimeout(this.#retryTimer)
       this.#retryTimer = this.#o.clock.setTimeout(() => this.pump(), count < 0 ? 0 : Math.min(30_000, 200 * 2 ** count))

@@ -1,0 +1,90 @@
+/**
+ * Codec streams: the stateful envelope codec for one ordered, reliable
+ * channel (a transport's per-priority stream, for the life of a connection).
+ *
+ * A stream's encoder and the peer's decoder for the same channel keep the
+ * same shape dictionary (src/codec-shapes.ts): the first frames carrying an
+ * object shape define it, later ones refer to it by a one-byte id and carry
+ * only the values. That removes most of a structured envelope's bytes and
+ * most of its encode and decode work (bench/codec.ts).
+ *
+ * Frames: a stream frame is wire format version 2 (the version 1 layout of
+ * src/codec.ts with shape-coded msgpack content). Content the stream subset
+ * does not cover (Map, Set, typed arrays other than Uint8Array, ...),
+ * non-object content, and re-entrant encodes produce ordinary stateless
+ * version 1 frames, which a stream decoder reads too. The stateless
+ * codec.decode() refuses version 2 frames with a DecodeError: they mean
+ * nothing outside their stream.
+ *
+ * Contract, because both sides must stay in step:
+ * - Every frame encode() returns must be delivered to the peer's decoder
+ *   for this channel, in order. A frame that will not be sent (refused as
+ *   too large, send buffer full) must be cancel()ed before the next encode().
+ * - decode() must see every frame of the channel, in order. After a decode
+ *   error the stream state is undefined: abort the connection (transports
+ *   do). Unknown shape ids, malformed or excess definitions are DecodeError.
+ * - encode() and decode() of one stream object are independent halves: the
+ *   encoder for what this side sends on the channel, the decoder for what it
+ *   receives on it.
+ */
+import type { Envelope } from './envelope.js'
+import { ShapeEncoder, ShapeTable } from './codec-shapes.js'
+
+export interface EnvelopeCodecStream {
+  /** Encode for this channel; the frame may depend on earlier frames of this stream. */
+  encode (envelope: Envelope): Uint8Array
+  /** Decode the next frame received on this channel. Throws DecodeError / InvalidEnvelopeError, nothing else. */
+  decode (bytes: Uint8Array): Envelope
+  /**
+   * The frame returned by the last encode() will not be sent: forget what it
+   * defined, or the peer would meet references it never saw defined.
+   */
+  cancel (): void
+}
+
+/** What a stream needs from the codec (src/codec.ts). */
+export interface FrameCodec {
+  encode (envelope: Envelope): Uint8Array
+  encodeFrame (envelope: Envelope, dictionary: ShapeEncoder | null): Uint8Array
+  decodeFrame (bytes: Uint8Array, table: ShapeTable | null): Envelope
+}
+
+export class CodecStream implements EnvelopeCodecStream {
+  readonly #codec: FrameCodec
+  readonly #shapes = new ShapeEncoder()
+  readonly #table = new ShapeTable()
+  #encoding = false
+  /** Shapes defined before the last encode(), for cancel(). */
+  #beforeLast = 0
+
+  constructor (codec: FrameCodec) {
+    this.#codec = codec
+  }
+
+  encode (envelope: Envelope): Uint8Array {
+    // A content getter or toJSON() that encodes on this same stream would put
+    // its frame on the wire BEFORE ours, while ours may define shapes it
+    // refers to: give it a stateless frame.
+    if (this.#encoding) return this.#codec.encode(envelope)
+    this.#encoding = true
+    const before = this.#shapes.count
+    try {
+      const frame = this.#codec.encodeFrame(envelope, this.#shapes)
+      this.#beforeLast = before
+      return frame
+    } catch (err) {
+      this.#shapes.rollback(before)
+      throw err
+    } finally {
+      this.#encoding = false
+    }
+  }
+
+  cancel (): void {
+    this.#shapes.rollback(this.#beforeLast)
+  }
+
+  decode (bytes: Uint8Array): Envelope {
+    return this.#codec.decodeFrame(bytes, this.#table)
+  }
+}

@@ -1,0 +1,237 @@
+/**
+ * LMDB layout of LmdbStore and the StoreTxn backend the shared rules run on.
+ * Inside `root.transaction(cb)` every get/getRange below reads the write
+ * transaction (including its own earlier writes); outside one they read the
+ * latest committed snapshot.
+ *
+ * Sub-databases (keys use lmdb's ordered-binary encoding, so [peer, seq]
+ * sorts by peer, then numerically by seq; values are msgpack tuples, smaller
+ * and faster than objects; null stands for "absent"):
+ *
+ *   meta       'format' → FORMAT_VERSION; 'dead' → [nextN, firstN]
+ *   peers      peer → [lastSeq, count, bytes]            outbox counters, kept in the
+ *                                                       same transaction as the records
+ *   outbox     [peer, seq] → [id, bytes, key, version, op, expiresAt, enqueuedAt, rejections]
+ *   outkeys    [peer, key] → seq                         supersession index
+ *   outttl     [peer, expiresAt, seq] → true             expiry index
+ *   inbox      peer → [receivedSeq, idNext, idFirst]
+ *   dedup      [peer, id] → slot                         dedup window ...
+ *   dedupring  [peer, slot] → id                         ... and its FIFO for eviction
+ *   resources  key → [version, op, bytes, deleted, updatedAt]
+ *   dead       n → [peer, seq, id, key, code, reason, at, size]   bounded FIFO
+ */
+import type { Database, RootDatabase } from 'lmdb'
+import type { DeadLetter, OutboxRecord, ResourceRecord } from './store.js'
+import type { PeerInState, PeerOutState, StoreTxn } from './store-logic.js'
+
+export const FORMAT_VERSION = 1
+
+type Key = string | number | Array<string | number>
+type OutboxValue = [string, Uint8Array, string | null, string | null, string | null, number | null, number, number]
+type ResourceValue = [string | null, string | null, Uint8Array | null, boolean, number]
+type DeadValue = [string, number, string, string | null, string, string, number, number]
+
+export interface Dbs {
+  meta: Database<unknown, string>
+  peers: Database<[number, number, number], string>
+  outbox: Database<OutboxValue, Key>
+  outkeys: Database<number, Key>
+  outttl: Database<true, Key>
+  inbox: Database<[number, number, number], string>
+  dedup: Database<number, Key>
+  dedupring: Database<string, Key>
+  resources: Database<ResourceValue, string>
+  dead: Database<DeadValue, number>
+}
+
+export function openDbs (root: RootDatabase): Dbs {
+  const o = <V, K extends Key>(name: string): Database<V, K> => root.openDB<V, K>(name, {})
+  return {
+    meta: o('meta'),
+    peers: o('peers'),
+    outbox: o('outbox'),
+    outkeys: o('outkeys'),
+    outttl: o('outttl'),
+    inbox: o('inbox'),
+    dedup: o('dedup'),
+    dedupring: o('dedupring'),
+    resources: o('resources'),
+    dead: o('dead')
+  }
+}
+
+/** Above every seq (safe integers) and every finite expiresAt, as a range end. */
+const TOP = Infinity
+const nn = <T>(v: T | undefined): T | null => v === undefined ? null : v
+
+function toRecord (seq: number, v: OutboxValue): OutboxRecord {
+  const r: OutboxRecord = { id: v[0], bytes: v[1], seq, enqueuedAt: v[6], rejections: v[7] }
+  if (v[2] !== null) r.key = v[2]
+  if (v[3] !== null) r.version = v[3]
+  if (v[4] !== null) r.op = v[4]
+  if (v[5] !== null) r.expiresAt = v[5]
+  return r
+}
+
+function fromRecord (r: OutboxRecord): OutboxValue {
+  return [r.id, r.bytes, nn(r.key), nn(r.version), nn(r.op), nn(r.expiresAt), r.enqueuedAt, r.rejections]
+}
+
+function toDead (v: DeadValue): DeadLetter {
+  const d: DeadLetter = { peer: v[0], seq: v[1], id: v[2], code: v[4], reason: v[5], at: v[6], size: v[7] }
+  if (v[3] !== null) d.key = v[3]
+  return d
+}
+
+function toResource (key: string, v: ResourceValue): ResourceRecord {
+  return { key, version: v[0] ?? undefined, op: v[1] ?? undefined, bytes: v[2] ?? undefined, deleted: v[3], updatedAt: v[4] }
+}
+
+export class LmdbTxn implements StoreTxn {
+  readonly #d: Dbs
+  readonly #maxDead: number
+
+  constructor (dbs: Dbs, maxDead: number) {
+    this.#d = dbs
+    this.#maxDead = maxDead
+  }
+
+  outState (peer: string): PeerOutState {
+    const v = this.#d.peers.get(peer)
+    return v === undefined ? { lastSeq: 0, count: 0, bytes: 0 } : { lastSeq: v[0], count: v[1], bytes: v[2] }
+  }
+
+  setOutState (peer: string, s: PeerOutState): void {
+    this.#d.peers.putSync(peer, [s.lastSeq, s.count, s.bytes])
+  }
+
+  getRecord (peer: string, seq: number): OutboxRecord | undefined {
+    const v = this.#d.outbox.get([peer, seq])
+    return v === undefined ? undefined : toRecord(seq, v)
+  }
+
+  putRecord (peer: string, rec: OutboxRecord, isNew: boolean): void {
+    this.#d.outbox.putSync([peer, rec.seq], fromRecord(rec))
+    if (!isNew) return
+    if (rec.key !== undefined) this.#d.outkeys.putSync([peer, rec.key], rec.seq)
+    if (rec.expiresAt !== undefined) this.#d.outttl.putSync([peer, rec.expiresAt, rec.seq], true)
+  }
+
+  removeRecord (peer: string, rec: OutboxRecord): void {
+    this.#d.outbox.removeSync([peer, rec.seq])
+    if (rec.key !== undefined && this.#d.outkeys.get([peer, rec.key]) === rec.seq) this.#d.outkeys.removeSync([peer, rec.key])
+    if (rec.expiresAt !== undefined) this.#d.outttl.removeSync([peer, rec.expiresAt, rec.seq])
+  }
+
+  keySeq (peer: string, key: string): number | undefined {
+    return this.#d.outkeys.get([peer, key])
+  }
+
+  oldest (peer: string): OutboxRecord | undefined {
+    return this.after(peer, -Infinity, 1)[0]
+  }
+
+  oldestSeq (peer: string): number | undefined {
+    for (const k of this.#d.outbox.getKeys({ start: [peer, -TOP], end: [peer, TOP], limit: 1 })) return (k as [string, number])[1]
+    return undefined
+  }
+
+  /** Pending records with afterSeq < seq ≤ upto, in seq order. */
+  after (peer: string, afterSeq: number, limit: number, upto = TOP): OutboxRecord[] {
+    if (!(limit >= 1) || upto <= afterSeq) return []
+    const out: OutboxRecord[] = []
+    const range = this.#d.outbox.getRange({
+      start: [peer, afterSeq],
+      exclusiveStart: true,
+      end: [peer, upto],
+      inclusiveEnd: true,
+      ...(Number.isFinite(limit) ? { limit: Math.floor(limit) } : {})
+    })
+    for (const { key, value } of range) out.push(toRecord((key as [string, number])[1], value))
+    return out
+  }
+
+  upTo (peer: string, upto: number, limit: number): OutboxRecord[] {
+    return this.after(peer, -Infinity, limit, upto)
+  }
+
+  expiredSeqs (peer: string, now: number, limit: number): number[] {
+    const out: number[] = []
+    for (const k of this.#d.outttl.getKeys({ start: [peer, -TOP], end: [peer, now, TOP], inclusiveEnd: true, limit })) {
+      out.push((k as [string, number, number])[2])
+    }
+    return out
+  }
+
+  addDeadLetter (dl: DeadLetter): void {
+    const m = this.#d.meta.get('dead') as [number, number] | undefined
+    let [next, first] = m ?? [1, 1]
+    this.#d.dead.putSync(next++, [dl.peer, dl.seq, dl.id, nn(dl.key), dl.code, dl.reason, dl.at, dl.size])
+    while (next - first > this.#maxDead) this.#d.dead.removeSync(first++)
+    this.#d.meta.putSync('dead', [next, first])
+  }
+
+  inState (peer: string): PeerInState {
+    const v = this.#d.inbox.get(peer)
+    return v === undefined ? { receivedSeq: 0, idNext: 0, idFirst: 0 } : { receivedSeq: v[0], idNext: v[1], idFirst: v[2] }
+  }
+
+  setInState (peer: string, s: PeerInState): void {
+    this.#d.inbox.putSync(peer, [s.receivedSeq, s.idNext, s.idFirst])
+  }
+
+  hasId (peer: string, id: string): boolean {
+    return this.#d.dedup.doesExist([peer, id])
+  }
+
+  addId (peer: string, id: string, slot: number): void {
+    this.#d.dedup.putSync([peer, id], slot)
+    this.#d.dedupring.putSync([peer, slot], id)
+  }
+
+  evictId (peer: string, slot: number): void {
+    const id = this.#d.dedupring.get([peer, slot])
+    this.#d.dedupring.removeSync([peer, slot])
+    if (id !== undefined && this.#d.dedup.get([peer, id]) === slot) this.#d.dedup.removeSync([peer, id])
+  }
+
+  getResource (key: string): ResourceRecord | undefined {
+    const v = this.#d.resources.get(key)
+    return v === undefined ? undefined : toResource(key, v)
+  }
+
+  putResource (rec: ResourceRecord): void {
+    this.#d.resources.putSync(rec.key, [nn(rec.version), nn(rec.op), nn(rec.bytes), rec.deleted, rec.updatedAt])
+  }
+
+  // ---- reads used only outside transactions ------------------------------------
+
+  peersWithPending (): string[] {
+    const out: string[] = []
+    for (const { key, value } of this.#d.peers.getRange({})) if (value[1] > 0) out.push(key)
+    return out
+  }
+
+  deadLetters (peer: string | undefined, limit: number): DeadLetter[] {
+    const out: DeadLetter[] = []
+    if (!(limit >= 1)) return out
+    // Newest first. Filtering by peer scans the (bounded) log; it is an inspection API.
+    for (const { value } of this.#d.dead.getRange({ reverse: true })) {
+      if (peer !== undefined && value[0] !== peer) continue
+      out.push(toDead(value))
+      if (out.length >= limit) break
+    }
+    return out
+  }
+
+  listResources (prefix: string, limit: number): ResourceRecord[] {
+    const out: ResourceRecord[] = []
+    if (!(limit >= 1)) return out
+    for (const { key, value } of this.#d.resources.getRange(prefix === '' ? {} : { start: prefix })) {
+      if (!key.startsWith(prefix)) break
+      out.push(toResource(key, value))
+      if (out.length >= limit) break
+    }
+    return out
+  }
+}
