@@ -7,7 +7,7 @@ import fc from 'fast-check'
 import { randomBytes } from 'node:crypto'
 import { isDeepStrictEqual } from 'node:util'
 import { Packr, Unpackr } from 'msgpackr'
-import { createCodec, defaultCodec, WIRE_VERSION } from '../src/codec.js'
+import { createCodec, defaultCodec, STREAM_WIRE_VERSION, WIRE_VERSION, type EnvelopeCodecStream } from '../src/codec.js'
 import { GIVE_UP } from '../src/codec-bytes.js'
 import { decodeFast } from '../src/codec-msgpack-decode.js'
 import { encodeFast, encodedEnd, encodedStart } from '../src/codec-msgpack-encode.js'
@@ -550,5 +550,270 @@ t.test('non-JSON content means what msgpackr (moreTypes) makes of it, both decod
   t.ok(fast > 300, `${fast} values encoded by the fast path`)
   const invalid = codec.decode(codec.encode(base({ content: [new Date(NaN)] }))).content as Date[]
   t.ok(invalid[0] instanceof Date && Number.isNaN(invalid[0].getTime()), 'an invalid Date stays an invalid Date')
+  t.end()
+})
+
+// ---- codec streams (src/codec-stream.ts) ------------------------------------
+
+/** A sender and a receiver stream: the two ends of one channel. */
+function streamPair (c = codec): { tx: EnvelopeCodecStream, rx: EnvelopeCodecStream } {
+  const tx = c.createStream?.()
+  const rx = c.createStream?.()
+  if (tx === undefined || rx === undefined) throw new Error('codec without streams')
+  return { tx, rx }
+}
+
+function twinContent (i: number): unknown {
+  return {
+    event_id: `evt-${i}`,
+    timestamp: 1717171717000 + i,
+    twin: {
+      temperature: {
+        expected: { value: String(20 + i), metadata: { timestamp: 1717171700000 + i } },
+        actual: { value: String(21 + i), metadata: { timestamp: 1717171717123 + i } },
+        optional: false,
+        metadata: { type: 'float' }
+      },
+      status: { actual: { value: i % 2 === 0 ? 'online' : 'degraded' }, optional: true }
+    }
+  }
+}
+
+/** Decode through `rx`, failing the test on anything but a typed codec error. */
+function streamDecodeTyped (rx: EnvelopeCodecStream, bytes: Uint8Array): { env?: Envelope, err?: EdgeFabricError } {
+  try {
+    return { env: rx.decode(bytes) }
+  } catch (err) {
+    if (!(err instanceof EdgeFabricError) || !TYPED.has(err.code)) {
+      throw new Error(`untyped stream decode failure for ${Buffer.from(bytes).toString('hex').slice(0, 200)}: ${String(err)}`, { cause: err })
+    }
+    return { err }
+  }
+}
+
+// Content drawn from a small pool of shapes, so shapes repeat within and across
+// frames (defined, then referred to), nested in each other, mixed with the
+// free-form content above.
+const shapedEnvelopes = fc.array(fc.uniqueArray(key, { minLength: 1, maxLength: 7 }), { minLength: 1, maxLength: 6 }).chain(pool => {
+  const { value } = fc.letrec<{ value: unknown }>(tie => ({
+    value: fc.oneof({ depthSize: 'small', withCrossShrink: true },
+      leaf,
+      fc.array(tie('value'), { maxLength: 5 }),
+      fc.constantFrom(...pool).chain(keys => fc.tuple(...keys.map(() => tie('value')))
+        .map(vals => Object.fromEntries(keys.map((k, i) => [k, vals[i]])))),
+      content)
+  }))
+  return fc.array(fc.tuple(envelopeArb, value).map(([env, v]) => ({ ...env, content: v })), { minLength: 1, maxLength: 30 })
+})
+
+t.test('stream round-trip property: many envelopes with mixed shapes through one stream pair', t => {
+  let frames = 0
+  let streamFrames = 0
+  fc.assert(fc.property(shapedEnvelopes, envs => {
+    const { tx, rx } = streamPair()
+    // encoded ahead of decoding, as a transport queues them
+    const encoded = envs.map(e => tx.encode(e))
+    for (const [i, bytes] of encoded.entries()) {
+      frames++
+      if (bytes[0] === STREAM_WIRE_VERSION) streamFrames++
+      const back = rx.decode(bytes)
+      const want = expectEnvelope(envs[i] as Envelope)
+      if (!isDeepStrictEqual(back, want)) {
+        throw new Error(`frame ${i}: mismatch\n got  ${JSON.stringify(back, replacer)}\n want ${JSON.stringify(want, replacer)}`)
+      }
+    }
+  }), { numRuns: 300 })
+  t.ok(streamFrames > frames / 3, `${frames} frames, ${streamFrames} of them stream frames`)
+  t.end()
+})
+
+t.test('stream frames mean what stateless frames mean, for non-JSON content too', t => {
+  class Point { constructor (public x: number, public y: string) {} }
+  const exotic = fc.oneof(
+    fc.date(), fc.bigInt(), fc.uint16Array(), fc.float64Array(), fc.uint8Array(), fc.uint8Array().map(u => u.buffer),
+    fc.array(fc.integer()).map(a => new Set(a)), fc.array(fc.tuple(fc.string(), fc.integer())).map(e => new Map(e)),
+    fc.string().map(m => new Error(m)), fc.tuple(fc.integer(), fc.string()).map(([x, y]) => new Point(x, y)),
+    fc.dictionary(key, fc.integer()).map(d => Object.assign(Object.create(null) as object, d)),
+    fc.constant(JSON.parse('{"__proto__": {"polluted": true}, "a": 1}') as unknown), fc.constant(() => 1)
+  )
+  const { value } = fc.letrec<{ value: unknown }>(tie => ({
+    value: fc.oneof({ depthSize: 'small' }, exotic, fc.integer(), str,
+      fc.array(tie('value'), { maxLength: 4 }), fc.dictionary(key, tie('value'), { maxKeys: 4, noNullPrototype: true }))
+  }))
+  const { tx, rx } = streamPair()
+  let n = 0
+  fc.assert(fc.property(value, v => {
+    const env = base({ content: { a: v, b: [v, { c: v }] } })
+    const want = codec.decode(codec.encode(env))
+    // twice: the second time its shapes are defined on the stream
+    for (let i = 0; i < 2; i++) {
+      const got = rx.decode(tx.encode(env))
+      if (!isDeepStrictEqual(got, want)) return false
+      n++
+    }
+    return true
+  }), { numRuns: 500 })
+  t.equal(n, 1000)
+  t.end()
+})
+
+t.test('first frames define shapes, later frames are smaller than stateless and JSON', t => {
+  const { tx, rx } = streamPair()
+  const sizes: number[] = []
+  for (let i = 0; i < 6; i++) {
+    const env = base({ content: twinContent(i), resourceVersion: String(1000 + i) })
+    const frame = tx.encode(env)
+    t.equal(frame[0], STREAM_WIRE_VERSION)
+    sizes.push(frame.byteLength)
+    t.ok(isDeepStrictEqual(rx.decode(frame), env), `frame ${i} round-trips`)
+  }
+  const stateless = codec.encode(base({ content: twinContent(5), resourceVersion: '1005' })).byteLength
+  const [first, second, third] = sizes as [number, number, number]
+  t.ok(second < first, `frame 2 (${second} B, definitions) is smaller than frame 1 (${first} B, keys inline)`)
+  t.ok(third < second && third < stateless * 0.6, `frame 3 (${third} B) refers to the shapes; stateless ${stateless} B`)
+  t.strictSame(sizes.slice(3), [third, third, third], 'steady state')
+  // a fresh receiver has not seen the definitions
+  const late = streamPair().rx
+  t.throws(() => late.decode(tx.encode(base({ content: twinContent(9) }))), { code: 'EF_DECODE', message: /unknown shape id/ })
+  t.end()
+})
+
+t.test('stateless frames decode through a stream decoder; stream frames only through theirs', t => {
+  const { tx, rx } = streamPair()
+  const envs = samples.concat(samples, [base({ content: twinContent(1) }), base({ content: twinContent(2) })])
+  for (const [i, env] of envs.entries()) {
+    // interleaved on one stream: stateless frames (e.g. re-sent from storage) and stream frames
+    const frame = i % 2 === 0 ? codec.encode(env) : tx.encode(env)
+    t.ok(isDeepStrictEqual(rx.decode(frame), expectEnvelope(env)), `frame ${i}`)
+  }
+  const streamFrame = tx.encode(base({ content: twinContent(3) }))
+  t.equal(streamFrame[0], STREAM_WIRE_VERSION)
+  t.throws(() => codec.decode(streamFrame), { code: 'EF_DECODE', message: /stream frame/ })
+  // content the stream subset leaves out, and non-object content, go stateless
+  for (const c of [new Map([['a', 1]]), { s: new Set([1]) }, new Uint16Array([1, 2]), 'text', Buffer.from('bytes'), undefined, JSON.parse('{"__proto__": 1}') as unknown]) {
+    const frame = tx.encode(base({ content: c }))
+    t.equal(frame[0], WIRE_VERSION, `stateless frame for ${Object.prototype.toString.call(c)}`)
+    t.ok(isDeepStrictEqual(rx.decode(frame), codec.decode(frame)))
+  }
+  t.end()
+})
+
+t.test('shape bound: beyond it new shapes are sent inline, old ones stay referenced', t => {
+  const { tx, rx } = streamPair()
+  const shaped = (i: number): Record<string, number> => ({ [`k${i}`]: i, common: 1 })
+  const send = (c: unknown): number => {
+    const env = base({ content: c })
+    const frame = tx.encode(env)
+    t.ok(isDeepStrictEqual(rx.decode(frame), env))
+    return frame.byteLength
+  }
+  for (let i = 0; i < 300; i++) { send(shaped(i)); send(shaped(i)) } // the second sighting defines
+  const old = send(shaped(5))
+  const beyond = send(shaped(299))
+  t.ok(beyond >= old + 'k299'.length + 'common'.length, `shape 299 sent inline (${beyond} B), shape 5 by id (${old} B)`)
+  t.equal(send(shaped(299)), beyond, 'and stays inline')
+  t.end()
+})
+
+t.test('cancel(): a frame that is not sent does not leave the peer behind', t => {
+  const { tx, rx } = streamPair()
+  const env = base({ content: twinContent(1) })
+  rx.decode(tx.encode(env)) // first sighting
+  tx.encode(env) // would define the shapes...
+  tx.cancel() // ...but is never sent
+  for (let i = 0; i < 3; i++) t.ok(isDeepStrictEqual(rx.decode(tx.encode(env)), env), `frame ${i} after the cancelled one`)
+  // a failed encode defines nothing either
+  const bad = base({ content: { x: { y: 1, z: Symbol('no') } } })
+  t.throws(() => tx.encode(bad), { code: 'EF_INVALID_ENVELOPE' })
+  t.throws(() => tx.encode(bad), { code: 'EF_INVALID_ENVELOPE' })
+  const good = base({ content: { x: { y: 1, z: 2 } } })
+  for (let i = 0; i < 3; i++) t.ok(isDeepStrictEqual(rx.decode(tx.encode(good)), good))
+  t.end()
+})
+
+t.test('re-entrant encode on the same stream gives a stateless frame', t => {
+  const { tx, rx } = streamPair()
+  let inner: Uint8Array | undefined
+  const content = { a: { q: 1 }, get b () { inner = tx.encode(base({ content: { a: { q: 2 } } })); return 'outer' } }
+  const outer = tx.encode(base({ content }))
+  t.equal((inner as Uint8Array)[0], WIRE_VERSION)
+  // the inner frame reaches the peer first (a transport queues it first)
+  t.same(rx.decode(inner as Uint8Array).content, { a: { q: 2 } })
+  t.same(rx.decode(outer).content, { a: { q: 1 }, b: 'outer' })
+  t.end()
+})
+
+t.test('shapes: recursive and nested same-shape objects, awkward keys, generated constructors', t => {
+  const { tx, rx } = streamPair()
+  const tree = (d: number): unknown => ({ v: d, kids: d === 0 ? [] : [tree(d - 1), tree(d - 1)] })
+  const keys = ['"', '\\', '\u2028', '</script>', 'constructor', 'toString', '0', '10', '', ' ', '${x}', '`', '中文', '😀', 'a\uD800', 'hasOwnProperty']
+  const odd = Object.fromEntries(keys.map((k, i) => [k, i]))
+  for (let i = 0; i < 8; i++) { // > COMPILE_AFTER uses of every shape
+    for (const c of [tree(4), odd, { o: odd, list: [odd, odd] }]) {
+      const env = base({ content: c })
+      t.ok(isDeepStrictEqual(rx.decode(tx.encode(env)), expectEnvelope(env)), `round ${i}`)
+    }
+  }
+  const back = rx.decode(tx.encode(base({ content: odd }))).content as Record<string, unknown>
+  t.equal(Object.getPrototypeOf(back), Object.prototype)
+  t.strictSame(Object.keys(back), Object.keys(expectNested(odd) as object))
+  t.end()
+})
+
+/** A stream frame whose content is `body`, built on a stateless frame's header. */
+function streamFrame (body: number[]): Buffer {
+  const head = Buffer.from(codec.encode(base({ content: 0 })))
+  head[0] = STREAM_WIRE_VERSION
+  return Buffer.concat([head.subarray(0, head.length - 1), Buffer.from(body)])
+}
+
+t.test('malformed stream content → DecodeError', t => {
+  const k = (s: string): number[] => [s.length, ...Buffer.from(s)]
+  const cases: Array<[string, number[], RegExp]> = [
+    ['unknown id', [0xc1, 0], /unknown shape id 0/],
+    ['zero keys', [0xc1, 0xfe, 0], /0 keys/],
+    ['too many keys', [0xc1, 0xfe, 65, ...Array<number>(200).fill(1)], /65 keys/],
+    ['duplicate key', [0xc1, 0xfe, 2, ...k('a'), ...k('a'), 1, 2], /duplicate/],
+    ['__proto__', [0xc1, 0xfe, 1, ...k('__proto__'), 1], /./],
+    ['inline __proto__', [0xc1, 0xff, 1, ...k('__proto__'), 1], /./],
+    ['inline without keys', [0xc1, 0xff, 0], /without keys/],
+    ['key count beyond the frame', [0xc1, 0xff, 0xff, 0xff, 0x03, 1], /keys/],
+    ['missing value', [0xc1, 0xfe, 2, ...k('a'), ...k('b'), 1], /./],
+    ['bad UTF-8 key', [0xc1, 0xfe, 1, 1, 0xff, 1], /./],
+    ['msgpack outside the subset', [0xca, 0, 0, 0, 0], /malformed stream frame/],
+    ['trailing bytes', [0x01, 0x02], /./]
+  ]
+  for (const [name, body, message] of cases) {
+    const rx = streamPair().rx
+    t.throws(() => rx.decode(streamFrame(body)), { code: 'EF_DECODE', message }, name)
+  }
+  // a definition beyond the bound
+  const { tx, rx } = streamPair()
+  for (let i = 0; i < 300; i++) {
+    const env = base({ content: { [`k${i}`]: i } })
+    rx.decode(tx.encode(env))
+    rx.decode(tx.encode(env))
+  }
+  t.throws(() => rx.decode(streamFrame([0xc1, 0xfe, 1, ...k('new'), 1])), { code: 'EF_DECODE', message: /more than 254 shapes/ })
+  t.end()
+})
+
+t.test('random mutations of stream frames: typed errors or valid envelopes', t => {
+  const rnd = (n: number): number => Math.floor(Math.random() * n)
+  let rejected = 0
+  for (let i = 0; i < 1500; i++) {
+    const { tx, rx } = streamPair()
+    const env = base({ content: i % 2 === 0 ? twinContent(i) : { list: [{ a: 1, b: 'x' }, { a: 2, b: 'y' }], n: i } })
+    const sighting = i % 3 // mutate the first (inline), second (definitions) or a later (references) frame
+    for (let s = 0; s < sighting; s++) rx.decode(tx.encode(env))
+    let bytes = Buffer.from(tx.encode(env))
+    for (let m = 1 + rnd(3); m > 0; m--) {
+      const at = 12 + rnd(bytes.length - 12) // mostly the content
+      if (m % 2 === 0) bytes[at] = rnd(256)
+      else bytes = Buffer.concat([bytes.subarray(0, at), randomBytes(rnd(3)), bytes.subarray(at + rnd(3))])
+    }
+    if (streamDecodeTyped(rx, bytes).err !== undefined) rejected++
+  }
+  t.ok(rejected > 0, `${rejected} of 1500 mutated frames rejected, the rest decoded`)
   t.end()
 })

@@ -15,6 +15,10 @@ export const cloudSchema = defineConfig({
   maxNodes: { type: 'int', default: 100000, min: 1, env: 'EDGEFABRIC_MAX_NODES', description: 'maximum connected nodes' },
   edgeToEdge: { type: 'boolean', default: false, env: 'EDGEFABRIC_EDGE_TO_EDGE', description: 'allow edges to message each other through the hub' },
   altName: { type: 'string[]', default: [], env: 'EDGEFABRIC_ALT_NAMES', description: 'extra DNS name or IP for the hub TLS certificate (repeatable)' },
+  durability: { type: 'enum', values: ['sync', 'relaxed'], default: 'sync', env: 'EDGEFABRIC_DURABILITY', description: 'reliable lane: sync = on disk before acknowledged; relaxed = committed, flushed later' },
+  quotaMessages: { type: 'int', default: 1000000, min: 1, env: 'EDGEFABRIC_QUOTA_MESSAGES', description: 'per-node outbox quota (messages)' },
+  quotaBytes: { type: 'int', default: 1073741824, min: 1, env: 'EDGEFABRIC_QUOTA_BYTES', description: 'per-node outbox quota (bytes)' },
+  quotaOverflow: { type: 'enum', values: ['reject', 'drop-oldest'], default: 'reject', env: 'EDGEFABRIC_QUOTA_OVERFLOW', description: 'when a node\'s outbox is full: reject the producer, or drop the oldest (recorded)' },
   maxFrameSize: { type: 'int', default: 16 * 1024 * 1024, min: 1024, env: 'EDGEFABRIC_MAX_FRAME_SIZE', description: 'largest envelope in bytes' },
   logLevel: { type: 'enum', values: LOG_LEVELS, default: 'warn', env: 'EDGEFABRIC_LOG_LEVEL', description: 'log level (logs go to stderr as JSON)' }
 })
@@ -35,6 +39,8 @@ export const cloudCommand: Command = {
       edgeToEdge: cfg.edgeToEdge,
       altNames: [...cfg.altName],
       maxFrameSize: cfg.maxFrameSize,
+      durability: cfg.durability as 'sync' | 'relaxed',
+      quota: { maxMessages: cfg.quotaMessages, maxBytes: cfg.quotaBytes, overflow: cfg.quotaOverflow as 'reject' | 'drop-oldest' },
       logger
     })
     hub.on('event', e => {

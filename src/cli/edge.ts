@@ -19,6 +19,8 @@ export const edgeSchema = defineConfig({
   label: { type: 'string[]', default: [], env: 'EDGEFABRIC_LABELS', description: 'node label key=value (repeatable)' },
   servicebusPort: { type: 'string[]', default: [], env: 'EDGEFABRIC_SERVICEBUS_PORTS', description: 'loopback port the hub may call through the ServiceBus (repeatable)' },
   upstreamPort: { type: 'int', default: -1, min: -1, max: 65535, env: 'EDGEFABRIC_UPSTREAM_PORT', description: 'loopback port for apps to POST upstream messages (-1 = off, 0 = any)' },
+  localApiPort: { type: 'int', default: -1, min: -1, max: 65535, env: 'EDGEFABRIC_LOCAL_API_PORT', description: 'loopback port of the local resource query API (-1 = off, 0 = any)' },
+  durability: { type: 'enum', values: ['sync', 'relaxed'], default: 'sync', env: 'EDGEFABRIC_DURABILITY', description: 'edge store: sync = on disk before acknowledged; relaxed = committed, flushed later' },
   backoffBase: { type: 'duration', default: '500ms', min: '1ms', description: 'reconnect backoff base' },
   backoffCap: { type: 'duration', default: '30s', min: '1ms', description: 'reconnect backoff cap' },
   logLevel: { type: 'enum', values: LOG_LEVELS, default: 'warn', env: 'EDGEFABRIC_LOG_LEVEL', description: 'log level (logs go to stderr as JSON)' }
@@ -57,11 +59,14 @@ export const edgeCommand: Command = {
       admin: cfg.admin === 'off' ? false : parseHostPort(cfg.admin, '--admin'),
       serviceBus: ports.length > 0 ? { allowedPorts: ports } : false,
       upstreamEndpoint: cfg.upstreamPort < 0 ? false : { port: cfg.upstreamPort },
+      localApi: cfg.localApiPort < 0 ? false : { port: cfg.localApiPort },
+      durability: cfg.durability as 'sync' | 'relaxed',
       backoff: { baseMs: cfg.backoffBase, capMs: cfg.backoffCap },
       logger
     })
     if (edge.adminUrl !== undefined) process.stdout.write(`admin ${edge.adminUrl}\n`)
     if (edge.upstreamUrl !== undefined) process.stdout.write(`upstream ${edge.upstreamUrl}\n`)
+    if (edge.localApiUrl !== undefined) process.stdout.write(`local-api ${edge.localApiUrl}\n`)
     edge.on('connected', ({ url }) => process.stdout.write(`connected ${url}\n`))
     edge.on('disconnected', ({ reason }) => process.stdout.write(`disconnected: ${reason}\n`))
     const failed = new Promise<number>(resolve => {

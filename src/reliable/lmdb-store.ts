@@ -178,13 +178,17 @@ export class LmdbStore implements ReliableStore {
   }
 
   append (peer: string, items: OutboxInput[], quota: QuotaPolicy, now: number): Promise<AppendOutcome[]> {
+    let own: OutboxInput[] = []
     return this.#write(() => {
       checkPeer(peer)
       checkQuota(quota)
       checkNow(now)
       if (!Array.isArray(items)) throw new InvalidOptionError('items', 'must be an array')
       items.forEach(checkOutboxInput)
-    }, tx => appendItems(tx, peer, items, quota, now))
+      // The rules run later, in the transaction: snapshot the items (and copy the bytes) now,
+      // so a caller reusing its buffer or objects after the call cannot change what is stored.
+      own = items.map(i => ({ ...i, bytes: new Uint8Array(i.bytes) }))
+    }, tx => appendItems(tx, peer, own, { ...quota }, now))
   }
 
   pending (peer: string, afterSeq: number, limit: number): OutboxRecord[] {
@@ -242,12 +246,14 @@ export class LmdbStore implements ReliableStore {
   }
 
   commitInbound (peer: string, items: InboundItem[], now: number): Promise<InboundResult> {
+    let own: InboundItem[] = []
     return this.#write(() => {
       checkPeer(peer)
       checkNow(now)
       if (!Array.isArray(items)) throw new InvalidOptionError('items', 'must be an array')
       items.forEach(checkInboundItem)
-    }, tx => commitInboundItems(tx, peer, items, now, this.#dedupWindow))
+      own = items.map(i => i.bytes === undefined ? { ...i } : { ...i, bytes: new Uint8Array(i.bytes) })
+    }, tx => commitInboundItems(tx, peer, own, now, this.#dedupWindow))
   }
 
   getResource (key: string): ResourceRecord | undefined {
@@ -287,10 +293,17 @@ export class LmdbStore implements ReliableStore {
     this.#closed = true
     clearInterval(this.#syncTimer)
     await Promise.allSettled([...this.#inflight])
+    let error: unknown
     try {
       if (this.durability === 'relaxed' && this.#failed === undefined) await this.#sync()
-    } finally {
-      await this.#root.close()
+    } catch (err) {
+      error = err
     }
+    try {
+      await this.#root.close()
+    } catch (err) {
+      error ??= err
+    }
+    if (error !== undefined) throw new StoreError(`closing LMDB store in ${this.dir}: ${toError(error).message}`, { cause: error })
   }
 }

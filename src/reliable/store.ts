@@ -55,7 +55,12 @@ export interface QuotaPolicy {
 export type AppendOutcome =
   /** Durably queued as `seq`; `superseded` lists pending seqs it replaced (removed, recorded). */
   | { status: 'queued', seq: number, superseded: number[], dropped: number[] }
-  /** A pending record for the same key has an equal or newer version: this one is not queued. */
+  /**
+   * A pending record for the same key has an equal or newer version: this one is not queued.
+   * Ties: a delete replaces a pending non-delete of the same version (deletes win ties, so the
+   * delete of an object at version v is never lost behind its update v). Either side without a
+   * version: arrival order, the new one replaces. (store-rules.ts isNewer)
+   */
   | { status: 'stale', pendingVersion: string | undefined }
   /** Over quota with overflow `reject` (or a single message larger than maxBytes). */
   | { status: 'rejected', code: 'EF_QUOTA_EXCEEDED', reason: string }
@@ -94,7 +99,11 @@ export interface InboundItem {
 }
 
 export interface InboundResult {
-  /** Per item: 'new' (process it), 'duplicate' (id seen or seq ≤ received), 'stale' (older version than stored). */
+  /**
+   * Per item: 'new' (process it), 'duplicate' (id seen or seq ≤ received), 'stale' (older or
+   * equal version than stored, same tie rule as the outbox: a delete replaces an update of the
+   * same version, an update never resurrects a tombstone of the same version).
+   */
   outcome: Array<'new' | 'duplicate' | 'stale'>
 }
 

@@ -11,6 +11,7 @@
  * and the end of the underlying connection through the protected methods.
  */
 import { EventEmitter } from 'node:events'
+import type { EnvelopeCodecStream } from '../codec.js'
 import { PRIORITIES, type Envelope } from '../envelope.js'
 import {
   ConnectionClosedError, EdgeFabricError, FrameTooLargeError, InboundOverflowError,
@@ -73,6 +74,10 @@ export abstract class AbstractConnection extends EventEmitter implements Connect
   #delivering = false
   // close
   #closeInfo: CloseInfo | undefined
+  // codec: one stream per channel when the codec offers them (each channel is
+  // an ordered, reliable byte stream, so its encoder and the peer's decoder
+  // stay in step; see src/codec-stream.ts), created on first use
+  readonly #codecStreams = new Map<Channel, EnvelopeCodecStream>()
   #pendingRemoteClose: CloseInfo | undefined
   #closing: Promise<void> | undefined
   #resolveClosed!: (info: CloseInfo) => void
@@ -145,9 +150,14 @@ export abstract class AbstractConnection extends EventEmitter implements Connect
     const channel = options?.channel ?? envelope.header.priority ?? 'normal'
     const queue = this.#queues.get(channel)
     if (queue === undefined) throw new ConnectionClosedError(`unknown channel ${String(channel)}`)
-    const bytes = this.options.codec.encode(envelope)
-    if (bytes.byteLength > this.options.maxFrameSize) throw new FrameTooLargeError(bytes.byteLength, this.options.maxFrameSize)
+    const stream = this.#codecStream(channel)
+    const bytes = stream === undefined ? this.options.codec.encode(envelope) : stream.encode(envelope)
+    if (bytes.byteLength > this.options.maxFrameSize) {
+      stream?.cancel() // never sent: the peer must not miss what it defined
+      throw new FrameTooLargeError(bytes.byteLength, this.options.maxFrameSize)
+    }
     if (this.#queuedBytes + bytes.byteLength > this.options.maxSendBuffer) {
+      stream?.cancel()
       throw new SendBufferFullError(this.#queuedBytes + bytes.byteLength, this.options.maxSendBuffer)
     }
     queue.push(bytes)
@@ -209,8 +219,10 @@ export abstract class AbstractConnection extends EventEmitter implements Connect
     }
     let env: Envelope
     try {
-      env = this.options.codec.decode(payload)
+      const stream = this.#codecStream(channel)
+      env = stream === undefined ? this.options.codec.decode(payload) : stream.decode(payload)
     } catch (err) {
+      // also leaves the channel's codec stream out of step: nothing more can be decoded
       this.abort(toError(err))
       return
     }
@@ -265,6 +277,21 @@ export abstract class AbstractConnection extends EventEmitter implements Connect
   }
 
   // ---- internals ---------------------------------------------------------------
+
+  /**
+   * The channel's codec stream: its encode() for what we send on the channel,
+   * its decode() for what we receive on it. Undefined for codecs without streams.
+   */
+  #codecStream (channel: Channel): EnvelopeCodecStream | undefined {
+    let s = this.#codecStreams.get(channel)
+    if (s === undefined) {
+      const codec = this.options.codec
+      if (codec.createStream === undefined) return undefined
+      s = codec.createStream()
+      this.#codecStreams.set(channel, s)
+    }
+    return s
+  }
 
   #pump (): void {
     if (this.#pumping) return

@@ -247,6 +247,22 @@ function runOutboxCompliance (t: Test, h: Harness): void {
     t.same(s.outboxStats('p'), { count: 0, bytes: 0, firstSeq: 0, lastSeq: 2 })
   })
 
+  t.test('the store keeps its own copy of the caller\'s bytes and items', async t => {
+    const s = await h.open(t)
+    const bytes = b(1, 2, 3)
+    const item = { id: 'a', bytes, key: 'k', version: '1' }
+    const p = s.append('p', [item], BIG, 1)
+    bytes[0] = 9 // reused before the write committed
+    item.version = '99'
+    await p
+    t.same(view(s.pending('p', 0, 1)).map(r => [r.bytes, r.version]), [['010203', '1']])
+    const ib = b(4, 5)
+    const q = s.commitInbound('hub', [{ seq: 1, id: 'x', key: 'r', version: '1', op: 'update', bytes: ib }], 1)
+    ib[0] = 0
+    await q
+    t.equal(hex(s.getResource('r')?.bytes), '0405')
+  })
+
   t.test('invalid input is refused with a typed error', async t => {
     const s = await h.open(t)
     await t.rejects(s.append('a\u0000b', [{ id: '1', bytes: b(1) }], BIG, 1), { code: 'EF_INVALID_OPTION' }, 'NUL in peer')

@@ -1,0 +1,190 @@
+/**
+ * Plumbing of bench/reliable.ts and its child processes: request/reply over
+ * the fork() IPC channel, the 256-byte payload that carries its own send
+ * time, a cross-process clock and percentiles.
+ */
+import { fork, type ChildProcess } from 'node:child_process'
+
+export type Req = { seq: number, cmd: string } & Record<string, unknown>
+type Reply = { seq: number, ok: true, result: unknown } | { seq: number, ok: false, error: string }
+
+/**
+ * Wall-clock ms with sub-ms resolution, comparable between processes on one
+ * machine (timeOrigin is each process's start on the same system clock).
+ */
+export function now (): number {
+  return performance.timeOrigin + performance.now()
+}
+
+export const PAYLOAD_BYTES = 256
+
+/** A PAYLOAD_BYTES message: uint32 index, float64 send time, then filler. */
+export function makePayload (i: number, t = now()): Buffer {
+  const b = Buffer.alloc(PAYLOAD_BYTES, 0x61)
+  b.writeUInt32BE(i, 0)
+  b.writeDoubleBE(t, 4)
+  return b
+}
+
+export function readPayload (b: Uint8Array): { i: number, t: number } {
+  const v = Buffer.from(b.buffer, b.byteOffset, b.byteLength)
+  return { i: v.readUInt32BE(0), t: v.readDoubleBE(4) }
+}
+
+/** A forked child answering requests. */
+export class Child {
+  readonly name: string
+  readonly proc: ChildProcess
+  #seq = 0
+  readonly #waiting = new Map<number, { resolve: (v: unknown) => void, reject: (e: Error) => void }>()
+  readonly exited: Promise<number | null>
+
+  constructor (name: string, script: URL, args: string[] = []) {
+    this.name = name
+    this.proc = fork(script, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' })
+    this.proc.on('message', (m: Reply) => {
+      const w = this.#waiting.get(m.seq)
+      if (w === undefined) return
+      this.#waiting.delete(m.seq)
+      if (m.ok) w.resolve(m.result)
+      else w.reject(new Error(`${name}: ${m.error}`))
+    })
+    this.proc.on('error', () => {})
+    this.exited = new Promise(resolve => {
+      this.proc.once('exit', code => {
+        for (const w of this.#waiting.values()) w.reject(new Error(`${name} exited (code ${String(code)})`))
+        this.#waiting.clear()
+        resolve(code)
+      })
+    })
+  }
+
+  request<T> (cmd: string, args: Record<string, unknown> = {}): Promise<T> {
+    const seq = ++this.#seq
+    return new Promise<T>((resolve, reject) => {
+      this.#waiting.set(seq, { resolve: resolve as (v: unknown) => void, reject })
+      this.proc.send({ ...args, cmd, seq })
+    })
+  }
+
+  async quit (timeoutMs = 10_000): Promise<void> {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return
+    await this.request('quit').catch(() => {})
+    const t = setTimeout(() => { this.proc.kill('SIGKILL') }, timeoutMs)
+    await this.exited
+    clearTimeout(t)
+  }
+
+  kill (): void {
+    if (this.proc.exitCode === null) this.proc.kill('SIGKILL')
+  }
+}
+
+/** In a child: answer parent requests with `handler`; `quit` exits after `onQuit`. */
+export function serveParent (handler: (req: Req) => Promise<unknown>, onQuit: () => Promise<void> = async () => {}): void {
+  process.on('message', (req: Req) => {
+    if (req.cmd === 'quit') {
+      onQuit().catch(() => {}).finally(() => {
+        process.send?.({ seq: req.seq, ok: true, result: true }, () => process.exit(0))
+      })
+      return
+    }
+    handler(req).then(result => {
+      process.send?.({ seq: req.seq, ok: true, result })
+    }, (err: unknown) => {
+      process.send?.({ seq: req.seq, ok: false, error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) })
+    })
+  })
+  process.on('disconnect', () => process.exit(0))
+}
+
+export function percentile (sorted: ArrayLike<number>, p: number): number {
+  if (sorted.length === 0) return NaN
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))
+  return sorted[i] as number
+}
+
+/**
+ * Producer loop shared by the hub and the MQTT publisher: `n` sends with at
+ * most `window` unacknowledged (durable on the hub / PUBACKed by the broker),
+ * optionally paced at `rate` msg/s. Returns the wall time of the first send
+ * and of the last acknowledgement.
+ */
+export async function produce (n: number, window: number, rate: number | undefined, send: (i: number) => Promise<unknown>): Promise<{ firstAt: number, lastAckAt: number }> {
+  const inflight = new Set<Promise<unknown>>()
+  const firstAt = now()
+  let failure: unknown
+  for (let i = 0; i < n; i++) {
+    if (rate !== undefined) {
+      const due = firstAt + (i * 1000) / rate
+      const wait = due - now()
+      if (wait > 1) await new Promise(resolve => setTimeout(resolve, wait))
+    }
+    const p: Promise<unknown> = send(i).then(() => { inflight.delete(p) }, err => { failure ??= err; inflight.delete(p) })
+    inflight.add(p)
+    if (inflight.size >= window) await Promise.race(inflight)
+    if (failure !== undefined) throw failure
+  }
+  await Promise.all(inflight)
+  if (failure !== undefined) throw failure
+  return { firstAt, lastAckAt: now() }
+}
+
+/** Receiver-side record of one run: arrival count, first/last arrival, latency samples. */
+export class Arrivals {
+  count = 0
+  distinct = 0
+  firstAt = 0
+  lastAt = 0
+  #lat: Float64Array
+  #seen: Uint8Array
+  #target = Infinity
+  #done: (() => void) | undefined
+  /** Payload index of this run's first message (producers number messages across runs). */
+  #base = 0
+
+  constructor (capacity: number) {
+    this.#lat = new Float64Array(capacity)
+    this.#seen = new Uint8Array(capacity)
+  }
+
+  reset (capacity: number, base = 0): void {
+    this.#base = base
+    this.count = 0
+    this.distinct = 0
+    this.firstAt = 0
+    this.lastAt = 0
+    this.#lat = new Float64Array(capacity)
+    this.#seen = new Uint8Array(capacity)
+  }
+
+  record (payload: Uint8Array): void {
+    const t = now()
+    const { i: index, t: sent } = readPayload(payload)
+    const i = index - this.#base
+    if (i < 0 || i >= this.#seen.length) return // a straggler of an earlier run
+    if (this.count === 0) this.firstAt = t
+    this.lastAt = t
+    this.count++
+    if (this.#seen[i] === 0) {
+      this.#seen[i] = 1
+      this.#lat[this.distinct++] = t - sent
+    }
+    if (this.distinct >= this.#target) { this.#target = Infinity; this.#done?.() }
+  }
+
+  /** Resolves when `n` distinct messages arrived (rejects after timeoutMs). */
+  wait (n: number, timeoutMs: number): Promise<void> {
+    if (this.distinct >= n) return Promise.resolve()
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => { this.#target = Infinity; reject(new Error(`only ${this.distinct}/${n} arrived within ${timeoutMs} ms`)) }, timeoutMs)
+      this.#target = n
+      this.#done = () => { clearTimeout(timer); resolve() }
+    })
+  }
+
+  summary (): { count: number, distinct: number, firstAt: number, lastAt: number, p50: number, p99: number } {
+    const lat = this.#lat.slice(0, this.distinct).sort()
+    return { count: this.count, distinct: this.distinct, firstAt: this.firstAt, lastAt: this.lastAt, p50: percentile(lat, 0.5), p99: percentile(lat, 0.99) }
+  }
+}

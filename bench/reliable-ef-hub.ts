@@ -1,0 +1,42 @@
+/**
+ * Child process of bench/reliable.ts: one real Hub (LMDB store in its data
+ * directory, durability as asked) producing reliable cloud→edge messages.
+ *
+ *   start   {listen, dataDir, durability}  → {url, token}
+ *   produce {n, window, rate?}             → {firstAt, lastAckAt}  (acknowledged = durable in the outbox)
+ *   depth                                  → pending messages for the edge
+ */
+import { Hub } from '../src/hub/cloud-hub.js'
+import { newMessage } from '../src/envelope.js'
+import { makePayload, produce, serveParent } from './lib/reliable-ipc.js'
+
+const NODE = 'edge-1'
+let hub: Hub | undefined
+let base = 0
+
+serveParent(async req => {
+  switch (req.cmd) {
+    case 'start': {
+      hub = await Hub.start({
+        listen: [req.listen as string],
+        dataDir: req.dataDir as string,
+        durability: req.durability as 'sync' | 'relaxed',
+        admin: false
+      })
+      return { url: hub.urls[0], token: hub.createToken(NODE) }
+    }
+    case 'produce': {
+      const h = hub as Hub
+      const from = base
+      base += req.n as number
+      // Payload indexes continue across runs so the edge can tell runs apart.
+      return await produce(req.n as number, req.window as number, req.rate as number | undefined, i => h.send(NODE, newMessage({
+        source: 'cloud', group: 'bench', operation: 'update', resource: `bench/item/${i % 100}`, content: makePayload(from + i)
+      }), { delivery: 'reliable' }))
+    }
+    case 'depth':
+      return hub?.outboxDepth(NODE) ?? 0
+    default:
+      throw new Error(`unknown command ${req.cmd}`)
+  }
+}, async () => { await hub?.close(500) })
