@@ -219,9 +219,11 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
       await hub.request<string>({ cmd: 'snapshot', file: join(cfg.snapshotDir, `hub-${transport}-0.heapsnapshot`) })
     }
     const before = await hub.request<HubReply>({ cmd: 'stats', gc: true })
+    const edgesBefore = sumEdges(await Promise.all(edges.map(async e => await e.request<EdgeStats>({ cmd: 'stats' }))))
     log(`${transport}: hub before: rss ${(before.rss / 1048576).toFixed(1)} MiB, heap ${(before.heapUsed / 1048576).toFixed(1)} MiB; connecting`)
     const firstJoin = mergeConnect(await Promise.all(edges.map(async e => await e.request<ConnectResult>({ cmd: 'connect' }))))
     const hubJoined = await hub.request<HubReply>({ cmd: 'stats' })
+    const edgesJoined = sumEdges(await Promise.all(edges.map(async e => await e.request<EdgeStats>({ cmd: 'stats' }))))
     log(`${transport}: ${firstJoin.connected}/${n} welcomed in ${firstJoin.seconds.toFixed(1)} s = ${firstJoin.rate.toFixed(0)}/s (retries ${firstJoin.retries}, failed ${firstJoin.failed}, missing ${firstJoin.missing}${firstJoin.lastError !== undefined ? `, last error: ${firstJoin.lastError}` : ''})`)
 
     // Let every session pass its first heartbeat and the connect burst's garbage settle.
@@ -273,6 +275,7 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
       rejoin,
       hubCpuDuringJoinPct: cpuPct(before, hubJoined),
       hubCpuMsPerJoin: firstJoin.connected > 0 ? (hubJoined.cpuUserUs + hubJoined.cpuSystemUs - before.cpuUserUs - before.cpuSystemUs) / 1000 / firstJoin.connected : 0,
+      edgeCpuMsPerJoin: firstJoin.connected > 0 ? (edgesJoined.cpuUserUs + edgesJoined.cpuSystemUs - edgesBefore.cpuUserUs - edgesBefore.cpuSystemUs) / 1000 / firstJoin.connected : 0,
       hub: {
         before: { rss: before.rss, heapUsed: before.heapUsed, external: before.external },
         afterJoin: { rss: mem.rss, heapUsed: mem.heapUsed, external: mem.external },

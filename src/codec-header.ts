@@ -7,13 +7,17 @@ import { OPERATIONS, PRIORITIES, type Envelope, type MessageHeader, type Message
 import { DecodeError, InvalidEnvelopeError } from './errors.js'
 import { StringCache, readFloat64, readUtf8, readUuid, writeFloat64, writeUtf8, writeUuid, writeVarint } from './codec-bytes.js'
 import type { CheckedFields } from './codec-check.js'
+import { MAX_STRINGS, MAX_STRING_BYTES, type StringEncoder } from './codec-strings.js'
 
 /** The wire format version of stateless frames: what encode() writes and decode() reads. */
 export const WIRE_VERSION = 1
 /**
- * Version byte of a stream frame (src/codec-stream.ts): the same layout, but
- * its msgpack content may use the stream's shape dictionary, so only that
- * stream's decoder can read it. A stream decoder also reads version 1.
+ * Version byte of a stream frame (src/codec-stream.ts): the version 1 layout,
+ * except that router strings (source, destination, group, custom operation,
+ * resource) are in the stream's string form (src/codec-strings.ts), and that
+ * meta bit 0x40 (reserved in version 1) says the msgpack content is stream
+ * content (src/codec-shapes.ts). Only that stream's decoder can read it; a
+ * stream decoder also reads version 1.
  */
 export const STREAM_WIRE_VERSION = 2
 
@@ -31,6 +35,8 @@ const M_PRIORITY = 0x03
 const M_KIND_SHIFT = 2
 const M_ID_UUID = 0x10
 const M_PARENT_UUID = 0x20
+/** Stream frames only: the content is shape-coded stream content. */
+export const M_STREAM_CONTENT = 0x40
 const M_RESERVED = 0xc0
 // byte 3: operation
 const OP_CUSTOM = 0xff
@@ -60,16 +66,39 @@ function putStr (buf: Buffer, pos: number, s: string): number {
   return pos + buf.write(s, pos, 'utf8')
 }
 
+/** A router string of a stream frame (src/codec-strings.ts). Room as for putStr(). */
+function putDictStr (buf: Buffer, pos: number, s: string, dict: StringEncoder): number {
+  const id = dict.ids.get(s)
+  if (id !== undefined) return writeVarint(buf, pos, id * 2 + 1)
+  const n = s.length
+  const bytes = n < 64 ? utf8Length(s) : Buffer.byteLength(s, 'utf8')
+  pos = writeVarint(buf, pos, bytes * 4 + (dict.remember(s, bytes) ? 2 : 0))
+  return n < 64 ? writeUtf8(buf, pos, s) : pos + buf.write(s, pos, 'utf8')
+}
+
+/** UTF-8 byte length, as writeUtf8() writes it (lone surrogates: 3 bytes for U+FFFD). */
+function utf8Length (s: string): number {
+  const n = s.length
+  let len = n
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i)
+    if (c < 0x80) continue
+    if (c < 0x800) len += 1
+    else if ((c & 0xfc00) === 0xd800 && i + 1 < n && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) { len += 2; i++ } else len += 2
+  }
+  return len
+}
+
 /**
  * Write the header at `start` (room: headerBound(f)); returns the position
  * after it, where the content goes. Bytes and string content are preceded by
- * their length (`contentBytes`).
+ * their length (`contentBytes`). With `dict`, a stream frame's header.
  */
-export function writeHeader (buf: Buffer, start: number, f: CheckedFields, kind: number, contentBytes: number): number {
+export function writeHeader (buf: Buffer, start: number, f: CheckedFields, kind: number, contentBytes: number, dict: StringEncoder | null = null): number {
   let flags = 0
   let meta = kind << M_KIND_SHIFT
   const opIndex = OP_INDEX.get(f.operation)
-  buf[start] = WIRE_VERSION
+  buf[start] = dict === null ? WIRE_VERSION : STREAM_WIRE_VERSION
   buf[start + 3] = opIndex ?? OP_CUSTOM
   writeFloat64(buf, start + 4, f.timestamp)
   let pos = start + FIXED_BYTES
@@ -82,11 +111,19 @@ export function writeHeader (buf: Buffer, start: number, f: CheckedFields, kind:
   if (f.resourceVersion !== undefined) { flags |= F_RV; pos = putStr(buf, pos, f.resourceVersion) }
   if (f.sync !== undefined) flags |= f.sync ? F_SYNC | F_SYNC_TRUE : F_SYNC
   if (f.priority >= 0) { flags |= F_PRIORITY; meta |= f.priority }
-  pos = putStr(buf, pos, f.source)
-  if (f.destination !== undefined) { flags |= F_DEST; pos = putStr(buf, pos, f.destination) }
-  pos = putStr(buf, pos, f.group)
-  if (opIndex === undefined) pos = putStr(buf, pos, f.operation)
-  pos = putStr(buf, pos, f.resource)
+  if (dict === null) {
+    pos = putStr(buf, pos, f.source)
+    if (f.destination !== undefined) { flags |= F_DEST; pos = putStr(buf, pos, f.destination) }
+    pos = putStr(buf, pos, f.group)
+    if (opIndex === undefined) pos = putStr(buf, pos, f.operation)
+    pos = putStr(buf, pos, f.resource)
+  } else {
+    pos = putDictStr(buf, pos, f.source, dict)
+    if (f.destination !== undefined) { flags |= F_DEST; pos = putDictStr(buf, pos, f.destination, dict) }
+    pos = putDictStr(buf, pos, f.group, dict)
+    if (opIndex === undefined) pos = putDictStr(buf, pos, f.operation, dict)
+    pos = putDictStr(buf, pos, f.resource, dict)
+  }
   buf[start + 1] = flags
   buf[start + 2] = meta
   if (kind === KIND_BYTES || kind === KIND_STRING) pos = writeVarint(buf, pos, contentBytes)
@@ -132,12 +169,45 @@ function getStr (buf: Buffer, what: string, cached: boolean): string {
   return s
 }
 
+/** A router string of a stream frame (src/codec-strings.ts), `strings` being the stream's. */
+function getDictStr (buf: Buffer, what: string, strings: string[]): string {
+  let x = 0
+  let mul = 1
+  for (let i = 0; ; i++) {
+    if (cursor >= buf.length) throw new DecodeError(`truncated envelope: ${what} at offset ${cursor}`)
+    const b = buf[cursor++] as number
+    x += (b & 0x7f) * mul
+    if (b < 0x80) break
+    if (i === 4) throw new DecodeError(`${what}: varint too long`)
+    mul *= 128
+  }
+  if (x % 2 === 1) {
+    const s = strings[(x - 1) / 2]
+    if (s === undefined) throw new DecodeError(`${what}: unknown string id ${(x - 1) / 2} (${strings.length} defined on this stream)`)
+    return s
+  }
+  const remember = x % 4 === 2
+  const len = (x - (remember ? 2 : 0)) / 4
+  if (len > buf.length - cursor) throw new DecodeError(`truncated envelope: ${what} declares ${len} bytes, only ${buf.length - cursor} left`)
+  const start = cursor
+  cursor += len
+  const s = routerStrings.get(buf, start, cursor)
+  if (s === undefined) throw new DecodeError(`${what}: invalid UTF-8`)
+  if (remember) {
+    if (strings.length >= MAX_STRINGS) throw new DecodeError(`more than ${MAX_STRINGS} strings defined on one stream`)
+    if (len > MAX_STRING_BYTES) throw new DecodeError(`${what}: a ${len}-byte string defined (at most ${MAX_STRING_BYTES})`)
+    strings.push(s)
+  }
+  return s
+}
+
 /**
  * Parse and check the header of the frame `buf`. Returns the envelope with
  * `content` still undefined and its content kind in `kind`; `cursor` is then
  * the content's first byte (for bytes/string content: its length varint).
  */
-export function readHeader (buf: Buffer, stream: boolean): Envelope {
+export function readHeader (buf: Buffer, strings: string[] | null): Envelope {
+  const stream = strings !== null
   const len = buf.length
   if (len === 0) throw new DecodeError('empty envelope')
   const version = buf[0] as number
@@ -150,13 +220,14 @@ export function readHeader (buf: Buffer, stream: boolean): Envelope {
   const flags = buf[1] as number
   const meta = buf[2] as number
   const op = buf[3] as number
-  if ((flags & F_RESERVED) !== 0 || (meta & M_RESERVED) !== 0) throw new DecodeError('reserved flag bits set')
+  if ((flags & F_RESERVED) !== 0 || (meta & (version === WIRE_VERSION ? M_RESERVED : M_RESERVED & ~M_STREAM_CONTENT)) !== 0) throw new DecodeError('reserved flag bits set')
   if ((flags & (F_SYNC | F_SYNC_TRUE)) === F_SYNC_TRUE) throw new DecodeError('sync value without sync flag')
   if ((flags & F_PRIORITY) === 0 && (meta & M_PRIORITY) !== 0) throw new DecodeError('priority bits without priority flag')
   if ((flags & F_PARENT) === 0 && (meta & M_PARENT_UUID) !== 0) throw new DecodeError('parentId UUID bit without parentId flag')
   if (op >= OPERATIONS.length && op !== OP_CUSTOM) throw new DecodeError(`unknown operation code ${op}`)
   kind = (meta >> M_KIND_SHIFT) & 3
-  if (version === STREAM_WIRE_VERSION && kind !== KIND_MSGPACK) throw new DecodeError('stream frame without msgpack content')
+  streamContent = (meta & M_STREAM_CONTENT) !== 0
+  if (streamContent && kind !== KIND_MSGPACK) throw new DecodeError('stream content flag without msgpack content')
 
   const timestamp = readFloat64(buf, 4)
   if (!Number.isFinite(timestamp)) throw new InvalidEnvelopeError('header.timestamp', 'must be a finite number')
@@ -183,11 +254,21 @@ export function readHeader (buf: Buffer, stream: boolean): Envelope {
   if ((flags & F_SYNC) !== 0) header.sync = (flags & F_SYNC_TRUE) !== 0
   if (ttl !== undefined) header.ttl = ttl
   if ((flags & F_PRIORITY) !== 0) header.priority = PRIORITIES[meta & M_PRIORITY]
-  const source = getStr(buf, 'router.source', true)
-  const destination = (flags & F_DEST) !== 0 ? getStr(buf, 'router.destination', true) : undefined
-  const group = getStr(buf, 'router.group', true)
-  const operation = op === OP_CUSTOM ? getStr(buf, 'router.operation', true) : OPERATIONS[op] as string
-  const resource = getStr(buf, 'router.resource', true)
+  let source: string, destination: string | undefined, group: string, operation: string, resource: string
+  if (version === WIRE_VERSION) {
+    source = getStr(buf, 'router.source', true)
+    destination = (flags & F_DEST) !== 0 ? getStr(buf, 'router.destination', true) : undefined
+    group = getStr(buf, 'router.group', true)
+    operation = op === OP_CUSTOM ? getStr(buf, 'router.operation', true) : OPERATIONS[op] as string
+    resource = getStr(buf, 'router.resource', true)
+  } else {
+    const dict = strings as string[]
+    source = getDictStr(buf, 'router.source', dict)
+    destination = (flags & F_DEST) !== 0 ? getDictStr(buf, 'router.destination', dict) : undefined
+    group = getDictStr(buf, 'router.group', dict)
+    operation = op === OP_CUSTOM ? getDictStr(buf, 'router.operation', dict) : OPERATIONS[op] as string
+    resource = getDictStr(buf, 'router.resource', dict)
+  }
   const router: MessageRouter = { source, group, operation, resource }
   if (destination !== undefined) router.destination = destination
   return { header, router, content: undefined }
@@ -195,3 +276,5 @@ export function readHeader (buf: Buffer, stream: boolean): Envelope {
 
 /** Content kind of the frame last passed to readHeader(). */
 export let kind = KIND_UNDEFINED
+/** Whether that frame's content is stream content (M_STREAM_CONTENT). */
+export let streamContent = false

@@ -41,6 +41,9 @@ export const MAX_SHAPE_KEYS = 64
 /** Trie nodes per encoder: bounds the memory objects with ever-new keys can take. */
 export const MAX_NODES = 1024
 
+/** Children of a trie node found by a linear scan before the map. */
+const SCANNED_CHILDREN = 16
+
 /** varint + UTF-8 form of a key, as written into a definition. */
 export function keyBytes (k: string): Buffer {
   const utf8 = Buffer.from(k, 'utf8') // lone surrogates become U+FFFD, as everywhere else in the codec
@@ -69,6 +72,10 @@ export class ShapeNode {
   // identity, before the map. Keys from for-in are internalized strings.
   k1: string | undefined = undefined
   c1: ShapeNode | undefined = undefined
+  // Further children: a few in arrays scanned by identity (the root has one
+  // per distinct first key, looked up for almost every object), then a map.
+  ks: string[] | undefined = undefined
+  cs: ShapeNode[] | undefined = undefined
   more: Map<string, ShapeNode> | undefined = undefined
   /** Shape id on this stream, or -1. */
   id = -1
@@ -105,8 +112,12 @@ export class ShapeEncoder {
 
   /** The child of `node` for key `k`, created if needed; undefined once the trie is full or too deep. */
   child (node: ShapeNode, k: string): ShapeNode | undefined {
-    const found = node.more?.get(k)
-    if (found !== undefined) return found
+    const ks = node.ks
+    if (ks !== undefined) {
+      for (let i = 0; i < ks.length; i++) if (ks[i] === k) return (node.cs as ShapeNode[])[i]
+      const found = node.more?.get(k)
+      if (found !== undefined) return found
+    }
     if (k === '__proto__') throw GIVE_UP // the stateless path applies msgpackr's renaming
     if (this.#nodes >= MAX_NODES || node.depth >= MAX_SHAPE_KEYS) return undefined
     const c = new ShapeNode(k, node)
@@ -114,6 +125,12 @@ export class ShapeEncoder {
     if (node.c1 === undefined) {
       node.k1 = k
       node.c1 = c
+    } else if (node.ks === undefined) {
+      node.ks = [k]
+      node.cs = [c]
+    } else if (node.ks.length < SCANNED_CHILDREN) {
+      node.ks.push(k)
+      ;(node.cs as ShapeNode[]).push(c)
     } else {
       node.more ??= new Map()
       node.more.set(k, c)

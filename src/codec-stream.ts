@@ -29,6 +29,7 @@
  */
 import type { Envelope } from './envelope.js'
 import { ShapeEncoder, ShapeTable } from './codec-shapes.js'
+import { StringEncoder } from './codec-strings.js'
 
 export interface EnvelopeCodecStream {
   /** Encode for this channel; the frame may depend on earlier frames of this stream. */
@@ -42,20 +43,26 @@ export interface EnvelopeCodecStream {
   cancel (): void
 }
 
+/** The encoder half's dictionaries. */
+export interface EncoderState { readonly shapes: ShapeEncoder, readonly strings: StringEncoder }
+/** The decoder half's dictionaries. */
+export interface DecoderState { readonly shapes: ShapeTable, readonly strings: string[] }
+
 /** What a stream needs from the codec (src/codec.ts). */
 export interface FrameCodec {
   encode (envelope: Envelope): Uint8Array
-  encodeFrame (envelope: Envelope, dictionary: ShapeEncoder | null): Uint8Array
-  decodeFrame (bytes: Uint8Array, table: ShapeTable | null): Envelope
+  encodeFrame (envelope: Envelope, stream: EncoderState | null): Uint8Array
+  decodeFrame (bytes: Uint8Array, stream: DecoderState | null): Envelope
 }
 
 export class CodecStream implements EnvelopeCodecStream {
   readonly #codec: FrameCodec
-  readonly #shapes = new ShapeEncoder()
-  readonly #table = new ShapeTable()
+  readonly #tx: EncoderState = { shapes: new ShapeEncoder(), strings: new StringEncoder() }
+  readonly #rx: DecoderState = { shapes: new ShapeTable(), strings: [] }
   #encoding = false
-  /** Shapes defined before the last encode(), for cancel(). */
-  #beforeLast = 0
+  // Dictionary sizes before the last encode(), for cancel().
+  #shapesBefore = 0
+  #stringsBefore = 0
 
   constructor (codec: FrameCodec) {
     this.#codec = codec
@@ -63,17 +70,23 @@ export class CodecStream implements EnvelopeCodecStream {
 
   encode (envelope: Envelope): Uint8Array {
     // A content getter or toJSON() that encodes on this same stream would put
-    // its frame on the wire BEFORE ours, while ours may define shapes it
+    // its frame on the wire BEFORE ours, while ours may define what it
     // refers to: give it a stateless frame.
     if (this.#encoding) return this.#codec.encode(envelope)
     this.#encoding = true
-    const before = this.#shapes.count
+    const tx = this.#tx
+    const shapes = tx.shapes.count
+    const strings = tx.strings.count
     try {
-      const frame = this.#codec.encodeFrame(envelope, this.#shapes)
-      this.#beforeLast = before
+      const frame = this.#codec.encodeFrame(envelope, tx)
+      this.#shapesBefore = shapes
+      this.#stringsBefore = strings
       return frame
     } catch (err) {
-      this.#shapes.rollback(before)
+      tx.shapes.rollback(shapes)
+      tx.strings.rollback(strings)
+      this.#shapesBefore = shapes // nothing left for cancel() to undo
+      this.#stringsBefore = strings
       throw err
     } finally {
       this.#encoding = false
@@ -81,10 +94,11 @@ export class CodecStream implements EnvelopeCodecStream {
   }
 
   cancel (): void {
-    this.#shapes.rollback(this.#beforeLast)
+    this.#tx.shapes.rollback(this.#shapesBefore)
+    this.#tx.strings.rollback(this.#stringsBefore)
   }
 
   decode (bytes: Uint8Array): Envelope {
-    return this.#codec.decodeFrame(bytes, this.#table)
+    return this.#codec.decodeFrame(bytes, this.#rx)
   }
 }

@@ -70,12 +70,12 @@ import { DecodeError, EdgeFabricError, InvalidEnvelopeError, InvalidOptionError 
 import { GIVE_UP, copyBytes, readUtf8, writeUtf8 } from './codec-bytes.js'
 import { checkEnvelope, type CheckedFields } from './codec-check.js'
 import {
-  KIND_BYTES, KIND_MSGPACK, KIND_STRING, KIND_UNDEFINED, STREAM_WIRE_VERSION, cursor, headerBound, kind as frameKind, readHeader, readLength, writeHeader
+  KIND_BYTES, KIND_MSGPACK, KIND_STRING, KIND_UNDEFINED, M_STREAM_CONTENT, cursor, streamContent, headerBound, kind as frameKind, readHeader, readLength, writeHeader
 } from './codec-header.js'
 import { decodeFast } from './codec-msgpack-decode.js'
 import { encodeFast, encodedEnd, encodedStart } from './codec-msgpack-encode.js'
-import type { ShapeEncoder, ShapeTable } from './codec-shapes.js'
-import { CodecStream, type EnvelopeCodecStream, type FrameCodec } from './codec-stream.js'
+import type { ShapeEncoder } from './codec-shapes.js'
+import { CodecStream, type DecoderState, type EncoderState, type EnvelopeCodecStream, type FrameCodec } from './codec-stream.js'
 
 export { WIRE_VERSION, STREAM_WIRE_VERSION } from './codec-header.js'
 export type { EnvelopeCodecStream } from './codec-stream.js'
@@ -178,11 +178,11 @@ class BinaryEnvelopeCodec implements EnvelopeCodec, FrameCodec {
   }
 
   /**
-   * A stateless frame, or with `dictionary` a stream frame when the content
-   * allows (else a stateless frame: a stream decoder reads both). The caller
-   * rolls the dictionary back if this throws.
+   * A stateless frame, or with `stream` a stream frame (with stream content
+   * when the content allows). The caller rolls the stream state back if this
+   * throws.
    */
-  encodeFrame (envelope: Envelope, dictionary: ShapeEncoder | null): Uint8Array {
+  encodeFrame (envelope: Envelope, stream: EncoderState | null): Uint8Array {
     // Every field is read and checked once, before anything is written, so a
     // getter cannot change a value between check and write.
     const f = checkFields(envelope)
@@ -214,7 +214,7 @@ class BinaryEnvelopeCodec implements EnvelopeCodec, FrameCodec {
     }
     const slabStart = start
     let buf = slab
-    let pos = writeHeader(buf, start, f, kind, contentBytes)
+    let pos = writeHeader(buf, start, f, kind, contentBytes, stream === null ? null : stream.strings)
     const headerBytes = pos - start
     let end = pos + contentBytes
     if (kind === KIND_BYTES) buf.set(content as Uint8Array, pos)
@@ -222,12 +222,12 @@ class BinaryEnvelopeCodec implements EnvelopeCodec, FrameCodec {
       if (contentBytes <= 64) writeUtf8(buf, pos, content as string)
       else buf.write(content as string, pos, 'utf8')
     } else if (kind === KIND_MSGPACK) {
-      const streamed = dictionary === null ? undefined : encodeStream(slab, start, pos, content, dictionary)
+      const streamed = stream === null ? undefined : encodeStream(slab, start, pos, content, stream.shapes)
       if (streamed !== undefined) {
         buf = streamed
         start = encodedStart
         end = encodedEnd
-        buf[start] = STREAM_WIRE_VERSION
+        buf[start + 2] = (buf[start + 2] as number) | M_STREAM_CONTENT
       } else try {
         buf = encodeFast(slab, start, pos, content) // a larger buffer of its own if it outgrew the slab
         start = encodedStart
@@ -273,11 +273,11 @@ class BinaryEnvelopeCodec implements EnvelopeCodec, FrameCodec {
     return this.decodeFrame(bytes, null)
   }
 
-  /** Decode a stateless frame, or with `table` also a stream frame of that stream. */
-  decodeFrame (bytes: Uint8Array, table: ShapeTable | null): Envelope {
+  /** Decode a stateless frame, or with `stream` also a stream frame of that stream. */
+  decodeFrame (bytes: Uint8Array, stream: DecoderState | null): Envelope {
     if (!(bytes instanceof Uint8Array)) throw new DecodeError(`expected a Uint8Array, got ${bytes === null ? 'null' : typeof bytes}`)
     try {
-      return this.#decode(asBuffer(bytes), table)
+      return this.#decode(asBuffer(bytes), stream)
     } catch (err) {
       // Every failure path throws a typed error already; anything else (a
       // bug, a stack overflow) still reaches the caller typed.
@@ -286,8 +286,8 @@ class BinaryEnvelopeCodec implements EnvelopeCodec, FrameCodec {
     }
   }
 
-  #decode (buf: Buffer, table: ShapeTable | null): Envelope {
-    const env = readHeader(buf, table !== null)
+  #decode (buf: Buffer, stream: DecoderState | null): Envelope {
+    const env = readHeader(buf, stream === null ? null : stream.strings)
     const len = buf.length
     const kind = frameKind
     if (kind === KIND_UNDEFINED) {
@@ -298,10 +298,10 @@ class BinaryEnvelopeCodec implements EnvelopeCodec, FrameCodec {
       const start = cursor
       if (start === len) throw new DecodeError('truncated envelope: msgpack content missing')
       this.#checkSize(len - start)
-      if (buf[0] === STREAM_WIRE_VERSION) {
+      if (streamContent) {
         // No msgpackr fallback: stream content is exactly what the fast decoder reads.
         try {
-          env.content = decodeFast(buf, start, len, table)
+          env.content = decodeFast(buf, start, len, (stream as DecoderState).shapes)
         } catch (err) {
           if (err !== GIVE_UP) throw err
           throw new DecodeError('content: malformed stream frame content')

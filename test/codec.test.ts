@@ -661,7 +661,7 @@ t.test('first frames define shapes, later frames are smaller than stateless and 
   const { tx, rx } = streamPair()
   const sizes: number[] = []
   for (let i = 0; i < 6; i++) {
-    const env = base({ content: twinContent(i), resourceVersion: String(1000 + i) })
+    const env = base({ content: twinContent(10 + 2 * i), resourceVersion: String(1000 + i) }) // same sizes
     const frame = tx.encode(env)
     t.equal(frame[0], STREAM_WIRE_VERSION)
     sizes.push(frame.byteLength)
@@ -684,7 +684,7 @@ t.test('stateless frames decode through a stream decoder; stream frames only thr
   for (const [i, env] of envs.entries()) {
     // interleaved on one stream: stateless frames (e.g. re-sent from storage) and stream frames
     const frame = i % 2 === 0 ? codec.encode(env) : tx.encode(env)
-    t.ok(isDeepStrictEqual(rx.decode(frame), expectEnvelope(env)), `frame ${i}`)
+    t.ok(isDeepStrictEqual(rx.decode(frame), codec.decode(codec.encode(env))), `frame ${i}`)
   }
   const streamFrame = tx.encode(base({ content: twinContent(3) }))
   t.equal(streamFrame[0], STREAM_WIRE_VERSION)

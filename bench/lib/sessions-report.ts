@@ -25,6 +25,8 @@ export interface RunResult {
   hubCpuDuringJoinPct: number
   /** Hub process CPU per welcomed session during the join phase (all threads). */
   hubCpuMsPerJoin: number
+  /** Simulated edges' CPU (all edge processes) per welcomed session during the join phase. */
+  edgeCpuMsPerJoin: number
   hub: {
     before: Mem
     afterJoin: Mem
@@ -101,7 +103,7 @@ export function printReport (results: RunResult[], quick: boolean): void {
   console.log('')
   for (const r of results) {
     const w = r.idle.wire
-    console.log(`${r.transport}: join ${r.join.connected} in ${f1(r.join.seconds)} s (handshake p50 ${f0(r.join.latencyMs.p50)} ms, p99 ${f0(r.join.latencyMs.p99)} ms, retries ${r.join.retries}, failed ${r.join.failed}, missing ${r.join.missing}), hub CPU during join ${f0(r.hubCpuDuringJoinPct)} % = ${r.hubCpuMsPerJoin.toFixed(2)} ms CPU per join` +
+    console.log(`${r.transport}: join ${r.join.connected} in ${f1(r.join.seconds)} s (handshake p50 ${f0(r.join.latencyMs.p50)} ms, p99 ${f0(r.join.latencyMs.p99)} ms, retries ${r.join.retries}, failed ${r.join.failed}, missing ${r.join.missing}), hub CPU during join ${f0(r.hubCpuDuringJoinPct)} % = ${r.hubCpuMsPerJoin.toFixed(2)} ms CPU per join (simulated edges: ${r.edgeCpuMsPerJoin.toFixed(2)} ms)` +
       (r.rejoin === undefined ? '' : `; re-join ${r.rejoin.connected} in ${f1(r.rejoin.seconds)} s (p50 ${f0(r.rejoin.latencyMs.p50)} ms, p99 ${f0(r.rejoin.latencyMs.p99)} ms, retries ${r.rejoin.retries})`))
     console.log(`  hub RSS ${kb(r.hub.before.rss)} → ${kb(r.hub.afterJoin.rss)} KiB (after idle ${kb(r.hub.afterIdle.rss)}), heap ${kb(r.hub.before.heapUsed)} → ${kb(r.hub.afterJoin.heapUsed)} KiB, external/session ${kb(r.hub.externalPerSessionB)} KB; ` +
       `drops while idle: hub ${r.hub.disconnectsWhileIdle}, edges ${r.edges.dropsWhileIdle}; edge processes RSS ${f0(r.edges.rss / 1048576)} MiB, CPU ${f0(r.edges.idleCpuPct)} % idle`)

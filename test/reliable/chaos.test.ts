@@ -74,10 +74,14 @@ async function chaos (t: Test, s: Scenario): Promise<void> {
     await sleep(500 + rnd() * 1500)
     if (fatal() !== undefined || Date.now() > deadline || calm()) break
     const pick = rnd()
+    // A restarted process gets to open its store and listen/dial before the next
+    // interval starts, so the run makes progress between events.
     if (pick < 1 / 3) {
-      await hub.kill(); hub.start(); counts.hubKills++
+      await hub.kill(); counts.hubKills++
+      const up = hub.waitFor(m => m.type === 'ready'); hub.start(); await up
     } else if (pick < 2 / 3) {
-      await edge.kill(); edge.start(); counts.edgeKills++
+      await edge.kill(); counts.edgeKills++
+      const up = edge.waitFor(m => m.type === 'ready'); edge.start(); await up
     } else if (edge.stats?.connected === true) {
       // (only to a running edge: a signal during Node's own startup would kill it)
       edge.signal('SIGUSR2'); counts.cuts++

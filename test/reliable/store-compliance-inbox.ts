@@ -1,5 +1,5 @@
 /**
- * Compliance, part 2: inbox dedup, resources (MetaManager), dead-letter log,
+ * Compliance, part 3: inbox dedup, resources (MetaManager), dead-letter log,
  * persistence of everything across reopen, close semantics.
  */
 import type { Test } from 'tap'

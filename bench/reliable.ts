@@ -1,0 +1,271 @@
+/**
+ * Reliable delivery benchmark (issue 4, "Benchmarks"): durable cloud→edge
+ * delivery of 256-byte messages, edgefabric (hub and edge in separate
+ * processes, LMDB stores) over ws and quic on loopback in `sync` and
+ * `relaxed` modes, against mosquitto (QoS 1, persistent session, publisher
+ * and subscriber in separate processes) measured in the same run.
+ *
+ *  - live: the edge is connected; the producer sends `--n` messages with at
+ *    most `--window` unacknowledged (durable in the hub outbox / PUBACKed).
+ *    Delivered msg/s = n / (last arrival at the receiving application − first
+ *    send); latency = arrival − send, under that full load. Then a paced run
+ *    (`--rate` msg/s) gives latency at moderate load.
+ *  - drain: `--drain` messages queued while the receiver is offline, then it
+ *    comes (back) up: time to first delivery and drain rate.
+ *
+ * "Delivered" on the edge = handed to the application (EdgeOptions.onReliable,
+ * awaited before the edge commits and acks); in MQTT.js = the 'message' event.
+ *
+ *   npm run bench:reliable                 # n 50,000, drain 100,000
+ *   npm run bench:reliable -- --quick      # n 10,000, drain 20,000, no RESULTS.md
+ *   options: --n N --drain N --window W --rate R --transports ws,quic --modes sync,relaxed --no-mosquitto --no-results
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { connect } from 'node:net'
+import { cpus, release, tmpdir, totalmem } from 'node:os'
+import { join } from 'node:path'
+import { Child } from './lib/reliable-ipc.js'
+import { drainTable, liveTable, writeResultsSection, type DrainResult, type LiveResult } from './lib/reliable-report.js'
+
+interface Summary { count: number, distinct: number, firstAt: number, lastAt: number, p50: number, p99: number, startAt: number, connectedAt: number }
+interface Produced { firstAt: number, lastAckAt: number }
+
+const argv = process.argv.slice(2)
+const get = (name: string): string | undefined => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined }
+const quick = argv.includes('--quick')
+const N = Number(get('--n') ?? (quick ? 10_000 : 50_000))
+const DRAIN = Number(get('--drain') ?? (quick ? 20_000 : 100_000))
+const WINDOW = Number(get('--window') ?? 1000)
+const RATE = Number(get('--rate') ?? 2000)
+const PACED = Math.round(RATE * (quick ? 2 : 4))
+const WARM = 2000
+const transports = (get('--transports') ?? 'ws,quic').split(',').filter(Boolean)
+const modes = (get('--modes') ?? 'sync,relaxed').split(',').filter(Boolean)
+const withMosquitto = !argv.includes('--no-mosquitto')
+const writeResults = !quick && !argv.includes('--no-results')
+const TIMEOUT = 180_000
+
+const script = (name: string): URL => new URL(`./${name}.js`, import.meta.url)
+const rate = (n: number, ms: number): number => n / (ms / 1000)
+
+async function freePort (): Promise<number> {
+  const { createServer } = await import('node:net')
+  const srv = createServer()
+  await new Promise<void>(resolve => srv.listen(0, '127.0.0.1', () => resolve()))
+  const port = (srv.address() as { port: number }).port
+  await new Promise<void>(resolve => srv.close(() => resolve()))
+  return port
+}
+
+async function withDir<T> (fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(join(tmpdir(), 'ef-bench-reliable-'))
+  try { return await fn(dir) } finally { rmSync(dir, { recursive: true, force: true }) }
+}
+
+async function efLive (transport: string, durability: string): Promise<LiveResult> {
+  return await withDir(async dir => {
+    const hub = new Child('ef-hub', script('reliable-ef-hub'))
+    const edge = new Child('ef-edge', script('reliable-ef-edge'))
+    try {
+      const { url, token } = await hub.request<{ url: string, token: string }>('start', { listen: `${transport}://127.0.0.1:0`, dataDir: join(dir, 'hub'), durability })
+      await edge.request('start', { hub: url, token, dataDir: join(dir, 'edge'), durability, capacity: WARM, base: 0 })
+      await Promise.all([hub.request('produce', { n: WARM, window: WINDOW }), edge.request('wait', { n: WARM, timeoutMs: TIMEOUT })])
+      await edge.request('reset', { capacity: N, base: WARM })
+      const [p, s] = await Promise.all([hub.request<Produced>('produce', { n: N, window: WINDOW }), edge.request<Summary>('wait', { n: N, timeoutMs: TIMEOUT })])
+      await edge.request('reset', { capacity: PACED, base: WARM + N })
+      const [, q] = await Promise.all([hub.request<Produced>('produce', { n: PACED, window: WINDOW, rate: RATE }), edge.request<Summary>('wait', { n: PACED, timeoutMs: TIMEOUT })])
+      return {
+        system: 'edgefabric', transport, durability, n: N,
+        msgsPerSec: rate(N, s.lastAt - p.firstAt), ackedPerSec: rate(N, p.lastAckAt - p.firstAt), p50: s.p50, p99: s.p99,
+        pacedRate: RATE, pacedN: PACED, pacedP50: q.p50, pacedP99: q.p99, duplicates: s.count - s.distinct + q.count - q.distinct
+      }
+    } finally {
+      await hub.quit()
+      await edge.quit()
+    }
+  })
+}
+
+async function efDrain (transport: string, durability: string): Promise<DrainResult> {
+  return await withDir(async dir => {
+    const hub = new Child('ef-hub', script('reliable-ef-hub'))
+    const edge = new Child('ef-edge', script('reliable-ef-edge'))
+    try {
+      const { url, token } = await hub.request<{ url: string, token: string }>('start', { listen: `${transport}://127.0.0.1:0`, dataDir: join(dir, 'hub'), durability })
+      const p = await hub.request<Produced>('produce', { n: DRAIN, window: WINDOW })
+      const depth = await hub.request<number>('depth')
+      if (depth !== DRAIN) throw new Error(`outbox holds ${depth}, expected ${DRAIN}`)
+      await edge.request('start', { hub: url, token, dataDir: join(dir, 'edge'), durability, capacity: DRAIN, base: 0 })
+      const s = await edge.request<Summary>('wait', { n: DRAIN, timeoutMs: TIMEOUT })
+      return {
+        system: 'edgefabric', transport, durability, n: DRAIN, queuedPerSec: rate(DRAIN, p.lastAckAt - p.firstAt), delivered: s.count,
+        startToFirstMs: s.firstAt - s.startAt, sessionToFirstMs: s.firstAt - s.connectedAt, drainPerSec: rate(s.distinct, s.lastAt - s.firstAt)
+      }
+    } finally {
+      await hub.quit()
+      await edge.quit()
+    }
+  })
+}
+
+/** mosquitto on 127.0.0.1 with persistence in `dir` (see the config for every non-default). */
+async function startMosquitto (dir: string): Promise<{ url: string, proc: ChildProcess, config: string }> {
+  const port = await freePort()
+  const config = [
+    `listener ${port} 127.0.0.1`,
+    'allow_anonymous true',
+    'persistence true',
+    `persistence_location ${dir}/`,
+    'autosave_interval 1', // snapshot the in-memory database to disk every second (its most durable setting)
+    'max_queued_messages 0', // unlimited: the default 1000 silently drops the rest for an offline subscriber
+    'max_queued_bytes 0',
+    `max_inflight_messages ${WINDOW}`, // same window as edgefabric's producer (default 20)
+    'user root'
+  ].join('\n') + '\n'
+  mkdirSync(dir, { recursive: true })
+  writeFileSync(join(dir, 'mosquitto.conf'), config)
+  const proc = spawn('mosquitto', ['-c', join(dir, 'mosquitto.conf')], { stdio: ['ignore', 'ignore', 'pipe'] })
+  let stderr = ''
+  proc.stderr?.setEncoding('utf8').on('data', (d: string) => { stderr += d })
+  proc.on('error', () => {})
+  const end = Date.now() + 10_000
+  for (;;) {
+    const ok = await new Promise<boolean>(resolve => {
+      const s = connect(port, '127.0.0.1', () => { s.destroy(); resolve(true) })
+      s.on('error', () => resolve(false))
+    })
+    if (ok) break
+    if (Date.now() > end || proc.exitCode !== null) throw new Error(`mosquitto did not start: ${stderr}`)
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+  return { url: `mqtt://127.0.0.1:${port}`, proc, config }
+}
+
+async function stopMosquitto (proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null) return
+  const gone = new Promise(resolve => proc.once('exit', resolve))
+  proc.kill('SIGTERM')
+  await gone
+}
+
+let mosquittoConfig = ''
+
+async function mqLive (): Promise<LiveResult> {
+  return await withDir(async dir => {
+    const m = await startMosquitto(dir)
+    mosquittoConfig = m.config
+    const pub = new Child('mqtt-pub', script('reliable-mqtt'))
+    const sub = new Child('mqtt-sub', script('reliable-mqtt'))
+    try {
+      await sub.request('sub-start', { url: m.url, capacity: WARM, base: 0 })
+      await pub.request('pub-start', { url: m.url })
+      await Promise.all([pub.request('produce', { n: WARM, window: WINDOW }), sub.request('wait', { n: WARM, timeoutMs: TIMEOUT })])
+      await sub.request('reset', { capacity: N, base: WARM })
+      const [p, s] = await Promise.all([pub.request<Produced>('produce', { n: N, window: WINDOW }), sub.request<Summary>('wait', { n: N, timeoutMs: TIMEOUT })])
+      await sub.request('reset', { capacity: PACED, base: WARM + N })
+      const [, q] = await Promise.all([pub.request<Produced>('produce', { n: PACED, window: WINDOW, rate: RATE }), sub.request<Summary>('wait', { n: PACED, timeoutMs: TIMEOUT })])
+      return {
+        system: 'mosquitto', transport: 'tcp', durability: 'QoS 1, autosave 1 s', n: N,
+        msgsPerSec: rate(N, s.lastAt - p.firstAt), ackedPerSec: rate(N, p.lastAckAt - p.firstAt), p50: s.p50, p99: s.p99,
+        pacedRate: RATE, pacedN: PACED, pacedP50: q.p50, pacedP99: q.p99, duplicates: s.count - s.distinct + q.count - q.distinct
+      }
+    } finally {
+      await pub.quit()
+      await sub.quit()
+      await stopMosquitto(m.proc)
+    }
+  })
+}
+
+async function mqDrain (): Promise<DrainResult> {
+  return await withDir(async dir => {
+    const m = await startMosquitto(dir)
+    const pub = new Child('mqtt-pub', script('reliable-mqtt'))
+    const sub = new Child('mqtt-sub', script('reliable-mqtt'))
+    try {
+      await sub.request('sub-start', { url: m.url, capacity: 1, base: 0 }) // creates the persistent session + subscription
+      await sub.request('sub-stop')
+      await pub.request('pub-start', { url: m.url })
+      const p = await pub.request<Produced>('produce', { n: DRAIN, window: WINDOW })
+      const { sessionPresent } = await sub.request<{ sessionPresent: boolean }>('sub-start', { url: m.url, capacity: DRAIN, base: 0 })
+      if (!sessionPresent) throw new Error('mosquitto lost the persistent session')
+      const s = await sub.request<Summary>('wait', { n: DRAIN, timeoutMs: TIMEOUT })
+      return {
+        system: 'mosquitto', transport: 'tcp', durability: 'QoS 1, autosave 1 s', n: DRAIN, queuedPerSec: rate(DRAIN, p.lastAckAt - p.firstAt), delivered: s.count,
+        startToFirstMs: s.firstAt - s.startAt, sessionToFirstMs: s.firstAt - s.connectedAt, drainPerSec: rate(s.distinct, s.lastAt - s.firstAt)
+      }
+    } finally {
+      await pub.quit()
+      await sub.quit()
+      await stopMosquitto(m.proc)
+    }
+  })
+}
+
+async function step<T> (label: string, fn: () => Promise<T>, into: T[], errors: string[]): Promise<void> {
+  process.stdout.write(`${label} … `)
+  const t0 = Date.now()
+  try {
+    into.push(await fn())
+    process.stdout.write(`${((Date.now() - t0) / 1000).toFixed(1)} s\n`)
+  } catch (err) {
+    const msg = `${label}: ${(err as Error).message}`
+    errors.push(msg)
+    process.stdout.write(`FAILED ${(err as Error).message}\n`)
+  }
+}
+
+const live: LiveResult[] = []
+const drain: DrainResult[] = []
+const errors: string[] = []
+const machine = `${cpus().length} × ${cpus()[0]?.model.trim() ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${release()}, Node ${process.version}`
+console.log(`reliable delivery bench: live n=${N} (window ${WINDOW}), paced ${RATE}/s × ${PACED}, drain ${DRAIN}; ${machine}`)
+if (withMosquitto) {
+  await step('mosquitto live', mqLive, live, errors)
+  await step('mosquitto drain', mqDrain, drain, errors)
+}
+for (const transport of transports) {
+  for (const mode of modes) {
+    await step(`edgefabric ${transport} ${mode} live`, () => efLive(transport, mode), live, errors)
+    await step(`edgefabric ${transport} ${mode} drain`, () => efDrain(transport, mode), drain, errors)
+  }
+}
+
+const date = new Date().toISOString().slice(0, 10)
+const body = [
+  `## Reliable delivery (${date}, ${machine})`,
+  '',
+  '`npm run bench:reliable` (bench/reliable.ts). Durable cloud→edge delivery of 256-byte messages on loopback; every',
+  'system in its own processes (edgefabric: hub process + edge process, LMDB stores; mosquitto 2.0: broker +',
+  'MQTT.js publisher + MQTT.js subscriber). `sync`: a message is acknowledged to the producer only after the LMDB',
+  'commit holding it was fsync\'d; `relaxed`: after the commit, before the fsync. mosquitto keeps messages in memory',
+  'and snapshots its whole database every `autosave_interval` (set to 1 s here), so its PUBACK does not mean on disk.',
+  '',
+  `### Live: ${N.toLocaleString('en')} messages, at most ${WINDOW} unacknowledged at the producer`,
+  '',
+  'delivered msg/s = messages / (last arrival at the receiving application − first send); p50/p99 = arrival − send',
+  `under that full load; "paced" = the same at a fixed ${RATE.toLocaleString('en')} msg/s.`,
+  '',
+  liveTable(live),
+  '',
+  `### Store-and-forward drain: ${DRAIN.toLocaleString('en')} queued while the receiver is offline`,
+  '',
+  'edgefabric: the edge process starts after the hub queued everything (first join); mosquitto: the subscriber',
+  'reconnects to its persistent session (clean: false). "session up" = welcome / CONNACK.',
+  '',
+  drainTable(drain),
+  '',
+  'mosquitto configuration (non-defaults):',
+  '',
+  '```',
+  mosquittoConfig.replace(/^listener .*$/m, 'listener <port> 127.0.0.1').replace(/^persistence_location .*$/m, 'persistence_location <tmp>/').trimEnd(),
+  '```',
+  ...(errors.length > 0 ? ['', 'Failed steps:', '', ...errors.map(e => `- ${e}`)] : []),
+  ''
+].join('\n')
+console.log('\n' + body)
+mkdirSync(join('bench', 'out'), { recursive: true })
+writeFileSync(join('bench', 'out', `reliable-${new Date().toISOString().replace(/[:.]/g, '-')}.json`), JSON.stringify({ machine, N, DRAIN, WINDOW, RATE, live, drain, errors }, null, 2))
+if (writeResults) writeResultsSection(join('bench', 'RESULTS.md'), body)
+process.exit(errors.length > 0 ? 1 : 0)
