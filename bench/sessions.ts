@@ -29,6 +29,8 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { cpus, release, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { loadavg } from 'node:os'
 import { loadOrCreateHubIdentity } from '../src/hub/identity.js'
 import { createJoinToken } from '../src/hub/token.js'
 import { Child, describeTuning, type ConnectResult, type EdgeStats, type HubStats, type TransportTuning } from './lib/sessions-ipc.js'
@@ -82,7 +84,7 @@ function parseArgs (argv: string[]): Config {
     rejoin: !argv.includes('--no-rejoin'),
     snapshotDir: get('--snapshot'),
     cpuProfDir: get('--hub-cpu-prof'),
-    out: get('--out') ?? join('bench', 'out', quick ? 'sessions-quick.json' : 'sessions.json')
+    out: get('--out') ?? join('bench', 'out', `sessions${quick ? '-quick' : ''}-${new Date().toISOString().replace(/[:.]/g, '-')}.json`)
   }
 }
 
@@ -103,6 +105,25 @@ function sumEdges (list: EdgeStats[]): EdgeStats {
   }
   z.at = Math.max(...list.map(s => s.at))
   return z
+}
+
+/** Whole-machine CPU jiffies (busy, total) from /proc/stat, to see what else ran during a phase. */
+function machineCpu (): { busy: number, total: number } | undefined {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] as string
+    const v = line.trim().split(/\s+/).slice(1).map(Number)
+    const total = v.reduce((a, b) => a + b, 0)
+    const idle = (v[3] ?? 0) + (v[4] ?? 0)
+    return { busy: total - idle, total }
+  } catch {
+    return undefined
+  }
+}
+
+/** Busy % of the whole machine (100 % = one core) between two readings. */
+function machinePct (a: ReturnType<typeof machineCpu>, b: ReturnType<typeof machineCpu>): number | undefined {
+  if (a === undefined || b === undefined || b.total <= a.total) return undefined
+  return (b.busy - a.busy) / (b.total - a.total) * cpus().length * 100
 }
 
 function cpuPct (a: { cpuUserUs: number, cpuSystemUs: number, at: number }, b: { cpuUserUs: number, cpuSystemUs: number, at: number }): number {
@@ -219,11 +240,13 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
       await hub.request<string>({ cmd: 'snapshot', file: join(cfg.snapshotDir, `hub-${transport}-0.heapsnapshot`) })
     }
     const before = await hub.request<HubReply>({ cmd: 'stats', gc: true })
+    const machineJoinA = machineCpu()
     const edgesBefore = sumEdges(await Promise.all(edges.map(async e => await e.request<EdgeStats>({ cmd: 'stats' }))))
     log(`${transport}: hub before: rss ${(before.rss / 1048576).toFixed(1)} MiB, heap ${(before.heapUsed / 1048576).toFixed(1)} MiB; connecting`)
     const firstJoin = mergeConnect(await Promise.all(edges.map(async e => await e.request<ConnectResult>({ cmd: 'connect' }))))
     const hubJoined = await hub.request<HubReply>({ cmd: 'stats' })
     const edgesJoined = sumEdges(await Promise.all(edges.map(async e => await e.request<EdgeStats>({ cmd: 'stats' }))))
+    const machineJoinB = machineCpu()
     log(`${transport}: ${firstJoin.connected}/${n} welcomed in ${firstJoin.seconds.toFixed(1)} s = ${firstJoin.rate.toFixed(0)}/s (retries ${firstJoin.retries}, failed ${firstJoin.failed}, missing ${firstJoin.missing}${firstJoin.lastError !== undefined ? `, last error: ${firstJoin.lastError}` : ''})`)
 
     // Let every session pass its first heartbeat and the connect burst's garbage settle.
@@ -236,7 +259,9 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
     const wireA = nft?.read()
     const edgeA = sumEdges(await Promise.all(edges.map(async e => await e.request<EdgeStats>({ cmd: 'stats' }))))
     const hubA = await hub.request<HubReply>({ cmd: 'stats' })
+    const machineIdleA = machineCpu()
     await sleep(cfg.idleS * 1000)
+    const machineIdleB = machineCpu()
     const hubB = await hub.request<HubReply>({ cmd: 'stats' })
     const edgeB = sumEdges(await Promise.all(edges.map(async e => await e.request<EdgeStats>({ cmd: 'stats' }))))
     const wireB = nft?.read()
@@ -312,7 +337,16 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
           downMsgPerNodeS: per(edgeB.messagesReceived - edgeA.messagesReceived) / idleSeconds
         }
       },
-      admin: { status, metrics }
+      admin: { status, metrics },
+      machineLoad: {
+        // Other processes on this shared machine compete for the 2 cores: connect rates are only
+        // comparable between runs with similar "other" load; memory, idle CPU and bytes are per process/port.
+        loadavgAtEnd: loadavg().map(x => Math.round(x * 100) / 100),
+        joinBusyPct: machinePct(machineJoinA, machineJoinB),
+        joinOtherPct: otherPct(machinePct(machineJoinA, machineJoinB), cpuPct(before, hubJoined) + cpuPct(edgesBefore, { ...edgesJoined, at: edgesBefore.at + (hubJoined.at - before.at) })),
+        idleBusyPct: machinePct(machineIdleA, machineIdleB),
+        idleOtherPct: otherPct(machinePct(machineIdleA, machineIdleB), cpuPct(hubA, hubB) + cpuPct(edgeA, { ...edgeB, at: edgeA.at + (hubB.at - hubA.at) }))
+      }
     }
   } finally {
     nft?.destroy()
@@ -321,6 +355,11 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
     for (const c of [...edges, hub]) c.kill()
     await rm(dataDir, { recursive: true, force: true })
   }
+}
+
+/** Machine busy % not accounted for by the bench's own processes. */
+function otherPct (machine: number | undefined, ours: number): number | undefined {
+  return machine === undefined ? undefined : Math.max(0, Math.round(machine - ours))
 }
 
 function fdLimit (): string {

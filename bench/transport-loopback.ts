@@ -6,6 +6,7 @@
  *   npm run bench:transport                      # full: 5 runs × 3 s per scenario, under a machine-wide lock
  *   node dist-bench/bench/transport-loopback.js --quick   # 3 runs × 1 s
  *   ... --transports ws,quic --runs 3 --duration 2000 --json out.json | --no-json
+ *   ... --transports ws,webtransport-h3          # opt-in row: WebTransport with HTTP/3 forced
  *   ... --smoke                                  # ws + memory, 2 runs × 100 ms (the test suite's check)
  *
  * "1 and 16 streams": a connection here has one stream per priority class,
@@ -21,13 +22,14 @@
  * ("in-process" row): a reference for the fabric's own per-message cost.
  * Results: Markdown on stdout, JSON in bench/out/ (gitignored).
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, release, totalmem } from 'node:os'
-import { dirname, join } from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
+import { dirname } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { TransportUnavailableError, toError } from '../src/errors.js'
 import { dial, transportFor } from '../src/transport/index.js'
 import type { DialOptions } from '../src/transport/types.js'
+import { parseArgs } from './lib/loopback-args.js'
 import { startChildServer } from './lib/loopback-child.js'
 import { startLoopbackServer, type ServerInfo } from './lib/loopback-protocol.js'
 import {
@@ -51,19 +53,23 @@ export interface BenchOptions {
   log: (line: string) => void
 }
 
-interface TransportDef { key: string, label: string, listenUrl: string, inProcess?: boolean }
+interface TransportDef { key: string, label: string, listenUrl: string, inProcess?: boolean, optIn?: boolean }
 
 export const TRANSPORTS: readonly TransportDef[] = [
   { key: 'ws', label: 'ws', listenUrl: 'ws://127.0.0.1:0' },
   { key: 'wss', label: 'wss (TLS)', listenUrl: 'wss://127.0.0.1:0' },
   { key: 'quic', label: 'quic', listenUrl: 'quic://127.0.0.1:0' },
   { key: 'webtransport', label: 'WebTransport https', listenUrl: 'https://127.0.0.1:0/bench' },
-  { key: 'memory', label: 'memory', listenUrl: 'memory://0', inProcess: true }
+  { key: 'memory', label: 'memory', listenUrl: 'memory://0', inProcess: true },
+  // Opt-in (--transports …,webtransport-h3): HTTP/3 forced, so a machine without the native
+  // binding shows the TransportUnavailableError reason in the table. The default
+  // `webtransport` row already uses HTTP/3 whenever it can run.
+  { key: 'webtransport-h3', label: 'WebTransport https ?mode=http3', listenUrl: 'https://127.0.0.1:0/bench?mode=http3', optIn: true }
 ]
 
 export function defaultOptions (): BenchOptions {
   return {
-    transports: TRANSPORTS.map(t => t.key),
+    transports: TRANSPORTS.filter(t => t.optIn !== true).map(t => t.key),
     runs: 5,
     durationMs: 3000,
     warmupMs: 1000,
@@ -317,55 +323,7 @@ export async function runBench (opts: Partial<BenchOptions> = {}): Promise<Bench
   return report
 }
 
-/** The repository root (where package.json is), from this module's location (bench/ or dist-bench/bench/). */
-function repoRoot (): string {
-  let dir = dirname(fileURLToPath(import.meta.url))
-  for (let i = 0; i < 5; i++) {
-    if (existsSync(join(dir, 'package.json'))) return dir
-    dir = dirname(dir)
-  }
-  return process.cwd()
-}
-
-export function parseArgs (argv: string[]): Partial<BenchOptions> {
-  const o: Partial<BenchOptions> = {}
-  let json: string | false | undefined
-  let smoke = false
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i] as string
-    const value = (): string => {
-      const v = argv[++i]
-      if (v === undefined) throw new Error(`${a} needs a value`)
-      return v
-    }
-    const int = (min: number): number => {
-      const n = Number(value())
-      if (!Number.isInteger(n) || n < min) throw new Error(`${a} must be an integer ≥ ${min}`)
-      return n
-    }
-    if (a === '--quick') { o.runs ??= 3; o.durationMs ??= 1000; o.warmupMs ??= 500 } else if (a === '--smoke') smoke = true
-    else if (a === '--runs') o.runs = int(1)
-    else if (a === '--duration') o.durationMs = int(10)
-    else if (a === '--concurrency') o.concurrency = int(1)
-    else if (a === '--transports') o.transports = value().split(',').map(s => s.trim()).filter(s => s !== '')
-    else if (a === '--json') json = value()
-    else if (a === '--no-json') json = false
-    else throw new Error(`unknown argument ${a}`)
-  }
-  if (smoke) {
-    // Proves the pipeline end to end in a few seconds; the numbers mean nothing.
-    o.transports ??= ['ws', 'memory']
-    o.runs = Math.min(o.runs ?? 2, 2)
-    o.durationMs = Math.min(o.durationMs ?? 100, 100)
-    o.warmupMs = 100
-    o.concurrency = Math.min(o.concurrency ?? 4, 4)
-    o.bulkEnvelopeBytes = 256 * 1024
-  }
-  if (json !== false && (json !== undefined || !smoke)) {
-    o.jsonPath = json ?? join(repoRoot(), 'bench', 'out', `transport-loopback-${new Date().toISOString().replace(/[:.]/g, '-')}.json`)
-  }
-  return o
-}
+export { parseArgs }
 
 const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href
 if (isMain) {

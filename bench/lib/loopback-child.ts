@@ -4,7 +4,7 @@
  * The server module is resolved next to this one with the same extension:
  * compiled runs (`node dist-bench/bench/transport-loopback.js`) spawn the .js,
  * while a TypeScript run (the tap smoke test, through tap's loader) spawns
- * the .ts with the same `--import` loader flags (process.execArgv).
+ * the .ts with the same `--import` loader flags (see childExecArgv).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { extname } from 'node:path'
@@ -20,16 +20,32 @@ export interface ChildServer {
   stop (): Promise<void>
 }
 
+const EXT = extname(fileURLToPath(import.meta.url)) // '.ts' or '.js'
+
 function serverPath (): string {
-  const ext = extname(fileURLToPath(import.meta.url)) // '.ts' or '.js'
-  return fileURLToPath(new URL(`../loopback-server${ext}`, import.meta.url))
+  return fileURLToPath(new URL(`../loopback-server${EXT}`, import.meta.url))
+}
+
+/**
+ * Node flags the child needs: none for compiled .js; for .ts, the module
+ * loader flags this process runs with (tap: `--import=…typescript…`). Nothing
+ * else is inherited: `-e` scripts or `--inspect` ports must not reach the child.
+ */
+function childExecArgv (): string[] {
+  if (EXT !== '.ts') return []
+  const keep: string[] = []
+  const argv = process.execArgv
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string
+    if (/^--(import|loader|experimental-loader|require)=/.test(a) || a === '--enable-source-maps') keep.push(a)
+    else if (/^(--import|--loader|--experimental-loader|--require|-r)$/.test(a) && argv[i + 1] !== undefined) keep.push(a, argv[++i] as string)
+  }
+  return keep
 }
 
 /** Start a child echo server listening on `listenUrl`; resolves once it printed its URL and identity. */
 export async function startChildServer (listenUrl: string): Promise<ChildServer> {
-  // Inspector flags would make the child fight over the debug port.
-  const execArgv = process.execArgv.filter(a => !a.startsWith('--inspect'))
-  const child = spawn(process.execPath, [...execArgv, serverPath(), listenUrl], { stdio: ['pipe', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [...childExecArgv(), serverPath(), listenUrl], { stdio: ['pipe', 'pipe', 'pipe'] })
   let stderr = ''
   child.stderr?.setEncoding('utf8')
   child.stderr?.on('data', (d: string) => { if (stderr.length < 8192) stderr += d })

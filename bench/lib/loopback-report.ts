@@ -114,7 +114,11 @@ export function summaryTable (results: TransportResult[], scenarios: ScenarioDef
   const head = ['transport', ...scenarios.map(s => `${s.title} ${s.kind === 'bulk' ? 'MB/s' : 'req/s'}`)]
   const rows = results.map(t => {
     const why = t.unavailable
-    if (why !== undefined) return [transportName(t), ...scenarios.map((_, i) => i === 0 ? `unavailable: ${cellText(why)}` : '–')]
+    if (why !== undefined) {
+      // Shortened here; the full reason is in the log line above the table and in the JSON.
+      const short = why.length > 140 ? `${why.slice(0, 139)}…` : why
+      return [transportName(t), ...scenarios.map((_, i) => i === 0 ? `unavailable: ${cellText(short)}` : '–')]
+    }
     return [transportName(t), ...scenarios.map(s => {
       const sum = summarize(t.scenarios[s.key], ws?.scenarios[s.key])
       if (sum === undefined) return `error: ${cellText(t.scenarios[s.key]?.errors[0] ?? 'no result').slice(0, 80)}`

@@ -41,7 +41,9 @@ export class Child {
 
   constructor (name: string, script: URL, args: string[] = []) {
     this.name = name
-    this.proc = fork(script, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' })
+    // RELIABLE_BENCH_CHILD_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the children.
+    const execArgv = (process.env.RELIABLE_BENCH_CHILD_ARGS ?? '').split(' ').filter(Boolean)
+    this.proc = fork(script, args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' })
     this.proc.on('message', (m: Reply) => {
       const w = this.#waiting.get(m.seq)
       if (w === undefined) return

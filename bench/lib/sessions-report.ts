@@ -47,6 +47,8 @@ export interface RunResult {
     counted: { upBitPerNode: number, downBitPerNode: number, upMsgPerNodeS: number, downMsgPerNodeS: number }
   }
   admin: { status: { ms: number, bytes: number } | undefined, metrics: { ms: number, bytes: number } | undefined }
+  /** Whole-machine CPU (% of one core) during join and idle, and the part used by processes other than this bench. */
+  machineLoad: { loadavgAtEnd: number[], joinBusyPct?: number | undefined, joinOtherPct?: number | undefined, idleBusyPct?: number | undefined, idleOtherPct?: number | undefined }
 }
 
 const kb = (b: number): string => (b / 1024).toFixed(1)
@@ -112,6 +114,8 @@ export function printReport (results: RunResult[], quick: boolean): void {
       ? `wire n/a (${r.idle.wireUnavailable ?? '?'})`
       : `wire packets/node/s up ${w.upPktPerNodeS.toFixed(2)} down ${w.downPktPerNodeS.toFixed(2)}, mean IP packet up ${f0(w.raw.up.bytes / Math.max(1, w.raw.up.packets))} B down ${f0(w.raw.down.bytes / Math.max(1, w.raw.down.packets))} B`) +
       `; envelopes/node/s up ${r.idle.counted.upMsgPerNodeS.toFixed(3)} down ${r.idle.counted.downMsgPerNodeS.toFixed(3)}`)
+    const ml = r.machineLoad
+    console.log(`  machine: other processes used ${ml.joinOtherPct ?? '?'} % of a core during join, ${ml.idleOtherPct ?? '?'} % during idle (2 cores = 200 %); load average ${ml.loadavgAtEnd.join(' ')}`)
     if (r.admin.status !== undefined || r.admin.metrics !== undefined) {
       console.log(`  admin at this size: /status ${r.admin.status === undefined ? 'n/a' : `${r.admin.status.ms} ms, ${kb(r.admin.status.bytes)} KiB`}, /metrics ${r.admin.metrics === undefined ? 'n/a' : `${r.admin.metrics.ms} ms, ${kb(r.admin.metrics.bytes)} KiB`}`)
     }
