@@ -13,7 +13,9 @@
  */
 import { copyBytes, GIVE_UP, readUtf8 } from './codec-bytes.js'
 import { DecodeError } from './errors.js'
-import { MAX_SHAPE_KEYS, MAX_SHAPES, SHAPE_DEF, SHAPE_INLINE, type ShapeTable } from './codec-shapes.js'
+import {
+  MAX_DEFINITION_BYTES, MAX_KEY_BYTES, MAX_SHAPE_KEYS, MAX_SHAPES, SHAPE_DEF, SHAPE_INLINE, type ShapeTable
+} from './codec-shapes.js'
 
 /** Deeper content goes to msgpackr (which handles it, or fails typed). */
 const MAX_DEPTH = 64
@@ -135,16 +137,17 @@ function readCount (): number {
   throw new DecodeError('shape key count varint too long')
 }
 
-function readShapeKeys (n: number, unique: boolean): string[] {
+function readShapeKeys (n: number, definition: boolean): string[] {
   if (n > end - p) throw new DecodeError(`shape declares ${n} keys, only ${end - p} bytes left`)
   const keys = new Array<string>(n)
   for (let i = 0; i < n; i++) {
     const len = readCount()
+    if (definition && len > MAX_KEY_BYTES) throw new DecodeError(`a ${len}-byte key in a shape definition (at most ${MAX_KEY_BYTES})`)
     const k = len <= 16 ? readKey(len) : readStr(len) // readKey also refuses '__proto__' (GIVE_UP)
     if (k === '__proto__') throw new DecodeError("'__proto__' in a shape")
     keys[i] = k
   }
-  if (unique && new Set(keys).size !== n) throw new DecodeError('duplicate key in a shape definition')
+  if (definition && new Set(keys).size !== n) throw new DecodeError('duplicate key in a shape definition')
   return keys
 }
 
@@ -190,7 +193,11 @@ function readShaped (): Record<string, unknown> {
     if (table.keys.length >= MAX_SHAPES) throw new DecodeError(`more than ${MAX_SHAPES} shapes defined on one stream`)
     const n = u8()
     if (n === 0 || n > MAX_SHAPE_KEYS) throw new DecodeError(`shape definition with ${n} keys (1..${MAX_SHAPE_KEYS} allowed)`)
+    const from = p
     const keys = readShapeKeys(n, true)
+    if ((table.definedBytes += p - from) > MAX_DEFINITION_BYTES) {
+      throw new DecodeError(`shape definitions beyond ${MAX_DEFINITION_BYTES} bytes on one stream`)
+    }
     o = readWithKeys(keys)
     // defined once its object is read, nested shapes first (post-order, as the encoder)
     table.keys.push(keys)

@@ -18,7 +18,7 @@
  */
 import { GIVE_UP, writeVarint } from './codec-bytes.js'
 import {
-  MAX_SHAPES, SHAPE_DEF, SHAPE_INLINE, SHAPE_MARKER, keyBytes, type ShapeEncoder, type ShapeNode
+  SHAPE_DEF, SHAPE_INLINE, SHAPE_MARKER, checkKey, keyBytes, type ShapeEncoder, type ShapeNode
 } from './codec-shapes.js'
 
 const hasOwn = Object.prototype.hasOwnProperty
@@ -189,7 +189,7 @@ function writeShaped (o: Record<string, unknown>, enc: ShapeEncoder): void {
       else offTrie = []
     }
     if (offTrie !== undefined) {
-      if (k === '__proto__') throw GIVE_UP
+      checkKey(k)
       offTrie.push(k)
     }
     writeValue(o[k])
@@ -208,9 +208,8 @@ function writeShaped (o: Record<string, unknown>, enc: ShapeEncoder): void {
     if (id >= 0) {
       if (id < known) { target[start + 1] = id; return }
       // else defined by an object nested in this one: the decoder does not know it yet
-    } else if (node.seen++ > 0 && enc.count < MAX_SHAPES) {
+    } else if (node.seen++ > 0 && enc.define(node)) { // after the values: ids are assigned in the order objects end
       tag = SHAPE_DEF
-      enc.define(node) // after the values: ids are assigned in the order objects end
     }
   }
   // Keys go between the header and the values: [count][keys...].

@@ -24,7 +24,9 @@
  * to a shape defined inside its own values (the encoder writes it inline).
  *
  * Bounds: at most MAX_SHAPES shapes per stream and direction, never evicted
- * (the decoder could not know); beyond that, new shapes go inline. A shape
+ * (the decoder could not know), of at most MAX_SHAPE_KEYS keys of at most
+ * MAX_KEY_BYTES, MAX_DEFINITION_BYTES of definitions in all; beyond that,
+ * new shapes go inline. A decoder refuses definitions beyond these bounds. A shape
  * gets an id the SECOND time the encoder sees it, so objects used as
  * dictionaries (keys that are data) do not use up the ids with one-offs.
  * The encoder's trie of seen key sequences is bounded by MAX_NODES.
@@ -40,6 +42,11 @@ export const MAX_SHAPES = SHAPE_DEF
 export const MAX_SHAPE_KEYS = 64
 /** Trie nodes per encoder: bounds the memory objects with ever-new keys can take. */
 export const MAX_NODES = 1024
+/** Longer keys are always sent inline (UTF-16 units; so at most 3x as many UTF-8 bytes). */
+export const MAX_KEY_CHARS = 64
+export const MAX_KEY_BYTES = 3 * MAX_KEY_CHARS
+/** Definition bytes (keys with their lengths) all shapes of a stream may take: what a decoder keeps. */
+export const MAX_DEFINITION_BYTES = 32 * 1024
 
 /** Children of a trie node found by a linear scan before the map. */
 const SCANNED_CHILDREN = 16
@@ -57,6 +64,18 @@ export function keyBytes (k: string): Buffer {
   out[p++] = v
   utf8.copy(out, p)
   return out
+}
+
+const isWellFormed = (String.prototype as unknown as { isWellFormed: (this: string) => boolean }).isWellFormed
+
+/**
+ * Keys the stream form cannot carry as they are: '__proto__' (the stateless
+ * path applies msgpackr's renaming), and lone surrogates (two such keys can
+ * become the same U+FFFD key on the wire, which a shape cannot hold twice).
+ * The frame is then sent stateless.
+ */
+export function checkKey (k: string): void {
+  if (k === '__proto__' || !isWellFormed.call(k)) throw GIVE_UP
 }
 
 /** A key sequence seen by the encoder: the path from the root to this node. */
@@ -118,8 +137,8 @@ export class ShapeEncoder {
       const found = node.more?.get(k)
       if (found !== undefined) return found
     }
-    if (k === '__proto__') throw GIVE_UP // the stateless path applies msgpackr's renaming
-    if (this.#nodes >= MAX_NODES || node.depth >= MAX_SHAPE_KEYS) return undefined
+    checkKey(k)
+    if (this.#nodes >= MAX_NODES || node.depth >= MAX_SHAPE_KEYS || k.length > MAX_KEY_CHARS) return undefined
     const c = new ShapeNode(k, node)
     this.#nodes++
     if (node.c1 === undefined) {
@@ -138,10 +157,16 @@ export class ShapeEncoder {
     return c
   }
 
-  /** Give `node` the next id. The caller checked count < MAX_SHAPES. */
-  define (node: ShapeNode): void {
+  /** Definition bytes of the shapes defined so far. */
+  #definedBytes = 0
+
+  /** Give `node` the next id, if the bounds allow. */
+  define (node: ShapeNode): boolean {
+    if (this.count >= MAX_SHAPES || this.#definedBytes + node.pathBytes > MAX_DEFINITION_BYTES) return false
     node.id = this.count++
+    this.#definedBytes += node.pathBytes
     this.#byId.push(node)
+    return true
   }
 
   /** Forget shapes defined since `count` was `to` (their frame is not sent). */
@@ -149,6 +174,7 @@ export class ShapeEncoder {
     while (this.count > to) {
       const node = this.#byId.pop() as ShapeNode
       node.id = -1
+      this.#definedBytes -= node.pathBytes
       this.count--
     }
   }
@@ -157,6 +183,8 @@ export class ShapeEncoder {
 /** Decoder half of a stream's dictionary. */
 export class ShapeTable {
   readonly keys: string[][] = []
+  /** Definition bytes read so far (bounded by MAX_DEFINITION_BYTES). */
+  definedBytes = 0
   /** Generated constructors, once a shape has been used COMPILE_AFTER times. */
   readonly makers: Array<(() => Record<string, unknown>) | undefined> = []
   readonly uses: number[] = []

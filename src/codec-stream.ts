@@ -3,18 +3,19 @@
  * channel (a transport's per-priority stream, for the life of a connection).
  *
  * A stream's encoder and the peer's decoder for the same channel keep the
- * same shape dictionary (src/codec-shapes.ts): the first frames carrying an
- * object shape define it, later ones refer to it by a one-byte id and carry
- * only the values. That removes most of a structured envelope's bytes and
- * most of its encode and decode work (bench/codec.ts).
+ * same dictionaries: router strings (src/codec-strings.ts) and object shapes
+ * (src/codec-shapes.ts). Once defined (the second time the encoder sees
+ * them), later frames refer to them by number and carry only the values.
+ * That removes most of a structured envelope's bytes and much of its encode
+ * and decode work (bench/codec.ts).
  *
- * Frames: a stream frame is wire format version 2 (the version 1 layout of
- * src/codec.ts with shape-coded msgpack content). Content the stream subset
- * does not cover (Map, Set, typed arrays other than Uint8Array, ...),
- * non-object content, and re-entrant encodes produce ordinary stateless
- * version 1 frames, which a stream decoder reads too. The stateless
- * codec.decode() refuses version 2 frames with a DecodeError: they mean
- * nothing outside their stream.
+ * Frames: a stream frame is wire format version 2 (src/codec-header.ts).
+ * Its content is stream content (meta bit 0x40) unless the stream subset
+ * does not cover it (Map, Set, typed arrays other than Uint8Array, keys that
+ * are '__proto__' or not well-formed UTF-16...): then it is the stateless
+ * content encoding. A re-entrant encode gets a stateless version 1 frame,
+ * which a stream decoder reads too. The stateless codec.decode() refuses
+ * version 2 frames with a DecodeError: they mean nothing outside their stream.
  *
  * Contract, because both sides must stay in step:
  * - Every frame encode() returns must be delivered to the peer's decoder

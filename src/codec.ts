@@ -33,6 +33,11 @@
  *
  *   str = unsigned LEB128 byte length, then that many bytes of UTF-8.
  *
+ * Version 2 is a stream frame (createStream(), src/codec-stream.ts): the same
+ * layout, with router strings and object shapes that refer to a dictionary
+ * built up by earlier frames of the same channel. decode() refuses it; a
+ * stream's decode() reads both versions.
+ *
  * Decoding is strict: truncation at any byte, trailing bytes, reserved bits,
  * inconsistent flags, unknown operation codes, invalid UTF-8 or msgpack are
  * DecodeError; well-formed bytes carrying an invalid value (empty id,

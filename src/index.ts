@@ -3,7 +3,7 @@
  */
 export * from './errors.js'
 export * from './envelope.js'
-export { defaultCodec, type EnvelopeCodec } from './codec.js'
+export { defaultCodec, type EnvelopeCodec, type EnvelopeCodecStream } from './codec.js'
 export { dial, listen, registerTransport, transportFor } from './transport/index.js'
 export type * from './transport/types.js'
 export { AbstractConnection, type AbstractConnectionInit } from './transport/abstract-connection.js'

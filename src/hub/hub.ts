@@ -442,6 +442,9 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
         quota: this.#quota,
         ...this.#laneOptions,
         onEvent: e => this.#laneEvent(e),
+        // Upstream versions are per node: node b's "x" v3 is not stale because node a sent "x" v5.
+        // (Node names cannot contain '/', so the prefix is unambiguous.)
+        resourceKey: env => `${nodeId}/${env.router.resource}`,
         deliver: async env => {
           await this.#deliverReliable(nodeId, env)
           return 'ok' as const

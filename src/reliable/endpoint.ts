@@ -14,6 +14,7 @@ import { ReliableSender, type LaneLink, type SenderOptions } from './sender.js'
 export interface EndpointOptions extends Omit<SenderOptions, 'peer'> {
   deliver: ReceiverOptions['deliver']
   onCount?: ReceiverOptions['onCount']
+  resourceKey?: ReceiverOptions['resourceKey']
 }
 
 export class ReliableEndpoint {
@@ -37,6 +38,7 @@ export class ReliableEndpoint {
       }
     }
     if (o.onCount !== undefined) receiverOptions.onCount = o.onCount
+    if (o.resourceKey !== undefined) receiverOptions.resourceKey = o.resourceKey
     this.receiver = new ReliableReceiver(receiverOptions)
   }
 

@@ -30,6 +30,13 @@ export interface ReceiverOptions {
   deliver: (env: Envelope, seq: number) => Promise<DeliveryVerdict> | DeliveryVerdict
   /** Send a lane control message (ack/nack/resume) on the current session. */
   sendControl: (env: Envelope) => void
+  /**
+   * Store key of a versioned message's resource (dedup of stale versions and
+   * the resource store). @default env.router.resource — right for the edge,
+   * which has one peer; the hub prefixes the node id so that equal resource
+   * names from different nodes do not make each other stale.
+   */
+  resourceKey?: (env: Envelope) => string
   /** Data batches queued for processing before the session is considered abusive. @default 4096 */
   maxQueuedBatches?: number
   onCount?: (what: 'delivered' | 'duplicate' | 'stale' | 'expired' | 'rejected', n: number) => void
@@ -48,6 +55,18 @@ export class ReliableReceiver {
    * group commit on the receiving side, instead of one commit per batch.
    */
   #open: DataContent[] | undefined
+  /**
+   * Pipelining: the commit of the previous group, still in flight while the
+   * next group is handed to the application (the fsync wait overlaps useful
+   * work). At most one commit is in flight; the next one is issued only after
+   * it succeeded, so commits and acks stay in order and a failed commit is
+   * never skipped over. Resolves false when it failed.
+   */
+  #commit: Promise<boolean> | undefined
+  /** Highest seq in the in-flight commit (not yet visible through store.receivedSeq). */
+  #committingSeq = 0
+  /** Resource versions in the in-flight commit (not yet visible through store.getResource). */
+  #committing = new Map<string, { version: string | undefined, op: string | undefined }>()
   /** After a nack: data sent before the sender's rewind marker is ignored. */
   #rejectedAt: number | undefined
 
@@ -61,6 +80,7 @@ export class ReliableReceiver {
     // A new session starts a new stream: nothing from before it is in flight any more.
     this.#enqueue(async () => {
       this.#rejectedAt = undefined
+      await this.#settle()
       this.#o.sendControl(reliableMessage('resume', { r: this.#o.store.receivedSeq(this.peer) }, this.#o.source))
     })
   }
@@ -97,8 +117,24 @@ export class ReliableReceiver {
     }).finally(() => { this.#queued -= group.length })
   }
 
-  /** Resolves when every queued batch has been processed. */
-  idle (): Promise<void> { return this.#chain }
+  /** Resolves when every queued batch has been processed and committed. */
+  async idle (): Promise<void> {
+    await this.#chain
+    await this.#settle()
+  }
+
+  /** Wait for the in-flight commit (and its ack). False when it failed. */
+  async #settle (): Promise<boolean> {
+    const c = this.#commit
+    if (c === undefined) return true
+    const ok = await c
+    if (this.#commit === c) {
+      this.#commit = undefined
+      this.#committingSeq = 0
+      this.#committing = new Map()
+    }
+    return ok
+  }
 
   close (): void { this.#closed = true }
 
@@ -106,7 +142,7 @@ export class ReliableReceiver {
   async #process (group: DataContent[]): Promise<void> {
     if (this.#rejectedAt !== undefined) return // pipelined behind a rejected record; resent after the rewind
     const o = this.#o
-    const received = o.store.receivedSeq(this.peer)
+    const received = Math.max(o.store.receivedSeq(this.peer), this.#committingSeq)
     const items: InboundItem[] = []
     let lastOk = received
     let dup = 0
@@ -130,11 +166,11 @@ export class ReliableReceiver {
       const item: InboundItem = { seq, id: env.header.id, op: env.router.operation }
       const version = env.header.resourceVersion
       if (version !== undefined) {
-        item.key = env.router.resource
+        item.key = o.resourceKey?.(env) ?? env.router.resource
         item.version = version
         item.bytes = bytes
-        const stored = o.store.getResource(env.router.resource)
-        const cur = accepted.get(item.key) ?? (stored === undefined ? undefined : { version: stored.version, op: stored.deleted ? 'delete' : stored.op })
+        const stored = o.store.getResource(item.key)
+        const cur = accepted.get(item.key) ?? this.#committing.get(item.key) ?? (stored === undefined ? undefined : { version: stored.version, op: stored.deleted ? 'delete' : stored.op })
         if (cur !== undefined && !isNewer(version, item.op, cur.version, cur.op)) {
           stale++
           items.push(item)
@@ -161,20 +197,35 @@ export class ReliableReceiver {
       items.push(item)
       lastOk = seq
     }
-    if (items.length > 0) {
-      const result = await o.store.commitInbound(this.peer, items, o.clock.now())
-      // The store's id window may still find duplicates (a producer that re-sent an id).
-      dup += result.outcome.filter(x => x === 'duplicate').length
-    }
-    if (dup > 0) o.onCount?.('duplicate', dup)
     if (stale > 0) o.onCount?.('stale', stale)
     if (expired > 0) o.onCount?.('expired', expired)
     if (delivered > 0) o.onCount?.('delivered', delivered)
-    if (lastOk > received || dup > 0) o.sendControl(reliableMessage('ack', { u: Math.max(lastOk, received) }, o.source))
+    // This group was handed over while the previous one committed; commit it only after that one
+    // succeeded (a failed commit is not acked: the sender resends, and the application sees it again).
+    if (!await this.#settle()) throw new EdgeFabricError('EF_STORE', 'the previous inbound commit failed')
+    if (items.length === 0) {
+      if (dup > 0) o.onCount?.('duplicate', dup)
+      if (lastOk > received || dup > 0) o.sendControl(reliableMessage('ack', { u: Math.max(lastOk, received) }, o.source))
+      return
+    }
+    const u = Math.max(lastOk, received)
+    this.#committingSeq = u
+    this.#committing = accepted
+    this.#commit = o.store.commitInbound(this.peer, items, o.clock.now()).then(result => {
+      // The store's id window may still find duplicates (a producer that re-sent an id).
+      dup += result.outcome.filter(x => x === 'duplicate').length
+      if (dup > 0) o.onCount?.('duplicate', dup)
+      o.sendControl(reliableMessage('ack', { u }, o.source))
+      return true
+    }, () => {
+      o.onCount?.('rejected', 0)
+      return false
+    })
   }
 
   async #reject (items: InboundItem[], lastOk: number, seq: number, err: Error): Promise<void> {
     const o = this.#o
+    if (!await this.#settle()) return // not acked: the sender resends after its ack timeout
     if (items.length > 0) await o.store.commitInbound(this.peer, items, o.clock.now())
     if (lastOk > 0) o.sendControl(reliableMessage('ack', { u: lastOk }, o.source))
     this.#rejectedAt = seq

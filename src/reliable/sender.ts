@@ -36,7 +36,13 @@ export interface SenderOptions {
   clock: Clock
   codec: EnvelopeCodec
   quota: QuotaPolicy
-  /** Messages in flight (sent, not acked). @default 1024 */
+  /**
+   * Messages in flight (sent, not acked). The receiver commits whatever queued
+   * up while its previous commit ran, so a larger window means fewer, larger
+   * commits (measured on loopback, sync: drain +25–60 % over 1024). It is
+   * also what one receiver crash can redeliver to its application.
+   * @default 4096
+   */
   windowMessages?: number
   /** Bytes in flight. @default 4 MiB */
   windowBytes?: number
@@ -73,7 +79,7 @@ export class ReliableSender {
   constructor (o: SenderOptions) {
     this.peer = o.peer
     this.#o = {
-      windowMessages: 1024, windowBytes: 4 * 1024 * 1024, batchMessages: 64, batchBytes: 256 * 1024,
+      windowMessages: 4096, windowBytes: 4 * 1024 * 1024, batchMessages: 64, batchBytes: 256 * 1024,
       ackTimeoutMs: 5000, maxRejections: 5, onEvent: () => {}, ...o
     }
     this.#scheduleTtl()

@@ -139,6 +139,7 @@ t.test('edge outbox: reports made while the hub is down arrive after it is back;
   await edge.waitConnected()
   for (let i = 0; i < 100; i++) await edge.sendUpstream(update('r', undefined, { i }))
   await until(() => received.length === 100)
+  await until(() => edge.outboxDepth === 0) // the acks are back
   await hub.close(100)
   await until(() => edge.state !== 'connected')
   for (let i = 100; i < 300; i++) await edge.sendUpstream(update('r', undefined, { i }))
