@@ -18,12 +18,14 @@
  *
  *   npm run bench:reliable                 # n 50,000, drain 100,000
  *   npm run bench:reliable -- --quick      # n 10,000, drain 20,000, no RESULTS.md
- *   options: --n N --drain N --window W --rate R --transports ws,quic --modes sync,relaxed --no-mosquitto --no-results
+ *   options: --n N --drain N --window W --rate R --transports ws,quic --modes sync,relaxed --only live|drain
+ *            --no-mosquitto --no-results
+ *   RELIABLE_BENCH_CHILD_ARGS="--cpu-prof --cpu-prof-dir=DIR" profiles every child process.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { connect } from 'node:net'
-import { cpus, release, tmpdir, totalmem } from 'node:os'
+import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { Child } from './lib/reliable-ipc.js'
 import { drainTable, liveTable, writeResultsSection, type DrainResult, type LiveResult } from './lib/reliable-report.js'
@@ -43,7 +45,10 @@ const WARM = 2000
 const transports = (get('--transports') ?? 'ws,quic').split(',').filter(Boolean)
 const modes = (get('--modes') ?? 'sync,relaxed').split(',').filter(Boolean)
 const withMosquitto = !argv.includes('--no-mosquitto')
-const writeResults = !quick && !argv.includes('--no-results')
+const only = get('--only')
+const doLive = only === undefined || only === 'live'
+const doDrain = only === undefined || only === 'drain'
+const writeResults = !quick && !argv.includes('--no-results') && get('--only') === undefined
 const TIMEOUT = 180_000
 
 const script = (name: string): URL => new URL(`./${name}.js`, import.meta.url)
@@ -220,19 +225,22 @@ const live: LiveResult[] = []
 const drain: DrainResult[] = []
 const errors: string[] = []
 const machine = `${cpus().length} × ${cpus()[0]?.model.trim() ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${release()}, Node ${process.version}`
-console.log(`reliable delivery bench: live n=${N} (window ${WINDOW}), paced ${RATE}/s × ${PACED}, drain ${DRAIN}; ${machine}`)
+const load = (): string => loadavg().map(x => x.toFixed(2)).join(' ')
+const loadBefore = load()
+console.log(`reliable delivery bench: live n=${N} (window ${WINDOW}), paced ${RATE}/s × ${PACED}, drain ${DRAIN}; ${machine}; load ${loadBefore}`)
 if (withMosquitto) {
-  await step('mosquitto live', mqLive, live, errors)
-  await step('mosquitto drain', mqDrain, drain, errors)
+  if (doLive) await step('mosquitto live', mqLive, live, errors)
+  if (doDrain) await step('mosquitto drain', mqDrain, drain, errors)
 }
 for (const transport of transports) {
   for (const mode of modes) {
-    await step(`edgefabric ${transport} ${mode} live`, () => efLive(transport, mode), live, errors)
-    await step(`edgefabric ${transport} ${mode} drain`, () => efDrain(transport, mode), drain, errors)
+    if (doLive) await step(`edgefabric ${transport} ${mode} live`, () => efLive(transport, mode), live, errors)
+    if (doDrain) await step(`edgefabric ${transport} ${mode} drain`, () => efDrain(transport, mode), drain, errors)
   }
 }
 
 const date = new Date().toISOString().slice(0, 10)
+const loadAfter = load()
 const body = [
   `## Reliable delivery (${date}, ${machine})`,
   '',
@@ -241,6 +249,8 @@ const body = [
   'MQTT.js publisher + MQTT.js subscriber). `sync`: a message is acknowledged to the producer only after the LMDB',
   'commit holding it was fsync\'d; `relaxed`: after the commit, before the fsync. mosquitto keeps messages in memory',
   'and snapshots its whole database every `autosave_interval` (set to 1 s here), so its PUBACK does not mean on disk.',
+  `Load average (1/5/15 min) before the run ${loadBefore}, after ${loadAfter}: the machine is shared, so compare rows of`,
+  'one run rather than runs.',
   '',
   `### Live: ${N.toLocaleString('en')} messages, at most ${WINDOW} unacknowledged at the producer`,
   '',

@@ -256,7 +256,7 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
 
     // ---- idle window ---------------------------------------------------------------
     log(`${transport}: ${sessions} sessions idle for ${cfg.idleS} s`)
-    const wireA = nft?.read()
+    const wireA = nft?.tryRead()
     const edgeA = sumEdges(await Promise.all(edges.map(async e => await e.request<EdgeStats>({ cmd: 'stats' }))))
     const hubA = await hub.request<HubReply>({ cmd: 'stats' })
     const machineIdleA = machineCpu()
@@ -264,7 +264,7 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
     const machineIdleB = machineCpu()
     const hubB = await hub.request<HubReply>({ cmd: 'stats' })
     const edgeB = sumEdges(await Promise.all(edges.map(async e => await e.request<EdgeStats>({ cmd: 'stats' }))))
-    const wireB = nft?.read()
+    const wireB = nft?.tryRead()
     const idleSeconds = (hubB.at - hubA.at) / 1000
     const wire: PortCounts | undefined = wireA !== undefined && wireB !== undefined ? diffCounts(wireA, wireB) : undefined
     const memIdle = await hub.request<HubReply>({ cmd: 'stats', gc: true })
@@ -329,7 +329,7 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
               downPktPerNodeS: per(wire.down.packets) / idleSeconds,
               raw: wire
             },
-        wireUnavailable: nftUnavailable,
+        wireUnavailable: nftUnavailable ?? (wire === undefined ? 'the nft table could not be read back' : undefined),
         counted: {
           upBitPerNode: per((edgeB.bytesSent - edgeA.bytesSent) * 8) / idleSeconds,
           downBitPerNode: per((edgeB.bytesReceived - edgeA.bytesReceived) * 8) / idleSeconds,

@@ -98,7 +98,7 @@ export class ShapeNode {
   more: Map<string, ShapeNode> | undefined = undefined
   /** Shape id on this stream, or -1. */
   id = -1
-  /** Objects of exactly this shape the encoder has seen (saturating at 2). */
+  /** Objects of exactly this shape the encoder has seen (a shape is defined at the second). */
   seen = 0
 
   constructor (key: string, parent: ShapeNode | undefined) {

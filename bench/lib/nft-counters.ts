@@ -16,7 +16,8 @@ import { execFileSync } from 'node:child_process'
 export interface FlowCount { packets: number, bytes: number }
 export interface PortCounts { up: FlowCount, down: FlowCount }
 
-const TABLE = 'efbench_sessions'
+/** Per process: two bench runs at once (one outside the lock) must not delete each other's table. */
+const TABLE = `efbench_sessions_${process.pid}`
 
 function nft (args: string[], input?: string): string {
   return execFileSync('nft', args, { input, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], timeout: 10_000 })
@@ -52,6 +53,15 @@ export class NftCounters {
     } catch (err) {
       const e = err as { stderr?: string, message?: string, code?: string }
       return { unavailable: e.code === 'ENOENT' ? 'nft is not installed' : (e.stderr?.trim() || e.message || String(err)).split('\n')[0] as string }
+    }
+  }
+
+  /** Counters now, or undefined if the table vanished (someone flushed the ruleset). */
+  tryRead (): PortCounts | undefined {
+    try {
+      return this.read()
+    } catch {
+      return undefined
     }
   }
 

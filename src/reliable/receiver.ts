@@ -14,8 +14,13 @@ import { reliableMessage, type DataContent } from './protocol.js'
 import type { InboundItem, ReliableStore } from './store.js'
 import { isNewer } from './store-rules.js'
 
-/** Queued data batches merged into one commit at most (bounds one commit's size). */
-const MAX_MERGED_BATCHES = 64
+/**
+ * Queued data batches merged into one commit at most (64 records each by
+ * default: ≤ 1024 messages). Bounds one commit's size, and so what a crash
+ * between hand-off and commit redelivers: one group committing plus one
+ * being handed over.
+ */
+const MAX_MERGED_BATCHES = 16
 
 /** What the application says about one delivered message. */
 export type DeliveryVerdict = 'ok' | { reject: string, reason: string }
