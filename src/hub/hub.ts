@@ -153,21 +153,10 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
 
   admit (session: HubSession, hello: HelloContent): void {
     const nodeId = session.nodeId as string
-    let rec = this.#nodes.get(nodeId)
-    if (rec?.session === undefined && this.#connectedCount() >= this.maxNodes) {
+    if (this.#nodes.get(nodeId)?.session === undefined && this.#connectedCount() >= this.maxNodes) {
       throw new JoinRefusedError('EF_NODE_LIMIT', `the hub is at its node limit (${this.maxNodes}); retrying later may succeed`)
     }
-    if (rec === undefined) {
-      rec = {
-        operatorLabels: {},
-        session: undefined,
-        info: {
-          nodeId, status: 'disconnected', labels: {}, transport: undefined, remoteAddress: undefined, keyId: undefined,
-          connectedAt: undefined, disconnectedAt: undefined, lastSeen: undefined, rttMs: undefined, sessionId: undefined
-        }
-      }
-      this.#nodes.set(nodeId, rec)
-    }
+    const rec = this.#record(nodeId)
     const old = rec.session
     rec.session = session
     if (old === undefined) this.#connected++
@@ -356,18 +345,7 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
 
   /** Operator labels, merged over the labels the edge reports. */
   setLabels (nodeId: string, labels: Record<string, string>): void {
-    let rec = this.#nodes.get(nodeId)
-    if (rec === undefined) {
-      rec = {
-        operatorLabels: {},
-        session: undefined,
-        info: {
-          nodeId, status: 'disconnected', labels: {}, transport: undefined, remoteAddress: undefined, keyId: undefined,
-          connectedAt: undefined, disconnectedAt: undefined, lastSeen: undefined, rttMs: undefined, sessionId: undefined
-        }
-      }
-      this.#nodes.set(nodeId, rec)
-    }
+    const rec = this.#record(nodeId)
     rec.operatorLabels = { ...labels }
     rec.info.labels = { ...(rec.session?.labels ?? {}), ...labels }
   }
@@ -484,6 +462,23 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
     }
     if (e.type === 'store-error' || e.type === 'gap' || e.type === 'dead-letter') this.logger.warn(e, 'reliable lane')
     this.emit('lane', e)
+  }
+
+  /** The registry record of a node, created (disconnected) on first use. */
+  #record (nodeId: string): NodeRecord {
+    let rec = this.#nodes.get(nodeId)
+    if (rec === undefined) {
+      rec = {
+        operatorLabels: {},
+        session: undefined,
+        info: {
+          nodeId, status: 'disconnected', labels: {}, transport: undefined, remoteAddress: undefined, keyId: undefined,
+          connectedAt: undefined, disconnectedAt: undefined, lastSeen: undefined, rttMs: undefined, sessionId: undefined
+        }
+      }
+      this.#nodes.set(nodeId, rec)
+    }
+    return rec
   }
 
   #connectedCount (): number {
