@@ -18,7 +18,7 @@
  *
  *   npm run bench:reliable                 # n 50,000, drain 100,000
  *   npm run bench:reliable -- --quick      # n 10,000, drain 20,000, no RESULTS.md
- *   options: --n N --drain N --window W --rate R --transports ws,quic --modes sync,relaxed --only live|drain
+ *   options: --n N --drain N --window W --rate R --rounds R (default 3) --transports ws,quic --modes sync,relaxed --only live|drain
  *            --no-mosquitto --no-results
  *   RELIABLE_BENCH_CHILD_ARGS="--cpu-prof --cpu-prof-dir=DIR" profiles every child process.
  */
@@ -27,8 +27,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { connect } from 'node:net'
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
-import { Child } from './lib/reliable-ipc.js'
-import { drainTable, liveTable, writeResultsSection, type DrainResult, type LiveResult } from './lib/reliable-report.js'
+import { Child, procCpuUs } from './lib/reliable-ipc.js'
+import { drainTable, liveTable, medianRows, writeResultsSection, type DrainResult, type LiveResult } from './lib/reliable-report.js'
 
 interface Summary { count: number, distinct: number, firstAt: number, lastAt: number, p50: number, p99: number, startAt: number, connectedAt: number }
 interface Produced { firstAt: number, lastAckAt: number }
@@ -50,9 +50,15 @@ const doLive = only === undefined || only === 'live'
 const doDrain = only === undefined || only === 'drain'
 const writeResults = !quick && !argv.includes('--no-results') && get('--only') === undefined
 const TIMEOUT = 180_000
+const ROUNDS = Number(get('--rounds') ?? (quick ? 1 : 3))
 
 const script = (name: string): URL => new URL(`./${name}.js`, import.meta.url)
 const rate = (n: number, ms: number): number => n / (ms / 1000)
+/** CPU µs used so far by these children (and extra pids, e.g. the broker), summed. */
+async function cpuOf (children: Child[], pids: number[] = []): Promise<number> {
+  const xs = await Promise.all(children.map(async c => await c.cpu()))
+  return xs.reduce((a, b) => a + b, 0) + pids.reduce((a, p) => a + procCpuUs(p), 0)
+}
 
 async function freePort (): Promise<number> {
   const { createServer } = await import('node:net')
@@ -77,13 +83,15 @@ async function efLive (transport: string, durability: string): Promise<LiveResul
       await edge.request('start', { hub: url, token, dataDir: join(dir, 'edge'), durability, capacity: WARM, base: 0 })
       await Promise.all([hub.request('produce', { n: WARM, window: WINDOW }), edge.request('wait', { n: WARM, timeoutMs: TIMEOUT })])
       await edge.request('reset', { capacity: N, base: WARM })
+      const c0 = await cpuOf([hub, edge])
       const [p, s] = await Promise.all([hub.request<Produced>('produce', { n: N, window: WINDOW }), edge.request<Summary>('wait', { n: N, timeoutMs: TIMEOUT })])
+      const cpu = (await cpuOf([hub, edge]) - c0) / N
       await edge.request('reset', { capacity: PACED, base: WARM + N })
       const [, q] = await Promise.all([hub.request<Produced>('produce', { n: PACED, window: WINDOW, rate: RATE }), edge.request<Summary>('wait', { n: PACED, timeoutMs: TIMEOUT })])
       return {
         system: 'edgefabric', transport, durability, n: N,
         msgsPerSec: rate(N, s.lastAt - p.firstAt), ackedPerSec: rate(N, p.lastAckAt - p.firstAt), p50: s.p50, p99: s.p99,
-        pacedRate: RATE, pacedN: PACED, pacedP50: q.p50, pacedP99: q.p99, duplicates: s.count - s.distinct + q.count - q.distinct
+        pacedRate: RATE, pacedN: PACED, pacedP50: q.p50, pacedP99: q.p99, duplicates: s.count - s.distinct + q.count - q.distinct, cpuUsPerMsg: cpu
       }
     } finally {
       await hub.quit()
@@ -101,11 +109,13 @@ async function efDrain (transport: string, durability: string): Promise<DrainRes
       const p = await hub.request<Produced>('produce', { n: DRAIN, window: WINDOW })
       const depth = await hub.request<number>('depth')
       if (depth !== DRAIN) throw new Error(`outbox holds ${depth}, expected ${DRAIN}`)
+      const c0 = await cpuOf([hub, edge])
       await edge.request('start', { hub: url, token, dataDir: join(dir, 'edge'), durability, capacity: DRAIN, base: 0 })
       const s = await edge.request<Summary>('wait', { n: DRAIN, timeoutMs: TIMEOUT })
+      const cpu = (await cpuOf([hub, edge]) - c0) / DRAIN
       return {
         system: 'edgefabric', transport, durability, n: DRAIN, queuedPerSec: rate(DRAIN, p.lastAckAt - p.firstAt), delivered: s.count,
-        startToFirstMs: s.firstAt - s.startAt, sessionToFirstMs: s.firstAt - s.connectedAt, drainPerSec: rate(s.distinct, s.lastAt - s.firstAt)
+        startToFirstMs: s.firstAt - s.startAt, sessionToFirstMs: s.firstAt - s.connectedAt, drainPerSec: rate(s.distinct, s.lastAt - s.firstAt), cpuUsPerMsg: cpu
       }
     } finally {
       await hub.quit()
@@ -114,8 +124,12 @@ async function efDrain (transport: string, durability: string): Promise<DrainRes
   })
 }
 
-/** mosquitto on 127.0.0.1 with persistence in `dir` (see the config for every non-default). */
-async function startMosquitto (dir: string): Promise<{ url: string, proc: ChildProcess, config: string }> {
+/**
+ * mosquitto on 127.0.0.1 with persistence in `dir` (see the config for every
+ * non-default). `inflight`: its max_inflight_messages (QoS 1 messages in
+ * flight to one client), undefined = its default of 20.
+ */
+async function startMosquitto (dir: string, inflight: number | undefined): Promise<{ url: string, proc: ChildProcess, config: string, label: string }> {
   const port = await freePort()
   const config = [
     `listener ${port} 127.0.0.1`,
@@ -125,7 +139,7 @@ async function startMosquitto (dir: string): Promise<{ url: string, proc: ChildP
     'autosave_interval 1', // snapshot the in-memory database to disk every second (its most durable setting)
     'max_queued_messages 0', // unlimited: the default 1000 silently drops the rest for an offline subscriber
     'max_queued_bytes 0',
-    `max_inflight_messages ${WINDOW}`, // same window as edgefabric's producer (default 20)
+    ...(inflight === undefined ? [] : [`max_inflight_messages ${inflight}`]),
     'user root'
   ].join('\n') + '\n'
   mkdirSync(dir, { recursive: true })
@@ -144,7 +158,7 @@ async function startMosquitto (dir: string): Promise<{ url: string, proc: ChildP
     if (Date.now() > end || proc.exitCode !== null) throw new Error(`mosquitto did not start: ${stderr}`)
     await new Promise(resolve => setTimeout(resolve, 50))
   }
-  return { url: `mqtt://127.0.0.1:${port}`, proc, config }
+  return { url: `mqtt://127.0.0.1:${port}`, proc, config, label: `mosquitto (inflight ${inflight ?? 20})` }
 }
 
 async function stopMosquitto (proc: ChildProcess): Promise<void> {
@@ -156,10 +170,10 @@ async function stopMosquitto (proc: ChildProcess): Promise<void> {
 
 let mosquittoConfig = ''
 
-async function mqLive (): Promise<LiveResult> {
+async function mqLive (inflight: number | undefined): Promise<LiveResult> {
   return await withDir(async dir => {
-    const m = await startMosquitto(dir)
-    mosquittoConfig = m.config
+    const m = await startMosquitto(dir, inflight)
+    if (inflight !== undefined) mosquittoConfig = m.config
     const pub = new Child('mqtt-pub', script('reliable-mqtt'))
     const sub = new Child('mqtt-sub', script('reliable-mqtt'))
     try {
@@ -167,11 +181,14 @@ async function mqLive (): Promise<LiveResult> {
       await pub.request('pub-start', { url: m.url })
       await Promise.all([pub.request('produce', { n: WARM, window: WINDOW }), sub.request('wait', { n: WARM, timeoutMs: TIMEOUT })])
       await sub.request('reset', { capacity: N, base: WARM })
+      const pids = [m.proc.pid as number]
+      const c0 = await cpuOf([pub, sub], pids)
       const [p, s] = await Promise.all([pub.request<Produced>('produce', { n: N, window: WINDOW }), sub.request<Summary>('wait', { n: N, timeoutMs: TIMEOUT })])
+      const cpu = (await cpuOf([pub, sub], pids) - c0) / N
       await sub.request('reset', { capacity: PACED, base: WARM + N })
       const [, q] = await Promise.all([pub.request<Produced>('produce', { n: PACED, window: WINDOW, rate: RATE }), sub.request<Summary>('wait', { n: PACED, timeoutMs: TIMEOUT })])
       return {
-        system: 'mosquitto', transport: 'tcp', durability: 'QoS 1, autosave 1 s', n: N,
+        system: m.label, transport: 'tcp', durability: 'QoS 1, autosave 1 s', n: N, cpuUsPerMsg: cpu,
         msgsPerSec: rate(N, s.lastAt - p.firstAt), ackedPerSec: rate(N, p.lastAckAt - p.firstAt), p50: s.p50, p99: s.p99,
         pacedRate: RATE, pacedN: PACED, pacedP50: q.p50, pacedP99: q.p99, duplicates: s.count - s.distinct + q.count - q.distinct
       }
@@ -183,9 +200,9 @@ async function mqLive (): Promise<LiveResult> {
   })
 }
 
-async function mqDrain (): Promise<DrainResult> {
+async function mqDrain (inflight: number | undefined): Promise<DrainResult> {
   return await withDir(async dir => {
-    const m = await startMosquitto(dir)
+    const m = await startMosquitto(dir, inflight)
     const pub = new Child('mqtt-pub', script('reliable-mqtt'))
     const sub = new Child('mqtt-sub', script('reliable-mqtt'))
     try {
@@ -193,11 +210,15 @@ async function mqDrain (): Promise<DrainResult> {
       await sub.request('sub-stop')
       await pub.request('pub-start', { url: m.url })
       const p = await pub.request<Produced>('produce', { n: DRAIN, window: WINDOW })
+      const pids = [m.proc.pid as number]
+      const c0 = await cpuOf([sub], pids)
       const { sessionPresent } = await sub.request<{ sessionPresent: boolean }>('sub-start', { url: m.url, capacity: DRAIN, base: 0 })
       if (!sessionPresent) throw new Error('mosquitto lost the persistent session')
       const s = await sub.request<Summary>('wait', { n: DRAIN, timeoutMs: TIMEOUT })
+      const cpu = (await cpuOf([sub], pids) - c0) / DRAIN
       return {
-        system: 'mosquitto', transport: 'tcp', durability: 'QoS 1, autosave 1 s', n: DRAIN, queuedPerSec: rate(DRAIN, p.lastAckAt - p.firstAt), delivered: s.count,
+        cpuUsPerMsg: cpu,
+        system: m.label, transport: 'tcp', durability: 'QoS 1, autosave 1 s', n: DRAIN, queuedPerSec: rate(DRAIN, p.lastAckAt - p.firstAt), delivered: s.count,
         startToFirstMs: s.firstAt - s.startAt, sessionToFirstMs: s.firstAt - s.connectedAt, drainPerSec: rate(s.distinct, s.lastAt - s.firstAt)
       }
     } finally {
@@ -228,15 +249,37 @@ const machine = `${cpus().length} × ${cpus()[0]?.model.trim() ?? '?'}, ${(total
 const load = (): string => loadavg().map(x => x.toFixed(2)).join(' ')
 const loadBefore = load()
 console.log(`reliable delivery bench: live n=${N} (window ${WINDOW}), paced ${RATE}/s × ${PACED}, drain ${DRAIN}; ${machine}; load ${loadBefore}`)
-if (withMosquitto) {
-  if (doLive) await step('mosquitto live', mqLive, live, errors)
-  if (doDrain) await step('mosquitto drain', mqDrain, drain, errors)
-}
-for (const transport of transports) {
-  for (const mode of modes) {
-    if (doLive) await step(`edgefabric ${transport} ${mode} live`, () => efLive(transport, mode), live, errors)
-    if (doDrain) await step(`edgefabric ${transport} ${mode} drain`, () => efDrain(transport, mode), drain, errors)
+// Rounds interleave every configuration, so a burst of load from elsewhere on
+// the machine hits all of them alike; the tables show each one's median run.
+for (let round = 1; round <= ROUNDS; round++) {
+  if (ROUNDS > 1) console.log(`round ${round}/${ROUNDS}`)
+  // mosquitto twice: its defaults (20 QoS 1 messages in flight per client) and
+  // with the same window as edgefabric's producer.
+  for (const inflight of withMosquitto ? [undefined, WINDOW] : []) {
+    if (doLive) await step(`mosquitto (inflight ${inflight ?? 20}) live`, () => mqLive(inflight), live, errors)
+    if (doDrain) await step(`mosquitto (inflight ${inflight ?? 20}) drain`, () => mqDrain(inflight), drain, errors)
   }
+  for (const transport of transports) {
+    for (const mode of modes) {
+      if (doLive) await step(`edgefabric ${transport} ${mode} live`, () => efLive(transport, mode), live, errors)
+      if (doDrain) await step(`edgefabric ${transport} ${mode} drain`, () => efDrain(transport, mode), drain, errors)
+    }
+  }
+}
+
+/** Issue 4's target, computed from this run: sync edgefabric vs the better mosquitto configuration. */
+function verdict (): string {
+  const lm = medianRows(live, r => r.msgsPerSec)
+  const dm = medianRows(drain, r => r.drainPerSec)
+  const best = <T extends { system: string }>(rows: T[], m: (r: T) => number, pick: (r: T) => boolean): number => Math.max(...rows.filter(pick).map(m))
+  const isMq = (r: { system: string }): boolean => r.system.startsWith('mosquitto')
+  const isSync = (r: { system: string, durability: string }): boolean => r.system === 'edgefabric' && r.durability === 'sync'
+  const lr = best(lm, r => r.msgsPerSec, isSync) / best(lm, r => r.msgsPerSec, isMq)
+  const dr = best(dm, r => r.drainPerSec, isSync) / best(dm, r => r.drainPerSec, isMq)
+  const fmt = (x: number): string => Number.isFinite(x) ? `${x.toFixed(2)}×` : '—'
+  const met = lr >= 1.5 && dr >= 1.5
+  return `Target (issue 4): ≥ 1.5× mosquitto with every acknowledged message on disk (\`sync\`). This run, best sync row vs the faster ` +
+    `mosquitto configuration: live ${fmt(lr)}, drain ${fmt(dr)} — ${met ? 'met' : 'NOT met'}.`
 }
 
 const date = new Date().toISOString().slice(0, 10)
@@ -252,21 +295,28 @@ const body = [
   `Load average (1/5/15 min) before the run ${loadBefore}, after ${loadAfter}: the machine is shared, so compare rows of`,
   'one run rather than runs.',
   '',
+  verdict(),
+  '',
   `### Live: ${N.toLocaleString('en')} messages, at most ${WINDOW} unacknowledged at the producer`,
   '',
   'delivered msg/s = messages / (last arrival at the receiving application − first send); p50/p99 = arrival − send',
-  `under that full load; "paced" = the same at a fixed ${RATE.toLocaleString('en')} msg/s.`,
+  `under that full load; "paced" = the same at a fixed ${RATE.toLocaleString('en')} msg/s. Each row is the median of ${ROUNDS} interleaved`,
+  'runs by msg/s (all runs in the last column).',
   '',
-  liveTable(live),
+  liveTable(medianRows(live, r => r.msgsPerSec)),
   '',
   `### Store-and-forward drain: ${DRAIN.toLocaleString('en')} queued while the receiver is offline`,
   '',
   'edgefabric: the edge process starts after the hub queued everything (first join); mosquitto: the subscriber',
-  'reconnects to its persistent session (clean: false). "session up" = welcome / CONNACK.',
+  'reconnects to its persistent session (clean: false). "session up" = welcome / CONNACK. Median run by drain msg/s.',
   '',
-  drainTable(drain),
+  drainTable(medianRows(drain, r => r.drainPerSec)),
   '',
-  'mosquitto configuration (non-defaults):',
+  '"CPU µs/msg": CPU time of every process involved (edgefabric: hub + edge; mosquitto: broker + publisher +',
+  'subscriber live, broker + subscriber in the drain) over the run, per message — independent of other load on the',
+  'machine. mosquitto runs twice: with its default of 20 QoS 1 messages in flight per client, and with',
+  `max_inflight_messages ${WINDOW}, the window edgefabric's producer gets. Its configuration (non-defaults; the first`,
+  'variant omits max_inflight_messages):',
   '',
   '```',
   mosquittoConfig.replace(/^listener .*$/m, 'listener <port> 127.0.0.1').replace(/^persistence_location .*$/m, 'persistence_location <tmp>/').trimEnd(),

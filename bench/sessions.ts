@@ -208,6 +208,8 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
     const identity = await loadOrCreateHubIdentity(dataDir)
     const pins = { quic: identity.quicPeerId, tls: identity.caFingerprint }
     const perProc = Math.ceil(n / procs)
+    const deadlineMs = Math.max(120_000, n * 30)
+    const phaseMs = deadlineMs + 120_000
     for (let p = 0; p < procs; p++) {
       const nodes: Array<{ id: string, token: string }> = []
       for (let i = p * perProc; i < Math.min(n, (p + 1) * perProc); i++) {
@@ -223,7 +225,7 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
           pins,
           nodes,
           window: cfg.window,
-          deadlineMs: Math.max(120_000, n * 30),
+          deadlineMs,
           tuning: cfg.tuning
         }
       })
@@ -243,7 +245,7 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
     const machineJoinA = machineCpu()
     const edgesBefore = sumEdges(await Promise.all(edges.map(async e => await e.request<EdgeStats>({ cmd: 'stats' }))))
     log(`${transport}: hub before: rss ${(before.rss / 1048576).toFixed(1)} MiB, heap ${(before.heapUsed / 1048576).toFixed(1)} MiB; connecting`)
-    const firstJoin = mergeConnect(await Promise.all(edges.map(async e => await e.request<ConnectResult>({ cmd: 'connect' }))))
+    const firstJoin = mergeConnect(await Promise.all(edges.map(async e => await e.request<ConnectResult>({ cmd: 'connect' }, phaseMs))))
     const hubJoined = await hub.request<HubReply>({ cmd: 'stats' })
     const edgesJoined = sumEdges(await Promise.all(edges.map(async e => await e.request<EdgeStats>({ cmd: 'stats' }))))
     const machineJoinB = machineCpu()
@@ -282,9 +284,9 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
     // ---- re-join -------------------------------------------------------------------
     let rejoin: (ConnectResult & { rate: number, seconds: number }) | undefined
     if (cfg.rejoin) {
-      await Promise.all(edges.map(async e => await e.request({ cmd: 'disconnect' })))
+      await Promise.all(edges.map(async e => await e.request({ cmd: 'disconnect' }, phaseMs)))
       await waitHub(hub, s => s.connected === 0, 60_000)
-      rejoin = mergeConnect(await Promise.all(edges.map(async e => await e.request<ConnectResult>({ cmd: 'connect' }))))
+      rejoin = mergeConnect(await Promise.all(edges.map(async e => await e.request<ConnectResult>({ cmd: 'connect' }, phaseMs))))
       log(`${transport}: re-join ${rejoin.connected}/${n} in ${rejoin.seconds.toFixed(1)} s = ${rejoin.rate.toFixed(0)}/s (retries ${rejoin.retries}, failed ${rejoin.failed})`)
     }
 

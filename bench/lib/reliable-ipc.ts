@@ -4,6 +4,7 @@
  * time, a cross-process clock and percentiles.
  */
 import { fork, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 
 export type Req = { seq: number, cmd: string } & Record<string, unknown>
 type Reply = { seq: number, ok: true, result: unknown } | { seq: number, ok: false, error: string }
@@ -77,14 +78,22 @@ export class Child {
     clearTimeout(t)
   }
 
+  /** CPU µs used by the child so far. */
+  cpu (): Promise<number> { return this.request<number>('cpu') }
+
   kill (): void {
     if (this.proc.exitCode === null) this.proc.kill('SIGKILL')
   }
 }
 
-/** In a child: answer parent requests with `handler`; `quit` exits after `onQuit`. */
+/** In a child: answer parent requests with `handler`; `quit` exits after `onQuit`; `cpu` → CPU µs used so far (all threads). */
 export function serveParent (handler: (req: Req) => Promise<unknown>, onQuit: () => Promise<void> = async () => {}): void {
   process.on('message', (req: Req) => {
+    if (req.cmd === 'cpu') {
+      const c = process.cpuUsage()
+      process.send?.({ seq: req.seq, ok: true, result: c.user + c.system })
+      return
+    }
     if (req.cmd === 'quit') {
       onQuit().catch(() => {}).finally(() => {
         process.send?.({ seq: req.seq, ok: true, result: true }, () => process.exit(0))
@@ -98,6 +107,17 @@ export function serveParent (handler: (req: Req) => Promise<unknown>, onQuit: ()
     })
   })
   process.on('disconnect', () => process.exit(0))
+}
+
+/** CPU µs (user + system, all threads) of any process, from /proc (Linux; NaN elsewhere). */
+export function procCpuUs (pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(f[11]) + Number(f[12])) * (1e6 / 100) // USER_HZ = 100
+  } catch {
+    return NaN
+  }
 }
 
 export function percentile (sorted: ArrayLike<number>, p: number): number {

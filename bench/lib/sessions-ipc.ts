@@ -127,7 +127,9 @@ export class Child {
 
   constructor (name: string, script: URL, args: string[], execArgv: string[] = []) {
     this.name = name
-    this.proc = fork(script, args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' })
+    // JSON serialization: everything sent is plain data, and 'advanced' (structured clone)
+    // was seen to stall for good on a ~1 MB init message (2,500 tokens) in one run of ten.
+    this.proc = fork(script, args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'json' })
     this.proc.on('message', (m: ChildReply) => {
       const w = this.#waiting.get(m.seq)
       if (w === undefined) return
@@ -145,10 +147,18 @@ export class Child {
     })
   }
 
-  request<T> (req: Record<string, unknown> & { cmd: ParentRequest['cmd'] }): Promise<T> {
+  /** Send a request; rejects if no reply within `timeoutMs` (a stuck child must not hang the bench). */
+  request<T> (req: Record<string, unknown> & { cmd: ParentRequest['cmd'] }, timeoutMs = 120_000): Promise<T> {
     const seq = ++this.#seq
     return new Promise<T>((resolve, reject) => {
-      this.#waiting.set(seq, { resolve: resolve as (v: unknown) => void, reject })
+      const timer = setTimeout(() => {
+        this.#waiting.delete(seq)
+        reject(new Error(`${this.name}: no reply to "${req.cmd}" within ${timeoutMs} ms`))
+      }, timeoutMs)
+      this.#waiting.set(seq, {
+        resolve: v => { clearTimeout(timer); (resolve as (v: unknown) => void)(v) },
+        reject: e => { clearTimeout(timer); reject(e) }
+      })
       this.proc.send({ ...req, seq })
     })
   }
