@@ -89,15 +89,15 @@ function parseCertificate (pem: string | Uint8Array, option: string): X509Certif
 /** A self-signed leaf certificate (server or client) with a fresh P-256 key. */
 export async function generateSelfSignedCertificate (opts: CertificateOptions = {}): Promise<GeneratedCertificate> {
   const { commonName, altNames, notBefore, notAfter } = resolve(opts)
+  return await selfSigned(commonName, notBefore, notAfter, () => leafExtensions(altNames))
+}
+
+/** A self-signed certificate with a fresh P-256 key: the common part of leaf and CA generation. */
+async function selfSigned (commonName: string, notBefore: Date, notAfter: Date,
+  extensions: (keys: CryptoKeyPair) => x509.Extension[] | Promise<x509.Extension[]>): Promise<GeneratedCertificate> {
   const keys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']) as CryptoKeyPair
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: serial(),
-    name: dn(commonName),
-    notBefore,
-    notAfter,
-    signingAlgorithm: ALG,
-    keys,
-    extensions: leafExtensions(altNames)
+    serialNumber: serial(), name: dn(commonName), notBefore, notAfter, signingAlgorithm: ALG, keys, extensions: await extensions(keys)
   })
   return await finish(cert, keys.privateKey)
 }
@@ -105,21 +105,11 @@ export async function generateSelfSignedCertificate (opts: CertificateOptions = 
 /** A dev certificate authority (DESIGN.md §9: the join token pins its fingerprint). @default days 3650 */
 export async function generateCertificateAuthority (opts: { commonName?: string, days?: number } = {}): Promise<GeneratedCertificate> {
   const { commonName, notBefore, notAfter } = resolve({ commonName: opts.commonName ?? 'edgefabric dev CA', days: opts.days ?? 3650 })
-  const keys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']) as CryptoKeyPair
-  const cert = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: serial(),
-    name: dn(commonName),
-    notBefore,
-    notAfter,
-    signingAlgorithm: ALG,
-    keys,
-    extensions: [
-      new x509.BasicConstraintsExtension(true, 0, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey)
-    ]
-  })
-  return await finish(cert, keys.privateKey)
+  return await selfSigned(commonName, notBefore, notAfter, async keys => [
+    new x509.BasicConstraintsExtension(true, 0, true),
+    new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+    await x509.SubjectKeyIdentifierExtension.create(keys.publicKey)
+  ])
 }
 
 /** A leaf certificate signed by `ca` (from generateCertificateAuthority or PEM of the same kind). */
