@@ -11,6 +11,8 @@
  *  - same resource, operation `delete` (content `DeviceRemoved`) when the
  *    device is deleted or re-bound to another node. resourceVersion is the
  *    registry revision at removal, so an older update never overwrites it.
+ *  - resource `mapper/{nodeId}/{name}`, operation `update`/`delete` (content
+ *    `MapperGrant`): a mapper credential granted a set of devices on that node.
  *  - resource `device-resync/{nodeId}`, operation `query` (content
  *    `ResyncRequest`): the cloud asks the edge to re-report full twins
  *    (it detected a gap in `edgeSeq`).
@@ -55,6 +57,24 @@ export interface DeviceSnapshot {
   /** Desired (KubeEdge "expected") values per property name. */
   desired: Record<string, DesiredValue>
   /** Registry revision of this device (== header.resourceVersion). */
+  revision: number
+  /**
+   * Per-device MQTT credentials issued by the cloud device API. Only a salted
+   * hash travels (format `scrypt$<salt b64>$<hash b64>`, see
+   * src/device/credentials.ts), so the edge can authenticate devices while
+   * offline without ever holding the secret.
+   */
+  credentials: Array<{ username: string, passwordHash: string }>
+}
+
+/** A mapper credential: may act for every device listed (DESIGN.md §8, §9). */
+export interface MapperGrant {
+  nodeId: string
+  name: string
+  username: string
+  passwordHash: string
+  /** Device ids `{namespace}/{name}`. */
+  devices: string[]
   revision: number
 }
 
@@ -110,4 +130,5 @@ export interface ResyncRequest {
 export function deviceResource (namespace: string, name: string): string { return `device/${namespace}/${name}` }
 export function twinResource (namespace: string, name: string): string { return `twin/${namespace}/${name}` }
 export function stateResource (namespace: string, name: string): string { return `state/${namespace}/${name}` }
+export function mapperResource (nodeId: string, name: string): string { return `mapper/${nodeId}/${name}` }
 export function resyncResource (nodeId: string): string { return `device-resync/${nodeId}` }
