@@ -49,9 +49,14 @@
  * Reads (pending, outboxStats, …) are synchronous and see committed state
  * (lmdb-js renews its read snapshot after each commit, before resolving
  * writers), so after `await append()` the record is visible to pending().
- * No state is cached in memory: reopening (or a crash) cannot leave a cache
- * out of step with the disk, and per-peer counters are updated in the same
- * transaction as the records they count.
+ * Per-peer counters are updated in the same transaction as the records they
+ * count. The one in-memory copy is each peer's inbound dedup window
+ * (lmdb-txn.ts IdWindow): checked against the committed counters at the start
+ * of every inbound write transaction and rebuilt from disk when they differ
+ * (a failed commit, a reopen), so it cannot drift from what is on disk.
+ *
+ * Format: FORMAT_VERSION in lmdb-txn.ts. Pre-release, there is no migration:
+ * a directory written by another format version is refused at open.
  */
 import { mkdirSync } from 'node:fs'
 import { open, type RootDatabase } from 'lmdb'
@@ -161,11 +166,15 @@ export class LmdbStore implements ReliableStore {
     }
     const p = this.#root.transaction(() => {
       if (this.#failed !== undefined) throw this.#failed
+      const tx = this.#tx as LmdbTxn
+      tx.writing = true
       try {
-        return fn(this.#tx)
+        return fn(tx)
       } catch (err) {
         this.#failed = toError(err)
         throw err
+      } finally {
+        tx.writing = false
       }
     }).then(v => {
       this.#dirty = true

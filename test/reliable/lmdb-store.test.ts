@@ -65,3 +65,27 @@ t.test('relaxed: the background flush runs and close flushes', async t => {
   await s.close()
   t.pass('no errors from background syncs')
 })
+
+t.test('the in-memory dedup window is rebuilt when the committed counters differ (a commit that failed after its callback ran)', async t => {
+  const dir = t.testdir()
+  const s = await LmdbStore.open(dir, { dedupWindow: 1000 })
+  t.teardown(() => s.close())
+  const items = (from: number, n: number): Array<{ seq: number, id: string }> => Array.from({ length: n }, (_, i) => ({ seq: from + i, id: `id${from + i}` }))
+  await s.commitInbound('hub', items(1, 200), 1)
+  // Put the committed state back to "only ids 1..100 committed", as a failed commit of 101..200 would
+  // have left it while the store's in-memory window already held them. A second handle on the same
+  // environment writes underneath the store.
+  const { open } = await import('lmdb')
+  const raw = open({ path: dir, noSubdir: false, maxDbs: 16, overlappingSync: false })
+  const inbox = raw.openDB<[number, number, number], string>('inbox', {})
+  const blocks = raw.openDB<Array<string | null>, Array<string | number>>('idblocks', {})
+  await raw.transaction(() => {
+    inbox.putSync('hub', [100, 100, 0])
+    blocks.putSync(['hub', 0], items(1, 100).map(x => x.id)) // slots 0..99 hold id1..id100
+    blocks.removeSync(['hub', 1])
+  })
+  const out = (await s.commitInbound('hub', [{ seq: 101, id: 'id150' }, { seq: 102, id: 'id50' }], 2)).outcome
+  t.same(out, ['new', 'duplicate'], 'ids of the lost commit are new again; committed ones are still known')
+  t.equal(s.receivedSeq('hub'), 102)
+  await raw.close()
+})

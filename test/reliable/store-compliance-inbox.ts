@@ -35,6 +35,32 @@ export function runInboxCompliance (t: Test, h: Harness): void {
     t.same(again, ['duplicate', 'duplicate', 'duplicate', 'new', 'new', 'new'], `window of ${w} ids`)
   })
 
+  t.test('commitInbound: the id window stays exact across many commits and reopens', async t => {
+    // Enough ids to cross several of LmdbStore's id blocks (128 ids each), committed in uneven groups,
+    // with reopens in between: the window must be exactly the newest w ids whatever the layout.
+    const w = h.opts.dedupWindow ?? 10_000
+    let s = await h.open(t)
+    const total = w + 300
+    const sizes = [1, 7, 127, 128, 129, 3, 250]
+    let next = 1
+    let k = 0
+    while (next <= total) {
+      const n = Math.min(sizes[k++ % sizes.length] as number, total - next + 1)
+      const out = (await s.commitInbound('p', Array.from({ length: n }, (_, i) => ({ seq: next + i, id: `id${next + i}` })), 1)).outcome
+      if (out.some(x => x !== 'new')) t.fail(`ids ${next}..${next + n - 1} are all new`)
+      next += n
+      if (k % 3 === 0) s = await h.reopen(t, s)
+    }
+    s = await h.reopen(t, s)
+    const probe = [total, total - w + 1, total - w, 1]
+    const got = (await s.commitInbound('p', probe.map((n, i) => ({ seq: total + 10 + i, id: `id${n}` })), 2)).outcome
+    t.same(got, ['duplicate', 'duplicate', 'new', 'new'], `the newest ${w} ids are remembered, older ones are not`)
+    s = await h.reopen(t, s)
+    const after = (await s.commitInbound('p', [{ seq: total + 20, id: `id${total - w}` }, { seq: total + 21, id: `id${total - w + 1}` }], 3)).outcome
+    // The probe added id(total-w) and id1, pushing out the two oldest: id(total-w+1) and id(total-w+2).
+    t.same(after, ['duplicate', 'new'], 'ids accepted as new enter the window and push the oldest out, across a reopen')
+  })
+
   t.test('commitInbound: resources, versions, tombstones', async t => {
     let s = await h.open(t)
     const up = (seq: number, key: string, version: string | undefined, op = 'update', bytes = b(seq)): InboundItem =>
