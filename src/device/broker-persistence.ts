@@ -124,7 +124,7 @@ export class LmdbPersistence {
     const subs = await this.#mem.subscriptionsByClient(client)
     const key = 's' + SEP + client.id
     if (subs.length === 0) await this.#db.remove(key)
-    else await this.#db.put(key, subs.map(s => plain(s as Pkt)))
+    else await this.#db.put(key, subs.map(s => plain(s as unknown as Pkt)))
   }
 
   async addSubscriptions (client: Client, subs: Sub[]): Promise<void> {

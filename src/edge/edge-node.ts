@@ -31,6 +31,9 @@ import type { LaneEvent } from '../reliable/sender.js'
 import type { AppendOutcome, ReliableStore, ResourceRecord } from '../reliable/store.js'
 import { startLocalApi, type LocalApi, type ResourceView } from './local-api.js'
 import { join } from 'node:path'
+import { DEVICE_GROUP } from '../device/protocol.js'
+import type { EdgeDevices, DeviceOptions } from '../device/edge-devices.js'
+import { resolveDeviceOptions } from '../device/edge-options.js'
 
 /** The hub cannot be reached right now (best-effort lane: the message was not sent). */
 export class HubUnreachableError extends EdgeFabricError {
@@ -86,6 +89,8 @@ export interface EdgeOptions extends ConnectionOptions {
   onReliable?: (env: Envelope) => Promise<void> | void
   /** Admin HTTP server. `false` disables. @default { host: '127.0.0.1', port: 0 } */
   admin?: { host?: string, port?: number } | false
+  /** Device twins over MQTT (embedded/external broker, README "Device twins"). `false`/absent disables. @default false */
+  devices?: DeviceOptions | false
   clock?: Clock
   logger?: Logger
 }
@@ -113,6 +118,7 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
   #serviceBus: ServiceBus | undefined
   #upstreamEndpoint: UpstreamEndpoint | undefined
   #localApi: LocalApi | undefined
+  #devices: EdgeDevices | undefined
   #ownsStore = false
   #closed = false
   #inFlight = 0
@@ -217,6 +223,8 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
     if (typeof o.nodeId !== 'string' || o.nodeId === '') throw new InvalidOptionError('nodeId', 'is required')
     if (typeof o.token !== 'string' || o.token === '') throw new InvalidOptionError('token', 'is required')
     if (typeof o.dataDir !== 'string' || o.dataDir === '') throw new InvalidOptionError('dataDir', 'is required')
+    // Validated here so a bad `devices` option fails before anything is opened.
+    const deviceOptions = o.devices === undefined || o.devices === false ? undefined : resolveDeviceOptions(o.devices)
     await mkdir(o.dataDir, { recursive: true })
     const identity = await loadOrCreateEdgeIdentity(o.dataDir)
     const registry = new Registry()
@@ -253,6 +261,19 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
       if (o.upstreamEndpoint !== undefined && o.upstreamEndpoint !== false) {
         edge.#upstreamEndpoint = await startUpstreamEndpoint({ bus: edge.bus, ...o.upstreamEndpoint, logger: edge.#logger })
       }
+      if (deviceOptions !== undefined) {
+        const { EdgeDevices } = await import('../device/edge-devices.js')
+        edge.#devices = await EdgeDevices.start({
+          options: o.devices as DeviceOptions,
+          nodeId: o.nodeId,
+          dataDir: o.dataDir,
+          durability: o.durability ?? 'sync',
+          clock: edge.#clock,
+          logger: edge.#logger,
+          registry,
+          upstream: env => edge.#sendReliable(env).then(() => {})
+        })
+      }
       if (o.admin !== false) {
         edge.#admin = await startAdminServer({
           host: o.admin?.host ?? '127.0.0.1',
@@ -276,6 +297,8 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
   get adminUrl (): string | undefined { return this.#admin?.url }
   get upstreamUrl (): string | undefined { return this.#upstreamEndpoint?.url }
   get localApiUrl (): string | undefined { return this.#localApi?.url }
+  /** Device twins (option `devices`); undefined when disabled. */
+  get devices (): EdgeDevices | undefined { return this.#devices }
   /** Reliable messages waiting in the outbox to the cloud. */
   get outboxDepth (): number { return this.store.outboxStats('cloud').count }
   /** Why the last connection attempt or session failed. */
@@ -353,6 +376,8 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
     await this.#serviceBus?.stop()
     await this.#upstreamEndpoint?.close()
     this.bus.close()
+    await this.#lane.receiver.idle().catch(() => {})
+    await this.#devices?.close()
     await this.#admin?.close()
     await this.#lane.receiver.idle().catch(() => {})
     if (this.#ownsStore) await this.store.close()
@@ -383,6 +408,8 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
   async #deliverReliable (env: Envelope): Promise<DeliveryVerdict> {
     this.metrics.messages.inc({ direction: 'down', transport: this.#connector.connection?.transport ?? 'unknown' })
     if (this.#onReliable !== undefined) await this.#onReliable(env) // a throw becomes a rejection (receiver)
+    // Device sync (snapshots, grants, resyncs) is persisted in the twin store before the ack; a throw rejects.
+    if (env.router.group === DEVICE_GROUP && this.#devices !== undefined) { await this.#devices.deliver(env); return 'ok' }
     const result = await this.bus.dispatch(env, 'cloud')
     if (result.status === 'rejected') return { reject: 'EF_MAILBOX_FULL', reason: result.failed.map(f => f.error.message).join('; ') }
     if (result.status === 'closed') return { reject: 'EF_CLOSED', reason: 'edge is shutting down' }

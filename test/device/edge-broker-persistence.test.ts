@@ -39,7 +39,8 @@ t.test('aedes-persistence abstract suite', async t => {
 
 async function startBroker (dir: string): Promise<{ url: string, close: () => Promise<void> }> {
   const root = open({ path: dir, noSubdir: false, maxDbs: 4, overlappingSync: false })
-  const broker = await Aedes.createBroker({ id: 'edge-broker', persistence: new LmdbPersistence(root.openDB({ name: 'mqtt' }), root) })
+  const persistence = new LmdbPersistence(root.openDB({ name: 'mqtt' }), root)
+  const broker = await Aedes.createBroker({ id: 'edge-broker', persistence })
   const server = createServer(broker.handle)
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
   const url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`
@@ -48,7 +49,7 @@ async function startBroker (dir: string): Promise<{ url: string, close: () => Pr
     close: async () => {
       await new Promise<void>(resolve => server.close(() => resolve()))
       await new Promise<void>(resolve => broker.close(() => resolve()))
-      await broker.persistence.destroy()
+      await persistence.destroy()
     }
   }
 }
