@@ -19,3 +19,7 @@ export { registerServiceBus, startUpstreamEndpoint, callLocalHttp } from './edge
 export { RemoteError, TooManyRequestsError } from './session/pending.js'
 export { systemClock, ManualClock, type Clock } from './clock.js'
 export { createLogger, type Logger } from './ops/logger.js'
+export { DeviceRegistry } from './device/registry.js'
+export type * from './device/registry-types.js'
+export * from './device/errors.js'
+export { deviceRoutes, type DeviceHttpOptions } from './device/cloud-http.js'

@@ -22,12 +22,15 @@ import type { HubOptions } from './types.js'
 import { join } from 'node:path'
 import { LmdbStore } from '../reliable/lmdb-store.js'
 import type { ReliableStore } from '../reliable/store.js'
+import { DeviceRegistry } from '../device/registry.js'
+import { deviceRoutes } from '../device/cloud-http.js'
 
 export class Hub extends HubCore {
   readonly identity: HubIdentity
   readonly registry: Registry
   readonly bindings: NodeBindingStore
   #admin: AdminServer | undefined
+  #devices: DeviceRegistry | undefined
   readonly #startedAt: number
 
   readonly #ownsStore: boolean
@@ -71,6 +74,7 @@ export class Hub extends HubCore {
     hubRef = hub
     hub.openLanes()
     try {
+      hub.#devices = await openDevices(hub, options, registry)
       await hub.listenAll(options.listen, url => hub.#listenIdentity(url), options)
       if (options.admin !== false) {
         hub.#admin = await startAdminServer({
@@ -81,7 +85,8 @@ export class Hub extends HubCore {
           logger: options.logger ?? nullLogger,
           health: () => ({ ok: true }),
           ready: () => ({ ok: hub.urls.length > 0, detail: { listening: hub.urls } }),
-          status: () => { hub.refreshMetrics(); return hub.status() }
+          status: () => { hub.refreshMetrics(); return hub.status() },
+          ...(hub.#devices === undefined ? {} : { routes: deviceRoutes(hub.#devices, options.admin?.token === undefined ? {} : { token: options.admin.token }) })
         })
       }
     } catch (err) {
@@ -91,6 +96,9 @@ export class Hub extends HubCore {
     hub.logger.info({ urls: hub.urls, admin: hub.adminUrl, quicPeerId: identity.quicPeerId, caFingerprint: identity.caFingerprint }, 'hub started')
     return hub
   }
+
+  /** The cloud device registry (DESIGN.md §8) when started with `devices`; else undefined. */
+  get devices (): DeviceRegistry | undefined { return this.#devices }
 
   /** Admin HTTP base URL (metrics, health, status), if enabled. */
   get adminUrl (): string | undefined { return this.#admin?.url }
@@ -122,6 +130,9 @@ export class Hub extends HubCore {
   }
 
   override async close (graceMs = 5000): Promise<void> {
+    // The registry first: its in-flight hand-offs to the lanes finish while the store is open.
+    this.setDeviceHandler(undefined)
+    await this.#devices?.close()
     await super.close(graceMs)
     await this.#admin?.close()
     await this.bindings.close()
@@ -142,4 +153,24 @@ export class Hub extends HubCore {
         return {}
     }
   }
+}
+
+/** Open the device registry for `options.devices` and wire it to the hub (upstream `$device` messages, reliable lane). */
+async function openDevices (hub: Hub, options: HubOptions, registry: Registry): Promise<DeviceRegistry | undefined> {
+  const o = options.devices
+  if (o === undefined || o === false) return undefined
+  if (o !== true && (typeof o !== 'object' || o === null)) throw new InvalidOptionError('devices', 'must be a boolean or an options object')
+  const { inMemory, ...rest } = o === true ? {} : o
+  if (inMemory !== undefined && typeof inMemory !== 'boolean') throw new InvalidOptionError('devices.inMemory', 'must be a boolean')
+  const reg = await DeviceRegistry.open({
+    ...rest,
+    ...(inMemory === true ? {} : { path: join(options.dataDir, 'devices') }),
+    durability: rest.durability ?? options.durability ?? 'sync',
+    sink: hub,
+    clock: hub.clock,
+    logger: hub.logger,
+    metricsRegistry: registry
+  })
+  hub.setDeviceHandler(async (nodeId, env) => { await reg.handleUpstream(nodeId, env) })
+  return reg
 }

@@ -91,6 +91,8 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
   readonly #laneOptions: { maxRejections: number, ackTimeoutMs: number }
   readonly #onUpstream: HubOptions['onUpstream']
   readonly #connectionOptions: HubOptions
+  /** Consumer of reliable upstream `$device` messages (the device registry, DESIGN.md §8); set by Hub.start. */
+  #deviceHandler: ((nodeId: string, env: Envelope) => Promise<void>) | undefined
   #closed = false
 
   constructor (options: HubOptions, authenticator: HubAuthenticator, metrics?: HubMetrics, store?: ReliableStore) {
@@ -440,7 +442,21 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
     for (const peer of this.store?.peersWithPending() ?? []) this.#lane(peer)
   }
 
+  /**
+   * Route reliable upstream messages of router group `$device` to `handler`
+   * instead of the application (messages()/onUpstream). The edge is acked
+   * only after `handler` resolves (the registry applied the message durably);
+   * a rejection makes the edge resend. `undefined` restores normal delivery.
+   */
+  setDeviceHandler (handler: ((nodeId: string, env: Envelope) => Promise<void>) | undefined): void {
+    this.#deviceHandler = handler
+  }
+
   async #deliverReliable (nodeId: string, env: Envelope): Promise<void> {
+    if (this.#deviceHandler !== undefined && env.router.group === '$device') {
+      await this.#deviceHandler(nodeId, env)
+      return
+    }
     const dest = parseNodeDestination(env.router.destination)
     if (dest !== undefined && dest.nodeId !== nodeId) {
       this.#forward(nodeId, dest, env, true)

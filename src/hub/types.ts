@@ -88,7 +88,19 @@ export interface HubOptions extends ConnectionOptions {
   /** pino logger. @default silent */
   logger?: import('pino').Logger
   /** Admin HTTP server (metrics, health, status). `false` disables it. @default { host: '127.0.0.1', port: 0 } */
-  admin?: { host?: string, port?: number } | false
+  admin?: {
+    host?: string
+    port?: number
+    /** Bearer token required by the device API (/v1/…); without it device changes are accepted from loopback peers only. */
+    token?: string
+  } | false
+  /**
+   * Cloud device registry (DESIGN.md §8): `true` or options open it in
+   * `{dataDir}/devices` (LMDB, the hub's `durability`), expose it as
+   * `hub.devices`, route reliable upstream `$device` messages into it and
+   * serve the device API on the admin server. @default false
+   */
+  devices?: import('../device/registry-types.js').HubDevicesOption
 }
 
 export interface HubSendOptions {

@@ -42,6 +42,11 @@ export interface AdminServerOptions {
   logger?: Logger
   /** Upper bound for a health/ready/status callback before the probe answers 503/500. Default 2000 ms. */
   callbackTimeoutMs?: number
+  /**
+   * Extra routes (e.g. the device API, src/device/cloud-http.ts), tried before
+   * the built-in ones for any method; resolves true when it answered.
+   */
+  routes?: (req: IncomingMessage, res: ServerResponse, path: string) => Promise<boolean>
 }
 
 export interface AdminServer {
@@ -74,6 +79,7 @@ export async function startAdminServer (options: AdminServerOptions): Promise<Ad
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = (req.url ?? '/').split('?', 1)[0]
+    if (options.routes !== undefined && await options.routes(req, res, path ?? '/')) return
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       send(res, 405, JSON_TYPE, JSON.stringify({ error: 'method not allowed' }), { allow: 'GET, HEAD' })
       return
