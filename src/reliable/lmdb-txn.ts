@@ -11,23 +11,28 @@
  *   meta       'format' → FORMAT_VERSION; 'dead' → [nextN, firstN]
  *   peers      peer → [lastSeq, count, bytes]            outbox counters, kept in the
  *                                                       same transaction as the records
- *   outbox     [peer, seq] → [id, bytes, key, version, op, expiresAt, enqueuedAt, rejections]
+ *   outbox     [peer, seq] → binary record (lmdb-record.ts): id, bytes, key, version, op,
+ *                                     expiresAt, enqueuedAt, rejections
  *   outkeys    [peer, key] → seq                         supersession index
  *   outttl     [peer, expiresAt, seq] → true             expiry index
  *   inbox      peer → [receivedSeq, idNext, idFirst]
- *   idblocks   [peer, block] → (string | null)[]         the dedup window: slot s (idFirst ≤ s <
- *                                                       idNext) holds its id at index s % ID_BLOCK
- *                                                       of block ⌊s / ID_BLOCK⌋
+ *   idblocks   [peer, block] → string                    the dedup window: the ids of slots
+ *                                                       block·ID_BLOCK… joined by NUL (ids never
+ *                                                       hold NUL, store-rules.ts); slot s (idFirst
+ *                                                       ≤ s < idNext) is item s % ID_BLOCK of
+ *                                                       block ⌊s / ID_BLOCK⌋, '' when evicted
  *   resources  key → [version, op, bytes, deleted, updatedAt]
  *   dead       n → [peer, seq, id, key, code, reason, at, size]   bounded FIFO
  */
 import type { Database, RootDatabase } from 'lmdb'
 import type { DeadLetter, OutboxRecord, ResourceRecord } from './store.js'
+import { decodeRecord, encodeRecord } from './lmdb-record.js'
 import type { PeerInState, PeerOutState, StoreTxn } from './store-logic.js'
 
 /**
  * 2: the dedup window moved from two entries per id (id → slot, slot → id) to
- * blocks of ID_BLOCK ids. Pre-release: no migration, a format-1 directory is
+ * blocks of ID_BLOCK ids, and outbox records from a msgpack tuple to a binary
+ * layout (lmdb-record.ts). Pre-release: no migration, a format-1 directory is
  * refused at open (LmdbStore.open).
  */
 export const FORMAT_VERSION = 2
@@ -42,18 +47,17 @@ export const FORMAT_VERSION = 2
 export const ID_BLOCK = 128
 
 type Key = string | number | Array<string | number>
-type OutboxValue = [string, Uint8Array, string | null, string | null, string | null, number | null, number, number]
 type ResourceValue = [string | null, string | null, Uint8Array | null, boolean, number]
 type DeadValue = [string, number, string, string | null, string, string, number, number]
 
 export interface Dbs {
   meta: Database<unknown, string>
   peers: Database<[number, number, number], string>
-  outbox: Database<OutboxValue, Key>
+  outbox: Database<Buffer, Key>
   outkeys: Database<number, Key>
   outttl: Database<true, Key>
   inbox: Database<[number, number, number], string>
-  idblocks: Database<Array<string | null>, Key>
+  idblocks: Database<string, Key>
   resources: Database<ResourceValue, string>
   dead: Database<DeadValue, number>
 }
@@ -63,7 +67,7 @@ export function openDbs (root: RootDatabase): Dbs {
   return {
     meta: o('meta'),
     peers: o('peers'),
-    outbox: o('outbox'),
+    outbox: root.openDB<Buffer, Key>('outbox', { encoding: 'binary' }),
     outkeys: o('outkeys'),
     outttl: o('outttl'),
     inbox: o('inbox'),
@@ -76,19 +80,6 @@ export function openDbs (root: RootDatabase): Dbs {
 /** Above every seq (safe integers) and every finite expiresAt, as a range end. */
 const TOP = Infinity
 const nn = <T>(v: T | undefined): T | null => v === undefined ? null : v
-
-function toRecord (seq: number, v: OutboxValue): OutboxRecord {
-  const r: OutboxRecord = { id: v[0], bytes: v[1], seq, enqueuedAt: v[6], rejections: v[7] }
-  if (v[2] !== null) r.key = v[2]
-  if (v[3] !== null) r.version = v[3]
-  if (v[4] !== null) r.op = v[4]
-  if (v[5] !== null) r.expiresAt = v[5]
-  return r
-}
-
-function fromRecord (r: OutboxRecord): OutboxValue {
-  return [r.id, r.bytes, nn(r.key), nn(r.version), nn(r.op), nn(r.expiresAt), r.enqueuedAt, r.rejections]
-}
 
 function toDead (v: DeadValue): DeadLetter {
   const d: DeadLetter = { peer: v[0], seq: v[1], id: v[2], code: v[4], reason: v[5], at: v[6], size: v[7] }
@@ -150,11 +141,11 @@ export class LmdbTxn implements StoreTxn {
 
   getRecord (peer: string, seq: number): OutboxRecord | undefined {
     const v = this.#d.outbox.get([peer, seq])
-    return v === undefined ? undefined : toRecord(seq, v)
+    return v === undefined ? undefined : decodeRecord(seq, v)
   }
 
   putRecord (peer: string, rec: OutboxRecord, isNew: boolean): void {
-    this.#d.outbox.putSync([peer, rec.seq], fromRecord(rec))
+    this.#d.outbox.putSync([peer, rec.seq], encodeRecord(rec))
     if (!isNew) return
     if (rec.key !== undefined) this.#d.outkeys.putSync([peer, rec.key], rec.seq)
     if (rec.expiresAt !== undefined) this.#d.outttl.putSync([peer, rec.expiresAt, rec.seq], true)
@@ -190,7 +181,7 @@ export class LmdbTxn implements StoreTxn {
       inclusiveEnd: true,
       ...(Number.isFinite(limit) ? { limit: Math.floor(limit) } : {})
     })
-    for (const { key, value } of range) out.push(toRecord((key as [string, number])[1], value))
+    for (const { key, value } of range) out.push(decodeRecord((key as [string, number])[1], value))
     return out
   }
 
@@ -229,9 +220,11 @@ export class LmdbTxn implements StoreTxn {
     for (let b = blockOf(w.diskFirst); b < blockOf(w.first); b++) this.#d.idblocks.removeSync([peer, b])
     if (w.next > w.diskNext) {
       for (let b = Math.max(blockOf(w.diskNext), blockOf(w.first)); b <= blockOf(w.next - 1); b++) {
-        const ids: Array<string | null> = []
+        // One string, not an array of strings: msgpack packs it in one go (an array of 128 was
+        // most of the commit's CPU in the live profile, which rewrites a partial block each time).
+        let ids = ''
         const end = Math.min(w.next, (b + 1) * ID_BLOCK)
-        for (let slot = b * ID_BLOCK; slot < end; slot++) ids.push(w.slots.get(slot) ?? null)
+        for (let slot = b * ID_BLOCK; slot < end; slot++) ids += (slot === b * ID_BLOCK ? '' : '\u0000') + (w.slots.get(slot) ?? '')
         this.#d.idblocks.putSync([peer, b], ids)
       }
     }
@@ -248,10 +241,11 @@ export class LmdbTxn implements StoreTxn {
       const range = this.#d.idblocks.getRange({ start: [peer, blockOf(st.idFirst)], end: [peer, blockOf(st.idNext - 1)], inclusiveEnd: true })
       for (const { key, value } of range) {
         const base = (key as [string, number])[1] * ID_BLOCK
-        for (let i = 0; i < value.length; i++) {
-          const id = value[i]
+        const ids = value.split('\u0000')
+        for (let i = 0; i < ids.length; i++) {
+          const id = ids[i] as string
           const slot = base + i
-          if (id === null || id === undefined || slot < st.idFirst || slot >= st.idNext) continue
+          if (id === '' || slot < st.idFirst || slot >= st.idNext) continue
           w.ids.set(id, slot)
           w.slots.set(slot, id)
         }

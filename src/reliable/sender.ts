@@ -5,13 +5,31 @@
  * and on reconnect (from the seq the peer says it has), bounded rejections →
  * dead letter, TTL expiry. Memory is bounded by the window: records are read
  * back from the store as the window opens, never held all in memory.
+ *
+ * Two shortcuts keep the per-message cost down without changing what
+ * enqueue() promises (resolved = durable in the store):
+ *  - enqueue() calls made close together (same turn of the event loop) share
+ *    ONE store.append() — one transaction callback, one validation pass, one
+ *    counter update — instead of one each;
+ *  - while the peer is connected, the records just appended are kept (bounded
+ *    by twice the window) so the first send does not read back from the store
+ *    what the sender had in hand a moment ago. Every way a record leaves the
+ *    outbox goes through this sender (ack, supersession, quota drop, TTL,
+ *    rejection), which drops it from that cache at the same time; anything not
+ *    in the cache is read from the store as before.
  */
 import type { Clock, TimerHandle } from '../clock.js'
 import type { EnvelopeCodec } from '../codec.js'
 import type { Envelope } from '../envelope.js'
-import { toError } from '../errors.js'
 import { reliableMessage } from './protocol.js'
+import { InvalidOptionError, toError as toError } from '../errors.js'
 import type { AppendOutcome, OutboxInput, QuotaPolicy, ReliableStore } from './store.js'
+
+/** enqueue() calls merged into one store.append() at most. */
+const MAX_APPEND_BATCH = 1024
+
+interface Waiting { input: OutboxInput, resolve: (o: AppendOutcome) => void, reject: (e: Error) => void }
+interface Fresh { bytes: Uint8Array, expiresAt: number | undefined }
 
 export interface LaneLink {
   /** Send on the current session; false = wait for drain. Throws when the session is gone. */
@@ -75,6 +93,15 @@ export class ReliableSender {
   #retryTimer: TimerHandle | undefined
   #lastProgress = 0
   #closed = false
+  /** enqueue() calls waiting for the next store.append(). */
+  #batch: Waiting[] = []
+  #flushScheduled = false
+  /** Records appended while connected, by seq, not yet acknowledged (see the header). */
+  readonly #fresh = new Map<number, Fresh>()
+  #freshBytes = 0
+  /** Every seq in #fresh is within freshLow..freshHigh. */
+  #freshLow = 0
+  #freshHigh = 0
 
   constructor (o: SenderOptions) {
     this.peer = o.peer
@@ -99,16 +126,77 @@ export class ReliableSender {
       input.version = env.header.resourceVersion
     }
     if (env.header.ttl !== undefined && env.header.ttl > 0) input.expiresAt = env.header.timestamp + env.header.ttl
-    const [outcome] = await this.#o.store.append(this.peer, [input], this.#o.quota, this.#o.clock.now())
-    if (outcome === undefined) throw new Error('store returned no outcome')
-    if (outcome.status === 'queued') {
-      if (outcome.superseded.length > 0) this.#o.onEvent({ type: 'superseded', peer: this.peer, count: outcome.superseded.length })
-      for (const seq of outcome.dropped) this.#o.onEvent({ type: 'dead-letter', peer: this.peer, seq, code: 'EF_QUOTA_DROPPED', reason: 'dropped to make room (drop-oldest quota)' })
-      this.pump()
-    } else if (outcome.status === 'stale') {
-      this.#o.onEvent({ type: 'stale', peer: this.peer, id: env.header.id })
+    return await new Promise<AppendOutcome>((resolve, reject) => {
+      this.#batch.push({ input, resolve, reject })
+      if (this.#batch.length >= MAX_APPEND_BATCH) this.#flush()
+      else if (!this.#flushScheduled) {
+        // setImmediate, not a microtask: a producer awaiting earlier sends between its calls
+        // still lands in the same batch.
+        this.#flushScheduled = true
+        setImmediate(() => { this.#flushScheduled = false; this.#flush() })
+      }
+    })
+  }
+
+  #flush (): void {
+    const batch = this.#batch
+    if (batch.length === 0) return
+    this.#batch = []
+    this.#o.store.append(this.peer, batch.map(w => w.input), this.#o.quota, this.#o.clock.now()).then(outcomes => {
+      if (outcomes.length !== batch.length) throw new Error('store returned the wrong number of outcomes')
+      this.#applied(batch, outcomes)
+    }).catch((err: unknown) => {
+      // One bad input refuses the whole append: retry one by one so it only fails its own caller.
+      if (err instanceof InvalidOptionError && batch.length > 1) {
+        for (const w of batch) {
+          this.#o.store.append(this.peer, [w.input], this.#o.quota, this.#o.clock.now()).then(o => {
+            if (o[0] === undefined) throw new Error('store returned no outcome')
+            this.#applied([w], [o[0]])
+          }).catch((e: unknown) => w.reject(toError(e)))
+        }
+        return
+      }
+      for (const w of batch) w.reject(toError(err))
+    })
+  }
+
+  /** Outcomes of one append, in order: events, the fresh-record cache, then the callers and the pump. */
+  #applied (batch: Waiting[], outcomes: AppendOutcome[]): void {
+    const o = this.#o
+    let queued = false
+    let superseded = 0
+    for (let i = 0; i < batch.length; i++) {
+      const w = batch[i] as Waiting
+      const outcome = outcomes[i] as AppendOutcome
+      if (outcome.status === 'queued') {
+        queued = true
+        superseded += outcome.superseded.length
+        for (const seq of outcome.superseded) this.#forget(seq)
+        for (const seq of outcome.dropped) {
+          this.#forget(seq)
+          o.onEvent({ type: 'dead-letter', peer: this.peer, seq, code: 'EF_QUOTA_DROPPED', reason: 'dropped to make room (drop-oldest quota)' })
+        }
+        if (this.#link !== undefined && this.#fresh.size < 2 * o.windowMessages && this.#freshBytes < 2 * o.windowBytes) {
+          if (this.#fresh.size === 0) this.#freshLow = outcome.seq
+          this.#fresh.set(outcome.seq, { bytes: w.input.bytes, expiresAt: w.input.expiresAt })
+          this.#freshBytes += w.input.bytes.byteLength
+          if (outcome.seq < this.#freshLow) this.#freshLow = outcome.seq
+          if (outcome.seq > this.#freshHigh) this.#freshHigh = outcome.seq
+        }
+      } else if (outcome.status === 'stale') {
+        o.onEvent({ type: 'stale', peer: this.peer, id: w.input.id })
+      }
     }
-    return outcome
+    if (superseded > 0) o.onEvent({ type: 'superseded', peer: this.peer, count: superseded })
+    for (let i = 0; i < batch.length; i++) (batch[i] as Waiting).resolve(outcomes[i] as AppendOutcome)
+    if (queued) this.pump()
+  }
+
+  #forget (seq: number): void {
+    const f = this.#fresh.get(seq)
+    if (f === undefined) return
+    this.#fresh.delete(seq)
+    this.#freshBytes -= f.bytes.byteLength
   }
 
   /** A session to the peer is up; sending starts when the peer's resume arrives. */
@@ -122,6 +210,9 @@ export class ReliableSender {
     this.#link = undefined
     this.#resumed = false
     this.#resetInflight()
+    // Offline, the outbox may grow without bound: memory must not.
+    this.#fresh.clear()
+    this.#freshBytes = 0
     this.#o.clock.clearTimeout(this.#ackTimer)
     this.#ackTimer = undefined
   }
@@ -148,7 +239,10 @@ export class ReliableSender {
 
   onNack (seq: number, code: string, reason: string): void {
     this.#o.store.reject(this.peer, seq, this.#o.maxRejections, code, reason, this.#o.clock.now()).then(count => {
-      if (count < 0) this.#o.onEvent({ type: 'dead-letter', peer: this.peer, seq, code: 'EF_REJECTED_BY_PEER', reason: `${code}: ${reason}` })
+      if (count < 0) {
+        this.#forget(seq)
+        this.#o.onEvent({ type: 'dead-letter', peer: this.peer, seq, code: 'EF_REJECTED_BY_PEER', reason: `${code}: ${reason}` })
+      }
       // Go back to the rejected record after a pause that grows with its rejections.
       // The rewind marker tells the receiver where the data sent before it ends.
       this.#resetInflight(seq - 1)
@@ -160,6 +254,9 @@ export class ReliableSender {
   }
 
   close (): void {
+    // Hand what enqueue() accepted to the store now: the owner closes the store next, and
+    // waits for writes in flight, not for ones still waiting for setImmediate.
+    this.#flush()
     this.#closed = true
     this.detach()
     this.#o.clock.clearTimeout(this.#ttlTimer)
@@ -176,7 +273,7 @@ export class ReliableSender {
       const o = this.#o
       const now = o.clock.now()
       while (this.#inflight.length < o.windowMessages && this.#inflightBytes < o.windowBytes) {
-        const recs = o.store.pending(this.peer, this.#next, o.batchMessages)
+        const recs = this.#nextRecords(o.batchMessages)
         if (recs.length === 0) break
         const s: number[] = []
         const m: Uint8Array[] = []
@@ -212,6 +309,19 @@ export class ReliableSender {
     }
   }
 
+  /** The next records after #next: from the fresh cache when it holds the very next seq, else from the store. */
+  #nextRecords (limit: number): Array<{ seq: number, bytes: Uint8Array, expiresAt?: number | undefined }> {
+    let seq = this.#next + 1
+    let f = this.#fresh.get(seq)
+    if (f === undefined) return this.#o.store.pending(this.peer, this.#next, limit)
+    const out: Array<{ seq: number, bytes: Uint8Array, expiresAt: number | undefined }> = []
+    while (f !== undefined && out.length < limit) {
+      out.push({ seq, bytes: f.bytes, expiresAt: f.expiresAt })
+      f = this.#fresh.get(++seq)
+    }
+    return out
+  }
+
   #advanceAck (u: number): void {
     if (u <= this.#acked) return
     this.#acked = u
@@ -220,6 +330,13 @@ export class ReliableSender {
       this.#inflightBytes -= (this.#inflight.shift() as { size: number }).size
     }
     if (this.#next < u) this.#next = u
+    // By seq, not by iterating the Map: entries deleted from the front of a Map stay as holes
+    // that every new iteration walks past until it is compacted.
+    if (this.#fresh.size > 0) {
+      const to = Math.min(u, this.#freshHigh)
+      for (let seq = this.#freshLow; seq <= to; seq++) this.#forget(seq)
+      this.#freshLow = Math.max(this.#freshLow, to + 1)
+    }
     this.#o.store.ack(this.peer, u).catch(err => this.#storeError(err))
   }
 
@@ -253,6 +370,7 @@ export class ReliableSender {
   #runExpiry (): void {
     if (this.#o.store.outboxStats(this.peer).count === 0) return
     this.#o.store.expire(this.peer, this.#o.clock.now()).then(recs => {
+      for (const r of recs) this.#forget(r.seq)
       if (recs.length > 0) this.#o.onEvent({ type: 'expired', peer: this.peer, count: recs.length })
     }, err => this.#storeError(err))
   }

@@ -78,10 +78,10 @@ t.test('the in-memory dedup window is rebuilt when the committed counters differ
   const { open } = await import('lmdb')
   const raw = open({ path: dir, noSubdir: false, maxDbs: 16, overlappingSync: false })
   const inbox = raw.openDB<[number, number, number], string>('inbox', {})
-  const blocks = raw.openDB<Array<string | null>, Array<string | number>>('idblocks', {})
+  const blocks = raw.openDB<string, Array<string | number>>('idblocks', {})
   await raw.transaction(() => {
     inbox.putSync('hub', [100, 100, 0])
-    blocks.putSync(['hub', 0], items(1, 100).map(x => x.id)) // slots 0..99 hold id1..id100
+    blocks.putSync(['hub', 0], items(1, 100).map(x => x.id).join('\u0000')) // slots 0..99 hold id1..id100
     blocks.removeSync(['hub', 1])
   })
   const out = (await s.commitInbound('hub', [{ seq: 101, id: 'id150' }, { seq: 102, id: 'id50' }], 2)).outcome
