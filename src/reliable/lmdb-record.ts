@@ -66,11 +66,11 @@ export function decodeRecord (seq: number, v: Uint8Array): OutboxRecord {
     o += 2 + len
     return s
   }
-  const r: OutboxRecord = { id: str(), bytes: b, seq, enqueuedAt, rejections }
+  const r: OutboxRecord = { id: str(), bytes: v, seq, enqueuedAt, rejections }
   if ((flags & KEY) !== 0) r.key = str()
   if ((flags & VERSION) !== 0) r.version = str()
   if ((flags & OP) !== 0) r.op = str()
   if (expiresAt !== undefined) r.expiresAt = expiresAt
-  r.bytes = b.subarray(o)
+  r.bytes = new Uint8Array(b.buffer, b.byteOffset + o, b.byteLength - o) // a plain view: cheaper than a Buffer
   return r
 }

@@ -14,7 +14,7 @@
 import { InvalidOptionError, StoreClosedError } from '../errors.js'
 import { intOption } from '../options.js'
 import type { AppendOutcome, DeadLetter, Durability, InboundItem, InboundResult, OutboxInput, OutboxRecord, OutboxStats, QuotaPolicy, ReliableStore, ResourceRecord } from './store.js'
-import { ackUpTo, appendItems, commitInboundItems, expireRecords, rejectRecord, type PeerInState, type PeerOutState, type StoreTxn } from './store-logic.js'
+import { ackUpTo, appendItems, commitInboundItems, expireRecords, refOf, rejectRecord, type PeerInState, type PeerOutState, type RecordRef, type StoreTxn } from './store-logic.js'
 import {
   checkInboundItem, checkKeyString, checkNow, checkNumber, checkOutboxInput, checkPeer, checkQuota, compareKeys,
   DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_DEAD_LETTERS, LIMITS
@@ -78,7 +78,7 @@ class PeerOutbox {
     }
   }
 
-  remove (rec: OutboxRecord): void {
+  remove (rec: RecordRef): void {
     if (!this.recs.delete(rec.seq)) return
     if (rec.key !== undefined && this.keys.get(rec.key) === rec.seq) this.keys.delete(rec.key)
     if (rec.expiresAt !== undefined) this.ttlLive--
@@ -184,7 +184,7 @@ export class MemoryStore implements ReliableStore {
       removeRecord: (peer, rec) => this.#out.get(peer)?.remove(rec),
       keySeq: (peer, key) => this.#out.get(peer)?.keys.get(key),
       oldest: peer => this.#out.get(peer)?.from(-Infinity, 1)[0],
-      upTo: (peer, upto, limit) => this.#out.get(peer)?.from(-Infinity, limit, upto) ?? [],
+      upTo: (peer, upto, limit) => (this.#out.get(peer)?.from(-Infinity, limit, upto) ?? []).map(refOf),
       expiredSeqs: (peer, now, limit) => this.#out.get(peer)?.expired(now, limit) ?? [],
       addDeadLetter: dl => {
         this.#dead.push(dl)

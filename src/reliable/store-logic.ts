@@ -27,6 +27,19 @@ export interface PeerInState {
   idFirst: number
 }
 
+/** What removing a record needs to know of it (the cumulative ack reads only this much). */
+export interface RecordRef {
+  seq: number
+  /** bytes.byteLength */
+  size: number
+  key?: string | undefined
+  expiresAt?: number | undefined
+}
+
+export function refOf (rec: OutboxRecord): RecordRef {
+  return { seq: rec.seq, size: rec.bytes.byteLength, key: rec.key, expiresAt: rec.expiresAt }
+}
+
 /** What the rules need from a backend. Synchronous; one call = one transaction. */
 export interface StoreTxn {
   outState (peer: string): PeerOutState
@@ -35,13 +48,13 @@ export interface StoreTxn {
   /** isNew: index the record's key and expiry too; otherwise only rewrite it (key and expiry unchanged). */
   putRecord (peer: string, rec: OutboxRecord, isNew: boolean): void
   /** Remove the record and its key/expiry index entries. */
-  removeRecord (peer: string, rec: OutboxRecord): void
+  removeRecord (peer: string, rec: RecordRef): void
   /** Seq of the pending record holding supersession key `key`. */
   keySeq (peer: string, key: string): number | undefined
   /** Lowest pending record. */
   oldest (peer: string): OutboxRecord | undefined
   /** Pending records with seq ≤ upto, in seq order, at most `limit`. */
-  upTo (peer: string, upto: number, limit: number): OutboxRecord[]
+  upTo (peer: string, upto: number, limit: number): RecordRef[]
   /** Seqs of pending records with expiresAt ≤ now, at most `limit`. */
   expiredSeqs (peer: string, now: number, limit: number): number[]
   /** Append to the bounded dead-letter log (the backend evicts the oldest). */
@@ -75,10 +88,11 @@ export function makeDeadLetter (peer: string, rec: OutboxRecord, code: string, r
   return d
 }
 
-function drop (tx: StoreTxn, peer: string, st: PeerOutState, rec: OutboxRecord): void {
-  tx.removeRecord(peer, rec)
+function drop (tx: StoreTxn, peer: string, st: PeerOutState, rec: OutboxRecord | RecordRef): void {
+  const ref = 'bytes' in rec ? refOf(rec) : rec
+  tx.removeRecord(peer, ref)
   st.count--
-  st.bytes -= rec.bytes.byteLength
+  st.bytes -= ref.size
 }
 
 function rejected (reason: string): AppendOutcome {
