@@ -98,6 +98,8 @@ export function deviceRoutes (reg: DeviceRegistry, options: DeviceHttpOptions = 
         throw new HttpError(405, 'EF_METHOD_NOT_ALLOWED', `${req.method ?? ''} is not allowed on ${path}`)
       }
       authorize(req, hit.route.mutates, tokenHash)
+      // POST is the one mutating method a cross-site form may send without a CORS preflight.
+      if (req.method === 'POST' && !isJson(req)) throw new HttpError(415, 'EF_UNSUPPORTED_MEDIA_TYPE', 'POST requests must be sent as application/json')
       let params: string[]
       try {
         params = (hit.m as RegExpExecArray).slice(1).map(s => decodeURIComponent(s))
@@ -149,9 +151,12 @@ function named (body: unknown, namespace: string, name: string): unknown {
   return { ...b, namespace, name }
 }
 
+function isJson (req: IncomingMessage): boolean {
+  return (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() === 'application/json'
+}
+
 async function readJson (req: IncomingMessage, max: number): Promise<unknown> {
-  const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase()
-  if (type !== 'application/json') throw new HttpError(415, 'EF_UNSUPPORTED_MEDIA_TYPE', 'the body must be application/json')
+  if (!isJson(req)) throw new HttpError(415, 'EF_UNSUPPORTED_MEDIA_TYPE', 'the body must be application/json')
   const declared = Number(req.headers['content-length'])
   if (Number.isFinite(declared) && declared > max) throw new HttpError(413, 'EF_BODY_TOO_LARGE', `body larger than ${max} bytes`)
   const chunks: Buffer[] = []
