@@ -11,7 +11,8 @@ const commands: Record<string, () => Promise<Command>> = {
   edge: async () => (await import('./edge.js')).edgeCommand,
   token: async () => (await import('./token.js')).tokenCommand,
   status: async () => (await import('./status.js')).statusCommand,
-  demo: async () => (await import('./demo.js')).demoCommand
+  demo: async () => (await import('./demo.js')).demoCommand,
+  bench: async () => (await import('./bench.js')).benchCommand
 }
 
 function mainHelp (): string {
@@ -21,7 +22,8 @@ function mainHelp (): string {
     cloud: 'run the cloud hub',
     edge: 'run an edge node',
     token: 'token create --node NAME: print a join token',
-    status: 'show a running hub\'s nodes (admin API)'
+    status: 'show a running hub\'s nodes (admin API)',
+    bench: 'bench lossy: transport benchmarks over an emulated lossy link'
   }
   for (const name of Object.keys(commands)) lines.push(`  ${name.padEnd(8)} ${about[name] ?? ''}`)
   lines.push('', 'Run `edgefabric <command> --help` for the options of a command.')

@@ -1,0 +1,181 @@
+/**
+ * Link profiles, transports and options of the lossy-link benchmark
+ * (bench/lossy.ts), and its command-line parser.
+ *
+ * Grid (issue 6): RTT 0/50/200 ms × loss 0/1/5/10 % (Bernoulli, both
+ * directions), plus a Gilbert-Elliott burst profile and a 10 Mbit/s
+ * rate-limited link, both at 50 ms RTT. Delay is split evenly over the two
+ * directions; the same loss applies to each direction independently.
+ */
+import { InvalidOptionError } from '../../src/errors.js'
+import type { LinkParams } from './lossy-netns.js'
+
+export interface Profile {
+  key: string
+  title: string
+  rttMs: number
+  /** Mean loss per direction, % (for the charts' x axis). */
+  lossPct: number
+  /** Chart x label: "0 %", …, "GE bursts". */
+  lossLabel: string
+  params: LinkParams
+}
+
+/**
+ * Gilbert-Elliott: P(good→bad) 1 %, P(bad→good) 25 % (mean burst 4 packets),
+ * loss 50 % in the bad state, none in the good: mean ≈ 1.9 % in bursts.
+ */
+export const GE_BURST = { p: 0.01, r: 0.25, lossGood: 0, lossBad: 0.5 }
+export const RATE_KBIT = 10_000
+/** ≈ 80 ms of queue at 10 Mbit/s, a typical shallow-buffered access link. */
+export const RATE_QUEUE_BYTES = 100_000
+
+function bernoulli (rttMs: number, lossPct: number): Profile {
+  return {
+    key: `rtt${rttMs}-loss${lossPct}`,
+    title: `RTT ${rttMs} ms, loss ${lossPct} %`,
+    rttMs,
+    lossPct,
+    lossLabel: `${lossPct} %`,
+    params: { delayMs: rttMs / 2, loss: lossPct / 100 }
+  }
+}
+
+export function allProfiles (): Profile[] {
+  const out: Profile[] = []
+  for (const rtt of [0, 50, 200]) for (const loss of [0, 1, 5, 10]) out.push(bernoulli(rtt, loss))
+  const geMean = GE_BURST.p / (GE_BURST.p + GE_BURST.r) * GE_BURST.lossBad
+  out.push({
+    key: 'rtt50-ge',
+    title: `RTT 50 ms, Gilbert-Elliott bursts (mean ${(geMean * 100).toFixed(1)} %)`,
+    rttMs: 50,
+    lossPct: geMean * 100,
+    lossLabel: 'GE bursts',
+    params: { delayMs: 25, ge: GE_BURST }
+  })
+  out.push({
+    key: 'rtt50-rate10',
+    title: 'RTT 50 ms, 10 Mbit/s, 100 kB drop-tail queue',
+    rttMs: 50,
+    lossPct: 0,
+    lossLabel: '10 Mbit/s',
+    params: { delayMs: 25, rateKbit: RATE_KBIT, queueBytes: RATE_QUEUE_BYTES }
+  })
+  return out
+}
+
+export interface TransportDef {
+  key: string
+  label: string
+  /** Listen URL template; HOST is replaced by side B's address. */
+  listen: string
+  /** Scheme for the hub (reliable scenarios). */
+  scheme: string
+}
+
+export const TRANSPORTS: readonly TransportDef[] = [
+  { key: 'quic', label: 'quic', listen: 'quic://HOST:0', scheme: 'quic' },
+  { key: 'ws', label: 'ws (TCP)', listen: 'ws://HOST:0', scheme: 'ws' },
+  { key: 'webtransport', label: 'WebTransport', listen: 'https://HOST:0/bench', scheme: 'https' }
+]
+
+export interface LossyOptions {
+  quick: boolean
+  outDir: string | undefined
+  seed: number
+  transports: string[]
+  /** TCP congestion control in the namespaces. */
+  cc: string
+  runs: number
+  /** Per timed scenario (bulk, rr, hol, streams). */
+  durationMs: number
+  profiles: string[]
+  /** Outage lengths in seconds; empty = no outage scenario. */
+  outagesS: number[]
+  /** Profile the outage scenario runs on. */
+  outageProfile: string
+  /** Runs per outage length. */
+  outageRuns: number
+  /** Reliable delivery scenario: messages per run, paced at reliableRate/s. */
+  reliableCount: number
+  reliableRate: number
+  setupCount: number
+  streams: number
+}
+
+export function defaults (quick: boolean): LossyOptions {
+  return {
+    quick,
+    outDir: undefined,
+    seed: 1,
+    transports: quick ? ['quic', 'ws'] : TRANSPORTS.map(t => t.key),
+    cc: 'cubic',
+    runs: quick ? 1 : 3,
+    durationMs: quick ? 1500 : 8000,
+    profiles: quick ? ['rtt50-loss0', 'rtt50-loss5'] : allProfiles().map(p => p.key),
+    outagesS: quick ? [4] : [15, 60],
+    outageProfile: 'rtt50-loss0',
+    outageRuns: quick ? 1 : 2,
+    reliableCount: quick ? 200 : 600,
+    reliableRate: 200,
+    setupCount: quick ? 2 : 5,
+    streams: 16
+  }
+}
+
+export const USAGE = `Usage: edgefabric bench lossy [options]
+
+Transport benchmarks over an emulated lossy link (two network namespaces joined
+by a userland wire). Needs root, the \`ip\` command (iproute2) and gcc.
+
+Options:
+  --quick                smoke profile (~2 min): 2 links, quic + ws, 1 run, short scenarios
+  --out DIR              where results.json, results.md and the SVG charts go
+                         (default bench/out/lossy-<time>/)
+  --seed N               PRNG seed of the link emulator (default 1)
+  --transports LIST      comma list of ${TRANSPORTS.map(t => t.key).join(', ')}
+  --cc NAME              TCP congestion control inside the namespaces (default cubic)
+  --runs N               runs per cell, median and min–max reported (default 3)
+  --duration MS          per timed scenario (default 8000)
+  --profiles LIST        link profiles (default: all of ${allProfiles().map(p => p.key).join(', ')})
+  --outages LIST         outage lengths in seconds, or "none" (default 15,60)
+  --outage-profile KEY   link for the outage scenario (default rtt50-loss0)
+  --outage-runs N        runs per outage length (default 2)`
+
+export function parseArgs (argv: string[]): LossyOptions {
+  const o = defaults(argv.includes('--quick'))
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string
+    const value = (): string => {
+      const v = argv[++i]
+      if (v === undefined) throw new InvalidOptionError(a, 'needs a value')
+      return v
+    }
+    const int = (min: number): number => {
+      const v = value()
+      const n = Number(v)
+      if (!Number.isInteger(n) || n < min) throw new InvalidOptionError(a, `must be an integer ≥ ${min}, got "${v}"`)
+      return n
+    }
+    const list = (): string[] => value().split(',').map(s => s.trim()).filter(s => s !== '')
+    if (a === '--quick') continue
+    else if (a === '--out') o.outDir = value()
+    else if (a === '--seed') o.seed = int(0)
+    else if (a === '--transports') o.transports = list()
+    else if (a === '--cc') o.cc = value()
+    else if (a === '--runs') o.runs = int(1)
+    else if (a === '--duration') o.durationMs = int(200)
+    else if (a === '--profiles') o.profiles = list()
+    else if (a === '--outages') {
+      const v = list()
+      o.outagesS = v.length === 1 && v[0] === 'none' ? [] : v.map(s => { const n = Number(s); if (!(n > 0)) throw new InvalidOptionError(a, `bad outage length "${s}"`); return n })
+    } else if (a === '--outage-profile') o.outageProfile = value()
+    else if (a === '--outage-runs') o.outageRuns = int(1)
+    else throw new InvalidOptionError(a, 'unknown option (see --help)')
+  }
+  for (const t of o.transports) if (TRANSPORTS.find(d => d.key === t) === undefined) throw new InvalidOptionError('--transports', `unknown transport "${t}" (known: ${TRANSPORTS.map(d => d.key).join(', ')})`)
+  const keys = allProfiles().map(p => p.key)
+  for (const p of [...o.profiles, o.outageProfile]) if (!keys.includes(p)) throw new InvalidOptionError('--profiles', `unknown profile "${p}" (known: ${keys.join(', ')})`)
+  if (!/^[a-z0-9_]+$/.test(o.cc)) throw new InvalidOptionError('--cc', `bad congestion control name "${o.cc}"`)
+  return Object.freeze(o)
+}

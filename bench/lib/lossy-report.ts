@@ -1,0 +1,176 @@
+/**
+ * Markdown tables and SVG charts of the lossy-link benchmark. Medians and
+ * min–max over the VALID runs of each cell (runs whose link self-check
+ * failed are counted but not used).
+ */
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { LossyReport, ProfileResult, RunResult } from '../lossy.js'
+import type { ClientResult, ClientScenario } from '../lossy-client.js'
+import type { ReliableResult } from './lossy-reliable.js'
+import { lineChart, type Series } from './svg-chart.js'
+
+export interface Stat { median: number, min: number, max: number, n: number }
+
+export function stat (values: Array<number | undefined>): Stat | undefined {
+  const v = values.filter((x): x is number => x !== undefined && Number.isFinite(x)).sort((a, b) => a - b)
+  if (v.length === 0) return undefined
+  const mid = Math.floor(v.length / 2)
+  const median = v.length % 2 === 1 ? v[mid] as number : ((v[mid - 1] as number) + (v[mid] as number)) / 2
+  return { median, min: v[0] as number, max: v[v.length - 1] as number, n: v.length }
+}
+
+function fmt (v: number): string {
+  if (v >= 100) return String(Math.round(v))
+  if (v >= 10) return v.toFixed(1)
+  return v.toFixed(2)
+}
+
+function cellText (s: Stat | undefined, errors: number): string {
+  if (s === undefined) return errors > 0 ? `error ×${errors}` : '–'
+  const spread = s.n > 1 ? ` (${fmt(s.min)}–${fmt(s.max)})` : ''
+  return `${fmt(s.median)}${spread}${errors > 0 ? ` [${errors} err]` : ''}`
+}
+
+function validRuns (runs: RunResult[] | undefined): RunResult[] {
+  return (runs ?? []).filter(r => r.valid)
+}
+
+function client (runs: RunResult[], s: ClientScenario, pick: (c: ClientResult) => number | undefined): { stat: Stat | undefined, errors: number } {
+  const rs = runs.map(r => r.client.find(c => c.scenario === s))
+  return { stat: stat(rs.map(c => c === undefined || c.error !== undefined ? undefined : pick(c))), errors: rs.filter(c => c?.error !== undefined).length }
+}
+
+function reliable (runs: RunResult[], pick: (r: ReliableResult) => number | undefined): { stat: Stat | undefined, errors: number } {
+  return { stat: stat(runs.map(r => r.reliable.error === undefined ? pick(r.reliable) : undefined)), errors: runs.filter(r => r.reliable.error !== undefined).length }
+}
+
+function median (v: number[]): number | undefined {
+  return stat(v)?.median
+}
+
+function table (head: string[], rows: string[][]): string[] {
+  return [`| ${head.join(' | ')} |`, `|${head.map((_, i) => i < 2 ? ' --- ' : ' ---: ').join('|')}|`, ...rows.map(r => `| ${r.join(' | ')} |`)]
+}
+
+function transportLabel (report: LossyReport, key: string): string {
+  const t = report.transports.find(x => x.key === key)
+  if (t === undefined) return key
+  return t.mode !== undefined ? `${t.label} (${t.mode})` : t.label
+}
+
+export function gridTable (report: LossyReport): string[] {
+  const head = ['link', 'transport', 'bulk Mbit/s', 'rr p50 ms', 'rr p99 ms', 'high p99 ms under bulk', 'bulk Mbit/s with rr', `${report.options.streams} flows req/s`, 'setup ms', 'reliable delivered', 'reliable p99 ms', 'valid runs']
+  const rows: string[][] = []
+  for (const pr of report.profiles) {
+    for (const [key, all] of Object.entries(pr.cells)) {
+      const runs = validRuns(all)
+      const delivered = runs.map(r => r.reliable).filter(r => r.sent !== undefined)
+      const dups = delivered.reduce((a, r) => a + (r.duplicates ?? 0), 0)
+      rows.push([
+        pr.profile.key,
+        transportLabel(report, key),
+        cellText(client(runs, 'bulk', c => c.goodputMbit).stat, client(runs, 'bulk', c => c.goodputMbit).errors),
+        cellText(client(runs, 'rr', c => c.p50Ms).stat, client(runs, 'rr', c => c.p50Ms).errors),
+        cellText(client(runs, 'rr', c => c.p99Ms).stat, 0),
+        cellText(client(runs, 'hol', c => c.p99Ms).stat, client(runs, 'hol', c => c.p99Ms).errors),
+        cellText(client(runs, 'hol', c => c.goodputMbit).stat, 0),
+        cellText(client(runs, 'streams', c => c.perSecond).stat, client(runs, 'streams', c => c.perSecond).errors),
+        cellText(stat(runs.map(r => median(r.client.find(c => c.scenario === 'setup')?.setupMs ?? []))), client(runs, 'setup', () => 0).errors),
+        delivered.length === 0 ? '–' : `${delivered.reduce((a, r) => a + (r.delivered ?? 0), 0)}/${delivered.reduce((a, r) => a + (r.sent ?? 0), 0)}${dups > 0 ? ` (+${dups} dup)` : ''}`,
+        cellText(reliable(runs, r => r.p99Ms).stat, reliable(runs, r => r.p99Ms).errors),
+        `${runs.length}/${all.length}`
+      ])
+    }
+  }
+  return table(head, rows)
+}
+
+export function outageTable (report: LossyReport): string[] {
+  if (report.outages.length === 0) return []
+  const head = ['outage', 'transport', 'drain after restore s', 'delivered', 'duplicates', 'latency p99 s', 'errors']
+  const rows: string[][] = []
+  const keys = [...new Set(report.outages.map(o => `${o.outageS}|${o.transport}`))]
+  for (const k of keys) {
+    const [s, t] = k.split('|') as [string, string]
+    const xs = report.outages.filter(o => String(o.outageS) === s && o.transport === t)
+    const ok = xs.filter(x => x.result.error === undefined)
+    rows.push([
+      `${s} s`,
+      transportLabel(report, t),
+      cellText(stat(ok.map(x => (x.result.drainMs ?? NaN) / 1000)), 0),
+      `${xs.reduce((a, x) => a + (x.result.delivered ?? 0), 0)}/${xs.reduce((a, x) => a + (x.result.sent ?? 0), 0)}`,
+      String(xs.reduce((a, x) => a + (x.result.duplicates ?? 0), 0)),
+      cellText(stat(ok.map(x => (x.result.p99Ms ?? NaN) / 1000)), 0),
+      xs.filter(x => x.result.error !== undefined).map(x => x.result.error).join('; ').slice(0, 120) || '–'
+    ])
+  }
+  return table(head, rows)
+}
+
+/** One chart per RTT: metric vs loss profile, one line per transport. */
+function chartsFor (report: LossyReport, outDir: string, file: string, title: string, yTitle: string, logY: boolean,
+  pick: (runs: RunResult[]) => Stat | undefined): string[] {
+  const written: string[] = []
+  const byRtt = new Map<number, ProfileResult[]>()
+  for (const pr of report.profiles) byRtt.set(pr.profile.rttMs, [...(byRtt.get(pr.profile.rttMs) ?? []), pr])
+  for (const [rtt, prs] of byRtt) {
+    const xLabels = prs.map(p => p.profile.lossLabel)
+    const keys = [...new Set(prs.flatMap(p => Object.keys(p.cells)))]
+    const series: Series[] = keys.map(k => ({
+      name: transportLabel(report, k),
+      points: prs.map((p, x) => {
+        const s = pick(validRuns(p.cells[k]))
+        return { x, y: s?.median, min: s?.min, max: s?.max }
+      })
+    }))
+    if (series.every(s => s.points.every(p => p.y === undefined))) continue
+    const name = `${file}-rtt${rtt}.svg`
+    writeFileSync(join(outDir, name), lineChart({ title: `${title}, RTT ${rtt} ms`, xTitle: 'loss per direction (link profile)', yTitle, xLabels, series, logY }))
+    written.push(name)
+  }
+  return written
+}
+
+/** Write the SVG charts and results.md into outDir; returns the Markdown. */
+export function writeReport (report: LossyReport, outDir: string): string[] {
+  const charts = [
+    ...chartsFor(report, outDir, 'rr-p99', 'Request/response p99 latency', 'p99 ms', true, runs => client(runs, 'rr', c => c.p99Ms).stat),
+    ...chartsFor(report, outDir, 'goodput', 'Bulk goodput', 'Mbit/s', false, runs => client(runs, 'bulk', c => c.goodputMbit).stat),
+    ...chartsFor(report, outDir, 'hol-p99', 'High-priority p99 during a bulk transfer', 'p99 ms', true, runs => client(runs, 'hol', c => c.p99Ms).stat)
+  ]
+  if (report.outages.length > 0) {
+    const lengths = [...new Set(report.outages.map(o => o.outageS))].sort((a, b) => a - b)
+    const ts = [...new Set(report.outages.map(o => o.transport))]
+    const series: Series[] = ts.map(t => ({
+      name: transportLabel(report, t),
+      points: lengths.map((len, x) => {
+        const s = stat(report.outages.filter(o => o.transport === t && o.outageS === len && o.result.error === undefined).map(o => (o.result.drainMs ?? NaN) / 1000))
+        return { x, y: s?.median, min: s?.min, max: s?.max }
+      })
+    }))
+    writeFileSync(join(outDir, 'drain.svg'), lineChart({ title: 'Backlog drain time after the link returns', xTitle: 'outage length', yTitle: 'seconds', xLabels: lengths.map(l => `${l} s`), series }))
+    charts.push('drain.svg')
+  }
+  const o = report.options
+  const md = [
+    `Lossy links — ${report.date}, ${report.machine.cpus} vCPU, kernel ${report.machine.kernel}, node ${report.machine.node}; load average ${report.loadavgStart.map(n => n.toFixed(2)).join(' ')} → ${report.loadavgEnd.map(n => n.toFixed(2)).join(' ')}.`,
+    `Backend: userland wire (TUN, ${Math.round(report.wireRate.pps64 / 1000)}k packets/s of 64 B, lateness p99 ${report.wireRate.lateness.p99Us} µs); tc netem ${report.backend.netem}. TCP congestion control ${o.cc}. Seed ${o.seed}. ` +
+      `${o.runs} run(s) × ${o.durationMs / 1000} s per scenario, median (min–max) of valid runs. Self-check: ${report.allChecksPassed ? 'passed' : 'FAILED for some runs'}.`,
+    '',
+    ...gridTable(report),
+    ''
+  ]
+  const relErrors = new Map<string, Set<string>>()
+  for (const pr of report.profiles) {
+    for (const [k, runs] of Object.entries(pr.cells)) for (const r of runs) if (r.reliable.error !== undefined) relErrors.set(k, (relErrors.get(k) ?? new Set()).add(r.reliable.error.replace(/^skipped: the first run failed to connect \((.*)\)$/, '$1')))
+  }
+  for (const [k, errs] of relErrors) md.push(`Reliable scenario errors, ${transportLabel(report, k)}: ${[...errs].map(e => e.slice(0, 300)).join(' / ')}`, '')
+  const ot = outageTable(report)
+  if (ot.length > 0) {
+    md.push(`Outage on ${o.outageProfile}: reliable cloud→edge messages at ${o.reliableRate / 4}/s, link down (all packets dropped) for the given time, drain = restore → last message at the edge.`, '', ...ot, '')
+  }
+  md.push(...charts.map(c => `![${c}](${c})`))
+  writeFileSync(join(outDir, 'results.md'), md.join('\n') + '\n')
+  return md
+}

@@ -1,0 +1,307 @@
+/**
+ * Transport benchmarks over lossy links (issue 6): quic, ws and WebTransport
+ * across an emulated link (bench/lib/lossy-netns.ts + bench/lossy/wire.c) with
+ * delay, loss, Gilbert-Elliott bursts and rate limits; scenarios from bulk
+ * goodput to reliable-lane delivery through an outage; JSON + Markdown + SVG.
+ *
+ *   npx edgefabric bench lossy [--quick] [--out dir] [--seed n] [--transports …] [--cc cubic]
+ *   node dist-bench/bench/lossy.js …   (same options; see lib/lossy-profiles.ts USAGE)
+ *
+ * Order: servers start once per transport (side B) and stay up while the
+ * wire is reconfigured per profile; within a profile, runs interleave the
+ * transports (rotated start) so drift in machine load hits them alike. Every
+ * run is checked against the configured link from the wire's own counters
+ * (loss, lateness); a failing run is repeated once, then kept but marked
+ * invalid (excluded from medians). RTT and rate are probed once per profile.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { cpus, loadavg, release } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import { createInterface } from 'node:readline'
+import { toError, isEdgeFabricError } from '../src/errors.js'
+import type { ClientJob, ClientResult, ClientScenario } from './lossy-client.js'
+import { packageRoot } from './lib/lossy-build.js'
+import { ADDR_B, LinkLab, probeNetem, type WireStats } from './lib/lossy-netns.js'
+import { allProfiles, parseArgs, TRANSPORTS, USAGE, type LossyOptions, type Profile, type TransportDef } from './lib/lossy-profiles.js'
+import { runReliable, type ReliableResult } from './lib/lossy-reliable.js'
+import { writeReport } from './lib/lossy-report.js'
+import { probeFlood, probeRtt, rateCheck, rttCheck, runChecks, type Check } from './lib/lossy-selfcheck.js'
+
+export interface RunResult {
+  run: number
+  seed: number
+  attempt: number
+  valid: boolean
+  checks: Check[]
+  client: ClientResult[]
+  reliable: ReliableResult
+  wire: WireStats
+}
+
+export interface ProfileResult {
+  profile: Profile
+  checks: Check[]
+  /** transport key → runs (valid and invalid). */
+  cells: Record<string, RunResult[]>
+}
+
+export interface OutageResult { transport: string, outageS: number, run: number, seed: number, result: ReliableResult, checks: Check[] }
+
+export interface TransportInfo { key: string, label: string, mode: string | undefined, unavailable: string | undefined }
+
+export interface LossyReport {
+  benchmark: 'lossy'
+  date: string
+  finished: string
+  machine: { cpus: number, cpuModel: string, kernel: string, node: string }
+  loadavgStart: number[]
+  loadavgEnd: number[]
+  options: LossyOptions
+  backend: { name: 'wire', netem: string }
+  wireRate: { pps64: number, sentPps: number, lateness: WireStats['lateness'], ok: boolean }
+  transports: TransportInfo[]
+  profiles: ProfileResult[]
+  outages: OutageResult[]
+  allChecksPassed: boolean
+}
+
+const SCENARIOS: ClientScenario[] = ['setup', 'bulk', 'rr', 'hol', 'streams']
+
+interface Server { info: { url: string, identity: string | undefined, mode?: string }, stop: () => void }
+
+async function startServer (lab: LinkLab, t: TransportDef): Promise<Server> {
+  const script = fileURLToPath(new URL('./loopback-server.js', import.meta.url))
+  const child = lab.spawnIn('b', process.execPath, [script, t.listen.replace('HOST', ADDR_B)], { stdio: ['pipe', 'pipe', 'pipe'] })
+  child.stdin?.on('error', () => {})
+  child.stderr?.resume()
+  const rl = createInterface({ input: child.stdout as NodeJS.ReadableStream })
+  const line = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('server did not start within 30 s')), 30_000)
+    rl.once('line', l => { clearTimeout(timer); resolve(l) })
+    child.once('exit', code => { clearTimeout(timer); reject(new Error(`server exited (${String(code)})`)) })
+  })
+  rl.close()
+  child.stdout?.resume()
+  const msg = JSON.parse(line) as Server['info'] & { error?: string, reason?: string }
+  if (msg.error !== undefined) throw new Error(msg.reason ?? msg.error)
+  return { info: msg, stop: () => { child.stdin?.end(); setTimeout(() => child.kill('SIGKILL'), 3000).unref() } }
+}
+
+async function runClient (lab: LinkLab, job: ClientJob): Promise<ClientResult[]> {
+  const script = fileURLToPath(new URL('./lossy-client.js', import.meta.url))
+  const child = lab.spawnIn('a', process.execPath, [script, JSON.stringify(job)], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  let err = ''
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => { out += d })
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => { if (err.length < 2000) err += d })
+  const limit = job.scenarios.length * (job.durationMs + 90_000)
+  await new Promise<void>(resolve => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), limit)
+    child.once('exit', () => { clearTimeout(timer); resolve() })
+  })
+  const results = out.split('\n').filter(l => l.startsWith('{')).map(l => JSON.parse(l) as ClientResult)
+  for (const s of job.scenarios) {
+    if (results.find(r => r.scenario === s) === undefined) results.push({ scenario: s, error: `client died: ${err.trim().split('\n').slice(-1)[0] ?? 'no output'}` })
+  }
+  return results
+}
+
+function seedFor (base: number, ...parts: number[]): number {
+  let h = base >>> 0
+  for (const p of parts) h = (Math.imul(h ^ p, 2654435761) + 0x9e3779b9) >>> 0
+  return h
+}
+
+function estimateSeconds (o: LossyOptions, nTransports: number): number {
+  const perRun = SCENARIOS.length * 0 + 4 * o.durationMs / 1000 + o.setupCount * 0.5 + o.reliableCount / o.reliableRate + 8
+  const grid = o.profiles.length * (nTransports * o.runs * perRun + 4)
+  const outages = o.outagesS.reduce((a, s) => a + (s + 15) * nTransports * o.outageRuns, 0)
+  return Math.round(grid + outages + 10)
+}
+
+export async function runLossy (o: LossyOptions, log: (line: string) => void): Promise<LossyReport> {
+  const started = new Date()
+  const loadavgStart = loadavg()
+  const netem = probeNetem()
+  const lab = await LinkLab.create({ seed: o.seed, cc: o.cc })
+  const cleanup = (): void => lab.close()
+  const onSignal = (sig: NodeJS.Signals): void => { cleanup(); process.kill(process.pid, sig) }
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  process.once('exit', cleanup)
+  const servers = new Map<string, Server>()
+  try {
+    const cpu = cpus()
+    log(`lossy links: ${started.toISOString()}, ${cpu.length} vCPU ${cpu[0]?.model.trim() ?? ''}, kernel ${release()}, node ${process.version}`)
+    log(`load average at start ${loadavgStart.map(n => n.toFixed(2)).join(' ')}; namespaces ${lab.nsA}/${lab.nsB}; TCP congestion control ${lab.cc}; seed ${o.seed}`)
+    log(`backend: userland wire (TUN); tc netem: ${netem.available ? 'available (not used: the wire is the reference backend)' : `unavailable — ${netem.reason}`}`)
+    const profiles = allProfiles().filter(p => o.profiles.includes(p.key))
+    const defs = TRANSPORTS.filter(t => o.transports.includes(t.key))
+    const est = estimateSeconds(o, defs.length)
+    log(`plan: ${profiles.length} links × ${defs.length} transports × ${o.runs} runs, outages ${o.outagesS.join('/') || 'none'} s × ${o.outageRuns}; estimate ≈ ${Math.ceil(est / 60)} min`)
+
+    // Packet rate of the wire itself, clean link.
+    await lab.configure({}, o.seed)
+    await lab.reset()
+    const flood = await probeFlood(lab, o.quick ? 1 : 3, 64)
+    const fs = await lab.stats()
+    const wireRate = { pps64: Math.round(flood.pps), sentPps: Math.round(flood.sentPps), lateness: fs.lateness, ok: flood.pps >= 100_000 }
+    log(`wire: forwards ${Math.round(flood.pps / 1000)}k packets/s of 64 B (sender offered ${Math.round(flood.sentPps / 1000)}k/s), lateness p99 ${fs.lateness.p99Us} µs${wireRate.ok ? '' : ' — BELOW the 100k/s target'}`)
+
+    const transports: TransportInfo[] = []
+    for (const t of defs) {
+      try {
+        const s = await startServer(lab, t)
+        servers.set(t.key, s)
+        transports.push({ key: t.key, label: t.label, mode: s.info.mode, unavailable: undefined })
+        log(`  ${t.label}: ready at ${s.info.url}${s.info.mode !== undefined ? ` (mode ${s.info.mode}${s.info.mode === 'http2' ? ': HTTP/3 binding absent, WebTransport over HTTP/2 = TCP' : ''})` : ''}`)
+      } catch (err) {
+        transports.push({ key: t.key, label: t.label, mode: undefined, unavailable: toError(err).message })
+        log(`  ${t.label}: UNAVAILABLE — ${toError(err).message}`)
+      }
+    }
+    const live = defs.filter(t => servers.has(t.key))
+
+    const t0 = performance.now()
+    let done = 0
+    const total = profiles.length * live.length * o.runs
+    const results: ProfileResult[] = []
+    const reliableBroken = new Map<string, string>()
+    for (const [pi, p] of profiles.entries()) {
+      await lab.configure(p.params, seedFor(o.seed, pi))
+      const checks: Check[] = []
+      const probe = await probeRtt(lab, 20, 25, 2 * p.rttMs + 1000)
+      checks.push(rttCheck(p.params, probe.medianMs))
+      if (p.params.rateKbit !== undefined) checks.push(rateCheck(p.params, (await probeFlood(lab, 2, 1200)).mbit))
+      log(`[${p.key}] ${p.title}: ${checks.map(c => `${c.name} ${c.ok ? 'ok' : 'FAILED'} (${c.detail})`).join('; ')}`)
+      const pr: ProfileResult = { profile: p, checks, cells: {} }
+      results.push(pr)
+      for (let run = 0; run < o.runs; run++) {
+        for (let i = 0; i < live.length; i++) {
+          const t = live[(i + run) % live.length] as TransportDef
+          const server = servers.get(t.key) as Server
+          const cell = (pr.cells[t.key] ??= [])
+          for (let attempt = 1; attempt <= 2; attempt++) {
+            const seed = seedFor(o.seed, pi, TRANSPORTS.indexOf(t), run, attempt)
+            await lab.configure(p.params, seed)
+            await lab.reset()
+            const client = await runClient(lab, {
+              url: server.info.url, identity: server.info.identity, scenarios: SCENARIOS, durationMs: o.durationMs, setupCount: o.setupCount, streams: o.streams
+            })
+            const broken = reliableBroken.get(t.key)
+            const reliable: ReliableResult = broken !== undefined
+              ? { error: `skipped: the first run failed to connect (${broken})` }
+              : await runReliable(lab, {
+                scheme: t.scheme, kind: 'delivery', rate: o.reliableRate, count: o.reliableCount, preMs: 0, outageMs: 0, timeoutMs: 120_000
+              })
+            // A hub↔edge pair that never got its first message through on a clean
+            // link will not on a worse one: skip instead of waiting a minute per run.
+            const clean = (p.params.loss ?? 0) === 0 && p.params.ge == null
+            if (broken === undefined && clean && reliable.sent === undefined && reliable.error !== undefined) reliableBroken.set(t.key, reliable.error)
+            const wire = await lab.stats()
+            const runChecksList = runChecks(p.params, wire)
+            const valid = runChecksList.every(c => c.ok) && checks.every(c => c.ok)
+            cell.push({ run, seed, attempt, valid, checks: runChecksList, client, reliable, wire })
+            const failed = runChecksList.filter(c => !c.ok).map(c => `${c.name}: ${c.detail}`)
+            if (failed.length > 0) log(`    self-check failed (attempt ${attempt}): ${failed.join('; ')}`)
+            if (runChecksList.every(c => c.ok)) break
+          }
+          done++
+          const last = cell[cell.length - 1] as RunResult
+          const bulk = last.client.find(c => c.scenario === 'bulk')
+          const rr = last.client.find(c => c.scenario === 'rr')
+          const elapsed = (performance.now() - t0) / 1000
+          log(`  ${done}/${total} ${p.key} ${t.key} run ${run + 1}: bulk ${bulk?.goodputMbit?.toFixed(1) ?? bulk?.error ?? '?'} Mbit/s, rr p99 ${rr?.p99Ms?.toFixed(1) ?? rr?.error ?? '?'} ms, ` +
+            `reliable ${last.reliable.error !== undefined ? `ERROR ${last.reliable.error.slice(0, 100)}` : `${last.reliable.delivered ?? 0}/${last.reliable.sent ?? '?'}`}${last.valid ? '' : ' [INVALID]'} — ${Math.round(elapsed)} s elapsed, ≈${Math.round(elapsed / done * (total - done))} s left in the grid`)
+        }
+      }
+    }
+
+    const outages: OutageResult[] = []
+    const op = allProfiles().find(p => p.key === o.outageProfile) as Profile
+    for (const outageS of o.outagesS) {
+      for (let run = 0; run < o.outageRuns; run++) {
+        for (const t of live) {
+          const broken = reliableBroken.get(t.key)
+          if (broken !== undefined) {
+            outages.push({ transport: t.key, outageS, run, seed: 0, result: { error: `skipped: ${broken}` }, checks: [] })
+            log(`  outage ${outageS} s, ${t.key}: skipped (hub↔edge did not connect in the grid: ${broken.slice(0, 120)})`)
+            continue
+          }
+          const seed = seedFor(o.seed, 999, TRANSPORTS.indexOf(t), run, outageS)
+          await lab.configure(op.params, seed)
+          await lab.reset()
+          const result = await runReliable(lab, {
+            scheme: t.scheme, kind: 'outage', rate: o.reliableRate / 4, count: 0, preMs: o.quick ? 1000 : 3000, outageMs: outageS * 1000, timeoutMs: 180_000
+          })
+          const checks = runChecks(op.params, await lab.stats()).filter(c => c.name === 'lateness' || c.name === 'overflow')
+          outages.push({ transport: t.key, outageS, run, seed, result, checks })
+          log(`  outage ${outageS} s on ${op.key}, ${t.key} run ${run + 1}: ${result.error ?? `${result.delivered}/${result.sent} delivered, ${result.duplicates} dup, drain ${((result.drainMs ?? NaN) / 1000).toFixed(1)} s after restore`}`)
+        }
+      }
+    }
+
+    const loadavgEnd = loadavg()
+    // The packet-rate target is reported, not part of the verdict: it measures
+    // the machine's spare CPU as much as the wire (a loaded CI box may miss it).
+    const allChecksPassed =
+      results.every(r => r.checks.every(c => c.ok) && Object.values(r.cells).every(runs => runs.some(x => x.valid))) &&
+      outages.every(x => x.checks.every(c => c.ok))
+    const report: LossyReport = {
+      benchmark: 'lossy',
+      date: started.toISOString(),
+      finished: new Date().toISOString(),
+      machine: { cpus: cpu.length, cpuModel: cpu[0]?.model.trim() ?? 'unknown', kernel: release(), node: process.version },
+      loadavgStart,
+      loadavgEnd,
+      options: o,
+      backend: { name: 'wire', netem: netem.available ? 'available' : `unavailable: ${netem.reason}` },
+      wireRate,
+      transports,
+      profiles: results,
+      outages,
+      allChecksPassed
+    }
+    const outDir = o.outDir ?? join(packageRoot(), 'bench', 'out', `lossy-${started.toISOString().replace(/[:.]/g, '-')}`)
+    mkdirSync(outDir, { recursive: true })
+    writeFileSync(join(outDir, 'results.json'), JSON.stringify(report, null, 2) + '\n')
+    const md = writeReport(report, outDir)
+    log('')
+    for (const l of md) log(l)
+    log('')
+    log(`self-check: ${allChecksPassed ? 'PASSED' : 'FAILED (see [INVALID] runs and checks in results.json)'}`)
+    log(`results: ${outDir}/results.json, results.md, *.svg`)
+    return report
+  } finally {
+    for (const s of servers.values()) s.stop()
+    cleanup()
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+    process.off('exit', cleanup)
+  }
+}
+
+const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href
+if (isMain) {
+  const argv = process.argv.slice(2)
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(USAGE + '\n')
+    process.exit(0)
+  }
+  let opts: LossyOptions
+  try {
+    opts = parseArgs(argv)
+  } catch (err) {
+    process.stderr.write(`bench lossy: ${toError(err).message}\n`)
+    process.exit(2)
+  }
+  runLossy(opts, line => { process.stdout.write(line + '\n') }).then(
+    r => process.exit(r.allChecksPassed ? 0 : 3),
+    (err: unknown) => {
+      const e = toError(err)
+      process.stderr.write(`bench lossy: ${isEdgeFabricError(e) ? `${e.message} [${e.code}]` : (e.stack ?? e.message)}\n`)
+      process.exit(isEdgeFabricError(e, 'EF_BENCH_PREREQUISITE') ? 4 : 1)
+    }
+  )
+}
