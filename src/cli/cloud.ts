@@ -20,7 +20,9 @@ export const cloudSchema = defineConfig({
   quotaBytes: { type: 'int', default: 1073741824, min: 1, env: 'EDGEFABRIC_QUOTA_BYTES', description: 'per-node outbox quota (bytes)' },
   quotaOverflow: { type: 'enum', values: ['reject', 'drop-oldest'], default: 'reject', env: 'EDGEFABRIC_QUOTA_OVERFLOW', description: 'when a node\'s outbox is full: reject the producer, or drop the oldest (recorded)' },
   maxFrameSize: { type: 'int', default: 16 * 1024 * 1024, min: 1024, env: 'EDGEFABRIC_MAX_FRAME_SIZE', description: 'largest envelope in bytes' },
-  logLevel: { type: 'enum', values: LOG_LEVELS, default: 'warn', env: 'EDGEFABRIC_LOG_LEVEL', description: 'log level (logs go to stderr as JSON)' }
+  logLevel: { type: 'enum', values: LOG_LEVELS, default: 'warn', env: 'EDGEFABRIC_LOG_LEVEL', description: 'log level (logs go to stderr as JSON)' },
+  devices: { type: 'boolean', default: false, env: 'EDGEFABRIC_DEVICES', description: 'enable the device registry (LMDB in <data-dir>/devices) and the device API under /v1 on the admin server' },
+  adminToken: { type: 'string', env: 'EDGEFABRIC_ADMIN_TOKEN', placeholder: 'token', description: 'bearer token required by the device API; without it device changes are accepted from loopback only (prefer the env var: flags show in ps)' }
 })
 
 export const cloudCommand: Command = {
@@ -29,7 +31,7 @@ export const cloudCommand: Command = {
   async run (argv) {
     const cfg = loadConfig(cloudSchema, { argv, env: process.env })
     const logger = createLogger({ level: cfg.logLevel, name: 'edgefabric-cloud' })
-    const admin = cfg.admin === 'off' ? false : parseHostPort(cfg.admin, '--admin')
+    const admin = cfg.admin === 'off' ? false : { ...parseHostPort(cfg.admin, '--admin'), ...(cfg.adminToken === undefined || cfg.adminToken === '' ? {} : { token: cfg.adminToken }) }
     const hub = await Hub.start({
       listen: [...cfg.listen],
       dataDir: cfg.dataDir,
@@ -41,6 +43,7 @@ export const cloudCommand: Command = {
       maxFrameSize: cfg.maxFrameSize,
       durability: cfg.durability as 'sync' | 'relaxed',
       quota: { maxMessages: cfg.quotaMessages, maxBytes: cfg.quotaBytes, overflow: cfg.quotaOverflow as 'reject' | 'drop-oldest' },
+      devices: cfg.devices,
       logger
     })
     hub.on('event', e => {
@@ -50,6 +53,7 @@ export const cloudCommand: Command = {
     })
     for (const url of hub.urls) process.stdout.write(`listening ${url}\n`)
     if (hub.adminUrl !== undefined) process.stdout.write(`admin ${hub.adminUrl}\n`)
+    if (hub.devices !== undefined) process.stdout.write(`devices ${hub.adminUrl === undefined ? 'library only (admin off)' : hub.adminUrl + '/v1/devices'}\n`)
     process.stdout.write(`identity quic=${hub.identity.quicPeerId} tls-ca=${hub.identity.caFingerprint}\n`)
     process.stdout.write('ready\n')
     return await onShutdown(() => hub.close(5000))
