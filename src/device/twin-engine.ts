@@ -131,6 +131,11 @@ export class TwinEngine {
     if (Object.keys(expected).length > 0) next.edgeVersion++
     next.edgeSeq++
     const report: TwinReport = { namespace: rec.namespace, name: rec.name, edgeSeq: next.edgeSeq, reported, baseRevision: rec.snapshot.revision }
+    if (rec.baselined === false) { // first report for this record: full, so the cloud takes our edgeSeq as its new base
+      report.full = true
+      report.reported = { ...next.reported }
+      next.baselined = true
+    }
     if (Object.keys(expected).length > 0) report.expected = expected
     await d.store.put(next)
     await d.upstream(this.envelope('report', twinResource(rec.namespace, rec.name), report))

@@ -30,10 +30,17 @@ export interface TwinRecord {
   state?: { state: DeviceState, timestamp: number }
   /** Local expected bumps (wire `expected_version.edge`, informational). */
   edgeVersion: number
+  /**
+   * false for a record created from a snapshot at this edge: its first report
+   * goes up as `full`, which re-baselines the cloud's edgeSeq for the device
+   * (after a wiped device store the edge's counters restart at 0 and would
+   * otherwise look stale to the cloud). Absent = baselined.
+   */
+  baselined?: boolean
 }
 
 export function newRecord (snapshot: DeviceSnapshot): TwinRecord {
-  return { namespace: snapshot.device.namespace, name: snapshot.device.name, snapshot, reported: {}, localExpected: {}, edgeSeq: 0, edgeVersion: 0 }
+  return { namespace: snapshot.device.namespace, name: snapshot.device.name, snapshot, reported: {}, localExpected: {}, edgeSeq: 0, edgeVersion: 0, baselined: false }
 }
 
 export function propertyMap (rec: TwinRecord): Map<string, PropertySpec> {

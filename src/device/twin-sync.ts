@@ -116,7 +116,7 @@ export class TwinSync {
       await e.exclusive(id, async () => {
         const rec = d.store.get(id)
         if (rec === undefined) return
-        const next: TwinRecord = { ...rec, edgeSeq: rec.edgeSeq + 1 }
+        const next: TwinRecord = { ...rec, edgeSeq: rec.edgeSeq + 1, baselined: true }
         const report: TwinReport = { namespace: rec.namespace, name: rec.name, edgeSeq: next.edgeSeq, reported: { ...rec.reported }, baseRevision: rec.snapshot.revision, full: true }
         const local = Object.entries(rec.localExpected)
         if (local.length > 0) report.expected = Object.fromEntries(local.map(([k, v]) => [k, { value: v.value, timestamp: v.timestamp }]))
