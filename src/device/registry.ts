@@ -36,7 +36,7 @@ import { DEVICE_GROUP, type UploadRecord } from './protocol.js'
 import { Dispatcher } from './registry-dispatch.js'
 import { createDeviceMetrics, type DeviceMetrics } from './registry-metrics.js'
 import {
-  dispatchGrant, dispatchRemoval, dispatchSnapshot, nextRevision, reconcileDesired, viewOf
+  dispatchGrant, dispatchRemoval, dispatchResyncRequest, dispatchSnapshot, nextRevision, reconcileDesired, viewOf
 } from './registry-records.js'
 import { LmdbKv, MemoryKv, type DeviceKv, type KvTxn } from './registry-store.js'
 import type {
@@ -398,18 +398,33 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
   // ---- edges -------------------------------------------------------------------------
 
   /**
+   * Full two-way resync of a node (operator action, POST /v1/nodes/{node}/resync):
+   * fresh snapshots and mapper grants down (as `resendSnapshots`) AND a
+   * ResyncRequest asking the edge for `full` reports of every device bound to
+   * it (each marked `resyncPending` until its full report arrives).
+   */
+  async resyncNode (nodeId: string): Promise<number> {
+    return await this.#api(async () => await this.#resync(nodeId, undefined, true))
+  }
+
+  /**
    * Re-send snapshots of every device bound to `nodeId` (or the listed ones)
    * and its mapper grants: the answer to an edge's ResyncRequest. Each gets a
    * new revision, because the edge drops a message whose version it already
    * stored (DESIGN.md §5) — a re-send at the same revision would not heal an
    * edge that lost or distrusts its copy.
    */
-  async resyncNode (nodeId: string, only?: Array<{ namespace: string, name: string }>): Promise<number> {
-    this.#open()
+  async resendSnapshots (nodeId: string, only?: Array<{ namespace: string, name: string }>): Promise<number> {
+    return await this.#api(async () => await this.#resync(nodeId, only, false))
+  }
+
+  async #resync (nodeId: string, only: Array<{ namespace: string, name: string }> | undefined, requestReports: boolean): Promise<number> {
+    if (!isNodeName(nodeId)) throw new InvalidDeviceSpecError('nodeId', 'must be a node name')
     const now = this.#clock.now()
     const keys: string[] = []
     const ids = only === undefined ? [...this.#byNode.get(nodeId) ?? []] : only.slice(0, MAX_MAPPER_DEVICES).map(d => `${d.namespace}/${d.name}`)
     const changes: DeviceChange[] = []
+    let requested = 0
     await this.#kv.transaction(tx => {
       const rev = nextRevision(tx)
       for (const id of ids) {
@@ -417,10 +432,10 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
         if (d === undefined || d.spec.nodeId !== nodeId) continue
         const model = tx.get<DeviceModel>('models', d.spec.model)
         if (model === undefined) continue
-        const next: StoredDevice = { ...d, revision: rev }
+        const next: StoredDevice = { ...d, revision: rev, resyncPending: d.resyncPending || requestReports }
         tx.put('devices', id, next)
         dispatchSnapshot(tx, next, model, keys)
-        changes.push({ type: 'resync', namespace: d.spec.namespace, name: d.spec.name, nodeId, revision: rev, at: now, detail: { direction: 'answered' } })
+        changes.push({ type: 'resync', namespace: d.spec.namespace, name: d.spec.name, nodeId, revision: rev, at: now, detail: { direction: requestReports ? 'both' : 'answered' } })
       }
       if (only === undefined) {
         for (const { key, value } of tx.entries<StoredMapper>('mappers', `${nodeId}/`)) {
@@ -429,8 +444,10 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
           dispatchGrant(tx, m, 'update', keys)
         }
       }
+      if (requestReports) requested = dispatchResyncRequest(tx, nodeId, ids, keys)
     })
     this.metrics.resyncs.inc({ direction: 'answered' })
+    if (requested > 0) this.metrics.resyncs.inc({ direction: 'requested' })
     this.#publish(changes)
     await this.#dispatcher.flush(keys)
     return changes.length
@@ -479,7 +496,7 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
         case 'resync': {
           const c = env.content as { devices?: unknown } | undefined
           const only = Array.isArray(c?.devices) ? (c.devices as Array<{ namespace: string, name: string }>).filter(d => typeof d?.namespace === 'string' && typeof d?.name === 'string') : undefined
-          await this.resyncNode(nodeId, only)
+          await this.#resync(nodeId, only, false)
           this.metrics.upstream.inc({ kind, result: 'applied' })
           return
         }

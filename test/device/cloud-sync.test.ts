@@ -155,6 +155,25 @@ t.test('an edge ResyncRequest re-sends snapshots (new revision) and mapper grant
   t.equal(reg.getDevice('default', 't1')?.desired.target?.value, 20, 'content unchanged')
 })
 
+t.test('resyncNode: snapshots down and a request for full reports up', async t => {
+  const { reg, sink, metrics } = await setup(t)
+  await reg.upsertDevice(device('t2', 'edge-1'))
+  await reg.upsertDevice(device('t3', 'edge-2'))
+  await settle()
+  sink.take()
+  t.equal(await reg.resyncNode('edge-1'), 2)
+  await settle()
+  const sent = sink.take()
+  t.same(sent.map(s => `${s.nodeId} ${s.op} ${s.resource}`).sort(), ['edge-1 query device-resync/edge-1', 'edge-1 update device/default/t1', 'edge-1 update device/default/t2'])
+  t.same((sent.find(s => s.op === 'query')?.content as ResyncRequest).devices?.map(d => d.name).sort(), ['t1', 't2'])
+  t.equal(reg.getDevice('default', 't1')?.resyncPending, true)
+  t.equal(reg.getDevice('default', 't3')?.resyncPending, false, 'other nodes untouched')
+  t.equal(await metric(metrics, 'edgefabric_hub_device_resyncs_total', { direction: 'requested' }), 1)
+  await reg.handleUpstream('edge-1', report({ edgeSeq: 7, baseRevision: 0, full: true, reported: {} }))
+  t.equal(reg.getDevice('default', 't1')?.resyncPending, false, 'the full report answers it')
+  await t.rejects(reg.resyncNode('Bad/Node'), { code: 'EF_DEVICE_SPEC_INVALID' })
+})
+
 t.test('misdirected and malformed upstream messages: counted, error event, lane not blocked', async t => {
   const { reg, metrics } = await setup(t)
   const errors: Error[] = []
