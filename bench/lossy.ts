@@ -11,8 +11,8 @@
  * wire is reconfigured per profile; within a profile, runs interleave the
  * transports (rotated start) so drift in machine load hits them alike. Every
  * run is checked against the configured link from the wire's own counters
- * (loss, lateness); a failing run is repeated once, then kept but marked
- * invalid (excluded from medians). RTT and rate are probed once per profile.
+ * (loss, lateness); a failing run is repeated (MAX_ATTEMPTS), then kept but
+ * marked invalid (excluded from medians). RTT and rate are probed once per profile.
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, release } from 'node:os'
@@ -67,6 +67,13 @@ export interface LossyReport {
 }
 
 const SCENARIOS: ClientScenario[] = ['setup', 'bulk', 'rr', 'hol', 'streams']
+/**
+ * A run whose link self-check fails is repeated up to this often, then kept
+ * as invalid. The usual cause here is emulator lateness: this kernel runs
+ * without preemption (PREEMPT_NONE), so even the SCHED_FIFO wire can wait
+ * ~100 ms behind another process's long system call on a busy machine.
+ */
+const MAX_ATTEMPTS = 3
 
 interface Server { info: { url: string, identity: string | undefined, mode?: string }, stop: () => void }
 
@@ -171,8 +178,11 @@ export async function runLossy (o: LossyOptions, log: (line: string) => void): P
     for (const [pi, p] of profiles.entries()) {
       await lab.configure(p.params, seedFor(o.seed, pi))
       const checks: Check[] = []
-      const probe = await probeRtt(lab, 20, 25, 2 * p.rttMs + 1000)
-      checks.push(rttCheck(p.params, probe.medianMs))
+      // Up to 3 probes: on a loaded machine the probe's own endpoints can be
+      // descheduled for a while; a link that is wrong fails all three.
+      let rtt = rttCheck(p.params, (await probeRtt(lab, 20, 25, 2 * p.rttMs + 1000)).medianMs)
+      for (let i = 0; i < 2 && !rtt.ok; i++) rtt = rttCheck(p.params, (await probeRtt(lab, 20, 25, 2 * p.rttMs + 1000)).medianMs)
+      checks.push(rtt)
       if (p.params.rateKbit !== undefined) checks.push(rateCheck(p.params, (await probeFlood(lab, 2, 1200)).mbit))
       log(`[${p.key}] ${p.title}: ${checks.map(c => `${c.name} ${c.ok ? 'ok' : 'FAILED'} (${c.detail})`).join('; ')}`)
       const pr: ProfileResult = { profile: p, checks, cells: {} }
@@ -182,7 +192,7 @@ export async function runLossy (o: LossyOptions, log: (line: string) => void): P
           const t = live[(i + run) % live.length] as TransportDef
           const server = servers.get(t.key) as Server
           const cell = (pr.cells[t.key] ??= [])
-          for (let attempt = 1; attempt <= 2; attempt++) {
+          for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
             const seed = seedFor(o.seed, pi, TRANSPORTS.indexOf(t), run, attempt)
             await lab.configure(p.params, seed)
             await lab.reset()
