@@ -20,6 +20,10 @@ export const edgeSchema = defineConfig({
   servicebusPort: { type: 'string[]', default: [], env: 'EDGEFABRIC_SERVICEBUS_PORTS', description: 'loopback port the hub may call through the ServiceBus (repeatable)' },
   upstreamPort: { type: 'int', default: -1, min: -1, max: 65535, env: 'EDGEFABRIC_UPSTREAM_PORT', description: 'loopback port for apps to POST upstream messages (-1 = off, 0 = any)' },
   localApiPort: { type: 'int', default: -1, min: -1, max: 65535, env: 'EDGEFABRIC_LOCAL_API_PORT', description: 'loopback port of the local resource query API (-1 = off, 0 = any)' },
+  mqttMode: { type: 'enum', values: ['off', 'internal', 'external', 'both'], default: 'off', env: 'EDGEFABRIC_MQTT_MODE', description: 'device twins over MQTT: off, internal (embedded broker), external (connect to --mqtt-external-url), both' },
+  mqttHost: { type: 'string', default: '127.0.0.1', env: 'EDGEFABRIC_MQTT_HOST', description: 'embedded MQTT broker listen address' },
+  mqttPort: { type: 'int', default: 1883, min: 0, max: 65535, env: 'EDGEFABRIC_MQTT_PORT', description: 'embedded MQTT broker port (0 = any)' },
+  mqttExternalUrl: { type: 'string', env: 'EDGEFABRIC_MQTT_EXTERNAL_URL', description: 'external MQTT broker URL (modes external, both), e.g. mqtt://127.0.0.1:1883' },
   durability: { type: 'enum', values: ['sync', 'relaxed'], default: 'sync', env: 'EDGEFABRIC_DURABILITY', description: 'edge store: sync = on disk before acknowledged; relaxed = committed, flushed later' },
   backoffBase: { type: 'duration', default: '500ms', min: '1ms', description: 'reconnect backoff base' },
   backoffCap: { type: 'duration', default: '30s', min: '1ms', description: 'reconnect backoff cap' },
@@ -61,12 +65,20 @@ export const edgeCommand: Command = {
       upstreamEndpoint: cfg.upstreamPort < 0 ? false : { port: cfg.upstreamPort },
       localApi: cfg.localApiPort < 0 ? false : { port: cfg.localApiPort },
       durability: cfg.durability as 'sync' | 'relaxed',
+      devices: cfg.mqttMode === 'off'
+        ? false
+        : {
+            mode: cfg.mqttMode as 'internal' | 'external' | 'both',
+            mqtt: { host: cfg.mqttHost, port: cfg.mqttPort },
+            ...(cfg.mqttExternalUrl !== undefined ? { external: { url: cfg.mqttExternalUrl } } : {})
+          },
       backoff: { baseMs: cfg.backoffBase, capMs: cfg.backoffCap },
       logger
     })
     if (edge.adminUrl !== undefined) process.stdout.write(`admin ${edge.adminUrl}\n`)
     if (edge.upstreamUrl !== undefined) process.stdout.write(`upstream ${edge.upstreamUrl}\n`)
     if (edge.localApiUrl !== undefined) process.stdout.write(`local-api ${edge.localApiUrl}\n`)
+    if (edge.devices?.brokerUrl !== undefined) process.stdout.write(`mqtt ${edge.devices.brokerUrl}\n`)
     edge.on('connected', ({ url }) => process.stdout.write(`connected ${url}\n`))
     edge.on('disconnected', ({ reason }) => process.stdout.write(`disconnected: ${reason}\n`))
     const failed = new Promise<number>(resolve => {
