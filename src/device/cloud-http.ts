@@ -21,7 +21,7 @@ import { isEdgeFabricError } from '../errors.js'
 import { isLoopbackHost } from '../ops/admin-server.js'
 import { DeviceError, DeviceModelNotFoundError, httpStatusOf } from './errors.js'
 import type { DeviceRegistry } from './registry.js'
-import type { DeviceChange, DeviceChangeType, WatchFilter } from './registry-types.js'
+import type { DeviceChange, DeviceChangeType, ListDevicesFilter, WatchFilter } from './registry-types.js'
 
 export interface DeviceHttpOptions {
   /** Bearer token required on every /v1 request when set. */
@@ -57,7 +57,13 @@ export function deviceRoutes (reg: DeviceRegistry, options: DeviceHttpOptions = 
     r('GET', '/v1/device-models/{}/{}', ({ params: [ns, n] }) => reg.getModel(ns as string, n as string) ?? notFound(`device model ${ns}/${n}`)),
     r('PUT', '/v1/device-models/{}/{}', async ({ params: [ns, n], body }) => await reg.upsertModel(named(await body(), ns as string, n as string) as never)),
     r('DELETE', '/v1/device-models/{}/{}', async ({ params: [ns, n] }) => { await reg.deleteModel(ns as string, n as string); return { deleted: `${ns}/${n}` } }),
-    r('GET', '/v1/devices', ({ query }) => ({ items: reg.listDevices(listFilter(query)) })),
+    r('GET', '/v1/devices', ({ query }) => {
+      const f = listFilter(query)
+      const items = reg.listDevices(f)
+      const last = items[items.length - 1]
+      // `next`: pass it as ?after= to get the following page
+      return items.length === f.limit && last !== undefined ? { items, next: `${last.spec.namespace}/${last.spec.name}` } : { items }
+    }),
     r('GET', '/v1/devices/{}/{}', ({ params: [ns, n] }) => reg.getDevice(ns as string, n as string) ?? notFound(`device ${ns}/${n}`)),
     r('PUT', '/v1/devices/{}/{}', async ({ params: [ns, n], body }) => {
       try {
@@ -177,15 +183,21 @@ function optional<K extends string> (key: K, v: string | null): Partial<Record<K
   return v === null || v === '' ? {} : { [key]: v } as Record<K, string>
 }
 
-/** `?node=&namespace=&model=&label=k=v&label=…` */
-function listFilter (q: URLSearchParams): Parameters<DeviceRegistry['listDevices']>[0] {
+/** `?node=&namespace=&model=&label=k=v&label=…&limit=&after=` */
+function listFilter (q: URLSearchParams): ListDevicesFilter & { limit: number } {
+  const limit = q.has('limit') ? Number(q.get('limit')) : 1000
+  if (!Number.isSafeInteger(limit) || limit < 1 || limit > 10_000) throw new HttpError(400, 'EF_BAD_REQUEST', 'limit must be an integer from 1 to 10000')
   const labels: Record<string, string> = {}
   for (const l of q.getAll('label')) {
     const i = l.indexOf('=')
     if (i <= 0) throw new HttpError(400, 'EF_BAD_REQUEST', `label selector ${JSON.stringify(l)} must be key=value`)
     labels[l.slice(0, i)] = l.slice(i + 1)
   }
-  return { ...optional('nodeId', q.get('node')), ...optional('namespace', q.get('namespace')), ...optional('model', q.get('model')), ...(Object.keys(labels).length > 0 ? { labels } : {}) }
+  return {
+    ...optional('nodeId', q.get('node')), ...optional('namespace', q.get('namespace')), ...optional('model', q.get('model')), ...optional('after', q.get('after')),
+    ...(Object.keys(labels).length > 0 ? { labels } : {}),
+    limit
+  }
 }
 
 function watchFilter (q: URLSearchParams): WatchFilter {

@@ -56,7 +56,7 @@ export class Dispatcher {
   }
 
   /** Records not yet accepted by the lane. */
-  pendingCount (): number { return this.#kv.entries('dispatch').length }
+  pendingCount (): number { return this.#kv.count('dispatch') }
 
   /** Hand records (the given keys, or all) to the sink; resolves when this round is done. */
   flush (keys?: string[]): Promise<void> {

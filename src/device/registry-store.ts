@@ -39,6 +39,8 @@ export interface DeviceKv {
   get<T> (db: DbName, key: Key): T | undefined
   /** Entries in key order, optionally only keys starting with `prefix` (string keys). */
   entries<T> (db: DbName, prefix?: string): Array<{ key: Key, value: T }>
+  /** Number of entries (committed state). */
+  count (db: DbName): number
   /** Run `fn` in one write transaction; resolves after the commit (durable per `durability`). */
   transaction<T> (fn: (tx: KvTxn) => T): Promise<T>
   close (): Promise<void>
@@ -91,6 +93,10 @@ export class LmdbKv implements DeviceKv {
     return out
   }
 
+  count (db: DbName): number {
+    return this.#dbs[db].getKeysCount()
+  }
+
   async transaction<T> (fn: (tx: KvTxn) => T): Promise<T> {
     const dbs = this.#dbs
     const tx: KvTxn = {
@@ -128,6 +134,8 @@ export class MemoryKv implements DeviceKv {
     const keys = [...this.#db(db).keys()].filter(k => prefix === undefined || (typeof k === 'string' && k.startsWith(prefix)))
     return sortEntries(keys.map(key => ({ key, value: structuredClone(this.#db(db).get(key)) as T })))
   }
+
+  count (db: DbName): number { return this.#db(db).size }
 
   transaction<T> (fn: (tx: KvTxn) => T): Promise<T> {
     const run = (): T => {

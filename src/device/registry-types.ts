@@ -128,6 +128,10 @@ export interface ListDevicesFilter {
   labels?: Record<string, string>
   namespace?: string
   model?: string
+  /** At most this many, in device id order. @default unlimited (HTTP: 1000) */
+  limit?: number
+  /** Only devices whose id `{ns}/{name}` sorts after this one (pagination cursor). */
+  after?: string
 }
 
 export type DeviceChangeType =

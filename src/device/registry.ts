@@ -38,7 +38,7 @@ import { createDeviceMetrics, type DeviceMetrics } from './registry-metrics.js'
 import {
   dispatchGrant, dispatchRemoval, dispatchResyncRequest, dispatchSnapshot, nextRevision, reconcileDesired, viewOf
 } from './registry-records.js'
-import { LmdbKv, MemoryKv, type DeviceKv, type KvTxn } from './registry-store.js'
+import { LmdbKv, MemoryKv, type DeviceKv } from './registry-store.js'
 import type {
   DeviceChange, DeviceRegistryOptions, DeviceSink, DeviceView, ListDevicesFilter, StoredDevice, StoredMapper, UploadEntry, WatchFilter
 } from './registry-types.js'
@@ -75,8 +75,8 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
     this.#maxUploads = maxUploads
     this.#maxUploadBytes = maxUploadBytes
     this.metrics = createDeviceMetrics(o.metricsRegistry ?? new Registry(), () => ({
-      devices: this.#closed ? 0 : this.#kv.entries('devices').length,
-      models: this.#closed ? 0 : this.#kv.entries('models').length,
+      devices: this.#closed ? 0 : this.#kv.count('devices'),
+      models: this.#closed ? 0 : this.#kv.count('models'),
       dispatch: this.#closed ? 0 : this.#dispatcher.pendingCount(),
       watchers: this.#watch.size
     }))
@@ -236,12 +236,20 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
     } else {
       list = this.#kv.entries<StoredDevice>('devices', filter.namespace === undefined ? undefined : `${filter.namespace}/`).map(e => e.value)
     }
-    return list.filter(d =>
-      (filter.namespace === undefined || d.spec.namespace === filter.namespace) &&
-      (filter.nodeId === undefined || d.spec.nodeId === filter.nodeId) &&
-      (filter.model === undefined || d.spec.model === filter.model) &&
-      (labels === undefined || Object.entries(labels).every(([k, v]) => d.spec.labels[k] === v))
-    ).map(viewOf)
+    const limit = filter.limit === undefined ? Infinity : Math.max(1, Math.floor(filter.limit))
+    const out: DeviceView[] = []
+    for (const d of list) {
+      if (out.length >= limit) break
+      if (filter.after !== undefined && deviceId(d.spec) <= filter.after) continue
+      if (match(d)) out.push(viewOf(d))
+    }
+    return out
+    function match (d: StoredDevice): boolean {
+      return (filter.namespace === undefined || d.spec.namespace === filter.namespace) &&
+        (filter.nodeId === undefined || d.spec.nodeId === filter.nodeId) &&
+        (filter.model === undefined || d.spec.model === filter.model) &&
+        (labels === undefined || Object.entries(labels).every(([k, v]) => d.spec.labels[k] === v))
+    }
   }
 
   /** Delete a device; a bound node gets a removal (reason 'deleted'). */
@@ -616,4 +624,3 @@ function nodeOf (spec: DeviceSpec): { nodeId?: string } {
   return spec.nodeId === undefined ? {} : { nodeId: spec.nodeId }
 }
 
-export type { KvTxn }
