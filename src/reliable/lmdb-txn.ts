@@ -27,24 +27,17 @@
 import type { Database, RootDatabase } from 'lmdb'
 import type { DeadLetter, OutboxRecord, ResourceRecord } from './store.js'
 import { decodeRecord, encodeRecord } from './lmdb-record.js'
+import { IdWindows } from './lmdb-id-window.js'
 import type { PeerInState, PeerOutState, RecordRef, StoreTxn } from './store-logic.js'
 
 /**
  * 2: the dedup window moved from two entries per id (id → slot, slot → id) to
- * blocks of ID_BLOCK ids, and outbox records from a msgpack tuple to a binary
+ * blocks of ID_BLOCK ids (lmdb-id-window.ts), and outbox records from a msgpack tuple to a binary
  * layout (lmdb-record.ts). Pre-release: no migration, a format-1 directory is
  * refused at open (LmdbStore.open).
  */
 export const FORMAT_VERSION = 2
 
-/**
- * Ids per dedup block. One commit rewrites the block it continues and writes
- * the ones it fills; eviction removes whole blocks. Per message that is a
- * share of one value write instead of ~6 LMDB operations (put id → slot, put
- * slot → id, and at eviction get + remove of both) — the receiver's
- * commitInbound was ≈10 µs/msg of the drain with the per-id layout.
- */
-export const ID_BLOCK = 128
 
 type Key = string | number | Array<string | number>
 type ResourceValue = [string | null, string | null, Uint8Array | null, boolean, number]
@@ -91,28 +84,6 @@ function toResource (key: string, v: ResourceValue): ResourceRecord {
   return { key, version: v[0] ?? undefined, op: v[1] ?? undefined, bytes: v[2] ?? undefined, deleted: v[3], updatedAt: v[4] }
 }
 
-/**
- * A peer's dedup window in memory: what `idblocks` holds for slots
- * first..next-1, plus the writes of the current transaction. Trusted only
- * while `first`/`next` equal the committed inbox counters read at the start of
- * each write transaction; otherwise (a commit failed after the callback ran,
- * or the store was reopened) it is rebuilt from disk. Ids are only added with
- * `next` growing and evicted with `first` growing, in the same transaction
- * that writes the counters, so equal counters mean equal windows.
- */
-interface IdWindow {
-  first: number
-  next: number
-  /** id → slot, for hasId. */
-  ids: Map<string, number>
-  /** slot → id, for eviction and block writes. */
-  slots: Map<number, string>
-  /** first / next as committed (or as of the last setInState in this transaction). */
-  diskFirst: number
-  diskNext: number
-}
-
-const blockOf = (slot: number): number => Math.floor(slot / ID_BLOCK)
 
 /**
  * Records whose RecordRef (size, key, expiry) is kept in memory at most, over
@@ -125,11 +96,11 @@ const MAX_REFS = 1 << 16
 export class LmdbTxn implements StoreTxn {
   readonly #d: Dbs
   readonly #maxDead: number
-  readonly #windows = new Map<string, IdWindow>()
+  readonly #ids: IdWindows
   /**
    * True while LmdbStore runs rules inside a write transaction. inState()
-   * outside one (receivedSeq()) must not touch the windows: it reads the
-   * committed snapshot, which lags the windows while a commit is in flight.
+   * outside one (receivedSeq()) must not touch the dedup windows: it reads the
+   * committed snapshot, which lags them while a commit is in flight.
    */
   writing = false
   /**
@@ -146,6 +117,7 @@ export class LmdbTxn implements StoreTxn {
   constructor (dbs: Dbs, maxDead: number) {
     this.#d = dbs
     this.#maxDead = maxDead
+    this.#ids = new IdWindows(dbs.idblocks)
   }
 
   outState (peer: string): PeerOutState {
@@ -249,78 +221,18 @@ export class LmdbTxn implements StoreTxn {
   inState (peer: string): PeerInState {
     const v = this.#d.inbox.get(peer)
     const st = v === undefined ? { receivedSeq: 0, idNext: 0, idFirst: 0 } : { receivedSeq: v[0], idNext: v[1], idFirst: v[2] }
-    if (this.writing) this.#window(peer, st)
+    if (this.writing) this.#ids.begin(peer, st)
     return st
   }
 
   setInState (peer: string, s: PeerInState): void {
     this.#d.inbox.putSync(peer, [s.receivedSeq, s.idNext, s.idFirst])
-    const w = this.#windows.get(peer)
-    if (w === undefined) return
-    // Blocks wholly below the window go; blocks holding slots added since the last write are rewritten.
-    for (let b = blockOf(w.diskFirst); b < blockOf(w.first); b++) this.#d.idblocks.removeSync([peer, b])
-    if (w.next > w.diskNext) {
-      for (let b = Math.max(blockOf(w.diskNext), blockOf(w.first)); b <= blockOf(w.next - 1); b++) {
-        // One string, not an array of strings: msgpack packs it in one go (an array of 128 was
-        // most of the commit's CPU in the live profile, which rewrites a partial block each time).
-        let ids = ''
-        const end = Math.min(w.next, (b + 1) * ID_BLOCK)
-        for (let slot = b * ID_BLOCK; slot < end; slot++) ids += (slot === b * ID_BLOCK ? '' : '\u0000') + (w.slots.get(slot) ?? '')
-        this.#d.idblocks.putSync([peer, b], ids)
-      }
-    }
-    w.diskFirst = w.first
-    w.diskNext = w.next
+    this.#ids.write(peer)
   }
 
-  /** The peer's window, checked against (or rebuilt from) the counters `st` read in this transaction. */
-  #window (peer: string, st: PeerInState): IdWindow {
-    let w = this.#windows.get(peer)
-    if (w !== undefined && w.first === st.idFirst && w.next === st.idNext && w.diskFirst === w.first && w.diskNext === w.next) return w
-    w = { first: st.idFirst, next: st.idNext, ids: new Map(), slots: new Map(), diskFirst: st.idFirst, diskNext: st.idNext }
-    if (st.idNext > st.idFirst) {
-      const range = this.#d.idblocks.getRange({ start: [peer, blockOf(st.idFirst)], end: [peer, blockOf(st.idNext - 1)], inclusiveEnd: true })
-      for (const { key, value } of range) {
-        const base = (key as [string, number])[1] * ID_BLOCK
-        const ids = value.split('\u0000')
-        for (let i = 0; i < ids.length; i++) {
-          const id = ids[i] as string
-          const slot = base + i
-          if (id === '' || slot < st.idFirst || slot >= st.idNext) continue
-          w.ids.set(id, slot)
-          w.slots.set(slot, id)
-        }
-      }
-    }
-    this.#windows.set(peer, w)
-    return w
-  }
-
-  #live (peer: string): IdWindow {
-    const w = this.#windows.get(peer)
-    // inState() runs first in every inbound transaction (store-logic commitInboundItems).
-    if (w === undefined || !this.writing) throw new Error('dedup window used outside an inbound write transaction')
-    return w
-  }
-
-  hasId (peer: string, id: string): boolean {
-    return this.#live(peer).ids.has(id)
-  }
-
-  addId (peer: string, id: string, slot: number): void {
-    const w = this.#live(peer)
-    w.ids.set(id, slot)
-    w.slots.set(slot, id)
-    if (slot >= w.next) w.next = slot + 1
-  }
-
-  evictId (peer: string, slot: number): void {
-    const w = this.#live(peer)
-    const id = w.slots.get(slot)
-    w.slots.delete(slot)
-    if (id !== undefined && w.ids.get(id) === slot) w.ids.delete(id)
-    if (slot >= w.first) w.first = slot + 1
-  }
+  hasId (peer: string, id: string): boolean { return this.#ids.live(peer, this.writing).ids.has(id) }
+  addId (peer: string, id: string, slot: number): void { this.#ids.add(this.#ids.live(peer, this.writing), id, slot) }
+  evictId (peer: string, slot: number): void { this.#ids.evict(this.#ids.live(peer, this.writing), slot) }
 
   getResource (key: string): ResourceRecord | undefined {
     const v = this.#d.resources.get(key)

@@ -11,17 +11,14 @@
  *  - enqueue() calls made close together (same turn of the event loop) share
  *    ONE store.append() — one transaction callback, one validation pass, one
  *    counter update — instead of one each;
- *  - while the peer is connected, the records just appended are kept (bounded
- *    by twice the window) so the first send does not read back from the store
- *    what the sender had in hand a moment ago. Every way a record leaves the
- *    outbox goes through this sender (ack, supersession, quota drop, TTL,
- *    rejection), which drops it from that cache at the same time; anything not
- *    in the cache is read from the store as before.
+ *  - while the peer is connected, just-appended records are sent from memory
+ *    (sender-fresh.ts) instead of being read back from the store.
  */
 import type { Clock, TimerHandle } from '../clock.js'
 import type { EnvelopeCodec } from '../codec.js'
 import type { Envelope } from '../envelope.js'
 import { reliableMessage } from './protocol.js'
+import { FreshRecords } from './sender-fresh.js'
 import { InvalidOptionError, toError as toError } from '../errors.js'
 import type { AppendOutcome, OutboxInput, QuotaPolicy, ReliableStore } from './store.js'
 
@@ -29,7 +26,6 @@ import type { AppendOutcome, OutboxInput, QuotaPolicy, ReliableStore } from './s
 const MAX_APPEND_BATCH = 1024
 
 interface Waiting { input: OutboxInput, resolve: (o: AppendOutcome) => void, reject: (e: Error) => void }
-interface Fresh { bytes: Uint8Array, expiresAt: number | undefined }
 
 export interface LaneLink {
   /** Send on the current session; false = wait for drain. Throws when the session is gone. */
@@ -97,11 +93,13 @@ export class ReliableSender {
   #batch: Waiting[] = []
   #flushScheduled = false
   /** Records appended while connected, by seq, not yet acknowledged (see the header). */
-  readonly #fresh = new Map<number, Fresh>()
-  #freshBytes = 0
-  /** Every seq in #fresh is within freshLow..freshHigh. */
-  #freshLow = 0
-  #freshHigh = 0
+  readonly #fresh: FreshRecords
+  /**
+   * Highest seq queued in the store for the peer, as far as this sender knows
+   * (the store's lastSeq at start, then every append goes through enqueue()).
+   * Nothing is read from the store while everything up to it was sent.
+   */
+  #lastSeq = Infinity
 
   constructor (o: SenderOptions) {
     this.peer = o.peer
@@ -109,6 +107,8 @@ export class ReliableSender {
       windowMessages: 4096, windowBytes: 4 * 1024 * 1024, batchMessages: 64, batchBytes: 256 * 1024,
       ackTimeoutMs: 5000, maxRejections: 5, onEvent: () => {}, ...o
     }
+    this.#fresh = new FreshRecords(2 * this.#o.windowMessages, 2 * this.#o.windowBytes)
+    try { this.#lastSeq = o.store.outboxStats(o.peer).lastSeq } catch { /* unknown: always look */ }
     this.#scheduleTtl()
   }
 
@@ -176,13 +176,8 @@ export class ReliableSender {
           this.#forget(seq)
           o.onEvent({ type: 'dead-letter', peer: this.peer, seq, code: 'EF_QUOTA_DROPPED', reason: 'dropped to make room (drop-oldest quota)' })
         }
-        if (this.#link !== undefined && this.#fresh.size < 2 * o.windowMessages && this.#freshBytes < 2 * o.windowBytes) {
-          if (this.#fresh.size === 0) this.#freshLow = outcome.seq
-          this.#fresh.set(outcome.seq, { bytes: w.input.bytes, expiresAt: w.input.expiresAt })
-          this.#freshBytes += w.input.bytes.byteLength
-          if (outcome.seq < this.#freshLow) this.#freshLow = outcome.seq
-          if (outcome.seq > this.#freshHigh) this.#freshHigh = outcome.seq
-        }
+        if (outcome.seq > this.#lastSeq) this.#lastSeq = outcome.seq
+        if (this.#link !== undefined) this.#fresh.offer({ seq: outcome.seq, bytes: w.input.bytes, expiresAt: w.input.expiresAt })
       } else if (outcome.status === 'stale') {
         o.onEvent({ type: 'stale', peer: this.peer, id: w.input.id })
       }
@@ -192,12 +187,7 @@ export class ReliableSender {
     if (queued) this.pump()
   }
 
-  #forget (seq: number): void {
-    const f = this.#fresh.get(seq)
-    if (f === undefined) return
-    this.#fresh.delete(seq)
-    this.#freshBytes -= f.bytes.byteLength
-  }
+  #forget (seq: number): void { this.#fresh.forget(seq) }
 
   /** A session to the peer is up; sending starts when the peer's resume arrives. */
   attach (link: LaneLink): void {
@@ -212,7 +202,6 @@ export class ReliableSender {
     this.#resetInflight()
     // Offline, the outbox may grow without bound: memory must not.
     this.#fresh.clear()
-    this.#freshBytes = 0
     this.#o.clock.clearTimeout(this.#ackTimer)
     this.#ackTimer = undefined
   }
@@ -311,15 +300,9 @@ export class ReliableSender {
 
   /** The next records after #next: from the fresh cache when it holds the very next seq, else from the store. */
   #nextRecords (limit: number): Array<{ seq: number, bytes: Uint8Array, expiresAt?: number | undefined }> {
-    let seq = this.#next + 1
-    let f = this.#fresh.get(seq)
-    if (f === undefined) return this.#o.store.pending(this.peer, this.#next, limit)
-    const out: Array<{ seq: number, bytes: Uint8Array, expiresAt: number | undefined }> = []
-    while (f !== undefined && out.length < limit) {
-      out.push({ seq, bytes: f.bytes, expiresAt: f.expiresAt })
-      f = this.#fresh.get(++seq)
-    }
-    return out
+    if (this.#next >= this.#lastSeq) return []
+    const fresh = this.#fresh.run(this.#next + 1, limit)
+    return fresh.length > 0 ? fresh : this.#o.store.pending(this.peer, this.#next, limit)
   }
 
   #advanceAck (u: number): void {
@@ -330,13 +313,7 @@ export class ReliableSender {
       this.#inflightBytes -= (this.#inflight.shift() as { size: number }).size
     }
     if (this.#next < u) this.#next = u
-    // By seq, not by iterating the Map: entries deleted from the front of a Map stay as holes
-    // that every new iteration walks past until it is compacted.
-    if (this.#fresh.size > 0) {
-      const to = Math.min(u, this.#freshHigh)
-      for (let seq = this.#freshLow; seq <= to; seq++) this.#forget(seq)
-      this.#freshLow = Math.max(this.#freshLow, to + 1)
-    }
+    this.#fresh.ackUpTo(u)
     this.#o.store.ack(this.peer, u).catch(err => this.#storeError(err))
   }
 
