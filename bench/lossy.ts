@@ -58,7 +58,7 @@ export interface LossyReport {
   loadavgStart: number[]
   loadavgEnd: number[]
   options: LossyOptions
-  backend: { name: 'wire', netem: string }
+  backend: { name: 'wire' | 'netem', netem: string }
   wireRate: { pps64: number, sentPps: number, lateness: WireStats['lateness'], ok: boolean }
   transports: TransportInfo[]
   profiles: ProfileResult[]
@@ -131,7 +131,7 @@ export async function runLossy (o: LossyOptions, log: (line: string) => void): P
   const started = new Date()
   const loadavgStart = loadavg()
   const netem = probeNetem()
-  const lab = await LinkLab.create({ seed: o.seed, cc: o.cc })
+  const lab = await LinkLab.create({ seed: o.seed, cc: o.cc, backend: o.backend })
   const cleanup = (): void => lab.close()
   const onSignal = (sig: NodeJS.Signals): void => { cleanup(); process.kill(process.pid, sig) }
   process.once('SIGINT', onSignal)
@@ -142,7 +142,7 @@ export async function runLossy (o: LossyOptions, log: (line: string) => void): P
     const cpu = cpus()
     log(`lossy links: ${started.toISOString()}, ${cpu.length} vCPU ${cpu[0]?.model.trim() ?? ''}, kernel ${release()}, node ${process.version}`)
     log(`load average at start ${loadavgStart.map(n => n.toFixed(2)).join(' ')}; namespaces ${lab.nsA}/${lab.nsB}; TCP congestion control ${lab.cc}; seed ${o.seed}`)
-    log(`backend: userland wire (TUN); tc netem: ${netem.available ? 'available (not used: the wire is the reference backend)' : `unavailable — ${netem.reason}`}`)
+    log(`backend: ${o.backend === 'wire' ? 'userland wire (TUN)' : 'tc netem on a veth pair (unseeded; no lateness figures)'}; tc netem: ${netem.available ? `available${o.backend === 'wire' ? ' (--backend netem to use it)' : ''}` : `unavailable — ${netem.reason}`}`)
     const profiles = allProfiles().filter(p => o.profiles.includes(p.key))
     const defs = TRANSPORTS.filter(t => o.transports.includes(t.key))
     const est = estimateSeconds(o, defs.length)
@@ -266,7 +266,7 @@ export async function runLossy (o: LossyOptions, log: (line: string) => void): P
       loadavgStart,
       loadavgEnd,
       options: o,
-      backend: { name: 'wire', netem: netem.available ? 'available' : `unavailable: ${netem.reason}` },
+      backend: { name: o.backend, netem: netem.available ? 'available' : `unavailable: ${netem.reason}` },
       wireRate,
       transports,
       profiles: results,

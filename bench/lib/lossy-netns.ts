@@ -22,6 +22,7 @@ import { accessSync, constants, readFileSync, writeFileSync } from 'node:fs'
 import { createInterface } from 'node:readline'
 import { buildTool } from './lossy-build.js'
 import { LossyPrerequisiteError, LossySetupError } from './lossy-errors.js'
+import { applyNetem, NETEM_DEV, netemDirStats, readNetem } from './lossy-netem.js'
 
 export const ADDR_A = '10.77.0.1'
 export const ADDR_B = '10.77.0.2'
@@ -132,19 +133,27 @@ export interface LabOptions {
   seed: number
   /** TCP congestion control inside the namespaces. @default 'cubic' */
   cc?: string
+  /** `wire` (userland, bench/lossy/wire.c) or `netem` (kernel; see lossy-netem.ts). @default 'wire' */
+  backend?: 'wire' | 'netem'
 }
+
+type NetemReading = { packets: number, bytes: number, drops: number }
 
 export class LinkLab {
   readonly nsA: string
   readonly nsB: string
   readonly cc: string
+  readonly backend: 'wire' | 'netem'
   #wire: ChildProcess | undefined
+  /** netem backend: each direction's full parameters (a `set` is partial), link state, counter baselines. */
+  readonly #netem = { params: [{}, {}] as [LinkParams, LinkParams], down: false, base: undefined as [NetemReading, NetemReading] | undefined }
   #replies: Array<(line: string) => void> = []
   readonly #children = new Set<ChildProcess>()
   #ccRestore: string | undefined
   #closed = false
 
-  private constructor (cc: string) {
+  private constructor (cc: string, backend: 'wire' | 'netem') {
+    this.backend = backend
     const base = `efl${process.pid}x${labCounter++}`
     this.nsA = `${base}a`
     this.nsB = `${base}b`
@@ -153,8 +162,13 @@ export class LinkLab {
 
   static async create (o: LabOptions): Promise<LinkLab> {
     checkPrerequisites()
-    const wireBin = buildTool('wire')
-    const lab = new LinkLab(o.cc ?? 'cubic')
+    const backend = o.backend ?? 'wire'
+    if (backend === 'netem') {
+      const probe = probeNetem()
+      if (!probe.available) throw new LossyPrerequisiteError([`tc netem (--backend netem): ${probe.reason}`])
+    }
+    const wireBin = backend === 'wire' ? buildTool('wire') : undefined
+    const lab = new LinkLab(o.cc ?? 'cubic', backend)
     try {
       await lab.#setup(wireBin, o.seed)
       return lab
@@ -164,7 +178,7 @@ export class LinkLab {
     }
   }
 
-  async #setup (wireBin: string, seed: number): Promise<void> {
+  async #setup (wireBin: string | undefined, seed: number): Promise<void> {
     this.#allowCc()
     for (const ns of [this.nsA, this.nsB]) {
       run('ip', ['netns', 'add', ns])
@@ -172,6 +186,16 @@ export class LinkLab {
       run('ip', ['netns', 'exec', ns, 'sysctl', '-qw', `net.ipv4.tcp_congestion_control=${this.cc}`])
       const got = run('ip', ['netns', 'exec', ns, 'sysctl', '-n', 'net.ipv4.tcp_congestion_control']).trim()
       if (got !== this.cc) throw new LossySetupError(`congestion control in ${ns} is ${got}, wanted ${this.cc}`)
+    }
+    if (wireBin === undefined) {
+      run('ip', ['link', 'add', NETEM_DEV, 'netns', this.nsA, 'type', 'veth', 'peer', 'name', NETEM_DEV, 'netns', this.nsB])
+      for (const [ns, me, peer] of [[this.nsA, ADDR_A, ADDR_B], [this.nsB, ADDR_B, ADDR_A]] as const) {
+        run('ip', ['-n', ns, 'addr', 'add', me, 'peer', peer, 'dev', NETEM_DEV])
+        // One segment per skb: a netem drop must remove one MTU-sized packet, not a 64 KB GSO burst.
+        run('ip', ['-n', ns, 'link', 'set', NETEM_DEV, 'mtu', '1500', 'gso_max_segs', '1', 'gso_max_size', '1500', 'up'])
+        applyNetem(ns, {}, false)
+      }
+      return
     }
     const wire = spawn(wireBin, ['--ns-a', this.nsA, '--ns-b', this.nsB, '--dev', DEV, '--seed', String(seed)], { stdio: ['pipe', 'pipe', 'pipe'] })
     this.#wire = wire
@@ -227,22 +251,56 @@ export class LinkLab {
   }
 
   async set (dir: 'a2b' | 'b2a' | 'both', p: LinkParams): Promise<void> {
+    if (this.backend === 'netem') {
+      for (const i of dir === 'both' ? [0, 1] : dir === 'a2b' ? [0] : [1]) {
+        const merged = { ...this.#netem.params[i as 0 | 1], ...p }
+        this.#netem.params[i as 0 | 1] = merged
+        applyNetem(i === 0 ? this.nsA : this.nsB, merged, this.#netem.down)
+      }
+      return
+    }
     const args = paramArgs(p)
     if (args.length > 0) await this.command(`set ${dir} ${args.join(' ')}`)
   }
 
-  /** Reset both directions to a clean wire, then apply `p` to both. */
+  /** Reset both directions to a clean link, then apply `p` to both. netem has no seed: its runs are not reproducible. */
   async configure (p: LinkParams, seed: number): Promise<void> {
     await this.set('both', { delayMs: 0, jitterMs: 0, loss: 0, ge: null, rateKbit: 0, queueBytes: 2 ** 30, reorder: 0, reorderGapMs: 1, dup: 0 })
     await this.set('both', p)
-    await this.command(`seed ${seed}`)
-    await this.command('up')
+    if (this.backend === 'wire') await this.command(`seed ${seed}`)
+    await this.up()
   }
 
-  async down (): Promise<void> { await this.command('down') }
-  async up (): Promise<void> { await this.command('up') }
-  async reset (): Promise<void> { await this.command('reset') }
-  async stats (): Promise<WireStats> { return JSON.parse(await this.command('stats')) as WireStats }
+  async down (): Promise<void> { await this.#linkState(true) }
+  async up (): Promise<void> { await this.#linkState(false) }
+
+  async #linkState (down: boolean): Promise<void> {
+    if (this.backend === 'wire') {
+      await this.command(down ? 'down' : 'up')
+      return
+    }
+    this.#netem.down = down
+    applyNetem(this.nsA, this.#netem.params[0], down)
+    applyNetem(this.nsB, this.#netem.params[1], down)
+  }
+
+  async reset (): Promise<void> {
+    if (this.backend === 'wire') await this.command('reset')
+    else this.#netem.base = [readNetem(this.nsA), readNetem(this.nsB)]
+  }
+
+  async stats (): Promise<WireStats> {
+    if (this.backend === 'wire') return JSON.parse(await this.command('stats')) as WireStats
+    const zero = { packets: 0, bytes: 0, drops: 0 }
+    const [a0, b0] = this.#netem.base ?? [zero, zero]
+    return {
+      a2b: netemDirStats(a0, readNetem(this.nsA)),
+      b2a: netemDirStats(b0, readNetem(this.nsB)),
+      held: 0,
+      down: this.#netem.down,
+      lateness: { n: 0, meanUs: 0, p50Us: 0, p99Us: 0, p999Us: 0, maxUs: 0 }
+    }
+  }
 
   /** Spawn `cmd args` inside side A or B. The child is killed on close(). */
   spawnIn (side: 'a' | 'b', cmd: string, args: string[], options: SpawnOptions = {}): ChildProcess {

@@ -86,6 +86,8 @@ export interface LossyOptions {
   transports: string[]
   /** TCP congestion control in the namespaces. */
   cc: string
+  /** Link emulator: the userland wire (reference) or the kernel's tc netem where it exists. */
+  backend: 'wire' | 'netem'
   runs: number
   /** Per timed scenario (bulk, rr, hol, streams). */
   durationMs: number
@@ -110,6 +112,7 @@ export function defaults (quick: boolean): LossyOptions {
     seed: 1,
     transports: quick ? ['quic', 'ws'] : TRANSPORTS.map(t => t.key),
     cc: 'cubic',
+    backend: 'wire',
     runs: quick ? 1 : 3,
     durationMs: quick ? 1500 : 8000,
     profiles: quick ? ['rtt50-loss0', 'rtt50-loss5'] : allProfiles().map(p => p.key),
@@ -135,6 +138,7 @@ Options:
   --seed N               PRNG seed of the link emulator (default 1)
   --transports LIST      comma list of ${TRANSPORTS.map(t => t.key).join(', ')}
   --cc NAME              TCP congestion control inside the namespaces (default cubic)
+  --backend wire|netem   link emulator: the userland wire (default) or tc netem where the kernel has it
   --runs N               runs per cell, median and min–max reported (default 3)
   --duration MS          per timed scenario (default 8000)
   --profiles LIST        link profiles (default: all of ${allProfiles().map(p => p.key).join(', ')})
@@ -163,6 +167,11 @@ export function parseArgs (argv: string[]): LossyOptions {
     else if (a === '--seed') o.seed = int(0)
     else if (a === '--transports') o.transports = list()
     else if (a === '--cc') o.cc = value()
+    else if (a === '--backend') {
+      const v = value()
+      if (v !== 'wire' && v !== 'netem') throw new InvalidOptionError(a, `must be wire or netem, got "${v}"`)
+      o.backend = v
+    }
     else if (a === '--runs') o.runs = int(1)
     else if (a === '--duration') o.durationMs = int(200)
     else if (a === '--profiles') o.profiles = list()

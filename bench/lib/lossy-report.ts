@@ -155,7 +155,7 @@ export function writeReport (report: LossyReport, outDir: string): string[] {
   const o = report.options
   const md = [
     `Lossy links — ${report.date}, ${report.machine.cpus} vCPU, kernel ${report.machine.kernel}, node ${report.machine.node}; load average ${report.loadavgStart.map(n => n.toFixed(2)).join(' ')} → ${report.loadavgEnd.map(n => n.toFixed(2)).join(' ')}.`,
-    `Backend: userland wire (TUN, ${Math.round(report.wireRate.pps64 / 1000)}k packets/s of 64 B, lateness p99 ${report.wireRate.lateness.p99Us} µs); tc netem ${report.backend.netem}. TCP congestion control ${o.cc}. Seed ${o.seed}. ` +
+    `Backend: ${report.backend.name === 'wire' ? 'userland wire (TUN' : 'tc netem (veth'}, ${Math.round(report.wireRate.pps64 / 1000)}k packets/s of 64 B, lateness p99 ${report.wireRate.lateness.p99Us} µs); tc netem ${report.backend.netem}. TCP congestion control ${o.cc}. Seed ${o.seed}. ` +
       `${o.runs} run(s) × ${o.durationMs / 1000} s per scenario, median (min–max) of valid runs. Self-check: ${report.allChecksPassed ? 'passed' : 'FAILED for some runs'}.`,
     '',
     ...gridTable(report),

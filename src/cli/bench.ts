@@ -42,6 +42,7 @@ Options:
   --seed N               PRNG seed of the link emulator (default 1)
   --transports LIST      comma list of quic, ws, webtransport
   --cc NAME              TCP congestion control inside the namespaces (default cubic)
+  --backend wire|netem   link emulator: the userland wire (default) or tc netem where the kernel has it
   --runs N               runs per cell (default 3)
   --duration MS          per timed scenario (default 8000)
   --profiles LIST        link profiles, e.g. rtt50-loss5,rtt50-ge,rtt50-rate10 (default: all)
