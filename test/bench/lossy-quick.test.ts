@@ -98,7 +98,7 @@ t.test('bench lossy --quick: self-check passes, every scenario has numbers', { s
 
   const md = readFileSync(join(dir, 'results.md'), 'utf8')
   t.match(md, /\| link \| transport \| bulk Mbit\/s/)
-  t.match(md, /\| 4 s \| quic/)
+  t.match(md, /\| 3 s \| quic/)
   for (const svg of ['rr-p99-rtt50.svg', 'goodput-rtt50.svg', 'hol-p99-rtt50.svg', 'drain.svg']) {
     t.ok(existsSync(join(dir, svg)), `${svg} written`)
     const text = readFileSync(join(dir, svg), 'utf8')
