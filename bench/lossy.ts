@@ -59,7 +59,8 @@ export interface LossyReport {
   loadavgEnd: number[]
   options: LossyOptions
   backend: { name: 'wire' | 'netem', netem: string }
-  wireRate: { pps64: number, sentPps: number, lateness: WireStats['lateness'], ok: boolean }
+  /** Best of the packet-rate probes (all: every probe's rate). */
+  wireRate: { pps64: number, sentPps: number, lateness: WireStats['lateness'], ok: boolean, all: number[] }
   transports: TransportInfo[]
   profiles: ProfileResult[]
   outages: OutageResult[]
@@ -150,11 +151,17 @@ export async function runLossy (o: LossyOptions, log: (line: string) => void): P
 
     // Packet rate of the wire itself, clean link.
     await lab.configure({}, o.seed)
-    await lab.reset()
-    const flood = await probeFlood(lab, o.quick ? 1 : 3, 64)
-    const fs = await lab.stats()
-    const wireRate = { pps64: Math.round(flood.pps), sentPps: Math.round(flood.sentPps), lateness: fs.lateness, ok: flood.pps >= 100_000 }
-    log(`wire: forwards ${Math.round(flood.pps / 1000)}k packets/s of 64 B (sender offered ${Math.round(flood.sentPps / 1000)}k/s), lateness p99 ${fs.lateness.p99Us} µs${wireRate.ok ? '' : ' — BELOW the 100k/s target'}`)
+    let wireRate: LossyReport['wireRate'] | undefined
+    for (let i = 0; i < o.wireRateRuns; i++) {
+      await lab.reset()
+      const flood = await probeFlood(lab, o.quick ? 1 : 3, 64)
+      const fs = await lab.stats()
+      const w = { pps64: Math.round(flood.pps), sentPps: Math.round(flood.sentPps), lateness: fs.lateness, ok: flood.pps >= 100_000, all: [...(wireRate?.all ?? []), Math.round(flood.pps)] }
+      if (wireRate === undefined || w.pps64 > wireRate.pps64) wireRate = w
+      else wireRate.all = w.all
+      log(`wire: forwards ${Math.round(flood.pps / 1000)}k packets/s of 64 B (sender offered ${Math.round(flood.sentPps / 1000)}k/s, ${fs.a2b.dropWrite + fs.a2b.dropOverflow} dropped by the wire), lateness p99 ${fs.lateness.p99Us} µs${w.ok ? '' : ' — BELOW the 100k/s target'}`)
+    }
+    if (wireRate === undefined) throw new Error('unreachable: wireRateRuns ≥ 1')
 
     const transports: TransportInfo[] = []
     for (const t of defs) {

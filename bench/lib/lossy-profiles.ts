@@ -103,6 +103,8 @@ export interface LossyOptions {
   reliableRate: number
   setupCount: number
   streams: number
+  /** Packet-rate probes of the wire (3 s each, 64-byte datagrams); the best and all are reported. */
+  wireRateRuns: number
 }
 
 export function defaults (quick: boolean): LossyOptions {
@@ -122,7 +124,8 @@ export function defaults (quick: boolean): LossyOptions {
     reliableCount: quick ? 200 : 600,
     reliableRate: 200,
     setupCount: quick ? 2 : 5,
-    streams: 16
+    streams: 16,
+    wireRateRuns: 1
   }
 }
 
@@ -144,7 +147,8 @@ Options:
   --profiles LIST        link profiles (default: all of ${allProfiles().map(p => p.key).join(', ')})
   --outages LIST         outage lengths in seconds, or "none" (default 15,60)
   --outage-profile KEY   link for the outage scenario (default rtt50-loss0)
-  --outage-runs N        runs per outage length (default 2)`
+  --outage-runs N        runs per outage length (default 2)
+  --wire-rate N          only measure the wire's packet rate, N probes of 3 s`
 
 export function parseArgs (argv: string[]): LossyOptions {
   const o = defaults(argv.includes('--quick'))
@@ -180,6 +184,7 @@ export function parseArgs (argv: string[]): LossyOptions {
       o.outagesS = v.length === 1 && v[0] === 'none' ? [] : v.map(s => { const n = Number(s); if (!(n > 0)) throw new InvalidOptionError(a, `bad outage length "${s}"`); return n })
     } else if (a === '--outage-profile') o.outageProfile = value()
     else if (a === '--outage-runs') o.outageRuns = int(1)
+    else if (a === '--wire-rate') { o.wireRateRuns = int(1); o.profiles = []; o.outagesS = []; o.transports = [] }
     else throw new InvalidOptionError(a, 'unknown option (see --help)')
   }
   for (const t of o.transports) if (TRANSPORTS.find(d => d.key === t) === undefined) throw new InvalidOptionError('--transports', `unknown transport "${t}" (known: ${TRANSPORTS.map(d => d.key).join(', ')})`)

@@ -77,10 +77,12 @@ export async function probeRtt (lab: LinkLab, count: number, gapMs: number, wait
 /** Datagrams per second (and IP Mbit/s) arriving on side B while side A floods. */
 export async function probeFlood (lab: LinkLab, seconds: number, size: number): Promise<{ pps: number, mbit: number, sentPps: number }> {
   const blast = buildTool('blast')
-  const recv = lab.spawnIn('b', blast, ['recv', String(PORT + 1), String(seconds)], { stdio: ['ignore', 'pipe', 'ignore'] })
+  // nice -15: the probe measures the wire, so its sender and receiver must not
+  // be the bottleneck on a machine busy with other work.
+  const recv = lab.spawnIn('b', 'nice', ['-n', '-15', blast, 'recv', String(PORT + 1), String(seconds)], { stdio: ['ignore', 'pipe', 'ignore'] })
   await firstLine(recv, 5000)
   const result = output(recv, seconds * 1000 + 20_000)
-  const send = lab.spawnIn('a', blast, ['send', ADDR_B, String(PORT + 1), String(seconds + 0.5), String(size)], { stdio: ['ignore', 'pipe', 'ignore'] })
+  const send = lab.spawnIn('a', 'nice', ['-n', '-15', blast, 'send', ADDR_B, String(PORT + 1), String(seconds + 0.5), String(size)], { stdio: ['ignore', 'pipe', 'ignore'] })
   const s = JSON.parse(await output(send, seconds * 1000 + 20_000)) as { packets: number, seconds: number }
   const r = JSON.parse((await result).split('\n').pop() ?? '{}') as { packets: number, seconds: number }
   const pps = r.seconds > 0 ? r.packets / r.seconds : 0
