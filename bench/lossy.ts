@@ -17,12 +17,12 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, release } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
-import { createInterface } from 'node:readline'
+import { pathToFileURL } from 'node:url'
 import { toError, isEdgeFabricError } from '../src/errors.js'
-import type { ClientJob, ClientResult, ClientScenario } from './lossy-client.js'
+import type { ClientResult, ClientScenario } from './lossy-client.js'
+import { runClient, seedFor, startServer, type Server } from './lib/lossy-children.js'
 import { packageRoot } from './lib/lossy-build.js'
-import { ADDR_B, LinkLab, probeNetem, type WireStats } from './lib/lossy-netns.js'
+import { LinkLab, probeNetem, type WireStats } from './lib/lossy-netns.js'
 import { allProfiles, parseArgs, TRANSPORTS, USAGE, type LossyOptions, type Profile, type TransportDef } from './lib/lossy-profiles.js'
 import { runReliable, type ReliableResult } from './lib/lossy-reliable.js'
 import { writeReport } from './lib/lossy-report.js'
@@ -75,51 +75,6 @@ const SCENARIOS: ClientScenario[] = ['setup', 'bulk', 'rr', 'hol', 'streams']
  * ~100 ms behind another process's long system call on a busy machine.
  */
 const MAX_ATTEMPTS = 3
-
-interface Server { info: { url: string, identity: string | undefined, mode?: string }, stop: () => void }
-
-async function startServer (lab: LinkLab, t: TransportDef): Promise<Server> {
-  const script = fileURLToPath(new URL('./loopback-server.js', import.meta.url))
-  const child = lab.spawnIn('b', process.execPath, [script, t.listen.replace('HOST', ADDR_B)], { stdio: ['pipe', 'pipe', 'pipe'] })
-  child.stdin?.on('error', () => {})
-  child.stderr?.resume()
-  const rl = createInterface({ input: child.stdout as NodeJS.ReadableStream })
-  const line = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('server did not start within 30 s')), 30_000)
-    rl.once('line', l => { clearTimeout(timer); resolve(l) })
-    child.once('exit', code => { clearTimeout(timer); reject(new Error(`server exited (${String(code)})`)) })
-  })
-  rl.close()
-  child.stdout?.resume()
-  const msg = JSON.parse(line) as Server['info'] & { error?: string, reason?: string }
-  if (msg.error !== undefined) throw new Error(msg.reason ?? msg.error)
-  return { info: msg, stop: () => { child.stdin?.end(); setTimeout(() => child.kill('SIGKILL'), 3000).unref() } }
-}
-
-async function runClient (lab: LinkLab, job: ClientJob): Promise<ClientResult[]> {
-  const script = fileURLToPath(new URL('./lossy-client.js', import.meta.url))
-  const child = lab.spawnIn('a', process.execPath, [script, JSON.stringify(job)], { stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  let err = ''
-  child.stdout?.setEncoding('utf8').on('data', (d: string) => { out += d })
-  child.stderr?.setEncoding('utf8').on('data', (d: string) => { if (err.length < 2000) err += d })
-  const limit = job.scenarios.length * (job.durationMs + 90_000)
-  await new Promise<void>(resolve => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), limit)
-    child.once('exit', () => { clearTimeout(timer); resolve() })
-  })
-  const results = out.split('\n').filter(l => l.startsWith('{')).map(l => JSON.parse(l) as ClientResult)
-  for (const s of job.scenarios) {
-    if (results.find(r => r.scenario === s) === undefined) results.push({ scenario: s, error: `client died: ${err.trim().split('\n').slice(-1)[0] ?? 'no output'}` })
-  }
-  return results
-}
-
-function seedFor (base: number, ...parts: number[]): number {
-  let h = base >>> 0
-  for (const p of parts) h = (Math.imul(h ^ p, 2654435761) + 0x9e3779b9) >>> 0
-  return h
-}
 
 function estimateSeconds (o: LossyOptions, nTransports: number): number {
   const perRun = SCENARIOS.length * 0 + 4 * o.durationMs / 1000 + o.setupCount * 0.5 + o.reliableCount / o.reliableRate + 8
