@@ -150,3 +150,30 @@ t.test('membership, state and attribute updates', async t => {
   t.same(uploads.map(u => u.topic).sort(), ['$hw/events/upload/dev1/readings', 'SYS/dis/upload_records'])
   t.same([...uploads.find(u => u.topic.startsWith('$hw'))!.payload], [1, 2, 3])
 })
+
+t.test('a delta queued for an offline mapper session survives an edge restart (LMDB broker persistence)', async t => {
+  const up = new Upstream()
+  const hub = await startHub(t, up)
+  const dataDir = t.testdir({}) + '/edge'
+  const devices = { mqtt: { port: 0 }, credentials: [{ username: 'admin', password: 'pw', devices: '*' as const }] }
+  let edge = await startEdge(t, hub, 'edge-1', dataDir, { devices })
+  await edge.waitConnected(10_000)
+  await sendSnapshot(hub, 'edge-1', snapshot({ revision: 1, desired: { target: { value: 10, revision: 1 } } }))
+  await until(() => edge.devices?.getTwin('default', 'dev1') !== undefined)
+  const m = await Mapper.connect(t, edge.devices?.brokerUrl as string, { username: 'admin', password: 'pw', clientId: 'mapper-p', clean: false })
+  await m.client.subscribeAsync(T('dev1/twin/update/delta'), { qos: 1 })
+  await m.client.endAsync()
+
+  // the mapper is away; the cloud changes desired → the delta is queued for its session
+  await sendSnapshot(hub, 'edge-1', snapshot({ revision: 2, desired: { target: { value: 11, revision: 2 } } }))
+  await until(() => edge.devices?.getTwin('default', 'dev1')?.revision === 2)
+  await new Promise(resolve => setTimeout(resolve, 100))
+  await edge.close()
+
+  edge = await startEdge(t, hub, 'edge-1', dataDir, { devices })
+  // handler in place before CONNECT (Mapper): the queue follows CONNACK
+  const back = new Mapper(edge.devices?.brokerUrl as string, { username: 'admin', password: 'pw', clientId: 'mapper-p', clean: false })
+  t.teardown(() => back.client.endAsync(true))
+  const delta = await back.next(T('dev1/twin/update/delta'), j => j.delta?.target === '11')
+  t.equal(delta.twin.target.expected.value, '11', 'queued delta delivered after the restart')
+})
