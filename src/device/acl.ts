@@ -70,12 +70,18 @@ export class CredentialIndex {
  * Verifies CONNECT credentials. scrypt costs tens of ms, so a successful
  * verification is cached for `ttlMs` keyed by (username, sha256(password),
  * stored hash): a changed or revoked credential misses the cache at once.
+ * Failed checks are cached the same way (a client retrying a wrong password
+ * costs nothing), and at most `maxConcurrent` scrypt checks run at once —
+ * beyond that a CONNECT is answered "server unavailable" ('busy') instead of
+ * queueing unbounded work on the thread pool.
  */
 export class Authenticator {
-  readonly #cache = new Map<string, number>()
-  constructor (readonly index: CredentialIndex, readonly clock: Clock, readonly ttlMs = 60_000, readonly maxCache = 10_000) {}
+  readonly #ok = new Map<string, number>()
+  readonly #bad = new Map<string, number>()
+  #running = 0
+  constructor (readonly index: CredentialIndex, readonly clock: Clock, readonly ttlMs = 60_000, readonly maxCache = 10_000, readonly maxConcurrent = 8) {}
 
-  async authenticate (username: string | undefined, password: Buffer | undefined): Promise<Principal | undefined> {
+  async authenticate (username: string | undefined, password: Buffer | undefined): Promise<Principal | undefined | 'busy'> {
     if (username === undefined || username === '' || password === undefined) return undefined
     const pw = password.toString('utf8')
     const digest = createHash('sha256').update(password).digest('base64')
@@ -85,17 +91,24 @@ export class Authenticator {
         if (e.plain.length > 0 && e.plain === pw) return e.principal
         continue
       }
-      const key = `${username}\u0000${digest}\u0000${e.hash ?? ''}`
-      const until = this.#cache.get(key)
-      if (until !== undefined && until > now) return e.principal
-      if (e.hash !== undefined && await verifySecret(pw, e.hash)) {
-        if (this.#cache.size >= this.maxCache) this.#cache.delete(this.#cache.keys().next().value as string)
-        this.#cache.set(key, now + this.ttlMs)
-        return e.principal
-      }
+      if (e.hash === undefined) continue
+      const key = `${username}\u0000${digest}\u0000${e.hash}`
+      if ((this.#ok.get(key) ?? 0) > now) return e.principal
+      if ((this.#bad.get(key) ?? 0) > now) continue
+      if (this.#running >= this.maxConcurrent) return 'busy'
+      this.#running++
+      let ok: boolean
+      try { ok = await verifySecret(pw, e.hash) } finally { this.#running-- }
+      remember(ok ? this.#ok : this.#bad, key, now + this.ttlMs, this.maxCache)
+      if (ok) return e.principal
     }
     return undefined
   }
+}
+
+function remember (m: Map<string, number>, key: string, until: number, max: number): void {
+  if (m.size >= max) m.delete(m.keys().next().value as string)
+  m.set(key, until)
 }
 
 function allowedPrefixes (p: Principal): string[] | '*' {

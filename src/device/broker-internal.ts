@@ -70,6 +70,11 @@ export class InternalBroker {
       persistence,
       authenticate: (client, username, password, done) => {
         o.auth.authenticate(username, password).then(p => {
+          if (p === 'busy') {
+            deny('connect', client, { username, reason: 'too many credential checks in progress' })
+            done(Object.assign(new Error('server busy'), { returnCode: 3 }) as never, false)
+            return
+          }
           if (p === undefined) {
             deny('connect', client, { username })
             const err = Object.assign(new Error('bad username or password'), { returnCode: 4 })
