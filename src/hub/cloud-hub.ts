@@ -131,7 +131,9 @@ export class Hub extends HubCore {
 
   override async close (graceMs = 5000): Promise<void> {
     // The registry first: its in-flight hand-offs to the lanes finish while the store is open.
-    this.setDeviceHandler(undefined)
+    // The handler stays installed: a `$device` message arriving now is refused
+    // (EF_DEVICE_REGISTRY_CLOSED, not acked, resent by the edge later), never
+    // handed to the application stream instead.
     await this.#devices?.close()
     await super.close(graceMs)
     await this.#admin?.close()
