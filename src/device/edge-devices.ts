@@ -170,11 +170,25 @@ export class EdgeDevices {
     send('external', this.#external)
   }
 
+  /**
+   * Stop taking MQTT input and wait until requests in progress have been
+   * persisted and queued upstream. The edge calls this before it closes its
+   * lane, so no accepted update fails half-way at shutdown.
+   */
+  async stopInput (): Promise<void> {
+    const ext = this.#external
+    const int = this.#internal
+    this.#external = undefined
+    this.#internal = undefined
+    await ext?.close()
+    await int?.close()
+    await this.#engine.idle()
+  }
+
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    await this.#external?.close()
-    await this.#internal?.close()
+    await this.stopInput()
     await this.store.close()
   }
 }

@@ -50,6 +50,14 @@ export class TwinEngine {
 
   get deps (): EngineDeps { return this.#d }
 
+  /** Resolves once no request is being processed (shutdown), or after `timeoutMs`. */
+  async idle (timeoutMs = 5000): Promise<void> {
+    const until = Date.now() + timeoutMs
+    while ((this.#pending > 0 || this.#chains.size > 0) && Date.now() < until) {
+      await Promise.race([Promise.allSettled([...this.#chains.values()]), new Promise(resolve => setTimeout(resolve, 10))])
+    }
+  }
+
   /** Run `fn` after every earlier operation on the same device (per-device order, no lost updates). */
   async exclusive<T> (id: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.#chains.get(id) ?? Promise.resolve()

@@ -370,6 +370,7 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    await this.#devices?.stopInput() // accepted MQTT updates reach the outbox before the lane stops
     this.#lane.close()
     await this.#connector.close()
     await this.#localApi?.close()
