@@ -46,8 +46,10 @@ export class InternalBroker {
   readonly #http: HttpServer | undefined
   readonly #wss: WebSocketServer | undefined
   readonly #persistence: LmdbPersistence
+  readonly #byUser: Map<string, Set<Client>>
 
-  private constructor (broker: Aedes, server: Server, url: string, persistence: LmdbPersistence, http?: HttpServer, wss?: WebSocketServer, wsUrl?: string) {
+  private constructor (broker: Aedes, server: Server, url: string, persistence: LmdbPersistence, byUser: Map<string, Set<Client>>, http?: HttpServer, wss?: WebSocketServer, wsUrl?: string) {
+    this.#byUser = byUser
     this.#broker = broker
     this.#server = server
     this.url = url
@@ -59,6 +61,7 @@ export class InternalBroker {
 
   static async start (o: InternalBrokerOptions): Promise<InternalBroker> {
     const principals = new WeakMap<Client, Principal>()
+    const byUser = new Map<string, Set<Client>>()
     const log = o.logger
     const deny = (action: 'connect' | 'publish' | 'subscribe', client: Client | null, detail: object): void => {
       o.metrics.denials.inc({ action })
@@ -82,6 +85,9 @@ export class InternalBroker {
             return
           }
           principals.set(client, p)
+          const set = byUser.get(p.username) ?? new Set<Client>()
+          set.add(client)
+          byUser.set(p.username, set)
           done(null, true)
         }, err => { done(Object.assign(err as Error, { returnCode: 3 }) as never, false) })
       },
@@ -108,7 +114,11 @@ export class InternalBroker {
       authorizeForward: (_client, packet) => packet.payload.length > o.maxPayloadBytes ? null : packet
     })
     broker.on('client', () => o.metrics.clients.inc())
-    broker.on('clientDisconnect', () => o.metrics.clients.dec())
+    broker.on('clientDisconnect', client => {
+      o.metrics.clients.dec()
+      const u = principals.get(client)?.username
+      if (u !== undefined) { byUser.get(u)?.delete(client); if (byUser.get(u)?.size === 0) byUser.delete(u) }
+    })
     broker.on('clientReady', () => o.onClientReady())
     broker.on('clientError', (client, err) => log.debug({ clientId: client.id, err: err.message }, 'device client error'))
     broker.on('connectionError', (_client, err) => log.debug({ err: err.message }, 'device connection error'))
@@ -136,7 +146,7 @@ export class InternalBroker {
     }
     const addr = server.address() as AddressInfo
     const url = `${o.tls !== undefined ? 'mqtts' : 'mqtt'}://${fmtHost(o.host)}:${addr.port}`
-    if (o.ws === undefined) return new InternalBroker(broker, server, url, persistence)
+    if (o.ws === undefined) return new InternalBroker(broker, server, url, persistence, byUser)
     const http = createHttpServer()
     const wss = new WebSocketServer({ server: http })
     wss.on('connection', ws => { broker.handle(createWebSocketStream(ws)) })
@@ -144,7 +154,17 @@ export class InternalBroker {
     const wsHost = o.ws.host ?? o.host
     await listen(http, o.ws.port, wsHost)
     const wsUrl = `ws://${fmtHost(wsHost)}:${(http.address() as AddressInfo).port}`
-    return new InternalBroker(broker, server, url, persistence, http, wss, wsUrl)
+    return new InternalBroker(broker, server, url, persistence, byUser, http, wss, wsUrl)
+  }
+
+  /** Disconnect every session authenticated as one of `usernames` (credential revoked or rotated). Returns how many. */
+  disconnect (usernames: string[]): number {
+    let n = 0
+    for (const u of usernames) {
+      for (const c of this.#byUser.get(u) ?? []) { c.close(); n++ }
+      this.#byUser.delete(u)
+    }
+    return n
   }
 
   /** Publish from the edge (QoS 1, so persistent mapper sessions queue it). */

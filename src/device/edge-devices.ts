@@ -88,6 +88,10 @@ export class EdgeDevices {
     const store = TwinStore.open(join(init.dataDir, 'devices'), init.durability)
     const d = new EdgeDevices(init, options, store)
     const logger = init.logger.child({ component: 'devices' })
+    d.#sync.onRevoked = usernames => {
+      const n = d.#internal?.disconnect(usernames) ?? 0
+      if (n > 0) logger.info({ usernames, sessions: n }, 'sessions of revoked credentials closed')
+    }
     try {
       if (options.mode !== 'external') {
         d.#internal = await InternalBroker.start({

@@ -31,6 +31,9 @@ function checkSnapshot (s: DeviceSnapshot): void {
 }
 
 export class TwinSync {
+  /** Called with usernames whose credential was revoked, rotated or narrowed: their live sessions are cut. */
+  onRevoked: (usernames: string[]) => void = () => {}
+
   constructor (readonly engine: TwinEngine, readonly credentials: CredentialIndex, readonly auth: Authenticator) {}
 
   /** Load credentials of everything persisted (edge restart: devices authenticate offline). */
@@ -50,6 +53,8 @@ export class TwinSync {
       const g = env.content as MapperGrant
       if (typeof g?.name !== 'string' || typeof g.username !== 'string') throw new InvalidDeviceMessageError('mapper grant without name/username')
       const store = this.engine.deps.store
+      const old = store.grant(g.name)
+      if (old !== undefined) this.onRevoked([old.username]) // re-grant rotates the secret / changes the device set
       if (op === 'delete') {
         await store.removeGrant(g.name)
         this.credentials.removeGrant(g.name)
@@ -73,7 +78,10 @@ export class TwinSync {
       if (old !== undefined && old.snapshot.revision >= snap.revision) return // older or same snapshot: nothing new
       const { rec, expectedChanged, attributesChanged } = mergeSnapshot(old, snap)
       await d.store.put(rec)
-      this.credentials.setDevice(id, Array.isArray(snap.credentials) ? snap.credentials : [])
+      const creds = Array.isArray(snap.credentials) ? snap.credentials : []
+      this.credentials.setDevice(id, creds)
+      const gone = (old?.snapshot.credentials ?? []).filter(c => !creds.some(n => n.username === c.username && n.passwordHash === c.passwordHash))
+      if (gone.length > 0) this.onRevoked(gone.map(c => c.username))
       const now = d.clock.now()
       const event = `cloud-${snap.revision}`
       if (old === undefined) {
@@ -102,6 +110,7 @@ export class TwinSync {
       if (old === undefined) return
       await d.store.remove(id)
       this.credentials.removeDevice(id)
+      this.onRevoked((old.snapshot.credentials ?? []).map(c => c.username))
       d.publish(membershipTopic(d.nodeId, 'updated'), { event_id: `cloud-${r.revision}`, timestamp: d.clock.now(), added_devices: [], removed_devices: [deviceInfo(old)] })
     })
   }

@@ -54,8 +54,11 @@ t.test('devices authenticate and stay on their own topics', async t => {
   t.equal(edge.devices?.getTwin('default', 'dev2')?.reported.temperature, undefined, 'dev2 untouched')
   t.match(await metric(edge, 'edgefabric_edge_device_acl_denials_total'), /action="connect"} 3[\s\S]*action="subscribe"} 3[\s\S]*action="publish"} 1/)
 
-  // credential removed with the device: cached verification does not outlive it
+  // credential removed with the device: its live session is cut, and the cached verification does not outlive it
+  const live = await Mapper.connect(t, url, { username: 'dev1', password: 's1', clientId: 'dev1-live' })
+  const cut = once(live.client as never, 'close')
   await sendSnapshot(hub, 'edge-1', snapshot({ revision: 2, credentials: [] }))
+  await cut
   await until(() => edge.devices?.getTwin('default', 'dev1')?.revision === 2)
   const c = mqtt.connect(url, { reconnectPeriod: 0, username: 'dev1', password: 's1' })
   await once(c as never, 'error')
