@@ -64,6 +64,7 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
   readonly #maxUploadBytes: number
   /** nodeId → device ids, for listDevices({nodeId}) and resync; rebuilt on open, updated after each commit. */
   readonly #byNode = new Map<string, Set<string>>()
+  readonly #nodeOf = new Map<string, string>()
   #closed = false
 
   private constructor (kv: DeviceKv, o: DeviceRegistryOptions, watchBuffer: number, maxWatchers: number, maxUploads: number, maxUploadBytes: number, retryMs: number) {
@@ -587,8 +588,13 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
   }
 
   #index (id: string, nodeId: string | undefined): void {
-    for (const [n, set] of this.#byNode) if (n !== nodeId && set.delete(id) && set.size === 0) this.#byNode.delete(n)
-    if (nodeId === undefined) return
+    const prev = this.#nodeOf.get(id)
+    if (prev !== undefined && prev !== nodeId) {
+      const set = this.#byNode.get(prev)
+      if (set?.delete(id) === true && set.size === 0) this.#byNode.delete(prev)
+    }
+    if (nodeId === undefined) { this.#nodeOf.delete(id); return }
+    this.#nodeOf.set(id, nodeId)
     let set = this.#byNode.get(nodeId)
     if (set === undefined) { set = new Set(); this.#byNode.set(nodeId, set) }
     set.add(id)

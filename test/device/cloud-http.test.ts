@@ -160,3 +160,31 @@ t.test('admin token: every /v1 call needs the bearer token', async t => {
   r = await call(`${url}/v1/device-models/default/thermostat`, 'PUT', { properties: thermostat.properties }, { authorization: 'Bearer s3cret-token' })
   t.equal(r.status, 200)
 })
+
+t.test('without a token, changes from a non-loopback peer are refused (403), reads served', async t => {
+  // A real peer at a non-loopback address would need traffic to a non-loopback
+  // address; the request and response objects stand in for the HTTP layer here.
+  const { Readable } = await import('node:stream')
+  const { DeviceRegistry } = await import('../../src/device/registry.js')
+  const { deviceRoutes } = await import('../../src/device/cloud-http.js')
+  const reg = await DeviceRegistry.open()
+  t.teardown(() => reg.close())
+  const routes = deviceRoutes(reg)
+  const call = async (method: string, path: string, remoteAddress: string): Promise<{ status: number, body: any }> => {
+    const req = Object.assign(Readable.from([Buffer.from(JSON.stringify({ properties: [] }))]), {
+      method, url: path, headers: { 'content-type': 'application/json' }, socket: { remoteAddress }
+    })
+    let status = 0
+    let text = ''
+    const res = { headersSent: false, setHeader () {}, writeHead (s: number) { status = s; return res }, end (b: string) { text = b }, destroy () {} }
+    t.equal(await routes(req as never, res as never, path), true)
+    return { status, body: JSON.parse(text) }
+  }
+  let r = await call('PUT', '/v1/device-models/default/m', '192.0.2.10')
+  t.same([r.status, r.body.code], [403, 'EF_FORBIDDEN'])
+  t.equal(reg.listModels().length, 0, 'nothing changed')
+  r = await call('GET', '/v1/devices', '192.0.2.10')
+  t.equal(r.status, 200, 'reads are served as /status is')
+  r = await call('PUT', '/v1/device-models/default/m', '::ffff:127.0.0.1')
+  t.equal(r.status, 200, 'loopback (also IPv4-mapped) may change')
+})
