@@ -37,6 +37,8 @@ export class ExternalBroker {
   readonly client: MqttClient
   readonly #o: ExternalBrokerOptions
   #queued = 0
+  /** True once the engine's subscriptions are in place on the broker (subscribed, or the session already had them). */
+  subscribed = false
 
   constructor (o: ExternalBrokerOptions) {
     this.#o = o
@@ -58,7 +60,12 @@ export class ExternalBroker {
     client.on('connect', connack => {
       o.logger.info({ url: o.url, sessionPresent: connack.sessionPresent }, 'external broker connected')
       if (!connack.sessionPresent) {
-        client.subscribe([...ENGINE_FILTERS], { qos: 1 }, err => { if (err != null) o.logger.warn({ err }, 'external broker subscribe failed') })
+        client.subscribe([...ENGINE_FILTERS], { qos: 1 }, err => {
+          if (err != null) o.logger.warn({ err }, 'external broker subscribe failed')
+          else this.subscribed = true
+        })
+      } else {
+        this.subscribed = true
       }
     })
     client.on('error', err => o.logger.warn({ err: err.message }, 'external broker error'))

@@ -9,7 +9,7 @@ import { rmSync } from 'node:fs'
 import { Hub } from '../../src/hub/cloud-hub.js'
 import type { DeviceModel } from '../../src/device/model.js'
 import { Mapper, MODEL, startEdge, T, until } from './edge-helpers.js'
-import { freePort, runTool } from './mosquitto.js'
+import { freePort, runTool, subscribeTool } from './mosquitto.js'
 
 type TapTest = import('tap').Test
 
@@ -38,12 +38,12 @@ t.test('cloud → edge → mosquitto mapper → cloud', async t => {
   const auth = ['-h', '127.0.0.1', '-p', port, '-u', user, '-P', pass, '-q', '1']
 
   // desired set at the cloud reaches the mapper as a delta
-  const sub = runTool('mosquitto_sub', [...auth, '-t', T('dev1/twin/update/delta'), '-C', '1', '-W', '20'])
-  await new Promise(resolve => setTimeout(resolve, 400))
+  const sub = subscribeTool([...auth, '-t', T('dev1/twin/update/delta'), '-C', '1'])
+  await sub.subscribed
   await hub.devices!.setDesired('default', 'dev1', { target: 23.5 })
-  const out = await sub
+  const out = await sub.result
   t.equal(out.code, 0, out.stderr)
-  t.same(JSON.parse(out.stdout).delta.target, '23.5')
+  t.same(out.json[0]?.delta.target, '23.5')
 
   // reported values reach the cloud
   const pub = await runTool('mosquitto_pub', [...auth, '-t', T('dev1/twin/update'), '-m', JSON.stringify({ event_id: 'r1', timestamp: Date.now(), twin: { temperature: { actual: { value: '19.5' } }, target: { actual: { value: '23.5' } } } })])
@@ -56,10 +56,10 @@ t.test('cloud → edge → mosquitto mapper → cloud', async t => {
   await until(() => hub.devices!.getDevice('default', 'dev1')?.state === 'online', 10_000, 'state at the cloud')
 
   // membership through the mapper grant
-  const mem = runTool('mosquitto_sub', [...auth, '-t', '$hw/events/node/edge-1/membership/get/result', '-C', '1', '-W', '20'])
-  await new Promise(resolve => setTimeout(resolve, 400))
+  const mem = subscribeTool([...auth, '-t', '$hw/events/node/edge-1/membership/get/result', '-C', '1'])
+  await mem.subscribed
   await runTool('mosquitto_pub', [...auth, '-t', '$hw/events/node/edge-1/membership/get', '-m', '{"event_id":"m"}'])
-  t.same(JSON.parse((await mem).stdout).devices.map((d: { id: string }) => d.id), ['default/dev1'])
+  t.same((await mem.result).json[0]?.devices.map((d: { id: string }) => d.id), ['default/dev1'])
 
   // ACL: the mapper cannot touch another node's membership
   const other = await Mapper.connect(t, edge.devices?.brokerUrl as string, { username: user, password: pass })

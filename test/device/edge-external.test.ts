@@ -8,7 +8,7 @@ import t from 'tap'
 import mqtt from 'mqtt'
 import type { TwinReport } from '../../src/device/protocol.js'
 import { sendSnapshot, snapshot, startEdge, startHub, T, until, Upstream } from './edge-helpers.js'
-import { runTool, startMosquitto } from './mosquitto.js'
+import { runTool, startMosquitto, subscribeTool } from './mosquitto.js'
 
 t.test('external mode: mosquitto_pub/mosquitto_sub mapper, delta and reports', async t => {
   const dir = t.testdir({})
@@ -23,19 +23,19 @@ t.test('external mode: mosquitto_pub/mosquitto_sub mapper, delta and reports', a
   await until(() => edge.devices?.getTwin('default', 'dev1') !== undefined)
 
   // mosquitto_sub waits for the delta; the cloud sets desired
-  const sub = runTool('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(mq.port), '-t', T('dev1/twin/update/delta'), '-C', '1', '-q', '1', '-W', '15'])
-  await new Promise(resolve => setTimeout(resolve, 300)) // let mosquitto_sub subscribe
+  const sub = subscribeTool(['-h', '127.0.0.1', '-p', String(mq.port), '-t', T('dev1/twin/update/delta'), '-C', '1', '-q', '1'])
+  await sub.subscribed
   await sendSnapshot(hub, 'edge-1', snapshot({ revision: 2, desired: { target: { value: 22.5, revision: 2 } } }))
-  const out = await sub
+  const out = await sub.result
   t.equal(out.code, 0, out.stderr)
-  t.same(JSON.parse(out.stdout).delta, { target: '22.5' })
+  t.same(out.json[0]?.delta, { target: '22.5' })
 
   // mosquitto_pub reports; mosquitto_sub reads the result
-  const res = runTool('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(mq.port), '-t', T('dev1/twin/update/result'), '-C', '1', '-q', '1', '-W', '15'])
-  await new Promise(resolve => setTimeout(resolve, 300))
+  const res = subscribeTool(['-h', '127.0.0.1', '-p', String(mq.port), '-t', T('dev1/twin/update/result'), '-C', '1', '-q', '1'])
+  await res.subscribed
   const pub = await runTool('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(mq.port), '-q', '1', '-t', T('dev1/twin/update'), '-m', JSON.stringify({ event_id: 'e1', timestamp: Date.now(), twin: { target: { actual: { value: '22.5' } }, temperature: { actual: { value: '19.25' } } } })])
   t.equal(pub.code, 0, pub.stderr)
-  const result = JSON.parse((await res).stdout)
+  const result = (await res.result).json[0]
   t.equal(result.event_id, 'e1')
   await up.waitFor(() => up.of('report').length === 1)
   const rep = up.of('report')[0]!.content as TwinReport
@@ -53,8 +53,8 @@ t.test('MQTT.js handler attached after connectAsync loses queued messages (regre
   await edge.devices?.external?.waitConnected(10_000)
   await sendSnapshot(hub, 'edge-1', snapshot({ revision: 1 }))
   await until(() => edge.devices?.getTwin('default', 'dev1') !== undefined)
-  // wait for the engine's subscriptions to be in place on the persistent session
-  await new Promise(resolve => setTimeout(resolve, 300))
+  // the engine's subscriptions must be in place on the persistent session
+  await until(() => edge.devices?.external?.subscribed === true, 10_000, 'engine subscriptions')
   await edge.close()
 
   // the mapper publishes N updates while the edge is down: mosquitto queues them for the session

@@ -54,3 +54,24 @@ export function runTool (cmd: 'mosquitto_pub' | 'mosquitto_sub', args: string[],
     p.on('close', code => { clearTimeout(timer); resolve({ code, stdout, stderr }) })
   })
 }
+
+/** mosquitto_sub with `-d`: resolves `subscribed` once its SUBACK arrived (no fixed sleeps), `result` with the JSON payload lines. */
+export function subscribeTool (args: string[], timeoutMs = 20_000): { subscribed: Promise<void>, result: Promise<{ code: number | null, json: any[], stderr: string }> } {
+  // stdbuf: mosquitto_sub's stdout is block-buffered on a pipe, the SUBACK line would never show
+  const p = spawn('stdbuf', ['-oL', 'mosquitto_sub', '-d', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  let onSub: () => void = () => {}
+  const subscribed = new Promise<void>(resolve => { onSub = resolve })
+  p.stdout.on('data', d => { stdout += String(d); if (/received SUBACK/.test(stdout)) onSub() })
+  p.stderr.on('data', d => { stderr += String(d) })
+  const result = new Promise<{ code: number | null, json: any[], stderr: string }>((resolve, reject) => {
+    const timer = setTimeout(() => { p.kill('SIGKILL'); reject(new Error(`mosquitto_sub timed out: ${stdout} ${stderr}`)) }, timeoutMs)
+    p.on('error', err => { clearTimeout(timer); reject(err) })
+    p.on('close', code => {
+      clearTimeout(timer)
+      resolve({ code, json: stdout.split('\n').filter(l => l.startsWith('{')).map(l => JSON.parse(l)), stderr })
+    })
+  })
+  return { subscribed, result }
+}
