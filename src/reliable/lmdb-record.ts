@@ -74,3 +74,27 @@ export function decodeRecord (seq: number, v: Uint8Array): OutboxRecord {
   r.bytes = new Uint8Array(b.buffer, b.byteOffset + o, b.byteLength - o) // a plain view: cheaper than a Buffer
   return r
 }
+
+/**
+ * What removing the record needs (RecordRef: size of the envelope, key, expiry) read straight
+ * from its body — no copy, and the id, version and op strings are skipped, not decoded.
+ */
+export function refOfBody (seq: number, b: Buffer): { seq: number, size: number, key?: string, expiresAt?: number } {
+  const flags = b[0] as number
+  let o = 13
+  let expiresAt: number | undefined
+  if ((flags & EXPIRES) !== 0) { expiresAt = b.readDoubleLE(o); o += 8 }
+  o += 2 + b.readUInt16LE(o) // id
+  let key: string | undefined
+  if ((flags & KEY) !== 0) {
+    const len = b.readUInt16LE(o)
+    key = b.toString('utf8', o + 2, o + 2 + len)
+    o += 2 + len
+  }
+  if ((flags & VERSION) !== 0) o += 2 + b.readUInt16LE(o)
+  if ((flags & OP) !== 0) o += 2 + b.readUInt16LE(o)
+  const ref: { seq: number, size: number, key?: string, expiresAt?: number } = { seq, size: b.byteLength - o }
+  if (key !== undefined) ref.key = key
+  if (expiresAt !== undefined) ref.expiresAt = expiresAt
+  return ref
+}

@@ -184,8 +184,11 @@ export class LmdbStore implements ReliableStore {
       const tx = this.#tx as LmdbTxn
       tx.writing = true
       try {
-        return fn(tx)
+        const v = fn(tx)
+        tx.flush() // the outbox blocks this callback filled (lmdb-outbox.ts)
+        return v
       } catch (err) {
+        tx.discard()
         this.#failed = toError(err)
         throw err
       } finally {

@@ -11,8 +11,9 @@
  *   meta       'format' → FORMAT_VERSION; 'dead' → [nextN, firstN]
  *   peers      peer → [lastSeq, count, bytes]            outbox counters, kept in the
  *                                                       same transaction as the records
- *   outbox     [peer, seq] → binary record (lmdb-record.ts): id, bytes, key, version, op,
- *                                     expiresAt, enqueuedAt, rejections
+ *   outbox     [peer, first seq] → block of up to 64 binary records (lmdb-outbox.ts;
+ *                                     a record, lmdb-record.ts: id, bytes, key, version, op,
+ *                                     expiresAt, enqueuedAt, rejections)
  *   outkeys    [peer, key] → seq                         supersession index
  *   outttl     [peer, expiresAt, seq] → true             expiry index
  *   inbox      peer → [receivedSeq, idNext, idFirst]
@@ -26,17 +27,19 @@
  */
 import type { Database, RootDatabase } from 'lmdb'
 import type { DeadLetter, OutboxRecord, ResourceRecord } from './store.js'
-import { decodeRecord, encodeRecord } from './lmdb-record.js'
+import { decodeRecord, encodeRecord, refOfBody } from './lmdb-record.js'
+import { OutboxBlocks } from './lmdb-outbox.js'
 import { IdWindows } from './lmdb-id-window.js'
 import type { PeerInState, PeerOutState, RecordRef, StoreTxn } from './store-logic.js'
 
 /**
+ * 3: outbox records stored in blocks (lmdb-outbox.ts), one value per append batch.
  * 2: the dedup window moved from two entries per id (id → slot, slot → id) to
  * blocks of ID_BLOCK ids (lmdb-id-window.ts), and outbox records from a msgpack tuple to a binary
  * layout (lmdb-record.ts). Pre-release: no migration, a format-1 directory is
  * refused at open (LmdbStore.open).
  */
-export const FORMAT_VERSION = 2
+export const FORMAT_VERSION = 3
 
 
 type Key = string | number | Array<string | number>
@@ -85,40 +88,30 @@ function toResource (key: string, v: ResourceValue): ResourceRecord {
 }
 
 
-/**
- * Records whose RecordRef (size, key, expiry) is kept in memory at most, over
- * all peers. The cumulative ack then removes them by key without reading
- * their values back (that read was ≈4 µs/msg of the hub in the drain
- * profile); records beyond this are read as before.
- */
-const MAX_REFS = 1 << 16
 
 export class LmdbTxn implements StoreTxn {
   readonly #d: Dbs
   readonly #maxDead: number
   readonly #ids: IdWindows
+  readonly #out: OutboxBlocks
   /**
    * True while LmdbStore runs rules inside a write transaction. inState()
    * outside one (receivedSeq()) must not touch the dedup windows: it reads the
    * committed snapshot, which lags them while a commit is in flight.
    */
   writing = false
-  /**
-   * RecordRef by peer and seq, filled by putRecord. Invariant: for a record
-   * in the database, an entry here equals its stored size/key/expiry. A
-   * record's seq, size, key and expiry never change, and seqs are never
-   * reused once committed; an entry from a transaction whose commit failed
-   * names a seq that is not in the database (lastSeq was not raised), which
-   * upTo() never looks up, and is overwritten when that seq is assigned again.
-   */
-  readonly #refs = new Map<string, Map<number, RecordRef>>()
-  #refCount = 0
 
   constructor (dbs: Dbs, maxDead: number) {
     this.#d = dbs
     this.#maxDead = maxDead
     this.#ids = new IdWindows(dbs.idblocks)
+    this.#out = new OutboxBlocks(dbs.outbox)
   }
+
+  /** End of a transaction callback: write the outbox blocks it filled. */
+  flush (): void { this.#out.flush() }
+  /** A callback threw: drop what it left unwritten (the store fails stop anyway). */
+  discard (): void { this.#out.discard() }
 
   outState (peer: string): PeerOutState {
     const v = this.#d.peers.get(peer)
@@ -130,28 +123,31 @@ export class LmdbTxn implements StoreTxn {
   }
 
   getRecord (peer: string, seq: number): OutboxRecord | undefined {
-    const v = this.#d.outbox.get([peer, seq])
-    return v === undefined ? undefined : decodeRecord(seq, v)
+    const body = this.#out.get(peer, seq)
+    return body === undefined ? undefined : decodeRecord(seq, body)
   }
 
   putRecord (peer: string, rec: OutboxRecord, isNew: boolean): void {
-    this.#d.outbox.putSync([peer, rec.seq], encodeRecord(rec))
+    this.#out.put(peer, rec.seq, encodeRecord(rec), isNew)
     if (!isNew) return
-    let refs = this.#refs.get(peer)
-    if (refs === undefined) { refs = new Map(); this.#refs.set(peer, refs) }
-    const had = refs.has(rec.seq)
-    if (had || this.#refCount < MAX_REFS) {
-      refs.set(rec.seq, { seq: rec.seq, size: rec.bytes.byteLength, key: rec.key, expiresAt: rec.expiresAt })
-      if (!had) this.#refCount++
-    }
     if (rec.key !== undefined) this.#d.outkeys.putSync([peer, rec.key], rec.seq)
     if (rec.expiresAt !== undefined) this.#d.outttl.putSync([peer, rec.expiresAt, rec.seq], true)
   }
 
   removeRecord (peer: string, rec: RecordRef): void {
-    this.#d.outbox.removeSync([peer, rec.seq])
-    const refs = this.#refs.get(peer)
-    if (refs?.delete(rec.seq) === true) this.#refCount--
+    this.#out.remove(peer, rec.seq)
+    this.#unindex(peer, rec)
+  }
+
+  removeUpTo (peer: string, upto: number, limit: number): RecordRef[] {
+    if (!(limit >= 1)) return []
+    const refs = this.#out.removeUpTo(peer, upto, Math.floor(limit)).map(r => refOfBody(r.seq, r.body))
+    for (const ref of refs) this.#unindex(peer, ref)
+    return refs
+  }
+
+  /** Drop the key and expiry index entries of a removed record. */
+  #unindex (peer: string, rec: RecordRef): void {
     if (rec.key !== undefined && this.#d.outkeys.get([peer, rec.key]) === rec.seq) this.#d.outkeys.removeSync([peer, rec.key])
     if (rec.expiresAt !== undefined) this.#d.outttl.removeSync([peer, rec.expiresAt, rec.seq])
   }
@@ -165,41 +161,13 @@ export class LmdbTxn implements StoreTxn {
   }
 
   oldestSeq (peer: string): number | undefined {
-    for (const k of this.#d.outbox.getKeys({ start: [peer, -TOP], end: [peer, TOP], limit: 1 })) return (k as [string, number])[1]
-    return undefined
+    return this.#out.firstSeq(peer)
   }
 
   /** Pending records with afterSeq < seq ≤ upto, in seq order. */
   after (peer: string, afterSeq: number, limit: number, upto = TOP): OutboxRecord[] {
     if (!(limit >= 1) || upto <= afterSeq) return []
-    const out: OutboxRecord[] = []
-    const range = this.#d.outbox.getRange({
-      start: [peer, afterSeq],
-      exclusiveStart: true,
-      end: [peer, upto],
-      inclusiveEnd: true,
-      ...(Number.isFinite(limit) ? { limit: Math.floor(limit) } : {})
-    })
-    for (const { key, value } of range) out.push(decodeRecord((key as [string, number])[1], value))
-    return out
-  }
-
-  upTo (peer: string, upto: number, limit: number): RecordRef[] {
-    if (!(limit >= 1)) return []
-    const refs = this.#refs.get(peer)
-    const out: RecordRef[] = []
-    const keys = this.#d.outbox.getKeys({ start: [peer, -TOP], end: [peer, upto], inclusiveEnd: true, ...(Number.isFinite(limit) ? { limit: Math.floor(limit) } : {}) })
-    for (const k of keys) {
-      const seq = (k as [string, number])[1]
-      let ref = refs?.get(seq)
-      if (ref === undefined) {
-        const rec = this.getRecord(peer, seq)
-        if (rec === undefined) continue // unreachable: the key was just listed
-        ref = { seq, size: rec.bytes.byteLength, key: rec.key, expiresAt: rec.expiresAt }
-      }
-      out.push(ref)
-    }
-    return out
+    return this.#out.range(peer, afterSeq, upto, Math.floor(limit)).map(r => decodeRecord(r.seq, r.body))
   }
 
   expiredSeqs (peer: string, now: number, limit: number): number[] {

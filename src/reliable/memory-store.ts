@@ -184,7 +184,13 @@ export class MemoryStore implements ReliableStore {
       removeRecord: (peer, rec) => this.#out.get(peer)?.remove(rec),
       keySeq: (peer, key) => this.#out.get(peer)?.keys.get(key),
       oldest: peer => this.#out.get(peer)?.from(-Infinity, 1)[0],
-      upTo: (peer, upto, limit) => (this.#out.get(peer)?.from(-Infinity, limit, upto) ?? []).map(refOf),
+      removeUpTo: (peer, upto, limit) => {
+        const p = this.#out.get(peer)
+        if (p === undefined) return []
+        const refs = p.from(-Infinity, limit, upto).map(refOf)
+        for (const r of refs) p.remove(r)
+        return refs
+      },
       expiredSeqs: (peer, now, limit) => this.#out.get(peer)?.expired(now, limit) ?? [],
       addDeadLetter: dl => {
         this.#dead.push(dl)

@@ -53,8 +53,12 @@ export interface StoreTxn {
   keySeq (peer: string, key: string): number | undefined
   /** Lowest pending record. */
   oldest (peer: string): OutboxRecord | undefined
-  /** Pending records with seq ≤ upto, in seq order, at most `limit`. */
-  upTo (peer: string, upto: number, limit: number): RecordRef[]
+  /**
+   * Remove the pending records with seq ≤ upto, lowest first, at most `limit`, with their
+   * key/expiry index entries; returns what was removed. One call, not upTo + removeRecord per
+   * record: a backend can remove whole runs at once (LmdbStore drops whole blocks).
+   */
+  removeUpTo (peer: string, upto: number, limit: number): RecordRef[]
   /** Seqs of pending records with expiresAt ≤ now, at most `limit`. */
   expiredSeqs (peer: string, now: number, limit: number): number[]
   /** Append to the bounded dead-letter log (the backend evicts the oldest). */
@@ -154,8 +158,11 @@ export function ackUpTo (tx: StoreTxn, peer: string, upto: number): number {
   const st = tx.outState(peer)
   let n = 0
   for (;;) {
-    const recs = tx.upTo(peer, upto, CHUNK)
-    for (const r of recs) drop(tx, peer, st, r)
+    const recs = tx.removeUpTo(peer, upto, CHUNK)
+    for (const r of recs) {
+      st.count--
+      st.bytes -= r.size
+    }
     n += recs.length
     if (recs.length < CHUNK) break
   }
