@@ -4,6 +4,7 @@
  * cloud → edge messages of protocol.ts.
  */
 import { deviceId, type DeviceModel, type DeviceSpec } from './model.js'
+import { DeviceModelNotFoundError, DeviceNotFoundError } from './errors.js'
 import { deviceResource, mapperResource, resyncResource, type DesiredValue, type DeviceRemoved, type DeviceSnapshot, type MapperGrant, type ResyncRequest } from './protocol.js'
 import { Dispatcher } from './registry-dispatch.js'
 import type { KvTxn } from './registry-store.js'
@@ -30,6 +31,21 @@ export function snapshotOf (d: StoredDevice, model: DeviceModel): DeviceSnapshot
     revision: d.revision,
     credentials: d.credentials.map(c => ({ username: c.username, passwordHash: c.passwordHash }))
   }
+}
+
+/** A device and its model inside a transaction, or the API's typed not-found errors (checks before writes). */
+export function deviceAndModel (tx: KvTxn, id: string): { d: StoredDevice, model: DeviceModel } {
+  const d = tx.get<StoredDevice>('devices', id)
+  if (d === undefined) throw new DeviceNotFoundError(id)
+  const model = tx.get<DeviceModel>('models', d.spec.model)
+  if (model === undefined) throw new DeviceModelNotFoundError(d.spec.model)
+  return { d, model }
+}
+
+/** Write the device record and queue its snapshot to the bound node, in the same transaction. */
+export function saveDevice (tx: KvTxn, d: StoredDevice, model: DeviceModel, keys: string[]): void {
+  tx.put('devices', deviceId(d.spec), d)
+  dispatchSnapshot(tx, d, model, keys)
 }
 
 /** Queue the device's current snapshot to its bound node (no-op when unbound). */
@@ -117,6 +133,11 @@ export function viewOf (d: StoredDevice): DeviceView {
     createdAt: d.createdAt,
     updatedAt: d.updatedAt
   }
+}
+
+/** `{ nodeId }` of a bound device, `{}` for an unbound one (DeviceChange.nodeId is optional). */
+export function nodeOf (spec: DeviceSpec): { nodeId?: string } {
+  return spec.nodeId === undefined ? {} : { nodeId: spec.nodeId }
 }
 
 export { deviceId }

@@ -9,10 +9,13 @@
  *   await reg.upsertDevice({ namespace: 'default', name: 't1', model: 'default/thermostat', labels: {}, attributes: {}, nodeId: 'edge-1' })
  *   await reg.setDesired('default', 't1', { target: 21.5 })
  *
- * Every mutation is one transaction: checks first, then the revision bump,
- * the record and the cloud → edge message (registry-dispatch.ts), committed
- * together; the promise resolves after the commit (fsync in `sync` mode).
- * Then the change is emitted ('change' event and watch()).
+ * Every mutation is one transaction (`#mutate`): checks first, then the
+ * revision bump, the record and the cloud → edge message
+ * (registry-dispatch.ts), committed together; the promise resolves after the
+ * commit (fsync in `sync` mode). Then the change is emitted ('change' event
+ * and watch()). The operations live in registry-models.ts,
+ * registry-devices.ts, registry-credentials.ts and registry-edges.ts; this
+ * class owns the state they share (registry-context.ts).
  *
  * 'error' listener policy: the registry installs its own no-op 'error'
  * listener (as HubCore does), so failures that belong to nobody's call (a bad
@@ -26,32 +29,26 @@ import { InvalidOptionError, toError } from '../errors.js'
 import { intOption } from '../options.js'
 import { nullLogger, type Logger } from '../ops/logger.js'
 import { Registry } from '../ops/metrics.js'
-import { hashSecret, newSecret } from './credentials.js'
-import {
-  DeviceError, DeviceModelInUseError, DeviceModelNotFoundError, DeviceNotFoundError, DeviceRegistryClosedError, DeviceReportError,
-  InvalidDeviceSpecError, MapperNotFoundError
-} from './errors.js'
+import { DeviceError, DeviceRegistryClosedError, DeviceReportError } from './errors.js'
 import { deviceId, type DeviceModel, type DeviceSpec, type TwinValue } from './model.js'
-import { DEVICE_GROUP, type UploadRecord } from './protocol.js'
+import type { MutateOptions, Mutation, RegistryContext } from './registry-context.js'
+import * as credentials from './registry-credentials.js'
+import * as devices from './registry-devices.js'
 import { Dispatcher } from './registry-dispatch.js'
+import * as edges from './registry-edges.js'
 import { createDeviceMetrics, type DeviceMetrics } from './registry-metrics.js'
-import {
-  dispatchGrant, dispatchRemoval, dispatchResyncRequest, dispatchSnapshot, nextRevision, reconcileDesired, viewOf
-} from './registry-records.js'
-import { LmdbKv, MemoryKv, type DeviceKv } from './registry-store.js'
+import * as models from './registry-models.js'
+import { viewOf } from './registry-records.js'
+import { LmdbKv, MemoryKv, type DeviceKv, type KvTxn } from './registry-store.js'
 import type {
   DeviceChange, DeviceRegistryOptions, DeviceSink, DeviceView, ListDevicesFilter, StoredDevice, StoredMapper, UploadEntry, WatchFilter
 } from './registry-types.js'
-import { applyStateReport, applyTwinReport, parseStateReport, parseTwinReport, parseUpload } from './registry-upstream.js'
-import { checkDeviceName, checkDesired, checkLabels, isDnsLabel, isNodeName, validateDeviceSpec, validateModel } from './registry-validate.js'
 import { WatchSet } from './registry-watch.js'
 
 interface RegistryEvents {
   change: [DeviceChange]
   error: [Error]
 }
-
-const MAX_MAPPER_DEVICES = 10_000
 
 export class DeviceRegistry extends EventEmitter<RegistryEvents> {
   readonly metrics: DeviceMetrics
@@ -60,8 +57,7 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
   readonly #logger: Logger
   readonly #dispatcher: Dispatcher
   readonly #watch: WatchSet
-  readonly #maxUploads: number
-  readonly #maxUploadBytes: number
+  readonly #ctx: RegistryContext
   /** nodeId → device ids, for listDevices({nodeId}) and resync; rebuilt on open, updated after each commit. */
   readonly #byNode = new Map<string, Set<string>>()
   readonly #nodeOf = new Map<string, string>()
@@ -73,8 +69,6 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
     this.#kv = kv
     this.#clock = o.clock ?? systemClock
     this.#logger = (o.logger ?? nullLogger).child({ component: 'devices' })
-    this.#maxUploads = maxUploads
-    this.#maxUploadBytes = maxUploadBytes
     this.metrics = createDeviceMetrics(o.metricsRegistry ?? new Registry(), () => ({
       devices: this.#closed ? 0 : this.#kv.count('devices'),
       models: this.#closed ? 0 : this.#kv.count('models'),
@@ -83,6 +77,18 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
     }))
     this.#watch = new WatchSet(watchBuffer, maxWatchers, () => this.metrics.watchOverflows.inc())
     this.#dispatcher = new Dispatcher(kv, this.metrics, this.#clock, this.#logger, retryMs, err => this.#fail(err))
+    this.#ctx = {
+      kv,
+      clock: this.#clock,
+      logger: this.#logger,
+      metrics: this.metrics,
+      maxUploads,
+      maxUploadBytes,
+      devicesOf: nodeId => this.#byNode.get(nodeId),
+      mutate: async (fn, options) => await this.#mutate(fn, options),
+      publish: changes => this.#publish(changes),
+      emitError: err => { this.emit('error', err) }
+    }
     for (const { value } of kv.entries<StoredDevice>('devices')) this.#index(deviceId(value.spec), value.spec.nodeId)
   }
 
@@ -109,39 +115,11 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
     void this.#dispatcher.flush()
   }
 
-  // ---- models --------------------------------------------------------------------
+  // ---- models (registry-models.ts) ------------------------------------------------
 
-  /**
-   * Create or replace a model. Devices using it get desired values re-checked
-   * against it (values that no longer fit are dropped, new defaults added), a
-   * new revision and a snapshot.
-   */
+  /** Create or replace a model; its devices get desired values re-checked, a new revision and a snapshot. */
   async upsertModel (input: DeviceModel): Promise<{ model: DeviceModel, revision: number, devices: number }> {
-    return await this.#api(async () => {
-      const model = validateModel(input)
-      const id = `${model.namespace}/${model.name}`
-      const now = this.#clock.now()
-      const changes: DeviceChange[] = []
-      const keys: string[] = []
-      const r = await this.#kv.transaction(tx => {
-        const cur = tx.get<DeviceModel>('models', id)
-        if (cur !== undefined && JSON.stringify(cur) === JSON.stringify(model)) return { rev: tx.get<number>('meta', 'revision') ?? 0, devices: 0, same: true }
-        const rev = nextRevision(tx)
-        const users = tx.entries<StoredDevice>('devices').filter(e => e.value.spec.model === id)
-        tx.put('models', id, model)
-        for (const { value: d } of users) {
-          const next: StoredDevice = { ...d, desired: reconcileDesired(d.desired, model, rev, now).desired, revision: rev, updatedAt: now }
-          tx.put('devices', deviceId(d.spec), next)
-          dispatchSnapshot(tx, next, model, keys)
-          changes.push({ type: 'device-upserted', namespace: d.spec.namespace, name: d.spec.name, revision: rev, at: now, ...nodeOf(d.spec), detail: { reason: 'model-changed' } })
-        }
-        return { rev, devices: users.length, same: false }
-      })
-      if (r.same) return { model, revision: r.rev, devices: 0 }
-      this.#publish([{ type: 'model-upserted', namespace: model.namespace, name: model.name, revision: r.rev, at: now }, ...changes])
-      void this.#dispatcher.flush(keys)
-      return { model, revision: r.rev, devices: r.devices }
-    })
+    return await this.#api(async () => await models.upsertModel(this.#ctx, input))
   }
 
   getModel (namespace: string, name: string): DeviceModel | undefined {
@@ -156,70 +134,14 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
 
   /** Delete a model; refused (DeviceModelInUseError) while devices use it. */
   async deleteModel (namespace: string, name: string): Promise<void> {
-    await this.#api(async () => {
-      const id = `${namespace}/${name}`
-      const now = this.#clock.now()
-      const rev = await this.#kv.transaction(tx => {
-        if (tx.get('models', id) === undefined) throw new DeviceModelNotFoundError(id)
-        const users = tx.entries<StoredDevice>('devices').filter(e => e.value.spec.model === id).map(e => String(e.key))
-        if (users.length > 0) throw new DeviceModelInUseError(id, users)
-        const r = nextRevision(tx)
-        tx.remove('models', id)
-        return r
-      })
-      this.#publish([{ type: 'model-deleted', namespace, name, revision: rev, at: now }])
-    })
+    await this.#api(async () => { await models.deleteModel(this.#ctx, namespace, name) })
   }
 
-  // ---- devices -------------------------------------------------------------------
+  // ---- devices (registry-devices.ts) ----------------------------------------------
 
-  /**
-   * Create or update a device. Unchanged specs are a no-op (same revision).
-   * A changed node binding sends a removal (reason 'rebound') to the old node
-   * and a snapshot to the new one; the edge sequence and synced revision
-   * start over for the new node.
-   */
+  /** Create or update a device (unchanged spec: no-op); re-binding sends the old node a removal ('rebound'). */
   async upsertDevice (input: DeviceSpec): Promise<DeviceView> {
-    return await this.#api(async () => {
-      const spec = validateDeviceSpec(input)
-      const id = deviceId(spec)
-      const now = this.#clock.now()
-      const keys: string[] = []
-      const r = await this.#kv.transaction(tx => {
-        const model = tx.get<DeviceModel>('models', spec.model)
-        if (model === undefined) throw new DeviceModelNotFoundError(spec.model)
-        const old = tx.get<StoredDevice>('devices', id)
-        if (old !== undefined && sameSpec(old.spec, spec)) return { d: old, changed: false, rebound: undefined }
-        const rev = nextRevision(tx)
-        const rebound = old?.spec.nodeId !== undefined && old.spec.nodeId !== spec.nodeId ? old.spec.nodeId : undefined
-        const sameNode = old !== undefined && old.spec.nodeId === spec.nodeId
-        const d: StoredDevice = {
-          spec,
-          revision: rev,
-          desired: reconcileDesired(old?.desired ?? {}, model, rev, now).desired,
-          reported: old?.reported ?? {},
-          state: old?.state ?? 'unknown',
-          stateAt: old?.stateAt ?? null,
-          lastSeen: old?.lastSeen ?? null,
-          lastEdgeSeq: sameNode ? old.lastEdgeSeq : 0,
-          syncedRevision: sameNode ? old.syncedRevision : 0,
-          resyncPending: sameNode ? old.resyncPending : false,
-          credentials: old?.credentials ?? [],
-          createdAt: old?.createdAt ?? now,
-          updatedAt: now
-        }
-        if (rebound !== undefined) dispatchRemoval(tx, rebound, spec, rev, 'rebound', keys)
-        tx.put('devices', id, d)
-        dispatchSnapshot(tx, d, model, keys)
-        return { d, changed: true, rebound }
-      })
-      if (r.changed) {
-        this.#index(id, spec.nodeId)
-        this.#publish([{ type: 'device-upserted', namespace: spec.namespace, name: spec.name, revision: r.d.revision, at: now, ...nodeOf(spec), detail: r.rebound === undefined ? {} : { reboundFrom: r.rebound } }])
-        void this.#dispatcher.flush(keys)
-      }
-      return viewOf(r.d)
-    })
+    return await this.#api(async () => await devices.upsertDevice(this.#ctx, input))
   }
 
   getDevice (namespace: string, name: string): DeviceView | undefined {
@@ -230,181 +152,47 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
 
   listDevices (filter: ListDevicesFilter = {}): DeviceView[] {
     this.#open()
-    const labels = filter.labels === undefined ? undefined : checkLabels(filter.labels, 'labels selector')
-    let list: StoredDevice[]
-    if (filter.nodeId !== undefined) {
-      list = [...this.#byNode.get(filter.nodeId) ?? []].sort().flatMap(id => { const d = this.#kv.get<StoredDevice>('devices', id); return d === undefined ? [] : [d] })
-    } else {
-      list = this.#kv.entries<StoredDevice>('devices', filter.namespace === undefined ? undefined : `${filter.namespace}/`).map(e => e.value)
-    }
-    const limit = filter.limit === undefined ? Infinity : Math.max(1, Math.floor(filter.limit))
-    const out: DeviceView[] = []
-    for (const d of list) {
-      if (out.length >= limit) break
-      if (filter.after !== undefined && deviceId(d.spec) <= filter.after) continue
-      if (match(d)) out.push(viewOf(d))
-    }
-    return out
-    function match (d: StoredDevice): boolean {
-      return (filter.namespace === undefined || d.spec.namespace === filter.namespace) &&
-        (filter.nodeId === undefined || d.spec.nodeId === filter.nodeId) &&
-        (filter.model === undefined || d.spec.model === filter.model) &&
-        (labels === undefined || Object.entries(labels).every(([k, v]) => d.spec.labels[k] === v))
-    }
+    return devices.listDevices(this.#ctx, filter)
   }
 
   /** Delete a device; a bound node gets a removal (reason 'deleted'). */
   async deleteDevice (namespace: string, name: string): Promise<void> {
-    await this.#api(async () => {
-      const id = `${namespace}/${name}`
-      const now = this.#clock.now()
-      const keys: string[] = []
-      const r = await this.#kv.transaction(tx => {
-        const d = tx.get<StoredDevice>('devices', id)
-        if (d === undefined) throw new DeviceNotFoundError(id)
-        const rev = nextRevision(tx)
-        if (d.spec.nodeId !== undefined) dispatchRemoval(tx, d.spec.nodeId, d.spec, rev, 'deleted', keys)
-        tx.remove('devices', id)
-        return { rev, nodeId: d.spec.nodeId }
-      })
-      this.#index(id, undefined)
-      this.#publish([{ type: 'device-deleted', namespace, name, revision: r.rev, at: now, ...(r.nodeId === undefined ? {} : { nodeId: r.nodeId }) }])
-      void this.#dispatcher.flush(keys)
-    })
+    await this.#api(async () => { await devices.deleteDevice(this.#ctx, namespace, name) })
   }
 
-  /**
-   * Set desired values (KubeEdge "expected"). Unknown properties, ReadOnly
-   * properties, wrong types and out-of-range values are refused with typed
-   * errors; nothing is applied unless every value is valid.
-   */
+  /** Set desired values (KubeEdge "expected"), all or nothing; invalid ones are refused with typed errors. */
   async setDesired (namespace: string, name: string, values: Record<string, TwinValue>): Promise<DeviceView> {
-    return await this.#api(async () => {
-      const id = `${namespace}/${name}`
-      const now = this.#clock.now()
-      const keys: string[] = []
-      const r = await this.#kv.transaction(tx => {
-        const d = tx.get<StoredDevice>('devices', id)
-        if (d === undefined) throw new DeviceNotFoundError(id)
-        const model = tx.get<DeviceModel>('models', d.spec.model)
-        if (model === undefined) throw new DeviceModelNotFoundError(d.spec.model)
-        const checked = checkDesired(model, values)
-        const rev = nextRevision(tx)
-        const desired = { ...d.desired }
-        for (const [k, v] of Object.entries(checked)) desired[k] = { value: v, revision: rev, timestamp: now }
-        const next: StoredDevice = { ...d, desired, revision: rev, updatedAt: now }
-        tx.put('devices', id, next)
-        dispatchSnapshot(tx, next, model, keys)
-        return { next, checked }
-      })
-      const changed = Object.fromEntries(Object.keys(r.checked).map(k => [k, r.next.desired[k]]))
-      this.#publish([{ type: 'desired', namespace, name, revision: r.next.revision, at: now, ...nodeOf(r.next.spec), detail: { desired: changed, source: 'cloud' } }])
-      void this.#dispatcher.flush(keys)
-      return viewOf(r.next)
-    })
+    return await this.#api(async () => await devices.setDesired(this.#ctx, namespace, name, values))
   }
 
-  // ---- credentials -----------------------------------------------------------------
+  // ---- credentials (registry-credentials.ts) --------------------------------------
 
-  /**
-   * Issue (or rotate) the device's MQTT credential. The password is returned
-   * once; only its scrypt hash is stored and sent to the edge in the snapshot.
-   * Username = device id `{namespace}/{name}`. Rotation replaces the old one.
-   */
+  /** Issue (or rotate) the device's MQTT credential `{namespace}/{name}`; the password is returned once, only its hash kept. */
   async issueCredential (namespace: string, name: string): Promise<{ username: string, password: string }> {
-    return await this.#api(async () => {
-      checkDeviceName(namespace, name)
-      const password = newSecret()
-      const passwordHash = await hashSecret(password)
-      const username = `${namespace}/${name}`
-      await this.#credentials(namespace, name, [{ username, passwordHash, issuedAt: this.#clock.now() }], 'issued')
-      return { username, password }
-    })
+    return await this.#api(async () => await credentials.issueCredential(this.#ctx, namespace, name))
   }
 
   /** Remove the device's credentials (its MQTT clients are refused once the edge has the snapshot). */
   async revokeCredential (namespace: string, name: string): Promise<DeviceView> {
-    return await this.#api(async () => await this.#credentials(namespace, name, [], 'revoked'))
+    return await this.#api(async () => await credentials.setCredentials(this.#ctx, namespace, name, [], 'revoked'))
   }
 
-  async #credentials (namespace: string, name: string, credentials: StoredDevice['credentials'], action: string): Promise<DeviceView> {
-    const id = `${namespace}/${name}`
-    const now = this.#clock.now()
-    const keys: string[] = []
-    const next = await this.#kv.transaction(tx => {
-      const d = tx.get<StoredDevice>('devices', id)
-      if (d === undefined) throw new DeviceNotFoundError(id)
-      const model = tx.get<DeviceModel>('models', d.spec.model)
-      if (model === undefined) throw new DeviceModelNotFoundError(d.spec.model)
-      const n: StoredDevice = { ...d, credentials, revision: nextRevision(tx), updatedAt: now }
-      tx.put('devices', id, n)
-      dispatchSnapshot(tx, n, model, keys)
-      return n
-    })
-    this.#publish([{ type: 'credentials', namespace, name, revision: next.revision, at: now, ...nodeOf(next.spec), detail: { action } }])
-    void this.#dispatcher.flush(keys)
-    return viewOf(next)
-  }
-
-  /**
-   * Grant a mapper on `nodeId` the right to act for `deviceIds` (each bound to
-   * that node). Returns the password once; re-granting rotates it. Username =
-   * `mapper/{nodeId}/{name}`.
-   */
+  /** Grant mapper `mapper/{nodeId}/{name}` the devices `deviceIds` (bound to that node); the password is returned once. */
   async grantMapper (nodeId: string, name: string, deviceIds: string[]): Promise<{ username: string, password: string }> {
-    return await this.#api(async () => {
-      if (!isNodeName(nodeId)) throw new InvalidDeviceSpecError('nodeId', 'must be a node name')
-      if (!isDnsLabel(name)) throw new InvalidDeviceSpecError('name', 'mapper names must be DNS-1123 labels')
-      if (!Array.isArray(deviceIds) || deviceIds.length > MAX_MAPPER_DEVICES) throw new InvalidDeviceSpecError('devices', `must be an array of at most ${MAX_MAPPER_DEVICES} device ids`)
-      const devices = [...new Set(deviceIds)].sort()
-      for (const id of devices) if (typeof id !== 'string' || !/^[^/]+\/[^/]+$/.test(id)) throw new InvalidDeviceSpecError('devices', `${JSON.stringify(id)} is not a device id "{namespace}/{name}"`)
-      const password = newSecret()
-      const passwordHash = await hashSecret(password)
-      const username = `mapper/${nodeId}/${name}`
-      const now = this.#clock.now()
-      const keys: string[] = []
-      const m = await this.#kv.transaction(tx => {
-        for (const id of devices) {
-          const d = tx.get<StoredDevice>('devices', id)
-          if (d === undefined) throw new DeviceNotFoundError(id)
-          if (d.spec.nodeId !== nodeId) throw new InvalidDeviceSpecError('devices', `device ${id} is not bound to node ${nodeId}`)
-        }
-        const grant: StoredMapper = { nodeId, name, username, passwordHash, devices, revision: nextRevision(tx), issuedAt: now }
-        tx.put('mappers', `${nodeId}/${name}`, grant)
-        dispatchGrant(tx, grant, 'update', keys)
-        return grant
-      })
-      this.#publish([{ type: 'mapper', namespace: nodeId, name, nodeId, revision: m.revision, at: now, detail: { action: 'granted', devices } }])
-      void this.#dispatcher.flush(keys)
-      return { username, password }
-    })
+    return await this.#api(async () => await credentials.grantMapper(this.#ctx, nodeId, name, deviceIds))
   }
 
   async revokeMapper (nodeId: string, name: string): Promise<void> {
-    await this.#api(async () => {
-      const id = `${nodeId}/${name}`
-      const now = this.#clock.now()
-      const keys: string[] = []
-      const rev = await this.#kv.transaction(tx => {
-        const m = tx.get<StoredMapper>('mappers', id)
-        if (m === undefined) throw new MapperNotFoundError(id)
-        const r = nextRevision(tx)
-        tx.remove('mappers', id)
-        dispatchGrant(tx, { ...m, revision: r }, 'delete', keys)
-        return r
-      })
-      this.#publish([{ type: 'mapper', namespace: nodeId, name, nodeId, revision: rev, at: now, detail: { action: 'revoked' } }])
-      void this.#dispatcher.flush(keys)
-    })
+    await this.#api(async () => { await credentials.revokeMapper(this.#ctx, nodeId, name) })
   }
 
   /** Mapper grants (without password hashes). */
   listMappers (nodeId?: string): Array<Omit<StoredMapper, 'passwordHash'>> {
     this.#open()
-    return this.#kv.entries<StoredMapper>('mappers', nodeId === undefined ? undefined : `${nodeId}/`).map(({ value: { passwordHash: _, ...rest } }) => rest)
+    return credentials.listMappers(this.#ctx, nodeId)
   }
 
-  // ---- edges -------------------------------------------------------------------------
+  // ---- edges (registry-edges.ts) ----------------------------------------------------
 
   /**
    * Full two-way resync of a node (operator action, POST /v1/nodes/{node}/resync):
@@ -413,53 +201,16 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
    * it (each marked `resyncPending` until its full report arrives).
    */
   async resyncNode (nodeId: string): Promise<number> {
-    return await this.#api(async () => await this.#resync(nodeId, undefined, true))
+    return await this.#api(async () => await edges.resync(this.#ctx, nodeId, undefined, true))
   }
 
   /**
    * Re-send snapshots of every device bound to `nodeId` (or the listed ones)
-   * and its mapper grants: the answer to an edge's ResyncRequest. Each gets a
-   * new revision, because the edge drops a message whose version it already
-   * stored (DESIGN.md §5) — a re-send at the same revision would not heal an
-   * edge that lost or distrusts its copy.
+   * and its mapper grants, each at a new revision (registry-edges.ts): the
+   * answer to an edge's ResyncRequest.
    */
   async resendSnapshots (nodeId: string, only?: Array<{ namespace: string, name: string }>): Promise<number> {
-    return await this.#api(async () => await this.#resync(nodeId, only, false))
-  }
-
-  async #resync (nodeId: string, only: Array<{ namespace: string, name: string }> | undefined, requestReports: boolean): Promise<number> {
-    if (!isNodeName(nodeId)) throw new InvalidDeviceSpecError('nodeId', 'must be a node name')
-    const now = this.#clock.now()
-    const keys: string[] = []
-    const ids = only === undefined ? [...this.#byNode.get(nodeId) ?? []] : only.slice(0, MAX_MAPPER_DEVICES).map(d => `${d.namespace}/${d.name}`)
-    const changes: DeviceChange[] = []
-    let requested = 0
-    await this.#kv.transaction(tx => {
-      const rev = nextRevision(tx)
-      for (const id of ids) {
-        const d = tx.get<StoredDevice>('devices', id)
-        if (d === undefined || d.spec.nodeId !== nodeId) continue
-        const model = tx.get<DeviceModel>('models', d.spec.model)
-        if (model === undefined) continue
-        const next: StoredDevice = { ...d, revision: rev, resyncPending: d.resyncPending || requestReports }
-        tx.put('devices', id, next)
-        dispatchSnapshot(tx, next, model, keys)
-        changes.push({ type: 'resync', namespace: d.spec.namespace, name: d.spec.name, nodeId, revision: rev, at: now, detail: { direction: requestReports ? 'both' : 'answered' } })
-      }
-      if (only === undefined) {
-        for (const { key, value } of tx.entries<StoredMapper>('mappers', `${nodeId}/`)) {
-          const m: StoredMapper = { ...value, revision: rev }
-          tx.put('mappers', key, m)
-          dispatchGrant(tx, m, 'update', keys)
-        }
-      }
-      if (requestReports) requested = dispatchResyncRequest(tx, nodeId, ids, keys)
-    })
-    this.metrics.resyncs.inc({ direction: 'answered' })
-    if (requested > 0) this.metrics.resyncs.inc({ direction: 'requested' })
-    this.#publish(changes)
-    await this.#dispatcher.flush(keys)
-    return changes.length
+    return await this.#api(async () => await edges.resync(this.#ctx, nodeId, only, false))
   }
 
   /**
@@ -471,85 +222,20 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
    */
   async handleUpstream (nodeId: string, env: Envelope): Promise<void> {
     this.#open()
-    const op = env.router.operation
-    const res = env.router.resource
-    const kind = res.startsWith('twin/') ? 'twin' : res.startsWith('state/') ? 'state' : res.startsWith('upload/') ? 'upload' : res.startsWith('device-resync/') ? 'resync' : 'unknown'
-    const now = this.#clock.now()
     try {
-      if (env.router.group !== DEVICE_GROUP) throw new DeviceReportError('invalid', `not a ${DEVICE_GROUP} message`)
-      switch (kind) {
-        case 'twin': {
-          if (op !== 'report') throw new DeviceReportError('invalid', `twin messages use operation "report", not ${JSON.stringify(op)}`)
-          const report = parseTwinReport(env.content)
-          const r = await this.#kv.transaction(tx => applyTwinReport(tx, nodeId, report, now, this.#byNode.get(nodeId) ?? []))
-          this.metrics.upstream.inc({ kind, result: r.result })
-          if (r.accepted.length > 0) this.metrics.merges.inc({ result: 'accepted' }, r.accepted.length)
-          if (r.rejected.length > 0) this.metrics.merges.inc({ result: 'rejected' }, r.rejected.length)
-          if (r.resyncRequested) this.metrics.resyncs.inc({ direction: 'requested' })
-          this.#publish(r.changes)
-          await this.#dispatcher.flush(r.keys)
-          return
-        }
-        case 'state': {
-          const s = parseStateReport(env.content)
-          const c = await this.#kv.transaction(tx => applyStateReport(tx, nodeId, s, now))
-          this.metrics.upstream.inc({ kind, result: c === undefined ? 'stale' : 'applied' })
-          if (c !== undefined) this.#publish([c])
-          return
-        }
-        case 'upload': {
-          await this.#upload(nodeId, parseUpload(env.content), now)
-          this.metrics.upstream.inc({ kind, result: 'applied' })
-          return
-        }
-        case 'resync': {
-          const c = env.content as { devices?: unknown } | undefined
-          const only = Array.isArray(c?.devices) ? (c.devices as Array<{ namespace: string, name: string }>).filter(d => typeof d?.namespace === 'string' && typeof d?.name === 'string') : undefined
-          await this.#resync(nodeId, only, false)
-          this.metrics.upstream.inc({ kind, result: 'applied' })
-          return
-        }
-        default:
-          throw new DeviceReportError('invalid', `unknown device resource ${JSON.stringify(res.slice(0, 100))}`)
-      }
+      const u = edges.parseUpstream(env)
+      const count = await this.#mutate((tx, m) => edges.applyUpstream(this.#ctx, tx, m, nodeId, u), { awaitDispatch: true })
+      count()
     } catch (err) {
       if (!(err instanceof DeviceReportError)) throw err
-      this.metrics.upstream.inc({ kind, result: err.reason })
-      this.#logger.warn({ nodeId, resource: res.slice(0, 200), reason: err.reason, err: err.message }, 'device message from edge not applied')
-      this.emit('error', err)
+      edges.refuseUpstream(this.#ctx, nodeId, env, err)
     }
-  }
-
-  async #upload (nodeId: string, u: UploadRecord, now: number): Promise<void> {
-    const truncated = u.payload.byteLength > this.#maxUploadBytes
-    if (truncated) this.metrics.uploadDrops.inc({ reason: 'truncated' })
-    const payload = truncated ? u.payload.slice(0, this.#maxUploadBytes) : u.payload
-    let evicted = 0
-    const n = await this.#kv.transaction(tx => {
-      const [next, first] = tx.get<[number, number]>('meta', 'log') ?? [1, 1]
-      const entry: UploadEntry = { n: next, nodeId, topic: u.topic, payload, timestamp: u.timestamp, receivedAt: now, truncated }
-      tx.put('uploads', next, entry)
-      let f = first
-      while (next + 1 - f > this.#maxUploads) { tx.remove('uploads', f); f++; evicted++ }
-      tx.put('meta', 'log', [next + 1, f])
-      return next
-    })
-    if (evicted > 0) this.metrics.uploadDrops.inc({ reason: 'evicted' }, evicted)
-    const m = /^\$hw\/events\/(?:upload|device)\/([^/]+)\/([^/]+)/.exec(u.topic)
-    this.#publish([{ type: 'upload', namespace: m?.[1] ?? '', name: m?.[2] ?? '', nodeId, revision: 0, at: now, detail: { n, topic: u.topic, bytes: payload.byteLength, timestamp: u.timestamp } }])
   }
 
   /** Newest upload records first (bounded log, `maxUploads`). */
   listUploads (filter: { nodeId?: string, limit?: number } = {}): UploadEntry[] {
     this.#open()
-    const limit = Math.max(1, Math.min(filter.limit ?? 100, 10_000))
-    const out: UploadEntry[] = []
-    const all = this.#kv.entries<UploadEntry>('uploads')
-    for (let i = all.length - 1; i >= 0 && out.length < limit; i--) {
-      const e = all[i]?.value
-      if (e !== undefined && (filter.nodeId === undefined || e.nodeId === filter.nodeId)) out.push(e)
-    }
-    return out
+    return edges.listUploads(this.#ctx, filter)
   }
 
   // ---- watch / lifecycle --------------------------------------------------------------
@@ -576,7 +262,7 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
     if (this.#closed) throw new DeviceRegistryClosedError()
   }
 
-  /** Run a public mutation: closed check, and every typed refusal counted by code. */
+  /** Run a public operation: closed check, and every typed refusal counted by code. */
   async #api<T> (fn: () => Promise<T>): Promise<T> {
     try {
       this.#open()
@@ -585,6 +271,25 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
       if (err instanceof DeviceError) this.metrics.rejections.inc({ code: err.code })
       throw err
     }
+  }
+
+  /**
+   * The one shape of every change (registry-context.ts): `fn` runs in one
+   * transaction and records what follows the commit; only after the commit
+   * the node index is updated, the changes are emitted and the dispatch
+   * records handed to the lane (a crash before that re-sends them on open).
+   */
+  async #mutate<T> (fn: (tx: KvTxn, m: Mutation) => T, options: MutateOptions = {}): Promise<T> {
+    const reindex: Array<[string, string | undefined]> = []
+    const m: Mutation = { now: options.now ?? this.#clock.now(), keys: [], changes: [], index: (id, nodeId) => { reindex.push([id, nodeId]) } }
+    const result = await this.#kv.transaction(tx => fn(tx, m))
+    for (const [id, nodeId] of reindex) this.#index(id, nodeId)
+    this.#publish(m.changes)
+    if (m.keys.length > 0) {
+      const flushed = this.#dispatcher.flush(m.keys)
+      if (options.awaitDispatch === true) await flushed
+    }
+    return result
   }
 
   #index (id: string, nodeId: string | undefined): void {
@@ -616,17 +321,3 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
     this.emit('error', err)
   }
 }
-
-function sameSpec (a: DeviceSpec, b: DeviceSpec): boolean {
-  return JSON.stringify(canonical(a)) === JSON.stringify(canonical(b))
-}
-
-function canonical (s: DeviceSpec): unknown {
-  const sortObj = (o: Record<string, string>): Array<[string, string]> => Object.entries(o).sort(([x], [y]) => x < y ? -1 : x > y ? 1 : 0)
-  return [s.namespace, s.name, s.model, sortObj(s.labels), sortObj(s.attributes), s.nodeId ?? null]
-}
-
-function nodeOf (spec: DeviceSpec): { nodeId?: string } {
-  return spec.nodeId === undefined ? {} : { nodeId: spec.nodeId }
-}
-
