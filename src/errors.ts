@@ -136,8 +136,9 @@ export class IdentityMismatchError extends EdgeFabricError {
   static readonly code = 'EF_IDENTITY_MISMATCH'
   readonly expected: string
   readonly actual: string | undefined
-  constructor (expected: string, actual: string | undefined) {
-    super(IdentityMismatchError.code, `remote identity ${actual ?? '(none)'} does not match expected ${expected}`)
+  /** `detail`: why a chain was refused when the pin names an issuer (src/transport/tls-pin.ts). */
+  constructor (expected: string, actual: string | undefined, detail?: string) {
+    super(IdentityMismatchError.code, `remote identity ${actual ?? '(none)'} does not match expected ${expected}${detail === undefined ? '' : `: ${detail}`}`)
     this.expected = expected
     this.actual = actual
   }

@@ -34,6 +34,8 @@ export class Hub extends HubCore {
   readonly #startedAt: number
 
   readonly #ownsStore: boolean
+  /** Short-lived CA-issued leaf for https:// (WebTransport) listeners (see #listenIdentity). */
+  #wtTls: { certPem: string, keyPem: string, notAfter: number } | undefined
 
   private constructor (options: HubOptions, identity: HubIdentity, bindings: NodeBindingStore, registry: Registry, metrics: HubMetrics, store: ReliableStore, ownsStore: boolean) {
     const clock = options.clock ?? systemClock
@@ -75,6 +77,7 @@ export class Hub extends HubCore {
     hub.openLanes()
     try {
       hub.#devices = await openDevices(hub, options, registry)
+      if (options.listen.some(u => /^(https|webtransport):/i.test(u))) hub.#wtTls = await identity.issueWebTransportTls()
       await hub.listenAll(options.listen, url => hub.#listenIdentity(url), options)
       if (options.admin !== false) {
         hub.#admin = await startAdminServer({
@@ -148,9 +151,17 @@ export class Hub extends HubCore {
         // memory:// carries the QUIC peer id as its identity, so tokens pin it the same way
         return { identity: url.protocol === 'quic:' ? this.identity.quicPrivateKey : this.identity.quicPeerId }
       case 'wss:':
-      case 'https:':
-      case 'webtransport:':
         return { identity: { cert: this.identity.tls.certPem, key: this.identity.tls.keyPem } }
+      case 'https:':
+      case 'webtransport:': {
+        // Not server.pem (365 days): WebTransport pins only leaves valid for
+        // at most 14 days (W3C serverCertificateHashes), so https:// serves a
+        // short-lived leaf from the same CA. Edges pin the CA from their token
+        // and the dialer verifies that this leaf chains to it
+        // (src/transport/webtransport-pin.ts).
+        const tls = this.#wtTls as { certPem: string, keyPem: string }
+        return { identity: { cert: tls.certPem, key: tls.keyPem } }
+      }
       default:
         return {}
     }

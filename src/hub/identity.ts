@@ -15,6 +15,12 @@
  * key would lock out every edge. server.pem alone is reissued (under the same
  * CA, which keeps the pin valid) when the wanted altNames change, when it is
  * missing, or when it nears expiry.
+ *
+ * WebTransport (`https://`) cannot present server.pem: its only pinning
+ * mechanism (W3C serverCertificateHashes) takes leaf certificates valid for
+ * at most 14 days. `issueWebTransportTls()` issues such a leaf under the same
+ * CA, in memory only (derived, short-lived material; the CA pin in join
+ * tokens stays valid), and the hub reissues it while running.
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto'
 import type { KeyObject } from 'node:crypto'
@@ -25,6 +31,7 @@ import { PRIVATE_DIR_MODE, ensurePrivateDir, fsyncDir, writeFileAtomic, writeSyn
 import { decodeQuicIdentity, encodeQuicIdentity, generateQuicIdentity, quicPeerId } from '../transport/quic-identity.js'
 import type { QuicPrivateKey } from '../transport/quic-identity.js'
 import { canonicalAltNames, certificateAltNames, certificateFingerprint, generateCa, issueServerCertificate } from './pki.js'
+import { WEBTRANSPORT_MAX_CERT_DAYS } from '../tls.js'
 
 export interface HubTlsMaterial {
   /** The dev CA certificate (PEM): what edges trust (`ca`) and the token pins. */
@@ -50,6 +57,12 @@ export interface HubIdentity {
   altNames: string[]
   tokenSigningKey: KeyObject
   tokenPublicKey: KeyObject
+  /**
+   * A fresh server leaf for WebTransport listeners, issued by the CA for the
+   * same altNames, valid for `days` (@default 14, the WebTransport maximum;
+   * src/tls.ts WEBTRANSPORT_MAX_CERT_DAYS). Not written to disk.
+   */
+  issueWebTransportTls (days?: number): Promise<HubTlsMaterial & { notAfter: number }>
   /** This call created the identity (first start). */
   created: boolean
   /** This call (re)issued the server certificate. */
@@ -144,6 +157,14 @@ export async function loadOrCreateHubIdentity (dataDir: string, opts: HubIdentit
     altNames: certificateAltNames(server.certPem),
     tokenSigningKey,
     tokenPublicKey: createPublicKey(tokenSigningKey),
+    // The CA key stays in this closure: nothing else in memory needs it.
+    async issueWebTransportTls (days = WEBTRANSPORT_MAX_CERT_DAYS) {
+      if (!Number.isInteger(days) || days < 1 || days > WEBTRANSPORT_MAX_CERT_DAYS) {
+        throw new InvalidOptionError('days', `must be an integer from 1 to ${WEBTRANSPORT_MAX_CERT_DAYS} (WebTransport certificate-hash pinning limit)`)
+      }
+      const leaf = await issueServerCertificate({ certPem: caCertPem, keyPem: caKeyPem }, { commonName: SERVER_CN, altNames: wanted, days })
+      return { caCertPem, certPem: leaf.chainPem, keyPem: leaf.keyPem, notAfter: Date.parse(new X509Certificate(leaf.certPem).validTo) }
+    },
     created,
     serverCertificateIssued
   }

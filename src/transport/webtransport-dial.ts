@@ -5,22 +5,24 @@
  * handshake, which the library reports only as "Opening handshake failed.",
  * is turned into a specific typed error (refusal, identity mismatch, an
  * untrusted or over-long-lived certificate, an HTTP/3-only listener).
+ * A pin may name the leaf or an issuing CA: ./webtransport-pin.ts resolves
+ * it to the verified leaf hash that WebTransport itself can pin.
  */
-import { isIP } from 'node:net'
-import { connect as tlsConnect } from 'node:tls'
 import { PRIORITIES } from '../envelope.js'
 import {
   AbortedError, DialError, DialTimeoutError, EdgeFabricError, IdentityMismatchError, InvalidOptionError,
   ProtocolError, TransportUnavailableError, UnsupportedUrlError, toError
 } from '../errors.js'
 import { intOption } from '../options.js'
-import { certificateFingerprint, isSha256Fingerprint, normalizeFingerprint, WEBTRANSPORT_MAX_CERT_DAYS } from '../tls.js'
+import { isSha256Fingerprint, normalizeFingerprint, WEBTRANSPORT_MAX_CERT_DAYS } from '../tls.js'
 import { resolveConnectionOptions } from './options.js'
 import type { Channel, Connection, DialOptions } from './types.js'
 import { WebTransportConnection } from './webtransport-connection.js'
 import { clientPeerFingerprint, clientRtt, nativeStreamFor, teardownClient } from './webtransport-internals.js'
 import { loadWebTransport, type WebTransportStatus, type WtCloseInfo, type WtSession } from './webtransport-lib.js'
 import type { WtListenTarget } from './webtransport-listener.js'
+import { peekCertificate, resolvePin } from './webtransport-pin.js'
+import { verifyPinnedChain } from './tls-pin.js'
 import {
   ACCEPT_BYTE, CHANNEL_PREFACE, CLOSE_ABORT, CLOSE_REFUSED, WT_FLOW_CONTROL, readFirst, type ChannelStreams
 } from './webtransport-wire.js'
@@ -72,7 +74,7 @@ export function chooseMode (requested: ModeParam, status: WebTransportStatus): '
 function parseExpected (v: unknown): string | undefined {
   if (v === undefined) return undefined
   if (typeof v !== 'string' || !isSha256Fingerprint(v)) {
-    throw new InvalidOptionError('expectedRemoteIdentity', 'must be the sha256 fingerprint (64 hex digits) of the server certificate')
+    throw new InvalidOptionError('expectedRemoteIdentity', 'must be the sha256 fingerprint (64 hex digits) of the server certificate or of a CA that issued it')
   }
   return normalizeFingerprint(v)
 }
@@ -90,10 +92,42 @@ export async function dialWebTransport (url: URL, options: DialOptions = {}): Pr
   if (aborted()) throw new AbortedError('dial aborted')
 
   const started = Date.now()
+  // One deadline and one abort for the whole dial, the certificate read included.
+  let timer: NodeJS.Timeout | undefined
+  let onAbort = noop
+  const interrupted = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new DialTimeoutError(url.href, timeoutMs)), timeoutMs)
+    onAbort = () => reject(new AbortedError('dial aborted'))
+    options.signal?.addEventListener('abort', onAbort, { once: true })
+  })
+  interrupted.catch(noop)
+  const peekAbort = new AbortController()
+  const stopClock = (): void => {
+    peekAbort.abort()
+    clearTimeout(timer)
+    options.signal?.removeEventListener('abort', onAbort)
+  }
+
+  // The pin (a leaf or an issuing CA, e.g. the hub CA a join token pins) → the
+  // verified leaf hash; `serverCertificateHashes` only ever matches a leaf.
+  let pinned: string | undefined
+  let chainRead = false
+  if (expected !== undefined) {
+    try {
+      const peer = await Promise.race([peekCertificate(target.host, target.port, Math.min(timeoutMs, 3000), peekAbort.signal), interrupted])
+      const pin = resolvePin(url.href, expected, peer)
+      pinned = pin.leaf
+      chainRead = pin.verified
+    } catch (err) {
+      stopClock()
+      throw err
+    }
+  }
+
   let wt: WtSession
   try {
     wt = new lib.WebTransport(target.httpsUrl, {
-      ...(expected !== undefined ? { serverCertificateHashes: [{ algorithm: 'sha-256', value: Buffer.from(expected, 'hex') }] } : {}),
+      ...(pinned !== undefined ? { serverCertificateHashes: [{ algorithm: 'sha-256', value: Buffer.from(pinned, 'hex') }] } : {}),
       ...(choice === 'http2' ? { forceReliable: true } : {}),
       ...(choice === 'http3' ? { requireUnreliable: true } : {}),
       ...WT_FLOW_CONTROL,
@@ -107,27 +141,21 @@ export async function dialWebTransport (url: URL, options: DialOptions = {}): Pr
       webTransportConnectTimeout: Math.min(timeoutMs + 1000, 5000)
     })
   } catch (err) {
+    stopClock()
     throw new DialError(url.href, toError(err).message, { cause: err })
   }
   wt.ready.catch(noop)
   wt.closed.catch(noop)
 
   let settled = false
-  let timer: NodeJS.Timeout | undefined
-  let onAbort = noop
-  const interrupted = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new DialTimeoutError(url.href, timeoutMs)), timeoutMs)
-    onAbort = () => reject(new AbortedError('dial aborted'))
-    options.signal?.addEventListener('abort', onAbort, { once: true })
-  })
-  interrupted.catch(noop)
   try {
     const streams = await Promise.race([clientHandshake(wt, () => settled), interrupted])
     const mode = wt.reliability === 'supports-unreliable' ? 'http3' : 'http2'
     return new WebTransportConnection({
       direction: 'outbound',
       remoteAddress: `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`,
-      remoteIdentity: expected ?? (mode === 'http2' ? clientPeerFingerprint(wt) : undefined),
+      // The leaf hash the session was pinned to, as wss:// reports the leaf even for a CA pin.
+      remoteIdentity: pinned ?? (mode === 'http2' ? clientPeerFingerprint(wt) : undefined),
       options: resolved,
       session: wt,
       mode,
@@ -141,7 +169,7 @@ export async function dialWebTransport (url: URL, options: DialOptions = {}): Pr
     teardownClient(wt)
     if (err instanceof AbortedError || err instanceof DialTimeoutError) throw err
     const info = await Promise.race([wt.closed.then(i => i, () => undefined), new Promise<undefined>(resolve => setTimeout(() => resolve(undefined), 50))])
-    const failure = await explainDialFailure(url, target, expected, err, info, Math.max(500, timeoutMs - (Date.now() - started)))
+    const failure = await explainDialFailure(url, target, expected, pinned, chainRead, err, info, Math.max(500, timeoutMs - (Date.now() - started)))
     if (failure instanceof DialError && choice === 'http2' && status.mode === 'http2' && info?.closeCode !== CLOSE_REFUSED) {
       // Say what this machine can and cannot reach: an HTTP/3-only listener is invisible over TCP.
       throw new DialError(url.href, `${failure.message.replace(/^dial to \S+ failed: /, '')} (this machine has no HTTP/3, so it dialed ` +
@@ -150,8 +178,7 @@ export async function dialWebTransport (url: URL, options: DialOptions = {}): Pr
     throw failure
   } finally {
     settled = true
-    clearTimeout(timer)
-    options.signal?.removeEventListener('abort', onAbort)
+    stopClock()
   }
 }
 
@@ -178,8 +205,8 @@ async function clientHandshake (wt: WtSession, abandoned: () => boolean): Promis
  * into a typed, specific error: a refusal by the listener, or — when a pinned
  * dial fails over HTTP/2 — whether the server's certificate is the pinned one.
  */
-async function explainDialFailure (url: URL, target: Target, expected: string | undefined, err: unknown,
-  info: WtCloseInfo | undefined, budgetMs: number): Promise<Error> {
+async function explainDialFailure (url: URL, target: Target, expected: string | undefined, pinned: string | undefined, chainRead: boolean,
+  err: unknown, info: WtCloseInfo | undefined, budgetMs: number): Promise<Error> {
   if (info?.closeCode === CLOSE_REFUSED) return new DialError(url.href, `refused by the listener: ${info.reason ?? ''}`, { cause: err })
   if (err instanceof EdgeFabricError && !(err instanceof ProtocolError)) return err
   if (expected === undefined && target.mode !== 'http3') {
@@ -192,7 +219,12 @@ async function explainDialFailure (url: URL, target: Target, expected: string | 
   if (expected !== undefined && target.mode !== 'http3') {
     const peer = await peekCertificate(target.host, target.port, Math.min(budgetMs, 3000))
     if (peer !== undefined) {
-      if (peer.fingerprint !== expected) return new IdentityMismatchError(expected, peer.fingerprint)
+      const pin = verifyPinnedChain(peer.chain, expected)
+      if (!pin.ok) return new IdentityMismatchError(expected, pin.leaf, pin.reason)
+      if (pinned !== undefined && peer.fingerprint !== pinned) {
+        // Still issued by the pinned CA, but not the leaf we pinned: reissued mid-dial. Retrying helps.
+        return new DialError(url.href, 'the server certificate changed during the dial (reissued under the pinned CA); retry', { cause: err })
+      }
       const days = (peer.notAfter - peer.notBefore) / 86_400_000
       if (days > WEBTRANSPORT_MAX_CERT_DAYS) {
         return new DialError(url.href, `the server certificate matches the pinned fingerprint but is valid for ${days.toFixed(1)} days; ` +
@@ -203,36 +235,9 @@ async function explainDialFailure (url: URL, target: Target, expected: string | 
       }
     }
   }
-  return new DialError(url.href, `WebTransport handshake failed: ${toError(err).message}`, { cause: err })
-}
-
-/**
- * Diagnostics only, after a failed dial: read the certificate the server
- * presents on TCP (HTTP/2 mode). Nothing is sent after the TLS handshake and
- * the socket is destroyed at once, so accepting any certificate here exposes
- * nothing; it never carries a connection.
- */
-interface PeerCertificateInfo { fingerprint: string, notBefore: number, notAfter: number, authorizationError: string | undefined }
-
-function peekCertificate (host: string, port: number, ms: number): Promise<PeerCertificateInfo | undefined> {
-  return new Promise(resolve => {
-    const sock = tlsConnect({ host, port, rejectUnauthorized: false, ALPNProtocols: ['h2'], ...(isIP(host) === 0 ? { servername: host } : {}) })
-    const done = (v: PeerCertificateInfo | undefined): void => {
-      clearTimeout(timer)
-      sock.destroy()
-      resolve(v)
-    }
-    const timer = setTimeout(() => done(undefined), ms)
-    sock.on('error', () => done(undefined))
-    sock.once('secureConnect', () => {
-      try {
-        const c = sock.getPeerX509Certificate()
-        if (c === undefined) { done(undefined); return }
-        const authErr = sock.authorized ? undefined : String(sock.authorizationError ?? 'unverified')
-        done({ fingerprint: certificateFingerprint(c.raw), notBefore: Date.parse(c.validFrom), notAfter: Date.parse(c.validTo), authorizationError: authErr })
-      } catch {
-        done(undefined)
-      }
-    })
-  })
+  const unread = expected !== undefined && !chainRead
+    ? ' (the server certificate chain could not be read over TCP before the dial, so the pin was used as the leaf ' +
+      'certificate hash; a pinned CA can only be checked when the listener also answers TLS on TCP, as the HTTP/2 mode does)'
+    : ''
+  return new DialError(url.href, `WebTransport handshake failed: ${toError(err).message}${unread}`, { cause: err })
 }

@@ -16,6 +16,7 @@ import { intOption } from '../options.js'
 import { resolveConnectionOptions, type ResolvedConnectionOptions } from './options.js'
 import type { Connection, ListenOptions, Listener } from './types.js'
 import { WsConnection } from './ws-connection.js'
+import { peerChainDer, verifyPinnedChain } from './tls-pin.js'
 import { normalizeFingerprint, parseServerIdentity, peerChainFingerprints } from './ws-tls.js'
 
 export interface WsListenSettings {
@@ -139,7 +140,8 @@ class WsListener implements Listener {
     if ((socket as TLSSocket).encrypted === true) {
       const chain = peerChainFingerprints(socket as TLSSocket)
       remoteIdentity = chain[0]
-      if (this.#expectedClient !== undefined && !chain.includes(this.#expectedClient)) {
+      // A pinned CA must have signed the client's leaf (./tls-pin.ts), not merely appear in its chain.
+      if (this.#expectedClient !== undefined && !verifyPinnedChain(peerChainDer(socket as TLSSocket), this.#expectedClient).ok) {
         return refuse(socket, 403, 'Forbidden')
       }
     }

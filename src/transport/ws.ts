@@ -30,6 +30,7 @@ import { resolveConnectionOptions } from './options.js'
 import type { Connection, DialOptions, ListenOptions, Listener, Transport } from './types.js'
 import { WsConnection } from './ws-connection.js'
 import { formatHostPort, listenWs } from './ws-listener.js'
+import { peerChainDer, verifyPinnedChain } from './tls-pin.js'
 import { normalizeFingerprint, parseDialIdentity, peerChainFingerprints } from './ws-tls.js'
 
 export { WsConnection } from './ws-connection.js'
@@ -64,9 +65,12 @@ function pinBeforeRequest (expected: string) {
   return (req: ClientRequest): void => {
     req.once('socket', (socket: Socket) => {
       socket.once('secureConnect', () => {
-        const chain = peerChainFingerprints(socket as TLSSocket)
-        if (chain.includes(expected)) req.end()
-        else req.destroy(new IdentityMismatchError(expected, chain[0]))
+        // Not just "the chain contains the pin": a pinned CA must have SIGNED
+        // the leaf, or anyone could append a copy of the public CA certificate
+        // to their own leaf (./tls-pin.ts).
+        const pin = verifyPinnedChain(peerChainDer(socket as TLSSocket), expected)
+        if (pin.ok) req.end()
+        else req.destroy(new IdentityMismatchError(expected, pin.leaf, pin.reason))
       })
     })
   }

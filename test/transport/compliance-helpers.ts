@@ -21,6 +21,13 @@ export interface ComplianceHarness {
   wrongIdentity?: string
   /** A URL of the same scheme where nothing listens. */
   deadUrl: string
+  /**
+   * Certificate-chain transports (wss://, https://): a CA (PEM cert + key) the
+   * suite issues listener leaves from, to check that pinning the CA works and
+   * that only a CA which SIGNED the leaf satisfies the pin (the join token pins
+   * the hub CA; DESIGN.md §9). Leaves are presented as `identity: { cert, key }`.
+   */
+  caPinning?: { cert: string, key: string }
   /** Max ms to notice a SIGKILLed peer. @default 5000 */
   peerKillDetectMs?: number
   /** Listen URL for the child-process peer (test/fixtures/transport-peer.mjs). */
@@ -31,6 +38,7 @@ export interface ComplianceHarness {
     independentChannels?: string
     peerKill?: string
     closeReason?: string
+    caPinning?: string
   }
 }
 

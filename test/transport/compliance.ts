@@ -5,13 +5,15 @@
  * transport lacks is skipped with the reason printed, never silently.
  */
 import type { Test } from 'tap'
-import { dial } from '../../src/transport/index.js'
+import { certificateFingerprint, generateCertificateAuthority, issueCertificate } from '../../src/tls.js'
+import { dial, listen } from '../../src/transport/index.js'
 import type { EnvelopeCodec } from '../../src/codec.js'
 import type { Envelope } from '../../src/envelope.js'
 import type { Channel, CloseInfo } from '../../src/transport/types.js'
 import {
   collect, eventually, makePair, msg, netHandles, sendAll, spawnPeer, teardown, withTimeout, type ComplianceHarness
 } from './compliance-helpers.js'
+import { forgeChain } from './forged-cert.js'
 
 export type { ComplianceHarness } from './compliance-helpers.js'
 
@@ -42,6 +44,42 @@ export function runCompliance (t: Test, h: ComplianceHarness): void {
     const err = await dial(pair.listener.url, { ...h.dialOptions?.(pair.listener), expectedRemoteIdentity: h.wrongIdentity ?? 'not-the-identity' })
       .then(c => { c.abort(new Error('should not connect')); return undefined }, (e: unknown) => e)
     t.equal(CODE(err), 'EF_IDENTITY_MISMATCH', 'wrong identity is refused')
+  })
+
+  // The gap that hid EF_HUB_IDENTITY_MISMATCH over https://: only exact leaf pins were
+  // tested, while join tokens pin the hub's CA. And a CA pin must not be satisfied by a
+  // copy of the (public) CA certificate appended to someone else's leaf.
+  t.test('identity: pinning the issuing CA, and only a CA that signed the leaf', async t => {
+    if (h.caPinning === undefined) {
+      t.comment(`CA pinning skipped: ${h.skip?.caPinning ?? 'the harness names no CA (not a certificate-chain transport)'}`)
+      return
+    }
+    const ca = h.caPinning
+    const caFp = certificateFingerprint(ca.cert)
+    const names = ['localhost', '127.0.0.1']
+    // ≤ 14 days: WebTransport pins only such leaves.
+    const leaf = await issueCertificate(ca, { commonName: 'localhost', altNames: names, days: 2 })
+    const pair = await makePair(h, { identity: { cert: leaf.cert + ca.cert, key: leaf.key } }, { expectedRemoteIdentity: caFp })
+    t.teardown(() => teardown(pair))
+    t.equal(pair.client.remoteIdentity, leaf.fingerprint, 'pinning the CA connects; remoteIdentity is the verified leaf')
+
+    const refused = async (cert: string, key: string, what: string): Promise<void> => {
+      let accepted = 0
+      const l = await listen(h.listenUrl, { ...(await h.listenOptions?.()), identity: { cert, key }, onConnection: c => { accepted++; c.abort(new Error('impostor')) } })
+      try {
+        const err = await dial(l.url, { ...h.dialOptions?.(l), expectedRemoteIdentity: caFp })
+          .then(c => { c.abort(new Error('should not connect')); return undefined }, (e: unknown) => e)
+        t.equal(CODE(err), 'EF_IDENTITY_MISMATCH', `${what}: refused`)
+        t.equal(accepted, 0, `${what}: no connection reached the listener`)
+      } finally {
+        await l.close(100)
+      }
+    }
+    const forged = await forgeChain(ca.cert, names)
+    await refused(forged.cert, forged.key, 'own leaf + copy of the pinned CA')
+    const otherCa = await generateCertificateAuthority({ commonName: 'another CA', days: 2 })
+    const foreign = await issueCertificate(otherCa, { commonName: 'localhost', altNames: names, days: 2 })
+    await refused(foreign.cert + otherCa.cert, foreign.key, 'leaf of another CA')
   })
 
   t.test('both directions, ordering within a channel', async t => {

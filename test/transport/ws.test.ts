@@ -42,6 +42,7 @@ t.test('wss://', async t => {
     listenOptions: () => ({ identity: { cert: pki.chain, key: pki.leafKey } }),
     dialOptions: listener => ({ expectedRemoteIdentity: listener.identity as string }),
     wrongIdentity: pki.otherFingerprint,
+    caPinning: { cert: pki.caCert, key: pki.caKey },
     deadUrl: `wss://127.0.0.1:${port}`,
     ...(peerReady ? { peerListenUrl: 'wss://127.0.0.1:0' } : {}),
     skip: {
