@@ -7,7 +7,7 @@ import type { Logger } from '../ops/logger.js'
 import type { Registry } from '../ops/metrics.js'
 import type { AppendOutcome } from '../reliable/store.js'
 import type { DeviceModel, DeviceSpec, DeviceState, TwinValue } from './model.js'
-import type { DesiredValue, ReportedValue } from './protocol.js'
+import type { DesiredValue, MapperGrant, ReportedValue } from './protocol.js'
 
 /** Where the registry hands cloud → edge messages: the hub's reliable lane (HubCore.sendReliable). */
 export interface DeviceSink {
@@ -50,36 +50,42 @@ export interface StoredCredential {
   issuedAt: number
 }
 
-/** The persisted record of one device. */
-export interface StoredDevice {
+/** What the persisted record and the getDevice() view of one device share. */
+export interface DeviceRecordBase {
+  /** The device as the API caller set it (upsertDevice). */
   spec: DeviceSpec
   /** Registry revision of the device's last snapshot-relevant change (== snapshot resourceVersion). */
   revision: number
+  /** Desired (KubeEdge "expected") values, each with the revision it was set at: the cloud is authoritative. */
   desired: Record<string, DesiredValue>
+  /** Reported (actual) values from the edge, which is authoritative for them. */
   reported: Record<string, ReportedValue>
+  /** Last state the edge reported. @default 'unknown' */
   state: DeviceState
+  /** Highest snapshot revision the bound node reported holding (TwinReport.baseRevision; 0 = none yet); `syncedRevision === revision` means in sync. */
+  syncedRevision: number
+  /** A ResyncRequest is outstanding for this device (cleared by a `full` report). */
+  resyncPending: boolean
+  /** When the device was created (ms). */
+  createdAt: number
+  /** When its spec, desired values or credentials last changed (ms). */
+  updatedAt: number
+}
+
+/** The persisted record of one device (msgpack in LMDB: absent times are `null`). */
+export interface StoredDevice extends DeviceRecordBase {
   /** When `state` was reported (ms). */
   stateAt: number | null
   /** Last report of any kind from the edge for this device (ms). */
   lastSeen: number | null
   /** Highest edgeSeq applied from the bound node (gap detection; reset on re-bind). */
   lastEdgeSeq: number
-  /** Highest snapshot revision the bound node said it holds (TwinReport.baseRevision). */
-  syncedRevision: number
-  /** A ResyncRequest is outstanding for this device (cleared by a `full` report). */
-  resyncPending: boolean
+  /** Device credentials (scrypt hashes only); sent to the edge in the snapshot. */
   credentials: StoredCredential[]
-  createdAt: number
-  updatedAt: number
 }
 
-export interface StoredMapper {
-  nodeId: string
-  name: string
-  username: string
-  passwordHash: string
-  devices: string[]
-  revision: number
+/** A mapper grant as stored: the MapperGrant sent to the edge (protocol.ts) plus when it was issued. */
+export interface StoredMapper extends MapperGrant {
   issuedAt: number
 }
 
@@ -103,23 +109,16 @@ export interface UploadEntry {
   truncated: boolean
 }
 
-/** getDevice() result. */
-export interface DeviceView {
-  spec: DeviceSpec
-  revision: number
-  desired: Record<string, DesiredValue>
-  reported: Record<string, ReportedValue>
-  state: DeviceState
+/** getDevice() result: the stored record without edge bookkeeping and password hashes. */
+export interface DeviceView extends DeviceRecordBase {
+  /** When `state` was reported (ms); undefined before the first state report. */
   stateAt: number | undefined
+  /** Last report of any kind from the edge (ms); undefined before the first. */
   lastSeen: number | undefined
+  /** The bound node (`spec.nodeId`). */
   nodeId: string | undefined
-  /** Highest snapshot revision the bound node reported holding (0 = none yet); `syncedRevision === revision` means in sync. */
-  syncedRevision: number
-  resyncPending: boolean
   /** Usernames of the device's credentials (hashes are not returned). */
-  credentials: Array<{ username: string, issuedAt: number }>
-  createdAt: number
-  updatedAt: number
+  credentials: Array<Omit<StoredCredential, 'passwordHash'>>
 }
 
 export interface ListDevicesFilter {
