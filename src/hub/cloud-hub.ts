@@ -7,7 +7,7 @@
  *   const token = hub.createToken('edge-1')
  */
 import { mkdir } from 'node:fs/promises'
-import { systemClock } from '../clock.js'
+import { systemClock, type TimerHandle } from '../clock.js'
 import { InvalidOptionError } from '../errors.js'
 import { startAdminServer, type AdminServer } from '../ops/admin-server.js'
 import { nullLogger } from '../ops/logger.js'
@@ -18,12 +18,17 @@ import { FileBindingStore, type NodeBindingStore } from './bindings.js'
 import { HubCore } from './hub.js'
 import { loadOrCreateHubIdentity, type HubIdentity } from './identity.js'
 import { createJoinToken } from './token.js'
+import { certificateFingerprint } from './pki.js'
+import { WebTransportListener } from '../transport/webtransport-listener.js'
 import type { HubOptions } from './types.js'
 import { join } from 'node:path'
 import { LmdbStore } from '../reliable/lmdb-store.js'
 import type { ReliableStore } from '../reliable/store.js'
 import { DeviceRegistry } from '../device/registry.js'
 import { deviceRoutes } from '../device/cloud-http.js'
+
+/** Reissue the WebTransport leaf this long before it expires (half of its 14 days). */
+const WT_ROTATE_BEFORE_EXPIRY_MS = 7 * 86_400_000
 
 export class Hub extends HubCore {
   readonly identity: HubIdentity
@@ -36,6 +41,8 @@ export class Hub extends HubCore {
   readonly #ownsStore: boolean
   /** Short-lived CA-issued leaf for https:// (WebTransport) listeners (see #listenIdentity). */
   #wtTls: { certPem: string, keyPem: string, notAfter: number } | undefined
+  #wtRotation: TimerHandle | undefined
+  #stopping = false
 
   private constructor (options: HubOptions, identity: HubIdentity, bindings: NodeBindingStore, registry: Registry, metrics: HubMetrics, store: ReliableStore, ownsStore: boolean) {
     const clock = options.clock ?? systemClock
@@ -79,6 +86,7 @@ export class Hub extends HubCore {
       hub.#devices = await openDevices(hub, options, registry)
       if (options.listen.some(u => /^(https|webtransport):/i.test(u))) hub.#wtTls = await identity.issueWebTransportTls()
       await hub.listenAll(options.listen, url => hub.#listenIdentity(url), options)
+      hub.#scheduleWebTransportRotation()
       if (options.admin !== false) {
         hub.#admin = await startAdminServer({
           host: options.admin?.host ?? '127.0.0.1',
@@ -132,7 +140,50 @@ export class Hub extends HubCore {
     }
   }
 
+  /**
+   * Reissue the https:// (WebTransport) leaf under the same CA — join tokens
+   * pin the CA, so they stay valid — and serve it to new sessions; open
+   * sessions keep theirs. Runs by itself half-way through the leaf's 14 days.
+   * Returns the new leaf's fingerprint (undefined without https:// listeners).
+   */
+  async rotateWebTransportCertificate (): Promise<string | undefined> {
+    const previous = this.#wtTls
+    if (previous === undefined || this.#stopping) return undefined
+    const next = await this.identity.issueWebTransportTls()
+    this.#wtTls = next
+    for (const l of this.transportListeners) {
+      if (!(l instanceof WebTransportListener)) continue
+      if (!l.updateIdentity({ cert: next.certPem, key: next.keyPem })) {
+        this.logger.warn({ url: l.url, notAfter: new Date(previous.notAfter).toISOString() },
+          'this https:// listener (HTTP/3) cannot swap its certificate while running; restart the hub before the certificate expires')
+      }
+    }
+    this.#scheduleWebTransportRotation()
+    const fp = certificateFingerprint(next.certPem)
+    this.logger.info({ fingerprint: fp, notAfter: new Date(next.notAfter).toISOString() }, 'https:// certificate reissued')
+    return fp
+  }
+
+  #scheduleWebTransportRotation (retryMs?: number): void {
+    this.clock.clearTimeout(this.#wtRotation)
+    this.#wtRotation = undefined
+    const tls = this.#wtTls
+    if (tls === undefined || this.#stopping) return
+    // Half the lifetime before expiry (7 of 14 days): leaves room for retries and
+    // clock skew between hub and edges. Certificates live in wall-clock time.
+    const delay = retryMs ?? Math.max(60_000, tls.notAfter - WT_ROTATE_BEFORE_EXPIRY_MS - Date.now())
+    this.#wtRotation = this.clock.setTimeout(() => {
+      this.#wtRotation = undefined
+      this.rotateWebTransportCertificate().catch((err: unknown) => {
+        this.logger.error({ err }, 'reissuing the https:// certificate failed; retrying in a minute')
+        this.#scheduleWebTransportRotation(60_000)
+      })
+    }, delay)
+  }
+
   override async close (graceMs = 5000): Promise<void> {
+    this.#stopping = true
+    this.clock.clearTimeout(this.#wtRotation)
     // The registry first: its in-flight hand-offs to the lanes finish while the store is open.
     // The handler stays installed: a `$device` message arriving now is refused
     // (EF_DEVICE_REGISTRY_CLOSED, not acked, resent by the edge later), never

@@ -148,6 +148,20 @@ export function serverHttp2 (server: unknown): { on: (ev: 'session', cb: (s: unk
   return typeof s?.on === 'function' ? s as unknown as { on: (ev: 'session', cb: (s: unknown) => void) => void } : undefined
 }
 
+/**
+ * Listener (HTTP/2 mode): serve a new certificate to new TLS connections
+ * (node:tls `Server.setSecureContext`); open sessions keep theirs. False when
+ * there is no such server (HTTP/3: the native binding takes its certificate
+ * only at start).
+ */
+export function setServerCertificate (server: unknown, material: { cert: string, key: string }): boolean {
+  const s = obj(obj(obj(server)?.transportInt)?.serverInt)
+  const set = fn(s, 'setSecureContext')
+  if (set === undefined) return false
+  set(material)
+  return true
+}
+
 export function destroyHttp2Session (s: unknown): void {
   try {
     const h2 = asHttp2Session(s)

@@ -15,7 +15,7 @@ import { certificateFingerprint, generateSelfSignedCertificate, type Certificate
 import { resolveConnectionOptions, type ResolvedConnectionOptions } from './options.js'
 import type { Channel, Connection, ListenOptions, Listener } from './types.js'
 import { WebTransportConnection } from './webtransport-connection.js'
-import { destroyHttp2Session, nativeStreamFor, serverHttp2, serverHttp2Session } from './webtransport-internals.js'
+import { destroyHttp2Session, nativeStreamFor, serverHttp2, serverHttp2Session, setServerCertificate } from './webtransport-internals.js'
 import type { WtBidiStream, WtLibrary, WtServer, WtServerSession } from './webtransport-lib.js'
 import {
   ACCEPT_BYTE, CLOSE_REFUSED, PREFACE_CHANNEL, WT_FLOW_CONTROL, readFirst, truncateReason, type ChannelStreams
@@ -223,6 +223,22 @@ export class WebTransportListener implements Listener {
     } catch (err) {
       conn.abort(toError(err))
     }
+  }
+
+  /**
+   * Serve a new certificate to new sessions; open sessions are unaffected.
+   * WebTransport pins leaves valid for at most 14 days, so a long-running
+   * listener must rotate (the hub does, src/hub/cloud-hub.ts). Returns false
+   * when this listener cannot swap its certificate while running (HTTP/3: the
+   * native binding takes it only at start; restart the listener instead).
+   * Throws InvalidOptionError for material TLS rejects.
+   */
+  updateIdentity (identity: { cert: string, key: string }): boolean {
+    const material = parseIdentity(identity) as CertificateKeyPair
+    if (this.#server === undefined || this.#closing !== undefined || this.webtransportMode !== 'http2') return false
+    if (!setServerCertificate(this.#server, material)) return false
+    this.identity = certificateFingerprint(material.cert)
+    return true
   }
 
   close (graceMs = 2000): Promise<void> {
