@@ -7,6 +7,9 @@
  *   edge-1 (quic): module "thermometer" uploads readings; answers "read" requests
  *   edge-2 (wss):  module "fan" takes set-point commands from the cloud
  *   edge-1 → edge-2 alerts are routed through the hub (edge-to-edge)
+ *   device twin: the cloud registry (hub.devices) sets thermostat-1's desired
+ *     `target-temp`; an MQTT.js device on edge-1's embedded broker gets the delta
+ *     and reports back (demo-twin.ts)
  */
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -17,6 +20,8 @@ import { newMessage, type Envelope } from '../envelope.js'
 import { isEdgeFabricError } from '../errors.js'
 import { Hub } from '../hub/cloud-hub.js'
 import { transportFor } from '../transport/index.js'
+import { Stats } from './demo-stats.js'
+import { TwinDemo } from './demo-twin.js'
 import type { Command } from './run.js'
 import { onShutdown } from './shutdown.js'
 
@@ -25,22 +30,6 @@ export const demoSchema = defineConfig({
   forever: { type: 'boolean', default: false, description: 'run until Ctrl-C' },
   rate: { type: 'int', default: 200, min: 1, max: 100000, description: 'device readings per second' }
 })
-
-class Stats {
-  count = 0
-  samples: number[] = []
-  add (ms: number): void {
-    this.count++
-    this.samples.push(ms)
-    if (this.samples.length > 5000) this.samples.splice(0, 2500)
-  }
-
-  pct (q: number): string {
-    if (this.samples.length === 0) return '-'
-    const s = [...this.samples].sort((a, b) => a - b)
-    return (s[Math.min(s.length - 1, Math.floor(q * s.length))] as number).toFixed(2)
-  }
-}
 
 async function available (url: string): Promise<boolean> {
   try { await transportFor(url); return true } catch (err) {
@@ -60,11 +49,13 @@ export const demoCommand: Command = {
     const dir = await mkdtemp(join(tmpdir(), 'edgefabric-demo-'))
     const quic = await available('quic://127.0.0.1:0')
     const listen = [quic ? 'quic://127.0.0.1:0' : 'ws://127.0.0.1:0', 'wss://127.0.0.1:0']
-    const hub = await Hub.start({ listen, dataDir: join(dir, 'hub'), edgeToEdge: true, heartbeatMs: 2000 })
+    const hub = await Hub.start({ listen, dataDir: join(dir, 'hub'), edgeToEdge: true, heartbeatMs: 2000, devices: true })
     const edges: EdgeNode[] = []
     let timer: NodeJS.Timeout | undefined
+    let twin: TwinDemo | undefined
     const cleanup = async (): Promise<void> => {
       clearInterval(timer)
+      await twin?.close() // the device disconnects before its broker (edge-1) closes
       await Promise.all(edges.map(e => e.close()))
       await hub.close(1000)
       await rm(dir, { recursive: true, force: true })
@@ -72,12 +63,16 @@ export const demoCommand: Command = {
     try {
       process.stdout.write(`hub listening on ${hub.urls.join(' and ')} (admin ${hub.adminUrl ?? 'off'})\n`)
       const [url1, url2] = hub.urls as [string, string]
-      const start = async (nodeId: string, url: string, zone: string): Promise<EdgeNode> => {
-        const edge = await EdgeNode.start({ hub: url, nodeId, token: hub.createToken(nodeId), dataDir: join(dir, nodeId), labels: { zone }, admin: false })
+      const start = async (nodeId: string, url: string, zone: string, devices = false): Promise<EdgeNode> => {
+        const edge = await EdgeNode.start({
+          hub: url, nodeId, token: hub.createToken(nodeId), dataDir: join(dir, nodeId), labels: { zone }, admin: false,
+          // edge-1 runs the embedded MQTT broker (aedes) for device twins, on a free loopback port
+          ...(devices ? { devices: { mode: 'internal' as const, mqtt: { host: '127.0.0.1', port: 0 } } } : {})
+        })
         edges.push(edge)
         return edge
       }
-      const edge1 = await start('edge-1', url1, 'north')
+      const edge1 = await start('edge-1', url1, 'north', true)
       const edge2 = await start('edge-2', url2, 'south')
       await Promise.all([edge1.waitConnected(10_000), edge2.waitConnected(10_000)])
       for (const n of hub.nodes()) process.stdout.write(`${n.nodeId} joined over ${n.transport} (labels ${JSON.stringify(n.labels)})\n`)
@@ -137,17 +132,30 @@ export const demoCommand: Command = {
           `fan ${setPoint}  alerts ${alerts}\n`)
       }
       timer = setInterval(line, 1000)
-      const loops = Promise.all([ticker(), controller()])
+      twin = new TwinDemo(hub.devices as NonNullable<typeof hub.devices>, edge1, s => process.stdout.write(s))
+      const loops = Promise.all([ticker(), controller(), twin.run(() => stop)])
       if (cfg.forever) {
-        const code = await onShutdown(async () => { stop = true; await loops; line(); await cleanup() })
+        const code = await onShutdown(async () => { stop = true; await loops; line(); twin?.summary(); await cleanup() })
         return code
       }
-      await new Promise(resolve => setTimeout(resolve, cfg.duration))
+      // Ctrl-C before the duration ends: stop early, same summary and teardown
+      let interrupted = (): void => {}
+      const signalled = new Promise<void>(resolve => { interrupted = resolve })
+      process.once('SIGINT', interrupted).once('SIGTERM', interrupted)
+      let sleeper: NodeJS.Timeout | undefined
+      await Promise.race([signalled, new Promise(resolve => { sleeper = setTimeout(resolve, cfg.duration) })])
+      clearTimeout(sleeper)
+      process.off('SIGINT', interrupted).off('SIGTERM', interrupted)
       stop = true
+      clearInterval(timer) // one final status line below
       await loops
       line()
-      const ok = uploads.count > 0 && readRtt.count > 0 && setRtt.count > 0
-      process.stdout.write(ok ? 'demo finished: messages flowed both ways on both transports\n' : 'demo finished WITHOUT traffic: something is wrong\n')
+      twin.summary()
+      const flowed = uploads.count > 0 && readRtt.count > 0 && setRtt.count > 0
+      const ok = flowed && twin.ok
+      process.stdout.write(ok
+        ? 'demo finished: messages flowed both ways on both transports; device twin round trips completed\n'
+        : `demo finished WITH PROBLEMS: ${flowed ? '' : 'no message traffic; '}${twin.ok ? '' : 'device twin round trip failed'}\n`)
       await cleanup()
       return ok ? 0 : 1
     } catch (err) {
