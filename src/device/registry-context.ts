@@ -32,6 +32,8 @@ export interface MutateOptions {
   awaitDispatch?: boolean
   /** Clock reading to use as `Mutation.now`. @default clock.now() at the start */
   now?: number
+  /** Called after the commit with the hand-off of its dispatch records (not called when there are none). */
+  onDispatch?: (handedOff: Promise<void>) => void
 }
 
 export interface RegistryContext {
@@ -55,4 +57,26 @@ export interface RegistryContext {
   publish: (changes: DeviceChange[]) => void
   /** Emit 'error' for observers (see registry.ts header: never fatal, never throws). */
   emitError: (err: Error) => void
+}
+
+/** Which devices are bound to which node (committed state; rebuilt on open). */
+export class NodeIndex {
+  readonly #byNode = new Map<string, Set<string>>()
+  readonly #nodeOf = new Map<string, string>()
+
+  devicesOf (nodeId: string): ReadonlySet<string> | undefined { return this.#byNode.get(nodeId) }
+
+  /** Device `id` is now bound to `nodeId` (undefined: unbound or deleted). O(1). */
+  set (id: string, nodeId: string | undefined): void {
+    const prev = this.#nodeOf.get(id)
+    if (prev !== undefined && prev !== nodeId) {
+      const set = this.#byNode.get(prev)
+      if (set?.delete(id) === true && set.size === 0) this.#byNode.delete(prev)
+    }
+    if (nodeId === undefined) { this.#nodeOf.delete(id); return }
+    this.#nodeOf.set(id, nodeId)
+    let set = this.#byNode.get(nodeId)
+    if (set === undefined) { set = new Set(); this.#byNode.set(nodeId, set) }
+    set.add(id)
+  }
 }

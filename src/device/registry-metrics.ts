@@ -21,6 +21,8 @@ export interface DeviceMetrics {
   readonly watchOverflows: Counter
   /** Upload records evicted from the bounded log or truncated, by `reason`. */
   readonly uploadDrops: Counter<'reason'>
+  /** Registry transactions that applied upstream messages (group commit: upstream_total / this = messages per commit). */
+  readonly upstreamCommits: Counter
 }
 
 export function createDeviceMetrics (registry: Registry, sizes: () => { devices: number, models: number, dispatch: number, watchers: number }): DeviceMetrics {
@@ -41,6 +43,7 @@ export function createDeviceMetrics (registry: Registry, sizes: () => { devices:
     resyncs: new Counter({ name: p + 'resyncs_total', help: 'Device resyncs, by direction (requested by the cloud after a gap, answered to an edge)', labelNames: ['direction'] as const, registers }),
     dispatched: new Counter({ name: p + 'dispatched_total', help: 'Device messages handed to the reliable lane, by operation and outcome', labelNames: ['operation', 'outcome'] as const, registers }),
     watchOverflows: new Counter({ name: p + 'watch_overflows_total', help: 'Device watchers closed because they fell behind', registers }),
-    uploadDrops: new Counter({ name: p + 'upload_drops_total', help: 'Upload records evicted from the bounded log or truncated, by reason', labelNames: ['reason'] as const, registers })
+    uploadDrops: new Counter({ name: p + 'upload_drops_total', help: 'Upload records evicted from the bounded log or truncated, by reason', labelNames: ['reason'] as const, registers }),
+    upstreamCommits: new Counter({ name: p + 'upstream_commits_total', help: 'Registry transactions that applied upstream device messages (group commit)', registers })
   }
 }

@@ -29,13 +29,14 @@ import { InvalidOptionError, toError } from '../errors.js'
 import { intOption } from '../options.js'
 import { nullLogger, type Logger } from '../ops/logger.js'
 import { Registry } from '../ops/metrics.js'
-import { DeviceError, DeviceRegistryClosedError, DeviceReportError } from './errors.js'
+import { DeviceError, DeviceRegistryClosedError } from './errors.js'
 import { deviceId, type DeviceModel, type DeviceSpec, type TwinValue } from './model.js'
-import type { MutateOptions, Mutation, RegistryContext } from './registry-context.js'
+import { NodeIndex, type MutateOptions, type Mutation, type RegistryContext } from './registry-context.js'
 import * as credentials from './registry-credentials.js'
 import * as devices from './registry-devices.js'
 import { Dispatcher } from './registry-dispatch.js'
 import * as edges from './registry-edges.js'
+import { UpstreamBatcher } from './registry-inbound.js'
 import { createDeviceMetrics, type DeviceMetrics } from './registry-metrics.js'
 import * as models from './registry-models.js'
 import { viewOf } from './registry-records.js'
@@ -58,9 +59,9 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
   readonly #dispatcher: Dispatcher
   readonly #watch: WatchSet
   readonly #ctx: RegistryContext
+  readonly #inbound: UpstreamBatcher
   /** nodeId → device ids, for listDevices({nodeId}) and resync; rebuilt on open, updated after each commit. */
-  readonly #byNode = new Map<string, Set<string>>()
-  readonly #nodeOf = new Map<string, string>()
+  readonly #byNode = new NodeIndex()
   #closed = false
 
   private constructor (kv: DeviceKv, o: DeviceRegistryOptions, watchBuffer: number, maxWatchers: number, maxUploads: number, maxUploadBytes: number, retryMs: number) {
@@ -84,12 +85,13 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
       metrics: this.metrics,
       maxUploads,
       maxUploadBytes,
-      devicesOf: nodeId => this.#byNode.get(nodeId),
+      devicesOf: nodeId => this.#byNode.devicesOf(nodeId),
       mutate: async (fn, options) => await this.#mutate(fn, options),
       publish: changes => this.#publish(changes),
-      emitError: err => { this.emit('error', err) }
+      emitError: err => { this.#emitError(err) }
     }
-    for (const { value } of kv.entries<StoredDevice>('devices')) this.#index(deviceId(value.spec), value.spec.nodeId)
+    this.#inbound = new UpstreamBatcher(this.#ctx)
+    for (const { value } of kv.entries<StoredDevice>('devices')) this.#byNode.set(deviceId(value.spec), value.spec.nodeId)
   }
 
   /** Open (creating) the registry; options are validated here, once. */
@@ -215,21 +217,29 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
 
   /**
    * Apply one upstream `$device` message from `nodeId` (the authenticated
-   * sender). Resolves once applied durably — the hub acks the edge only
-   * then. Malformed or misdirected messages are counted, logged and emitted
-   * as 'error' (DeviceReportError) and resolve (a poison message must not
-   * block the lane); a store failure rejects, so the edge resends.
+   * sender). Resolves once applied durably. Malformed or misdirected
+   * messages are counted, logged and emitted as 'error' (DeviceReportError)
+   * and resolve (a poison message must not block the lane); a store failure
+   * rejects. Concurrent calls share transactions (registry-inbound.ts).
    */
   async handleUpstream (nodeId: string, env: Envelope): Promise<void> {
     this.#open()
-    try {
-      const u = edges.parseUpstream(env)
-      const count = await this.#mutate((tx, m) => edges.applyUpstream(this.#ctx, tx, m, nodeId, u), { awaitDispatch: true })
-      count()
-    } catch (err) {
-      if (!(err instanceof DeviceReportError)) throw err
-      edges.refuseUpstream(this.#ctx, nodeId, env, err)
-    }
+    await this.#inbound.apply(nodeId, env)
+  }
+
+  /**
+   * The hub's reliable lane (hub.ts setDeviceHandler): queue message `seq`
+   * from `nodeId` for the next group commit. The lane acknowledges only
+   * after `upstreamDurable(nodeId)` resolved.
+   */
+  async acceptUpstream (nodeId: string, env: Envelope, seq: number): Promise<void> {
+    this.#open()
+    await this.#inbound.accept(nodeId, env, seq)
+  }
+
+  /** Resolves when every message accepted from `nodeId` since the last call is durable; rejects if one is not (undefined: nothing outstanding). */
+  upstreamDurable (nodeId: string): Promise<void> | undefined {
+    return this.#inbound.durable(nodeId)
   }
 
   /** Newest upload records first (bounded log, `maxUploads`). */
@@ -251,6 +261,7 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    await this.#inbound.drain() // accepted messages are applied before the store closes
     this.#watch.close()
     await this.#dispatcher.close()
     await this.#kv.close()
@@ -283,26 +294,14 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
     const reindex: Array<[string, string | undefined]> = []
     const m: Mutation = { now: options.now ?? this.#clock.now(), keys: [], changes: [], index: (id, nodeId) => { reindex.push([id, nodeId]) } }
     const result = await this.#kv.transaction(tx => fn(tx, m))
-    for (const [id, nodeId] of reindex) this.#index(id, nodeId)
+    for (const [id, nodeId] of reindex) this.#byNode.set(id, nodeId)
     this.#publish(m.changes)
     if (m.keys.length > 0) {
       const flushed = this.#dispatcher.flush(m.keys)
+      options.onDispatch?.(flushed)
       if (options.awaitDispatch === true) await flushed
     }
     return result
-  }
-
-  #index (id: string, nodeId: string | undefined): void {
-    const prev = this.#nodeOf.get(id)
-    if (prev !== undefined && prev !== nodeId) {
-      const set = this.#byNode.get(prev)
-      if (set?.delete(id) === true && set.size === 0) this.#byNode.delete(prev)
-    }
-    if (nodeId === undefined) { this.#nodeOf.delete(id); return }
-    this.#nodeOf.set(id, nodeId)
-    let set = this.#byNode.get(nodeId)
-    if (set === undefined) { set = new Set(); this.#byNode.set(nodeId, set) }
-    set.add(id)
   }
 
   #publish (changes: DeviceChange[]): void {
@@ -318,6 +317,14 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
 
   #fail (err: Error): void {
     this.#logger.warn({ err }, 'device registry')
-    this.emit('error', err)
+    this.#emitError(err)
+  }
+
+  #emitError (err: Error): void {
+    try {
+      this.emit('error', err)
+    } catch (e) {
+      this.#logger.warn({ err: e }, 'device registry error listener threw') // must not break a batch or a lane
+    }
   }
 }

@@ -235,6 +235,6 @@ async function openDevices (hub: Hub, options: HubOptions, registry: Registry): 
     logger: hub.logger,
     metricsRegistry: registry
   })
-  hub.setDeviceHandler(async (nodeId, env) => { await reg.handleUpstream(nodeId, env) })
+  hub.setDeviceHandler({ accept: async (nodeId, env, seq) => { await reg.acceptUpstream(nodeId, env, seq) }, durable: nodeId => reg.upstreamDurable(nodeId) })
   return reg
 }

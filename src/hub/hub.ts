@@ -19,6 +19,7 @@ import type { HelloContent, RefusedContent } from '../session/protocol.js'
 import { listen } from '../transport/index.js'
 import { resolveConnectionOptions } from '../transport/options.js'
 import type { CloseInfo, Listener } from '../transport/types.js'
+import { withInboundBarrier, type DeviceUpstreamHandler } from './device-upstream.js'
 import { HubSession, type SessionHost } from './session.js'
 import type { HubAuthenticator, HubEvent, HubOptions, NodeInfo, NodeSelector, RequestOptions, HubSendOptions, UpstreamMessage } from './types.js'
 import { UpstreamQueue } from './upstream-queue.js'
@@ -92,7 +93,9 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
   readonly #onUpstream: HubOptions['onUpstream']
   readonly #connectionOptions: HubOptions
   /** Consumer of reliable upstream `$device` messages (the device registry, DESIGN.md §8); set by Hub.start. */
-  #deviceHandler: ((nodeId: string, env: Envelope) => Promise<void>) | undefined
+  #deviceHandler: DeviceUpstreamHandler | undefined
+  /** `store` as the lanes see it: inbound commits wait for the device handler (device-upstream.ts). */
+  #laneStore: ReliableStore | undefined
   #closed = false
 
   constructor (options: HubOptions, authenticator: HubAuthenticator, metrics?: HubMetrics, store?: ReliableStore) {
@@ -416,7 +419,7 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
     if (lane === undefined) {
       lane = new ReliableEndpoint(nodeId, {
         source: 'cloud',
-        store: this.store,
+        store: this.#laneStore ??= withInboundBarrier(this.store, peer => this.#deviceHandler?.durable(peer)),
         clock: this.clock,
         codec: resolveConnectionOptions(this.#connectionOptions).codec,
         quota: this.#quota,
@@ -425,8 +428,8 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
         // Upstream versions are per node: node b's "x" v3 is not stale because node a sent "x" v5.
         // (Node names cannot contain '/', so the prefix is unambiguous.)
         resourceKey: env => `${nodeId}/${env.router.resource}`,
-        deliver: async env => {
-          await this.#deliverReliable(nodeId, env)
+        deliver: async (env, seq) => {
+          await this.#deliverReliable(nodeId, env, seq)
           return 'ok' as const
         }
       })
@@ -445,16 +448,17 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
   /**
    * Route reliable upstream messages of router group `$device` to `handler`
    * instead of the application (messages()/onUpstream). The edge is acked
-   * only after `handler` resolves (the registry applied the message durably);
-   * a rejection makes the edge resend. `undefined` restores normal delivery.
+   * only after `handler.durable(node)` resolved for the group (the registry
+   * applied the messages durably, group-committed: device-upstream.ts); a
+   * rejection makes the edge resend. `undefined` restores normal delivery.
    */
-  setDeviceHandler (handler: ((nodeId: string, env: Envelope) => Promise<void>) | undefined): void {
+  setDeviceHandler (handler: DeviceUpstreamHandler | undefined): void {
     this.#deviceHandler = handler
   }
 
-  async #deliverReliable (nodeId: string, env: Envelope): Promise<void> {
+  async #deliverReliable (nodeId: string, env: Envelope, seq: number): Promise<void> {
     if (this.#deviceHandler !== undefined && env.router.group === '$device') {
-      await this.#deviceHandler(nodeId, env)
+      await this.#deviceHandler.accept(nodeId, env, seq)
       return
     }
     const dest = parseNodeDestination(env.router.destination)
