@@ -18,7 +18,7 @@ import { isSha256Fingerprint, normalizeFingerprint, WEBTRANSPORT_MAX_CERT_DAYS }
 import { resolveConnectionOptions } from './options.js'
 import type { Channel, Connection, DialOptions } from './types.js'
 import { WebTransportConnection } from './webtransport-connection.js'
-import { clientPeerFingerprint, clientRtt, nativeStreamFor, teardownClient } from './webtransport-internals.js'
+import { clientPeerFingerprint, clientRtt, guardClientPing, nativeStreamFor, teardownClient } from './webtransport-internals.js'
 import { loadWebTransport, type WebTransportStatus, type WtCloseInfo, type WtSession } from './webtransport-lib.js'
 import type { WtListenTarget } from './webtransport-listener.js'
 import { peekCertificate, resolvePin } from './webtransport-pin.js'
@@ -151,6 +151,7 @@ export async function dialWebTransport (url: URL, options: DialOptions = {}): Pr
   try {
     const streams = await Promise.race([clientHandshake(wt, () => settled), interrupted])
     const mode = wt.reliability === 'supports-unreliable' ? 'http3' : 'http2'
+    guardClientPing(wt)
     return new WebTransportConnection({
       direction: 'outbound',
       remoteAddress: `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`,

@@ -57,6 +57,7 @@ export function nativeStreamFor (session: WtSession, readable: ReadableStream<Ui
 
 interface Http2SessionLike {
   destroy: (err?: Error) => void
+  ping?: (...args: unknown[]) => boolean
   destroyed?: boolean
   connecting?: boolean
   once?: (ev: string, cb: () => void) => void
@@ -67,6 +68,32 @@ interface Http2SessionLike {
 function asHttp2Session (v: unknown): Http2SessionLike | undefined {
   const o = obj(v)
   return typeof o?.destroy === 'function' ? o as unknown as Http2SessionLike : undefined
+}
+
+const pingGuarded = new WeakSet<object>()
+
+/**
+ * The library measures RTT with an interval that calls `session.ping()`
+ * while `!session.closed`; but a DESTROYED node:http2 session is not
+ * `closed` until its 'close' event, and ping() on it throws
+ * ERR_HTTP2_INVALID_SESSION from a timer — an uncaught exception that kills
+ * the process (seen in webtransport-specific.test.ts teardowns under load).
+ * Make ping on a destroyed session a no-op instead (node returns false when
+ * a ping cannot be sent).
+ */
+export function guardPing (session: unknown): void {
+  try {
+    const h2 = asHttp2Session(session)
+    if (h2 === undefined || typeof h2.ping !== 'function' || pingGuarded.has(h2)) return
+    pingGuarded.add(h2)
+    const ping = h2.ping.bind(h2)
+    h2.ping = (...args: unknown[]): boolean => {
+      if (h2.destroyed === true) return false
+      try { return ping(...args) } catch { return false }
+    }
+  } catch {
+    // shape changed: nothing to guard
+  }
 }
 
 /** Dialer: the HttpClient → its transport (Http2WebTransportClient / HTTP/3 client). */
@@ -80,6 +107,7 @@ export function teardownClient (wt: WtSession): void {
     const ti = clientTransport(wt)
     const h2 = asHttp2Session(ti?.clientInt)
     if (h2 !== undefined) {
+      guardPing(h2)
       if (h2.destroyed === true) return
       // With an error: the library's 'error' handler then settles its pending
       // connect promise (and clears that promise's timer) instead of leaving it.
@@ -120,6 +148,11 @@ function settleSettingsWait (wt: WtSession): void {
   } catch {
     // shape changed: the library's own timer ends the wait
   }
+}
+
+/** Dialer: guard the library's RTT pings on this session's HTTP/2 connection (see guardPing). */
+export function guardClientPing (wt: WtSession): void {
+  guardPing(clientTransport(wt)?.clientInt)
 }
 
 export function clientRtt (wt: WtSession): number | undefined {
@@ -165,6 +198,7 @@ export function setServerCertificate (server: unknown, material: { cert: string,
 export function destroyHttp2Session (s: unknown): void {
   try {
     const h2 = asHttp2Session(s)
+    guardPing(h2)
     if (h2 !== undefined && h2.destroyed !== true) h2.destroy()
   } catch {
     // already gone

@@ -15,7 +15,9 @@ import { certificateFingerprint, generateSelfSignedCertificate, type Certificate
 import { resolveConnectionOptions, type ResolvedConnectionOptions } from './options.js'
 import type { Channel, Connection, ListenOptions, Listener } from './types.js'
 import { WebTransportConnection } from './webtransport-connection.js'
-import { destroyHttp2Session, nativeStreamFor, serverHttp2, serverHttp2Session, setServerCertificate } from './webtransport-internals.js'
+import {
+  destroyHttp2Session, guardPing, nativeStreamFor, serverHttp2, serverHttp2Session, setServerCertificate
+} from './webtransport-internals.js'
 import type { WtBidiStream, WtLibrary, WtServer, WtServerSession } from './webtransport-lib.js'
 import {
   ACCEPT_BYTE, CLOSE_REFUSED, PREFACE_CHANNEL, WT_FLOW_CONTROL, readFirst, truncateReason, type ChannelStreams
@@ -131,6 +133,7 @@ export class WebTransportListener implements Listener {
     const query = this.#target.modeParam !== undefined ? `?mode=${this.#target.modeParam}` : ''
     this.url = `${this.#target.scheme}://${hostPart}:${addr?.port ?? this.#target.port}${this.#target.path}${query}`
     serverHttp2(server)?.on('session', s => {
+      guardPing(s) // the library's RTT timer would otherwise throw on a destroyed session
       this.#h2Sessions.add(s)
       const o = s as { once?: (ev: string, cb: () => void) => void, on?: (ev: string, cb: () => void) => void }
       o.once?.('close', () => this.#h2Sessions.delete(s))
