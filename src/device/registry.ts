@@ -25,8 +25,7 @@
 import { EventEmitter } from 'node:events'
 import { systemClock, type Clock } from '../clock.js'
 import type { Envelope } from '../envelope.js'
-import { InvalidOptionError, toError } from '../errors.js'
-import { intOption } from '../options.js'
+import { toError } from '../errors.js'
 import { nullLogger, type Logger } from '../ops/logger.js'
 import { Registry } from '../ops/metrics.js'
 import { DeviceError, DeviceRegistryClosedError } from './errors.js'
@@ -38,6 +37,7 @@ import { Dispatcher } from './registry-dispatch.js'
 import * as edges from './registry-edges.js'
 import { UpstreamBatcher } from './registry-inbound.js'
 import { createDeviceMetrics, type DeviceMetrics } from './registry-metrics.js'
+import { resolveRegistryOptions, type RegistryLimits } from './registry-options.js'
 import * as models from './registry-models.js'
 import { viewOf } from './registry-records.js'
 import { LmdbKv, MemoryKv, type DeviceKv, type KvTxn } from './registry-store.js'
@@ -64,7 +64,7 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
   readonly #byNode = new NodeIndex()
   #closed = false
 
-  private constructor (kv: DeviceKv, o: DeviceRegistryOptions, watchBuffer: number, maxWatchers: number, maxUploads: number, maxUploadBytes: number, retryMs: number) {
+  private constructor (kv: DeviceKv, o: DeviceRegistryOptions, limits: RegistryLimits) {
     super()
     this.on('error', () => {}) // see header: failures are logged, counted and observable, never fatal
     this.#kv = kv
@@ -76,15 +76,15 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
       dispatch: this.#closed ? 0 : this.#dispatcher.pendingCount(),
       watchers: this.#watch.size
     }))
-    this.#watch = new WatchSet(watchBuffer, maxWatchers, () => this.metrics.watchOverflows.inc())
-    this.#dispatcher = new Dispatcher(kv, this.metrics, this.#clock, this.#logger, retryMs, err => this.#fail(err))
+    this.#watch = new WatchSet(limits.watchBuffer, limits.maxWatchers, () => this.metrics.watchOverflows.inc())
+    this.#dispatcher = new Dispatcher(kv, this.metrics, this.#clock, this.#logger, limits.retryMs, err => this.#fail(err))
     this.#ctx = {
       kv,
       clock: this.#clock,
       logger: this.#logger,
       metrics: this.metrics,
-      maxUploads,
-      maxUploadBytes,
+      maxUploads: limits.maxUploads,
+      maxUploadBytes: limits.maxUploadBytes,
       devicesOf: nodeId => this.#byNode.devicesOf(nodeId),
       mutate: async (fn, options) => await this.#mutate(fn, options),
       publish: changes => this.#publish(changes),
@@ -96,17 +96,9 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
 
   /** Open (creating) the registry; options are validated here, once. */
   static async open (options: DeviceRegistryOptions = {}): Promise<DeviceRegistry> {
-    if (typeof options !== 'object' || options === null) throw new InvalidOptionError('devices', 'must be an object')
-    if (options.path !== undefined && (typeof options.path !== 'string' || options.path === '')) throw new InvalidOptionError('devices.path', 'must be a directory path')
-    if (options.durability !== undefined && options.durability !== 'sync' && options.durability !== 'relaxed') throw new InvalidOptionError('devices.durability', 'must be "sync" or "relaxed"')
-    if (options.sink !== undefined && typeof options.sink?.sendReliable !== 'function') throw new InvalidOptionError('devices.sink', 'must have sendReliable(nodeId, envelope)')
-    const watchBuffer = intOption('devices.watchBuffer', options.watchBuffer, 1024, 1, 1_000_000)
-    const maxWatchers = intOption('devices.maxWatchers', options.maxWatchers, 1024, 1, 100_000)
-    const maxUploads = intOption('devices.maxUploads', options.maxUploads, 10_000, 1, 10_000_000)
-    const maxUploadBytes = intOption('devices.maxUploadBytes', options.maxUploadBytes, 65_536, 1, 16 * 1024 * 1024)
-    const retryMs = intOption('devices.retryMs', options.retryMs, 5000, 10, 3_600_000)
+    const limits = resolveRegistryOptions(options)
     const kv = options.path === undefined ? new MemoryKv() : await LmdbKv.open(options.path, options.durability ?? 'sync')
-    const reg = new DeviceRegistry(kv, options, watchBuffer, maxWatchers, maxUploads, maxUploadBytes, retryMs)
+    const reg = new DeviceRegistry(kv, options, limits)
     if (options.sink !== undefined) reg.attach(options.sink)
     return reg
   }
