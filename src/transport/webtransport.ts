@@ -18,10 +18,12 @@
  * `?mode=http2`. The parameter is ours and is not sent to the server.
  *
  * Identity: the listener's certificate fingerprint (sha256 of DER, hex) is
- * `Listener.identity`; a dialer pins it with `expectedRemoteIdentity`, which
- * becomes the WebTransport `serverCertificateHashes` option. Pinning has the
- * W3C rules: the LEAF certificate's hash (not a CA's), and a certificate
- * valid for at most 14 days (src/tls.ts generates exactly that by default).
+ * `Listener.identity`; a dialer pins it, or a CA that issued it (join tokens
+ * pin the hub CA), with `expectedRemoteIdentity`. WebTransport itself
+ * (`serverCertificateHashes`, W3C rules) pins only a LEAF valid for at most
+ * 14 days, so a dial first reads and verifies the presented chain and then
+ * pins the verified leaf (./webtransport-pin.ts). Connections report the
+ * leaf as `remoteIdentity`, like wss://.
  * Without `expectedRemoteIdentity` the library validates against Node's CA
  * store and the host name. There is no path that skips verification.
  * Client certificates do not exist in WebTransport: an inbound connection's

@@ -4,9 +4,9 @@
  * An identity is the sha256 fingerprint (lower-case hex, no colons) of a
  * certificate's DER bytes — the same value src/tls.ts' certificateFingerprint()
  * computes from PEM, so a listener's `identity` can be pinned by a dialer.
- * Pinning accepts the fingerprint of ANY certificate in the presented chain,
- * so a join token can pin a CA (KubeEdge pins `sha256(CA)`) while the server
- * rotates leaf certificates under it.
+ * A pin may name the leaf or a CA that signed it (verified by signature in
+ * ./tls-pin.ts, not by presence in the chain), so a join token can pin a CA
+ * (KubeEdge pins `sha256(CA)`) while the server rotates leaves under it.
  */
 import { createHash, X509Certificate } from 'node:crypto'
 import type { DetailedPeerCertificate, TLSSocket } from 'node:tls'

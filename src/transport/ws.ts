@@ -9,8 +9,9 @@
  *   sha256 fingerprint of its certificate.
  * - dialer, `expectedRemoteIdentity` only: certificate PINNING. The TLS layer
  *   is told not to validate against the system CA store (a self-signed dev
- *   CA would never pass), but the presented chain must contain a certificate
- *   with exactly that fingerprint, checked after the TLS handshake and BEFORE
+ *   CA would never pass), but the leaf must have exactly that fingerprint, or
+ *   be verifiably signed (through the presented chain) by the certificate
+ *   that has it (./tls-pin.ts) — checked after the TLS handshake and BEFORE
  *   the HTTP upgrade request (headers, tokens) is written. Strictly stronger
  *   than CA validation for this peer — it is not "skip verify".
  * - dialer, `identity: { ca }`: normal validation (chain + hostname) against
