@@ -25,7 +25,7 @@
 import { EventEmitter } from 'node:events'
 import { systemClock, type Clock } from '../clock.js'
 import type { Envelope } from '../envelope.js'
-import { toError } from '../errors.js'
+import { StoreError, toError } from '../errors.js'
 import { nullLogger, type Logger } from '../ops/logger.js'
 import { Registry } from '../ops/metrics.js'
 import { DeviceError, DeviceRegistryClosedError } from './errors.js'
@@ -285,7 +285,14 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
   async #mutate<T> (fn: (tx: KvTxn, m: Mutation) => T, options: MutateOptions = {}): Promise<T> {
     const reindex: Array<[string, string | undefined]> = []
     const m: Mutation = { now: options.now ?? this.#clock.now(), keys: [], changes: [], index: (id, nodeId) => { reindex.push([id, nodeId]) } }
-    const result = await this.#kv.transaction(tx => fn(tx, m))
+    let result: T
+    try {
+      result = await this.#kv.transaction(tx => fn(tx, m))
+    } catch (err) {
+      // lmdb-js commits what a callback wrote before it threw (registry-store.ts): hand over any dispatch record it left.
+      if (err instanceof StoreError) void this.#dispatcher.flush()
+      throw err
+    }
     for (const [id, nodeId] of reindex) this.#byNode.set(id, nodeId)
     this.#publish(m.changes)
     if (m.keys.length > 0) {
