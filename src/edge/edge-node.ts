@@ -149,7 +149,7 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
       logger: this.#logger.child({ component: 'bus' }),
       defaultRequestTimeoutMs: intOption('requestTimeoutMs', o.requestTimeoutMs, 30_000, 1),
       ...(o.defaultMailbox !== undefined ? { defaultMailbox: o.defaultMailbox } : {}),
-      onDrop: (module, reason) => metrics.mailboxDrops.inc({ module, reason }),
+      onDrop: (module, reason) => metrics.mailboxDrops.add({ module, reason }),
       upstream: env => this.#sendUpstream(env)
     })
     const connOpts = pickConnectionOptions(o)
@@ -407,7 +407,7 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
   }
 
   async #deliverReliable (env: Envelope): Promise<DeliveryVerdict> {
-    this.metrics.messages.inc({ direction: 'down', transport: this.#connector.connection?.transport ?? 'unknown' })
+    this.metrics.messages.add({ direction: 'down', transport: this.#connector.connection?.transport ?? 'unknown' })
     if (this.#onReliable !== undefined) await this.#onReliable(env) // a throw becomes a rejection (receiver)
     // Device sync (snapshots, grants, resyncs) is persisted in the twin store before the ack; a throw rejects.
     if (env.router.group === DEVICE_GROUP && this.#devices !== undefined) { await this.#devices.deliver(env); return 'ok' }
@@ -422,13 +422,13 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
     const conn = this.#connector.connection
     if (conn === undefined) throw new HubUnreachableError()
     const ok = conn.send(env)
-    this.metrics.messages.inc({ direction: 'up', transport: conn.transport })
+    this.metrics.messages.add({ direction: 'up', transport: conn.transport })
     if (!ok) await conn.onDrain()
   }
 
   async #fromHub (env: Envelope): Promise<void> {
     const transport = this.#connector.connection?.transport ?? 'unknown'
-    this.metrics.messages.inc({ direction: 'down', transport })
+    this.metrics.messages.add({ direction: 'down', transport })
     const result = await this.bus.dispatch(env, 'cloud')
     if (result.status === 'delivered' || result.status === 'response' || result.status === 'late-response') return
     // A request nobody could take is answered at once, so the cloud does not wait for its timeout.

@@ -221,7 +221,7 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
 
   upstream (session: HubSession, env: Envelope): void {
     const nodeId = session.nodeId as string
-    this.metrics?.messages.inc({ direction: 'up', transport: session.connection.transport })
+    this.metrics?.messages.add({ direction: 'up', transport: session.connection.transport })
     if (isReliableMessage(env)) {
       const lane = this.#nodes.get(nodeId)?.session === session ? this.#lane(nodeId) : undefined
       try {
@@ -259,7 +259,7 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
     const session = this.#nodes.get(nodeId)?.session
     if (session === undefined || session.state !== 'active') throw new NodeOfflineError(nodeId)
     const ok = session.send(env)
-    this.metrics?.messages.inc({ direction: 'down', transport: session.connection.transport })
+    this.metrics?.messages.add({ direction: 'down', transport: session.connection.transport })
     if (!ok) await session.connection.onDrain()
   }
 

@@ -19,7 +19,48 @@
  *   - edge `mailboxDepth{module}` / `mailboxDrops{module,reason}`: one series per
  *     registered module (tens at most).
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type CounterConfiguration, type LabelValues } from 'prom-client'
+
+/**
+ * A Counter for per-message hot paths. `add()` sums into a plain number per
+ * label set; the sums reach the counter whenever it is read (prom-client
+ * calls `collect` before every get() and scrape), so what a reader sees is
+ * exact. Why: Counter.inc() hashes its label object (sorts and joins the
+ * names) on every call — ≈1 µs per message in the edge's drain profile, for
+ * two counters per delivered message. `inc()` still works as usual.
+ */
+export class HotCounter<T extends string> extends Counter<T> {
+  readonly #names: readonly T[]
+  readonly #pending = new Map<string, { labels: LabelValues<T>, n: number }>()
+
+  constructor (cfg: CounterConfiguration<T>) {
+    super({
+      ...cfg,
+      collect (this: Counter<T>) { (this as HotCounter<T>).flushPending() }
+    })
+    this.#names = cfg.labelNames ?? []
+  }
+
+  /** Add `n` (default 1) for `labels`; visible at the next read. */
+  add (labels: LabelValues<T>, n = 1): void {
+    let key = ''
+    for (const name of this.#names) key += String(labels[name]) + '\u0000'
+    const e = this.#pending.get(key)
+    if (e !== undefined) e.n += n
+    else if (this.#pending.size < 1024) this.#pending.set(key, { labels: { ...labels }, n })
+    else this.inc(labels, n) // bounded: an unexpected label set goes straight to the counter
+  }
+
+  /** Move the pending sums into the counter. */
+  flushPending (): void {
+    for (const e of this.#pending.values()) {
+      if (e.n === 0) continue
+      const n = e.n
+      e.n = 0
+      this.inc(e.labels, n)
+    }
+  }
+}
 
 /** Request latency buckets in seconds: 0.5 ms .. 10 s. */
 export const LATENCY_BUCKETS: readonly number[] = Object.freeze([
@@ -46,7 +87,7 @@ export interface HubMetrics {
   /** Handshakes refused, by `code` (the typed refusal code, e.g. EF_TOKEN_EXPIRED). */
   readonly handshakeRefusals: Counter<'code'>
   /** Envelopes, by `direction` (up = edge->hub, down = hub->edge) and `transport`. */
-  readonly messages: Counter<'direction' | 'transport'>
+  readonly messages: HotCounter<'direction' | 'transport'>
   /** Payload bytes on the wire, by `direction` and `transport`. */
   readonly bytes: Counter<'direction' | 'transport'>
   /** Hub->edge request round trip until the response, in seconds. Timed-out requests are not observed here. */
@@ -76,13 +117,13 @@ export interface EdgeMetrics {
   /** Length of the current outage in seconds, 0 while connected. Computed at scrape time. */
   readonly offlineDuration: Gauge
   /** Envelopes, by `direction` (up = edge->hub, down = hub->edge) and `transport`. */
-  readonly messages: Counter<'direction' | 'transport'>
+  readonly messages: HotCounter<'direction' | 'transport'>
   /** Payload bytes on the wire, by `direction` and `transport`. */
   readonly bytes: Counter<'direction' | 'transport'>
   /** Messages waiting in a module's mailbox, by `module`. */
   readonly mailboxDepth: Gauge<'module'>
   /** Messages a mailbox dropped or refused, by `module` and `reason` (e.g. overflow_drop_oldest, rejected, unknown_module). */
-  readonly mailboxDrops: Counter<'module' | 'reason'>
+  readonly mailboxDrops: HotCounter<'module' | 'reason'>
   /** Edge-initiated request round trip until the response, in seconds. */
   readonly requestLatency: Histogram
   /** Last measured round-trip time to the hub, seconds. */
@@ -106,7 +147,7 @@ export function createHubMetrics (registry: Registry, options: MetricsOptions = 
     sessionsOpened: new Counter({ name: p + 'sessions_opened_total', help: 'Sessions that completed the handshake, by transport', labelNames: ['transport'] as const, registers }),
     sessionsClosed: new Counter({ name: p + 'sessions_closed_total', help: 'Sessions ended, by reason', labelNames: ['reason'] as const, registers }),
     handshakeRefusals: new Counter({ name: p + 'handshake_refusals_total', help: 'Handshakes refused, by refusal code', labelNames: ['code'] as const, registers }),
-    messages: new Counter({ name: p + 'messages_total', help: 'Envelopes by direction (up = edge to hub, down = hub to edge) and transport', labelNames: ['direction', 'transport'] as const, registers }),
+    messages: new HotCounter({ name: p + 'messages_total', help: 'Envelopes by direction (up = edge to hub, down = hub to edge) and transport', labelNames: ['direction', 'transport'] as const, registers }),
     bytes: new Counter({ name: p + 'bytes_total', help: 'Bytes on the wire by direction and transport', labelNames: ['direction', 'transport'] as const, registers }),
     requestLatency: new Histogram({ name: p + 'request_duration_seconds', help: 'Hub to edge request round trip until the response, seconds', buckets: [...LATENCY_BUCKETS], registers }),
     requests: new Counter({ name: p + 'requests_total', help: 'Hub to edge requests finished, by result', labelNames: ['result'] as const, registers }),
@@ -146,10 +187,10 @@ export function createEdgeMetrics (registry: Registry, options: MetricsOptions =
     reconnects,
     offlineSeconds,
     offlineDuration,
-    messages: new Counter({ name: p + 'messages_total', help: 'Envelopes by direction (up = edge to hub, down = hub to edge) and transport', labelNames: ['direction', 'transport'] as const, registers }),
+    messages: new HotCounter({ name: p + 'messages_total', help: 'Envelopes by direction (up = edge to hub, down = hub to edge) and transport', labelNames: ['direction', 'transport'] as const, registers }),
     bytes: new Counter({ name: p + 'bytes_total', help: 'Bytes on the wire by direction and transport', labelNames: ['direction', 'transport'] as const, registers }),
     mailboxDepth: new Gauge({ name: p + 'mailbox_depth', help: 'Messages waiting in a module mailbox', labelNames: ['module'] as const, registers }),
-    mailboxDrops: new Counter({ name: p + 'mailbox_drops_total', help: 'Messages a module mailbox dropped or refused, by module and reason', labelNames: ['module', 'reason'] as const, registers }),
+    mailboxDrops: new HotCounter({ name: p + 'mailbox_drops_total', help: 'Messages a module mailbox dropped or refused, by module and reason', labelNames: ['module', 'reason'] as const, registers }),
     requestLatency: new Histogram({ name: p + 'request_duration_seconds', help: 'Edge request round trip until the response, seconds', buckets: [...LATENCY_BUCKETS], registers }),
     rtt: new Gauge({ name: p + 'rtt_seconds', help: 'Last measured round-trip time to the hub, seconds', registers }),
     servicebusCalls: new Counter({ name: p + 'servicebus_calls_total', help: 'ServiceBus HTTP calls to local apps, by status class', labelNames: ['status'] as const, registers }),

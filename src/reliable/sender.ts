@@ -24,6 +24,8 @@ import type { AppendOutcome, OutboxInput, QuotaPolicy, ReliableStore } from './s
 
 /** enqueue() calls merged into one store.append() at most. */
 const MAX_APPEND_BATCH = 1024
+/** Records read from the store at once by pump() at most (they are sent in batchMessages-sized data messages). */
+const READ_AHEAD = 512
 
 interface Waiting { input: OutboxInput, resolve: (o: AppendOutcome) => void, reject: (e: Error) => void }
 
@@ -80,7 +82,14 @@ export class ReliableSender {
   #acked = 0
   /** Highest seq sent on the current link. */
   #next = 0
-  #inflight: Array<{ seq: number, size: number }> = []
+  /**
+   * Seqs and sizes sent and not acked: entries #inflightHead… of two parallel arrays. A
+   * head index instead of shift(): shifting a 4096-entry array per acked record was 1.7 µs/msg
+   * of the hub in the drain profile.
+   */
+  #inflightSeq: number[] = []
+  #inflightSize: number[] = []
+  #inflightHead = 0
   #inflightBytes = 0
   #pumping = false
   #waitingDrain = false
@@ -113,7 +122,7 @@ export class ReliableSender {
   }
 
   get acked (): number { return this.#acked }
-  get inflight (): number { return this.#inflight.length }
+  get inflight (): number { return this.#inflightSeq.length - this.#inflightHead }
   get connected (): boolean { return this.#link !== undefined && this.#resumed }
 
   /** Persist `env` for the peer (resolves once durable), then send when the window allows. */
@@ -261,21 +270,31 @@ export class ReliableSender {
     try {
       const o = this.#o
       const now = o.clock.now()
-      while (this.#inflight.length < o.windowMessages && this.#inflightBytes < o.windowBytes) {
-        const recs = this.#nextRecords(o.batchMessages)
-        if (recs.length === 0) break
+      // Records are read ahead in runs of up to READ_AHEAD (bounded by the open window) and cut
+      // into data messages of batchMessages: one store read per run, not per data message.
+      let ahead: Array<{ seq: number, bytes: Uint8Array, expiresAt?: number | undefined }> = []
+      let at = 0
+      while (this.inflight < o.windowMessages && this.#inflightBytes < o.windowBytes) {
+        if (at >= ahead.length) {
+          ahead = this.#nextRecords(Math.max(o.batchMessages, Math.min(READ_AHEAD, o.windowMessages - this.inflight)))
+          at = 0
+          if (ahead.length === 0) break
+        }
         const s: number[] = []
         const m: Uint8Array[] = []
         let bytes = 0
         let expired = false
-        for (const r of recs) {
-          if (r.expiresAt !== undefined && r.expiresAt <= now) { expired = true; this.#next = r.seq; continue }
+        while (at < ahead.length && s.length < o.batchMessages) {
+          const r = ahead[at] as { seq: number, bytes: Uint8Array, expiresAt?: number | undefined }
+          if (r.expiresAt !== undefined && r.expiresAt <= now) { expired = true; this.#next = r.seq; at++; continue }
           if (s.length > 0 && bytes + r.bytes.byteLength > o.batchBytes) break
+          at++
           s.push(r.seq)
           m.push(r.bytes)
           bytes += r.bytes.byteLength
           this.#next = r.seq
-          this.#inflight.push({ seq: r.seq, size: r.bytes.byteLength })
+          this.#inflightSeq.push(r.seq)
+          this.#inflightSize.push(r.bytes.byteLength)
           this.#inflightBytes += r.bytes.byteLength
         }
         if (expired) this.#runExpiry()
@@ -309,16 +328,28 @@ export class ReliableSender {
     if (u <= this.#acked) return
     this.#acked = u
     this.#lastProgress = this.#o.clock.now()
-    while (this.#inflight.length > 0 && (this.#inflight[0] as { seq: number }).seq <= u) {
-      this.#inflightBytes -= (this.#inflight.shift() as { size: number }).size
+    const seqs = this.#inflightSeq
+    let h = this.#inflightHead
+    while (h < seqs.length && (seqs[h] as number) <= u) this.#inflightBytes -= this.#inflightSize[h++] as number
+    if (h === seqs.length) {
+      this.#inflightSeq = []
+      this.#inflightSize = []
+      h = 0
+    } else if (h > 1024 && h * 2 > seqs.length) {
+      this.#inflightSeq = seqs.slice(h)
+      this.#inflightSize = this.#inflightSize.slice(h)
+      h = 0
     }
+    this.#inflightHead = h
     if (this.#next < u) this.#next = u
     this.#fresh.ackUpTo(u)
     this.#o.store.ack(this.peer, u).catch(err => this.#storeError(err))
   }
 
   #resetInflight (from = this.#acked): void {
-    this.#inflight = []
+    this.#inflightSeq = []
+    this.#inflightSize = []
+    this.#inflightHead = 0
     this.#inflightBytes = 0
     this.#next = Math.max(from, 0)
     this.#lastProgress = this.#o.clock.now()
@@ -328,7 +359,7 @@ export class ReliableSender {
     if (this.#ackTimer !== undefined) return
     this.#ackTimer = this.#o.clock.setTimeout(() => {
       this.#ackTimer = undefined
-      if (this.#inflight.length === 0 || this.#link === undefined) return
+      if (this.inflight === 0 || this.#link === undefined) return
       const idle = this.#o.clock.now() - this.#lastProgress
       if (idle >= this.#o.ackTimeoutMs) {
         this.#o.onEvent({ type: 'redelivery', peer: this.peer, fromSeq: this.#acked + 1, reason: 'ack-timeout' })

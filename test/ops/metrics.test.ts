@@ -1,6 +1,6 @@
 import t from 'tap'
 import { register as globalRegistry } from 'prom-client'
-import { LATENCY_BUCKETS, Registry, createEdgeMetrics, createHubMetrics, statusClass } from '../../src/ops/metrics.js'
+import { HotCounter, LATENCY_BUCKETS, Registry, createEdgeMetrics, createHubMetrics, statusClass } from '../../src/ops/metrics.js'
 
 t.test('two hub instances in one process do not collide, and nothing lands on the global registry', async t => {
   const before = (await globalRegistry.getMetricsAsJSON()).length
@@ -111,4 +111,19 @@ t.test('process metrics are opt-in and per registry', async t => {
   t.match(await a.registry.metrics(), /edgefabric_process_process_resident_memory_bytes|edgefabric_process_nodejs_heap_size_total_bytes/)
   t.match(await b.registry.metrics(), /edgefabric_process_nodejs_eventloop_lag_seconds/)
   t.notMatch(await createHubMetrics(new Registry()).registry.metrics(), /edgefabric_process_/)
+})
+
+t.test('HotCounter: add() sums are exact at every read (get and scrape), inc() still works, label sets are bounded', async t => {
+  const registry = new Registry()
+  const c = new HotCounter({ name: 'x_total', help: 'x', labelNames: ['a', 'b'] as const, registers: [registry] })
+  for (let i = 0; i < 1000; i++) c.add({ a: 'p', b: i % 2 === 0 ? 'even' : 'odd' })
+  c.add({ a: 'q', b: 'even' }, 5)
+  c.inc({ a: 'p', b: 'even' }, 2)
+  const values = async (): Promise<Record<string, number>> => Object.fromEntries((await c.get()).values.map(v => [`${String(v.labels.a)}/${String(v.labels.b)}`, v.value]))
+  t.same(await values(), { 'p/even': 502, 'p/odd': 500, 'q/even': 5 })
+  c.add({ a: 'p', b: 'odd' })
+  t.match(await registry.metrics(), /x_total\{a="p",b="odd"\} 501/, 'a scrape sees the pending sum')
+  t.same(await values(), { 'p/even': 502, 'p/odd': 501, 'q/even': 5 }, 'and nothing is counted twice')
+  for (let i = 0; i < 1100; i++) c.add({ a: `k${i}`, b: 'x' })
+  t.equal((await c.get()).values.length, 1103, 'past 1024 pending label sets, adds go straight to the counter')
 })
