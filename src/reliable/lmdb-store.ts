@@ -55,8 +55,9 @@
  * of every inbound write transaction and rebuilt from disk when they differ
  * (a failed commit, a reopen), so it cannot drift from what is on disk.
  *
- * Format: FORMAT_VERSION in lmdb-txn.ts. Pre-release, there is no migration:
- * a directory written by another format version is refused at open.
+ * Format: FORMAT_VERSION in lmdb-txn.ts. A format-2 directory is migrated in
+ * place at open, in one transaction (migrateFormat2); any other version is
+ * refused at open.
  */
 import { mkdirSync } from 'node:fs'
 import { open, type RootDatabase } from 'lmdb'
@@ -68,7 +69,7 @@ import {
   checkInboundItem, checkKeyString, checkNow, checkNumber, checkOutboxInput, checkPeer, checkQuota,
   DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_DEAD_LETTERS, LIMITS
 } from './store-rules.js'
-import { FORMAT_VERSION, LmdbTxn, openDbs, type Dbs } from './lmdb-txn.js'
+import { FORMAT_VERSION, LmdbTxn, migrateFormat2, openDbs, type Dbs } from './lmdb-txn.js'
 
 export interface LmdbStoreOptions {
   /** @default 'sync' */
@@ -154,6 +155,7 @@ export class LmdbStore implements ReliableStore {
       const dbs = openDbs(root)
       const format = dbs.meta.get('format')
       if (format === undefined) await root.transaction(() => dbs.meta.putSync('format', FORMAT_VERSION))
+      else if (format === 2) await root.transaction(() => migrateFormat2(dbs))
       else if (format !== FORMAT_VERSION) throw new StoreError(`LMDB store in ${dir} has format ${String(format)}, this version reads format ${FORMAT_VERSION}`)
       return new LmdbStore(dir, durability, root, dbs, dedupWindow, maxDead, syncIntervalMs)
     } catch (err) {

@@ -28,7 +28,7 @@
 import type { Database, RootDatabase } from 'lmdb'
 import type { DeadLetter, OutboxRecord, ResourceRecord } from './store.js'
 import { decodeRecord, encodeRecord, refOfBody } from './lmdb-record.js'
-import { OutboxBlocks } from './lmdb-outbox.js'
+import { encodeBlock, OutboxBlocks } from './lmdb-outbox.js'
 import { IdWindows } from './lmdb-id-window.js'
 import type { PeerInState, PeerOutState, RecordRef, StoreTxn } from './store-logic.js'
 
@@ -36,10 +36,34 @@ import type { PeerInState, PeerOutState, RecordRef, StoreTxn } from './store-log
  * 3: outbox records stored in blocks (lmdb-outbox.ts), one value per append batch.
  * 2: the dedup window moved from two entries per id (id → slot, slot → id) to
  * blocks of ID_BLOCK ids (lmdb-id-window.ts), and outbox records from a msgpack tuple to a binary
- * layout (lmdb-record.ts). Pre-release: no migration, a format-1 directory is
- * refused at open (LmdbStore.open).
+ * layout (lmdb-record.ts). A format-2 directory is migrated at open (migrateFormat2);
+ * format 1 is refused (pre-release).
  */
 export const FORMAT_VERSION = 3
+
+/**
+ * Format 2 → 3, run inside one write transaction at open: every format-2 outbox value (one record
+ * under [peer, seq]) becomes a block holding just that record, under the same key — which is
+ * what lmdb-outbox.ts requires (key = first seq; blocks ordered and disjoint). Nothing else
+ * changed between the two formats. Walks the outbox in chunks so memory stays bounded.
+ */
+export function migrateFormat2 (d: Dbs): number {
+  let n = 0
+  let from: Key | undefined
+  for (;;) {
+    const chunk: Array<{ key: [string, number], value: Buffer }> = []
+    for (const { key, value } of d.outbox.getRange({ ...(from === undefined ? {} : { start: from, exclusiveStart: true }), limit: 1024 })) {
+      chunk.push({ key: key as [string, number], value })
+    }
+    for (const { key, value } of chunk) d.outbox.putSync(key, encodeBlock([{ seq: key[1], body: value }]))
+    n += chunk.length
+    const last = chunk[chunk.length - 1]
+    if (last === undefined || chunk.length < 1024) break
+    from = last.key
+  }
+  d.meta.putSync('format', FORMAT_VERSION)
+  return n
+}
 
 
 type Key = string | number | Array<string | number>

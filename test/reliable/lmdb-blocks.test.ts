@@ -14,6 +14,7 @@ import { open } from 'lmdb'
 import { LmdbStore } from '../../src/reliable/lmdb-store.js'
 import { MemoryStore } from '../../src/reliable/memory-store.js'
 import { BLOCK_BYTES, BLOCK_RECORDS, decodeBlock } from '../../src/reliable/lmdb-outbox.js'
+import { encodeRecord } from '../../src/reliable/lmdb-record.js'
 import type { OutboxInput, QuotaPolicy, ReliableStore } from '../../src/reliable/store.js'
 
 const BIG: QuotaPolicy = { maxMessages: 1e9, maxBytes: 1e12, overflow: 'reject' }
@@ -143,4 +144,46 @@ t.test('appends in one group commit do not share a block with each other\'s remo
     await Promise.all(ps)
   }
   t.same(view(lm, 'p'), view(mem, 'p'))
+})
+
+t.test('a format-2 directory (one value per record) is migrated to blocks at open; format 1 is refused', async t => {
+  const dir = t.testdir()
+  // Write a format-2 layout by hand: the sub-databases as lmdb-txn.ts names them, records as
+  // lmdb-record.ts encodes them, one value per [peer, seq].
+  const root = open({ path: dir, noSubdir: false, maxDbs: 16 })
+  const recs = items(0, 1500, { key: i => i % 10 === 0 ? `k${i}` : undefined }).map((it, i) => ({ ...it, seq: i + 1, enqueuedAt: 5, rejections: i % 3 }))
+  await root.transaction(() => {
+    root.openDB('meta', {}).putSync('format', 2)
+    const outbox = root.openDB<Buffer, Array<string | number>>('outbox', { encoding: 'binary' })
+    const outkeys = root.openDB<number, Array<string | number>>('outkeys', {})
+    let bytes = 0
+    for (const r of recs) {
+      outbox.putSync(['p', r.seq], encodeRecord(r))
+      if (r.key !== undefined) outkeys.putSync(['p', r.key], r.seq)
+      bytes += r.bytes.byteLength
+    }
+    root.openDB('peers', {}).putSync('p', [recs.length, recs.length, bytes])
+  })
+  await root.close()
+
+  const s = await LmdbStore.open(dir)
+  t.teardown(async () => { await s.close() })
+  const pending = s.pending('p', 0, Infinity)
+  t.equal(pending.length, 1500, 'every record survives the migration')
+  t.same(pending.map(r => [r.seq, r.id, r.key, r.version, r.rejections, Buffer.from(r.bytes).equals(Buffer.from(recs[r.seq - 1]?.bytes ?? []))]),
+    recs.map(r => [r.seq, r.id, r.key, r.version, r.rejections, true]))
+  t.same(s.outboxStats('p').firstSeq, 1)
+  // The migrated outbox works like any other: supersession, ack, new appends.
+  const [o] = await s.append('p', [{ id: 'new', bytes: new Uint8Array(3), key: 'k10', version: '999' }], BIG, 6)
+  t.same(o, { status: 'queued', seq: 1501, superseded: [11], dropped: [] })
+  t.equal(await s.ack('p', 700), 699)
+  t.equal(s.pending('p', 0, 1)[0]?.seq, 701)
+  await s.close()
+  t.ok(await checkBlocks(t, dir) > 0)
+
+  const old = t.testdir()
+  const r1 = open({ path: old, noSubdir: false, maxDbs: 16 })
+  await r1.transaction(() => r1.openDB('meta', {}).putSync('format', 1))
+  await r1.close()
+  await t.rejects(LmdbStore.open(old), { code: 'EF_STORE', message: /format 1/ })
 })
