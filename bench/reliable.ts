@@ -267,19 +267,34 @@ for (let round = 1; round <= ROUNDS; round++) {
   }
 }
 
-/** Issue 4's target, computed from this run: sync edgefabric vs the better mosquitto configuration. */
+/**
+ * Issue 4's targets, computed from this run. The issue sets two: durable live delivery ≥ 1.5×
+ * mosquitto (best sync row vs the better mosquitto configuration), and, for the store-and-forward
+ * drain, reconnect → first delivery ≤ 1 s. For the drain RATE it asks for a comparison with
+ * mosquitto's (quoting ≈53k msg/s on this machine kind), without a ratio: both are printed.
+ */
 function verdict (): string {
   const lm = medianRows(live, r => r.msgsPerSec)
   const dm = medianRows(drain, r => r.drainPerSec)
   const best = <T extends { system: string }>(rows: T[], m: (r: T) => number, pick: (r: T) => boolean): number => Math.max(...rows.filter(pick).map(m))
   const isMq = (r: { system: string }): boolean => r.system.startsWith('mosquitto')
-  const isSync = (r: { system: string, durability: string }): boolean => r.system === 'edgefabric' && r.durability === 'sync'
+  const isEf = (r: { system: string }): boolean => r.system === 'edgefabric'
+  const isSync = (r: { system: string, durability: string }): boolean => isEf(r) && r.durability === 'sync'
   const lr = best(lm, r => r.msgsPerSec, isSync) / best(lm, r => r.msgsPerSec, isMq)
-  const dr = best(dm, r => r.drainPerSec, isSync) / best(dm, r => r.drainPerSec, isMq)
+  const dBest = best(dm, r => r.drainPerSec, isSync)
+  const dr = dBest / best(dm, r => r.drainPerSec, isMq)
+  const firstMs = best(drain, r => r.startToFirstMs, isEf)
   const fmt = (x: number): string => Number.isFinite(x) ? `${x.toFixed(2)}×` : '—'
-  const met = lr >= 1.5 && dr >= 1.5
-  return `Target (issue 4): ≥ 1.5× mosquitto with every acknowledged message on disk (\`sync\`). This run, best sync row vs the faster ` +
-    `mosquitto configuration: live ${fmt(lr)}, drain ${fmt(dr)} — ${met ? 'met' : 'NOT met'}.`
+  const lines = [
+    `Targets (issue 4), from this run: durable live delivery ≥ 1.5× mosquitto with every acknowledged message on disk — ` +
+      `best \`sync\` row vs the faster mosquitto configuration ${fmt(lr)}: ${lr >= 1.5 ? 'met' : 'NOT met'}.`
+  ]
+  if (Number.isFinite(firstMs)) {
+    lines.push(`Drain: edge process start → first delivery at most ${Math.round(firstMs)} ms over every edgefabric run (target ≤ 1 s: ${firstMs <= 1000 ? 'met' : 'NOT met'}); ` +
+      `drain rate, best \`sync\` row, ${Math.round(dBest).toLocaleString('en-US')} msg/s = ${fmt(dr)} the faster mosquitto configuration of this run ` +
+      `(${fmt(dBest / 53_000)} the ≈53k msg/s the issue quotes for mosquitto here; the issue sets no ratio for the drain rate).`)
+  }
+  return lines.join('\n\n')
 }
 
 const date = new Date().toISOString().slice(0, 10)
