@@ -18,6 +18,7 @@
  * String lengths fit u16: store-rules.ts LIMITS bounds them far below 65,535 bytes.
  */
 import type { OutboxRecord } from './store.js'
+import type { RecordRef } from './store-logic.js'
 
 const KEY = 1
 const VERSION = 2
@@ -79,7 +80,7 @@ export function decodeRecord (seq: number, v: Uint8Array): OutboxRecord {
  * What removing the record needs (RecordRef: size of the envelope, key, expiry) read straight
  * from its body — no copy, and the id, version and op strings are skipped, not decoded.
  */
-export function refOfBody (seq: number, b: Buffer): { seq: number, size: number, key?: string, expiresAt?: number } {
+export function refOfBody (seq: number, b: Buffer): RecordRef {
   const flags = b[0] as number
   let o = 13
   let expiresAt: number | undefined
@@ -93,7 +94,7 @@ export function refOfBody (seq: number, b: Buffer): { seq: number, size: number,
   }
   if ((flags & VERSION) !== 0) o += 2 + b.readUInt16LE(o)
   if ((flags & OP) !== 0) o += 2 + b.readUInt16LE(o)
-  const ref: { seq: number, size: number, key?: string, expiresAt?: number } = { seq, size: b.byteLength - o }
+  const ref: RecordRef = { seq, size: b.byteLength - o }
   if (key !== undefined) ref.key = key
   if (expiresAt !== undefined) ref.expiresAt = expiresAt
   return ref

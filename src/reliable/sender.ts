@@ -20,12 +20,15 @@ import type { Envelope } from '../envelope.js'
 import { reliableMessage } from './protocol.js'
 import { FreshRecords } from './sender-fresh.js'
 import { InvalidOptionError, toError as toError } from '../errors.js'
-import type { AppendOutcome, OutboxInput, QuotaPolicy, ReliableStore } from './store.js'
+import type { AppendOutcome, OutboxInput, OutboxRecord, QuotaPolicy, ReliableStore } from './store.js'
 
 /** enqueue() calls merged into one store.append() at most. */
 const MAX_APPEND_BATCH = 1024
 /** Records read from the store at once by pump() at most (they are sent in batchMessages-sized data messages). */
 const READ_AHEAD = 512
+
+/** What pump() needs of a record, from the fresh cache or the store. */
+type SendableRecord = Pick<OutboxRecord, 'seq' | 'bytes' | 'expiresAt'>
 
 interface Waiting { input: OutboxInput, resolve: (o: AppendOutcome) => void, reject: (e: Error) => void }
 
@@ -272,7 +275,7 @@ export class ReliableSender {
       const now = o.clock.now()
       // Records are read ahead in runs of up to READ_AHEAD (bounded by the open window) and cut
       // into data messages of batchMessages: one store read per run, not per data message.
-      let ahead: Array<{ seq: number, bytes: Uint8Array, expiresAt?: number | undefined }> = []
+      let ahead: SendableRecord[] = []
       let at = 0
       while (this.inflight < o.windowMessages && this.#inflightBytes < o.windowBytes) {
         if (at >= ahead.length) {
@@ -285,7 +288,7 @@ export class ReliableSender {
         let bytes = 0
         let expired = false
         while (at < ahead.length && s.length < o.batchMessages) {
-          const r = ahead[at] as { seq: number, bytes: Uint8Array, expiresAt?: number | undefined }
+          const r = ahead[at] as SendableRecord
           if (r.expiresAt !== undefined && r.expiresAt <= now) { expired = true; this.#next = r.seq; at++; continue }
           if (s.length > 0 && bytes + r.bytes.byteLength > o.batchBytes) break
           at++
@@ -318,7 +321,7 @@ export class ReliableSender {
   }
 
   /** The next records after #next: from the fresh cache when it holds the very next seq, else from the store. */
-  #nextRecords (limit: number): Array<{ seq: number, bytes: Uint8Array, expiresAt?: number | undefined }> {
+  #nextRecords (limit: number): SendableRecord[] {
     if (this.#next >= this.#lastSeq) return []
     const fresh = this.#fresh.run(this.#next + 1, limit)
     return fresh.length > 0 ? fresh : this.#o.store.pending(this.peer, this.#next, limit)
@@ -332,27 +335,31 @@ export class ReliableSender {
     let h = this.#inflightHead
     while (h < seqs.length && (seqs[h] as number) <= u) this.#inflightBytes -= this.#inflightSize[h++] as number
     if (h === seqs.length) {
-      this.#inflightSeq = []
-      this.#inflightSize = []
-      h = 0
+      this.#clearInflight()
     } else if (h > 1024 && h * 2 > seqs.length) {
       this.#inflightSeq = seqs.slice(h)
       this.#inflightSize = this.#inflightSize.slice(h)
-      h = 0
+      this.#inflightHead = 0
+    } else {
+      this.#inflightHead = h
     }
-    this.#inflightHead = h
     if (this.#next < u) this.#next = u
     this.#fresh.ackUpTo(u)
     this.#o.store.ack(this.peer, u).catch(err => this.#storeError(err))
   }
 
   #resetInflight (from = this.#acked): void {
+    this.#clearInflight()
+    this.#next = Math.max(from, 0)
+    this.#lastProgress = this.#o.clock.now()
+  }
+
+  /** Nothing in flight (everything acked, or a resend from #next starts over). */
+  #clearInflight (): void {
     this.#inflightSeq = []
     this.#inflightSize = []
     this.#inflightHead = 0
     this.#inflightBytes = 0
-    this.#next = Math.max(from, 0)
-    this.#lastProgress = this.#o.clock.now()
   }
 
   #armAckTimer (): void {
