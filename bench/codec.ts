@@ -4,7 +4,7 @@
  * threads count too), ours vs JSON, measured in the same run.
  *
  * Two rows per case: `stateless` is codec.encode/decode (what storage and
- * forwarding use); `stream` is a codec stream (src/codec-stream.ts), what a
+ * forwarding use); `stream` is a codec stream (src/codec/stream.ts), what a
  * transport channel uses, in steady state (shapes already defined; one
  * stream object encodes and decodes, as the two ends of one channel would).
  * Its `bytes` are a steady-state frame; the first frames of a stream, which
@@ -23,8 +23,8 @@
  */
 import { randomUUID } from 'node:crypto'
 import { isDeepStrictEqual } from 'node:util'
-import { createCodec } from '../src/codec.js'
-import { newMessage, type Envelope } from '../src/envelope.js'
+import { createCodec } from '../src/codec/codec.js'
+import { newMessage, type Envelope } from '../src/codec/envelope.js'
 
 const codec = createCodec()
 const VARIANTS = 64 // distinct envelopes cycled through, so nothing is one cached value

@@ -8,8 +8,8 @@
  *   start   {listen, dataDir, durability, altNames}  → {url, token}
  *   produce {n, window, rate?}                       → {firstAt, lastAckAt}
  */
-import { Hub } from '../src/hub/cloud-hub.js'
-import { newMessage } from '../src/envelope.js'
+import { Hub } from '../src/hub/hub.js'
+import { newMessage } from '../src/codec/envelope.js'
 import { makePayload, produce, serveParent } from './lib/reliable-ipc.js'
 
 const NODE = 'edge-1'

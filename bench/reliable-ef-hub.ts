@@ -6,8 +6,8 @@
  *   produce {n, window, rate?}             → {firstAt, lastAckAt}  (acknowledged = durable in the outbox)
  *   depth                                  → pending messages for the edge
  */
-import { Hub } from '../src/hub/cloud-hub.js'
-import { newMessage } from '../src/envelope.js'
+import { Hub } from '../src/hub/hub.js'
+import { newMessage } from '../src/codec/envelope.js'
 import { makePayload, produce, serveParent } from './lib/reliable-ipc.js'
 
 const NODE = 'edge-1'

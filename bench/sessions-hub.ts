@@ -10,7 +10,7 @@
  * listening URL and the admin URL.
  */
 import { writeHeapSnapshot } from 'node:v8'
-import { Hub } from '../src/hub/cloud-hub.js'
+import { Hub } from '../src/hub/hub.js'
 import { applyTuning, forceGc, procStats, serveParent, threadCpu, type HubStats, type TransportTuning } from './lib/sessions-ipc.js'
 
 const [listenUrl, dataDir, heartbeatArg, tuningArg] = process.argv.slice(2)

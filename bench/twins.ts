@@ -18,7 +18,7 @@ import { join } from 'node:path'
 import { Aedes } from 'aedes'
 import mqtt, { type MqttClient } from 'mqtt'
 import { EdgeNode } from '../src/edge/edge-node.js'
-import { Hub } from '../src/hub/cloud-hub.js'
+import { Hub } from '../src/hub/hub.js'
 import type { DeviceModel } from '../src/device/model.js'
 
 const argv = process.argv.slice(2)

@@ -13,7 +13,7 @@
  * Every message is a real envelope (fresh UUID, codec encode/decode on both
  * sides), so the numbers include the fabric's own per-message costs.
  */
-import { newMessage, newResponse, type Envelope } from '../../src/envelope.js'
+import { newMessage, newResponse, type Envelope } from '../../src/codec/envelope.js'
 import { listen } from '../../src/transport/index.js'
 import type { Channel, Connection, ListenOptions, Listener } from '../../src/transport/types.js'
 
@@ -78,7 +78,7 @@ export interface ServerInfo {
 export async function startLoopbackServer (url: string): Promise<{ info: ServerInfo, listener: Listener }> {
   const options: ListenOptions = { onConnection: serveConnection }
   if (url.startsWith('wss:')) {
-    const { generateSelfSignedCertificate } = await import('../../src/tls.js')
+    const { generateSelfSignedCertificate } = await import('../../src/identity/tls.js')
     options.identity = await generateSelfSignedCertificate({ commonName: 'localhost', altNames: ['localhost', '127.0.0.1'] })
   }
   const listener = await listen(url, options)

@@ -12,7 +12,7 @@
  *   (its report must match what was sent, or the sample is an error).
  */
 import { ConnectionClosedError } from '../../src/errors.js'
-import type { Envelope } from '../../src/envelope.js'
+import type { Envelope } from '../../src/codec/envelope.js'
 import type { Channel, Connection } from '../../src/transport/types.js'
 import { bulkEndEnvelope, requestEnvelope, uploadEnvelope, type BulkReport } from './loopback-protocol.js'
 

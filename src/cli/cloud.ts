@@ -1,8 +1,8 @@
 /**
  * `edgefabric cloud`: run the hub.
  */
-import { defineConfig, loadConfig, configHelp } from '../config.js'
-import { Hub } from '../hub/cloud-hub.js'
+import { defineConfig, loadConfig, configHelp } from '../config/index.js'
+import { Hub } from '../hub/hub.js'
 import { createLogger, LOG_LEVELS } from '../ops/logger.js'
 import type { Command } from './run.js'
 import { onShutdown, parseHostPort } from './shutdown.js'

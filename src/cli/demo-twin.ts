@@ -9,8 +9,8 @@
  * cloud → delta at the device → reported value in the cloud registry.
  */
 import mqtt, { type MqttClient } from 'mqtt'
-import type { DeviceRegistry } from '../device/registry.js'
-import type { DeviceChange } from '../device/registry-types.js'
+import type { DeviceRegistry } from '../device/cloud/registry.js'
+import type { DeviceChange } from '../device/cloud/registry-types.js'
 import type { EdgeNode } from '../edge/edge-node.js'
 import { Stats } from './demo-stats.js'
 

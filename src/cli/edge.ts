@@ -2,7 +2,7 @@
  * `edgefabric edge`: run an edge node.
  */
 import { readFileSync } from 'node:fs'
-import { defineConfig, loadConfig, configHelp } from '../config.js'
+import { defineConfig, loadConfig, configHelp } from '../config/index.js'
 import { EdgeNode } from '../edge/edge-node.js'
 import { ConfigError } from '../errors.js'
 import { createLogger, LOG_LEVELS } from '../ops/logger.js'

@@ -2,7 +2,7 @@
  * `edgefabric status`: ask a running hub's (or edge's) admin API.
  */
 import { request } from 'node:http'
-import { defineConfig, loadConfig, configHelp } from '../config.js'
+import { defineConfig, loadConfig, configHelp } from '../config/index.js'
 import type { Command } from './run.js'
 
 export const statusSchema = defineConfig({

@@ -3,9 +3,9 @@
  * (and on first use creates) the hub identity in the hub's data directory, so
  * it works whether or not the hub is running.
  */
-import { defineConfig, loadConfig, configHelp } from '../config.js'
+import { defineConfig, loadConfig, configHelp } from '../config/index.js'
 import { loadOrCreateHubIdentity } from '../hub/identity.js'
-import { createJoinToken } from '../hub/token.js'
+import { createJoinToken } from '../identity/token.js'
 import type { Command } from './run.js'
 
 export const tokenSchema = defineConfig({

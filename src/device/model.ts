@@ -1,6 +1,6 @@
 /**
  * Device models and devices (DESIGN.md §8): the shapes shared by the cloud
- * registry (src/device/registry*.ts) and the edge twin engine
+ * registry (src/device/cloud/registry*.ts) and the edge twin engine
  * (src/device/twin*.ts). Plain data, msgpack-friendly; no behaviour here
  * except pure validation helpers that both sides use.
  */

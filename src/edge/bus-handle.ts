@@ -10,7 +10,7 @@
  * ModuleBusError('already-consuming'). Breaking out of the loop releases the
  * consumer without unregistering the module; queued messages stay queued.
  */
-import type { Envelope } from '../envelope.js'
+import type { Envelope } from '../codec/envelope.js'
 import { isEdgeFabricError, ModuleBusError, toError } from '../errors.js'
 import type { Mailbox } from './bus-mailbox.js'
 import type { BusLogger, RequestOptions, RequestTarget } from './bus-types.js'

@@ -7,8 +7,8 @@
  * hide a disconnect from its module; at most one is queued per mailbox (a
  * newer one supersedes the unconsumed older one, counted), which bounds them.
  */
-import type { Clock, TimerHandle } from '../clock.js'
-import { isExpired, type Envelope } from '../envelope.js'
+import type { Clock, TimerHandle } from '../util/clock.js'
+import { isExpired, type Envelope } from '../codec/envelope.js'
 import { MailboxFullError, ModuleBusError, type EdgeFabricError } from '../errors.js'
 import type { DropReason, ResolvedMailboxOptions } from './bus-types.js'
 

@@ -8,8 +8,8 @@
  * bounded set so a late or duplicate response is recognised and dropped
  * instead of being routed to a module as if it were a new message.
  */
-import type { Clock, TimerHandle } from '../clock.js'
-import type { Envelope } from '../envelope.js'
+import type { Clock, TimerHandle } from '../util/clock.js'
+import type { Envelope } from '../codec/envelope.js'
 import { ModuleBusError, RequestTimeoutError } from '../errors.js'
 
 interface Pending {

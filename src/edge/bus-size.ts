@@ -10,7 +10,7 @@
  * Pass `sizeOf` to ModuleBus to replace it (e.g. with the wire size the edge
  * runtime already knows).
  */
-import type { Envelope } from '../envelope.js'
+import type { Envelope } from '../codec/envelope.js'
 
 /** Fixed cost of header/router bookkeeping, roughly the codec's binary header. */
 const ENVELOPE_OVERHEAD = 64

@@ -1,11 +1,11 @@
 /**
  * Public types and option resolution of the edge module bus (src/edge/bus.ts).
  */
-import type { Clock } from '../clock.js'
-import type { Envelope } from '../envelope.js'
+import type { Clock } from '../util/clock.js'
+import type { Envelope } from '../codec/envelope.js'
 import type { EdgeFabricError } from '../errors.js'
 import { InvalidOptionError } from '../errors.js'
-import { enumOption, intOption } from '../options.js'
+import { enumOption, intOption } from '../util/options.js'
 
 /**
  * What a full mailbox does with one more message. KubeEdge blocks forever on

@@ -17,12 +17,12 @@
  * → that module. A module that forwards a received envelope with send()
  * becomes its origin, so the answer comes back to the forwarder.
  */
-import { systemClock, type Clock } from '../clock.js'
-import { isExpired, newErrorResponse, newMessage, newResponse, type Envelope } from '../envelope.js'
+import { systemClock, type Clock } from '../util/clock.js'
+import { isExpired, newErrorResponse, newMessage, newResponse, type Envelope } from '../codec/envelope.js'
 import {
   EdgeFabricError, InvalidOptionError, MailboxFullError, ModuleBusError, toError
 } from '../errors.js'
-import { intOption, stringOption, boolOption } from '../options.js'
+import { intOption, stringOption, boolOption } from '../util/options.js'
 import { ModuleHandle, type ErrorReply, type HandleOps } from './bus-handle.js'
 import { Mailbox } from './bus-mailbox.js'
 import { PendingRequests } from './bus-pending.js'

@@ -6,8 +6,8 @@
  * unsupported version) stops the connector with a typed error.
  */
 import { EventEmitter } from 'node:events'
-import type { Clock, TimerHandle } from '../clock.js'
-import type { Envelope } from '../envelope.js'
+import type { Clock, TimerHandle } from '../util/clock.js'
+import type { Envelope } from '../codec/envelope.js'
 import { ConnectionClosedError, EdgeFabricError, ProtocolError, toError } from '../errors.js'
 import type { Logger } from '../ops/logger.js'
 import { Backoff, Liveness } from '../session/liveness.js'

@@ -9,21 +9,21 @@
 import { EventEmitter } from 'node:events'
 import { mkdir } from 'node:fs/promises'
 import { Gauge } from 'prom-client'
-import { systemClock, type Clock } from '../clock.js'
-import { newErrorResponse, type Envelope } from '../envelope.js'
+import { systemClock, type Clock } from '../util/clock.js'
+import { newErrorResponse, type Envelope } from '../codec/envelope.js'
 import { ConnectionClosedError, EdgeFabricError, InvalidOptionError, QuotaExceededError } from '../errors.js'
 import { startAdminServer, type AdminServer } from '../ops/admin-server.js'
 import { nullLogger, type Logger } from '../ops/logger.js'
 import { Registry, createEdgeMetrics, type EdgeMetrics } from '../ops/metrics.js'
-import { intOption } from '../options.js'
+import { intOption } from '../util/options.js'
 import { Backoff } from '../session/liveness.js'
 import type { ConnectionOptions } from '../transport/types.js'
 import { ModuleBus, type MailboxOptions, type ModuleHandle, type RegisterOptions } from './bus.js'
 import { EdgeConnector, type ConnectorState, type HubRefusedError } from './connector.js'
-import { loadOrCreateEdgeIdentity, signChallenge, type EdgeIdentity } from './identity.js'
+import { loadOrCreateEdgeIdentity, signChallenge, type EdgeIdentity } from '../identity/node-key.js'
 import { registerServiceBus, startUpstreamEndpoint, type ServiceBus, type UpstreamEndpoint } from './servicebus.js'
-import { decodeJoinToken } from '../hub/token.js'
-import { defaultCodec } from '../codec.js'
+import { decodeJoinToken } from '../identity/token.js'
+import { defaultCodec } from '../codec/codec.js'
 import { ReliableEndpoint } from '../reliable/endpoint.js'
 import { isReliableMessage } from '../reliable/protocol.js'
 import type { DeliveryVerdict } from '../reliable/receiver.js'
@@ -32,8 +32,8 @@ import type { AppendOutcome, ReliableStore, ResourceRecord } from '../reliable/s
 import { startLocalApi, type LocalApi, type ResourceView } from './local-api.js'
 import { join } from 'node:path'
 import { DEVICE_GROUP } from '../device/protocol.js'
-import type { EdgeDevices, DeviceOptions } from '../device/edge-devices.js'
-import { resolveDeviceOptions } from '../device/edge-options.js'
+import type { EdgeDevices, DeviceOptions } from '../device/edge/devices.js'
+import { resolveDeviceOptions } from '../device/edge/options.js'
 
 /** The hub cannot be reached right now (best-effort lane: the message was not sent). */
 export class HubUnreachableError extends EdgeFabricError {
@@ -262,7 +262,7 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
         edge.#upstreamEndpoint = await startUpstreamEndpoint({ bus: edge.bus, ...o.upstreamEndpoint, logger: edge.#logger })
       }
       if (deviceOptions !== undefined) {
-        const { EdgeDevices } = await import('../device/edge-devices.js')
+        const { EdgeDevices } = await import('../device/edge/devices.js')
         edge.#devices = await EdgeDevices.start({
           options: o.devices as DeviceOptions,
           nodeId: o.nodeId,

@@ -10,7 +10,7 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import type { Envelope } from '../envelope.js'
+import type { Envelope } from '../codec/envelope.js'
 import { InvalidOptionError } from '../errors.js'
 
 export interface ResourceView {

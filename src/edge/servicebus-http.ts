@@ -10,7 +10,7 @@
  */
 import http from 'node:http'
 import { ServiceBusError } from '../errors.js'
-import { intOption } from '../options.js'
+import { intOption } from '../util/options.js'
 
 export interface LocalHttpRequest {
   /** @default 'GET' */

@@ -19,9 +19,9 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import http from 'node:http'
 import type { Socket } from 'node:net'
-import { newMessage, PRIORITIES, type Envelope, type Priority } from '../envelope.js'
+import { newMessage, PRIORITIES, type Envelope, type Priority } from '../codec/envelope.js'
 import { EdgeFabricError, InvalidOptionError, ListenError } from '../errors.js'
-import { intOption, stringOption } from '../options.js'
+import { intOption, stringOption } from '../util/options.js'
 import { noopLogger, type BusLogger } from './bus-types.js'
 
 export interface UpstreamEndpointOptions {

@@ -9,9 +9,9 @@
  * Response envelope: operation 'response', content { status, headers, body: bytes };
  * or operation 'error', content { code: 'EF_SERVICEBUS', message, reason }.
  */
-import type { Envelope } from '../envelope.js'
+import type { Envelope } from '../codec/envelope.js'
 import { InvalidOptionError, ServiceBusError, toError } from '../errors.js'
-import { intOption } from '../options.js'
+import { intOption } from '../util/options.js'
 import type { ModuleBus, ModuleHandle } from './bus.js'
 import { noopLogger, type BusLogger, type MailboxOptions } from './bus-types.js'
 import { callLocalHttp, DEFAULT_SERVICEBUS_MAX_BODY, DEFAULT_SERVICEBUS_TIMEOUT_MS, type LocalHttpRequest } from './servicebus-http.js'

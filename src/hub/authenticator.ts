@@ -5,13 +5,13 @@
  * signing context, so it cannot be replayed elsewhere). The first join binds
  * the node name to that key; afterwards only the same key is admitted.
  */
-import type { Clock } from '../clock.js'
+import type { Clock } from '../util/clock.js'
 import { JoinRefusedError } from '../errors.js'
-import { nodeKeyId, verifyChallenge } from '../edge/identity.js'
+import { nodeKeyId, verifyChallenge } from '../identity/node-key.js'
 import { helloContext, type HelloContent } from '../session/protocol.js'
 import { checkOrBind, type NodeBindingStore } from './bindings.js'
 import type { HubIdentity } from './identity.js'
-import { verifyJoinToken } from './token.js'
+import { verifyJoinToken } from '../identity/token.js'
 import type { HubAuthenticator } from './types.js'
 
 export class TokenAuthenticator implements HubAuthenticator {

@@ -11,9 +11,9 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { IdentityError, InvalidOptionError, JoinRefusedError, toError } from '../errors.js'
-import { ensurePrivateDir, writeFileAtomic } from '../atomic-file.js'
-import { nodeKeyId } from '../edge/identity.js'
-import { isValidNodeName, validateNodeName } from './token.js'
+import { ensurePrivateDir, writeFileAtomic } from '../util/atomic-file.js'
+import { nodeKeyId } from '../identity/node-key.js'
+import { isValidNodeName, validateNodeName } from '../identity/token.js'
 
 export interface NodeBinding {
   nodeId: string

@@ -13,7 +13,7 @@
  * committed by the registry. A registry failure rejects the commit, so the
  * group is not acknowledged and the edge resends it (at-least-once).
  */
-import type { Envelope } from '../envelope.js'
+import type { Envelope } from '../codec/envelope.js'
 import type { ReliableStore } from '../reliable/store.js'
 
 /** Consumer of reliable upstream `$device` messages (DeviceRegistry: acceptUpstream / upstreamDurable). */

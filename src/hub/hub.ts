@@ -1,535 +1,240 @@
 /**
- * The cloud hub (CloudHub role): listeners on one or more transports, one
- * session per edge node, routing by node, request/response, broadcast by
- * labels, edge-to-edge forwarding, and a typed event stream.
+ * `Hub`: the cloud role as a library object. Composes the session core
+ * (./hub.ts) with the persistent identity and node-key bindings in the data
+ * directory, Prometheus metrics and the admin HTTP server.
+ *
+ *   const hub = await Hub.start({ listen: ['quic://0.0.0.0:10001'], dataDir: './hub-data' })
+ *   const token = hub.createToken('edge-1')
  */
-import { EventEmitter } from 'node:events'
-import { systemClock, type Clock } from '../clock.js'
-import { newErrorResponse, newMessage, newResponse, type Envelope } from '../envelope.js'
-import { ConnectionClosedError, EdgeFabricError, InvalidOptionError, JoinRefusedError, QuotaExceededError } from '../errors.js'
-import { intOption } from '../options.js'
-import { nullLogger, type Logger } from '../ops/logger.js'
-import type { HubMetrics } from '../ops/metrics.js'
-import { ReliableEndpoint } from '../reliable/endpoint.js'
-import { isReliableMessage } from '../reliable/protocol.js'
-import type { LaneEvent } from '../reliable/sender.js'
-import type { AppendOutcome, QuotaPolicy, ReliableStore } from '../reliable/store.js'
-import { PendingRequests } from '../session/pending.js'
-import type { HelloContent, RefusedContent } from '../session/protocol.js'
-import { listen } from '../transport/index.js'
-import { resolveConnectionOptions } from '../transport/options.js'
-import type { CloseInfo, Listener } from '../transport/types.js'
-import { withInboundBarrier, type DeviceUpstreamHandler } from './device-upstream.js'
-import { HubSession, type SessionHost } from './session.js'
-import type { HubAuthenticator, HubEvent, HubOptions, NodeInfo, NodeSelector, RequestOptions, HubSendOptions, UpstreamMessage } from './types.js'
-import { UpstreamQueue } from './upstream-queue.js'
+import { mkdir } from 'node:fs/promises'
+import { systemClock, type TimerHandle } from '../util/clock.js'
+import { InvalidOptionError } from '../errors.js'
+import { startAdminServer, type AdminServer } from '../ops/admin-server.js'
+import { nullLogger } from '../ops/logger.js'
+import { Gauge } from 'prom-client'
+import { Registry, createHubMetrics, type HubMetrics } from '../ops/metrics.js'
+import { TokenAuthenticator } from './authenticator.js'
+import { FileBindingStore, type NodeBindingStore } from './bindings.js'
+import { HubCore } from './hub-core.js'
+import { loadOrCreateHubIdentity, type HubIdentity } from './identity.js'
+import { createJoinToken } from '../identity/token.js'
+import { certificateFingerprint } from '../identity/pki.js'
+import { WebTransportListener } from '../transport/webtransport-listener.js'
+import type { HubOptions } from './types.js'
+import { join } from 'node:path'
+import { LmdbStore } from '../reliable/lmdb-store.js'
+import type { ReliableStore } from '../reliable/store.js'
+import { DeviceRegistry } from '../device/cloud/registry.js'
+import { deviceRoutes } from '../device/cloud/http-api.js'
 
-/** The node has no open session. */
-export class NodeOfflineError extends EdgeFabricError {
-  static readonly code = 'EF_NODE_OFFLINE'
-  readonly nodeId: string
-  constructor (nodeId: string, message = `node ${nodeId} is not connected`) {
-    super(NodeOfflineError.code, message)
-    this.nodeId = nodeId
-  }
-}
+/** Reissue the WebTransport leaf this long before it expires (half of its 14 days). */
+const WT_ROTATE_BEFORE_EXPIRY_MS = 7 * 86_400_000
 
-function closeReasonLabel (info: CloseInfo): string {
-  const r = info.reason ?? ''
-  if (r.startsWith('no traffic')) return 'liveness_timeout'
-  if (r.startsWith('replaced')) return 'replaced'
-  if (r.includes('goodbye') || r.includes('shutting down')) return 'peer_closed'
-  return info.clean ? 'closed' : 'error'
-}
+export class Hub extends HubCore {
+  readonly identity: HubIdentity
+  readonly registry: Registry
+  readonly bindings: NodeBindingStore
+  #admin: AdminServer | undefined
+  #devices: DeviceRegistry | undefined
+  readonly #startedAt: number
 
-/** Parse `node:<id>[/<module>]` destinations used for edge-to-edge routing. */
-export function parseNodeDestination (destination: string | undefined): { nodeId: string, module: string | undefined } | undefined {
-  if (destination === undefined || !destination.startsWith('node:')) return undefined
-  const rest = destination.slice(5)
-  const slash = rest.indexOf('/')
-  const nodeId = slash < 0 ? rest : rest.slice(0, slash)
-  if (nodeId === '') return undefined
-  return { nodeId, module: slash < 0 ? undefined : rest.slice(slash + 1) || undefined }
-}
+  readonly #ownsStore: boolean
+  /** Short-lived CA-issued leaf for https:// (WebTransport) listeners (see #listenIdentity). */
+  #wtTls: { certPem: string, keyPem: string, notAfter: number } | undefined
+  #wtRotation: TimerHandle | undefined
+  #stopping = false
 
-interface NodeRecord {
-  info: NodeInfo
-  operatorLabels: Record<string, string>
-  session: HubSession | undefined
-}
-
-interface HubCoreEvents {
-  event: [HubEvent]
-  lane: [LaneEvent]
-  message: [UpstreamMessage]
-  error: [Error]
-}
-
-/**
- * Session routing core of the hub, independent of identity storage and the
- * admin server (those are composed in ./cloud-hub.ts).
- */
-export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost {
-  readonly clock: Clock
-  readonly authenticator: HubAuthenticator
-  readonly heartbeatMs: number
-  readonly handshakeTimeoutMs: number
-  readonly requestTimeoutMs: number
-  readonly maxNodes: number
-  readonly logger: Logger
-  readonly transportListeners: Listener[] = []
-  readonly #nodes = new Map<string, NodeRecord>()
-  readonly #sessions = new Set<HubSession>()
-  /** Records with a session, kept in step with rec.session by admit()/ended(): admission stays O(1) at 10k+ nodes. */
-  #connected = 0
-  readonly #pending: PendingRequests
-  readonly #upstream: UpstreamQueue
-  readonly #edgeToEdge: NonNullable<HubOptions['edgeToEdge']>
-  readonly metrics: HubMetrics | undefined
-  readonly store: ReliableStore | undefined
-  readonly #lanes = new Map<string, ReliableEndpoint>()
-  readonly #quota: QuotaPolicy
-  readonly #laneOptions: { maxRejections: number, ackTimeoutMs: number }
-  readonly #onUpstream: HubOptions['onUpstream']
-  readonly #connectionOptions: HubOptions
-  /** Consumer of reliable upstream `$device` messages (the device registry, DESIGN.md §8); set by Hub.start. */
-  #deviceHandler: DeviceUpstreamHandler | undefined
-  /** `store` as the lanes see it: inbound commits wait for the device handler (device-upstream.ts). */
-  #laneStore: ReliableStore | undefined
-  #closed = false
-
-  constructor (options: HubOptions, authenticator: HubAuthenticator, metrics?: HubMetrics, store?: ReliableStore) {
-    super()
-    this.metrics = metrics
-    this.store = store
-    this.#quota = {
-      maxMessages: intOption('quota.maxMessages', options.quota?.maxMessages, 1_000_000, 1),
-      maxBytes: intOption('quota.maxBytes', options.quota?.maxBytes, 1024 ** 3, 1),
-      overflow: options.quota?.overflow ?? 'reject'
-    }
-    if (this.#quota.overflow !== 'reject' && this.#quota.overflow !== 'drop-oldest') throw new InvalidOptionError('quota.overflow', 'must be "reject" or "drop-oldest"')
-    this.#laneOptions = {
-      maxRejections: intOption('maxRejections', options.maxRejections, 5, 1),
-      ackTimeoutMs: intOption('ackTimeoutMs', options.ackTimeoutMs, 5000, 10)
-    }
-    this.#onUpstream = options.onUpstream
-    this.#connectionOptions = options
-    this.on('error', () => {}) // events never crash the process; failures are typed events
-    this.clock = options.clock ?? systemClock
-    this.authenticator = authenticator
-    this.heartbeatMs = intOption('heartbeatMs', options.heartbeatMs, 5000, 50, 3_600_000)
-    this.handshakeTimeoutMs = intOption('handshakeTimeoutMs', options.handshakeTimeoutMs, 10_000, 10)
-    this.requestTimeoutMs = intOption('requestTimeoutMs', options.requestTimeoutMs, 30_000, 1)
-    this.maxNodes = intOption('maxNodes', options.maxNodes, 100_000, 1)
-    const hwm = intOption('upstreamHighWaterMark', options.upstreamHighWaterMark, 10_000, 1)
-    this.#edgeToEdge = options.edgeToEdge ?? false
-    if (typeof this.#edgeToEdge !== 'boolean' && typeof this.#edgeToEdge !== 'function') {
-      throw new InvalidOptionError('edgeToEdge', 'must be a boolean or a function')
-    }
-    this.logger = (options.logger ?? nullLogger).child({ component: 'hub' })
-    this.#pending = new PendingRequests(this.clock)
-    this.#upstream = new UpstreamQueue(hwm, paused => {
-      for (const s of this.#sessions) { if (paused) s.connection.pause(); else s.connection.resume() }
-    })
+  private constructor (options: HubOptions, identity: HubIdentity, bindings: NodeBindingStore, registry: Registry, metrics: HubMetrics, store: ReliableStore, ownsStore: boolean) {
+    const clock = options.clock ?? systemClock
+    super(options, options.authenticator ?? new TokenAuthenticator(identity, bindings, clock), metrics, store)
+    this.#ownsStore = ownsStore
+    this.identity = identity
+    this.bindings = bindings
+    this.registry = registry
+    this.#startedAt = clock.now()
   }
 
-  /** Start listening on every URL (listen options per URL come from `optionsFor`). */
-  async listenAll (urls: string[], optionsFor: (url: URL) => object, connection: HubOptions): Promise<void> {
-    const resolved = resolveConnectionOptions(connection)
-    for (const url of urls) {
-      const listener = await listen(url, {
-        ...resolved,
-        ...optionsFor(new URL(url)),
-        onConnection: conn => {
-          if (this.#closed) { conn.abort(new ConnectionClosedError('hub is closing')); return }
-          const s = new HubSession(this, conn)
-          this.#sessions.add(s)
-          if (this.#upstream.paused) conn.pause()
-          conn.once('close', () => this.#sessions.delete(s))
-        }
-      })
-      this.transportListeners.push(listener)
+  static async start (options: HubOptions): Promise<Hub> {
+    if (!Array.isArray(options.listen) || options.listen.length === 0 || !options.listen.every(u => typeof u === 'string')) {
+      throw new InvalidOptionError('listen', 'must be a non-empty array of URLs')
     }
-  }
-
-  get urls (): string[] { return this.transportListeners.map(l => l.url) }
-
-  // ---- SessionHost ---------------------------------------------------------------
-
-  admit (session: HubSession, hello: HelloContent): void {
-    const nodeId = session.nodeId as string
-    if (this.#nodes.get(nodeId)?.session === undefined && this.#connectedCount() >= this.maxNodes) {
-      throw new JoinRefusedError('EF_NODE_LIMIT', `the hub is at its node limit (${this.maxNodes}); retrying later may succeed`)
-    }
-    const rec = this.#record(nodeId)
-    const old = rec.session
-    rec.session = session
-    if (old === undefined) this.#connected++
-    Object.assign(rec.info, {
-      status: 'connected',
-      labels: { ...hello.labels, ...rec.operatorLabels },
-      transport: session.connection.transport,
-      remoteAddress: session.connection.remoteAddress,
-      keyId: session.keyId,
-      connectedAt: this.clock.now(),
-      sessionId: session.id
-    })
-    if (old !== undefined) {
-      // Last connection wins (DESIGN.md §4); the older one learns why it was closed.
-      this.#emitEvent({ type: 'session-replaced', nodeId, oldSessionId: old.id, newSessionId: session.id })
-      void old.goodbye('replaced by a newer connection for the same node')
-    }
-    this.metrics?.sessionsOpened.inc({ transport: session.connection.transport })
-    this.metrics?.connectedNodes.set(this.#connectedCount())
-    this.#emitEvent({ type: 'node-connected', nodeId, transport: session.connection.transport, remoteAddress: session.connection.remoteAddress, sessionId: session.id })
-    this.logger.info({ nodeId, transport: session.connection.transport, session: session.id }, 'node connected')
-  }
-
-  activated (session: HubSession): void {
-    const nodeId = session.nodeId as string
-    if (this.#nodes.get(nodeId)?.session !== session) return
-    this.#lane(nodeId)?.attach(session.connection)
-  }
-
-  refused (session: HubSession, refusal: RefusedContent, nodeId: string | undefined): void {
-    const e: HubEvent = { type: 'handshake-refused', code: refusal.code, reason: refusal.reason, remoteAddress: session.connection.remoteAddress }
-    if (nodeId !== undefined) e.nodeId = nodeId
-    this.metrics?.handshakeRefusals.inc({ code: refusal.code })
-    this.logger.warn({ code: refusal.code, remoteAddress: session.connection.remoteAddress, nodeId }, 'handshake refused')
-    this.#emitEvent(e)
-  }
-
-  ended (session: HubSession, info: CloseInfo): void {
-    const nodeId = session.nodeId as string
-    const rec = this.#nodes.get(nodeId)
-    this.#account(session)
-    if (rec === undefined || rec.session !== session) {
-      this.metrics?.sessionsClosed.inc({ reason: 'replaced' })
-      return // an older, replaced session
-    }
-    rec.session = undefined
-    this.#connected--
-    this.#lanes.get(nodeId)?.detach(session.connection)
-    this.metrics?.sessionsClosed.inc({ reason: closeReasonLabel(info) })
-    this.metrics?.connectedNodes.set(this.#connectedCount())
-    this.metrics?.rtt.remove({ node: nodeId })
-    Object.assign(rec.info, { status: 'disconnected', disconnectedAt: this.clock.now(), rttMs: undefined, lastSeen: session.lastSeen })
-    this.#pending.rejectAll(new NodeOfflineError(nodeId, `node ${nodeId} disconnected before answering`), nodeId)
-    this.#emitEvent({ type: 'node-disconnected', nodeId, sessionId: session.id, reason: info.reason ?? 'closed', clean: info.clean })
-    this.logger.info({ nodeId, reason: info.reason, clean: info.clean }, 'node disconnected')
-  }
-
-  upstream (session: HubSession, env: Envelope): void {
-    const nodeId = session.nodeId as string
-    this.metrics?.messages.add({ direction: 'up', transport: session.connection.transport })
-    if (isReliableMessage(env)) {
-      const lane = this.#nodes.get(nodeId)?.session === session ? this.#lane(nodeId) : undefined
-      try {
-        lane?.handle(env)
-      } catch (err) {
-        session.abort(err as Error)
+    if (typeof options.dataDir !== 'string' || options.dataDir === '') throw new InvalidOptionError('dataDir', 'must be a directory path')
+    await mkdir(options.dataDir, { recursive: true })
+    const identity = await loadOrCreateHubIdentity(options.dataDir, options.altNames !== undefined ? { altNames: options.altNames } : {})
+    const bindings = await FileBindingStore.open(options.dataDir)
+    const registry = new Registry()
+    let hubRef: Hub | undefined
+    // Registered first so its collect() runs before the other metrics are
+    // serialized: it folds live session byte counts and RTTs in at scrape time.
+    const clock = options.clock ?? systemClock
+    const started = clock.now()
+    new Gauge({
+      name: 'edgefabric_hub_uptime_seconds',
+      help: 'Seconds since the hub started.',
+      registers: [registry],
+      collect () {
+        hubRef?.refreshMetrics()
+        this.set((clock.now() - started) / 1000)
       }
-      return
-    }
-    if (this.#pending.settle(env)) return
-    const dest = parseNodeDestination(env.router.destination)
-    if (dest !== undefined && dest.nodeId !== nodeId) {
-      this.#forward(nodeId, dest, env)
-      return
-    }
-    const m: UpstreamMessage = { nodeId, envelope: env }
-    this.emit('message', m)
-    this.#upstream.push(m)
-  }
-
-  // ---- public API ------------------------------------------------------------------
-
-  /**
-   * Send to a node. Best-effort (default): the node must be connected; waits
-   * for drain when the connection is congested. Reliable: resolves once the
-   * message is durable in the node's outbox (connected or not); throws
-   * QuotaExceededError when the quota refuses it.
-   */
-  async send (nodeId: string, env: Envelope, options: HubSendOptions = {}): Promise<void> {
-    if (options.delivery === 'reliable') {
-      const outcome = await this.sendReliable(nodeId, env)
-      if (outcome.status === 'rejected') throw new QuotaExceededError(nodeId, outcome.reason)
-      return
-    }
-    const session = this.#nodes.get(nodeId)?.session
-    if (session === undefined || session.state !== 'active') throw new NodeOfflineError(nodeId)
-    const ok = session.send(env)
-    this.metrics?.messages.add({ direction: 'down', transport: session.connection.transport })
-    if (!ok) await session.connection.onDrain()
-  }
-
-  /** Reliable send with the store's outcome (queued with seq, stale, or rejected by quota). */
-  async sendReliable (nodeId: string, env: Envelope): Promise<AppendOutcome> {
-    const lane = this.#lane(nodeId)
-    if (lane === undefined) throw new InvalidOptionError('delivery', 'reliable delivery needs a store (Hub.start creates one in dataDir)')
-    return await lane.sender.enqueue(env)
-  }
-
-  /** Pending reliable messages for a node. */
-  outboxDepth (nodeId: string): number {
-    return this.store?.outboxStats(nodeId).count ?? 0
-  }
-
-  /** Send a request and wait for the response matched by parentId. */
-  async request (nodeId: string, env: Envelope, options: RequestOptions = {}): Promise<Envelope> {
-    const timeoutMs = intOption('timeoutMs', options.timeoutMs, this.requestTimeoutMs, 1)
-    env.header.sync = true
-    const m = this.metrics
-    const waiting = this.#pending.wait(env.header.id, nodeId, timeoutMs, (ms, ok) => {
-      if (m === undefined) return
-      m.requests.inc({ result: ok ? 'ok' : 'error' })
-      if (ok) m.requestLatency.observe(ms / 1000)
     })
+    const ownsStore = options.store === undefined
+    const store = options.store ?? await LmdbStore.open(join(options.dataDir, 'reliable'), { durability: options.durability ?? 'sync' })
+    const hub = new Hub(options, identity, bindings, registry, createHubMetrics(registry), store, ownsStore)
+    hubRef = hub
+    hub.openLanes()
     try {
-      await this.send(nodeId, env)
+      hub.#devices = await openDevices(hub, options, registry)
+      if (options.listen.some(u => /^(https|webtransport):/i.test(u))) hub.#wtTls = await identity.issueWebTransportTls()
+      await hub.listenAll(options.listen, url => hub.#listenIdentity(url), options)
+      hub.#scheduleWebTransportRotation()
+      if (options.admin !== false) {
+        hub.#admin = await startAdminServer({
+          host: options.admin?.host ?? '127.0.0.1',
+          port: options.admin?.port ?? 0,
+          registry,
+          title: 'edgefabric hub',
+          logger: options.logger ?? nullLogger,
+          health: () => ({ ok: true }),
+          ready: () => ({ ok: hub.urls.length > 0, detail: { listening: hub.urls } }),
+          status: () => { hub.refreshMetrics(); return hub.status() },
+          ...(hub.#devices === undefined ? {} : { routes: deviceRoutes(hub.#devices, options.admin?.token === undefined ? {} : { token: options.admin.token }) })
+        })
+      }
     } catch (err) {
-      this.#pending.fail(env.header.id, err as Error)
+      await hub.close(0).catch(() => {})
+      throw err
     }
-    return await waiting
+    hub.logger.info({ urls: hub.urls, admin: hub.adminUrl, quicPeerId: identity.quicPeerId, caFingerprint: identity.caFingerprint }, 'hub started')
+    return hub
+  }
+
+  /** The cloud device registry (DESIGN.md §8) when started with `devices`; else undefined. */
+  get devices (): DeviceRegistry | undefined { return this.#devices }
+
+  /** Admin HTTP base URL (metrics, health, status), if enabled. */
+  get adminUrl (): string | undefined { return this.#admin?.url }
+
+  /** A join token for `nodeId` that pins this hub's identity. */
+  createToken (nodeId: string, ttlSeconds?: number): string {
+    return createJoinToken(this.identity, ttlSeconds === undefined ? { nodeId } : { nodeId, ttlSeconds })
+  }
+
+  /** JSON status for the admin API and the status page. */
+  status (): object {
+    return {
+      role: 'hub',
+      uptimeSeconds: Math.round((this.clock.now() - this.#startedAt) / 1000),
+      listening: this.urls,
+      identity: { quicPeerId: this.identity.quicPeerId, caFingerprint: this.identity.caFingerprint },
+      pendingRequests: this.pendingRequests,
+      nodes: this.nodes().map(n => ({
+        nodeId: n.nodeId,
+        status: n.status,
+        transport: n.transport,
+        remoteAddress: n.remoteAddress,
+        labels: n.labels,
+        rttMs: n.rttMs,
+        lastSeen: n.lastSeen === undefined ? undefined : new Date(n.lastSeen).toISOString(),
+        connectedAt: n.connectedAt === undefined ? undefined : new Date(n.connectedAt).toISOString()
+      }))
+    }
   }
 
   /**
-   * ServiceBus (DESIGN.md §7): call an HTTP endpoint of an app on the edge's
-   * loopback and get its response. The edge must allow the port
-   * (`serviceBus.allowedPorts`); refusals arrive as RemoteError with the code.
+   * Reissue the https:// (WebTransport) leaf under the same CA — join tokens
+   * pin the CA, so they stay valid — and serve it to new sessions; open
+   * sessions keep theirs. Runs by itself half-way through the leaf's 14 days.
+   * Returns the new leaf's fingerprint (undefined without https:// listeners).
    */
-  async callEdgeHttp (nodeId: string, req: { method?: string, path: string, port: number, headers?: Record<string, string | string[]>, body?: string | Uint8Array },
-    options: RequestOptions = {}): Promise<{ status: number, headers: Record<string, string | string[]>, body: Uint8Array }> {
-    const env = newMessage({ source: 'cloud', group: 'servicebus', operation: 'http', resource: `servicebus/http/${req.port}`, content: req })
-    const res = await this.request(nodeId, env, options)
-    return res.content as { status: number, headers: Record<string, string | string[]>, body: Uint8Array }
-  }
-
-  /** Answer an upstream request. */
-  async respond (nodeId: string, request: Envelope, content: unknown): Promise<void> {
-    await this.send(nodeId, newResponse(request, content, 'cloud'))
-  }
-
-  async respondError (nodeId: string, request: Envelope, code: string, message: string): Promise<void> {
-    await this.send(nodeId, newErrorResponse(request, code, message, 'cloud'))
-  }
-
-  /** Send to every connected node matching the selector (labels or predicate). */
-  async broadcast (selector: NodeSelector, env: Envelope): Promise<{ sent: string[], failed: string[] }> {
-    const match = typeof selector === 'function'
-      ? selector
-      : (n: NodeInfo) => Object.entries(selector).every(([k, v]) => n.labels[k] === v)
-    const sent: string[] = []
-    const failed: string[] = []
-    this.metrics?.broadcasts.inc()
-    await Promise.all([...this.#nodes.values()].filter(r => r.session !== undefined && match(r.info)).map(async r => {
-      try {
-        await this.send(r.info.nodeId, env)
-        sent.push(r.info.nodeId)
-      } catch {
-        failed.push(r.info.nodeId)
+  async rotateWebTransportCertificate (): Promise<string | undefined> {
+    const previous = this.#wtTls
+    if (previous === undefined || this.#stopping) return undefined
+    const next = await this.identity.issueWebTransportTls()
+    this.#wtTls = next
+    for (const l of this.transportListeners) {
+      if (!(l instanceof WebTransportListener)) continue
+      if (!l.updateIdentity({ cert: next.certPem, key: next.keyPem })) {
+        this.logger.warn({ url: l.url, notAfter: new Date(previous.notAfter).toISOString() },
+          'this https:// listener (HTTP/3) cannot swap its certificate while running; restart the hub before the certificate expires')
       }
-    }))
-    this.metrics?.broadcastFanout.inc(sent.length)
-    return { sent, failed }
-  }
-
-  /** Upstream messages as an async iterable (bounded; a slow consumer pauses the sessions). */
-  messages (): AsyncIterable<UpstreamMessage> {
-    return this.#upstream
-  }
-
-  nodes (): NodeInfo[] {
-    return [...this.#nodes.values()].map(r => this.#snapshot(r))
-  }
-
-  node (nodeId: string): NodeInfo | undefined {
-    const r = this.#nodes.get(nodeId)
-    return r === undefined ? undefined : this.#snapshot(r)
-  }
-
-  /** Operator labels, merged over the labels the edge reports. */
-  setLabels (nodeId: string, labels: Record<string, string>): void {
-    const rec = this.#record(nodeId)
-    rec.operatorLabels = { ...labels }
-    rec.info.labels = { ...(rec.session?.labels ?? {}), ...labels }
-  }
-
-  /** Disconnect a node (it will reconnect unless its credentials are revoked). */
-  async disconnect (nodeId: string, reason = 'disconnected by operator'): Promise<void> {
-    await this.#nodes.get(nodeId)?.session?.goodbye(reason)
-  }
-
-  get pendingRequests (): number { return this.#pending.size }
-
-  async close (graceMs = 5000): Promise<void> {
-    if (this.#closed) return
-    this.#closed = true
-    this.#pending.rejectAll(new ConnectionClosedError('hub closed'))
-    this.#upstream.end()
-    for (const lane of this.#lanes.values()) lane.close()
-    await Promise.all([...this.#sessions].map(s => s.goodbye('hub shutting down').catch(() => {})))
-    await Promise.all(this.transportListeners.map(l => l.close(graceMs)))
-  }
-
-  // ---- internals ---------------------------------------------------------------------
-
-  #snapshot (r: NodeRecord): NodeInfo {
-    const info = { ...r.info, labels: { ...r.info.labels } }
-    if (r.session !== undefined) {
-      info.lastSeen = r.session.lastSeen
-      info.rttMs = r.session.rttMs ?? r.session.connection.stats.rttMs
     }
-    return info
+    this.#scheduleWebTransportRotation()
+    const fp = certificateFingerprint(next.certPem)
+    this.logger.info({ fingerprint: fp, notAfter: new Date(next.notAfter).toISOString() }, 'https:// certificate reissued')
+    return fp
   }
 
-  #forward (from: string, dest: { nodeId: string, module: string | undefined }, env: Envelope, reliable = false): void {
-    const fromRec = this.#nodes.get(from)
-    const toRec = this.#nodes.get(dest.nodeId)
-    const allowed = toRec !== undefined && fromRec !== undefined &&
-      (this.#edgeToEdge === true || (typeof this.#edgeToEdge === 'function' && this.#edgeToEdge(this.#snapshot(fromRec), this.#snapshot(toRec))))
-    const answer = (code: string, message: string): void => {
-      if (env.router.operation === 'response' || env.router.operation === 'error') return
-      void this.send(from, newErrorResponse(env, code, message, 'cloud')).catch(() => {})
-    }
-    if (!allowed) {
-      this.metrics?.forwards.inc({ result: 'denied' })
-      this.#emitEvent({ type: 'forward-denied', from, to: dest.nodeId })
-      answer('EF_FORBIDDEN', `node ${from} may not send to node ${dest.nodeId}`)
-      return
-    }
-    // The receiver learns the sender from the hub, never from the sender's own claim.
-    const forwarded: Envelope = {
-      header: env.header,
-      router: { ...env.router, source: `node:${from}/${env.router.source.replace(/^node:[^/]*\/?/, '')}` },
-      content: env.content
-    }
-    if (dest.module !== undefined) forwarded.router.destination = dest.module
-    else delete forwarded.router.destination
-    this.send(dest.nodeId, forwarded, reliable ? { delivery: 'reliable' } : {}).then(() => this.metrics?.forwards.inc({ result: 'delivered' }), () => {
-      this.metrics?.forwards.inc({ result: 'offline' })
-      answer('EF_NODE_OFFLINE', `node ${dest.nodeId} is not connected`)
-    })
-  }
-
-  /** The node's ACK lane (created on first use), or undefined without a store. */
-  #lane (nodeId: string): ReliableEndpoint | undefined {
-    if (this.store === undefined) return undefined
-    let lane = this.#lanes.get(nodeId)
-    if (lane === undefined) {
-      lane = new ReliableEndpoint(nodeId, {
-        source: 'cloud',
-        store: this.#laneStore ??= withInboundBarrier(this.store, peer => this.#deviceHandler?.durable(peer)),
-        clock: this.clock,
-        codec: resolveConnectionOptions(this.#connectionOptions).codec,
-        quota: this.#quota,
-        ...this.#laneOptions,
-        onEvent: e => this.#laneEvent(e),
-        // Upstream versions are per node: node b's "x" v3 is not stale because node a sent "x" v5.
-        // (Node names cannot contain '/', so the prefix is unambiguous.)
-        resourceKey: env => `${nodeId}/${env.router.resource}`,
-        deliver: async (env, seq) => {
-          await this.#deliverReliable(nodeId, env, seq)
-          return 'ok' as const
-        }
+  #scheduleWebTransportRotation (retryMs?: number): void {
+    this.clock.clearTimeout(this.#wtRotation)
+    this.#wtRotation = undefined
+    const tls = this.#wtTls
+    if (tls === undefined || this.#stopping) return
+    // Half the lifetime before expiry (7 of 14 days): leaves room for retries and
+    // clock skew between hub and edges. Certificates live in wall-clock time.
+    const delay = retryMs ?? Math.max(60_000, tls.notAfter - WT_ROTATE_BEFORE_EXPIRY_MS - Date.now())
+    this.#wtRotation = this.clock.setTimeout(() => {
+      this.#wtRotation = undefined
+      this.rotateWebTransportCertificate().catch((err: unknown) => {
+        this.logger.error({ err }, 'reissuing the https:// certificate failed; retrying in a minute')
+        this.#scheduleWebTransportRotation(60_000)
       })
-      this.#lanes.set(nodeId, lane)
-      const session = this.#nodes.get(nodeId)?.session
-      if (session !== undefined && session.state === 'active') lane.attach(session.connection)
-    }
-    return lane
+    }, delay)
   }
 
-  /** Create lanes for nodes with pending messages (TTL and quotas apply while they are offline). */
-  openLanes (): void {
-    for (const peer of this.store?.peersWithPending() ?? []) this.#lane(peer)
+  override async close (graceMs = 5000): Promise<void> {
+    this.#stopping = true
+    this.clock.clearTimeout(this.#wtRotation)
+    // The registry first: its in-flight hand-offs to the lanes finish while the store is open.
+    // The handler stays installed: a `$device` message arriving now is refused
+    // (EF_DEVICE_REGISTRY_CLOSED, not acked, resent by the edge later), never
+    // handed to the application stream instead.
+    await this.#devices?.close()
+    await super.close(graceMs)
+    await this.#admin?.close()
+    await this.bindings.close()
+    if (this.#ownsStore) await this.store?.close()
   }
 
-  /**
-   * Route reliable upstream messages of router group `$device` to `handler`
-   * instead of the application (messages()/onUpstream). The edge is acked
-   * only after `handler.durable(node)` resolved for the group (the registry
-   * applied the messages durably, group-committed: device-upstream.ts); a
-   * rejection makes the edge resend. `undefined` restores normal delivery.
-   */
-  setDeviceHandler (handler: DeviceUpstreamHandler | undefined): void {
-    this.#deviceHandler = handler
-  }
-
-  async #deliverReliable (nodeId: string, env: Envelope, seq: number): Promise<void> {
-    if (this.#deviceHandler !== undefined && env.router.group === '$device') {
-      await this.#deviceHandler.accept(nodeId, env, seq)
-      return
-    }
-    const dest = parseNodeDestination(env.router.destination)
-    if (dest !== undefined && dest.nodeId !== nodeId) {
-      this.#forward(nodeId, dest, env, true)
-      return
-    }
-    const m: UpstreamMessage = { nodeId, envelope: env }
-    this.emit('message', m)
-    this.#upstream.push(m)
-    await this.#onUpstream?.(m)
-  }
-
-  #laneEvent (e: LaneEvent): void {
-    const m = this.metrics
-    if (m !== undefined) {
-      if (e.type === 'dead-letter') m.drops.inc({ reason: e.code === 'EF_TTL_EXPIRED' ? 'ttl_expired' : e.code === 'EF_QUOTA_DROPPED' ? 'quota_dropped' : 'rejected_by_peer' })
-      if (e.type === 'expired') m.drops.inc({ reason: 'ttl_expired' }, e.count)
-      if (e.type === 'superseded') m.drops.inc({ reason: 'superseded' }, e.count)
-      if (e.type === 'stale') m.drops.inc({ reason: 'stale' })
-    }
-    if (e.type === 'store-error' || e.type === 'gap' || e.type === 'dead-letter') this.logger.warn(e, 'reliable lane')
-    this.emit('lane', e)
-  }
-
-  /** The registry record of a node, created (disconnected) on first use. */
-  #record (nodeId: string): NodeRecord {
-    let rec = this.#nodes.get(nodeId)
-    if (rec === undefined) {
-      rec = {
-        operatorLabels: {},
-        session: undefined,
-        info: {
-          nodeId, status: 'disconnected', labels: {}, transport: undefined, remoteAddress: undefined, keyId: undefined,
-          connectedAt: undefined, disconnectedAt: undefined, lastSeen: undefined, rttMs: undefined, sessionId: undefined
-        }
+  #listenIdentity (url: URL): object {
+    switch (url.protocol) {
+      case 'quic:':
+      case 'memory:':
+        // memory:// carries the QUIC peer id as its identity, so tokens pin it the same way
+        return { identity: url.protocol === 'quic:' ? this.identity.quicPrivateKey : this.identity.quicPeerId }
+      case 'wss:':
+        return { identity: { cert: this.identity.tls.certPem, key: this.identity.tls.keyPem } }
+      case 'https:':
+      case 'webtransport:': {
+        // Not server.pem (365 days): WebTransport pins only leaves valid for
+        // at most 14 days (W3C serverCertificateHashes), so https:// serves a
+        // short-lived leaf from the same CA. Edges pin the CA from their token
+        // and the dialer verifies that this leaf chains to it
+        // (src/transport/webtransport-pin.ts).
+        const tls = this.#wtTls as { certPem: string, keyPem: string }
+        return { identity: { cert: tls.certPem, key: tls.keyPem } }
       }
-      this.#nodes.set(nodeId, rec)
-    }
-    return rec
-  }
-
-  #connectedCount (): number {
-    return this.#connected
-  }
-
-  readonly #accounted = new WeakMap<HubSession, { sent: number, received: number }>()
-
-  /** Add the bytes a session moved since the last call to the byte counters. */
-  #account (session: HubSession): void {
-    const m = this.metrics
-    if (m === undefined) return
-    const st = session.connection.stats
-    const prev = this.#accounted.get(session) ?? { sent: 0, received: 0 }
-    const transport = session.connection.transport
-    if (st.bytesSent > prev.sent) m.bytes.inc({ direction: 'down', transport }, st.bytesSent - prev.sent)
-    if (st.bytesReceived > prev.received) m.bytes.inc({ direction: 'up', transport }, st.bytesReceived - prev.received)
-    this.#accounted.set(session, { sent: st.bytesSent, received: st.bytesReceived })
-  }
-
-  /** Refresh scrape-time metrics (bytes, RTT). Called by the admin server before /metrics. */
-  refreshMetrics (): void {
-    for (const r of this.#nodes.values()) {
-      if (r.session === undefined) continue
-      this.#account(r.session)
-      const rtt = r.session.rttMs ?? r.session.connection.stats.rttMs
-      if (rtt !== undefined) this.metrics?.rtt.set({ node: r.info.nodeId }, rtt / 1000)
+      default:
+        return {}
     }
   }
+}
 
-  #emitEvent (e: HubEvent): void {
-    this.emit('event', e)
-  }
+/** Open the device registry for `options.devices` and wire it to the hub (upstream `$device` messages, reliable lane). */
+async function openDevices (hub: Hub, options: HubOptions, registry: Registry): Promise<DeviceRegistry | undefined> {
+  const o = options.devices
+  if (o === undefined || o === false) return undefined
+  if (o !== true && (typeof o !== 'object' || o === null)) throw new InvalidOptionError('devices', 'must be a boolean or an options object')
+  const { inMemory, ...rest } = o === true ? {} : o
+  if (inMemory !== undefined && typeof inMemory !== 'boolean') throw new InvalidOptionError('devices.inMemory', 'must be a boolean')
+  const reg = await DeviceRegistry.open({
+    ...rest,
+    ...(inMemory === true ? {} : { path: join(options.dataDir, 'devices') }),
+    durability: rest.durability ?? options.durability ?? 'sync',
+    sink: hub,
+    clock: hub.clock,
+    logger: hub.logger,
+    metricsRegistry: registry
+  })
+  hub.setDeviceHandler({ accept: async (nodeId, env, seq) => { await reg.acceptUpstream(nodeId, env, seq) }, durable: nodeId => reg.upstreamDurable(nodeId) })
+  return reg
 }

@@ -27,11 +27,11 @@ import type { KeyObject } from 'node:crypto'
 import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { IdentityError, InvalidOptionError, toError } from '../errors.js'
-import { PRIVATE_DIR_MODE, ensurePrivateDir, fsyncDir, writeFileAtomic, writeSynced } from '../atomic-file.js'
+import { PRIVATE_DIR_MODE, ensurePrivateDir, fsyncDir, writeFileAtomic, writeSynced } from '../util/atomic-file.js'
 import { decodeQuicIdentity, encodeQuicIdentity, generateQuicIdentity, quicPeerId } from '../transport/quic-identity.js'
 import type { QuicPrivateKey } from '../transport/quic-identity.js'
-import { canonicalAltNames, certificateAltNames, certificateFingerprint, generateCa, issueServerCertificate } from './pki.js'
-import { WEBTRANSPORT_MAX_CERT_DAYS } from '../tls.js'
+import { canonicalAltNames, certificateAltNames, certificateFingerprint, generateCa, issueServerCertificate } from '../identity/pki.js'
+import { WEBTRANSPORT_MAX_CERT_DAYS } from '../identity/tls.js'
 
 export interface HubTlsMaterial {
   /** The dev CA certificate (PEM): what edges trust (`ca`) and the token pins. */
@@ -60,7 +60,7 @@ export interface HubIdentity {
   /**
    * A fresh server leaf for WebTransport listeners, issued by the CA for the
    * same altNames, valid for `days` (@default 14, the WebTransport maximum;
-   * src/tls.ts WEBTRANSPORT_MAX_CERT_DAYS). Not written to disk.
+   * src/identity/tls.ts WEBTRANSPORT_MAX_CERT_DAYS). Not written to disk.
    */
   issueWebTransportTls (days?: number): Promise<HubTlsMaterial & { notAfter: number }>
   /** This call created the identity (first start). */

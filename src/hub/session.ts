@@ -4,8 +4,8 @@
  * upstream message by the hub; nothing the edge writes later can change it.
  */
 import { randomBytes, randomUUID } from 'node:crypto'
-import type { Clock, TimerHandle } from '../clock.js'
-import type { Envelope } from '../envelope.js'
+import type { Clock, TimerHandle } from '../util/clock.js'
+import type { Envelope } from '../codec/envelope.js'
 import { EdgeFabricError, ProtocolError, toError } from '../errors.js'
 import { Liveness } from '../session/liveness.js'
 import {

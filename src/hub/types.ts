@@ -1,8 +1,8 @@
 /**
  * Public types of the cloud hub (CloudHub role, DESIGN.md §4 and §7).
  */
-import type { Clock } from '../clock.js'
-import type { Envelope } from '../envelope.js'
+import type { Clock } from '../util/clock.js'
+import type { Envelope } from '../codec/envelope.js'
 import type { HelloContent } from '../session/protocol.js'
 import type { Connection, ConnectionOptions, TransportName } from '../transport/types.js'
 
@@ -100,7 +100,7 @@ export interface HubOptions extends ConnectionOptions {
    * `hub.devices`, route reliable upstream `$device` messages into it and
    * serve the device API on the admin server. @default false
    */
-  devices?: import('../device/registry-types.js').HubDevicesOption
+  devices?: import('../device/cloud/registry-types.js').HubDevicesOption
 }
 
 export interface HubSendOptions {

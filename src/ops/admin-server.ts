@@ -12,7 +12,7 @@ import { isIP } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import type { Registry } from 'prom-client'
 import { ListenError, toError } from '../errors.js'
-import { intOption, stringOption } from '../options.js'
+import { intOption, stringOption } from '../util/options.js'
 import { nullLogger } from './logger.js'
 import type { Logger } from './logger.js'
 import { STATUS_PAGE_CSP, statusPage } from './status-page.js'
@@ -43,7 +43,7 @@ export interface AdminServerOptions {
   /** Upper bound for a health/ready/status callback before the probe answers 503/500. Default 2000 ms. */
   callbackTimeoutMs?: number
   /**
-   * Extra routes (e.g. the device API, src/device/cloud-http.ts), tried before
+   * Extra routes (e.g. the device API, src/device/cloud/http-api.ts), tried before
    * the built-in ones for any method; resolves true when it answered.
    */
   routes?: (req: IncomingMessage, res: ServerResponse, path: string) => Promise<boolean>

@@ -10,7 +10,7 @@
  */
 import pino from 'pino'
 import type { Logger as PinoLogger, DestinationStream, LoggerOptions as PinoOptions } from 'pino'
-import { enumOption, stringOption } from '../options.js'
+import { enumOption, stringOption } from '../util/options.js'
 
 export type Logger = PinoLogger
 

@@ -5,7 +5,7 @@
  * received (`resume`), so only the gap is resent — within one round trip of
  * the link coming back (KubeEdge waits for a 5 s reconciler).
  */
-import type { Envelope } from '../envelope.js'
+import type { Envelope } from '../codec/envelope.js'
 import { ProtocolError } from '../errors.js'
 import { parseData, parseNack, parseSeqField } from './protocol.js'
 import { ReliableReceiver, type ReceiverOptions } from './receiver.js'

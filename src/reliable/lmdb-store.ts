@@ -62,7 +62,7 @@
 import { mkdirSync } from 'node:fs'
 import { open, type RootDatabase } from 'lmdb'
 import { InvalidOptionError, StoreClosedError, StoreError, toError } from '../errors.js'
-import { enumOption, intOption } from '../options.js'
+import { enumOption, intOption } from '../util/options.js'
 import type { AppendOutcome, DeadLetter, Durability, InboundItem, InboundResult, OutboxInput, OutboxRecord, OutboxStats, QuotaPolicy, ReliableStore, ResourceRecord } from './store.js'
 import { ackUpTo, appendItems, commitInboundItems, expireRecords, rejectRecord, type StoreTxn } from './store-logic.js'
 import {

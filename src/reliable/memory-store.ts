@@ -12,7 +12,7 @@
  * O(log n + k). Expiry uses the same idea with an array sorted by expiresAt.
  */
 import { InvalidOptionError, StoreClosedError } from '../errors.js'
-import { intOption } from '../options.js'
+import { intOption } from '../util/options.js'
 import type { AppendOutcome, DeadLetter, Durability, InboundItem, InboundResult, OutboxInput, OutboxRecord, OutboxStats, QuotaPolicy, ReliableStore, ResourceRecord } from './store.js'
 import { ackUpTo, appendItems, commitInboundItems, expireRecords, refOf, rejectRecord, type PeerInState, type PeerOutState, type RecordRef, type StoreTxn } from './store-logic.js'
 import {

@@ -13,7 +13,7 @@
  *                     sent before the sender heard of the rejection and is ignored;
  *                     data after it resends from seq f
  */
-import { newMessage, type Envelope } from '../envelope.js'
+import { newMessage, type Envelope } from '../codec/envelope.js'
 import { ProtocolError } from '../errors.js'
 
 export const RELIABLE_GROUP = '$reliable'

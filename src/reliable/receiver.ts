@@ -6,9 +6,9 @@
  * received seq in ONE transaction — and only then acknowledge. A crash before
  * the commit means redelivery (at-least-once), never loss.
  */
-import type { Clock } from '../clock.js'
-import type { EnvelopeCodec } from '../codec.js'
-import { isExpired, type Envelope } from '../envelope.js'
+import type { Clock } from '../util/clock.js'
+import type { EnvelopeCodec } from '../codec/codec.js'
+import { isExpired, type Envelope } from '../codec/envelope.js'
 import { EdgeFabricError, ProtocolError, toError } from '../errors.js'
 import { reliableMessage, type DataContent } from './protocol.js'
 import type { InboundItem, ReliableStore } from './store.js'

@@ -14,9 +14,9 @@
  *  - while the peer is connected, just-appended records are sent from memory
  *    (sender-fresh.ts) instead of being read back from the store.
  */
-import type { Clock, TimerHandle } from '../clock.js'
-import type { EnvelopeCodec } from '../codec.js'
-import type { Envelope } from '../envelope.js'
+import type { Clock, TimerHandle } from '../util/clock.js'
+import type { EnvelopeCodec } from '../codec/codec.js'
+import type { Envelope } from '../codec/envelope.js'
 import { reliableMessage } from './protocol.js'
 import { FreshRecords } from './sender-fresh.js'
 import { InvalidOptionError, toError as toError } from '../errors.js'

@@ -13,7 +13,7 @@
  * One timer per session, re-armed lazily: touch() only stores a timestamp, so
  * a busy session costs nothing per message.
  */
-import type { Clock, TimerHandle } from '../clock.js'
+import type { Clock, TimerHandle } from '../util/clock.js'
 
 export interface LivenessOptions {
   clock: Clock

@@ -3,8 +3,8 @@
  * (DESIGN.md §2). Bounded; every entry ends by response, timeout or
  * rejectAll — nothing lingers.
  */
-import type { Clock, TimerHandle } from '../clock.js'
-import type { Envelope } from '../envelope.js'
+import type { Clock, TimerHandle } from '../util/clock.js'
+import type { Envelope } from '../codec/envelope.js'
 import { EdgeFabricError, RequestTimeoutError } from '../errors.js'
 
 export class TooManyRequestsError extends EdgeFabricError {

@@ -14,7 +14,7 @@
  * The node id of a session comes from the verified hello (token signed by the
  * hub + proof of the node key), never from message content afterwards.
  */
-import { newMessage, type Envelope } from '../envelope.js'
+import { newMessage, type Envelope } from '../codec/envelope.js'
 import { ProtocolError } from '../errors.js'
 
 export const SESSION_GROUP = '$session'

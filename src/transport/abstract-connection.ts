@@ -11,8 +11,8 @@
  * and the end of the underlying connection through the protected methods.
  */
 import { EventEmitter } from 'node:events'
-import type { EnvelopeCodecStream } from '../codec.js'
-import { PRIORITIES, type Envelope } from '../envelope.js'
+import type { EnvelopeCodecStream } from '../codec/codec.js'
+import { PRIORITIES, type Envelope } from '../codec/envelope.js'
 import {
   ConnectionClosedError, EdgeFabricError, FrameTooLargeError, InboundOverflowError,
   SendBufferFullError, toError
@@ -76,7 +76,7 @@ export abstract class AbstractConnection extends EventEmitter implements Connect
   #closeInfo: CloseInfo | undefined
   // codec: one stream per channel when the codec offers them (each channel is
   // an ordered, reliable byte stream, so its encoder and the peer's decoder
-  // stay in step; see src/codec-stream.ts), created on first use
+  // stay in step; see src/codec/stream.ts), created on first use
   readonly #codecStreams = new Map<Channel, EnvelopeCodecStream>()
   #pendingRemoteClose: CloseInfo | undefined
   #closing: Promise<void> | undefined

@@ -13,11 +13,11 @@
  * URL query parameters (dial side): `capacity` (bytes, default 1 MiB) and
  * `delayMs` (default 0), e.g. `memory://hub?delayMs=20&capacity=65536`.
  */
-import { PRIORITIES } from '../envelope.js'
+import { PRIORITIES } from '../codec/envelope.js'
 import {
   AbortedError, ConnectionResetError, DialError, DialTimeoutError, IdentityMismatchError, UnsupportedUrlError
 } from '../errors.js'
-import { intOption } from '../options.js'
+import { intOption } from '../util/options.js'
 import { AbstractConnection } from './abstract-connection.js'
 import { resolveConnectionOptions, type ResolvedConnectionOptions } from './options.js'
 import type { Channel, Connection, DialOptions, ListenOptions, Listener, Transport } from './types.js'

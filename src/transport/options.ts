@@ -1,9 +1,9 @@
 /**
  * Connection options: validated once, defaults applied, frozen.
  */
-import { defaultCodec, type EnvelopeCodec } from '../codec.js'
+import { defaultCodec, type EnvelopeCodec } from '../codec/codec.js'
 import { InvalidOptionError } from '../errors.js'
-import { intOption } from '../options.js'
+import { intOption } from '../util/options.js'
 import type { ConnectionOptions } from './types.js'
 
 const KiB = 1024

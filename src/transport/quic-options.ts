@@ -2,7 +2,7 @@
  * Transport-wide quic:// settings and the native engine config built from them.
  */
 import { InvalidOptionError, toError } from '../errors.js'
-import { intOption } from '../options.js'
+import { intOption } from '../util/options.js'
 import type { NativeBinding, NativeConfig } from './quic-native.js'
 import { CHANNEL_ORDER } from './quic-wire.js'
 

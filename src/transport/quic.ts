@@ -17,7 +17,7 @@ import {
   AbortedError, DialError, DialTimeoutError, EdgeFabricError, IdentityMismatchError, InvalidOptionError,
   ListenError, ProtocolError, UnsupportedUrlError, toError
 } from '../errors.js'
-import { intOption } from '../options.js'
+import { intOption } from '../util/options.js'
 import { FrameDecoder } from './framing.js'
 import { resolveConnectionOptions } from './options.js'
 import { QuicConnection, decoderError, type QuicChannelInit } from './quic-connection.js'

@@ -9,8 +9,8 @@
  * per priority class (`control`, `high`, `normal`, `bulk`). Order is kept
  * within a class, never across classes.
  */
-import type { Envelope, Priority } from '../envelope.js'
-import type { EnvelopeCodec } from '../codec.js'
+import type { Envelope, Priority } from '../codec/envelope.js'
+import type { EnvelopeCodec } from '../codec/codec.js'
 
 export type TransportName = 'memory' | 'ws' | 'quic' | 'webtransport'
 

@@ -23,7 +23,7 @@
  * stop the library's native stream (internal `stopReading()`), which leaves
  * data unconsumed and the sender's stream window closes.
  */
-import { PRIORITIES } from '../envelope.js'
+import { PRIORITIES } from '../codec/envelope.js'
 import { ConnectionResetError, toError } from '../errors.js'
 import { AbstractConnection } from './abstract-connection.js'
 import { FRAME_HEADER_BYTES, FrameDecoder } from './framing.js'

@@ -8,13 +8,13 @@
  * A pin may name the leaf or an issuing CA: ./webtransport-pin.ts resolves
  * it to the verified leaf hash that WebTransport itself can pin.
  */
-import { PRIORITIES } from '../envelope.js'
+import { PRIORITIES } from '../codec/envelope.js'
 import {
   AbortedError, DialError, DialTimeoutError, EdgeFabricError, IdentityMismatchError, InvalidOptionError,
   ProtocolError, TransportUnavailableError, UnsupportedUrlError, toError
 } from '../errors.js'
-import { intOption } from '../options.js'
-import { isSha256Fingerprint, normalizeFingerprint, WEBTRANSPORT_MAX_CERT_DAYS } from '../tls.js'
+import { intOption } from '../util/options.js'
+import { isSha256Fingerprint, normalizeFingerprint, WEBTRANSPORT_MAX_CERT_DAYS } from '../identity/tls.js'
 import { resolveConnectionOptions } from './options.js'
 import type { Channel, Connection, DialOptions } from './types.js'
 import { WebTransportConnection } from './webtransport-connection.js'

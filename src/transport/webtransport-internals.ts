@@ -14,7 +14,7 @@
  *   unpinned dial.
  */
 import type { ReadableStream } from 'node:stream/web'
-import { normalizeFingerprint } from '../tls.js'
+import { normalizeFingerprint } from '../identity/tls.js'
 import type { NativeStreamHandle } from './webtransport-wire.js'
 import type { WtSession } from './webtransport-lib.js'
 

@@ -8,10 +8,10 @@
 import { randomBytes } from 'node:crypto'
 import type { ReadableStreamDefaultReader } from 'node:stream/web'
 import { createSecureContext } from 'node:tls'
-import { PRIORITIES } from '../envelope.js'
+import { PRIORITIES } from '../codec/envelope.js'
 import { AbortedError, InvalidOptionError, ListenError, ProtocolError, toError } from '../errors.js'
-import { intOption } from '../options.js'
-import { certificateFingerprint, generateSelfSignedCertificate, type CertificateKeyPair } from '../tls.js'
+import { intOption } from '../util/options.js'
+import { certificateFingerprint, generateSelfSignedCertificate, type CertificateKeyPair } from '../identity/tls.js'
 import { resolveConnectionOptions, type ResolvedConnectionOptions } from './options.js'
 import type { Channel, Connection, ListenOptions, Listener } from './types.js'
 import { WebTransportConnection } from './webtransport-connection.js'
@@ -231,7 +231,7 @@ export class WebTransportListener implements Listener {
   /**
    * Serve a new certificate to new sessions; open sessions are unaffected.
    * WebTransport pins leaves valid for at most 14 days, so a long-running
-   * listener must rotate (the hub does, src/hub/cloud-hub.ts). Returns false
+   * listener must rotate (the hub does, src/hub/hub-core.ts). Returns false
    * when this listener cannot swap its certificate while running (HTTP/3: the
    * native binding takes it only at start; restart the listener instead).
    * Throws InvalidOptionError for material TLS rejects.

@@ -21,7 +21,7 @@
 import { isIP } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
 import { DialError, IdentityMismatchError } from '../errors.js'
-import { certificateFingerprint, WEBTRANSPORT_MAX_CERT_DAYS } from '../tls.js'
+import { certificateFingerprint, WEBTRANSPORT_MAX_CERT_DAYS } from '../identity/tls.js'
 import { peerChainDer, verifyPinnedChain } from './tls-pin.js'
 
 /** What the server presented on TCP (diagnostics and chain pinning). */

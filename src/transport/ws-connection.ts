@@ -17,7 +17,7 @@
  */
 import { performance } from 'node:perf_hooks'
 import WebSocket from 'ws'
-import { PRIORITIES } from '../envelope.js'
+import { PRIORITIES } from '../codec/envelope.js'
 import { ConnectionResetError, FrameTooLargeError, ProtocolError } from '../errors.js'
 import { AbstractConnection } from './abstract-connection.js'
 import type { ResolvedConnectionOptions } from './options.js'

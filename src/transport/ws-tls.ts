@@ -2,7 +2,7 @@
  * TLS identity helpers for `wss://`: option parsing and certificate pinning.
  *
  * An identity is the sha256 fingerprint (lower-case hex, no colons) of a
- * certificate's DER bytes — the same value src/tls.ts' certificateFingerprint()
+ * certificate's DER bytes — the same value src/identity/tls.ts' certificateFingerprint()
  * computes from PEM, so a listener's `identity` can be pinned by a dialer.
  * A pin may name the leaf or a CA that signed it (verified by signature in
  * ./tls-pin.ts, not by presence in the chain), so a join token can pin a CA

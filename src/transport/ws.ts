@@ -26,7 +26,7 @@ import {
   AbortedError, DialError, DialTimeoutError, EdgeFabricError, IdentityMismatchError, InvalidOptionError,
   UnsupportedUrlError, toError
 } from '../errors.js'
-import { intOption } from '../options.js'
+import { intOption } from '../util/options.js'
 import { resolveConnectionOptions } from './options.js'
 import type { Connection, DialOptions, ListenOptions, Listener, Transport } from './types.js'
 import { WsConnection } from './ws-connection.js'

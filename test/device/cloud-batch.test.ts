@@ -1,5 +1,5 @@
 /**
- * Group commit of upstream `$device` messages (src/device/registry-inbound.ts,
+ * Group commit of upstream `$device` messages (src/device/cloud/registry-inbound.ts,
  * src/hub/device-upstream.ts): a burst of reports from a node's lane is
  * applied in few registry transactions, in lane order, with the edgeSeq
  * stale/gap rules unchanged; the lane's inbound commit (its ack point) waits
@@ -8,19 +8,19 @@
  * EdgeNode over ws for the lane path.
  */
 import t, { type Test } from 'tap'
-import { systemClock } from '../../src/clock.js'
-import { newMessage, type Envelope } from '../../src/envelope.js'
+import { systemClock } from '../../src/util/clock.js'
+import { newMessage, type Envelope } from '../../src/codec/envelope.js'
 import { StoreError } from '../../src/errors.js'
 import { EdgeNode } from '../../src/edge/edge-node.js'
-import { Hub } from '../../src/hub/cloud-hub.js'
+import { Hub } from '../../src/hub/hub.js'
 import { withInboundBarrier } from '../../src/hub/device-upstream.js'
 import { DEVICE_GROUP, resyncResource, twinResource, type ResyncRequest } from '../../src/device/protocol.js'
-import type { Mutation, RegistryContext } from '../../src/device/registry-context.js'
-import { DeviceRegistry } from '../../src/device/registry.js'
-import { UpstreamBatcher } from '../../src/device/registry-inbound.js'
-import { createDeviceMetrics } from '../../src/device/registry-metrics.js'
-import { MemoryKv } from '../../src/device/registry-store.js'
-import type { DeviceChange, StoredDevice } from '../../src/device/registry-types.js'
+import type { Mutation, RegistryContext } from '../../src/device/cloud/registry-context.js'
+import { DeviceRegistry } from '../../src/device/cloud/registry.js'
+import { UpstreamBatcher } from '../../src/device/cloud/registry-inbound.js'
+import { createDeviceMetrics } from '../../src/device/cloud/registry-metrics.js'
+import { MemoryKv } from '../../src/device/cloud/registry-store.js'
+import type { DeviceChange, StoredDevice } from '../../src/device/cloud/registry-types.js'
 import { nullLogger } from '../../src/ops/logger.js'
 import { Registry } from '../../src/ops/metrics.js'
 import { MemoryStore } from '../../src/reliable/memory-store.js'

@@ -1,9 +1,9 @@
 /**
  * Shared fixtures of the cloud device tests (not a test file itself).
  */
-import type { Envelope } from '../../src/envelope.js'
-import type { DeviceRegistry } from '../../src/device/registry.js'
-import type { DeviceSink } from '../../src/device/registry-types.js'
+import type { Envelope } from '../../src/codec/envelope.js'
+import type { DeviceRegistry } from '../../src/device/cloud/registry.js'
+import type { DeviceSink } from '../../src/device/cloud/registry-types.js'
 import type { Registry } from '../../src/ops/metrics.js'
 import type { AppendOutcome } from '../../src/reliable/store.js'
 

@@ -4,7 +4,7 @@
  * with proper statuses, body limits, watch as NDJSON and SSE, admin token.
  */
 import t, { type Test } from 'tap'
-import { Hub } from '../../src/hub/cloud-hub.js'
+import { Hub } from '../../src/hub/hub.js'
 import { thermostat } from './cloud-helpers.js'
 
 async function start (t: Test, admin: { token?: string } = {}): Promise<{ hub: Hub, url: string }> {
@@ -165,8 +165,8 @@ t.test('without a token, changes from a non-loopback peer are refused (403), rea
   // A real peer at a non-loopback address would need traffic to a non-loopback
   // address; the request and response objects stand in for the HTTP layer here.
   const { Readable } = await import('node:stream')
-  const { DeviceRegistry } = await import('../../src/device/registry.js')
-  const { deviceRoutes } = await import('../../src/device/cloud-http.js')
+  const { DeviceRegistry } = await import('../../src/device/cloud/registry.js')
+  const { deviceRoutes } = await import('../../src/device/cloud/http-api.js')
   const reg = await DeviceRegistry.open()
   t.teardown(() => reg.close())
   const routes = deviceRoutes(reg)

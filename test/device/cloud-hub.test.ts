@@ -7,11 +7,11 @@
  * and the registry survives a hub restart.
  */
 import t, { type Test } from 'tap'
-import { newMessage, type Envelope } from '../../src/envelope.js'
+import { newMessage, type Envelope } from '../../src/codec/envelope.js'
 import { EdgeNode } from '../../src/edge/edge-node.js'
-import { Hub } from '../../src/hub/cloud-hub.js'
+import { Hub } from '../../src/hub/hub.js'
 import { DEVICE_GROUP, twinResource, type DeviceRemoved, type DeviceSnapshot, type ResyncRequest, type TwinReport } from '../../src/device/protocol.js'
-import type { DeviceChange } from '../../src/device/registry-types.js'
+import type { DeviceChange } from '../../src/device/cloud/registry-types.js'
 import { device, thermostat } from './cloud-helpers.js'
 
 const fast = { backoff: { baseMs: 20, capMs: 200 }, admin: false as const }

@@ -7,7 +7,7 @@
  */
 import t from 'tap'
 import { verifySecret } from '../../src/device/credentials.js'
-import { DeviceRegistry } from '../../src/device/registry.js'
+import { DeviceRegistry } from '../../src/device/cloud/registry.js'
 import type { DeviceRemoved, DeviceSnapshot, MapperGrant } from '../../src/device/protocol.js'
 import { Registry } from '../../src/ops/metrics.js'
 import { RecordingSink, device, metric, settle, thermostat } from './cloud-helpers.js'

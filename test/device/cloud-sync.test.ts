@@ -6,10 +6,10 @@
  * Real LMDB; upstream messages are the envelopes an edge would send.
  */
 import t, { type Test } from 'tap'
-import { newMessage, type Envelope } from '../../src/envelope.js'
-import { DeviceRegistry } from '../../src/device/registry.js'
+import { newMessage, type Envelope } from '../../src/codec/envelope.js'
+import { DeviceRegistry } from '../../src/device/cloud/registry.js'
 import { DEVICE_GROUP, resyncResource, stateResource, twinResource, type DeviceSnapshot, type ResyncRequest, type TwinReport } from '../../src/device/protocol.js'
-import type { DeviceChange } from '../../src/device/registry-types.js'
+import type { DeviceChange } from '../../src/device/cloud/registry-types.js'
 import { Registry } from '../../src/ops/metrics.js'
 import { RecordingSink, device, metric, settle, thermostat } from './cloud-helpers.js'
 

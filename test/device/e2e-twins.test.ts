@@ -6,7 +6,7 @@
  */
 import t from 'tap'
 import { rmSync } from 'node:fs'
-import { Hub } from '../../src/hub/cloud-hub.js'
+import { Hub } from '../../src/hub/hub.js'
 import type { DeviceModel } from '../../src/device/model.js'
 import { Mapper, MODEL, startEdge, T, until } from './edge-helpers.js'
 import { freePort, runTool, subscribeTool } from './mosquitto.js'

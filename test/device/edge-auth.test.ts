@@ -1,11 +1,11 @@
 /**
- * Authenticator and ACL rules (src/device/acl.ts) as units: scrypt hashes
+ * Authenticator and ACL rules (src/device/edge/acl.ts) as units: scrypt hashes
  * from the cloud, local credentials, cache keyed by the stored hash, bounded
  * concurrent checks, topic confinement.
  */
 import t from 'tap'
-import { ManualClock } from '../../src/clock.js'
-import { Authenticator, CredentialIndex, mayPublish, maySubscribe, type Principal } from '../../src/device/acl.js'
+import { ManualClock } from '../../src/util/clock.js'
+import { Authenticator, CredentialIndex, mayPublish, maySubscribe, type Principal } from '../../src/device/edge/acl.js'
 import { hashSecret } from '../../src/device/credentials.js'
 
 t.test('credentials from snapshots, grants and local config', async t => {

@@ -1,5 +1,5 @@
 /**
- * The LMDB aedes persistence (src/device/broker-persistence.ts) against
+ * The LMDB aedes persistence (src/device/edge/broker-persistence.ts) against
  * aedes-persistence's own abstract suite (run through a node:test → tap
  * adapter), plus a restart test with a real aedes broker and real MQTT.js
  * clients: retained messages and a persistent QoS 1 session survive.
@@ -11,7 +11,7 @@ import { createServer, type AddressInfo } from 'node:net'
 import { open } from 'lmdb'
 import { Aedes } from 'aedes'
 import mqtt from 'mqtt'
-import { LmdbPersistence } from '../../src/device/broker-persistence.js'
+import { LmdbPersistence } from '../../src/device/edge/broker-persistence.js'
 
 const require = createRequire(import.meta.url)
 const abstract = require('aedes-persistence/abstract.js') as (o: object) => void

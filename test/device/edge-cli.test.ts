@@ -7,7 +7,7 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { Hub } from '../../src/hub/cloud-hub.js'
+import { Hub } from '../../src/hub/hub.js'
 import { Mapper, MODEL, T } from './edge-helpers.js'
 
 const BIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url))

@@ -5,9 +5,9 @@
  * MQTT.js mappers created with their handlers in place before CONNECT.
  */
 import mqtt, { type MqttClient } from 'mqtt'
-import { newMessage, type Envelope } from '../../src/envelope.js'
+import { newMessage, type Envelope } from '../../src/codec/envelope.js'
 import { EdgeNode, type EdgeOptions } from '../../src/edge/edge-node.js'
-import { Hub } from '../../src/hub/cloud-hub.js'
+import { Hub } from '../../src/hub/hub.js'
 import type { HubOptions, UpstreamMessage } from '../../src/hub/types.js'
 import { DEVICE_GROUP, deviceResource, mapperResource, type DeviceSnapshot, type MapperGrant } from '../../src/device/protocol.js'
 import type { DeviceModel } from '../../src/device/model.js'

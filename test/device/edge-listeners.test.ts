@@ -4,7 +4,7 @@
  */
 import t from 'tap'
 import type { TwinReport } from '../../src/device/protocol.js'
-import { generateSelfSignedCertificate } from '../../src/tls.js'
+import { generateSelfSignedCertificate } from '../../src/identity/tls.js'
 import { Mapper, sendSnapshot, snapshot, startEdge, startHub, T, until, Upstream } from './edge-helpers.js'
 import { startMosquitto } from './mosquitto.js'
 

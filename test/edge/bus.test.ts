@@ -1,6 +1,6 @@
 import t from 'tap'
-import { ManualClock } from '../../src/clock.js'
-import { newMessage, newResponse, type Envelope } from '../../src/envelope.js'
+import { ManualClock } from '../../src/util/clock.js'
+import { newMessage, newResponse, type Envelope } from '../../src/codec/envelope.js'
 import { isEdgeFabricError, MailboxFullError, ModuleBusError, RequestTimeoutError } from '../../src/errors.js'
 import { ModuleBus, type DropReason, type ModuleBusOptions } from '../../src/edge/bus.js'
 

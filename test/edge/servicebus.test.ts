@@ -1,7 +1,7 @@
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
-import { newMessage, type Envelope } from '../../src/envelope.js'
+import { newMessage, type Envelope } from '../../src/codec/envelope.js'
 import { EdgeFabricError, ServiceBusError } from '../../src/errors.js'
 import { ModuleBus } from '../../src/edge/bus.js'
 import { callLocalHttp, registerServiceBus, startUpstreamEndpoint, type LocalHttpResponse } from '../../src/edge/servicebus.js'

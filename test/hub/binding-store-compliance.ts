@@ -6,7 +6,7 @@ import type { Test } from 'tap'
 import { generateKeyPairSync } from 'node:crypto'
 import { checkOrBind } from '../../src/hub/bindings.js'
 import type { NodeBindingStore } from '../../src/hub/bindings.js'
-import { nodeKeyId, rawPublicKey } from '../../src/edge/identity.js'
+import { nodeKeyId, rawPublicKey } from '../../src/identity/node-key.js'
 import { JoinRefusedError } from '../../src/errors.js'
 
 export interface NodeKey { raw: Uint8Array, keyId: string }

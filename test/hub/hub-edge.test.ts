@@ -3,9 +3,9 @@
  * routing both ways, request/response, broadcast, edge-to-edge, takeover.
  */
 import t from 'tap'
-import { newMessage, type Envelope } from '../../src/envelope.js'
+import { newMessage, type Envelope } from '../../src/codec/envelope.js'
 import { EdgeNode } from '../../src/edge/edge-node.js'
-import { Hub } from '../../src/hub/cloud-hub.js'
+import { Hub } from '../../src/hub/hub.js'
 import type { HubEvent, HubOptions } from '../../src/hub/types.js'
 
 const fast = { backoff: { baseMs: 20, capMs: 200 }, admin: false as const }

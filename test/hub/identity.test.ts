@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { connect, createServer } from 'node:tls'
 import { loadOrCreateHubIdentity } from '../../src/hub/identity.js'
 import type { HubIdentity } from '../../src/hub/identity.js'
-import { certificateAltNames, certificateFingerprint } from '../../src/hub/pki.js'
+import { certificateAltNames, certificateFingerprint } from '../../src/identity/pki.js'
 import { IdentityError } from '../../src/errors.js'
 
 t.test('first start creates, second start reloads the same identity', async t => {

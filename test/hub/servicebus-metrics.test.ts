@@ -7,7 +7,7 @@ import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import { EdgeNode } from '../../src/edge/edge-node.js'
-import { Hub } from '../../src/hub/cloud-hub.js'
+import { Hub } from '../../src/hub/hub.js'
 
 function httpGet (url: string, init: { method?: string, body?: string, headers?: Record<string, string> } = {}): Promise<{ status: number, body: string }> {
   return new Promise((resolve, reject) => {

@@ -13,11 +13,11 @@
  * are refused with EF_HUB_IDENTITY_MISMATCH and never see the join token.
  */
 import t, { type Test } from 'tap'
-import { newMessage, type Envelope } from '../../src/envelope.js'
+import { newMessage, type Envelope } from '../../src/codec/envelope.js'
 import { EdgeNode } from '../../src/edge/edge-node.js'
-import { ManualClock } from '../../src/clock.js'
-import { Hub } from '../../src/hub/cloud-hub.js'
-import { certificateFingerprint, certificateValidity } from '../../src/tls.js'
+import { ManualClock } from '../../src/util/clock.js'
+import { Hub } from '../../src/hub/hub.js'
+import { certificateFingerprint, certificateValidity } from '../../src/identity/tls.js'
 import { dial, listen } from '../../src/transport/index.js'
 import type { Connection } from '../../src/transport/types.js'
 import { webtransportStatus } from '../../src/transport/webtransport.js'

@@ -4,9 +4,9 @@
  * outbox, resume after reconnect and offline autonomy after an edge restart.
  */
 import t from 'tap'
-import { newMessage, type Envelope } from '../../src/envelope.js'
+import { newMessage, type Envelope } from '../../src/codec/envelope.js'
 import { EdgeNode, type EdgeOptions } from '../../src/edge/edge-node.js'
-import { Hub } from '../../src/hub/cloud-hub.js'
+import { Hub } from '../../src/hub/hub.js'
 import type { HubOptions } from '../../src/hub/types.js'
 import type { LaneEvent } from '../../src/reliable/sender.js'
 

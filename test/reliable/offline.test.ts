@@ -8,9 +8,9 @@
  * the first delivery, drain rate.
  */
 import t from 'tap'
-import { newMessage } from '../../src/envelope.js'
+import { newMessage } from '../../src/codec/envelope.js'
 import { EdgeNode } from '../../src/edge/edge-node.js'
-import { Hub } from '../../src/hub/cloud-hub.js'
+import { Hub } from '../../src/hub/hub.js'
 
 t.setTimeout(180_000)
 

@@ -7,11 +7,11 @@
  * stale.
  */
 import t from 'tap'
-import { defaultCodec } from '../../src/codec.js'
-import { systemClock } from '../../src/clock.js'
-import { newMessage, type Envelope } from '../../src/envelope.js'
+import { defaultCodec } from '../../src/codec/codec.js'
+import { systemClock } from '../../src/util/clock.js'
+import { newMessage, type Envelope } from '../../src/codec/envelope.js'
 import { EdgeNode } from '../../src/edge/edge-node.js'
-import { Hub } from '../../src/hub/cloud-hub.js'
+import { Hub } from '../../src/hub/hub.js'
 import { MemoryStore } from '../../src/reliable/memory-store.js'
 import { ReliableReceiver } from '../../src/reliable/receiver.js'
 import type { InboundItem, InboundResult } from '../../src/reliable/store.js'

@@ -5,9 +5,9 @@
  * in-memory copy of fresh records never sends what left the outbox.
  */
 import t from 'tap'
-import { ManualClock } from '../../src/clock.js'
-import { defaultCodec } from '../../src/codec.js'
-import { newMessage, type Envelope } from '../../src/envelope.js'
+import { ManualClock } from '../../src/util/clock.js'
+import { defaultCodec } from '../../src/codec/codec.js'
+import { newMessage, type Envelope } from '../../src/codec/envelope.js'
 import { LmdbStore } from '../../src/reliable/lmdb-store.js'
 import { MemoryStore } from '../../src/reliable/memory-store.js'
 import { ReliableSender, type LaneLink } from '../../src/reliable/sender.js'

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { ManualClock } from '../../src/clock.js'
+import { ManualClock } from '../../src/util/clock.js'
 import { Backoff, Liveness } from '../../src/session/liveness.js'
 
 t.test('dialer pings after one heartbeat of silence and dies after 2.5×', async t => {

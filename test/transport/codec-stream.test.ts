@@ -1,11 +1,11 @@
 /**
- * Connections use one codec stream per channel (src/codec-stream.ts): frames
+ * Connections use one codec stream per channel (src/codec/stream.ts): frames
  * shrink once shapes and strings are defined, each channel keeps its own
  * dictionaries, and a frame refused at send() (too large, buffer full) does
  * not leave the peer's decoder behind.
  */
 import t from 'tap'
-import { newMessage, type Envelope } from '../../src/envelope.js'
+import { newMessage, type Envelope } from '../../src/codec/envelope.js'
 import { dial, listen } from '../../src/transport/index.js'
 import type { Channel, Connection } from '../../src/transport/types.js'
 

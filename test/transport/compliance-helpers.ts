@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
-import { newMessage, type Envelope } from '../../src/envelope.js'
+import { newMessage, type Envelope } from '../../src/codec/envelope.js'
 import { dial, listen } from '../../src/transport/index.js'
 import type { Channel, Connection, DialOptions, Listener, ListenOptions } from '../../src/transport/types.js'
 

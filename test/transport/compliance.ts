@@ -5,10 +5,10 @@
  * transport lacks is skipped with the reason printed, never silently.
  */
 import type { Test } from 'tap'
-import { certificateFingerprint, generateCertificateAuthority, issueCertificate } from '../../src/tls.js'
+import { certificateFingerprint, generateCertificateAuthority, issueCertificate } from '../../src/identity/tls.js'
 import { dial, listen } from '../../src/transport/index.js'
-import type { EnvelopeCodec } from '../../src/codec.js'
-import type { Envelope } from '../../src/envelope.js'
+import type { EnvelopeCodec } from '../../src/codec/codec.js'
+import type { Envelope } from '../../src/codec/envelope.js'
 import type { Channel, CloseInfo } from '../../src/transport/types.js'
 import {
   collect, eventually, makePair, msg, netHandles, sendAll, spawnPeer, teardown, withTimeout, type ComplianceHarness

@@ -6,8 +6,8 @@
  * one, so only a signature check tells them apart (src/transport/tls-pin.ts).
  */
 import { webcrypto } from 'node:crypto'
-import { certificateFingerprint } from '../../src/tls.js'
-// After src/tls.js: it loads the Reflect polyfill @peculiar/x509 needs and sets its crypto provider.
+import { certificateFingerprint } from '../../src/identity/tls.js'
+// After src/identity/tls.js: it loads the Reflect polyfill @peculiar/x509 needs and sets its crypto provider.
 import * as x509 from '@peculiar/x509'
 
 const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const

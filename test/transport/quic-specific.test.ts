@@ -4,7 +4,7 @@
  * close-protocol corner cases, options and identity helpers.
  */
 import t from 'tap'
-import { newMessage, type Envelope } from '../../src/envelope.js'
+import { newMessage, type Envelope } from '../../src/codec/envelope.js'
 import type { Channel, Connection, Listener } from '../../src/transport/types.js'
 import {
   createQuicTransport, decodeQuicIdentity, encodeQuicIdentity, generateQuicIdentity, quicPeerId

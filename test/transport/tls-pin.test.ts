@@ -4,7 +4,7 @@
  */
 import { X509Certificate } from 'node:crypto'
 import t from 'tap'
-import { generateCertificateAuthority, generateSelfSignedCertificate, issueCertificate } from '../../src/tls.js'
+import { generateCertificateAuthority, generateSelfSignedCertificate, issueCertificate } from '../../src/identity/tls.js'
 import { verifyPinnedChain } from '../../src/transport/tls-pin.js'
 import { forgeChain } from './forged-cert.js'
 

@@ -7,7 +7,7 @@ import t from 'tap'
 import { dial, listen } from '../../src/transport/index.js'
 import type { Connection, Listener } from '../../src/transport/types.js'
 import { webtransportMode, webtransportStatus, type WebTransportConnection, type WebTransportListener } from '../../src/transport/webtransport.js'
-import { generateSelfSignedCertificate } from '../../src/tls.js'
+import { generateSelfSignedCertificate } from '../../src/identity/tls.js'
 import { collect, eventually, msg, withTimeout } from './compliance-helpers.js'
 import { createServer, type Socket } from 'node:net'
 

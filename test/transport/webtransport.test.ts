@@ -1,6 +1,6 @@
 import t from 'tap'
 import { createServer } from 'node:net'
-import { generateCertificateAuthority, generateSelfSignedCertificate } from '../../src/tls.js'
+import { generateCertificateAuthority, generateSelfSignedCertificate } from '../../src/identity/tls.js'
 import { webtransportStatus } from '../../src/transport/webtransport.js'
 import { runCompliance } from './compliance.js'
 

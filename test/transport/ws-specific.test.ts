@@ -9,7 +9,7 @@ import { createServer as createNetServer, type Server as NetServer, type Socket 
 import { createServer as createTlsServer } from 'node:tls'
 import t from 'tap'
 import WebSocket from 'ws'
-import { defaultCodec } from '../../src/codec.js'
+import { defaultCodec } from '../../src/codec/codec.js'
 import type { Channel, Connection, ListenOptions, Listener } from '../../src/transport/types.js'
 import { createWsTransport, wsTransport } from '../../src/transport/ws.js'
 import { collect, msg, withTimeout } from './compliance-helpers.js'
@@ -64,7 +64,7 @@ t.test('one channel byte then the encoded envelope, in both directions', async t
   const [data, isBinary] = await withTimeout(rawGot, 5000, 'raw message')
   t.equal(isBinary, true, 'binary message')
   t.equal(data[0], 1, 'first byte is the channel (high = 1)')
-  // a stream frame (src/codec-stream.ts): the first on its channel, so a fresh stream decoder reads it
+  // a stream frame (src/codec/stream.ts): the first on its channel, so a fresh stream decoder reads it
   const rx = defaultCodec.createStream?.()
   t.equal(rx?.decode(data.subarray(1)).content, 'x', 'the rest is the envelope, no length prefix')
 })

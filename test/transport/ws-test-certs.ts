@@ -1,9 +1,9 @@
 /**
- * Test certificates for wss:// (made with src/tls.ts, once per process): a
+ * Test certificates for wss:// (made with src/identity/tls.ts, once per process): a
  * CA, a leaf for 127.0.0.1/localhost issued by it, and an unrelated
  * self-signed certificate.
  */
-import { generateCertificateAuthority, generateSelfSignedCertificate, issueCertificate } from '../../src/tls.js'
+import { generateCertificateAuthority, generateSelfSignedCertificate, issueCertificate } from '../../src/identity/tls.js'
 
 export interface TestPki {
   caCert: string

@@ -47,7 +47,7 @@ t.test('wss://', async t => {
     ...(peerReady ? { peerListenUrl: 'wss://127.0.0.1:0' } : {}),
     skip: {
       independentChannels: headOfLine,
-      ...(peerReady ? {} : { peerKill: 'dist/ not built or src/tls.ts missing (npm run build)' })
+      ...(peerReady ? {} : { peerKill: 'dist/ not built or src/identity/tls.ts missing (npm run build)' })
     }
   })
 })

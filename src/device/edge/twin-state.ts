@@ -1,0 +1,139 @@
+/**
+ * A device's twin at the edge (DESIGN.md §8) and the pure functions over it:
+ * the effective expected value, the KubeEdge wire form, delta and document.
+ *
+ * Conflict rules (README "Device twins"):
+ *  - expected/desired: the cloud is authoritative. An expected value set by a
+ *    mapper at the edge is kept as `localExpected` with the snapshot revision
+ *    it was made against (`baseRevision`) until a snapshot settles it: the
+ *    snapshot carries the same value (the cloud accepted it) or a desired
+ *    revision newer than `baseRevision` (the cloud decided otherwise; cloud
+ *    wins). Unlike KubeEdge's `{cloud, edge}` counters, a local bump never
+ *    blocks a later cloud update.
+ *  - actual/reported: the edge is authoritative; every change goes upstream
+ *    with a per-device `edgeSeq`.
+ */
+import type { DeviceSnapshot, ReportedValue } from '../protocol.js'
+import type { DeviceState, PropertySpec, TwinValue } from '../model.js'
+import { wireValue, type WireTwin } from './twin-payload.js'
+
+export interface LocalExpected { value: TwinValue, timestamp: number, baseRevision: number }
+
+export interface TwinRecord {
+  namespace: string
+  name: string
+  snapshot: DeviceSnapshot
+  reported: Record<string, ReportedValue>
+  localExpected: Record<string, LocalExpected>
+  /** Last edgeSeq sent upstream for this device. */
+  edgeSeq: number
+  state?: { state: DeviceState, timestamp: number }
+  /** Local expected bumps (wire `expected_version.edge`, informational). */
+  edgeVersion: number
+  /**
+   * false for a record created from a snapshot at this edge: its first report
+   * goes up as `full`, which re-baselines the cloud's edgeSeq for the device
+   * (after a wiped device store the edge's counters restart at 0 and would
+   * otherwise look stale to the cloud). Absent = baselined.
+   */
+  baselined?: boolean
+}
+
+export function newRecord (snapshot: DeviceSnapshot): TwinRecord {
+  return { namespace: snapshot.device.namespace, name: snapshot.device.name, snapshot, reported: {}, localExpected: {}, edgeSeq: 0, edgeVersion: 0, baselined: false }
+}
+
+export function propertyMap (rec: TwinRecord): Map<string, PropertySpec> {
+  return new Map(rec.snapshot.model.properties.map(p => [p.name, p]))
+}
+
+/** Expected value in force: a pending local one, else the cloud's desired. */
+export function effectiveExpected (rec: TwinRecord, name: string): { value: TwinValue, timestamp: number } | undefined {
+  const local = rec.localExpected[name]
+  if (local !== undefined) return { value: local.value, timestamp: local.timestamp }
+  const d = rec.snapshot.desired[name]
+  return d === undefined ? undefined : { value: d.value, timestamp: d.timestamp }
+}
+
+export function wireTwin (rec: TwinRecord, prop: PropertySpec): WireTwin {
+  const exp = effectiveExpected(rec, prop.name)
+  const act = rec.reported[prop.name]
+  const w: WireTwin = { optional: false, metadata: { type: prop.type } }
+  if (exp !== undefined) {
+    w.expected = wireValue(exp)
+    w.expected_version = { cloud: rec.snapshot.desired[prop.name]?.revision ?? 0, edge: rec.edgeVersion }
+  }
+  if (act !== undefined) {
+    w.actual = wireValue(act)
+    w.actual_version = { cloud: rec.snapshot.revision, edge: rec.edgeSeq }
+  }
+  return w
+}
+
+export function wireTwins (rec: TwinRecord, names?: Iterable<string>): Record<string, WireTwin> {
+  const props = propertyMap(rec)
+  const out: Record<string, WireTwin> = {}
+  for (const name of names ?? props.keys()) {
+    const p = props.get(name)
+    if (p !== undefined) out[name] = wireTwin(rec, p)
+  }
+  return out
+}
+
+/** Properties whose expected differs from actual (or has no actual yet): `delta` map of expected values as strings. */
+export function delta (rec: TwinRecord): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const p of rec.snapshot.model.properties) {
+    const exp = effectiveExpected(rec, p.name)
+    if (exp === undefined) continue
+    const act = rec.reported[p.name]
+    if (act === undefined || act.value !== exp.value) out[p.name] = String(exp.value)
+  }
+  return out
+}
+
+/** Deep-enough copy for `last` in a document. */
+export function cloneRecord (rec: TwinRecord): TwinRecord {
+  return { ...rec, reported: { ...rec.reported }, localExpected: { ...rec.localExpected } }
+}
+
+/** `{last, current}` per changed twin (KubeEdge `…/twin/update/document`). */
+export function documentFor (before: TwinRecord | undefined, after: TwinRecord, changed: Iterable<string>): Record<string, { last: WireTwin | null, current: WireTwin }> {
+  const props = propertyMap(after)
+  const beforeProps = before === undefined ? undefined : propertyMap(before)
+  const out: Record<string, { last: WireTwin | null, current: WireTwin }> = {}
+  for (const name of changed) {
+    const p = props.get(name)
+    if (p === undefined) continue
+    const bp = beforeProps?.get(name)
+    out[name] = { last: before !== undefined && bp !== undefined ? wireTwin(before, bp) : null, current: wireTwin(after, p) }
+  }
+  return out
+}
+
+/**
+ * Apply a newer cloud snapshot (cloud wins on expected): returns the new
+ * record and the properties whose effective expected value changed.
+ */
+export function mergeSnapshot (rec: TwinRecord | undefined, snap: DeviceSnapshot): { rec: TwinRecord, expectedChanged: string[], attributesChanged: boolean } {
+  if (rec === undefined) {
+    const r = newRecord(snap)
+    return { rec: r, expectedChanged: Object.keys(snap.desired), attributesChanged: Object.keys(snap.device.attributes).length > 0 }
+  }
+  const next: TwinRecord = { ...cloneRecord(rec), snapshot: snap }
+  const known = new Set(snap.model.properties.map(p => p.name))
+  for (const [name, local] of Object.entries(rec.localExpected)) {
+    const d = snap.desired[name]
+    // Settled: the cloud took our value, or the cloud set the property after our base (cloud wins), or it is gone.
+    if (!known.has(name) || (d !== undefined && (d.value === local.value || d.revision > local.baseRevision))) delete next.localExpected[name]
+  }
+  for (const name of Object.keys(next.reported)) if (!known.has(name)) delete next.reported[name]
+  const expectedChanged: string[] = []
+  for (const p of snap.model.properties) {
+    const a = effectiveExpected(rec, p.name)
+    const b = effectiveExpected(next, p.name)
+    if (a?.value !== b?.value) expectedChanged.push(p.name)
+  }
+  const attributesChanged = JSON.stringify(rec.snapshot.device.attributes) !== JSON.stringify(snap.device.attributes)
+  return { rec: next, expectedChanged, attributesChanged }
+}
