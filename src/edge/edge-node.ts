@@ -27,8 +27,8 @@ import { defaultCodec } from '../codec/codec.js'
 import { ReliableEndpoint } from '../reliable/endpoint.js'
 import { isReliableMessage } from '../reliable/protocol.js'
 import type { DeliveryVerdict } from '../reliable/receiver.js'
-import type { LaneEvent } from '../reliable/sender.js'
-import type { AppendOutcome, ReliableStore, ResourceRecord } from '../reliable/store.js'
+import type { EnqueueOutcome, LaneEvent } from '../reliable/sender.js'
+import type { ReliableStore, ResourceRecord } from '../reliable/store.js'
 import { startLocalApi, type LocalApi, type ResourceView } from './local-api.js'
 import { join } from 'node:path'
 import { DEVICE_GROUP } from '../device/protocol.js'
@@ -400,7 +400,7 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
     else await this.#sendReliable(env)
   }
 
-  async #sendReliable (env: Envelope): Promise<AppendOutcome> {
+  async #sendReliable (env: Envelope): Promise<EnqueueOutcome> {
     const outcome = await this.#lane.sender.enqueue(env)
     if (outcome.status === 'rejected') throw new QuotaExceededError('cloud', outcome.reason)
     return outcome

@@ -12,8 +12,8 @@ import { nullLogger, type Logger } from '../ops/logger.js'
 import type { HubMetrics } from '../ops/metrics.js'
 import { ReliableEndpoint } from '../reliable/endpoint.js'
 import { isReliableMessage } from '../reliable/protocol.js'
-import type { LaneEvent } from '../reliable/sender.js'
-import type { AppendOutcome, QuotaPolicy, ReliableStore } from '../reliable/store.js'
+import type { EnqueueOutcome, LaneEvent } from '../reliable/sender.js'
+import type { QuotaPolicy, ReliableStore } from '../reliable/store.js'
 import { PendingRequests } from '../session/pending.js'
 import type { HelloContent, RefusedContent } from '../session/protocol.js'
 import { listen } from '../transport/index.js'
@@ -263,8 +263,12 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
     if (!ok) await session.connection.onDrain()
   }
 
-  /** Reliable send with the store's outcome (queued with seq, stale, or rejected by quota). */
-  async sendReliable (nodeId: string, env: Envelope): Promise<AppendOutcome> {
+  /**
+   * Reliable send with the store's outcome (queued with seq, stale, or rejected by quota), or
+   * `duplicate` when the same envelope id was queued for the node within the producer window
+   * (reliable/producer-window.ts): a producer may retry with the same id after a hub crash.
+   */
+  async sendReliable (nodeId: string, env: Envelope): Promise<EnqueueOutcome> {
     const lane = this.#lane(nodeId)
     if (lane === undefined) throw new InvalidOptionError('delivery', 'reliable delivery needs a store (Hub.start creates one in dataDir)')
     return await lane.sender.enqueue(env)
@@ -479,6 +483,7 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
       if (e.type === 'expired') m.drops.inc({ reason: 'ttl_expired' }, e.count)
       if (e.type === 'superseded') m.drops.inc({ reason: 'superseded' }, e.count)
       if (e.type === 'stale') m.drops.inc({ reason: 'stale' })
+      if (e.type === 'duplicate') m.drops.inc({ reason: 'duplicate' })
     }
     if (e.type === 'store-error' || e.type === 'gap' || e.type === 'dead-letter') this.logger.warn(e, 'reliable lane')
     this.emit('lane', e)

@@ -76,6 +76,13 @@ export class IdWindows {
     return w
   }
 
+  /** The cached window, or one built from the committed counters `committed()` reads (cached too). */
+  peek (peer: string, committed: () => PeerInState): IdWindow {
+    return this.#windows.get(peer) ?? this.begin(peer, committed())
+  }
+
+  clear (): void { this.#windows.clear() }
+
   /** The window begin() prepared in this transaction. */
   live (peer: string, writing: boolean): IdWindow {
     const w = this.#windows.get(peer)

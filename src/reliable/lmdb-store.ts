@@ -200,6 +200,8 @@ export class LmdbStore implements ReliableStore {
       this.#dirty = true
       return v
     }, (err: unknown) => {
+      // Nothing of the failed transaction is on disk: the dedup windows must not remember its ids.
+      ;(this.#tx as LmdbTxn).forgetIdWindows()
       if (err instanceof StoreError || err instanceof StoreClosedError) throw err
       throw new StoreError(`LMDB write failed: ${toError(err).message}`, { cause: err })
     })
@@ -298,6 +300,11 @@ export class LmdbStore implements ReliableStore {
   receivedSeq (peer: string): number {
     checkPeer(peer)
     return this.#read(() => this.#tx.inState(peer).receivedSeq)
+  }
+
+  hasInboundId (peer: string, id: string): boolean {
+    checkPeer(peer)
+    return this.#read(() => (this.#tx as LmdbTxn).peekId(peer, id))
   }
 
   commitInbound (peer: string, items: InboundItem[], now: number): Promise<InboundResult> {

@@ -222,6 +222,18 @@ export class LmdbTxn implements StoreTxn {
     this.#ids.write(peer)
   }
 
+  /**
+   * hasInboundId outside a write transaction: the cached window (committed ids plus those of a
+   * commit in flight), built from the committed snapshot when there is none yet — safe, since
+   * a window is only absent while no inbound callback has run for the peer since the last reset.
+   */
+  peekId (peer: string, id: string): boolean {
+    return this.#ids.peek(peer, () => this.inState(peer)).ids.has(id)
+  }
+
+  /** A write transaction failed: drop every cached window (rebuilt from disk on next use). */
+  forgetIdWindows (): void { this.#ids.clear() }
+
   hasId (peer: string, id: string): boolean { return this.#ids.live(peer, this.writing).ids.has(id) }
   addId (peer: string, id: string, slot: number): void { this.#ids.add(this.#ids.live(peer, this.writing), id, slot) }
   evictId (peer: string, slot: number): void { this.#ids.evict(this.#ids.live(peer, this.writing), slot) }

@@ -327,6 +327,11 @@ export class MemoryStore implements ReliableStore {
     return this.#in.get(peer)?.state.receivedSeq ?? 0
   }
 
+  hasInboundId (peer: string, id: string): boolean {
+    checkPeer(peer)
+    return this.#in.get(peer)?.ids.has(id) ?? false
+  }
+
   commitInbound (peer: string, items: InboundItem[], now: number): Promise<InboundResult> {
     return this.#run(() => {
       checkPeer(peer)

@@ -72,6 +72,8 @@ export class ReliableReceiver {
   #committingSeq = 0
   /** Resource versions in the in-flight commit (not yet visible through store.getResource). */
   #committing = new Map<string, { version: string | undefined, op: string | undefined }>()
+  /** Message ids in the in-flight commit (the store's window may not show them yet). */
+  #committingIds = new Set<string>()
   /** After a nack: data sent before the sender's rewind marker is ignored. */
   #rejectedAt: number | undefined
 
@@ -137,6 +139,7 @@ export class ReliableReceiver {
       this.#commit = undefined
       this.#committingSeq = 0
       this.#committing = new Map()
+      this.#committingIds = new Set()
     }
     return ok
   }
@@ -156,6 +159,8 @@ export class ReliableReceiver {
     let delivered = 0
     // Versions accepted earlier in this group, not yet committed: the store cannot see them yet.
     const accepted = new Map<string, { version: string | undefined, op: string | undefined }>()
+    // Ids taken earlier in this group (the group still committing has its own set).
+    const groupIds = new Set<string>()
     for (const d of group) for (let i = 0; i < d.s.length; i++) {
       if (this.#closed) break
       const seq = d.s[i] as number
@@ -169,6 +174,14 @@ export class ReliableReceiver {
         return
       }
       const item: InboundItem = { seq, id: env.header.id, op: env.router.operation }
+      // A producer's retry of an id already taken (a new seq, same id): drop it BEFORE the
+      // application sees it. The commit records it as a duplicate (and counts it) with the seq.
+      if (groupIds.has(item.id) || this.#committingIds.has(item.id) || o.store.hasInboundId(this.peer, item.id)) {
+        items.push(item)
+        lastOk = seq
+        continue
+      }
+      groupIds.add(item.id)
       const version = env.header.resourceVersion
       if (version !== undefined) {
         item.key = o.resourceKey?.(env) ?? env.router.resource
@@ -216,6 +229,7 @@ export class ReliableReceiver {
     const u = Math.max(lastOk, received)
     this.#committingSeq = u
     this.#committing = accepted
+    this.#committingIds = groupIds
     this.#commit = o.store.commitInbound(this.peer, items, o.clock.now()).then(result => {
       // The store's id window may still find duplicates (a producer that re-sent an id).
       dup += result.outcome.filter(x => x === 'duplicate').length

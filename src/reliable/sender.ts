@@ -19,6 +19,7 @@ import type { EnvelopeCodec } from '../codec/codec.js'
 import type { Envelope } from '../codec/envelope.js'
 import { reliableMessage } from './protocol.js'
 import { FreshRecords } from './sender-fresh.js'
+import { DEFAULT_PRODUCER_WINDOW, ProducerWindow, type ProducerWindowOptions } from './producer-window.js'
 import { InvalidOptionError, toError as toError } from '../errors.js'
 import type { AppendOutcome, OutboxInput, OutboxRecord, QuotaPolicy, ReliableStore } from './store.js'
 
@@ -32,6 +33,13 @@ type SendableRecord = Pick<OutboxRecord, 'seq' | 'bytes' | 'expiresAt'>
 
 interface Waiting { input: OutboxInput, resolve: (o: AppendOutcome) => void, reject: (e: Error) => void }
 
+/**
+ * What enqueue() answers: the store's outcome, or `duplicate` when the same envelope id was
+ * queued for this peer within the producer window (producer-window.ts): nothing new was
+ * queued, `seq` is the first append's.
+ */
+export type EnqueueOutcome = AppendOutcome | { status: 'duplicate', seq: number }
+
 export interface LaneLink {
   /** Send on the current session; false = wait for drain. Throws when the session is gone. */
   send (env: Envelope): boolean
@@ -43,6 +51,7 @@ export type LaneEvent =
   | { type: 'expired', peer: string, count: number }
   | { type: 'superseded', peer: string, count: number }
   | { type: 'stale', peer: string, id: string }
+  | { type: 'duplicate', peer: string, id: string, seq: number }
   | { type: 'redelivery', peer: string, fromSeq: number, reason: 'ack-timeout' | 'reconnect' | 'rejected' }
   | { type: 'store-error', peer: string, error: Error }
   | { type: 'gap', peer: string, peerReceived: number, acked: number }
@@ -73,12 +82,14 @@ export interface SenderOptions {
   ackTimeoutMs?: number
   /** Rejections of one record before it is dead-lettered. @default 5 */
   maxRejections?: number
+  /** Producer dedup by envelope id (producer-window.ts). @default { maxIds: 256, windowMs: 120000 } */
+  producerWindow?: ProducerWindowOptions
   onEvent?: (e: LaneEvent) => void
 }
 
 export class ReliableSender {
   readonly peer: string
-  readonly #o: Required<Omit<SenderOptions, 'onEvent'>> & { onEvent: (e: LaneEvent) => void }
+  readonly #o: Required<Omit<SenderOptions, 'onEvent' | 'producerWindow'>> & { onEvent: (e: LaneEvent) => void }
   #link: LaneLink | undefined
   #resumed = false
   /** Highest seq the peer acknowledged (or said it had). */
@@ -106,6 +117,9 @@ export class ReliableSender {
   #flushScheduled = false
   /** Records appended while connected, by seq, not yet acknowledged (see the header). */
   readonly #fresh: FreshRecords
+  readonly #window: ProducerWindow
+  /** Ids of enqueue() calls not yet answered by the store: a retry in the meantime waits for the first. */
+  readonly #appending = new Map<string, Promise<AppendOutcome>>()
   /**
    * Highest seq queued in the store for the peer, as far as this sender knows
    * (the store's lastSeq at start, then every append goes through enqueue()).
@@ -120,6 +134,7 @@ export class ReliableSender {
       ackTimeoutMs: 5000, maxRejections: 5, onEvent: () => {}, ...o
     }
     this.#fresh = new FreshRecords(2 * this.#o.windowMessages, 2 * this.#o.windowBytes)
+    this.#window = new ProducerWindow({ ...DEFAULT_PRODUCER_WINDOW, ...o.producerWindow })
     try { this.#lastSeq = o.store.outboxStats(o.peer).lastSeq } catch { /* unknown: always look */ }
     this.#scheduleTtl()
   }
@@ -129,7 +144,9 @@ export class ReliableSender {
   get connected (): boolean { return this.#link !== undefined && this.#resumed }
 
   /** Persist `env` for the peer (resolves once durable), then send when the window allows. */
-  async enqueue (env: Envelope): Promise<AppendOutcome> {
+  async enqueue (env: Envelope): Promise<EnqueueOutcome> {
+    const first = this.#duplicateOf(env.header.id)
+    if (first !== undefined) return await first
     const bytes = this.#o.codec.encode(env)
     const input: OutboxInput = { id: env.header.id, bytes, op: env.router.operation }
     // Supersession applies to versioned resources only (DESIGN.md §5).
@@ -138,7 +155,7 @@ export class ReliableSender {
       input.version = env.header.resourceVersion
     }
     if (env.header.ttl !== undefined && env.header.ttl > 0) input.expiresAt = env.header.timestamp + env.header.ttl
-    return await new Promise<AppendOutcome>((resolve, reject) => {
+    const appended = new Promise<AppendOutcome>((resolve, reject) => {
       this.#batch.push({ input, resolve, reject })
       if (this.#batch.length >= MAX_APPEND_BATCH) this.#flush()
       else if (!this.#flushScheduled) {
@@ -147,6 +164,44 @@ export class ReliableSender {
         this.#flushScheduled = true
         setImmediate(() => { this.#flushScheduled = false; this.#flush() })
       }
+    })
+    if (!this.#window.enabled) return await appended
+    this.#appending.set(input.id, appended)
+    try {
+      return await appended
+    } finally {
+      this.#appending.delete(input.id)
+    }
+  }
+
+  /**
+   * A retry of an id queued within the producer window (or still being appended): its
+   * `duplicate` outcome; undefined for a new id. The window is seeded from the outbox at the
+   * first call, so a retry after a restart finds a still-pending first copy.
+   */
+  #duplicateOf (id: string): Promise<EnqueueOutcome> | undefined {
+    const w = this.#window
+    if (!w.enabled) return undefined
+    if (!w.seeded) {
+      const { store } = this.#o
+      try {
+        w.seed(n => {
+          const st = store.outboxStats(this.peer)
+          return st.count === 0 ? [] : store.pending(this.peer, Math.max(0, st.lastSeq - n), n)
+        })
+      } catch { /* store unreadable: append will report it */ }
+    }
+    const seq = w.lookup(id, this.#o.clock.now())
+    if (seq !== undefined) {
+      this.#o.onEvent({ type: 'duplicate', peer: this.peer, id, seq })
+      return Promise.resolve({ status: 'duplicate', seq })
+    }
+    const inflight = this.#appending.get(id)
+    if (inflight === undefined) return undefined
+    return inflight.then(o => {
+      if (o.status !== 'queued') return o
+      this.#o.onEvent({ type: 'duplicate', peer: this.peer, id, seq: o.seq })
+      return { status: 'duplicate', seq: o.seq }
     })
   }
 
@@ -189,6 +244,7 @@ export class ReliableSender {
           o.onEvent({ type: 'dead-letter', peer: this.peer, seq, code: 'EF_QUOTA_DROPPED', reason: 'dropped to make room (drop-oldest quota)' })
         }
         if (outcome.seq > this.#lastSeq) this.#lastSeq = outcome.seq
+        this.#window.record(w.input.id, outcome.seq, o.clock.now())
         if (this.#link !== undefined) this.#fresh.offer({ seq: outcome.seq, bytes: w.input.bytes, expiresAt: w.input.expiresAt })
       } else if (outcome.status === 'stale') {
         o.onEvent({ type: 'stale', peer: this.peer, id: w.input.id })

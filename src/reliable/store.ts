@@ -147,6 +147,13 @@ export interface ReliableStore {
    * the highest seq given. Resolves once durable.
    */
   commitInbound (peer: string, items: InboundItem[], now: number): Promise<InboundResult>
+  /**
+   * Is `id` in the peer's dedup window (synchronous read)? The receiver asks BEFORE handing a
+   * message to the application, so a producer's retry with the same id (a new seq) is dropped
+   * instead of delivered twice. Counts what is committed and what a commit still in flight
+   * wrote; a failed commit is forgotten (the sender resends everything it covered anyway).
+   */
+  hasInboundId (peer: string, id: string): boolean
 
   // ---- resources (MetaManager) -----------------------------------------------
   getResource (key: string): ResourceRecord | undefined

@@ -24,6 +24,21 @@ export function runInboxCompliance (t: Test, h: Harness): void {
     t.equal(s.receivedSeq('hub'), 9, 'never lowered')
   })
 
+  t.test('hasInboundId: what the id window holds, per peer, across reopen', async t => {
+    let s = await h.open(t)
+    t.equal(s.hasInboundId('hub', 'a'), false, 'empty store')
+    await s.commitInbound('hub', [{ seq: 1, id: 'a' }, { seq: 2, id: 'b' }], 1)
+    t.equal(s.hasInboundId('hub', 'a'), true)
+    t.equal(s.hasInboundId('hub', 'b'), true)
+    t.equal(s.hasInboundId('other', 'a'), false, 'per peer')
+    t.equal(s.hasInboundId('hub', 'c'), false)
+    s = await h.reopen(t, s)
+    t.equal(s.hasInboundId('hub', 'b'), true, 'after reopen, before any inbound commit')
+    await s.commitInbound('hub', [{ seq: 3, id: 'c' }], 2)
+    t.equal(s.hasInboundId('hub', 'c'), true)
+    t.throws(() => s.hasInboundId('', 'a'), { code: 'EF_INVALID_OPTION' }, 'the peer is validated')
+  })
+
   t.test('commitInbound: the id window is bounded per peer', async t => {
     const w = h.opts.dedupWindow ?? 10_000
     const s = await h.open(t)

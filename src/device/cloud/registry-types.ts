@@ -5,13 +5,13 @@ import type { Clock } from '../../util/clock.js'
 import type { Envelope } from '../../codec/envelope.js'
 import type { Logger } from '../../ops/logger.js'
 import type { Registry } from '../../ops/metrics.js'
-import type { AppendOutcome } from '../../reliable/store.js'
+import type { EnqueueOutcome } from '../../reliable/sender.js'
 import type { DeviceModel, DeviceSpec, DeviceState, TwinValue } from '../model.js'
 import type { DesiredValue, MapperGrant, ReportedValue } from '../protocol.js'
 
 /** Where the registry hands cloud → edge messages: the hub's reliable lane (HubCore.sendReliable). */
 export interface DeviceSink {
-  sendReliable (nodeId: string, env: Envelope): Promise<AppendOutcome>
+  sendReliable (nodeId: string, env: Envelope): Promise<EnqueueOutcome>
 }
 
 export interface DeviceRegistryOptions {
