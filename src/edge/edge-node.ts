@@ -178,7 +178,7 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
         overflow: o.quota?.overflow ?? 'reject'
       },
       onEvent: e => {
-        if (e.type === 'store-error' || e.type === 'gap' || e.type === 'dead-letter') this.#logger.warn(e, 'reliable lane')
+        if (e.type === 'store-error' || e.type === 'gap' || e.type === 'dead-letter' || e.type === 'held') this.#logger.warn(e, 'reliable lane')
         this.emit('lane', e)
       },
       deliver: env => this.#deliverReliable(env)

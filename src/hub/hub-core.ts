@@ -11,7 +11,7 @@ import { intOption } from '../util/options.js'
 import { nullLogger, type Logger } from '../ops/logger.js'
 import type { HubMetrics } from '../ops/metrics.js'
 import { ReliableEndpoint } from '../reliable/endpoint.js'
-import { isReliableMessage } from '../reliable/protocol.js'
+import { HOLD_CODE, isReliableMessage } from '../reliable/protocol.js'
 import type { EnqueueOutcome, LaneEvent } from '../reliable/sender.js'
 import type { QuotaPolicy, ReliableStore } from '../reliable/store.js'
 import { PendingRequests } from '../session/pending.js'
@@ -130,6 +130,10 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
     this.#pending = new PendingRequests(this.clock)
     this.#upstream = new UpstreamQueue(hwm, paused => {
       for (const s of this.#sessions) { if (paused) s.connection.pause(); else s.connection.resume() }
+    }, () => this.#consumerAttached())
+    // A 'message' listener added later is a consumer too (the typed event map has no 'newListener').
+    EventEmitter.prototype.on.call(this, 'newListener', (event: string | symbol) => {
+      if (event === 'message') queueMicrotask(() => this.#consumerAttached())
     })
   }
 
@@ -470,10 +474,42 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
       this.#forward(nodeId, dest, env, true)
       return
     }
+    if (!this.#hasConsumer()) this.#hold(nodeId)
     const m: UpstreamMessage = { nodeId, envelope: env }
     this.emit('message', m)
     this.#upstream.push(m)
     await this.#onUpstream?.(m)
+  }
+
+  /** Nodes whose reliable upstream is held for want of a consumer (resumed when one attaches). */
+  readonly #held = new Set<string>()
+
+  /** Someone takes upstream messages: onUpstream, a 'message' listener, or a messages() iterator. */
+  #hasConsumer (): boolean {
+    return this.#onUpstream !== undefined || this.listenerCount('message') > 0 || this.#upstream.iterators > 0
+  }
+
+  /**
+   * Reliable upstream with nobody to take it (issue 12: a CLI hub acked it and it vanished):
+   * refuse it with HOLD_CODE so the edge KEEPS it in its durable outbox (bounded by its quota)
+   * and probes again with backoff; when a consumer attaches, every held lane gets a `resume`
+   * and the edge resends at once. Logged once per node and hold, counted as held.
+   */
+  #hold (nodeId: string): never {
+    if (!this.#held.has(nodeId)) {
+      this.#held.add(nodeId)
+      this.logger.warn({ nodeId }, 'reliable upstream held at the edge: this hub has no consumer (hub.messages(), on("message") or onUpstream)')
+    }
+    throw new EdgeFabricError(HOLD_CODE, 'the hub has no consumer for upstream messages yet; kept at the edge')
+  }
+
+  #consumerAttached (): void {
+    if (this.#held.size === 0 || !this.#hasConsumer()) return
+    for (const nodeId of this.#held) {
+      const lane = this.#lanes.get(nodeId)
+      if (lane?.attached === true) lane.receiver.sendResume()
+    }
+    this.#held.clear()
   }
 
   #laneEvent (e: LaneEvent): void {

@@ -16,10 +16,16 @@ export class UpstreamQueue implements AsyncIterable<UpstreamMessage> {
   #paused = false
   #ended = false
 
-  constructor (highWaterMark: number, setPaused: (paused: boolean) => void) {
+  readonly #onIterator: () => void
+
+  constructor (highWaterMark: number, setPaused: (paused: boolean) => void, onIterator: () => void = () => {}) {
     this.#hwm = highWaterMark
     this.#setPaused = setPaused
+    this.#onIterator = onIterator
   }
+
+  /** Iterators currently attached (consumers of hub.messages()). */
+  get iterators (): number { return this.#iterators }
 
   get paused (): boolean { return this.#paused }
   get length (): number { return this.#items.length }
@@ -43,6 +49,7 @@ export class UpstreamQueue implements AsyncIterable<UpstreamMessage> {
 
   [Symbol.asyncIterator] (): AsyncIterator<UpstreamMessage> {
     this.#iterators++
+    this.#onIterator()
     let done = false
     const finish = (): IteratorResult<UpstreamMessage> => {
       if (!done) {

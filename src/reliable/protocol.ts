@@ -18,6 +18,16 @@ import { ProtocolError } from '../errors.js'
 
 export const RELIABLE_GROUP = '$reliable'
 
+/**
+ * nack code meaning "keep it, not now": the receiver has nobody to hand the
+ * message to yet (a hub with no upstream consumer). The sender does NOT count
+ * it as a rejection (no dead letter): it keeps the record in its durable
+ * outbox and probes again with capped backoff, or at once when the receiver
+ * sends `resume` (a consumer attached). Senders before this code counted it
+ * as a rejection (dead letter after maxRejections).
+ */
+export const HOLD_CODE = 'EF_NO_CONSUMER'
+
 export interface DataContent { s: number[], m: Uint8Array[] }
 
 export function reliableMessage (operation: 'resume' | 'data' | 'ack' | 'nack' | 'rewind', content: unknown, source: string): Envelope {

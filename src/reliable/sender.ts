@@ -17,7 +17,7 @@
 import type { Clock, TimerHandle } from '../util/clock.js'
 import type { EnvelopeCodec } from '../codec/codec.js'
 import type { Envelope } from '../codec/envelope.js'
-import { reliableMessage } from './protocol.js'
+import { HOLD_CODE, reliableMessage } from './protocol.js'
 import { FreshRecords } from './sender-fresh.js'
 import { DEFAULT_PRODUCER_WINDOW, ProducerWindow, type ProducerWindowOptions } from './producer-window.js'
 import { InvalidOptionError, toError as toError } from '../errors.js'
@@ -52,6 +52,7 @@ export type LaneEvent =
   | { type: 'superseded', peer: string, count: number }
   | { type: 'stale', peer: string, id: string }
   | { type: 'duplicate', peer: string, id: string, seq: number }
+  | { type: 'held', peer: string, seq: number, reason: string, retryInMs: number }
   | { type: 'redelivery', peer: string, fromSeq: number, reason: 'ack-timeout' | 'reconnect' | 'rejected' }
   | { type: 'store-error', peer: string, error: Error }
   | { type: 'gap', peer: string, peerReceived: number, acked: number }
@@ -112,6 +113,8 @@ export class ReliableSender {
   #retryTimer: TimerHandle | undefined
   #lastProgress = 0
   #closed = false
+  /** Consecutive HOLD_CODE nacks: while > 0 only one data message is in flight (a probe). */
+  #holds = 0
   /** enqueue() calls waiting for the next store.append(). */
   #batch: Waiting[] = []
   #flushScheduled = false
@@ -281,6 +284,12 @@ export class ReliableSender {
       this.#o.onEvent({ type: 'gap', peer: this.peer, peerReceived: r, acked: this.#acked })
     }
     this.#advanceAck(r)
+    // The peer restates its position (a new session, or a consumer attached): probe at once.
+    if (this.#holds > 0) {
+      this.#holds = 0
+      this.#o.clock.clearTimeout(this.#retryTimer)
+      this.#retryTimer = undefined
+    }
     this.#resumed = true
     this.#resetInflight()
     const pending = this.#o.store.outboxStats(this.peer).count
@@ -295,6 +304,7 @@ export class ReliableSender {
   }
 
   onNack (seq: number, code: string, reason: string): void {
+    if (code === HOLD_CODE) { this.#hold(seq, reason); return }
     this.#o.store.reject(this.peer, seq, this.#o.maxRejections, code, reason, this.#o.clock.now()).then(count => {
       if (count < 0) {
         this.#forget(seq)
@@ -308,6 +318,20 @@ export class ReliableSender {
       this.#o.clock.clearTimeout(this.#retryTimer)
       this.#retryTimer = this.#o.clock.setTimeout(() => this.pump(), count < 0 ? 0 : Math.min(30_000, 200 * 2 ** count))
     }, err => this.#storeError(err))
+  }
+
+  /**
+   * The receiver cannot take `seq` yet (HOLD_CODE): keep it, probe again after a pause that
+   * doubles up to 30 s (or at once on the peer's next `resume`), one data message at a time.
+   */
+  #hold (seq: number, reason: string): void {
+    const retryInMs = Math.min(30_000, 200 * 2 ** Math.min(this.#holds, 8))
+    this.#holds++
+    this.#resetInflight(seq - 1)
+    try { this.#link?.send(reliableMessage('rewind', { f: seq }, this.#o.source)) } catch { /* session gone */ }
+    this.#o.onEvent({ type: 'held', peer: this.peer, seq, reason, retryInMs })
+    this.#o.clock.clearTimeout(this.#retryTimer)
+    this.#retryTimer = this.#o.clock.setTimeout(() => { this.#retryTimer = undefined; this.pump() }, retryInMs)
   }
 
   close (): void {
@@ -325,6 +349,8 @@ export class ReliableSender {
     if (this.#pumping || this.#waitingDrain || this.#closed) return
     const link = this.#link
     if (link === undefined || !this.#resumed) return
+    // Held: nothing before the retry timer, then one data message as a probe.
+    if (this.#holds > 0 && (this.#retryTimer !== undefined || this.inflight > 0)) return
     this.#pumping = true
     try {
       const o = this.#o
@@ -333,7 +359,8 @@ export class ReliableSender {
       // into data messages of batchMessages: one store read per run, not per data message.
       let ahead: SendableRecord[] = []
       let at = 0
-      while (this.inflight < o.windowMessages && this.#inflightBytes < o.windowBytes) {
+      const window = this.#holds > 0 ? Math.min(o.batchMessages, o.windowMessages) : o.windowMessages
+      while (this.inflight < window && this.#inflightBytes < o.windowBytes) {
         if (at >= ahead.length) {
           ahead = this.#nextRecords(Math.max(o.batchMessages, Math.min(READ_AHEAD, o.windowMessages - this.inflight)))
           at = 0
@@ -385,6 +412,7 @@ export class ReliableSender {
 
   #advanceAck (u: number): void {
     if (u <= this.#acked) return
+    this.#holds = 0
     this.#acked = u
     this.#lastProgress = this.#o.clock.now()
     const seqs = this.#inflightSeq
