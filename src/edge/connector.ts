@@ -44,6 +44,8 @@ export interface ConnectorOptions {
   /** Pins from the join token: expected hub identity per transport family. */
   pins: { quic?: string, tls?: string }
   labels?: Record<string, string>
+  /** Capabilities stated in hello. @default CAPABILITIES */
+  capabilities?: readonly string[]
   clock: Clock
   logger: Logger
   handshakeTimeoutMs: number
@@ -189,7 +191,7 @@ export class EdgeConnector extends EventEmitter<ConnectorEvents> {
                 token: this.#o.token,
                 key: this.#o.key.publicKey,
                 sig,
-                capabilities: [...CAPABILITIES],
+                capabilities: [...(this.#o.capabilities ?? CAPABILITIES)],
                 labels: this.#o.labels ?? {}
               }, this.#o.nodeId), { channel: 'control' })
               break

@@ -17,6 +17,7 @@ import { nullLogger, type Logger } from '../ops/logger.js'
 import { Registry, createEdgeMetrics, type EdgeMetrics } from '../ops/metrics.js'
 import { intOption } from '../util/options.js'
 import { Backoff } from '../session/liveness.js'
+import { CAPABILITIES } from '../session/protocol.js'
 import type { ConnectionOptions } from '../transport/types.js'
 import { ModuleBus, type MailboxOptions, type ModuleHandle, type RegisterOptions } from './bus.js'
 import { EdgeConnector, type ConnectorState, type HubRefusedError } from './connector.js'
@@ -160,6 +161,8 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
       key: { publicKey: identity.publicKeyRaw, sign: (nonce, ctx) => signChallenge(identity, nonce, ctx) },
       pins: payload.pins,
       ...(o.labels !== undefined ? { labels: o.labels } : {}),
+      // Without a device broker the hub is told so, and its registry says why devices do not sync.
+      capabilities: CAPABILITIES.filter(c => c !== 'devices' || (o.devices !== undefined && o.devices !== false)),
       clock: this.#clock,
       logger: this.#logger,
       handshakeTimeoutMs: intOption('handshakeTimeoutMs', o.handshakeTimeoutMs, 10_000, 10),

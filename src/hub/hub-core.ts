@@ -176,7 +176,8 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
       remoteAddress: session.connection.remoteAddress,
       keyId: session.keyId,
       connectedAt: this.clock.now(),
-      sessionId: session.id
+      sessionId: session.id,
+      capabilities: [...session.capabilities]
     })
     if (old !== undefined) {
       // Last connection wins (DESIGN.md §4); the older one learns why it was closed.
@@ -534,7 +535,7 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
         session: undefined,
         info: {
           nodeId, status: 'disconnected', labels: {}, transport: undefined, remoteAddress: undefined, keyId: undefined,
-          connectedAt: undefined, disconnectedAt: undefined, lastSeen: undefined, rttMs: undefined, sessionId: undefined
+          connectedAt: undefined, disconnectedAt: undefined, lastSeen: undefined, rttMs: undefined, sessionId: undefined, capabilities: undefined
         }
       }
       this.#nodes.set(nodeId, rec)

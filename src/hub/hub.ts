@@ -236,5 +236,9 @@ async function openDevices (hub: Hub, options: HubOptions, registry: Registry): 
     metricsRegistry: registry
   })
   hub.setDeviceHandler({ accept: async (nodeId, env, seq) => { await reg.acceptUpstream(nodeId, env, seq) }, durable: nodeId => reg.upstreamDurable(nodeId) })
+  // Never silent (issue 12): a node whose edge runs without a device broker is recorded as such.
+  hub.on('event', e => {
+    if (e.type === 'node-connected') reg.noteEdgeDevices(e.nodeId, hub.node(e.nodeId)?.capabilities?.includes('devices') === true)
+  })
   return reg
 }

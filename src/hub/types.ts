@@ -24,6 +24,8 @@ export interface NodeInfo {
   /** RTT from the session's pings (ms). */
   rttMs: number | undefined
   sessionId: string | undefined
+  /** Capabilities the edge stated in its hello (session/protocol.ts CAPABILITIES); undefined before the first session. */
+  capabilities: string[] | undefined
 }
 
 /** Hub lifecycle and session events (typed event stream). */

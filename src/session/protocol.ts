@@ -22,7 +22,11 @@ export const SESSION_GROUP = '$session'
 export const PROTOCOL_VERSIONS = [1] as const
 export const PROTOCOL_VERSION = 1
 /** Capabilities this build offers; peers use the intersection. */
-export const CAPABILITIES = ['ping', 'edge-to-edge', 'servicebus', 'request'] as const
+/**
+ * What an edge can do, stated in hello. `devices`: the edge runs a device broker and twin engine
+ * (DESIGN.md §8); without it the hub's registry shows the node's devices as not syncing and why.
+ */
+export const CAPABILITIES = ['ping', 'edge-to-edge', 'servicebus', 'request', 'devices'] as const
 
 export interface ChallengeContent { nonce: Uint8Array, hub: string, versions: number[] }
 export interface HelloContent {

@@ -23,6 +23,7 @@ export interface DeviceMetrics {
   readonly uploadDrops: Counter<'reason'>
   /** Registry transactions that applied upstream messages (group commit: upstream_total / this = messages per commit). */
   readonly upstreamCommits: Counter
+  readonly syncBlocked: Counter<'reason'>
 }
 
 export function createDeviceMetrics (registry: Registry, sizes: () => { devices: number, models: number, dispatch: number, watchers: number }): DeviceMetrics {
@@ -44,6 +45,7 @@ export function createDeviceMetrics (registry: Registry, sizes: () => { devices:
     dispatched: new Counter({ name: p + 'dispatched_total', help: 'Device messages handed to the reliable lane, by operation and outcome', labelNames: ['operation', 'outcome'] as const, registers }),
     watchOverflows: new Counter({ name: p + 'watch_overflows_total', help: 'Device watchers closed because they fell behind', registers }),
     uploadDrops: new Counter({ name: p + 'upload_drops_total', help: 'Upload records evicted from the bounded log or truncated, by reason', labelNames: ['reason'] as const, registers }),
-    upstreamCommits: new Counter({ name: p + 'upstream_commits_total', help: 'Registry transactions that applied upstream device messages (group commit)', registers })
+    upstreamCommits: new Counter({ name: p + 'upstream_commits_total', help: 'Registry transactions that applied upstream device messages (group commit)', registers }),
+    syncBlocked: new Counter({ name: p + 'sync_blocked_total', help: 'Sessions of nodes with bound devices that cannot sync them, by reason (edge_devices_disabled)', labelNames: ['reason'] as const, registers })
   }
 }

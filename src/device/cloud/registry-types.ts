@@ -110,7 +110,18 @@ export interface UploadEntry {
 }
 
 /** getDevice() result: the stored record without edge bookkeeping and password hashes. */
+/** Why a device's bound node cannot sync it (issue 12: never silent). */
+export interface DeviceSyncBlock {
+  /** EF_EDGE_DEVICES_DISABLED: the node's edge runs without a device broker (it stated no `devices` capability). */
+  code: 'EF_EDGE_DEVICES_DISABLED'
+  reason: string
+  /** When the hub learned it (ms): the node's last session start. */
+  since: number
+}
+
 export interface DeviceView extends DeviceRecordBase {
+  /** Set while the bound node cannot sync devices; the device messages stay queued and apply once it can. */
+  syncBlocked?: DeviceSyncBlock
   /** When `state` was reported (ms); undefined before the first state report. */
   stateAt: number | undefined
   /** Last report of any kind from the edge (ms); undefined before the first. */

@@ -37,6 +37,7 @@ import { Dispatcher } from './registry-dispatch.js'
 import * as edges from './registry-edges.js'
 import { UpstreamBatcher } from './registry-inbound.js'
 import { createDeviceMetrics, type DeviceMetrics } from './registry-metrics.js'
+import { NodeSyncBlocks } from './registry-sync-block.js'
 import { resolveRegistryOptions, type RegistryLimits } from './registry-options.js'
 import * as models from './registry-models.js'
 import { viewOf } from './registry-records.js'
@@ -62,6 +63,7 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
   readonly #inbound: UpstreamBatcher
   /** nodeId → device ids, for listDevices({nodeId}) and resync; rebuilt on open, updated after each commit. */
   readonly #byNode = new NodeIndex()
+  readonly #syncBlocks: NodeSyncBlocks
   #closed = false
 
   private constructor (kv: DeviceKv, o: DeviceRegistryOptions, limits: RegistryLimits) {
@@ -76,6 +78,7 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
       dispatch: this.#closed ? 0 : this.#dispatcher.pendingCount(),
       watchers: this.#watch.size
     }))
+    this.#syncBlocks = new NodeSyncBlocks(this.#clock, this.#logger, this.metrics)
     this.#watch = new WatchSet(limits.watchBuffer, limits.maxWatchers, () => this.metrics.watchOverflows.inc())
     this.#dispatcher = new Dispatcher(kv, this.metrics, this.#clock, this.#logger, limits.retryMs, err => this.#fail(err))
     this.#ctx = {
@@ -141,13 +144,23 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
   getDevice (namespace: string, name: string): DeviceView | undefined {
     this.#open()
     const d = this.#kv.get<StoredDevice>('devices', `${namespace}/${name}`)
-    return d === undefined ? undefined : viewOf(d)
+    return d === undefined ? undefined : this.#withSync(viewOf(d))
   }
 
   listDevices (filter: ListDevicesFilter = {}): DeviceView[] {
     this.#open()
-    return devices.listDevices(this.#ctx, filter)
+    return devices.listDevices(this.#ctx, filter).map(v => this.#withSync(v))
   }
+
+  /** A node's session started; `enabled`: its edge runs a device broker (registry-sync-block.ts). */
+  noteEdgeDevices (nodeId: string, enabled: boolean): void {
+    const only = this.#syncBlocks.resyncAfterNote(nodeId, enabled, this.#byNode.devicesOf(nodeId), id => this.#kv.get<StoredDevice>('devices', id)?.syncedRevision)
+    if (only === false) return
+    this.#api(async () => await edges.resync(this.#ctx, nodeId, only, true))
+      .catch(err => this.#logger.warn({ nodeId, err }, 'device resync after the edge enabled devices failed'))
+  }
+
+  #withSync (v: DeviceView): DeviceView { return this.#syncBlocks.apply(v) }
 
   /** Delete a device; a bound node gets a removal (reason 'deleted'). */
   async deleteDevice (namespace: string, name: string): Promise<void> {
