@@ -9,7 +9,8 @@
  *   reset {capacity, base}                            → {}   (next run: payload indexes base..base+capacity-1)
  */
 import { EdgeNode } from '../src/edge/edge-node.js'
-import { Arrivals, now, serveParent } from './lib/reliable-ipc.js'
+import { serveParent } from './lib/child-ipc.js'
+import { answerArrivals, Arrivals, now } from './lib/reliable-ipc.js'
 
 let edge: EdgeNode | undefined
 const arrivals = new Arrivals(1)
@@ -33,13 +34,7 @@ serveParent(async req => {
       edge.once('connected', () => { connectedAt = now() })
       return {}
     }
-    case 'reset':
-      arrivals.reset(req.capacity as number, req.base as number)
-      return {}
-    case 'wait':
-      await arrivals.wait(req.n as number, req.timeoutMs as number)
-      return { ...arrivals.summary(), startAt, connectedAt }
     default:
-      throw new Error(`unknown command ${req.cmd}`)
+      return await answerArrivals(arrivals, req, () => ({ startAt, connectedAt }))
   }
 }, async () => { await edge?.close() })

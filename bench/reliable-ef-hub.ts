@@ -1,14 +1,21 @@
 /**
- * Child process of bench/reliable.ts: one real Hub (LMDB store in its data
- * directory, durability as asked) producing reliable cloud→edge messages.
+ * Hub child of bench/reliable.ts (loopback) and of the lossy-link reliable
+ * scenarios (bench/lib/lossy-reliable.ts, run in namespace B): one real Hub
+ * (LMDB store in its data directory, durability as asked) producing reliable
+ * cloud→edge messages.
  *
- *   start   {listen, dataDir, durability}  → {url, token}
- *   produce {n, window, rate?}             → {firstAt, lastAckAt}  (acknowledged = durable in the outbox)
- *   depth                                  → pending messages for the edge
+ *   start   {listen, dataDir, durability, altNames?}  → {url, token}
+ *   produce {n, window, rate?}                        → {firstAt, lastAckAt}  (acknowledged = durable in the outbox)
+ *   depth                                             → pending messages for the edge
+ *
+ * `altNames`: across the emulated link the hub's TLS certificate must name
+ * the address the edge dials (10.77.0.2), or wss/https (WebTransport)
+ * dialers rightly refuse it.
  */
 import { Hub } from '../src/hub/hub.js'
 import { newMessage } from '../src/codec/envelope.js'
-import { makePayload, produce, serveParent } from './lib/reliable-ipc.js'
+import { serveParent } from './lib/child-ipc.js'
+import { makePayload, produce } from './lib/reliable-ipc.js'
 
 const NODE = 'edge-1'
 let hub: Hub | undefined
@@ -21,6 +28,7 @@ serveParent(async req => {
         listen: [req.listen as string],
         dataDir: req.dataDir as string,
         durability: req.durability as 'sync' | 'relaxed',
+        ...(req.altNames === undefined ? {} : { altNames: req.altNames as string[] }),
         admin: false
       })
       return { url: hub.urls[0], token: hub.createToken(NODE) }

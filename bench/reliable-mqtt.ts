@@ -14,7 +14,8 @@
  * (DESIGN.md §11).
  */
 import mqtt from 'mqtt'
-import { Arrivals, makePayload, now, produce, serveParent } from './lib/reliable-ipc.js'
+import { serveParent } from './lib/child-ipc.js'
+import { answerArrivals, Arrivals, makePayload, now, produce } from './lib/reliable-ipc.js'
 
 const TOPIC = 'bench/q'
 let pub: mqtt.MqttClient | undefined
@@ -56,14 +57,8 @@ serveParent(async req => {
       await sub?.endAsync()
       sub = undefined
       return {}
-    case 'reset':
-      arrivals.reset(req.capacity as number, req.base as number)
-      return {}
-    case 'wait':
-      await arrivals.wait(req.n as number, req.timeoutMs as number)
-      return { ...arrivals.summary(), startAt, connectedAt }
     default:
-      throw new Error(`unknown command ${req.cmd}`)
+      return await answerArrivals(arrivals, req, () => ({ startAt, connectedAt }))
   }
 }, async () => {
   await pub?.endAsync()

@@ -33,7 +33,8 @@ import { readFileSync } from 'node:fs'
 import { loadavg } from 'node:os'
 import { loadOrCreateHubIdentity } from '../src/hub/identity.js'
 import { createJoinToken } from '../src/identity/token.js'
-import { Child, describeTuning, type ConnectResult, type EdgeStats, type HubStats, type TransportTuning } from './lib/sessions-ipc.js'
+import { IpcChild } from './lib/child-ipc.js'
+import { describeTuning, type ConnectResult, type EdgeStats, type HubStats, type TransportTuning } from './lib/sessions-ipc.js'
 import { NftCounters, diffCounts, type PortCounts } from './lib/nft-counters.js'
 import { printReport, type RunResult } from './lib/sessions-report.js'
 
@@ -91,6 +92,8 @@ function parseArgs (argv: string[]): Config {
 const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
 const hubScript = new URL('./sessions-hub.js', import.meta.url)
 const edgeScript = new URL('./sessions-edge.js', import.meta.url)
+/** A stuck child must not hang the bench: no reply to a short command within this is an error. */
+const CHILD_TIMEOUT_MS = 120_000
 
 function log (msg: string): void {
   process.stderr.write(`[sessions ${new Date().toISOString().slice(11, 19)}] ${msg}\n`)
@@ -168,10 +171,10 @@ function mergeConnect (list: ConnectResult[]): ConnectResult & { rate: number, s
   return merged
 }
 
-async function waitHub (hub: Child, pred: (s: HubReply) => boolean, timeoutMs: number): Promise<HubReply> {
+async function waitHub (hub: IpcChild, pred: (s: HubReply) => boolean, timeoutMs: number): Promise<HubReply> {
   const end = Date.now() + timeoutMs
   for (;;) {
-    const s = await hub.request<HubReply>({ cmd: 'stats' })
+    const s = await hub.request<HubReply>('stats', {}, CHILD_TIMEOUT_MS)
     if (pred(s) || Date.now() > end) return s
     await sleep(250)
   }
@@ -196,11 +199,11 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
   const hubArgs = [`${transport}://127.0.0.1:0`, dataDir, String(cfg.heartbeatMs), JSON.stringify(cfg.tuning)]
   const hubExecArgv = ['--expose-gc']
   if (cfg.cpuProfDir !== undefined) hubExecArgv.push('--cpu-prof', `--cpu-prof-dir=${cfg.cpuProfDir}`)
-  const hub = new Child('hub', hubScript, hubArgs, hubExecArgv)
-  const edges: Child[] = []
+  const hub = IpcChild.fork('hub', hubScript, hubArgs, { execArgv: hubExecArgv, serialization: 'json' })
+  const edges: IpcChild[] = []
   let nft: NftCounters | undefined
   try {
-    const h0 = await hub.request<HubReply>({ cmd: 'stats', gc: true })
+    const h0 = await hub.request<HubReply>('stats', { gc: true }, CHILD_TIMEOUT_MS)
     const port = Number(new URL(h0.url.replace(/^quic:/, 'http:')).port)
     log(`${transport}: hub on ${h0.url} (admin ${h0.adminUrl ?? 'off'}), ${n} sessions in ${procs} processes`)
 
@@ -216,10 +219,9 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
         const id = `sim-${i}`
         nodes.push({ id, token: createJoinToken(identity, { nodeId: id, ttlSeconds: 12 * 3600 }) })
       }
-      const child = new Child(`edge-${p}`, edgeScript, [])
+      const child = IpcChild.fork(`edge-${p}`, edgeScript, [], { serialization: 'json' })
       edges.push(child)
-      await child.request({
-        cmd: 'init',
+      await child.request('init', {
         init: {
           url: h0.url,
           pins,
@@ -228,7 +230,7 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
           deadlineMs,
           tuning: cfg.tuning
         }
-      })
+      }, CHILD_TIMEOUT_MS)
     }
 
     const nftOrWhy = NftCounters.create(transport === 'quic' ? 'udp' : 'tcp', port)
@@ -239,41 +241,41 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
     // ---- first join --------------------------------------------------------------
     if (cfg.snapshotDir !== undefined) {
       await mkdir(cfg.snapshotDir, { recursive: true })
-      await hub.request<string>({ cmd: 'snapshot', file: join(cfg.snapshotDir, `hub-${transport}-0.heapsnapshot`) })
+      await hub.request<string>('snapshot', { file: join(cfg.snapshotDir, `hub-${transport}-0.heapsnapshot`) }, CHILD_TIMEOUT_MS)
     }
-    const before = await hub.request<HubReply>({ cmd: 'stats', gc: true })
+    const before = await hub.request<HubReply>('stats', { gc: true }, CHILD_TIMEOUT_MS)
     const machineJoinA = machineCpu()
-    const edgesBefore = sumEdges(await Promise.all(edges.map(async e => await e.request<EdgeStats>({ cmd: 'stats' }))))
+    const edgesBefore = sumEdges(await Promise.all(edges.map(async e => await e.request<EdgeStats>('stats', {}, CHILD_TIMEOUT_MS))))
     log(`${transport}: hub before: rss ${(before.rss / 1048576).toFixed(1)} MiB, heap ${(before.heapUsed / 1048576).toFixed(1)} MiB; connecting`)
-    const firstJoin = mergeConnect(await Promise.all(edges.map(async e => await e.request<ConnectResult>({ cmd: 'connect' }, phaseMs))))
-    const hubJoined = await hub.request<HubReply>({ cmd: 'stats' })
-    const edgesJoined = sumEdges(await Promise.all(edges.map(async e => await e.request<EdgeStats>({ cmd: 'stats' }))))
+    const firstJoin = mergeConnect(await Promise.all(edges.map(async e => await e.request<ConnectResult>('connect', {}, phaseMs))))
+    const hubJoined = await hub.request<HubReply>('stats', {}, CHILD_TIMEOUT_MS)
+    const edgesJoined = sumEdges(await Promise.all(edges.map(async e => await e.request<EdgeStats>('stats', {}, CHILD_TIMEOUT_MS))))
     const machineJoinB = machineCpu()
     log(`${transport}: ${firstJoin.connected}/${n} welcomed in ${firstJoin.seconds.toFixed(1)} s = ${firstJoin.rate.toFixed(0)}/s (retries ${firstJoin.retries}, failed ${firstJoin.failed}, missing ${firstJoin.missing}${firstJoin.lastError !== undefined ? `, last error: ${firstJoin.lastError}` : ''})`)
 
     // Let every session pass its first heartbeat and the connect burst's garbage settle.
     await sleep(cfg.heartbeatMs + 1000)
-    const mem = await hub.request<HubReply>({ cmd: 'stats', gc: true })
+    const mem = await hub.request<HubReply>('stats', { gc: true }, CHILD_TIMEOUT_MS)
     const sessions = mem.connected
 
     // ---- idle window ---------------------------------------------------------------
     log(`${transport}: ${sessions} sessions idle for ${cfg.idleS} s`)
     const wireA = nft?.tryRead()
-    const edgeA = sumEdges(await Promise.all(edges.map(async e => await e.request<EdgeStats>({ cmd: 'stats' }))))
-    const hubA = await hub.request<HubReply>({ cmd: 'stats' })
+    const edgeA = sumEdges(await Promise.all(edges.map(async e => await e.request<EdgeStats>('stats', {}, CHILD_TIMEOUT_MS))))
+    const hubA = await hub.request<HubReply>('stats', {}, CHILD_TIMEOUT_MS)
     const machineIdleA = machineCpu()
     await sleep(cfg.idleS * 1000)
     const machineIdleB = machineCpu()
-    const hubB = await hub.request<HubReply>({ cmd: 'stats' })
-    const edgeB = sumEdges(await Promise.all(edges.map(async e => await e.request<EdgeStats>({ cmd: 'stats' }))))
+    const hubB = await hub.request<HubReply>('stats', {}, CHILD_TIMEOUT_MS)
+    const edgeB = sumEdges(await Promise.all(edges.map(async e => await e.request<EdgeStats>('stats', {}, CHILD_TIMEOUT_MS))))
     const wireB = nft?.tryRead()
     const idleSeconds = (hubB.at - hubA.at) / 1000
     const wire: PortCounts | undefined = wireA !== undefined && wireB !== undefined ? diffCounts(wireA, wireB) : undefined
-    const memIdle = await hub.request<HubReply>({ cmd: 'stats', gc: true })
+    const memIdle = await hub.request<HubReply>('stats', { gc: true }, CHILD_TIMEOUT_MS)
 
     if (cfg.snapshotDir !== undefined) {
       await mkdir(cfg.snapshotDir, { recursive: true })
-      const file = await hub.request<string>({ cmd: 'snapshot', file: join(cfg.snapshotDir, `hub-${transport}-${sessions}.heapsnapshot`) })
+      const file = await hub.request<string>('snapshot', { file: join(cfg.snapshotDir, `hub-${transport}-${sessions}.heapsnapshot`) }, CHILD_TIMEOUT_MS)
       log(`${transport}: heap snapshot ${file}`)
     }
 
@@ -284,9 +286,9 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
     // ---- re-join -------------------------------------------------------------------
     let rejoin: (ConnectResult & { rate: number, seconds: number }) | undefined
     if (cfg.rejoin) {
-      await Promise.all(edges.map(async e => await e.request({ cmd: 'disconnect' }, phaseMs)))
+      await Promise.all(edges.map(async e => await e.request('disconnect', {}, phaseMs)))
       await waitHub(hub, s => s.connected === 0, 60_000)
-      rejoin = mergeConnect(await Promise.all(edges.map(async e => await e.request<ConnectResult>({ cmd: 'connect' }, phaseMs))))
+      rejoin = mergeConnect(await Promise.all(edges.map(async e => await e.request<ConnectResult>('connect', {}, phaseMs))))
       log(`${transport}: re-join ${rejoin.connected}/${n} in ${rejoin.seconds.toFixed(1)} s = ${rejoin.rate.toFixed(0)}/s (retries ${rejoin.retries}, failed ${rejoin.failed})`)
     }
 

@@ -18,7 +18,8 @@
  * original value restored on close.
  */
 import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
-import { accessSync, constants, readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { missingPrerequisites } from '../../src/cli/bench.js'
 import { createInterface } from 'node:readline'
 import { buildTool } from './lossy-build.js'
 import { LossyPrerequisiteError, LossySetupError } from './lossy-errors.js'
@@ -72,23 +73,9 @@ function run (cmd: string, args: string[]): string {
   }
 }
 
-function hasCommand (cmd: string, args: string[]): boolean {
-  try {
-    execFileSync(cmd, args, { stdio: 'ignore', timeout: 10_000 })
-    return true
-  } catch (err) {
-    return (err as { code?: string }).code !== 'ENOENT'
-  }
-}
-
-/** Everything the lab needs, or a LossyPrerequisiteError naming what is missing. */
+/** Everything the lab needs, or a LossyPrerequisiteError naming what is missing (the CLI checks the same list). */
 export function checkPrerequisites (): void {
-  const missing: string[] = []
-  if (process.getuid?.() !== 0) missing.push('root (network namespaces and TUN devices; run with sudo)')
-  if (!hasCommand('ip', ['-V'])) missing.push('the `ip` command (Debian package iproute2)')
-  if (!hasCommand('gcc', ['--version'])) missing.push('gcc (Debian package gcc) to build the link emulator')
-  try { accessSync('/dev/net/tun', constants.R_OK | constants.W_OK) } catch { missing.push('/dev/net/tun (TUN support; in a container: --device /dev/net/tun)') }
-  if (process.platform !== 'linux') missing.push('Linux')
+  const missing = missingPrerequisites()
   if (missing.length > 0) throw new LossyPrerequisiteError(missing)
 }
 

@@ -1,9 +1,9 @@
 /**
  * Reliable-lane scenarios of the lossy-link benchmark with the real product:
- * a Hub (bench/lossy-hub.ts, namespace B) sends reliable cloud→edge
+ * a Hub (bench/reliable-ef-hub.ts, namespace B) sends reliable cloud→edge
  * messages to an EdgeNode (bench/reliable-ef-edge.ts, namespace A), both on
  * LMDB, across the emulated link, started with `ip netns exec` and the
- * fork-style IPC channel of bench/lib/reliable-ipc.ts. Durability `relaxed`
+ * request/reply channel of bench/lib/child-ipc.ts. Durability `relaxed`
  * on both: the subject is the link, not fsync (bench/reliable.ts covers that).
  *
  * - delivery: `count` messages paced at `rate`/s; distinct delivered,
@@ -19,56 +19,18 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import type { ChildProcess } from 'node:child_process'
 import { toError } from '../../src/errors.js'
 import { ADDR_B, type LinkLab } from './lossy-netns.js'
+import { IpcChild } from './child-ipc.js'
 import { now } from './reliable-ipc.js'
 
-type Reply = { seq: number, ok: true, result: unknown } | { seq: number, ok: false, error: string }
-
-/** A child in a namespace speaking reliable-ipc's request/reply protocol. */
-class NsChild {
-  readonly proc: ChildProcess
-  #seq = 0
-  readonly #waiting = new Map<number, { resolve: (v: unknown) => void, reject: (e: Error) => void }>()
-  readonly exited: Promise<void>
-
-  constructor (readonly name: string, lab: LinkLab, side: 'a' | 'b', script: string) {
-    this.proc = lab.spawnIn(side, process.execPath, [fileURLToPath(new URL(`../${script}.js`, import.meta.url))], {
-      stdio: ['ignore', 'ignore', 'pipe', 'ipc'], serialization: 'advanced'
-    })
-    this.proc.stderr?.resume()
-    this.proc.on('message', (m: Reply) => {
-      const w = this.#waiting.get(m.seq)
-      if (w === undefined) return
-      this.#waiting.delete(m.seq)
-      if (m.ok) w.resolve(m.result)
-      else w.reject(new Error(`${name}: ${m.error}`))
-    })
-    this.exited = new Promise(resolve => {
-      this.proc.once('exit', code => {
-        for (const w of this.#waiting.values()) w.reject(new Error(`${name} exited (code ${String(code)})`))
-        this.#waiting.clear()
-        resolve()
-      })
-    })
-  }
-
-  request<T> (cmd: string, args: Record<string, unknown> = {}): Promise<T> {
-    const seq = ++this.#seq
-    return new Promise<T>((resolve, reject) => {
-      this.#waiting.set(seq, { resolve: resolve as (v: unknown) => void, reject })
-      this.proc.send({ ...args, cmd, seq }, err => { if (err != null) reject(err) })
-    })
-  }
-
-  async quit (): Promise<void> {
-    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return
-    const t = setTimeout(() => { this.proc.kill('SIGKILL') }, 5000)
-    await this.request('quit').catch(() => {})
-    await this.exited
-    clearTimeout(t)
-  }
+/** A child of bench/ in namespace `side`, on the request/reply channel of ./child-ipc.ts. */
+function nsChild (name: string, lab: LinkLab, side: 'a' | 'b', script: string): IpcChild {
+  const proc = lab.spawnIn(side, process.execPath, [fileURLToPath(new URL(`../${script}.js`, import.meta.url))], {
+    stdio: ['ignore', 'ignore', 'pipe', 'ipc'], serialization: 'advanced'
+  })
+  proc.stderr?.resume()
+  return new IpcChild(name, proc)
 }
 
 interface Summary { count: number, distinct: number, firstAt: number, lastAt: number, p50: number, p99: number, startAt: number, connectedAt: number }
@@ -103,8 +65,8 @@ const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(r
 
 export async function runReliable (lab: LinkLab, job: ReliableJob): Promise<ReliableResult> {
   const dir = mkdtempSync(join(tmpdir(), 'ef-lossy-'))
-  const hub = new NsChild('hub', lab, 'b', 'lossy-hub')
-  const edge = new NsChild('edge', lab, 'a', 'reliable-ef-edge')
+  const hub = nsChild('hub', lab, 'b', 'reliable-ef-hub')
+  const edge = nsChild('edge', lab, 'a', 'reliable-ef-edge')
   try {
     const listen = job.scheme === 'https' ? `https://${ADDR_B}:0/ef` : `${job.scheme}://${ADDR_B}:0`
     const { url, token } = await hub.request<{ url: string, token: string }>('start', { listen, dataDir: join(dir, 'hub'), durability: 'relaxed', altNames: [ADDR_B] })
@@ -145,7 +107,7 @@ export async function runReliable (lab: LinkLab, job: ReliableJob): Promise<Reli
   } catch (err) {
     return { error: toError(err).message.slice(0, 300) }
   } finally {
-    await Promise.all([edge.quit(), hub.quit()])
+    await Promise.all([edge.quit(5000), hub.quit(5000)])
     rmSync(dir, { recursive: true, force: true })
   }
 }
