@@ -19,6 +19,7 @@
  *   npm run bench:sessions -- --quick       # 500 sessions, 10 s idle
  *   options: --sessions N --procs P --window W --idle S --heartbeat MS
  *            --transports ws,wss,quic --no-rejoin --out FILE
+ *            --peers mosquitto,nats|none   same-run peers with as many idle clients (default both)
  *   diagnostics: --snapshot DIR (hub heap snapshots before/after) --hub-cpu-prof DIR (V8 CPU profile of the hub)
  *   what-if transport settings (hub and edges alike): --quic-keepalive MS --quic-rtt-interval MS --ws-ping MS (0 = off)
  *
@@ -36,7 +37,8 @@ import { createJoinToken } from '../src/identity/token.js'
 import { IpcChild } from './lib/child-ipc.js'
 import { describeTuning, type ConnectResult, type EdgeStats, type HubStats, type TransportTuning } from './lib/sessions-ipc.js'
 import { NftCounters, diffCounts, type PortCounts } from './lib/nft-counters.js'
-import { printReport, type RunResult } from './lib/sessions-report.js'
+import { printPeers, printReport, type RunResult } from './lib/sessions-report.js'
+import { runPeer, type PeerRunResult, type SessionPeer } from './lib/sessions-peers.js'
 
 interface Config {
   sessions: number
@@ -51,6 +53,8 @@ interface Config {
   cpuProfDir: string | undefined
   out: string
   quick: boolean
+  /** Same-run peers holding the same number of idle clients (./lib/sessions-peers.ts). */
+  peers: SessionPeer[]
 }
 
 function parseArgs (argv: string[]): Config {
@@ -85,6 +89,10 @@ function parseArgs (argv: string[]): Config {
     rejoin: !argv.includes('--no-rejoin'),
     snapshotDir: get('--snapshot'),
     cpuProfDir: get('--hub-cpu-prof'),
+    peers: (get('--peers') ?? 'mosquitto,nats').split(',').filter(x => x !== '' && x !== 'none').map(x => {
+      if (x !== 'mosquitto' && x !== 'nats') throw new Error(`--peers: unknown peer ${x} (mosquitto, nats, none)`)
+      return x
+    }),
     out: get('--out') ?? join('bench', 'out', `sessions${quick ? '-quick' : ''}-${new Date().toISOString().replace(/[:.]/g, '-')}.json`)
   }
 }
@@ -398,7 +406,18 @@ for (const t of cfg.transports) {
   }
   await sleep(2000) // let sockets of the previous run drain out of TIME_WAIT bookkeeping
 }
+const peers: PeerRunResult[] = []
+for (const peer of cfg.peers) {
+  try {
+    peers.push(await runPeer(peer, { sessions: cfg.sessions, procs: cfg.procs, window: cfg.window, heartbeatMs: cfg.heartbeatMs, idleS: cfg.idleS }, log))
+  } catch (err) {
+    log(`${peer}: peer run failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`)
+    process.exitCode = 1
+  }
+  await sleep(2000)
+}
 printReport(results, cfg.quick)
+printPeers(results, peers)
 await mkdir(join(cfg.out, '..'), { recursive: true })
-await writeFile(cfg.out, JSON.stringify({ date: new Date().toISOString(), machine, config: cfg, results }, null, 2) + '\n')
+await writeFile(cfg.out, JSON.stringify({ date: new Date().toISOString(), machine, config: cfg, results, peers }, null, 2) + '\n')
 log(`wrote ${cfg.out}`)
