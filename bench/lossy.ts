@@ -262,7 +262,7 @@ export async function runLossy (o: LossyOptions, log: (line: string) => void): P
           const checks = runChecks(scenario === 'asym' ? ASYM_LINK.up : op.params, await lab.stats()).filter(c => c.name === 'lateness' || c.name === 'overflow')
           events.push({ scenario, system: sys.key, run, seed, result, checks })
           const rq = result.requests
-          log(`  ${scenario} ${sys.key} run ${run + 1}: ${result.error ?? `requests ${rq?.failed}/${rq?.sent} failed, p99 ${rq?.p99Ms.toFixed(0)} ms, longest gap ${((rq?.longestGapMs ?? NaN) / 1000).toFixed(1)} s, reconnects ${result.reconnects}, ` +
+          log(`  ${scenario} ${sys.key} run ${run + 1}: ${result.error ?? `requests ${rq?.failed}/${rq?.sent} failed, p99 ${rq?.p99Ms.toFixed(0)} ms, longest gap ${((rq?.longestGapMs ?? NaN) / 1000).toFixed(1)} s, reconnects ${result.reconnects} (disconnects ${result.disconnects}), ` +
             `delivered ${result.delivery?.delivered}/${result.delivery?.sent} (+${result.delivery?.duplicates} dup, p99 ${result.delivery?.p99Ms.toFixed(0)} ms)${result.upload !== undefined ? `, upload ${result.upload.mbit.toFixed(2)} Mbit/s` : ''}`}`)
         }
       }

@@ -6,7 +6,7 @@
  * carried in the payload.
  *
  *   start {hub, token, dataDir, durability, capacity, base} → {}   (returns at once; connects in the background)
- *   wait  {n, timeoutMs}                              → arrivals summary + startAt/connectedAt/reconnects
+ *   wait  {n, timeoutMs}                              → arrivals summary + startAt/connectedAt/reconnects/disconnects
  *   reset {capacity, base}                            → {}   (next run: payload indexes base..base+capacity-1)
  *   rr-start/rr-stop, up-start/up-stop                → ./lib/session-load.ts: requests to the hub
  *       application (bus requestUpstream, answered by reliable-ef-hub.ts) and a bulk upload (each
@@ -25,6 +25,7 @@ const arrivals = new Arrivals(1)
 let startAt = 0
 let connectedAt = 0
 let connects = 0
+let disconnects = 0
 
 const request = (group: string, payload: Buffer, timeoutMs: number, priority: 'high' | 'bulk'): Promise<unknown> => {
   if (bench === undefined) return Promise.reject(new Error('edge not started'))
@@ -50,9 +51,10 @@ serveParent(async req => {
       // Its own group: the hub's reliable messages (group 'bench') must not land in this module's mailbox.
       bench = edge.register({ name: 'bench-load', group: 'bench-load' })
       edge.on('connected', () => { if (connects++ === 0) connectedAt = now() })
+      edge.on('disconnected', () => { disconnects++ })
       return {}
     }
     default:
-      return await (answerLoad(req, requests, upload) ?? answerArrivals(arrivals, req, () => ({ startAt, connectedAt, reconnects: Math.max(0, connects - 1) })))
+      return await (answerLoad(req, requests, upload) ?? answerArrivals(arrivals, req, () => ({ startAt, connectedAt, reconnects: Math.max(0, connects - 1), disconnects })))
   }
 }, async () => { await edge?.close() })

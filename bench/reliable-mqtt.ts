@@ -31,6 +31,7 @@ const arrivals = new Arrivals(1)
 let startAt = 0
 let connectedAt = 0
 let connects = 0
+let disconnects = 0
 let base = 0
 let rrSeq = 0
 const rrWaiting = new Map<number, () => void>()
@@ -85,6 +86,7 @@ serveParent(async req => {
       startAt = now()
       connectedAt = 0
       connects = 0
+      disconnects = 0
       const client = mqtt.connect(req.url as string, {
         clientId: 'bench-sub',
         clean: false,
@@ -98,6 +100,7 @@ serveParent(async req => {
       })
       client.on('error', () => {})
       client.on('connect', () => { connects++ })
+      client.on('offline', () => { disconnects++ })
       const connack = await new Promise<mqtt.IConnackPacket>((resolve, reject) => {
         // stamped in the listener: queued messages may be handled before an awaiting continuation runs
         client.once('connect', p => { connectedAt = now(); resolve(p) })
@@ -111,7 +114,7 @@ serveParent(async req => {
       sub = undefined
       return {}
     default:
-      return await (answerLoad(req, requests, upload) ?? answerArrivals(arrivals, req, () => ({ startAt, connectedAt, reconnects: Math.max(0, connects - 1) })))
+      return await (answerLoad(req, requests, upload) ?? answerArrivals(arrivals, req, () => ({ startAt, connectedAt, reconnects: Math.max(0, connects - 1), disconnects })))
   }
 }, async () => {
   await pub?.endAsync()

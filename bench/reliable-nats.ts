@@ -26,6 +26,7 @@ const arrivals = new Arrivals(1)
 let startAt = 0
 let connectedAt = 0
 let reconnects = 0
+let disconnects = 0
 let base = 0
 
 const requests = new RequestLoop(async (payload, timeoutMs) => {
@@ -38,7 +39,10 @@ const upload = new UploadLoop(async payload => {
 })
 
 async function watchStatus (c: NatsConnection): Promise<void> {
-  for await (const s of c.status()) if (s.type === 'reconnect') reconnects++
+  for await (const s of c.status()) {
+    if (s.type === 'reconnect') reconnects++
+    else if (s.type === 'disconnect') disconnects++
+  }
 }
 
 serveParent(async req => {
@@ -89,7 +93,7 @@ serveParent(async req => {
       return {}
     }
     default:
-      return await (answerLoad(req, requests, upload) ?? answerArrivals(arrivals, req, () => ({ startAt, connectedAt, reconnects })))
+      return await (answerLoad(req, requests, upload) ?? answerArrivals(arrivals, req, () => ({ startAt, connectedAt, reconnects, disconnects })))
   }
 }, async () => {
   await nc?.close().catch(() => {})

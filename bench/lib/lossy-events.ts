@@ -46,6 +46,8 @@ export interface EventResult {
   delivery?: { sent: number, delivered: number, duplicates: number, p50Ms: number, p99Ms: number, error?: string }
   upload?: UploadStats
   reconnects?: number
+  /** Times the edge client saw its session/connection drop (what the client library reports). */
+  disconnects?: number
   connectMs?: number
   /** What was applied to the link, ms from the start of the load. */
   events: Array<{ atMs: number, what: string }>
@@ -107,17 +109,20 @@ export async function runEvent (lab: LinkLab, job: EventJob): Promise<EventResul
     const produced = await producing
     let delivery: EventResult['delivery']
     let reconnects: number | undefined
+    let disconnects: number | undefined
     try {
       const s = await edge.request<Summary>('wait', { n, timeoutMs: 60_000 })
       delivery = { sent: n, delivered: s.distinct, duplicates: s.count - s.distinct, p50Ms: s.p50, p99Ms: s.p99 }
       reconnects = s.reconnects
+      disconnects = s.disconnects
     } catch (err) {
       const s = await edge.request<Summary>('wait', { n: 0, timeoutMs: 1000 })
       delivery = { sent: n, delivered: s.distinct, duplicates: s.count - s.distinct, p50Ms: s.p50, p99Ms: s.p99, error: toError(err).message.slice(0, 200) }
       reconnects = s.reconnects
+      disconnects = s.disconnects
     }
     if (produced instanceof Error) delivery.error = `producer: ${produced.message.slice(0, 200)}`
-    return { requests, delivery, upload, reconnects, connectMs, events }
+    return { requests, delivery, upload, reconnects, disconnects, connectMs, events }
   } catch (err) {
     return { error: toError(err).message.slice(0, 300), events }
   } finally {

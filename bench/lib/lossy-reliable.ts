@@ -31,7 +31,7 @@ import type { RequestStats } from './session-load.js'
 /** What runs on the wire: edgefabric over one transport scheme, or a peer. */
 export type SystemRef = { kind: 'ef', scheme: string } | { kind: 'peer', peer: PeerKey }
 
-export interface Summary { count: number, distinct: number, firstAt: number, lastAt: number, p50: number, p99: number, startAt: number, connectedAt: number, reconnects: number }
+export interface Summary { count: number, distinct: number, firstAt: number, lastAt: number, p50: number, p99: number, startAt: number, connectedAt: number, reconnects: number, disconnects: number }
 
 /** A running cloud side + edge side, the first message already delivered end to end. */
 export interface Pair {

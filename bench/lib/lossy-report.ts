@@ -210,7 +210,7 @@ export function eventTables (report: LossyReport): string[] {
     if (by.size === 0) continue
     const ms = report.options.eventMs[scenario]
     out.push(`${EVENT_TITLES[scenario]}: ${ms / 1000} s of load, requests 256 B at 10/s (open loop, 5 s deadline each), reliable cloud→edge messages at 20/s.`, '')
-    const head = ['system', 'requests failed', 'request p50 ms', 'request p99 ms', 'longest gap s', 'reconnects', 'delivered', 'duplicates', 'delivery p99 ms', ...(scenario === 'asym' ? ['upload Mbit/s'] : []), 'runs']
+    const head = ['system', 'requests failed', 'request p50 ms', 'request p99 ms', 'longest gap s', 'reconnects', 'disconnects', 'delivered', 'duplicates', 'delivery p99 ms', ...(scenario === 'asym' ? ['upload Mbit/s'] : []), 'runs']
     const rows: string[][] = []
     for (const [system, xs] of by) {
       const ok = xs.filter(x => x.result.error === undefined)
@@ -223,6 +223,7 @@ export function eventTables (report: LossyReport): string[] {
         cellText(stat(rq.map(r => r?.p99Ms)), 0),
         cellText(stat(rq.map(r => r === undefined ? undefined : r.longestGapMs / 1000)), 0),
         cellText(stat(ok.map(x => x.result.reconnects)), 0),
+        cellText(stat(ok.map(x => x.result.disconnects)), 0),
         `${dl.reduce((a, d) => a + (d?.delivered ?? 0), 0)}/${dl.reduce((a, d) => a + (d?.sent ?? 0), 0)}`,
         String(dl.reduce((a, d) => a + (d?.duplicates ?? 0), 0)),
         cellText(stat(dl.map(d => d?.p99Ms)), 0),
