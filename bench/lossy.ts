@@ -3,6 +3,10 @@
  * across an emulated link (bench/lib/lossy-netns.ts + bench/lossy/wire.c) with
  * delay, loss, Gilbert-Elliott bursts and rate limits; scenarios from bulk
  * goodput to reliable-lane delivery through an outage; JSON + Markdown + SVG.
+ * Issue 19: the peers (mosquitto QoS 1, NATS JetStream; lib/lossy-peers.ts)
+ * on the same wire in the grid's reliable + application request/response
+ * cells and the outages, and the link events (NAT rebinding, flapping,
+ * asymmetric link; lib/lossy-events.ts) for every system.
  *
  *   npx edgefabric bench lossy [--quick] [--out dir] [--seed n] [--transports …] [--cc cubic]
  *   node dist-bench/bench/lossy.js …   (same options; see lib/lossy-profiles.ts USAGE)

@@ -34,6 +34,13 @@ function cellText (s: Stat | undefined, errors: number): string {
   return `${fmt(s.median)}${spread}${errors > 0 ? ` [${errors} err]` : ''}`
 }
 
+/** Counts (reconnects, disconnects): whole numbers stay whole. */
+function countText (s: Stat | undefined): string {
+  if (s === undefined) return '–'
+  const f = (v: number): string => Number.isInteger(v) ? String(v) : v.toFixed(1)
+  return s.n > 1 ? `${f(s.median)} (${f(s.min)}–${f(s.max)})` : f(s.median)
+}
+
 function validRuns (runs: RunResult[] | undefined): RunResult[] {
   return (runs ?? []).filter(r => r.valid)
 }
@@ -106,7 +113,7 @@ export function outageTable (report: LossyReport): string[] {
       `${xs.reduce((a, x) => a + (x.result.delivered ?? 0), 0)}/${xs.reduce((a, x) => a + (x.result.sent ?? 0), 0)}`,
       String(xs.reduce((a, x) => a + (x.result.duplicates ?? 0), 0)),
       cellText(stat(ok.map(x => (x.result.p99Ms ?? NaN) / 1000)), 0),
-      cellText(stat(xs.map(x => x.result.reconnects)), 0),
+      countText(stat(xs.map(x => x.result.reconnects))),
       xs.filter(x => x.result.error !== undefined).map(x => x.result.error).join('; ').slice(0, 120) || '–'
     ])
   }
@@ -222,8 +229,8 @@ export function eventTables (report: LossyReport): string[] {
         cellText(stat(rq.map(r => r?.p50Ms)), 0),
         cellText(stat(rq.map(r => r?.p99Ms)), 0),
         cellText(stat(rq.map(r => r === undefined ? undefined : r.longestGapMs / 1000)), 0),
-        cellText(stat(ok.map(x => x.result.reconnects)), 0),
-        cellText(stat(ok.map(x => x.result.disconnects)), 0),
+        countText(stat(ok.map(x => x.result.reconnects))),
+        countText(stat(ok.map(x => x.result.disconnects))),
         `${dl.reduce((a, d) => a + (d?.delivered ?? 0), 0)}/${dl.reduce((a, d) => a + (d?.sent ?? 0), 0)}`,
         String(dl.reduce((a, d) => a + (d?.duplicates ?? 0), 0)),
         cellText(stat(dl.map(d => d?.p99Ms)), 0),
