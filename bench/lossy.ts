@@ -3,6 +3,10 @@
  * across an emulated link (bench/lib/lossy-netns.ts + bench/lossy/wire.c) with
  * delay, loss, Gilbert-Elliott bursts and rate limits; scenarios from bulk
  * goodput to reliable-lane delivery through an outage; JSON + Markdown + SVG.
+ * Issue 19: the peers (mosquitto QoS 1, NATS JetStream; lib/lossy-peers.ts)
+ * on the same wire in the grid's reliable + application request/response
+ * cells and the outages, and the link events (NAT rebinding, flapping,
+ * asymmetric link; lib/lossy-events.ts) for every system.
  *
  *   npx edgefabric bench lossy [--quick] [--out dir] [--seed n] [--transports …] [--cc cubic]
  *   node dist-bench/bench/lossy.js …   (same options; see lib/lossy-profiles.ts USAGE)
@@ -21,10 +25,12 @@ import { pathToFileURL } from 'node:url'
 import { toError, isEdgeFabricError } from '../src/errors.js'
 import type { ClientResult, ClientScenario } from './lossy-client.js'
 import { runClient, seedFor, startServer, type Server } from './lib/lossy-children.js'
-import { packageRoot } from './lib/lossy-build.js'
+import { packageRoot } from '../src/cli/bench.js'
 import { LinkLab, probeNetem, type WireStats } from './lib/lossy-netns.js'
-import { allProfiles, parseArgs, TRANSPORTS, USAGE, type LossyOptions, type Profile, type TransportDef } from './lib/lossy-profiles.js'
-import { runReliable, type ReliableResult } from './lib/lossy-reliable.js'
+import { allProfiles, ASYM_LINK, parseArgs, TRANSPORTS, USAGE, type LossyOptions, type Profile, type TransportDef } from './lib/lossy-profiles.js'
+import { runReliable, type ReliableResult, type SystemRef } from './lib/lossy-reliable.js'
+import { EVENT_SCENARIOS, runEvent, type EventResult, type EventScenario } from './lib/lossy-events.js'
+import { PEERS, peerConfigText } from './lib/lossy-peers.js'
 import { writeReport } from './lib/lossy-report.js'
 import { probeFlood, probeRtt, rateCheck, rttCheck, runChecks, type Check } from './lib/lossy-selfcheck.js'
 
@@ -48,6 +54,16 @@ export interface ProfileResult {
 
 export interface OutageResult { transport: string, outageS: number, run: number, seed: number, result: ReliableResult, checks: Check[] }
 
+export interface EventRow { scenario: EventScenario, system: string, run: number, seed: number, result: EventResult, checks: Check[] }
+
+/** A column of the grid: edgefabric over one transport, or a peer (no transport-level client scenarios). */
+interface GridSystem { key: string, transport: TransportDef | undefined, system: SystemRef }
+
+/** Event scenarios' load: edge requests per second (each with this deadline) and reliable cloud→edge messages per second. */
+const EVENT_REQ_RATE = 10
+const EVENT_REQ_TIMEOUT_MS = 5000
+const EVENT_DOWN_RATE = 20
+
 export interface TransportInfo { key: string, label: string, mode: string | undefined, unavailable: string | undefined }
 
 export interface LossyReport {
@@ -64,6 +80,9 @@ export interface LossyReport {
   transports: TransportInfo[]
   profiles: ProfileResult[]
   outages: OutageResult[]
+  events: EventRow[]
+  /** Each peer's configuration, as run. */
+  peerConfig: Record<string, string> | undefined
   allChecksPassed: boolean
 }
 
@@ -77,10 +96,12 @@ const SCENARIOS: ClientScenario[] = ['setup', 'bulk', 'rr', 'hol', 'streams']
 const MAX_ATTEMPTS = 3
 
 function estimateSeconds (o: LossyOptions, nTransports: number): number {
-  const perRun = SCENARIOS.length * 0 + 4 * o.durationMs / 1000 + o.setupCount * 0.5 + o.reliableCount / o.reliableRate + 8
-  const grid = o.profiles.length * (nTransports * o.runs * perRun + 4)
-  const outages = o.outagesS.reduce((a, s) => a + (s + 15) * nTransports * o.outageRuns, 0)
-  return Math.round(grid + outages + 10)
+  const nSystems = nTransports + o.peers.length
+  const perRun = 4 * o.durationMs / 1000 + o.setupCount * 0.5 + o.reliableCount / o.reliableRate + o.durationMs / 1000 + 8
+  const grid = o.profiles.length * (nSystems * o.runs * perRun + 4)
+  const outages = o.outagesS.reduce((a, s) => a + (s + 15) * nSystems * o.outageRuns, 0)
+  const events = o.events.reduce((a, e) => a + (o.eventMs[e] / 1000 + 12) * nSystems * o.eventRuns, 0)
+  return Math.round(grid + outages + events + 10)
 }
 
 export async function runLossy (o: LossyOptions, log: (line: string) => void): Promise<LossyReport> {
@@ -102,7 +123,7 @@ export async function runLossy (o: LossyOptions, log: (line: string) => void): P
     const profiles = allProfiles().filter(p => o.profiles.includes(p.key))
     const defs = TRANSPORTS.filter(t => o.transports.includes(t.key))
     const est = estimateSeconds(o, defs.length)
-    log(`plan: ${profiles.length} links × ${defs.length} transports × ${o.runs} runs, outages ${o.outagesS.join('/') || 'none'} s × ${o.outageRuns}; estimate ≈ ${Math.ceil(est / 60)} min`)
+    log(`plan: ${profiles.length} links × ${defs.length} transports × ${o.runs} runs${o.peers.length > 0 ? ` + peers ${o.peers.join(', ')}` : ''}, outages ${o.outagesS.join('/') || 'none'} s × ${o.outageRuns}, events ${o.events.join('/') || 'none'} × ${o.eventRuns}; estimate ≈ ${Math.ceil(est / 60)} min`)
 
     // Packet rate of the wire itself, clean link.
     await lab.configure({}, o.seed)
@@ -132,9 +153,14 @@ export async function runLossy (o: LossyOptions, log: (line: string) => void): P
     }
     const live = defs.filter(t => servers.has(t.key))
 
+    for (const peer of PEERS.filter(x => o.peers.includes(x.key))) transports.push({ key: peer.key, label: peer.label, mode: undefined, unavailable: undefined })
+    const systems: GridSystem[] = [
+      ...live.map(t => ({ key: t.key, transport: t, system: { kind: 'ef', scheme: t.scheme } as SystemRef })),
+      ...o.peers.map(peer => ({ key: peer, transport: undefined, system: { kind: 'peer', peer } as SystemRef }))
+    ]
     const t0 = performance.now()
     let done = 0
-    const total = profiles.length * live.length * o.runs
+    const total = profiles.length * systems.length * o.runs
     const results: ProfileResult[] = []
     const reliableBroken = new Map<string, string>()
     for (const [pi, p] of profiles.entries()) {
@@ -150,27 +176,30 @@ export async function runLossy (o: LossyOptions, log: (line: string) => void): P
       const pr: ProfileResult = { profile: p, checks, cells: {} }
       results.push(pr)
       for (let run = 0; run < o.runs; run++) {
-        for (let i = 0; i < live.length; i++) {
-          const t = live[(i + run) % live.length] as TransportDef
-          const server = servers.get(t.key) as Server
-          const cell = (pr.cells[t.key] ??= [])
+        for (let i = 0; i < systems.length; i++) {
+          const sys = systems[(i + run) % systems.length] as GridSystem
+          const t = sys.transport
+          const cell = (pr.cells[sys.key] ??= [])
           for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-            const seed = seedFor(o.seed, pi, TRANSPORTS.indexOf(t), run, attempt)
+            const seed = seedFor(o.seed, pi, systems.indexOf(sys), run, attempt)
             await lab.configure(p.params, seed)
             await lab.reset()
-            const client = await runClient(lab, {
-              url: server.info.url, identity: server.info.identity, scenarios: SCENARIOS, durationMs: o.durationMs, setupCount: o.setupCount, streams: o.streams
-            })
-            const broken = reliableBroken.get(t.key)
+            const server = t === undefined ? undefined : servers.get(t.key) as Server
+            const client = t === undefined || server === undefined
+              ? []
+              : await runClient(lab, {
+                url: server.info.url, identity: server.info.identity, scenarios: SCENARIOS, durationMs: o.durationMs, setupCount: o.setupCount, streams: o.streams
+              })
+            const broken = reliableBroken.get(sys.key)
             const reliable: ReliableResult = broken !== undefined
               ? { error: `skipped: the first run failed to connect (${broken})` }
               : await runReliable(lab, {
-                scheme: t.scheme, kind: 'delivery', rate: o.reliableRate, count: o.reliableCount, preMs: 0, outageMs: 0, timeoutMs: 120_000
+                system: sys.system, kind: 'delivery', rate: o.reliableRate, count: o.reliableCount, preMs: 0, outageMs: 0, timeoutMs: 120_000, rrMs: o.durationMs
               })
             // A hub↔edge pair that never got its first message through on a clean
             // link will not on a worse one: skip instead of waiting a minute per run.
             const clean = (p.params.loss ?? 0) === 0 && p.params.ge == null
-            if (broken === undefined && clean && reliable.sent === undefined && reliable.error !== undefined) reliableBroken.set(t.key, reliable.error)
+            if (broken === undefined && clean && reliable.sent === undefined && reliable.error !== undefined) reliableBroken.set(sys.key, reliable.error)
             const wire = await lab.stats()
             const runChecksList = runChecks(p.params, wire)
             const valid = runChecksList.every(c => c.ok) && checks.every(c => c.ok)
@@ -184,8 +213,8 @@ export async function runLossy (o: LossyOptions, log: (line: string) => void): P
           const bulk = last.client.find(c => c.scenario === 'bulk')
           const rr = last.client.find(c => c.scenario === 'rr')
           const elapsed = (performance.now() - t0) / 1000
-          log(`  ${done}/${total} ${p.key} ${t.key} run ${run + 1}: bulk ${bulk?.goodputMbit?.toFixed(1) ?? bulk?.error ?? '?'} Mbit/s, rr p99 ${rr?.p99Ms?.toFixed(1) ?? rr?.error ?? '?'} ms, ` +
-            `reliable ${last.reliable.error !== undefined ? `ERROR ${last.reliable.error.slice(0, 100)}` : `${last.reliable.delivered ?? 0}/${last.reliable.sent ?? '?'}`}${last.valid ? '' : ' [INVALID]'} — ${Math.round(elapsed)} s elapsed, ≈${Math.round(elapsed / done * (total - done))} s left in the grid`)
+          log(`  ${done}/${total} ${p.key} ${sys.key} run ${run + 1}: ${t === undefined ? '' : `bulk ${bulk?.goodputMbit?.toFixed(1) ?? bulk?.error ?? '?'} Mbit/s, rr p99 ${rr?.p99Ms?.toFixed(1) ?? rr?.error ?? '?'} ms, `}` +
+            `app rr p99 ${last.reliable.appRr?.p99Ms.toFixed(1) ?? '?'} ms, reliable ${last.reliable.error !== undefined ? `ERROR ${last.reliable.error.slice(0, 100)}` : `${last.reliable.delivered ?? 0}/${last.reliable.sent ?? '?'}`}${last.valid ? '' : ' [INVALID]'} — ${Math.round(elapsed)} s elapsed, ≈${Math.round(elapsed / done * (total - done))} s left in the grid`)
         }
       }
     }
@@ -194,22 +223,51 @@ export async function runLossy (o: LossyOptions, log: (line: string) => void): P
     const op = allProfiles().find(p => p.key === o.outageProfile) as Profile
     for (const outageS of o.outagesS) {
       for (let run = 0; run < o.outageRuns; run++) {
-        for (const t of live) {
+        for (const sys of systems) {
+          const t = { key: sys.key }
           const broken = reliableBroken.get(t.key)
           if (broken !== undefined) {
             outages.push({ transport: t.key, outageS, run, seed: 0, result: { error: `skipped: ${broken}` }, checks: [] })
             log(`  outage ${outageS} s, ${t.key}: skipped (hub↔edge did not connect in the grid: ${broken.slice(0, 120)})`)
             continue
           }
-          const seed = seedFor(o.seed, 999, TRANSPORTS.indexOf(t), run, outageS)
+          const seed = seedFor(o.seed, 999, systems.indexOf(sys), run, outageS)
           await lab.configure(op.params, seed)
           await lab.reset()
           const result = await runReliable(lab, {
-            scheme: t.scheme, kind: 'outage', rate: o.reliableRate / 4, count: 0, preMs: o.quick ? 1000 : 3000, outageMs: outageS * 1000, timeoutMs: 180_000
+            system: sys.system, kind: 'outage', rate: o.reliableRate / 4, count: 0, preMs: o.quick ? 1000 : 3000, outageMs: outageS * 1000, timeoutMs: 180_000
           })
           const checks = runChecks(op.params, await lab.stats()).filter(c => c.name === 'lateness' || c.name === 'overflow')
           outages.push({ transport: t.key, outageS, run, seed, result, checks })
           log(`  outage ${outageS} s on ${op.key}, ${t.key} run ${run + 1}: ${result.error ?? `${result.delivered}/${result.sent} delivered, ${result.duplicates} dup, drain ${((result.drainMs ?? NaN) / 1000).toFixed(1)} s after restore`}`)
+        }
+      }
+    }
+
+    const events: EventRow[] = []
+    const eventSystems = systems.filter(x => !reliableBroken.has(x.key))
+    for (const scenario of o.events) {
+      for (let run = 0; run < o.eventRuns; run++) {
+        for (let i = 0; i < eventSystems.length; i++) {
+          const sys = eventSystems[(i + run) % eventSystems.length] as GridSystem
+          const seed = seedFor(o.seed, 777, EVENT_SCENARIOS.indexOf(scenario), systems.indexOf(sys), run)
+          if (scenario === 'asym') {
+            await lab.configure({}, seed)
+            await lab.set('a2b', ASYM_LINK.up)
+            await lab.set('b2a', ASYM_LINK.down)
+          } else {
+            await lab.configure(op.params, seed)
+          }
+          await lab.reset()
+          const result = await runEvent(lab, {
+            system: sys.system, scenario, durationMs: o.eventMs[scenario], reqRate: EVENT_REQ_RATE, reqTimeoutMs: EVENT_REQ_TIMEOUT_MS, downRate: EVENT_DOWN_RATE,
+            ...(scenario === 'asym' ? { upload: { bytes: 64 * 1024, window: 4 } } : {})
+          })
+          const checks = runChecks(scenario === 'asym' ? ASYM_LINK.up : op.params, await lab.stats()).filter(c => c.name === 'lateness' || c.name === 'overflow')
+          events.push({ scenario, system: sys.key, run, seed, result, checks })
+          const rq = result.requests
+          log(`  ${scenario} ${sys.key} run ${run + 1}: ${result.error ?? `requests ${rq?.failed}/${rq?.sent} failed, p99 ${rq?.p99Ms.toFixed(0)} ms, longest gap ${((rq?.longestGapMs ?? NaN) / 1000).toFixed(1)} s, reconnects ${result.reconnects} (disconnects ${result.disconnects}), ` +
+            `delivered ${result.delivery?.delivered}/${result.delivery?.sent} (+${result.delivery?.duplicates} dup, p99 ${result.delivery?.p99Ms.toFixed(0)} ms)${result.upload !== undefined ? `, upload ${result.upload.mbit.toFixed(2)} Mbit/s` : ''}`}`)
         }
       }
     }
@@ -219,7 +277,8 @@ export async function runLossy (o: LossyOptions, log: (line: string) => void): P
     // the machine's spare CPU as much as the wire (a loaded CI box may miss it).
     const allChecksPassed =
       results.every(r => r.checks.every(c => c.ok) && Object.values(r.cells).every(runs => runs.some(x => x.valid))) &&
-      outages.every(x => x.checks.every(c => c.ok))
+      outages.every(x => x.checks.every(c => c.ok)) &&
+      events.every(x => x.checks.every(c => c.ok))
     const report: LossyReport = {
       benchmark: 'lossy',
       date: started.toISOString(),
@@ -233,6 +292,8 @@ export async function runLossy (o: LossyOptions, log: (line: string) => void): P
       transports,
       profiles: results,
       outages,
+      events,
+      peerConfig: o.peers.length > 0 ? peerConfigText() : undefined,
       allChecksPassed
     }
     const outDir = o.outDir ?? join(packageRoot(), 'bench', 'out', `lossy-${started.toISOString().replace(/[:.]/g, '-')}`)

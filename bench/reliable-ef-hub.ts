@@ -1,16 +1,37 @@
 /**
- * Child process of bench/reliable.ts: one real Hub (LMDB store in its data
- * directory, durability as asked) producing reliable cloud→edge messages.
+ * Hub child of bench/reliable.ts (loopback) and of the lossy-link reliable
+ * scenarios (bench/lib/lossy-reliable.ts, run in namespace B): one real Hub
+ * (LMDB store in its data directory, durability as asked) producing reliable
+ * cloud→edge messages.
  *
- *   start   {listen, dataDir, durability}  → {url, token}
- *   produce {n, window, rate?}             → {firstAt, lastAckAt}  (acknowledged = durable in the outbox)
- *   depth                                  → pending messages for the edge
+ *   start   {listen, dataDir, durability, altNames?}  → {url, token}
+ *   produce {n, window, rate?}                        → {firstAt, lastAckAt}  (acknowledged = durable in the outbox)
+ *   depth                                             → pending messages for the edge
+ *
+ * The hub application also answers the edge's requests (bench/lib/session-load.ts
+ * load: `bench-rr` requests get a 256-byte answer, `bench-up` uploads a
+ * 16-byte receipt), as the responder on the broker side does for the peers.
+ *
+ * `altNames`: across the emulated link the hub's TLS certificate must name
+ * the address the edge dials (10.77.0.2), or wss/https (WebTransport)
+ * dialers rightly refuse it.
  */
 import { Hub } from '../src/hub/hub.js'
 import { newMessage } from '../src/codec/envelope.js'
-import { makePayload, produce, serveParent } from './lib/reliable-ipc.js'
+import { serveParent } from './lib/child-ipc.js'
+import { makePayload, produce } from './lib/reliable-ipc.js'
 
 const NODE = 'edge-1'
+const ANSWER = Buffer.alloc(256, 0x72)
+const RECEIPT = Buffer.alloc(16, 0x72)
+
+async function answerRequests (h: Hub): Promise<void> {
+  for await (const m of h.messages()) {
+    const env = m.envelope
+    if (env.header.sync !== true) continue
+    h.respond(m.nodeId, env, env.router.group === 'bench-up' ? RECEIPT : ANSWER).catch(() => {}) // not connected: the request times out at the edge
+  }
+}
 let hub: Hub | undefined
 let base = 0
 
@@ -21,8 +42,10 @@ serveParent(async req => {
         listen: [req.listen as string],
         dataDir: req.dataDir as string,
         durability: req.durability as 'sync' | 'relaxed',
+        ...(req.altNames === undefined ? {} : { altNames: req.altNames as string[] }),
         admin: false
       })
+      void answerRequests(hub)
       return { url: hub.urls[0], token: hub.createToken(NODE) }
     }
     case 'produce': {

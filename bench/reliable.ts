@@ -27,7 +27,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { connect } from 'node:net'
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
-import { Child, procCpuUs } from './lib/reliable-ipc.js'
+import { IpcChild } from './lib/child-ipc.js'
+import { procCpuUs } from './lib/reliable-ipc.js'
 import { drainTable, liveTable, medianRows, writeResultsSection, type DrainResult, type LiveResult } from './lib/reliable-report.js'
 
 interface Summary { count: number, distinct: number, firstAt: number, lastAt: number, p50: number, p99: number, startAt: number, connectedAt: number }
@@ -53,9 +54,12 @@ const TIMEOUT = 180_000
 const ROUNDS = Number(get('--rounds') ?? (quick ? 1 : 3))
 
 const script = (name: string): URL => new URL(`./${name}.js`, import.meta.url)
+// RELIABLE_BENCH_CHILD_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the children.
+const childExecArgv = (process.env.RELIABLE_BENCH_CHILD_ARGS ?? '').split(' ').filter(Boolean)
+const child = (name: string, file: string): IpcChild => IpcChild.fork(name, script(file), [], { execArgv: childExecArgv })
 const rate = (n: number, ms: number): number => n / (ms / 1000)
 /** CPU µs used so far by these children (and extra pids, e.g. the broker), summed. */
-async function cpuOf (children: Child[], pids: number[] = []): Promise<number> {
+async function cpuOf (children: IpcChild[], pids: number[] = []): Promise<number> {
   const xs = await Promise.all(children.map(async c => await c.cpu()))
   return xs.reduce((a, b) => a + b, 0) + pids.reduce((a, p) => a + procCpuUs(p), 0)
 }
@@ -76,8 +80,8 @@ async function withDir<T> (fn: (dir: string) => Promise<T>): Promise<T> {
 
 async function efLive (transport: string, durability: string): Promise<LiveResult> {
   return await withDir(async dir => {
-    const hub = new Child('ef-hub', script('reliable-ef-hub'))
-    const edge = new Child('ef-edge', script('reliable-ef-edge'))
+    const hub = child('ef-hub', 'reliable-ef-hub')
+    const edge = child('ef-edge', 'reliable-ef-edge')
     try {
       const { url, token } = await hub.request<{ url: string, token: string }>('start', { listen: `${transport}://127.0.0.1:0`, dataDir: join(dir, 'hub'), durability })
       await edge.request('start', { hub: url, token, dataDir: join(dir, 'edge'), durability, capacity: WARM, base: 0 })
@@ -102,8 +106,8 @@ async function efLive (transport: string, durability: string): Promise<LiveResul
 
 async function efDrain (transport: string, durability: string): Promise<DrainResult> {
   return await withDir(async dir => {
-    const hub = new Child('ef-hub', script('reliable-ef-hub'))
-    const edge = new Child('ef-edge', script('reliable-ef-edge'))
+    const hub = child('ef-hub', 'reliable-ef-hub')
+    const edge = child('ef-edge', 'reliable-ef-edge')
     try {
       const { url, token } = await hub.request<{ url: string, token: string }>('start', { listen: `${transport}://127.0.0.1:0`, dataDir: join(dir, 'hub'), durability })
       const p = await hub.request<Produced>('produce', { n: DRAIN, window: WINDOW })
@@ -174,8 +178,8 @@ async function mqLive (inflight: number | undefined): Promise<LiveResult> {
   return await withDir(async dir => {
     const m = await startMosquitto(dir, inflight)
     if (inflight !== undefined) mosquittoConfig = m.config
-    const pub = new Child('mqtt-pub', script('reliable-mqtt'))
-    const sub = new Child('mqtt-sub', script('reliable-mqtt'))
+    const pub = child('mqtt-pub', 'reliable-mqtt')
+    const sub = child('mqtt-sub', 'reliable-mqtt')
     try {
       await sub.request('sub-start', { url: m.url, capacity: WARM, base: 0 })
       await pub.request('pub-start', { url: m.url })
@@ -203,8 +207,8 @@ async function mqLive (inflight: number | undefined): Promise<LiveResult> {
 async function mqDrain (inflight: number | undefined): Promise<DrainResult> {
   return await withDir(async dir => {
     const m = await startMosquitto(dir, inflight)
-    const pub = new Child('mqtt-pub', script('reliable-mqtt'))
-    const sub = new Child('mqtt-sub', script('reliable-mqtt'))
+    const pub = child('mqtt-pub', 'reliable-mqtt')
+    const sub = child('mqtt-sub', 'reliable-mqtt')
     try {
       await sub.request('sub-start', { url: m.url, capacity: 1, base: 0 }) // creates the persistent session + subscription
       await sub.request('sub-stop')

@@ -23,7 +23,8 @@ import { nullLogger } from '../src/ops/logger.js'
 import { reliableMessage } from '../src/reliable/protocol.js'
 import { Backoff } from '../src/session/liveness.js'
 import { registerTransport, transportFor, type Transport } from '../src/transport/index.js'
-import { applyTuning, percentile, procStats, serveParent, type ConnectResult, type EdgeInit, type EdgeStats } from './lib/sessions-ipc.js'
+import { serveParent } from './lib/child-ipc.js'
+import { applyTuning, percentile, procStats, type ConnectResult, type EdgeInit, type EdgeStats, type ParentRequest } from './lib/sessions-ipc.js'
 
 interface SimNode {
   id: string
@@ -216,16 +217,13 @@ function stats (): EdgeStats {
   return { ...procStats(), connected, bytesSent, bytesReceived, messagesSent, messagesReceived, drops }
 }
 
-serveParent(async req => {
+serveParent<ParentRequest>(async req => {
   switch (req.cmd) {
     case 'init': return await setup(req.init)
     case 'connect': return await connectAll()
     case 'disconnect': return await disconnectAll()
     case 'stats': return stats()
-    case 'quit':
-      setImmediate(() => { void disconnectAll().finally(() => process.exit(0)) })
-      return true
     default:
       throw new Error(`unknown command ${(req as { cmd: string }).cmd}`)
   }
-})
+}, async () => { await disconnectAll() })

@@ -5,13 +5,14 @@
  *
  *   node --expose-gc dist-bench/bench/sessions-hub.js <listen-url> <data-dir> <heartbeat-ms> [tuning-json]
  *
- * Answers the orchestrator over IPC (see ./lib/sessions-ipc.ts): `stats`
+ * Answers the orchestrator over IPC (./lib/child-ipc.ts; messages in ./lib/sessions-ipc.ts): `stats`
  * (optionally after a forced full GC), `quit`. The first reply carries the
  * listening URL and the admin URL.
  */
 import { writeHeapSnapshot } from 'node:v8'
 import { Hub } from '../src/hub/hub.js'
-import { applyTuning, forceGc, procStats, serveParent, threadCpu, type HubStats, type TransportTuning } from './lib/sessions-ipc.js'
+import { serveParent } from './lib/child-ipc.js'
+import { applyTuning, forceGc, procStats, threadCpu, type HubStats, type ParentRequest, type TransportTuning } from './lib/sessions-ipc.js'
 
 const [listenUrl, dataDir, heartbeatArg, tuningArg] = process.argv.slice(2)
 if (listenUrl === undefined || dataDir === undefined) {
@@ -40,7 +41,7 @@ function stats (): HubStats {
   return { ...procStats(), connected, refusals, disconnects, threads: threadCpu() }
 }
 
-serveParent(async req => {
+serveParent<ParentRequest>(async req => {
   switch (req.cmd) {
     case 'stats':
       if (req.gc === true) await forceGc()
@@ -48,12 +49,7 @@ serveParent(async req => {
     case 'snapshot':
       await forceGc()
       return writeHeapSnapshot(req.file)
-    case 'quit':
-      setImmediate(() => {
-        hub.close(2000).finally(() => process.exit(0))
-      })
-      return true
     default:
       throw new Error(`unknown command ${req.cmd}`)
   }
-})
+}, async () => { await hub.close(2000) })

@@ -19,6 +19,7 @@
  *   npm run bench:sessions -- --quick       # 500 sessions, 10 s idle
  *   options: --sessions N --procs P --window W --idle S --heartbeat MS
  *            --transports ws,wss,quic --no-rejoin --out FILE
+ *            --peers mosquitto,nats|none   same-run peers with as many idle clients (default both)
  *   diagnostics: --snapshot DIR (hub heap snapshots before/after) --hub-cpu-prof DIR (V8 CPU profile of the hub)
  *   what-if transport settings (hub and edges alike): --quic-keepalive MS --quic-rtt-interval MS --ws-ping MS (0 = off)
  *
@@ -33,9 +34,11 @@ import { readFileSync } from 'node:fs'
 import { loadavg } from 'node:os'
 import { loadOrCreateHubIdentity } from '../src/hub/identity.js'
 import { createJoinToken } from '../src/identity/token.js'
-import { Child, describeTuning, type ConnectResult, type EdgeStats, type HubStats, type TransportTuning } from './lib/sessions-ipc.js'
+import { IpcChild } from './lib/child-ipc.js'
+import { describeTuning, type ConnectResult, type EdgeStats, type HubStats, type TransportTuning } from './lib/sessions-ipc.js'
 import { NftCounters, diffCounts, type PortCounts } from './lib/nft-counters.js'
-import { printReport, type RunResult } from './lib/sessions-report.js'
+import { printPeers, printReport, type RunResult } from './lib/sessions-report.js'
+import { runPeer, type PeerRunResult, type SessionPeer } from './lib/sessions-peers.js'
 
 interface Config {
   sessions: number
@@ -50,6 +53,8 @@ interface Config {
   cpuProfDir: string | undefined
   out: string
   quick: boolean
+  /** Same-run peers holding the same number of idle clients (./lib/sessions-peers.ts). */
+  peers: SessionPeer[]
 }
 
 function parseArgs (argv: string[]): Config {
@@ -84,6 +89,10 @@ function parseArgs (argv: string[]): Config {
     rejoin: !argv.includes('--no-rejoin'),
     snapshotDir: get('--snapshot'),
     cpuProfDir: get('--hub-cpu-prof'),
+    peers: (get('--peers') ?? 'mosquitto,nats').split(',').filter(x => x !== '' && x !== 'none').map(x => {
+      if (x !== 'mosquitto' && x !== 'nats') throw new Error(`--peers: unknown peer ${x} (mosquitto, nats, none)`)
+      return x
+    }),
     out: get('--out') ?? join('bench', 'out', `sessions${quick ? '-quick' : ''}-${new Date().toISOString().replace(/[:.]/g, '-')}.json`)
   }
 }
@@ -91,6 +100,8 @@ function parseArgs (argv: string[]): Config {
 const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
 const hubScript = new URL('./sessions-hub.js', import.meta.url)
 const edgeScript = new URL('./sessions-edge.js', import.meta.url)
+/** A stuck child must not hang the bench: no reply to a short command within this is an error. */
+const CHILD_TIMEOUT_MS = 120_000
 
 function log (msg: string): void {
   process.stderr.write(`[sessions ${new Date().toISOString().slice(11, 19)}] ${msg}\n`)
@@ -168,10 +179,10 @@ function mergeConnect (list: ConnectResult[]): ConnectResult & { rate: number, s
   return merged
 }
 
-async function waitHub (hub: Child, pred: (s: HubReply) => boolean, timeoutMs: number): Promise<HubReply> {
+async function waitHub (hub: IpcChild, pred: (s: HubReply) => boolean, timeoutMs: number): Promise<HubReply> {
   const end = Date.now() + timeoutMs
   for (;;) {
-    const s = await hub.request<HubReply>({ cmd: 'stats' })
+    const s = await hub.request<HubReply>('stats', {}, CHILD_TIMEOUT_MS)
     if (pred(s) || Date.now() > end) return s
     await sleep(250)
   }
@@ -196,11 +207,11 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
   const hubArgs = [`${transport}://127.0.0.1:0`, dataDir, String(cfg.heartbeatMs), JSON.stringify(cfg.tuning)]
   const hubExecArgv = ['--expose-gc']
   if (cfg.cpuProfDir !== undefined) hubExecArgv.push('--cpu-prof', `--cpu-prof-dir=${cfg.cpuProfDir}`)
-  const hub = new Child('hub', hubScript, hubArgs, hubExecArgv)
-  const edges: Child[] = []
+  const hub = IpcChild.fork('hub', hubScript, hubArgs, { execArgv: hubExecArgv, serialization: 'json' })
+  const edges: IpcChild[] = []
   let nft: NftCounters | undefined
   try {
-    const h0 = await hub.request<HubReply>({ cmd: 'stats', gc: true })
+    const h0 = await hub.request<HubReply>('stats', { gc: true }, CHILD_TIMEOUT_MS)
     const port = Number(new URL(h0.url.replace(/^quic:/, 'http:')).port)
     log(`${transport}: hub on ${h0.url} (admin ${h0.adminUrl ?? 'off'}), ${n} sessions in ${procs} processes`)
 
@@ -216,10 +227,9 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
         const id = `sim-${i}`
         nodes.push({ id, token: createJoinToken(identity, { nodeId: id, ttlSeconds: 12 * 3600 }) })
       }
-      const child = new Child(`edge-${p}`, edgeScript, [])
+      const child = IpcChild.fork(`edge-${p}`, edgeScript, [], { serialization: 'json' })
       edges.push(child)
-      await child.request({
-        cmd: 'init',
+      await child.request('init', {
         init: {
           url: h0.url,
           pins,
@@ -228,7 +238,7 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
           deadlineMs,
           tuning: cfg.tuning
         }
-      })
+      }, CHILD_TIMEOUT_MS)
     }
 
     const nftOrWhy = NftCounters.create(transport === 'quic' ? 'udp' : 'tcp', port)
@@ -239,41 +249,41 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
     // ---- first join --------------------------------------------------------------
     if (cfg.snapshotDir !== undefined) {
       await mkdir(cfg.snapshotDir, { recursive: true })
-      await hub.request<string>({ cmd: 'snapshot', file: join(cfg.snapshotDir, `hub-${transport}-0.heapsnapshot`) })
+      await hub.request<string>('snapshot', { file: join(cfg.snapshotDir, `hub-${transport}-0.heapsnapshot`) }, CHILD_TIMEOUT_MS)
     }
-    const before = await hub.request<HubReply>({ cmd: 'stats', gc: true })
+    const before = await hub.request<HubReply>('stats', { gc: true }, CHILD_TIMEOUT_MS)
     const machineJoinA = machineCpu()
-    const edgesBefore = sumEdges(await Promise.all(edges.map(async e => await e.request<EdgeStats>({ cmd: 'stats' }))))
+    const edgesBefore = sumEdges(await Promise.all(edges.map(async e => await e.request<EdgeStats>('stats', {}, CHILD_TIMEOUT_MS))))
     log(`${transport}: hub before: rss ${(before.rss / 1048576).toFixed(1)} MiB, heap ${(before.heapUsed / 1048576).toFixed(1)} MiB; connecting`)
-    const firstJoin = mergeConnect(await Promise.all(edges.map(async e => await e.request<ConnectResult>({ cmd: 'connect' }, phaseMs))))
-    const hubJoined = await hub.request<HubReply>({ cmd: 'stats' })
-    const edgesJoined = sumEdges(await Promise.all(edges.map(async e => await e.request<EdgeStats>({ cmd: 'stats' }))))
+    const firstJoin = mergeConnect(await Promise.all(edges.map(async e => await e.request<ConnectResult>('connect', {}, phaseMs))))
+    const hubJoined = await hub.request<HubReply>('stats', {}, CHILD_TIMEOUT_MS)
+    const edgesJoined = sumEdges(await Promise.all(edges.map(async e => await e.request<EdgeStats>('stats', {}, CHILD_TIMEOUT_MS))))
     const machineJoinB = machineCpu()
     log(`${transport}: ${firstJoin.connected}/${n} welcomed in ${firstJoin.seconds.toFixed(1)} s = ${firstJoin.rate.toFixed(0)}/s (retries ${firstJoin.retries}, failed ${firstJoin.failed}, missing ${firstJoin.missing}${firstJoin.lastError !== undefined ? `, last error: ${firstJoin.lastError}` : ''})`)
 
     // Let every session pass its first heartbeat and the connect burst's garbage settle.
     await sleep(cfg.heartbeatMs + 1000)
-    const mem = await hub.request<HubReply>({ cmd: 'stats', gc: true })
+    const mem = await hub.request<HubReply>('stats', { gc: true }, CHILD_TIMEOUT_MS)
     const sessions = mem.connected
 
     // ---- idle window ---------------------------------------------------------------
     log(`${transport}: ${sessions} sessions idle for ${cfg.idleS} s`)
     const wireA = nft?.tryRead()
-    const edgeA = sumEdges(await Promise.all(edges.map(async e => await e.request<EdgeStats>({ cmd: 'stats' }))))
-    const hubA = await hub.request<HubReply>({ cmd: 'stats' })
+    const edgeA = sumEdges(await Promise.all(edges.map(async e => await e.request<EdgeStats>('stats', {}, CHILD_TIMEOUT_MS))))
+    const hubA = await hub.request<HubReply>('stats', {}, CHILD_TIMEOUT_MS)
     const machineIdleA = machineCpu()
     await sleep(cfg.idleS * 1000)
     const machineIdleB = machineCpu()
-    const hubB = await hub.request<HubReply>({ cmd: 'stats' })
-    const edgeB = sumEdges(await Promise.all(edges.map(async e => await e.request<EdgeStats>({ cmd: 'stats' }))))
+    const hubB = await hub.request<HubReply>('stats', {}, CHILD_TIMEOUT_MS)
+    const edgeB = sumEdges(await Promise.all(edges.map(async e => await e.request<EdgeStats>('stats', {}, CHILD_TIMEOUT_MS))))
     const wireB = nft?.tryRead()
     const idleSeconds = (hubB.at - hubA.at) / 1000
     const wire: PortCounts | undefined = wireA !== undefined && wireB !== undefined ? diffCounts(wireA, wireB) : undefined
-    const memIdle = await hub.request<HubReply>({ cmd: 'stats', gc: true })
+    const memIdle = await hub.request<HubReply>('stats', { gc: true }, CHILD_TIMEOUT_MS)
 
     if (cfg.snapshotDir !== undefined) {
       await mkdir(cfg.snapshotDir, { recursive: true })
-      const file = await hub.request<string>({ cmd: 'snapshot', file: join(cfg.snapshotDir, `hub-${transport}-${sessions}.heapsnapshot`) })
+      const file = await hub.request<string>('snapshot', { file: join(cfg.snapshotDir, `hub-${transport}-${sessions}.heapsnapshot`) }, CHILD_TIMEOUT_MS)
       log(`${transport}: heap snapshot ${file}`)
     }
 
@@ -284,9 +294,9 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
     // ---- re-join -------------------------------------------------------------------
     let rejoin: (ConnectResult & { rate: number, seconds: number }) | undefined
     if (cfg.rejoin) {
-      await Promise.all(edges.map(async e => await e.request({ cmd: 'disconnect' }, phaseMs)))
+      await Promise.all(edges.map(async e => await e.request('disconnect', {}, phaseMs)))
       await waitHub(hub, s => s.connected === 0, 60_000)
-      rejoin = mergeConnect(await Promise.all(edges.map(async e => await e.request<ConnectResult>({ cmd: 'connect' }, phaseMs))))
+      rejoin = mergeConnect(await Promise.all(edges.map(async e => await e.request<ConnectResult>('connect', {}, phaseMs))))
       log(`${transport}: re-join ${rejoin.connected}/${n} in ${rejoin.seconds.toFixed(1)} s = ${rejoin.rate.toFixed(0)}/s (retries ${rejoin.retries}, failed ${rejoin.failed})`)
     }
 
@@ -396,7 +406,18 @@ for (const t of cfg.transports) {
   }
   await sleep(2000) // let sockets of the previous run drain out of TIME_WAIT bookkeeping
 }
+const peers: PeerRunResult[] = []
+for (const peer of cfg.peers) {
+  try {
+    peers.push(await runPeer(peer, { sessions: cfg.sessions, procs: cfg.procs, window: cfg.window, heartbeatMs: cfg.heartbeatMs, idleS: cfg.idleS }, log))
+  } catch (err) {
+    log(`${peer}: peer run failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`)
+    process.exitCode = 1
+  }
+  await sleep(2000)
+}
 printReport(results, cfg.quick)
+printPeers(results, peers)
 await mkdir(join(cfg.out, '..'), { recursive: true })
-await writeFile(cfg.out, JSON.stringify({ date: new Date().toISOString(), machine, config: cfg, results }, null, 2) + '\n')
+await writeFile(cfg.out, JSON.stringify({ date: new Date().toISOString(), machine, config: cfg, results, peers }, null, 2) + '\n')
 log(`wrote ${cfg.out}`)

@@ -9,19 +9,9 @@ import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
+import { packageRoot } from '../../src/cli/bench.js'
 import { LossyToolBuildError } from './lossy-errors.js'
-
-/** The package root (where package.json is), from this module (bench/lib or dist-bench/bench/lib). */
-export function packageRoot (): string {
-  let dir = dirname(fileURLToPath(import.meta.url))
-  for (let i = 0; i < 6; i++) {
-    if (existsSync(join(dir, 'package.json'))) return dir
-    dir = dirname(dir)
-  }
-  return process.cwd()
-}
 
 /** The C sources live in bench/lossy of the package root (not copied by tsc into dist-bench). */
 export function sourcePath (name: 'wire' | 'blast'): string {

@@ -4,7 +4,7 @@
  * clients/edges, side B (10.77.0.2) servers/hubs; every packet between them
  * crosses the wire and suffers the same impairment whatever the transport.
  *
- * Names are `efl<pid>x<n>a|b`, unique per process and lab, so parallel runs
+ * Names are `bench-<pid>x<n>a|b`, unique per process and lab, so parallel runs
  * never collide; the same 10.77.0.0/30 addresses are fine because each lab
  * has its own namespaces. close() (also run on SIGINT/SIGTERM/exit by the
  * bench) kills the lab's processes, then deletes the namespaces; the wire's
@@ -17,8 +17,9 @@
  * net.ipv4.tcp_allowed_congestion_control, so it is added there and the
  * original value restored on close.
  */
-import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
-import { accessSync, constants, readFileSync, writeFileSync } from 'node:fs'
+import { execFileSync, spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { missingPrerequisites } from '../../src/cli/bench.js'
 import { createInterface } from 'node:readline'
 import { buildTool } from './lossy-build.js'
 import { LossyPrerequisiteError, LossySetupError } from './lossy-errors.js'
@@ -26,6 +27,9 @@ import { applyNetem, NETEM_DEV, netemDirStats, readNetem } from './lossy-netem.j
 
 export const ADDR_A = '10.77.0.1'
 export const ADDR_B = '10.77.0.2'
+/** Side A's second public address after a NAT rebinding of the source IP (see LinkLab.nat). */
+export const ADDR_A_REBOUND = '10.77.0.5'
+const NAT_TABLE = 'bench_nat'
 const DEV = 'efwire0'
 const ALLOWED_CC = '/proc/sys/net/ipv4/tcp_allowed_congestion_control'
 
@@ -72,23 +76,9 @@ function run (cmd: string, args: string[]): string {
   }
 }
 
-function hasCommand (cmd: string, args: string[]): boolean {
-  try {
-    execFileSync(cmd, args, { stdio: 'ignore', timeout: 10_000 })
-    return true
-  } catch (err) {
-    return (err as { code?: string }).code !== 'ENOENT'
-  }
-}
-
-/** Everything the lab needs, or a LossyPrerequisiteError naming what is missing. */
+/** Everything the lab needs, or a LossyPrerequisiteError naming what is missing (the CLI checks the same list). */
 export function checkPrerequisites (): void {
-  const missing: string[] = []
-  if (process.getuid?.() !== 0) missing.push('root (network namespaces and TUN devices; run with sudo)')
-  if (!hasCommand('ip', ['-V'])) missing.push('the `ip` command (Debian package iproute2)')
-  if (!hasCommand('gcc', ['--version'])) missing.push('gcc (Debian package gcc) to build the link emulator')
-  try { accessSync('/dev/net/tun', constants.R_OK | constants.W_OK) } catch { missing.push('/dev/net/tun (TUN support; in a container: --device /dev/net/tun)') }
-  if (process.platform !== 'linux') missing.push('Linux')
+  const missing = missingPrerequisites()
   if (missing.length > 0) throw new LossyPrerequisiteError(missing)
 }
 
@@ -97,7 +87,7 @@ export function checkPrerequisites (): void {
  * veth pair so the host is never touched. Returns the reason when not.
  */
 export function probeNetem (): { available: true } | { available: false, reason: string } {
-  const ns = `efl${process.pid}probe`
+  const ns = `bench-${process.pid}probe`
   try {
     run('ip', ['netns', 'add', ns])
     run('ip', ['-n', ns, 'link', 'add', 'efd0', 'type', 'veth', 'peer', 'name', 'efd1'])
@@ -154,7 +144,7 @@ export class LinkLab {
 
   private constructor (cc: string, backend: 'wire' | 'netem') {
     this.backend = backend
-    const base = `efl${process.pid}x${labCounter++}`
+    const base = `bench-${process.pid}x${labCounter++}`
     this.nsA = `${base}a`
     this.nsB = `${base}b`
     this.cc = cc
@@ -300,6 +290,40 @@ export class LinkLab {
       down: this.#netem.down,
       lateness: { n: 0, meanUs: 0, p50Us: 0, p99Us: 0, p999Us: 0, maxUs: 0 }
     }
+  }
+
+  /**
+   * Source NAT on side A's way out, as a home router or carrier-grade NAT
+   * does: generation `gen` maps every flow leaving A to `to` (a source port
+   * range on A's own address, or another address). A new generation is a
+   * NAT rebinding: each generation tracks flows in its own conntrack zone,
+   * so flows already running get a fresh mapping on their next packet,
+   * exactly like a NAT that lost its state (there is no conntrack tool here
+   * to flush entries; zones make the old ones unreachable instead). Replies
+   * find their way back: B routes ADDR_A_REBOUND over the wire, and A's
+   * conntrack translates the destination back before routing.
+   * `undefined` removes the NAT (and the route).
+   */
+  nat (gen: number, to: { addr?: string, ports?: [number, number] } | undefined): void {
+    if (this.backend !== 'wire') throw new LossySetupError('NAT rebinding needs the wire backend')
+    const dev = DEV
+    try { execFileSync('ip', ['netns', 'exec', this.nsA, 'nft', 'delete', 'table', 'ip', NAT_TABLE], { stdio: 'ignore' }) } catch { /* none yet */ }
+    if (to === undefined) {
+      try { execFileSync('ip', ['-n', this.nsB, 'route', 'del', `${ADDR_A_REBOUND}/32`], { stdio: 'ignore' }) } catch { /* none */ }
+      return
+    }
+    run('ip', ['-n', this.nsB, 'route', 'replace', `${ADDR_A_REBOUND}/32`, 'dev', dev])
+    const target = `${to.addr ?? ADDR_A}${to.ports !== undefined ? `:${to.ports[0]}-${to.ports[1]}` : ''}`
+    const zone = gen + 1
+    const rules = [
+      `table ip ${NAT_TABLE} {`,
+      `  chain out_raw { type filter hook output priority raw; oifname "${dev}" ct zone set ${zone}; }`,
+      `  chain in_raw { type filter hook prerouting priority raw; iifname "${dev}" ct zone set ${zone}; }`,
+      `  chain post { type nat hook postrouting priority srcnat; oifname "${dev}" meta l4proto { tcp, udp } snat to ${target}; }`,
+      '}'
+    ].join('\n')
+    const r = spawnSync('ip', ['netns', 'exec', this.nsA, 'nft', '-f', '-'], { input: rules, encoding: 'utf8', timeout: 10_000 })
+    if (r.status !== 0) throw new LossySetupError(`nft in ${this.nsA}: ${(r.stderr ?? '').trim().split('\n')[0] ?? r.status}`)
   }
 
   /** Spawn `cmd args` inside side A or B. The child is killed on close(). */

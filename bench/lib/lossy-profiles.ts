@@ -9,6 +9,19 @@
  */
 import { InvalidOptionError } from '../../src/errors.js'
 import type { LinkParams } from './lossy-netns.js'
+import { EVENT_SCENARIOS, type EventScenario } from './lossy-events.js'
+import { PEERS, type PeerKey } from './lossy-peers.js'
+
+/**
+ * The asymmetric (cellular-like) link of the `asym` event scenario: 80 ms
+ * RTT, 2 Mbit/s up with 1 % loss and a 64 kB queue (≈ 250 ms), 20 Mbit/s
+ * down with a 250 kB queue (≈ 100 ms). a2b = edge → cloud (up).
+ */
+export const ASYM_LINK: { up: LinkParams, down: LinkParams, title: string } = {
+  up: { delayMs: 40, loss: 0.01, rateKbit: 2000, queueBytes: 64_000 },
+  down: { delayMs: 40, loss: 0, rateKbit: 20_000, queueBytes: 250_000 },
+  title: '80 ms RTT, up 2 Mbit/s + 1 % loss (64 kB queue), down 20 Mbit/s (250 kB queue)'
+}
 
 export interface Profile {
   key: string
@@ -105,6 +118,14 @@ export interface LossyOptions {
   streams: number
   /** Packet-rate probes of the wire (3 s each, 64-byte datagrams); the best and all are reported. */
   wireRateRuns: number
+  /** Peers on the same wire (grid reliable + app rr, outages, events); empty = none. */
+  peers: PeerKey[]
+  /** Event scenarios (NAT rebinding, flapping link, asymmetric link); empty = none. */
+  events: EventScenario[]
+  /** Runs per event scenario and system, interleaved. */
+  eventRuns: number
+  /** Length of each event scenario's load, ms. */
+  eventMs: Record<EventScenario, number>
 }
 
 export function defaults (quick: boolean): LossyOptions {
@@ -125,7 +146,11 @@ export function defaults (quick: boolean): LossyOptions {
     reliableRate: 200,
     setupCount: quick ? 2 : 5,
     streams: 16,
-    wireRateRuns: 1
+    wireRateRuns: 1,
+    peers: quick ? [] : PEERS.map(p => p.key),
+    events: quick ? [] : [...EVENT_SCENARIOS],
+    eventRuns: quick ? 1 : 3,
+    eventMs: { rebind: 30_000, flap: 60_000, asym: 20_000 }
   }
 }
 
@@ -148,6 +173,10 @@ Options:
   --outages LIST         outage lengths in seconds, or "none" (default 15,60)
   --outage-profile KEY   link for the outage scenario (default rtt50-loss0)
   --outage-runs N        runs per outage length (default 2)
+  --peers LIST           peers on the same wire: mosquitto,nats or "none" (default both; --quick: none)
+  --events LIST          event scenarios: rebind,flap,asym or "none" (default all; --quick: none)
+  --event-runs N         runs per event scenario and system (default 3)
+  --event-duration LIST  load length per event, e.g. rebind=30000,flap=60000,asym=20000 (ms)
   --wire-rate N          only measure the wire's packet rate, N probes of 3 s`
 
 export function parseArgs (argv: string[]): LossyOptions {
@@ -184,7 +213,26 @@ export function parseArgs (argv: string[]): LossyOptions {
       o.outagesS = v.length === 1 && v[0] === 'none' ? [] : v.map(s => { const n = Number(s); if (!(n > 0)) throw new InvalidOptionError(a, `bad outage length "${s}"`); return n })
     } else if (a === '--outage-profile') o.outageProfile = value()
     else if (a === '--outage-runs') o.outageRuns = int(1)
-    else if (a === '--wire-rate') { o.wireRateRuns = int(1); o.profiles = []; o.outagesS = []; o.transports = [] }
+    else if (a === '--wire-rate') { o.wireRateRuns = int(1); o.profiles = []; o.outagesS = []; o.transports = []; o.peers = []; o.events = [] }
+    else if (a === '--peers') {
+      const v = list()
+      const keys = PEERS.map(p => p.key) as string[]
+      for (const k of v) if (k !== 'none' && !keys.includes(k)) throw new InvalidOptionError(a, `unknown peer "${k}" (known: ${keys.join(', ')})`)
+      o.peers = v.filter(k => k !== 'none') as PeerKey[]
+    } else if (a === '--events') {
+      const v = list()
+      for (const k of v) if (k !== 'none' && !(EVENT_SCENARIOS as readonly string[]).includes(k)) throw new InvalidOptionError(a, `unknown event scenario "${k}" (known: ${EVENT_SCENARIOS.join(', ')})`)
+      o.events = v.filter(k => k !== 'none') as EventScenario[]
+    } else if (a === '--event-runs') o.eventRuns = int(1)
+    else if (a === '--event-duration') {
+      o.eventMs = { ...o.eventMs }
+      for (const kv of list()) {
+        const [k, v] = kv.split('=')
+        const ms = Number(v)
+        if (!(EVENT_SCENARIOS as readonly string[]).includes(k ?? '') || !Number.isInteger(ms) || ms < 5000) throw new InvalidOptionError(a, `expected scenario=ms with ms ≥ 5000, got "${kv}"`)
+        o.eventMs[k as EventScenario] = ms
+      }
+    }
     else throw new InvalidOptionError(a, 'unknown option (see --help)')
   }
   for (const t of o.transports) if (TRANSPORTS.find(d => d.key === t) === undefined) throw new InvalidOptionError('--transports', `unknown transport "${t}" (known: ${TRANSPORTS.map(d => d.key).join(', ')})`)

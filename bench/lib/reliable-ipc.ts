@@ -1,13 +1,10 @@
 /**
- * Plumbing of bench/reliable.ts and its child processes: request/reply over
- * the fork() IPC channel, the 256-byte payload that carries its own send
- * time, a cross-process clock and percentiles.
+ * Plumbing of bench/reliable.ts, the lossy-link reliable scenarios and their
+ * child processes (the request/reply channel itself is ./child-ipc.ts): the
+ * 256-byte payload that carries its own send time, a cross-process clock,
+ * the paced producer loop, the receiver's arrival record and percentiles.
  */
-import { fork, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-
-export type Req = { seq: number, cmd: string } & Record<string, unknown>
-type Reply = { seq: number, ok: true, result: unknown } | { seq: number, ok: false, error: string }
 
 /**
  * Wall-clock ms with sub-ms resolution, comparable between processes on one
@@ -30,83 +27,6 @@ export function makePayload (i: number, t = now()): Buffer {
 export function readPayload (b: Uint8Array): { i: number, t: number } {
   const v = Buffer.from(b.buffer, b.byteOffset, b.byteLength)
   return { i: v.readUInt32BE(0), t: v.readDoubleBE(4) }
-}
-
-/** A forked child answering requests. */
-export class Child {
-  readonly name: string
-  readonly proc: ChildProcess
-  #seq = 0
-  readonly #waiting = new Map<number, { resolve: (v: unknown) => void, reject: (e: Error) => void }>()
-  readonly exited: Promise<number | null>
-
-  constructor (name: string, script: URL, args: string[] = []) {
-    this.name = name
-    // RELIABLE_BENCH_CHILD_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the children.
-    const execArgv = (process.env.RELIABLE_BENCH_CHILD_ARGS ?? '').split(' ').filter(Boolean)
-    this.proc = fork(script, args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' })
-    this.proc.on('message', (m: Reply) => {
-      const w = this.#waiting.get(m.seq)
-      if (w === undefined) return
-      this.#waiting.delete(m.seq)
-      if (m.ok) w.resolve(m.result)
-      else w.reject(new Error(`${name}: ${m.error}`))
-    })
-    this.proc.on('error', () => {})
-    this.exited = new Promise(resolve => {
-      this.proc.once('exit', code => {
-        for (const w of this.#waiting.values()) w.reject(new Error(`${name} exited (code ${String(code)})`))
-        this.#waiting.clear()
-        resolve(code)
-      })
-    })
-  }
-
-  request<T> (cmd: string, args: Record<string, unknown> = {}): Promise<T> {
-    const seq = ++this.#seq
-    return new Promise<T>((resolve, reject) => {
-      this.#waiting.set(seq, { resolve: resolve as (v: unknown) => void, reject })
-      this.proc.send({ ...args, cmd, seq })
-    })
-  }
-
-  async quit (timeoutMs = 10_000): Promise<void> {
-    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return
-    await this.request('quit').catch(() => {})
-    const t = setTimeout(() => { this.proc.kill('SIGKILL') }, timeoutMs)
-    await this.exited
-    clearTimeout(t)
-  }
-
-  /** CPU µs used by the child so far. */
-  cpu (): Promise<number> { return this.request<number>('cpu') }
-
-  kill (): void {
-    if (this.proc.exitCode === null) this.proc.kill('SIGKILL')
-  }
-}
-
-/** In a child: answer parent requests with `handler`; `quit` exits after `onQuit`; `cpu` → CPU µs used so far (all threads). */
-export function serveParent (handler: (req: Req) => Promise<unknown>, onQuit: () => Promise<void> = async () => {}): void {
-  process.on('message', (req: Req) => {
-    if (req.cmd === 'cpu') {
-      const c = process.cpuUsage()
-      process.send?.({ seq: req.seq, ok: true, result: c.user + c.system })
-      return
-    }
-    if (req.cmd === 'quit') {
-      onQuit().catch(() => {}).finally(() => {
-        process.send?.({ seq: req.seq, ok: true, result: true }, () => process.exit(0))
-      })
-      return
-    }
-    handler(req).then(result => {
-      process.send?.({ seq: req.seq, ok: true, result })
-    }, (err: unknown) => {
-      process.send?.({ seq: req.seq, ok: false, error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) })
-    })
-  })
-  process.on('disconnect', () => process.exit(0))
 }
 
 /** CPU µs (user + system, all threads) of any process, from /proc (Linux; NaN elsewhere). */
@@ -208,5 +128,25 @@ export class Arrivals {
   summary (): { count: number, distinct: number, firstAt: number, lastAt: number, p50: number, p99: number } {
     const lat = this.#lat.slice(0, this.distinct).sort()
     return { count: this.count, distinct: this.distinct, firstAt: this.firstAt, lastAt: this.lastAt, p50: percentile(lat, 0.5), p99: percentile(lat, 0.99) }
+  }
+}
+
+/**
+ * The commands every receiving child answers the same way, for its
+ * `default:` branch: `reset {capacity, base}` (next run: payload indexes
+ * base..base+capacity-1) → {}, and `wait {n, timeoutMs}` → the arrivals
+ * summary plus `extra` (e.g. startAt/connectedAt). Anything else is an
+ * unknown command.
+ */
+export async function answerArrivals (arrivals: Arrivals, req: { cmd: string } & Record<string, unknown>, extra: () => Record<string, unknown>): Promise<unknown> {
+  switch (req.cmd) {
+    case 'reset':
+      arrivals.reset(req.capacity as number, req.base as number)
+      return {}
+    case 'wait':
+      await arrivals.wait(req.n as number, req.timeoutMs as number)
+      return { ...arrivals.summary(), ...extra() }
+    default:
+      throw new Error(`unknown command ${req.cmd}`)
   }
 }

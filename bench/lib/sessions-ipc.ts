@@ -1,11 +1,8 @@
 /**
  * Messages between bench/sessions.ts (the orchestrator) and its children
- * (bench/sessions-hub.ts, bench/sessions-edge.ts), over the fork() IPC
- * channel. One request, one reply: every request carries `seq` and the child
- * answers with the same `seq`, so the orchestrator can await replies.
+ * (bench/sessions-hub.ts, bench/sessions-edge.ts), carried by the
+ * request/reply channel of ./child-ipc.ts, and the figures they report.
  */
-import type { ChildProcess } from 'node:child_process'
-import { fork } from 'node:child_process'
 import { readdirSync, readFileSync } from 'node:fs'
 import { registerTransport } from '../../src/transport/index.js'
 import { createQuicTransport, type QuicTransportOptions } from '../../src/transport/quic.js'
@@ -113,81 +110,6 @@ export type ParentRequest =
   | { seq: number, cmd: 'connect' }
   | { seq: number, cmd: 'disconnect' }
   | { seq: number, cmd: 'snapshot', file: string }
-  | { seq: number, cmd: 'quit' }
-
-export type ChildReply = { seq: number, ok: true, result: unknown } | { seq: number, ok: false, error: string }
-
-/** A forked child with request/reply over IPC. */
-export class Child {
-  readonly name: string
-  readonly proc: ChildProcess
-  #seq = 0
-  readonly #waiting = new Map<number, { resolve: (v: unknown) => void, reject: (e: Error) => void }>()
-  #exit: Promise<number | null>
-
-  constructor (name: string, script: URL, args: string[], execArgv: string[] = []) {
-    this.name = name
-    // JSON serialization: everything sent is plain data, and 'advanced' (structured clone)
-    // was seen to stall for good on a ~1 MB init message (2,500 tokens) in one run of ten.
-    this.proc = fork(script, args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'json' })
-    this.proc.on('message', (m: ChildReply) => {
-      const w = this.#waiting.get(m.seq)
-      if (w === undefined) return
-      this.#waiting.delete(m.seq)
-      if (m.ok) w.resolve(m.result)
-      else w.reject(new Error(`${name}: ${m.error}`))
-    })
-    this.proc.on('error', () => {})
-    this.#exit = new Promise(resolve => {
-      this.proc.once('exit', code => {
-        for (const w of this.#waiting.values()) w.reject(new Error(`${name} exited (code ${String(code)})`))
-        this.#waiting.clear()
-        resolve(code)
-      })
-    })
-  }
-
-  /** Send a request; rejects if no reply within `timeoutMs` (a stuck child must not hang the bench). */
-  request<T> (req: Record<string, unknown> & { cmd: ParentRequest['cmd'] }, timeoutMs = 120_000): Promise<T> {
-    const seq = ++this.#seq
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#waiting.delete(seq)
-        reject(new Error(`${this.name}: no reply to "${req.cmd}" within ${timeoutMs} ms`))
-      }, timeoutMs)
-      this.#waiting.set(seq, {
-        resolve: v => { clearTimeout(timer); (resolve as (v: unknown) => void)(v) },
-        reject: e => { clearTimeout(timer); reject(e) }
-      })
-      this.proc.send({ ...req, seq })
-    })
-  }
-
-  async quit (timeoutMs = 15_000): Promise<void> {
-    if (this.proc.exitCode !== null) return
-    await this.request({ cmd: 'quit' }).catch(() => {})
-    const t = setTimeout(() => { this.proc.kill('SIGKILL') }, timeoutMs)
-    await this.#exit
-    clearTimeout(t)
-  }
-
-  kill (): void {
-    if (this.proc.exitCode === null) this.proc.kill('SIGKILL')
-  }
-}
-
-/** In a child: answer parent requests with `handler`. */
-export function serveParent (handler: (req: ParentRequest) => Promise<unknown>): void {
-  process.on('message', (req: ParentRequest) => {
-    handler(req).then(result => {
-      process.send?.({ seq: req.seq, ok: true, result })
-    }, (err: unknown) => {
-      process.send?.({ seq: req.seq, ok: false, error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) })
-    })
-  })
-  // The orchestrator died: do not linger holding thousands of sockets.
-  process.on('disconnect', () => process.exit(0))
-}
 
 export function procStats (): ProcStats {
   const m = process.memoryUsage()

@@ -4,6 +4,7 @@
  */
 import type { ConnectResult } from './sessions-ipc.js'
 import type { PortCounts } from './nft-counters.js'
+import type { PeerRunResult } from './sessions-peers.js'
 
 /** Issue 3 targets. */
 export const TARGET_BYTES_PER_SESSION = 20 * 1024
@@ -119,5 +120,39 @@ export function printReport (results: RunResult[], quick: boolean): void {
     if (r.admin.status !== undefined || r.admin.metrics !== undefined) {
       console.log(`  admin at this size: /status ${r.admin.status === undefined ? 'n/a' : `${r.admin.status.ms} ms, ${kb(r.admin.status.bytes)} KiB`}, /metrics ${r.admin.metrics === undefined ? 'n/a' : `${r.admin.metrics.ms} ms, ${kb(r.admin.metrics.bytes)} KiB`}`)
     }
+  }
+}
+
+const ratio = (a: number, b: number): string => b > 0 && Number.isFinite(a) ? `${(a / b).toFixed(2)}×` : 'n/a'
+
+/** The peers' own rows, then every hub row as ratios to each peer (lower = the hub needs less). */
+export function peerRows (results: RunResult[], peers: PeerRunResult[]): { own: string[][], ratios: string[][] } {
+  const own = [['peer', 'idle clients', 'connect/s', 'broker RSS/session KB', 'broker CPU % idle', 'client processes CPU % idle', 'idle up bit/s/node (wire)', 'idle down bit/s/node (wire)', 'drops while idle']]
+  for (const p of peers) {
+    own.push([p.label, `${p.sessions}/${p.requested}`, f0(p.joinRate), kb(p.rssPerSessionB), f1(p.idleCpuPct), f1(p.clientsIdleCpuPct),
+      p.wire === undefined ? 'n/a' : f0(p.wire.upBitPerNode), p.wire === undefined ? 'n/a' : f0(p.wire.downBitPerNode), String(p.dropsWhileIdle)])
+  }
+  const ratios = [['edgefabric', 'vs peer', 'RSS/session', 'idle CPU', 'idle up bits/node', 'connect/s']]
+  for (const r of results) {
+    for (const p of peers) {
+      ratios.push([r.transport, p.peer, ratio(r.hub.rssPerSessionB, p.rssPerSessionB), ratio(r.hub.idleCpuPct, p.idleCpuPct),
+        r.idle.wire === undefined || p.wire === undefined ? 'n/a' : ratio(r.idle.wire.upBitPerNode, p.wire.upBitPerNode), ratio(r.join.rate, p.joinRate)])
+    }
+  }
+  return { own, ratios }
+}
+
+export function printPeers (results: RunResult[], peers: PeerRunResult[]): void {
+  if (peers.length === 0) return
+  const { own, ratios } = peerRows(results, peers)
+  for (const t of [own, ratios]) {
+    console.log(`| ${(t[0] as string[]).join(' | ')} |`)
+    console.log(`|${(t[0] as string[]).map(() => '---').join('|')}|`)
+    for (const r of t.slice(1)) console.log(`| ${r.join(' | ')} |`)
+    console.log('')
+  }
+  for (const p of peers) {
+    console.log(`${p.label}: broker RSS ${kb(p.rssBeforeB)} → ${kb(p.rssAfterJoinB)} KiB; join ${p.sessions} in ${f1(p.joinSeconds)} s, failed ${p.failed}${p.lastError !== undefined ? ` (last: ${p.lastError})` : ''}; idle ${f1(p.idleSeconds)} s`)
+    console.log('  config: ' + p.config.trim().split('\n').join('; '))
   }
 }

@@ -60,7 +60,8 @@ export function packageRoot (): string {
   throw new BenchUnavailableError(['the package root (no package.json above the CLI)'])
 }
 
-function has (cmd: string, args: string[]): boolean {
+/** Whether `cmd args` can be run here (it exists; its exit code does not matter). */
+export function hasCommand (cmd: string, args: string[]): boolean {
   try {
     execFileSync(cmd, args, { stdio: 'ignore', timeout: 10_000 })
     return true
@@ -74,9 +75,9 @@ export function missingPrerequisites (): string[] {
   const missing: string[] = []
   if (process.platform !== 'linux') missing.push('Linux (network namespaces and TUN)')
   if (process.getuid?.() !== 0) missing.push('root (network namespaces and TUN devices; run with sudo)')
-  if (!has('ip', ['-V'])) missing.push('the `ip` command (Debian package iproute2)')
-  if (!has('gcc', ['--version'])) missing.push('gcc (Debian package gcc), to build the link emulator')
-  try { accessSync('/dev/net/tun', constants.R_OK | constants.W_OK) } catch { missing.push('/dev/net/tun') }
+  if (!hasCommand('ip', ['-V'])) missing.push('the `ip` command (Debian package iproute2)')
+  if (!hasCommand('gcc', ['--version'])) missing.push('gcc (Debian package gcc), to build the link emulator')
+  try { accessSync('/dev/net/tun', constants.R_OK | constants.W_OK) } catch { missing.push('/dev/net/tun (TUN support; in a container: --device /dev/net/tun)') }
   return missing
 }
 
