@@ -33,6 +33,8 @@ import { startLocalApi, type LocalApi, type ResourceView } from './local-api.js'
 import { join } from 'node:path'
 import { DEVICE_GROUP } from '../device/protocol.js'
 import type { EdgeDevices, DeviceOptions } from '../device/edge/devices.js'
+import { resolveDmiOptions, type DmiOptions } from '../device/edge/dmi/options.js'
+import type { EdgeDmi } from '../device/edge/dmi/dmi.js'
 import { resolveDeviceOptions } from '../device/edge/options.js'
 
 /** The hub cannot be reached right now (best-effort lane: the message was not sent). */
@@ -91,6 +93,8 @@ export interface EdgeOptions extends ConnectionOptions {
   admin?: { host?: string, port?: number } | false
   /** Device twins over MQTT (embedded/external broker, README "Device twins"). `false`/absent disables. @default false */
   devices?: DeviceOptions | false
+  /** KubeEdge DMI v1beta1 gRPC for mappers (README "KubeEdge mappers"); needs `devices`. `false`/absent disables. @default false */
+  dmi?: DmiOptions | false
   clock?: Clock
   logger?: Logger
 }
@@ -119,6 +123,7 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
   #upstreamEndpoint: UpstreamEndpoint | undefined
   #localApi: LocalApi | undefined
   #devices: EdgeDevices | undefined
+  #dmi: EdgeDmi | undefined
   #ownsStore = false
   #closed = false
   #inFlight = 0
@@ -225,6 +230,8 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
     if (typeof o.dataDir !== 'string' || o.dataDir === '') throw new InvalidOptionError('dataDir', 'is required')
     // Validated here so a bad `devices` option fails before anything is opened.
     const deviceOptions = o.devices === undefined || o.devices === false ? undefined : resolveDeviceOptions(o.devices)
+    const dmiOptions = o.dmi === undefined || o.dmi === false ? undefined : resolveDmiOptions(o.dmi)
+    if (dmiOptions !== undefined && deviceOptions === undefined) throw new InvalidOptionError('dmi', 'needs the devices option (DMI serves the edge\'s device twins)')
     await mkdir(o.dataDir, { recursive: true })
     const identity = await loadOrCreateEdgeIdentity(o.dataDir)
     const registry = new Registry()
@@ -273,6 +280,10 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
           registry,
           upstream: env => edge.#sendReliable(env).then(() => {})
         })
+        if (dmiOptions !== undefined) {
+          const { EdgeDmi } = await import('../device/edge/dmi/dmi.js')
+          edge.#dmi = await EdgeDmi.start({ options: o.dmi as DmiOptions, devices: edge.#devices, dataDir: o.dataDir, durability: o.durability ?? 'sync', clock: edge.#clock, logger: edge.#logger, registry })
+        }
       }
       if (o.admin !== false) {
         edge.#admin = await startAdminServer({
@@ -297,6 +308,8 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
   get adminUrl (): string | undefined { return this.#admin?.url }
   get upstreamUrl (): string | undefined { return this.#upstreamEndpoint?.url }
   get localApiUrl (): string | undefined { return this.#localApi?.url }
+  /** KubeEdge DMI (option `dmi`); undefined when disabled. */
+  get dmi (): EdgeDmi | undefined { return this.#dmi }
   /** Device twins (option `devices`); undefined when disabled. */
   get devices (): EdgeDevices | undefined { return this.#devices }
   /** Reliable messages waiting in the outbox to the cloud. */
@@ -370,6 +383,7 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    await this.#dmi?.close() // DMI reports in progress finish (through the engine) before MQTT input stops
     await this.#devices?.stopInput() // accepted MQTT updates reach the outbox before the lane stops
     this.#lane.close()
     await this.#connector.close()
