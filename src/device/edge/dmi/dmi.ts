@@ -46,6 +46,8 @@ export class EdgeDmi {
   readonly #seen = new Map<string, { snapshot: unknown, local: Record<string, unknown> }>()
   #server: grpc.Server | undefined
   #tcpPort: number | undefined
+  /** The socket file is ours to remove (we bound it); never remove another process's. */
+  #bound = false
   #behind = 0
   #closed = false
 
@@ -111,6 +113,7 @@ export class EdgeDmi {
     this.#server = server
     await prepareSocket(o.socket)
     await bind(server, `unix:${o.socket}`)
+    this.#bound = true
     await import('node:fs/promises').then(async fs => { await fs.chmod(o.socket, o.socketMode) })
     if (o.tcp !== undefined) this.#tcpPort = await bind(server, `${o.tcp.host.includes(':') ? `[${o.tcp.host}]` : o.tcp.host}:${o.tcp.port}`)
     this.#logger.info({ socket: o.socket, tcpPort: this.#tcpPort }, 'DMI listening')
@@ -187,7 +190,7 @@ export class EdgeDmi {
         const t = setTimeout(() => { server.forceShutdown(); resolve() }, 2000)
         server.tryShutdown(() => { clearTimeout(t); resolve() })
       })
-      await removeSocket(this.options.socket)
+      if (this.#bound) await removeSocket(this.options.socket)
     }
     await Promise.all([...this.#links.values()].map(async l => { await l.close() }))
     await this.#store.close()

@@ -186,7 +186,11 @@ export class MapperLink {
       const known = this.#devices.has(id)
       const ok = await step('d', id, w.fp, async () => {
         const first = await this.#call(known ? 'UpdateDevice' : 'RegisterDevice', { device: w.msg })
-        return known && first === 'refused' ? await this.#call('RegisterDevice', { device: w.msg }) : first
+        const r = known && first === 'refused' ? await this.#call('RegisterDevice', { device: w.msg }) : first
+        // Refused even as a new device: most likely the mapper lost its models (restarted without
+        // registering again). Forget that it has this one, so the next pass creates it first.
+        if (r === 'refused') this.#models.delete(`${w.msg.namespace}/${w.msg.spec?.deviceModelReference ?? ''}`)
+        return r
       })
       if (!ok) return stale()
     }
