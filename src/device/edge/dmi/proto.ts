@@ -6,12 +6,23 @@
  * proto-loader hands them over (keepCase: the proto's own field names;
  * int64 as number; absent fields filled with defaults).
  */
+import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import * as grpc from '@grpc/grpc-js'
 import { loadSync } from '@grpc/proto-loader'
 
-/** proto/ sits at the package root both from src/device/edge/dmi and dist/device/edge/dmi. */
-export const DMI_PROTO_PATH = fileURLToPath(new URL('../../../../proto/kubeedge-dmi-v1beta1.proto', import.meta.url))
+/**
+ * proto/ sits at the package root: four levels up from src/device/edge/dmi and
+ * dist/device/edge/dmi, five from dist-bench/src/device/edge/dmi (benchmarks).
+ */
+export const DMI_PROTO_PATH = ((): string => {
+  const rel = 'proto/kubeedge-dmi-v1beta1.proto'
+  for (let up = 4; up <= 6; up++) {
+    const p = fileURLToPath(new URL('../'.repeat(up) + rel, import.meta.url))
+    if (existsSync(p)) return p
+  }
+  return fileURLToPath(new URL('../../../../' + rel, import.meta.url))
+})()
 
 export const LOADER_OPTIONS = Object.freeze({ keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true })
 
