@@ -236,6 +236,10 @@ export class MapperLink {
     this.#lastError = `${rpc}: ${err.details ?? err.message}`
     if (TRANSPORT.has(err.code)) {
       m.inc({ rpc, result: 'unavailable' })
+      // A fresh channel at the next attempt: grpc-js would otherwise fail calls fast during its own
+      // reconnect backoff, which runs on real time, out of step with ours (edgecore dials per call).
+      this.#client?.close()
+      this.#client = undefined
       this.#d.logger.debug({ mapper: this.mapper.name, rpc, code: err.code, reason: err.details }, 'DMI mapper unavailable')
       return 'down'
     }
