@@ -376,7 +376,8 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
       state: this.state,
       rttMs: this.rttMs,
       lastError: this.lastError?.message,
-      bus: this.bus.stats()
+      bus: this.bus.stats(),
+      ...(this.#dmi === undefined ? {} : { dmi: { socket: this.#dmi.socket, mappers: this.#dmi.mappers().map(m => ({ name: m.name, protocol: m.protocol, devices: m.acknowledged.length, lastError: m.lastError })) } })
     }
   }
 

@@ -7,6 +7,7 @@
  * store is the source of devices and desired values, the twin engine takes
  * the mappers' reports.
  */
+import { chmod } from 'node:fs/promises'
 import { join } from 'node:path'
 import * as grpc from '@grpc/grpc-js'
 import type { Registry } from 'prom-client'
@@ -114,7 +115,7 @@ export class EdgeDmi {
     await prepareSocket(o.socket)
     await bind(server, `unix:${o.socket}`)
     this.#bound = true
-    await import('node:fs/promises').then(async fs => { await fs.chmod(o.socket, o.socketMode) })
+    await chmod(o.socket, o.socketMode)
     if (o.tcp !== undefined) this.#tcpPort = await bind(server, `${o.tcp.host.includes(':') ? `[${o.tcp.host}]` : o.tcp.host}:${o.tcp.port}`)
     this.#logger.info({ socket: o.socket, tcpPort: this.#tcpPort }, 'DMI listening')
   }
