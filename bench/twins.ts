@@ -12,14 +12,13 @@
  *   options: --n N --devices D --window W --samples S --rounds R --durability sync|relaxed --no-results
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer, type AddressInfo } from 'node:net'
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
-import { Aedes } from 'aedes'
-import mqtt, { type MqttClient } from 'mqtt'
+import mqtt from 'mqtt'
 import { EdgeNode } from '../src/edge/edge-node.js'
 import { Hub } from '../src/hub/hub.js'
 import type { DeviceModel } from '../src/device/model.js'
+import { aedesReference as aedesRef, median, pct, pump } from './lib/twin-bench.js'
 
 const argv = process.argv.slice(2)
 const get = (name: string): string | undefined => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined }
@@ -37,49 +36,7 @@ const MODEL: DeviceModel = { namespace: 'bench', name: 'sensor', properties: [
   { name: 'target', type: 'float', accessMode: 'ReadWrite', minimum: 0, maximum: 1e9 }
 ] }
 const topic = (d: number, s: string): string => `$hw/events/device/bench/d${d}/${s}`
-const pct = (xs: number[], p: number): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(p * s.length))] ?? NaN }
-const median = (xs: number[]): number => pct(xs, 0.5)
-
-/** Publish n QoS 1 messages with at most `window` unacknowledged. */
-async function pump (client: MqttClient, n: number, window: number, make: (i: number) => [string, string]): Promise<void> {
-  let next = 0
-  let inflight = 0
-  await new Promise<void>((resolve, reject) => {
-    const more = (): void => {
-      while (inflight < window && next < n) {
-        const [t, p] = make(next++)
-        inflight++
-        client.publish(t, p, { qos: 1 }, err => {
-          inflight--
-          if (err != null) { reject(err); return }
-          if (next === n && inflight === 0) resolve(); else more()
-        })
-      }
-    }
-    more()
-  })
-}
-
-async function aedesReference (): Promise<number> {
-  const broker = await Aedes.createBroker()
-  const server = createServer(broker.handle)
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`
-  const sub = await mqtt.connectAsync(url, { clientId: 'ref-sub' })
-  await sub.subscribeAsync('ref/#', { qos: 1 })
-  const pub = await mqtt.connectAsync(url, { clientId: 'ref-pub' })
-  let got = 0
-  const done = new Promise<void>(resolve => sub.on('message', () => { if (++got === N) resolve() }))
-  const payload = JSON.stringify({ twin: { temperature: { actual: { value: '21.5' } } } })
-  const t0 = performance.now()
-  await pump(pub, N, WINDOW, i => [`ref/d${i % DEVICES}`, payload])
-  await done
-  const ms = performance.now() - t0
-  await pub.endAsync(); await sub.endAsync()
-  await new Promise<void>(resolve => broker.close(() => resolve()))
-  await new Promise<void>(resolve => server.close(() => resolve()))
-  return N / (ms / 1000)
-}
+const aedesReference = async (): Promise<number> => await aedesRef(N, DEVICES, WINDOW)
 
 async function twinRound (): Promise<{ updatesPerSec: number, p50: number, p99: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'ef-twins-'))

@@ -24,6 +24,8 @@ export const edgeSchema = defineConfig({
   mqttHost: { type: 'string', default: '127.0.0.1', env: 'EDGEFABRIC_MQTT_HOST', description: 'embedded MQTT broker listen address' },
   mqttPort: { type: 'int', default: 1883, min: 0, max: 65535, env: 'EDGEFABRIC_MQTT_PORT', description: 'embedded MQTT broker port (0 = any)' },
   mqttExternalUrl: { type: 'string', env: 'EDGEFABRIC_MQTT_EXTERNAL_URL', description: 'external MQTT broker URL (modes external, both), e.g. mqtt://127.0.0.1:1883' },
+  dmi: { type: 'enum', values: ['on', 'off'], default: 'on', env: 'EDGEFABRIC_DMI', description: 'KubeEdge DMI gRPC for mappers (needs --mqtt-mode other than off): on, off' },
+  dmiSocket: { type: 'string', default: '/etc/kubeedge/dmi.sock', env: 'EDGEFABRIC_DMI_SOCKET', description: 'unix socket of the DMI DeviceManagerService (as edgecore)' },
   durability: { type: 'enum', values: ['sync', 'relaxed'], default: 'sync', env: 'EDGEFABRIC_DURABILITY', description: 'edge store: sync = on disk before acknowledged; relaxed = committed, flushed later' },
   backoffBase: { type: 'duration', default: '500ms', min: '1ms', description: 'reconnect backoff base' },
   backoffCap: { type: 'duration', default: '30s', min: '1ms', description: 'reconnect backoff cap' },
@@ -72,6 +74,8 @@ export const edgeCommand: Command = {
             mqtt: { host: cfg.mqttHost, port: cfg.mqttPort },
             ...(cfg.mqttExternalUrl !== undefined ? { external: { url: cfg.mqttExternalUrl } } : {})
           },
+      // DMI rides on the device twins: on by default whenever they are (edgecore always serves it).
+      dmi: cfg.mqttMode === 'off' || cfg.dmi === 'off' ? false : { socket: cfg.dmiSocket },
       backoff: { baseMs: cfg.backoffBase, capMs: cfg.backoffCap },
       logger
     })
@@ -79,6 +83,7 @@ export const edgeCommand: Command = {
     if (edge.upstreamUrl !== undefined) process.stdout.write(`upstream ${edge.upstreamUrl}\n`)
     if (edge.localApiUrl !== undefined) process.stdout.write(`local-api ${edge.localApiUrl}\n`)
     if (edge.devices?.brokerUrl !== undefined) process.stdout.write(`mqtt ${edge.devices.brokerUrl}\n`)
+    if (edge.dmi !== undefined) process.stdout.write(`dmi unix:${edge.dmi.socket}\n`)
     edge.on('connected', ({ url }) => process.stdout.write(`connected ${url}\n`))
     edge.on('disconnected', ({ reason }) => process.stdout.write(`disconnected: ${reason}\n`))
     const failed = new Promise<number>(resolve => {

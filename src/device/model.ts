@@ -46,6 +46,53 @@ export interface DeviceSpec {
   attributes: Record<string, string>
   /** Node the device is bound to; undefined = unbound. */
   nodeId?: string
+  /**
+   * How a KubeEdge mapper reaches the device (KubeEdge `spec.protocol`): the
+   * edge hands the device to the DMI mapper registered for `protocolName`
+   * (src/device/edge/dmi/). Absent = the device is not served over DMI.
+   */
+  protocol?: ProtocolConfig
+  /** Per-property mapper settings (KubeEdge `spec.properties`); names must be properties of the model. Absent = every model property, no visitor config. */
+  properties?: DevicePropertyConfig[]
+  /** KubeEdge `spec.methods`. */
+  methods?: DeviceMethodSpec[]
+  /** KubeEdge `spec.stateReport`: how the mapper reports the device state. */
+  stateReport?: { reportCycle?: number, reportToCloud?: boolean }
+}
+
+/**
+ * A customized-protocol config (KubeEdge ProtocolConfig / VisitorConfig).
+ * edgefabric does not interpret `configData`; its values are scalars because
+ * DMI carries each as a protobuf wrapper in an Any (edgecore's dataToAny).
+ */
+export interface ProtocolConfig {
+  protocolName: string
+  configData?: Record<string, string | number | boolean>
+}
+
+/** KubeEdge DeviceProperty (device side): how the mapper collects and pushes one property. */
+export interface DevicePropertyConfig {
+  /** A property of the device's model. */
+  name: string
+  visitors?: ProtocolConfig
+  /** ms (KubeEdge int64). */
+  reportCycle?: number
+  /** ms (KubeEdge int64). */
+  collectCycle?: number
+  reportToCloud?: boolean
+  /**
+   * KubeEdge PushMethod as JSON (`http`, `mqtt`, `otel`, `dbMethod`,
+   * `anomalyDetection`, field names as in the DMI proto). Opaque to
+   * edgefabric: stored and forwarded to the mapper.
+   */
+  pushMethod?: Record<string, unknown>
+}
+
+/** KubeEdge DeviceMethod. */
+export interface DeviceMethodSpec {
+  name: string
+  description?: string
+  propertyNames: string[]
 }
 
 /** Device state values accepted on `…/state/update` (KubeEdge). */

@@ -34,6 +34,8 @@ import { startLocalApi, type LocalApi, type ResourceView } from './local-api.js'
 import { join } from 'node:path'
 import { DEVICE_GROUP } from '../device/protocol.js'
 import type { EdgeDevices, DeviceOptions } from '../device/edge/devices.js'
+import { resolveDmiOptions, type DmiOptions } from '../device/edge/dmi/options.js'
+import type { EdgeDmi } from '../device/edge/dmi/dmi.js'
 import { resolveDeviceOptions } from '../device/edge/options.js'
 
 /** The hub cannot be reached right now (best-effort lane: the message was not sent). */
@@ -92,6 +94,8 @@ export interface EdgeOptions extends ConnectionOptions {
   admin?: { host?: string, port?: number } | false
   /** Device twins over MQTT (embedded/external broker, README "Device twins"). `false`/absent disables. @default false */
   devices?: DeviceOptions | false
+  /** KubeEdge DMI v1beta1 gRPC for mappers (README "KubeEdge mappers"); needs `devices`. `false`/absent disables. @default false */
+  dmi?: DmiOptions | false
   clock?: Clock
   logger?: Logger
 }
@@ -120,6 +124,7 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
   #upstreamEndpoint: UpstreamEndpoint | undefined
   #localApi: LocalApi | undefined
   #devices: EdgeDevices | undefined
+  #dmi: EdgeDmi | undefined
   #ownsStore = false
   #closed = false
   #inFlight = 0
@@ -228,6 +233,8 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
     if (typeof o.dataDir !== 'string' || o.dataDir === '') throw new InvalidOptionError('dataDir', 'is required')
     // Validated here so a bad `devices` option fails before anything is opened.
     const deviceOptions = o.devices === undefined || o.devices === false ? undefined : resolveDeviceOptions(o.devices)
+    const dmiOptions = o.dmi === undefined || o.dmi === false ? undefined : resolveDmiOptions(o.dmi)
+    if (dmiOptions !== undefined && deviceOptions === undefined) throw new InvalidOptionError('dmi', 'needs the devices option (DMI serves the edge\'s device twins)')
     await mkdir(o.dataDir, { recursive: true })
     const identity = await loadOrCreateEdgeIdentity(o.dataDir)
     const registry = new Registry()
@@ -276,6 +283,10 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
           registry,
           upstream: env => edge.#sendReliable(env).then(() => {})
         })
+        if (dmiOptions !== undefined) {
+          const { EdgeDmi } = await import('../device/edge/dmi/dmi.js')
+          edge.#dmi = await EdgeDmi.start({ options: o.dmi as DmiOptions, devices: edge.#devices, dataDir: o.dataDir, durability: o.durability ?? 'sync', clock: edge.#clock, logger: edge.#logger, registry })
+        }
       }
       if (o.admin !== false) {
         edge.#admin = await startAdminServer({
@@ -300,6 +311,8 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
   get adminUrl (): string | undefined { return this.#admin?.url }
   get upstreamUrl (): string | undefined { return this.#upstreamEndpoint?.url }
   get localApiUrl (): string | undefined { return this.#localApi?.url }
+  /** KubeEdge DMI (option `dmi`); undefined when disabled. */
+  get dmi (): EdgeDmi | undefined { return this.#dmi }
   /** Device twins (option `devices`); undefined when disabled. */
   get devices (): EdgeDevices | undefined { return this.#devices }
   /** Reliable messages waiting in the outbox to the cloud. */
@@ -366,13 +379,15 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
       state: this.state,
       rttMs: this.rttMs,
       lastError: this.lastError?.message,
-      bus: this.bus.stats()
+      bus: this.bus.stats(),
+      ...(this.#dmi === undefined ? {} : { dmi: { socket: this.#dmi.socket, mappers: this.#dmi.mappers().map(m => ({ name: m.name, protocol: m.protocol, devices: m.acknowledged.length, lastError: m.lastError })) } })
     }
   }
 
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    await this.#dmi?.close() // DMI reports in progress finish (through the engine) before MQTT input stops
     await this.#devices?.stopInput() // accepted MQTT updates reach the outbox before the lane stops
     this.#lane.close()
     await this.#connector.close()

@@ -10,6 +10,7 @@ import type { RegistryContext } from './registry-context.js'
 import { deviceAndModel, dispatchRemoval, nextRevision, nodeOf, reconcileDesired, saveDevice, viewOf } from './registry-records.js'
 import type { DeviceView, ListDevicesFilter, StoredDevice } from './registry-types.js'
 import { checkDesired, checkLabels, validateDeviceSpec } from './registry-validate.js'
+import { checkDmiAgainstModel } from './registry-validate-dmi.js'
 
 /**
  * Create or update a device. Unchanged specs are a no-op (same revision).
@@ -23,6 +24,7 @@ export async function upsertDevice (ctx: RegistryContext, input: DeviceSpec): Pr
   const d = await ctx.mutate((tx, m) => {
     const model = tx.get<DeviceModel>('models', spec.model)
     if (model === undefined) throw new DeviceModelNotFoundError(spec.model)
+    checkDmiAgainstModel(spec, model)
     const old = tx.get<StoredDevice>('devices', id)
     if (old !== undefined && sameSpec(old.spec, spec)) return old
     const rev = nextRevision(tx)
@@ -118,5 +120,7 @@ function sameSpec (a: DeviceSpec, b: DeviceSpec): boolean {
 
 function canonical (s: DeviceSpec): unknown {
   const sortObj = (o: Record<string, string>): Array<[string, string]> => Object.entries(o).sort(([x], [y]) => x < y ? -1 : x > y ? 1 : 0)
-  return [s.namespace, s.name, s.model, sortObj(s.labels), sortObj(s.attributes), s.nodeId ?? null]
+  // DMI settings (issue 14) compare as JSON: validation builds them in a fixed key order.
+  return [s.namespace, s.name, s.model, sortObj(s.labels), sortObj(s.attributes), s.nodeId ?? null,
+    s.protocol ?? null, s.properties ?? null, s.methods ?? null, s.stateReport ?? null]
 }

@@ -5,6 +5,7 @@
  * persisted or sent to edges) or throws a typed error from ./errors.ts.
  */
 import { ACCESS_MODES, PROPERTY_TYPES, type DeviceModel, type DeviceSpec, type PropertySpec, type TwinValue } from '../model.js'
+import { addDmiFields } from './registry-validate-dmi.js'
 import {
   InvalidDeviceModelError, InvalidDeviceSpecError, PropertyRangeError, PropertyTypeError, ReadOnlyPropertyError, UnknownPropertyError
 } from '../errors.js'
@@ -199,6 +200,7 @@ export function validateDeviceSpec (raw: unknown): DeviceSpec {
     if (!isNodeName(o.nodeId)) specBad('nodeId', 'must be a node name (1-63 lower-case letters, digits, \'-\', \'.\')')
     spec.nodeId = o.nodeId as string
   }
+  addDmiFields(spec, o, LIMITS.propertiesPerModel) // KubeEdge mapper settings (issue 14), opaque to edgefabric
   return spec
 }
 

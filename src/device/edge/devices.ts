@@ -129,6 +129,9 @@ export class EdgeDevices {
     return d
   }
 
+  /** The twin engine: other front ends (DMI, src/device/edge/dmi/) hand it requests so they share validation, durability and the path to the cloud. */
+  get engine (): TwinEngine { return this.#engine }
+
   /** URL of the embedded broker (undefined in external mode). */
   get brokerUrl (): string | undefined { return this.#internal?.url }
   get wsUrl (): string | undefined { return this.#internal?.wsUrl }

@@ -68,15 +68,19 @@ export class TwinEngine {
     return await run
   }
 
-  /** One MQTT message from a broker. Never throws. */
-  async handleMqtt (topic: string, payload: Buffer, origin: BrokerName): Promise<void> {
+  /**
+   * One MQTT message from a broker. Never throws. `replyTo` (DMI, issue 14:
+   * src/device/edge/dmi/) takes the answer instead of the result topic, so
+   * another front end gets the same validation, durability and upstream path.
+   */
+  async handleMqtt (topic: string, payload: Buffer, origin: BrokerName, replyTo?: (p: object) => void): Promise<void> {
     const t = parseTopic(topic)
     if (t.kind === 'other') return
     const d = this.#d
     const now = d.clock.now()
-    let reply: ((p: object) => void) | undefined
-    if (t.kind === 'membership-get') reply = p => d.publish(membershipTopic(t.nodeId, 'get/result'), p, origin)
-    else if (t.kind !== 'upload') reply = p => d.publish(deviceTopic(t.namespace, t.name, RESULT_OF[t.kind]), p, origin)
+    let reply: ((p: object) => void) | undefined = replyTo
+    if (reply === undefined && t.kind === 'membership-get') reply = p => d.publish(membershipTopic(t.nodeId, 'get/result'), p, origin)
+    else if (reply === undefined && t.kind !== 'upload' && t.kind !== 'membership-get') reply = p => d.publish(deviceTopic(t.namespace, t.name, RESULT_OF[t.kind]), p, origin)
     let req: Record<string, unknown> | undefined
     try {
       if (payload.byteLength > d.maxPayloadBytes) throw new TwinRequestError(TOO_LARGE, 413, `payload of ${payload.byteLength} bytes exceeds maxPayloadBytes ${d.maxPayloadBytes}`)

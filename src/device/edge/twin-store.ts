@@ -22,6 +22,8 @@ export class TwinStore {
   readonly #cache = new Map<string, TwinRecord>()
   readonly #grantCache = new Map<string, MapperGrant>()
   #closed = false
+  /** Called after every twin record write or removal, with the device id (DMI pushes, src/device/edge/dmi/). */
+  onChange: (id: string) => void = () => {}
 
   private constructor (root: RootDatabase) {
     this.#root = root
@@ -51,11 +53,13 @@ export class TwinStore {
     const id = `${rec.namespace}/${rec.name}`
     this.#cache.set(id, rec)
     await this.#twins.put(id, rec)
+    this.onChange(id)
   }
 
   async remove (id: string): Promise<void> {
     this.#cache.delete(id)
     await this.#twins.remove(id)
+    this.onChange(id)
   }
 
   grant (name: string): MapperGrant | undefined { return this.#grantCache.get(name) }

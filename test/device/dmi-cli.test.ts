@@ -1,0 +1,71 @@
+/**
+ * `edgefabric edge --dmi-socket PATH` / `--dmi off` as a real child process
+ * (dist/, built by `npm test`): DMI comes up on the given socket with the
+ * MQTT device twins, a mapper registers and reports through it to the
+ * cloud; `--dmi off` leaves it out; a bad value is refused naming the flag.
+ */
+import t from 'tap'
+import { spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { EdgeClient, MODEL, modbusDevice, socketPath, startHub, until } from './dmi-helpers.js'
+
+const BIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url))
+
+async function lines (child: ReturnType<typeof spawn>, want: RegExp): Promise<string> {
+  let out = ''
+  return await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ${String(want)} line: ${out}`)), 20_000)
+    child.stdout?.on('data', d => {
+      out += String(d)
+      if (want.test(out)) { clearTimeout(timer); resolve(out) }
+    })
+  })
+}
+
+t.test('edge CLI serves DMI on --dmi-socket, and not with --dmi off', async t => {
+  const dir = t.testdir({})
+  const hub = await startHub(t, dir + '/hub')
+  await hub.devices!.upsertModel(MODEL)
+  await hub.devices!.upsertDevice(modbusDevice('dev1', 'edge-cli'))
+  const sock = socketPath(t, dir, 'dmi.sock')
+  const args = ['edge', '--hub', hub.urls[0] as string, '--node', 'edge-cli', '--token', hub.createToken('edge-cli'),
+    '--data-dir', dir + '/edge', '--admin', 'off', '--durability', 'relaxed', '--mqtt-mode', 'internal', '--mqtt-port', '0', '--dmi-socket', sock]
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  const out = await lines(child, /^dmi unix:\S+$/m)
+  t.match(out, `dmi unix:${sock}`)
+  const c = new EdgeClient(`unix:${sock}`)
+  t.teardown(() => c.close())
+  let res: any
+  for (let i = 0; i < 100; i++) { // the snapshot may still be on its way
+    res = await c.register('m', 'modbus', '/tmp/efdmi-cli-mapper.sock') // nobody listens: pushes just retry
+    if (res.deviceList.length > 0) break
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+  t.equal(res.deviceList[0]?.name, 'dev1')
+  await c.report('dev1', { temperature: '22' })
+  await until(() => hub.devices!.getDevice('default', 'dev1')?.reported.temperature?.value === 22, 'report at the cloud')
+  c.close()
+  child.kill('SIGTERM')
+  t.equal(await new Promise<number | null>(resolve => child.on('exit', code => resolve(code))), 0, 'clean exit')
+  t.notOk(existsSync(sock), 'socket removed at shutdown')
+
+  const off = spawn(process.execPath, [BIN, ...args, '--dmi', 'off'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  t.teardown(() => { if (off.exitCode === null) off.kill('SIGKILL') })
+  const out2 = await lines(off, /^mqtt \S+$/m)
+  await new Promise(resolve => setTimeout(resolve, 300))
+  t.notMatch(out2, /^dmi /m)
+  t.notOk(existsSync(sock), 'no socket with --dmi off')
+  off.kill('SIGTERM')
+  await new Promise(resolve => off.on('exit', resolve))
+})
+
+t.test('edge CLI refuses a bad --dmi', async t => {
+  const child = spawn(process.execPath, [BIN, 'edge', '--hub', 'ws://127.0.0.1:1', '--node', 'n', '--token', 'x', '--dmi', 'maybe'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let err = ''
+  child.stderr.on('data', d => { err += String(d) })
+  const code = await new Promise<number | null>(resolve => child.on('exit', c => resolve(c)))
+  t.not(code, 0)
+  t.match(err, /--dmi/)
+})
