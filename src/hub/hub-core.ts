@@ -231,7 +231,12 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
       }
       return
     }
-    if (this.#pending.settle(env)) return
+    const settled = this.#pending.settle(env, nodeId)
+    if (settled === 'settled') return
+    if (settled === 'wrong-peer') {
+      this.#refuseForeignResponse(nodeId, env)
+      return
+    }
     const dest = parseNodeDestination(env.router.destination)
     if (dest !== undefined && dest.nodeId !== nodeId) {
       this.#forward(nodeId, dest, env)
@@ -410,6 +415,18 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
       this.metrics?.forwards.inc({ result: 'offline' })
       answer('EF_NODE_OFFLINE', `node ${dest.nodeId} is not connected`)
     })
+  }
+
+  /**
+   * Issue 13 item 3: an answer to a request that was sent to another node.
+   * Request ids are not secrets, so matching by id alone let any edge answer
+   * for any other; the answer is dropped (the request keeps waiting for its
+   * own node), counted and reported, and never reaches messages().
+   */
+  #refuseForeignResponse (from: string, env: Envelope): void {
+    this.metrics?.drops.inc({ reason: 'response_from_wrong_node' })
+    this.#emitEvent({ type: 'response-refused', from, requestId: env.header.parentId ?? '' })
+    this.logger.warn({ nodeId: from, requestId: env.header.parentId }, 'refused a response to a request sent to another node')
   }
 
   /** The node's ACK lane (created on first use), or undefined without a store. */

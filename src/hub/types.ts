@@ -33,6 +33,8 @@ export type HubEvent =
   | { type: 'session-replaced', nodeId: string, oldSessionId: string, newSessionId: string }
   | { type: 'handshake-refused', code: string, reason: string, remoteAddress: string, nodeId?: string }
   | { type: 'forward-denied', from: string, to: string }
+  /** `from` answered request `requestId`, which was sent to another node: refused (issue 13 item 3). */
+  | { type: 'response-refused', from: string, requestId: string }
 
 export interface UpstreamMessage {
   /** Authenticated node id of the sender (from its session, never from content). */
