@@ -15,6 +15,8 @@ import { isReliableMessage } from '../reliable/protocol.js'
 import type { LaneEvent } from '../reliable/sender.js'
 import type { AppendOutcome, QuotaPolicy, ReliableStore } from '../reliable/store.js'
 import { PendingRequests } from '../session/pending.js'
+import { KeyedRateLimiter } from '../session/rate-limit.js'
+import { PreAuthGate, sourceKey, type PreAuthRefusalEvent } from '../transport/pre-auth.js'
 import type { HelloContent, RefusedContent } from '../session/protocol.js'
 import { listen } from '../transport/index.js'
 import { resolveConnectionOptions } from '../transport/options.js'
@@ -77,6 +79,10 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
   readonly requestTimeoutMs: number
   readonly maxNodes: number
   readonly logger: Logger
+  /** Bounds on unauthenticated connections, shared by every listener (issue 13 item 1). */
+  readonly preAuth: PreAuthGate
+  /** Refusal logs per source / node: counted always, logged a few lines at a time (issue 13 item 12). */
+  readonly #logLimit: KeyedRateLimiter
   readonly transportListeners: Listener[] = []
   readonly #nodes = new Map<string, NodeRecord>()
   readonly #sessions = new Set<HubSession>()
@@ -118,7 +124,16 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
     this.clock = options.clock ?? systemClock
     this.authenticator = authenticator
     this.heartbeatMs = intOption('heartbeatMs', options.heartbeatMs, 5000, 50, 3_600_000)
-    this.handshakeTimeoutMs = intOption('handshakeTimeoutMs', options.handshakeTimeoutMs, 10_000, 10)
+    const handshakeMs = options.handshakeTimeoutMs === undefined ? undefined : intOption('handshakeTimeoutMs', options.handshakeTimeoutMs, 5000, 10, 600_000)
+    this.preAuth = new PreAuthGate({
+      ...options.preAuth,
+      // One deadline from accept to welcome on every transport; the session's own
+      // timer (from the connection's hand-over) defaults to the same figure.
+      deadlineMs: options.preAuth?.deadlineMs ?? handshakeMs ?? 5000,
+      clock: this.clock,
+      onRefused: e => { this.#preAuthRefused(e) }
+    })
+    this.handshakeTimeoutMs = handshakeMs ?? this.preAuth.deadlineMs
     this.requestTimeoutMs = intOption('requestTimeoutMs', options.requestTimeoutMs, 30_000, 1)
     this.maxNodes = intOption('maxNodes', options.maxNodes, 100_000, 1)
     const hwm = intOption('upstreamHighWaterMark', options.upstreamHighWaterMark, 10_000, 1)
@@ -127,6 +142,7 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
       throw new InvalidOptionError('edgeToEdge', 'must be a boolean or a function')
     }
     this.logger = (options.logger ?? nullLogger).child({ component: 'hub' })
+    this.#logLimit = new KeyedRateLimiter(this.clock)
     this.#pending = new PendingRequests(this.clock)
     this.#upstream = new UpstreamQueue(hwm, paused => {
       for (const s of this.#sessions) { if (paused) s.connection.pause(); else s.connection.resume() }
@@ -140,6 +156,7 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
       const listener = await listen(url, {
         ...resolved,
         ...optionsFor(new URL(url)),
+        preAuth: this.preAuth,
         onConnection: conn => {
           if (this.#closed) { conn.abort(new ConnectionClosedError('hub is closing')); return }
           const s = new HubSession(this, conn)
@@ -195,7 +212,8 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
     const e: HubEvent = { type: 'handshake-refused', code: refusal.code, reason: refusal.reason, remoteAddress: session.connection.remoteAddress }
     if (nodeId !== undefined) e.nodeId = nodeId
     this.metrics?.handshakeRefusals.inc({ code: refusal.code })
-    this.logger.warn({ code: refusal.code, remoteAddress: session.connection.remoteAddress, nodeId }, 'handshake refused')
+    this.metrics?.connectionRefusals.inc({ stage: 'auth', reason: refusal.code, transport: session.connection.transport })
+    this.#limitedWarn(sourceKey(session.connection.remoteAddress), { code: refusal.code, remoteAddress: session.connection.remoteAddress, nodeId }, 'handshake refused')
     this.#emitEvent(e)
   }
 
@@ -426,7 +444,20 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
   #refuseForeignResponse (from: string, env: Envelope): void {
     this.metrics?.drops.inc({ reason: 'response_from_wrong_node' })
     this.#emitEvent({ type: 'response-refused', from, requestId: env.header.parentId ?? '' })
-    this.logger.warn({ nodeId: from, requestId: env.header.parentId }, 'refused a response to a request sent to another node')
+    this.#limitedWarn(`node:${from}`, { nodeId: from, requestId: env.header.parentId }, 'refused a response to a request sent to another node')
+  }
+
+  /** A connection refused or cut off before authentication (./transport/pre-auth.ts): counted, logged per source at a bounded rate. */
+  #preAuthRefused (e: PreAuthRefusalEvent): void {
+    this.metrics?.connectionRefusals.inc({ stage: 'preauth', reason: e.reason, transport: e.transport })
+    this.#limitedWarn(e.source, { reason: e.reason, transport: e.transport, source: e.source, detail: e.detail }, 'unauthenticated connection refused')
+  }
+
+  /** warn, at most a few lines per key (source address or node) and then one per 5 s, saying how many were left out. */
+  #limitedWarn (key: string, fields: Record<string, unknown>, message: string): void {
+    const r = this.#logLimit.take(key)
+    if (!r.ok) return
+    this.logger.warn(r.suppressed > 0 ? { ...fields, suppressed: r.suppressed } : fields, message)
   }
 
   /** The node's ACK lane (created on first use), or undefined without a store. */

@@ -5,6 +5,7 @@ import type { Clock } from '../util/clock.js'
 import type { Envelope } from '../codec/envelope.js'
 import type { HelloContent } from '../session/protocol.js'
 import type { Connection, ConnectionOptions, TransportName } from '../transport/types.js'
+import type { PreAuthOptions } from '../transport/pre-auth.js'
 
 export type NodeStatus = 'connected' | 'disconnected'
 
@@ -56,8 +57,19 @@ export interface HubOptions extends ConnectionOptions {
   dataDir: string
   /** Heartbeat period; a silent link is declared dead after 2.5× this. @default 5000 */
   heartbeatMs?: number
-  /** Deadline for challenge → hello → welcome. @default 10000 */
+  /** Deadline for challenge → hello → welcome. @default preAuth.deadlineMs (5000) */
   handshakeTimeoutMs?: number
+  /**
+   * Bounds on unauthenticated connections, shared by every listener (issue 13
+   * item 1; README "Security model"): concurrent ones overall (`maxPending`,
+   * 512) and per source address (`maxPendingPerSource`, 64), one deadline from
+   * accept to welcome on every transport (`deadlineMs`, default
+   * handshakeTimeoutMs or 5000), and the largest frame before the welcome
+   * (`maxFrameSize`, 8192: a hello), cut from the frame header. Refusals are
+   * counted in `edgefabric_hub_connection_refusals_total{stage="preauth"}`.
+   * memory:// is in-process and not bounded.
+   */
+  preAuth?: PreAuthOptions
   /** Default timeout of request(). @default 30000 */
   requestTimeoutMs?: number
   /** Maximum connected nodes; further joins are refused with EF_NODE_LIMIT (retryable). @default 100000 */
