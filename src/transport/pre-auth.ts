@@ -102,22 +102,28 @@ export class PreAuthTicket {
   readonly transport: TransportName
   readonly #gate: PreAuthGate
   #timer: TimerHandle | undefined
-  #onExpire: (err: Error) => void
+  readonly #kill: (err: Error) => void
+  #onExpire: ((err: Error) => void) | undefined
   #open = true
 
   /** @internal created by PreAuthGate.admit */
-  constructor (gate: PreAuthGate, transport: TransportName, source: string, onExpire: (err: Error) => void, timer: (t: PreAuthTicket) => TimerHandle) {
+  constructor (gate: PreAuthGate, transport: TransportName, source: string, kill: (err: Error) => void, timer: (t: PreAuthTicket) => TimerHandle) {
     this.#gate = gate
     this.transport = transport
     this.source = source
-    this.#onExpire = onExpire
+    this.#kill = kill
     this.#timer = timer(this)
   }
 
   /** Still holding a slot (neither authenticated nor closed). */
   get open (): boolean { return this.#open }
 
-  /** What to do when the deadline passes (the transport rebinds it from socket to connection). */
+  /**
+   * Also run `fn` when the deadline passes, after the transport's `kill` given
+   * to admit() (e.g. the connection built on the socket aborts itself, so it
+   * reports why). The kill always runs: a layer on top (TLS, an HTTP/2
+   * session) may not let go of the socket when asked to close.
+   */
   onExpire (fn: (err: Error) => void): void { this.#onExpire = fn }
 
   /** The peer authenticated: leave the unauthenticated count, no more deadline. */
@@ -144,7 +150,11 @@ export class PreAuthTicket {
     if (!this.#open) return
     const err = new PreAuthTimeoutError(this.#gate.deadlineMs)
     this.fail('hello_deadline')
-    try { this.#onExpire(err) } catch { /* the connection is being torn down anyway */ }
+    // The kill first: ending an HTTP/2 session before resetting its socket leaves
+    // the socket open (probed, node 20); after the reset, the connection's own
+    // handler records why it ended.
+    try { this.#kill(err) } catch { /* already gone */ }
+    try { this.#onExpire?.(err) } catch { /* the connection is being torn down anyway */ }
   }
 }
 
@@ -176,10 +186,10 @@ export class PreAuthGate {
 
   /**
    * Take a slot for a new peer, or refuse it (reported, returns undefined: the
-   * caller closes the socket at once). `onExpire` runs if the deadline passes
-   * first; it must close the connection.
+   * caller closes the socket at once). `kill` runs if the deadline passes
+   * first; it must end the connection for sure (e.g. a TCP reset).
    */
-  admit (transport: TransportName, remoteAddress: string, onExpire: (err: Error) => void): PreAuthTicket | undefined {
+  admit (transport: TransportName, remoteAddress: string, kill: (err: Error) => void): PreAuthTicket | undefined {
     const source = sourceKey(remoteAddress)
     if (this.#pending >= this.maxPending) {
       this.report('unauth_limit', transport, source)
@@ -192,7 +202,7 @@ export class PreAuthGate {
     }
     this.#pending++
     this.#perSource.set(source, n + 1)
-    return new PreAuthTicket(this, transport, source, onExpire, t => this.clock.setTimeout(() => t.expire(), this.deadlineMs))
+    return new PreAuthTicket(this, transport, source, kill, t => this.clock.setTimeout(() => t.expire(), this.deadlineMs))
   }
 
   /** Report a refusal that happened outside a ticket (e.g. before a source was known). */
@@ -209,5 +219,15 @@ export class PreAuthGate {
     const n = (this.#perSource.get(t.source) ?? 1) - 1
     if (n <= 0) this.#perSource.delete(t.source)
     else this.#perSource.set(t.source, n)
+  }
+}
+
+/** End a TCP socket for sure: a reset (RST) where Node offers it, else destroy(). */
+export function resetSocket (socket: { destroy: () => void, resetAndDestroy?: () => void, destroyed?: boolean }): void {
+  try {
+    if (typeof socket.resetAndDestroy === 'function') socket.resetAndDestroy()
+    else socket.destroy()
+  } catch {
+    socket.destroy()
   }
 }

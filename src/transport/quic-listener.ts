@@ -14,6 +14,7 @@ import {
 } from './quic-wire.js'
 import type { Channel, Connection, ListenOptions, Listener } from './types.js'
 import type { PreAuthTicket } from './pre-auth.js'
+import { PrereadStream } from './quic-preread.js'
 
 export interface QuicListenerInit {
   server: NativeServer
@@ -35,6 +36,8 @@ export class QuicListener implements Listener {
   readonly connections = new Set<Connection>()
   readonly #init: QuicListenerInit
   readonly #setup = new Set<NativeConnection>()
+  /** Setup in progress: report a pre-auth violation found by a stream's preread. */
+  readonly #violations = new Map<NativeConnection, (err: Error) => void>()
   /** Tickets handed to a QuicConnection (which gives them back itself). */
   readonly #adopted = new WeakSet<PreAuthTicket>()
   #closing: Promise<void> | undefined
@@ -153,30 +156,56 @@ export class QuicListener implements Listener {
     }
   }
 
-  /** Accept the dialer's four streams and read their prefaces (frames limited to `preAuthMax` when given). */
+  /**
+   * Accept the dialer's four streams and read their prefaces. Under pre-auth
+   * bounds (`preAuthMax`), frames are limited to it and every stream is read
+   * and checked while the others are awaited (./quic-preread.ts).
+   */
   async #takeStreams (native: NativeConnection, preAuthMax: number | undefined): Promise<Map<Channel, QuicChannelInit>> {
     const channels = new Map<Channel, QuicChannelInit>()
     const max = preAuthMax === undefined ? this.#init.resolved.maxFrameSize : Math.min(preAuthMax, this.#init.resolved.maxFrameSize)
-    while (channels.size < CHANNEL_ORDER.length) {
-      const stream = await native.inboundStream()
-      let first: Uint8Array | null = null
-      while (first === null || first.byteLength === 0) {
-        first = await stream.read(IO_CHUNK)
-        if (first === null) throw new ProtocolError('stream ended before its preface')
+    const prereads: PrereadStream[] = []
+    let violation: Error | undefined
+    // A violation on any stream ends the wait for the next one.
+    const violated = new Promise<never>((_resolve, reject) => {
+      this.#violations.set(native, err => { violation ??= err; reject(err) })
+    })
+    violated.catch(() => {})
+    try {
+      while (channels.size < CHANNEL_ORDER.length) {
+        const raw = await Promise.race([native.inboundStream(), violated])
+        let first: Uint8Array | null = null
+        while (first === null || first.byteLength === 0) {
+          first = await Promise.race([raw.read(IO_CHUNK), violated])
+          if (first === null) throw new ProtocolError('stream ended before its preface')
+        }
+        const channel = CHANNEL_ORDER[first[0] as number]
+        if (channel === undefined) throw new ProtocolError(`unknown channel preface ${String(first[0])}`)
+        if (channels.has(channel)) throw new ProtocolError(`second stream for channel ${channel}`)
+        const decoder = new FrameDecoder(max + 1)
+        let frames: Uint8Array[]
+        try {
+          frames = decoder.push(first.subarray(1))
+        } catch (err) {
+          throw decoderError(err, max)
+        }
+        if (preAuthMax === undefined) {
+          channels.set(channel, { stream: raw, decoder, frames })
+          continue
+        }
+        if (frames.length > 0 && channel !== 'control') throw new ProtocolError(`${channel} data before authentication`)
+        if (frames.length > 1) throw new ProtocolError('more than one frame before authentication')
+        const stream = new PrereadStream(raw)
+        prereads.push(stream)
+        channels.set(channel, { stream, decoder, frames })
+        stream.pump(channel, decoder, frames, max).catch((err: unknown) => this.#violations.get(native)?.(toError(err)))
       }
-      const channel = CHANNEL_ORDER[first[0] as number]
-      if (channel === undefined) throw new ProtocolError(`unknown channel preface ${String(first[0])}`)
-      if (channels.has(channel)) throw new ProtocolError(`second stream for channel ${channel}`)
-      const decoder = new FrameDecoder(max + 1)
-      let frames: Uint8Array[]
-      try {
-        frames = decoder.push(first.subarray(1))
-      } catch (err) {
-        throw decoderError(err, max)
-      }
-      channels.set(channel, { stream, decoder, frames })
+      if (violation !== undefined) throw violation
+      return channels
+    } finally {
+      for (const p of prereads) p.handOver()
+      this.#violations.delete(native)
     }
-    return channels
   }
 }
 

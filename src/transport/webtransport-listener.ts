@@ -18,7 +18,7 @@ import { WebTransportConnection } from './webtransport-connection.js'
 import {
   destroyHttp2Session, guardPing, http2PeerKey, nativeStreamFor, serverHttp2, serverHttp2Session, setServerCertificate
 } from './webtransport-internals.js'
-import type { PreAuthGate, PreAuthTicket } from './pre-auth.js'
+import { resetSocket, type PreAuthGate, type PreAuthTicket } from './pre-auth.js'
 import type { WtBidiStream, WtLibrary, WtServer, WtServerSession } from './webtransport-lib.js'
 import {
   ACCEPT_BYTE, CLOSE_REFUSED, PREFACE_CHANNEL, WT_FLOW_CONTROL, readFirst, truncateReason, type ChannelStreams
@@ -145,7 +145,9 @@ export class WebTransportListener implements Listener {
       h2server?.on('connection', socket => {
         socket.on('error', noop)
         const key = `${socket.remoteAddress ?? ''}|${socket.remotePort ?? 0}`
-        const ticket = gate.admit('webtransport', `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`, () => { socket.destroy() })
+        // The kill is a TCP reset: once TLS and an HTTP/2 session sit on the socket,
+        // destroy() on any of them leaves a silent peer connected (probed, node 20).
+        const ticket = gate.admit('webtransport', `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`, () => { resetSocket(socket) })
         if (ticket === undefined) { socket.destroy(); return }
         this.#tcpTickets.set(key, ticket)
         socket.once('close', () => {
@@ -155,6 +157,9 @@ export class WebTransportListener implements Listener {
       })
     }
     h2server?.on('session', s => {
+      // The deadline ends the HTTP/2 session first (then the gate's kill resets the TCP socket).
+      const key = gate === undefined ? undefined : http2PeerKey(s)
+      if (key !== undefined) this.#tcpTickets.get(key)?.onExpire(() => { destroyHttp2Session(s) })
       guardPing(s) // the library's RTT timer would otherwise throw on a destroyed session
       this.#h2Sessions.add(s)
       const o = s as { once?: (ev: string, cb: () => void) => void, on?: (ev: string, cb: () => void) => void }

@@ -16,7 +16,7 @@ import { intOption } from '../util/options.js'
 import { resolveConnectionOptions, type ResolvedConnectionOptions } from './options.js'
 import type { Connection, ListenOptions, Listener } from './types.js'
 import { WsConnection } from './ws-connection.js'
-import type { PreAuthGate, PreAuthTicket } from './pre-auth.js'
+import { resetSocket, type PreAuthGate, type PreAuthTicket } from './pre-auth.js'
 import { peerChainDer, verifyPinnedChain } from './tls-pin.js'
 import { normalizeFingerprint, parseServerIdentity, peerChainFingerprints } from './ws-tls.js'
 
@@ -144,7 +144,8 @@ class WsListener implements Listener {
     const gate = this.#gate as PreAuthGate
     socket.on('error', noop)
     const key = `${socket.remoteAddress ?? ''}|${socket.remotePort ?? 0}`
-    const ticket = gate.admit('ws', formatHostPort(socket.remoteAddress, socket.remotePort), () => { socket.destroy() })
+    // The kill is a TCP reset: destroy() on a socket whose handle TLS has taken over may close nothing.
+    const ticket = gate.admit('ws', formatHostPort(socket.remoteAddress, socket.remotePort), () => { resetSocket(socket) })
     if (ticket === undefined) {
       socket.destroy() // refused at accept: nothing read, nothing answered (counted by the gate)
       return
