@@ -25,6 +25,7 @@ import { withInboundBarrier, type DeviceUpstreamHandler } from './device-upstrea
 import { HubSession, type SessionHost } from './session.js'
 import type { HubAuthenticator, HubEvent, HubOptions, NodeInfo, NodeSelector, RequestOptions, HubSendOptions, UpstreamMessage } from './types.js'
 import { UpstreamQueue } from './upstream-queue.js'
+import { ForwardedRequests, resolveEdgeToEdge, type EdgeToEdgeCheck } from './edge-to-edge.js'
 
 /** The node has no open session. */
 export class NodeOfflineError extends EdgeFabricError {
@@ -90,7 +91,9 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
   #connected = 0
   readonly #pending: PendingRequests
   readonly #upstream: UpstreamQueue
-  readonly #edgeToEdge: NonNullable<HubOptions['edgeToEdge']>
+  /** Edge-to-edge allow-list (issue 13 item 5, ./edge-to-edge.ts): deny by default. */
+  readonly #edgeToEdge: EdgeToEdgeCheck
+  readonly #forwardedRequests: ForwardedRequests
   readonly metrics: HubMetrics | undefined
   readonly store: ReliableStore | undefined
   readonly #lanes = new Map<string, ReliableEndpoint>()
@@ -137,10 +140,9 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
     this.requestTimeoutMs = intOption('requestTimeoutMs', options.requestTimeoutMs, 30_000, 1)
     this.maxNodes = intOption('maxNodes', options.maxNodes, 100_000, 1)
     const hwm = intOption('upstreamHighWaterMark', options.upstreamHighWaterMark, 10_000, 1)
-    this.#edgeToEdge = options.edgeToEdge ?? false
-    if (typeof this.#edgeToEdge !== 'boolean' && typeof this.#edgeToEdge !== 'function') {
-      throw new InvalidOptionError('edgeToEdge', 'must be a boolean or a function')
-    }
+    this.#edgeToEdge = resolveEdgeToEdge(options.edgeToEdge).check
+    // Answers to forwarded requests may flow back for twice the request timeout.
+    this.#forwardedRequests = new ForwardedRequests(100_000, 2 * this.requestTimeoutMs)
     this.logger = (options.logger ?? nullLogger).child({ component: 'hub' })
     this.#logLimit = new KeyedRateLimiter(this.clock)
     this.#pending = new PendingRequests(this.clock)
@@ -409,18 +411,32 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
   #forward (from: string, dest: { nodeId: string, module: string | undefined }, env: Envelope, reliable = false): void {
     const fromRec = this.#nodes.get(from)
     const toRec = this.#nodes.get(dest.nodeId)
-    const allowed = toRec !== undefined && fromRec !== undefined &&
-      (this.#edgeToEdge === true || (typeof this.#edgeToEdge === 'function' && this.#edgeToEdge(this.#snapshot(fromRec), this.#snapshot(toRec))))
+    const isAnswer = env.router.operation === 'response' || env.router.operation === 'error'
+    // What the message can reach on the destination: the named module, and the
+    // group it falls back to when no module has that name (./edge-to-edge.ts).
+    const reached = dest.module === undefined || dest.module === env.router.group ? [env.router.group] : [dest.module, env.router.group]
+    let allowed = false
+    if (toRec !== undefined && fromRec !== undefined) {
+      if (isAnswer && this.#forwardedRequests.takeAnswer(env.header.parentId, from, dest.nodeId, this.clock.now())) {
+        allowed = true
+      } else {
+        const a = this.#snapshot(fromRec)
+        const b = this.#snapshot(toRec)
+        allowed = reached.every(m => this.#edgeToEdge(a, b, m))
+      }
+    }
     const answer = (code: string, message: string): void => {
-      if (env.router.operation === 'response' || env.router.operation === 'error') return
+      if (isAnswer) return
       void this.send(from, newErrorResponse(env, code, message, 'cloud')).catch(() => {})
     }
     if (!allowed) {
       this.metrics?.forwards.inc({ result: 'denied' })
-      this.#emitEvent({ type: 'forward-denied', from, to: dest.nodeId })
-      answer('EF_FORBIDDEN', `node ${from} may not send to node ${dest.nodeId}`)
+      this.#emitEvent({ type: 'forward-denied', from, to: dest.nodeId, module: reached.join(',') })
+      this.#limitedWarn(`node:${from}`, { from, to: dest.nodeId, module: reached.join(',') }, 'edge-to-edge message denied')
+      answer('EF_FORBIDDEN', `node ${from} may not send to ${reached.join('/')} on node ${dest.nodeId}`)
       return
     }
+    if (!isAnswer) this.#forwardedRequests.remember(env.header.id, from, dest.nodeId, this.clock.now())
     // The receiver learns the sender from the hub, never from the sender's own claim.
     const forwarded: Envelope = {
       header: env.header,

@@ -33,7 +33,7 @@ export type HubEvent =
   | { type: 'node-disconnected', nodeId: string, sessionId: string, reason: string, clean: boolean }
   | { type: 'session-replaced', nodeId: string, oldSessionId: string, newSessionId: string }
   | { type: 'handshake-refused', code: string, reason: string, remoteAddress: string, nodeId?: string }
-  | { type: 'forward-denied', from: string, to: string }
+  | { type: 'forward-denied', from: string, to: string, module: string }
   /** `from` answered request `requestId`, which was sent to another node: refused (issue 13 item 3). */
   | { type: 'response-refused', from: string, requestId: string }
 
@@ -74,8 +74,15 @@ export interface HubOptions extends ConnectionOptions {
   requestTimeoutMs?: number
   /** Maximum connected nodes; further joins are refused with EF_NODE_LIMIT (retryable). @default 100000 */
   maxNodes?: number
-  /** Edge-to-edge messages through the hub: `true` allows all, a function decides per pair. @default false */
-  edgeToEdge?: boolean | ((from: NodeInfo, to: NodeInfo) => boolean)
+  /**
+   * Edge-to-edge messages through the hub (`destination: 'node:<id>/<module>'`):
+   * an allow-list of `FROM->TO:MODULE` rules (or `{from, to, module}`; `*`
+   * matches any one part), or a function deciding per (from, to, module).
+   * Deny by default; `true` is refused (it opened every module, ServiceBus
+   * included). Answers to a forwarded request flow back without a rule.
+   * See ./edge-to-edge.ts. @default false
+   */
+  edgeToEdge?: import('./edge-to-edge.js').EdgeToEdgeOption
   /** Extra DNS names / IPs for the hub's TLS certificate. */
   altNames?: string[]
   /** Bound on upstream messages buffered for `messages()` consumers before sessions are paused. @default 10000 */
