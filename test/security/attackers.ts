@@ -89,7 +89,7 @@ export function wsOversize (url: string, opts: { tls?: boolean, localAddress?: s
         randomBytes(4).copy(head, 10)
         s.write(head)
         const chunk = Buffer.alloc(64 * 1024, 0x5a)
-        for (let sent = 0; sent < send && !s.destroyed; sent += chunk.length) s.write(chunk)
+        for (let sent = 0; sent < send && !s.destroyed; sent += chunk.length) s.write(chunk.subarray(0, Math.min(chunk.length, send - sent)))
       }
       // A server close frame: 0x88, length, 2-byte code.
       if (buf.length >= 4 && buf[0] === 0x88) resolveClose(buf.readUInt16BE(2))
@@ -122,8 +122,9 @@ export function quicAttack (url: string, opts: { announce?: number, send?: numbe
         await stream.write(frameHeader(announce + 1)) // + the type byte
         await stream.write(Uint8Array.of(0)) // T_DATA
         const chunk = new Uint8Array(64 * 1024)
-        for (let sent = 0; sent < (opts.send ?? 256 * 1024); sent += chunk.length) {
-          await Promise.race([stream.write(chunk), native.closed()])
+        const send = opts.send ?? 256 * 1024
+        for (let sent = 0; sent < send; sent += chunk.length) {
+          await Promise.race([stream.write(chunk.subarray(0, Math.min(chunk.length, send - sent))), native.closed()])
         }
       } catch { /* the hub cut us off */ }
     }
