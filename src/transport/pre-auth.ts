@@ -60,16 +60,6 @@ export class PreAuthTimeoutError extends EdgeFabricError {
   }
 }
 
-/** Refused at accept: too many unauthenticated connections (overall or from this source). */
-export class PreAuthLimitError extends EdgeFabricError {
-  static readonly code = 'EF_PREAUTH_LIMIT'
-  readonly reason: PreAuthRefusal
-  constructor (reason: PreAuthRefusal, message: string) {
-    super(PreAuthLimitError.code, message)
-    this.reason = reason
-  }
-}
-
 export interface PreAuthGateInit extends PreAuthOptions {
   clock?: Clock
   /** Every refusal, once per connection. Must not throw (it is called from socket callbacks). */
