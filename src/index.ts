@@ -7,6 +7,11 @@ export { dial, listen, registerTransport, transportFor } from './transport/index
 export type * from './transport/types.js'
 export { AbstractConnection, type AbstractConnectionInit } from './transport/abstract-connection.js'
 export { FrameDecoder, encodeFrame, frameHeader } from './transport/framing.js'
+export {
+  PreAuthGate, PreAuthTimeoutError, sourceKey,
+  type PreAuthOptions, type PreAuthRefusal, type PreAuthRefusalEvent, type PreAuthTicket
+} from './transport/pre-auth.js'
+export { parseEdgeToEdgeRule, type EdgeToEdgeOption, type EdgeToEdgeRule, type EdgeToEdgeRuleInput } from './hub/edge-to-edge.js'
 export { Hub } from './hub/hub.js'
 export { HubCore, NodeOfflineError, parseNodeDestination } from './hub/hub-core.js'
 export type * from './hub/types.js'

@@ -49,7 +49,7 @@ export const demoCommand: Command = {
     const dir = await mkdtemp(join(tmpdir(), 'edgefabric-demo-'))
     const quic = await available('quic://127.0.0.1:0')
     const listen = [quic ? 'quic://127.0.0.1:0' : 'ws://127.0.0.1:0', 'wss://127.0.0.1:0']
-    const hub = await Hub.start({ listen, dataDir: join(dir, 'hub'), edgeToEdge: true, heartbeatMs: 2000, devices: true })
+    const hub = await Hub.start({ listen, dataDir: join(dir, 'hub'), edgeToEdge: ['edge-1->edge-2:fan', 'edge-1->edge-2:actuators'], heartbeatMs: 2000, devices: true })
     const edges: EdgeNode[] = []
     let timer: NodeJS.Timeout | undefined
     let twin: TwinDemo | undefined

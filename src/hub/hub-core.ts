@@ -15,6 +15,8 @@ import { HOLD_CODE, isReliableMessage } from '../reliable/protocol.js'
 import type { EnqueueOutcome, LaneEvent } from '../reliable/sender.js'
 import type { QuotaPolicy, ReliableStore } from '../reliable/store.js'
 import { PendingRequests } from '../session/pending.js'
+import { KeyedRateLimiter } from '../session/rate-limit.js'
+import { PreAuthGate, sourceKey, type PreAuthRefusalEvent } from '../transport/pre-auth.js'
 import type { HelloContent, RefusedContent } from '../session/protocol.js'
 import { listen } from '../transport/index.js'
 import { resolveConnectionOptions } from '../transport/options.js'
@@ -23,6 +25,7 @@ import { withInboundBarrier, type DeviceUpstreamHandler } from './device-upstrea
 import { HubSession, type SessionHost } from './session.js'
 import type { HubAuthenticator, HubEvent, HubOptions, NodeInfo, NodeSelector, RequestOptions, HubSendOptions, UpstreamMessage } from './types.js'
 import { UpstreamQueue } from './upstream-queue.js'
+import { ForwardedRequests, resolveEdgeToEdge, type EdgeToEdgeCheck } from './edge-to-edge.js'
 
 /** The node has no open session. */
 export class NodeOfflineError extends EdgeFabricError {
@@ -77,6 +80,10 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
   readonly requestTimeoutMs: number
   readonly maxNodes: number
   readonly logger: Logger
+  /** Bounds on unauthenticated connections, shared by every listener (issue 13 item 1). */
+  readonly preAuth: PreAuthGate
+  /** Refusal logs per source / node: counted always, logged a few lines at a time (issue 13 item 12). */
+  readonly #logLimit: KeyedRateLimiter
   readonly transportListeners: Listener[] = []
   readonly #nodes = new Map<string, NodeRecord>()
   readonly #sessions = new Set<HubSession>()
@@ -84,7 +91,9 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
   #connected = 0
   readonly #pending: PendingRequests
   readonly #upstream: UpstreamQueue
-  readonly #edgeToEdge: NonNullable<HubOptions['edgeToEdge']>
+  /** Edge-to-edge allow-list (issue 13 item 5, ./edge-to-edge.ts): deny by default. */
+  readonly #edgeToEdge: EdgeToEdgeCheck
+  readonly #forwardedRequests: ForwardedRequests
   readonly metrics: HubMetrics | undefined
   readonly store: ReliableStore | undefined
   readonly #lanes = new Map<string, ReliableEndpoint>()
@@ -118,15 +127,24 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
     this.clock = options.clock ?? systemClock
     this.authenticator = authenticator
     this.heartbeatMs = intOption('heartbeatMs', options.heartbeatMs, 5000, 50, 3_600_000)
-    this.handshakeTimeoutMs = intOption('handshakeTimeoutMs', options.handshakeTimeoutMs, 10_000, 10)
+    const handshakeMs = options.handshakeTimeoutMs === undefined ? undefined : intOption('handshakeTimeoutMs', options.handshakeTimeoutMs, 5000, 10, 600_000)
+    this.preAuth = new PreAuthGate({
+      ...options.preAuth,
+      // One deadline from accept to welcome on every transport; the session's own
+      // timer (from the connection's hand-over) defaults to the same figure.
+      deadlineMs: options.preAuth?.deadlineMs ?? handshakeMs ?? 5000,
+      clock: this.clock,
+      onRefused: e => { this.#preAuthRefused(e) }
+    })
+    this.handshakeTimeoutMs = handshakeMs ?? this.preAuth.deadlineMs
     this.requestTimeoutMs = intOption('requestTimeoutMs', options.requestTimeoutMs, 30_000, 1)
     this.maxNodes = intOption('maxNodes', options.maxNodes, 100_000, 1)
     const hwm = intOption('upstreamHighWaterMark', options.upstreamHighWaterMark, 10_000, 1)
-    this.#edgeToEdge = options.edgeToEdge ?? false
-    if (typeof this.#edgeToEdge !== 'boolean' && typeof this.#edgeToEdge !== 'function') {
-      throw new InvalidOptionError('edgeToEdge', 'must be a boolean or a function')
-    }
+    this.#edgeToEdge = resolveEdgeToEdge(options.edgeToEdge).check
+    // Answers to forwarded requests may flow back for twice the request timeout.
+    this.#forwardedRequests = new ForwardedRequests(100_000, 2 * this.requestTimeoutMs)
     this.logger = (options.logger ?? nullLogger).child({ component: 'hub' })
+    this.#logLimit = new KeyedRateLimiter(this.clock)
     this.#pending = new PendingRequests(this.clock)
     this.#upstream = new UpstreamQueue(hwm, paused => {
       for (const s of this.#sessions) { if (paused) s.connection.pause(); else s.connection.resume() }
@@ -144,6 +162,7 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
       const listener = await listen(url, {
         ...resolved,
         ...optionsFor(new URL(url)),
+        preAuth: this.preAuth,
         onConnection: conn => {
           if (this.#closed) { conn.abort(new ConnectionClosedError('hub is closing')); return }
           const s = new HubSession(this, conn)
@@ -200,7 +219,8 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
     const e: HubEvent = { type: 'handshake-refused', code: refusal.code, reason: refusal.reason, remoteAddress: session.connection.remoteAddress }
     if (nodeId !== undefined) e.nodeId = nodeId
     this.metrics?.handshakeRefusals.inc({ code: refusal.code })
-    this.logger.warn({ code: refusal.code, remoteAddress: session.connection.remoteAddress, nodeId }, 'handshake refused')
+    this.metrics?.connectionRefusals.inc({ stage: 'auth', reason: refusal.code, transport: session.connection.transport })
+    this.#limitedWarn(sourceKey(session.connection.remoteAddress), { code: refusal.code, remoteAddress: session.connection.remoteAddress, nodeId }, 'handshake refused')
     this.#emitEvent(e)
   }
 
@@ -236,7 +256,12 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
       }
       return
     }
-    if (this.#pending.settle(env)) return
+    const settled = this.#pending.settle(env, nodeId)
+    if (settled === 'settled') return
+    if (settled === 'wrong-peer') {
+      this.#refuseForeignResponse(nodeId, env)
+      return
+    }
     const dest = parseNodeDestination(env.router.destination)
     if (dest !== undefined && dest.nodeId !== nodeId) {
       this.#forward(nodeId, dest, env)
@@ -395,18 +420,32 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
   #forward (from: string, dest: { nodeId: string, module: string | undefined }, env: Envelope, reliable = false): void {
     const fromRec = this.#nodes.get(from)
     const toRec = this.#nodes.get(dest.nodeId)
-    const allowed = toRec !== undefined && fromRec !== undefined &&
-      (this.#edgeToEdge === true || (typeof this.#edgeToEdge === 'function' && this.#edgeToEdge(this.#snapshot(fromRec), this.#snapshot(toRec))))
+    const isAnswer = env.router.operation === 'response' || env.router.operation === 'error'
+    // What the message can reach on the destination: the named module, and the
+    // group it falls back to when no module has that name (./edge-to-edge.ts).
+    const reached = dest.module === undefined || dest.module === env.router.group ? [env.router.group] : [dest.module, env.router.group]
+    let allowed = false
+    if (toRec !== undefined && fromRec !== undefined) {
+      if (isAnswer && this.#forwardedRequests.takeAnswer(env.header.parentId, from, dest.nodeId, this.clock.now())) {
+        allowed = true
+      } else {
+        const a = this.#snapshot(fromRec)
+        const b = this.#snapshot(toRec)
+        allowed = reached.every(m => this.#edgeToEdge(a, b, m))
+      }
+    }
     const answer = (code: string, message: string): void => {
-      if (env.router.operation === 'response' || env.router.operation === 'error') return
+      if (isAnswer) return
       void this.send(from, newErrorResponse(env, code, message, 'cloud')).catch(() => {})
     }
     if (!allowed) {
       this.metrics?.forwards.inc({ result: 'denied' })
-      this.#emitEvent({ type: 'forward-denied', from, to: dest.nodeId })
-      answer('EF_FORBIDDEN', `node ${from} may not send to node ${dest.nodeId}`)
+      this.#emitEvent({ type: 'forward-denied', from, to: dest.nodeId, module: reached.join(',') })
+      this.#limitedWarn(`node:${from}`, { from, to: dest.nodeId, module: reached.join(',') }, 'edge-to-edge message denied')
+      answer('EF_FORBIDDEN', `node ${from} may not send to ${reached.join('/')} on node ${dest.nodeId}`)
       return
     }
+    if (!isAnswer) this.#forwardedRequests.remember(env.header.id, from, dest.nodeId, this.clock.now())
     // The receiver learns the sender from the hub, never from the sender's own claim.
     const forwarded: Envelope = {
       header: env.header,
@@ -419,6 +458,31 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
       this.metrics?.forwards.inc({ result: 'offline' })
       answer('EF_NODE_OFFLINE', `node ${dest.nodeId} is not connected`)
     })
+  }
+
+  /**
+   * Issue 13 item 3: an answer to a request that was sent to another node.
+   * Request ids are not secrets, so matching by id alone let any edge answer
+   * for any other; the answer is dropped (the request keeps waiting for its
+   * own node), counted and reported, and never reaches messages().
+   */
+  #refuseForeignResponse (from: string, env: Envelope): void {
+    this.metrics?.drops.inc({ reason: 'response_from_wrong_node' })
+    this.#emitEvent({ type: 'response-refused', from, requestId: env.header.parentId ?? '' })
+    this.#limitedWarn(`node:${from}`, { nodeId: from, requestId: env.header.parentId }, 'refused a response to a request sent to another node')
+  }
+
+  /** A connection refused or cut off before authentication (./transport/pre-auth.ts): counted, logged per source at a bounded rate. */
+  #preAuthRefused (e: PreAuthRefusalEvent): void {
+    this.metrics?.connectionRefusals.inc({ stage: 'preauth', reason: e.reason, transport: e.transport })
+    this.#limitedWarn(e.source, { reason: e.reason, transport: e.transport, source: e.source, detail: e.detail }, 'unauthenticated connection refused')
+  }
+
+  /** warn, at most a few lines per key (source address or node) and then one per 5 s, saying how many were left out. */
+  #limitedWarn (key: string, fields: Record<string, unknown>, message: string): void {
+    const r = this.#logLimit.take(key)
+    if (!r.ok) return
+    this.logger.warn(r.suppressed > 0 ? { ...fields, suppressed: r.suppressed } : fields, message)
   }
 
   /** The node's ACK lane (created on first use), or undefined without a store. */

@@ -152,6 +152,10 @@ export class HubSession {
     }
     this.#host.clock.clearTimeout(this.#handshakeTimer)
     this.state = 'active'
+    // Lift the transport's pre-auth bounds (hello-sized frames, accept deadline,
+    // unauthenticated slot) BEFORE the welcome: the edge may send full-size
+    // frames as soon as it reads it (issue 13 item 1).
+    this.connection.markAuthenticated()
     this.#send(sessionMessage('welcome', {
       version: PROTOCOL_VERSION,
       session: this.id,

@@ -5,6 +5,7 @@ import type { Clock } from '../util/clock.js'
 import type { Envelope } from '../codec/envelope.js'
 import type { HelloContent } from '../session/protocol.js'
 import type { Connection, ConnectionOptions, TransportName } from '../transport/types.js'
+import type { PreAuthOptions } from '../transport/pre-auth.js'
 
 export type NodeStatus = 'connected' | 'disconnected'
 
@@ -34,7 +35,9 @@ export type HubEvent =
   | { type: 'node-disconnected', nodeId: string, sessionId: string, reason: string, clean: boolean }
   | { type: 'session-replaced', nodeId: string, oldSessionId: string, newSessionId: string }
   | { type: 'handshake-refused', code: string, reason: string, remoteAddress: string, nodeId?: string }
-  | { type: 'forward-denied', from: string, to: string }
+  | { type: 'forward-denied', from: string, to: string, module: string }
+  /** `from` answered request `requestId`, which was sent to another node: refused (issue 13 item 3). */
+  | { type: 'response-refused', from: string, requestId: string }
 
 export interface UpstreamMessage {
   /** Authenticated node id of the sender (from its session, never from content). */
@@ -56,14 +59,32 @@ export interface HubOptions extends ConnectionOptions {
   dataDir: string
   /** Heartbeat period; a silent link is declared dead after 2.5× this. @default 5000 */
   heartbeatMs?: number
-  /** Deadline for challenge → hello → welcome. @default 10000 */
+  /** Deadline for challenge → hello → welcome. @default preAuth.deadlineMs (5000) */
   handshakeTimeoutMs?: number
+  /**
+   * Bounds on unauthenticated connections, shared by every listener (issue 13
+   * item 1; README "Security model"): concurrent ones overall (`maxPending`,
+   * 512) and per source address (`maxPendingPerSource`, 64), one deadline from
+   * accept to welcome on every transport (`deadlineMs`, default
+   * handshakeTimeoutMs or 5000), and the largest frame before the welcome
+   * (`maxFrameSize`, 8192: a hello), cut from the frame header. Refusals are
+   * counted in `edgefabric_hub_connection_refusals_total{stage="preauth"}`.
+   * memory:// is in-process and not bounded.
+   */
+  preAuth?: PreAuthOptions
   /** Default timeout of request(). @default 30000 */
   requestTimeoutMs?: number
   /** Maximum connected nodes; further joins are refused with EF_NODE_LIMIT (retryable). @default 100000 */
   maxNodes?: number
-  /** Edge-to-edge messages through the hub: `true` allows all, a function decides per pair. @default false */
-  edgeToEdge?: boolean | ((from: NodeInfo, to: NodeInfo) => boolean)
+  /**
+   * Edge-to-edge messages through the hub (`destination: 'node:<id>/<module>'`):
+   * an allow-list of `FROM->TO:MODULE` rules (or `{from, to, module}`; `*`
+   * matches any one part), or a function deciding per (from, to, module).
+   * Deny by default; `true` is refused (it opened every module, ServiceBus
+   * included). Answers to a forwarded request flow back without a rule.
+   * See ./edge-to-edge.ts. @default false
+   */
+  edgeToEdge?: import('./edge-to-edge.js').EdgeToEdgeOption
   /** Extra DNS names / IPs for the hub's TLS certificate. */
   altNames?: string[]
   /** Bound on upstream messages buffered for `messages()` consumers before sessions are paused. @default 10000 */

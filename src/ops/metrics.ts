@@ -86,6 +86,13 @@ export interface HubMetrics {
   readonly sessionsClosed: Counter<'reason'>
   /** Handshakes refused, by `code` (the typed refusal code, e.g. EF_TOKEN_EXPIRED). */
   readonly handshakeRefusals: Counter<'code'>
+  /**
+   * Every refused or cut-off connection before a session exists, one family
+   * (issue 13 item 12): `stage` preauth (caps, deadline, oversize or malformed
+   * hello; `reason` from src/transport/pre-auth.ts) or auth (`reason` = the
+   * refusal code, e.g. EF_TOKEN_EXPIRED), by `transport`.
+   */
+  readonly connectionRefusals: Counter<'stage' | 'reason' | 'transport'>
   /** Envelopes, by `direction` (up = edge->hub, down = hub->edge) and `transport`. */
   readonly messages: HotCounter<'direction' | 'transport'>
   /** Payload bytes on the wire, by `direction` and `transport`. */
@@ -147,6 +154,7 @@ export function createHubMetrics (registry: Registry, options: MetricsOptions = 
     sessionsOpened: new Counter({ name: p + 'sessions_opened_total', help: 'Sessions that completed the handshake, by transport', labelNames: ['transport'] as const, registers }),
     sessionsClosed: new Counter({ name: p + 'sessions_closed_total', help: 'Sessions ended, by reason', labelNames: ['reason'] as const, registers }),
     handshakeRefusals: new Counter({ name: p + 'handshake_refusals_total', help: 'Handshakes refused, by refusal code', labelNames: ['code'] as const, registers }),
+    connectionRefusals: new Counter({ name: p + 'connection_refusals_total', help: 'Connections refused or cut off before a session, by stage (preauth|auth), reason and transport', labelNames: ['stage', 'reason', 'transport'] as const, registers }),
     messages: new HotCounter({ name: p + 'messages_total', help: 'Envelopes by direction (up = edge to hub, down = hub to edge) and transport', labelNames: ['direction', 'transport'] as const, registers }),
     bytes: new Counter({ name: p + 'bytes_total', help: 'Bytes on the wire by direction and transport', labelNames: ['direction', 'transport'] as const, registers }),
     requestLatency: new Histogram({ name: p + 'request_duration_seconds', help: 'Hub to edge request round trip until the response, seconds', buckets: [...LATENCY_BUCKETS], registers }),

@@ -1,7 +1,9 @@
 /**
  * Pending request table: responses are matched by `header.parentId`
- * (DESIGN.md §2). Bounded; every entry ends by response, timeout or
- * rejectAll — nothing lingers.
+ * (DESIGN.md §2) AND by the peer the request was sent to: a request id is no
+ * secret (it travels in the clear to the node, and other nodes may learn it),
+ * so an answer from any other peer is refused, never taken (issue 13, item 3).
+ * Bounded; every entry ends by response, timeout or rejectAll — nothing lingers.
  */
 import type { Clock, TimerHandle } from '../util/clock.js'
 import type { Envelope } from '../codec/envelope.js'
@@ -25,6 +27,9 @@ export class RemoteError extends EdgeFabricError {
     this.response = response
   }
 }
+
+/** What `settle` did with a possible response. */
+export type SettleOutcome = 'settled' | 'wrong-peer' | 'none'
 
 interface Entry {
   resolve: (env: Envelope) => void
@@ -72,12 +77,19 @@ export class PendingRequests {
     })
   }
 
-  /** Offer a possible response; returns true when it matched a pending request. */
-  settle (env: Envelope): boolean {
+  /**
+   * Offer a possible response from `peer` (the authenticated sender, never a
+   * claim in the envelope). `settled`: it answered a request sent to `peer`;
+   * `wrong-peer`: a request with that id is pending for ANOTHER peer — the
+   * answer is refused and the request keeps waiting for its own node;
+   * `none`: no pending request has that id.
+   */
+  settle (env: Envelope, peer: string): SettleOutcome {
     const id = env.header.parentId
-    if (id === undefined) return false
+    if (id === undefined) return 'none'
     const entry = this.#entries.get(id)
-    if (entry === undefined) return false
+    if (entry === undefined) return 'none'
+    if (entry.peer !== peer) return 'wrong-peer'
     this.#entries.delete(id)
     this.#clock.clearTimeout(entry.timer)
     if (env.router.operation === 'error') {
@@ -87,7 +99,7 @@ export class PendingRequests {
     } else {
       entry.resolve(env)
     }
-    return true
+    return 'settled'
   }
 
   /** Fail a request that could not be sent. */

@@ -14,10 +14,12 @@ import { EventEmitter } from 'node:events'
 import type { EnvelopeCodecStream } from '../codec/codec.js'
 import { PRIORITIES, type Envelope } from '../codec/envelope.js'
 import {
-  ConnectionClosedError, EdgeFabricError, FrameTooLargeError, InboundOverflowError,
+  ConnectionClosedError, DecodeError, EdgeFabricError, FrameTooLargeError, InboundOverflowError, InvalidEnvelopeError, ProtocolError,
   SendBufferFullError, toError
 } from '../errors.js'
+import type { FrameDecoder } from './framing.js'
 import type { ResolvedConnectionOptions } from './options.js'
+import type { PreAuthTicket } from './pre-auth.js'
 import type {
   Channel, CloseInfo, Connection, ConnectionStats, ConnectionStatus, SendOptions, TransportName
 } from './types.js'
@@ -32,6 +34,12 @@ export interface AbstractConnectionInit {
   headOfLineBlocking: boolean
   /** Bytes the transport adds per frame, for the byte counters. */
   frameOverhead: number
+  /**
+   * Accepted under pre-auth bounds (./pre-auth.ts): inbound frames are limited
+   * to `maxFrameSize` and only the control channel may carry them until
+   * markAuthenticated(); the ticket is given back then, or when the connection ends.
+   */
+  preAuth?: { ticket: PreAuthTicket, maxFrameSize: number }
 }
 
 /** A listener threw while handling a message; the connection is aborted with this. */
@@ -55,6 +63,10 @@ export abstract class AbstractConnection extends EventEmitter implements Connect
   readonly headOfLineBlocking: boolean
   protected readonly options: ResolvedConnectionOptions
   readonly #frameOverhead: number
+  // pre-auth bounds (issue 13 item 1): undefined once authenticated, or never bounded
+  #preAuth: PreAuthTicket | undefined
+  #inboundLimit: number
+  readonly #decoders: Array<{ decoder: FrameDecoder, extra: number }> = []
 
   #status: ConnectionStatus = 'open'
   readonly #stats: ConnectionStats
@@ -93,6 +105,10 @@ export abstract class AbstractConnection extends EventEmitter implements Connect
     this.headOfLineBlocking = init.headOfLineBlocking
     this.options = init.options
     this.#frameOverhead = init.frameOverhead
+    this.#preAuth = init.preAuth?.ticket
+    this.#inboundLimit = init.preAuth === undefined ? init.options.maxFrameSize : Math.min(init.preAuth.maxFrameSize, init.options.maxFrameSize)
+    // The deadline now ends this connection, not just its socket.
+    this.#preAuth?.onExpire(err => this.abort(err))
     for (const ch of PRIORITIES) {
       this.#queues.set(ch, [])
       this.#writable.set(ch, true)
@@ -134,6 +150,27 @@ export abstract class AbstractConnection extends EventEmitter implements Connect
   protected abstract closeUnderlying (reason: string | undefined): Promise<void>
   /** Hard reset of the underlying connection, no flush. */
   protected abstract abortUnderlying (err: Error): void
+  /**
+   * The pre-auth frame limit was lifted: a transport whose framing is not a
+   * registered FrameDecoder (e.g. ws' own maxPayload) raises its limit to
+   * `inboundFrameLimit` here. Default: nothing to do.
+   */
+  protected liftInboundLimit (): void {}
+
+  /**
+   * Have `decoder` enforce this connection's inbound limit (+ `extra` bytes of
+   * transport framing counted in its length, e.g. quic's type byte), now and
+   * when markAuthenticated() lifts it. Byte-stream transports register every
+   * decoder, so the pre-auth cut happens at the header, before allocation, in
+   * whichever engine carries the bytes.
+   */
+  protected registerDecoder (decoder: FrameDecoder, extra = 0): void {
+    decoder.maxFrameSize = this.#inboundLimit + extra
+    if (this.#preAuth !== undefined) this.#decoders.push({ decoder, extra })
+  }
+
+  /** The largest inbound frame accepted now: the pre-auth limit until authenticated, then maxFrameSize. */
+  protected get inboundFrameLimit (): number { return this.#inboundLimit }
 
   // ---- public API --------------------------------------------------------------
 
@@ -207,14 +244,36 @@ export abstract class AbstractConnection extends EventEmitter implements Connect
 
   closed (): Promise<CloseInfo> { return this.#closed }
 
+  get authenticated (): boolean { return this.#preAuth === undefined }
+
+  markAuthenticated (): void {
+    const ticket = this.#preAuth
+    if (ticket === undefined) return
+    this.#preAuth = undefined
+    this.#inboundLimit = this.options.maxFrameSize
+    for (const { decoder, extra } of this.#decoders) decoder.maxFrameSize = this.#inboundLimit + extra
+    this.#decoders.length = 0
+    ticket.authenticated()
+    try {
+      this.liftInboundLimit()
+    } catch (err) {
+      this.abort(toError(err))
+    }
+  }
+
   // ---- for implementations ---------------------------------------------------
 
   /** One complete inbound frame (an encoded envelope) arrived on `channel`. */
   protected receiveFrame (channel: Channel, payload: Uint8Array): void {
     if (this.#status === 'closed') return
     this.#stats.bytesReceived += payload.byteLength + this.#frameOverhead
-    if (payload.byteLength > this.options.maxFrameSize) {
-      this.abort(new FrameTooLargeError(payload.byteLength, this.options.maxFrameSize))
+    if (payload.byteLength > this.#inboundLimit) {
+      this.abort(new FrameTooLargeError(payload.byteLength, this.#inboundLimit))
+      return
+    }
+    // Before authentication the only frame expected is the hello, on control.
+    if (this.#preAuth !== undefined && channel !== 'control') {
+      this.abort(new ProtocolError(`${channel} frame before authentication`))
       return
     }
     let env: Envelope
@@ -432,8 +491,20 @@ export abstract class AbstractConnection extends EventEmitter implements Connect
     }
   }
 
+  /** Give the pre-auth slot back; an error that ends an unauthenticated connection is reported as its refusal. */
+  #releasePreAuth (info: CloseInfo): void {
+    const ticket = this.#preAuth
+    if (ticket === undefined) return
+    this.#preAuth = undefined
+    const err = info.error
+    if (err instanceof FrameTooLargeError) ticket.fail('hello_too_large', err.message)
+    else if (err instanceof DecodeError || err instanceof InvalidEnvelopeError || err instanceof ProtocolError) ticket.fail('hello_malformed', err.message)
+    else ticket.release()
+  }
+
   #finish (info: CloseInfo): void {
     if (this.#status === 'closed') return
+    this.#releasePreAuth(info)
     this.#status = 'closed'
     this.#closeInfo = info
     this.#discardQueues()

@@ -29,7 +29,13 @@ export function encodeFrame (payload: Uint8Array): Uint8Array {
  * zero length; after a throw the decoder is poisoned (the stream must close).
  */
 export class FrameDecoder {
-  readonly maxFrameSize: number
+  /**
+   * Largest payload accepted, checked from each frame's header. Writable: a
+   * connection keeps it at the small pre-auth limit until its peer
+   * authenticated (./pre-auth.ts), then raises it; frames already being
+   * assembled were checked against the limit in force when their header came.
+   */
+  maxFrameSize: number
   #chunks: Uint8Array[] = []
   #buffered = 0
   #need = -1 // payload length of the frame being assembled, -1 = reading header

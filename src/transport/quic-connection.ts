@@ -16,6 +16,7 @@ import { ConnectionResetError, FrameTooLargeError, ProtocolError, toError } from
 import { AbstractConnection } from './abstract-connection.js'
 import { FrameDecoder } from './framing.js'
 import type { ResolvedConnectionOptions } from './options.js'
+import type { PreAuthTicket } from './pre-auth.js'
 import { settle, type NativeClient, type NativeConnection, type NativeStream } from './quic-native.js'
 import {
   CHANNEL_ORDER, DATA_CHANNELS, IO_CHUNK, QUIC_FRAME_OVERHEAD, StreamWriter, T_ACCEPT, T_ACK, T_CLOSE, T_DATA, reasonBytes, utf8
@@ -45,6 +46,8 @@ export interface QuicConnectionInit {
   rttIntervalMs: number
   /** Acceptor: send ACCEPT as the first control frame (before anything onConnection sends). */
   sendAccept?: boolean
+  /** Accepted under pre-auth bounds (./pre-auth.ts); the channel decoders already hold the pre-auth limit. */
+  preAuth?: { ticket: PreAuthTicket, maxFrameSize: number }
 }
 
 interface ChannelState {
@@ -87,12 +90,15 @@ export class QuicConnection extends AbstractConnection {
       remoteIdentity: init.remoteIdentity,
       options: init.options,
       headOfLineBlocking: false,
-      frameOverhead: QUIC_FRAME_OVERHEAD
+      frameOverhead: QUIC_FRAME_OVERHEAD,
+      ...(init.preAuth !== undefined ? { preAuth: init.preAuth } : {})
     })
     this.#native = init.native
     this.#client = init.client
     for (const channel of CHANNEL_ORDER) {
       const c = init.channels.get(channel) as QuicChannelInit
+      // +1: the length prefix counts the frame's type byte (./quic-wire.ts).
+      this.registerDecoder(c.decoder, 1)
       const writer = new StreamWriter(c.stream, WRITE_BUDGET,
         () => { if (!this.#dead) this.channelWritable(channel) },
         err => this.#failed(err))
@@ -165,7 +171,7 @@ export class QuicConnection extends AbstractConnection {
         try {
           frames = st.decoder.push(chunk)
         } catch (err) {
-          this.abort(decoderError(err, this.options.maxFrameSize))
+          this.abort(decoderError(err, this.inboundFrameLimit))
           return
         }
         for (const f of frames) {

@@ -4,7 +4,7 @@
  * streams (1-byte channel preface each), check identity and capacity, answer
  * ACCEPT or REFUSE on control, then hand the connection to onConnection.
  */
-import { AbortedError, ProtocolError, toError } from '../errors.js'
+import { AbortedError, FrameTooLargeError, ProtocolError, toError } from '../errors.js'
 import { FrameDecoder } from './framing.js'
 import type { ResolvedConnectionOptions } from './options.js'
 import { QuicConnection, decoderError, type QuicChannelInit } from './quic-connection.js'
@@ -13,6 +13,8 @@ import {
   CHANNEL_ORDER, IO_CHUNK, REFUSE_CAPACITY, REFUSE_CLOSING, REFUSE_IDENTITY, refuseFrame
 } from './quic-wire.js'
 import type { Channel, Connection, ListenOptions, Listener } from './types.js'
+import type { PreAuthTicket } from './pre-auth.js'
+import { PrereadStream } from './quic-preread.js'
 
 export interface QuicListenerInit {
   server: NativeServer
@@ -34,6 +36,10 @@ export class QuicListener implements Listener {
   readonly connections = new Set<Connection>()
   readonly #init: QuicListenerInit
   readonly #setup = new Set<NativeConnection>()
+  /** Setup in progress: report a pre-auth violation found by a stream's preread. */
+  readonly #violations = new Map<NativeConnection, (err: Error) => void>()
+  /** Tickets handed to a QuicConnection (which gives them back itself). */
+  readonly #adopted = new WeakSet<PreAuthTicket>()
   #closing: Promise<void> | undefined
 
   constructor (init: QuicListenerInit) {
@@ -75,20 +81,38 @@ export class QuicListener implements Listener {
         try { native.abort() } catch { /* gone */ }
         continue
       }
+      // Pre-auth slot from the end of the QUIC handshake (the first point a
+      // connection exists in JS): caps and the accept → authenticated deadline.
+      const gate = this.#init.options.preAuth
+      let ticket: PreAuthTicket | undefined
+      if (gate !== undefined) {
+        let remote = 'unknown'
+        try { remote = parseRemote(native.remoteMultiaddr()).address } catch { /* keep 'unknown' */ }
+        ticket = gate.admit('quic', remote, () => { try { native.abort() } catch { /* gone */ } })
+        if (ticket === undefined) {
+          try { native.abort() } catch { /* gone */ }
+          continue
+        }
+      }
       this.#setup.add(native)
-      this.#accept(native).catch(() => {
+      this.#accept(native, ticket).catch((err: unknown) => {
+        ticket?.fail(err instanceof FrameTooLargeError ? 'hello_too_large' : 'hello_malformed', toError(err).message)
         try { native.abort() } catch { /* gone */ }
-      }).finally(() => this.#setup.delete(native))
+      }).finally(() => {
+        this.#setup.delete(native)
+        // Refused in setup (identity, capacity, closing): no connection took the slot over.
+        if (ticket !== undefined && !this.#adopted.has(ticket)) ticket.release()
+      })
     }
   }
 
-  async #accept (native: NativeConnection): Promise<void> {
+  async #accept (native: NativeConnection, ticket: PreAuthTicket | undefined): Promise<void> {
     const { address, peerId } = parseRemote(native.remoteMultiaddr())
     const timer = setTimeout(() => { try { native.abort() } catch { /* gone */ } }, this.#init.acceptTimeoutMs)
     timer.unref()
     let channels: Map<Channel, QuicChannelInit>
     try {
-      channels = await this.#takeStreams(native)
+      channels = await this.#takeStreams(native, ticket === undefined ? undefined : this.#init.options.preAuth?.maxFrameSize)
     } finally {
       clearTimeout(timer)
     }
@@ -116,9 +140,14 @@ export class QuicListener implements Listener {
       remoteIdentity: peerId as string,
       options: this.#init.resolved,
       channels,
-      rttIntervalMs: this.#init.rttIntervalMs
+      rttIntervalMs: this.#init.rttIntervalMs,
+      ...(ticket !== undefined ? { preAuth: { ticket, maxFrameSize: this.#init.options.preAuth?.maxFrameSize ?? this.#init.resolved.maxFrameSize } } : {})
     })
+    if (ticket !== undefined) this.#adopted.add(ticket)
     this.connections.add(conn)
+    // Four streams are the protocol; a fifth would sit in quinn's receive
+    // buffers unread (up to the stream window), so a peer that opens one is cut off.
+    native.inboundStream().then(() => { conn.abort(new ProtocolError('unexpected extra stream')) }, () => {})
     conn.once('close', () => this.connections.delete(conn))
     try {
       this.#init.options.onConnection(conn)
@@ -127,30 +156,56 @@ export class QuicListener implements Listener {
     }
   }
 
-  /** Accept the dialer's four streams and read their prefaces. */
-  async #takeStreams (native: NativeConnection): Promise<Map<Channel, QuicChannelInit>> {
+  /**
+   * Accept the dialer's four streams and read their prefaces. Under pre-auth
+   * bounds (`preAuthMax`), frames are limited to it and every stream is read
+   * and checked while the others are awaited (./quic-preread.ts).
+   */
+  async #takeStreams (native: NativeConnection, preAuthMax: number | undefined): Promise<Map<Channel, QuicChannelInit>> {
     const channels = new Map<Channel, QuicChannelInit>()
-    const max = this.#init.resolved.maxFrameSize
-    while (channels.size < CHANNEL_ORDER.length) {
-      const stream = await native.inboundStream()
-      let first: Uint8Array | null = null
-      while (first === null || first.byteLength === 0) {
-        first = await stream.read(IO_CHUNK)
-        if (first === null) throw new ProtocolError('stream ended before its preface')
+    const max = preAuthMax === undefined ? this.#init.resolved.maxFrameSize : Math.min(preAuthMax, this.#init.resolved.maxFrameSize)
+    const prereads: PrereadStream[] = []
+    let violation: Error | undefined
+    // A violation on any stream ends the wait for the next one.
+    const violated = new Promise<never>((_resolve, reject) => {
+      this.#violations.set(native, err => { violation ??= err; reject(err) })
+    })
+    violated.catch(() => {})
+    try {
+      while (channels.size < CHANNEL_ORDER.length) {
+        const raw = await Promise.race([native.inboundStream(), violated])
+        let first: Uint8Array | null = null
+        while (first === null || first.byteLength === 0) {
+          first = await Promise.race([raw.read(IO_CHUNK), violated])
+          if (first === null) throw new ProtocolError('stream ended before its preface')
+        }
+        const channel = CHANNEL_ORDER[first[0] as number]
+        if (channel === undefined) throw new ProtocolError(`unknown channel preface ${String(first[0])}`)
+        if (channels.has(channel)) throw new ProtocolError(`second stream for channel ${channel}`)
+        const decoder = new FrameDecoder(max + 1)
+        let frames: Uint8Array[]
+        try {
+          frames = decoder.push(first.subarray(1))
+        } catch (err) {
+          throw decoderError(err, max)
+        }
+        if (preAuthMax === undefined) {
+          channels.set(channel, { stream: raw, decoder, frames })
+          continue
+        }
+        if (frames.length > 0 && channel !== 'control') throw new ProtocolError(`${channel} data before authentication`)
+        if (frames.length > 1) throw new ProtocolError('more than one frame before authentication')
+        const stream = new PrereadStream(raw)
+        prereads.push(stream)
+        channels.set(channel, { stream, decoder, frames })
+        stream.pump(channel, decoder, frames, max).catch((err: unknown) => this.#violations.get(native)?.(toError(err)))
       }
-      const channel = CHANNEL_ORDER[first[0] as number]
-      if (channel === undefined) throw new ProtocolError(`unknown channel preface ${String(first[0])}`)
-      if (channels.has(channel)) throw new ProtocolError(`second stream for channel ${channel}`)
-      const decoder = new FrameDecoder(max + 1)
-      let frames: Uint8Array[]
-      try {
-        frames = decoder.push(first.subarray(1))
-      } catch (err) {
-        throw decoderError(err, max)
-      }
-      channels.set(channel, { stream, decoder, frames })
+      if (violation !== undefined) throw violation
+      return channels
+    } finally {
+      for (const p of prereads) p.handOver()
+      this.#violations.delete(native)
     }
-    return channels
   }
 }
 

@@ -11,6 +11,7 @@
  */
 import type { Envelope, Priority } from '../codec/envelope.js'
 import type { EnvelopeCodec } from '../codec/codec.js'
+import type { PreAuthGate } from './pre-auth.js'
 
 export type TransportName = 'memory' | 'ws' | 'quic' | 'webtransport'
 
@@ -107,6 +108,17 @@ export interface Connection {
   pause (channel?: Channel): void
   resume (channel?: Channel): void
 
+  /**
+   * The session layer authenticated the peer: lift the pre-auth bounds of a
+   * connection accepted under `ListenOptions.preAuth` (inbound frames up to
+   * `maxFrameSize` from now on, no accept deadline, out of the unauthenticated
+   * count). Call it BEFORE sending the message that lets the peer send more
+   * (the welcome). Idempotent; a no-op for connections without pre-auth bounds.
+   */
+  markAuthenticated (): void
+  /** False while the connection is held to pre-auth bounds (see markAuthenticated). */
+  readonly authenticated: boolean
+
   /** Graceful close: flushes queued data, then closes. Idempotent; safe in every state. */
   close (reason?: string): Promise<void>
   /** Immediate close with an error; queued data is discarded. Idempotent. */
@@ -159,6 +171,14 @@ export interface ListenOptions extends ConnectionOptions, IdentityOptions {
   onConnection: (connection: Connection) => void
   /** Max concurrent inbound connections; extra ones are refused. @default 100000 */
   maxConnections?: number
+  /**
+   * Hold every inbound connection to pre-auth bounds until the session layer
+   * calls `markAuthenticated()`: frames up to `gate.maxFrameSize` (cut from the
+   * header, before allocation), a slot in the gate's caps, the gate's deadline
+   * from accept. One gate may be shared by many listeners (./pre-auth.ts).
+   * @default none: no pre-auth bounds
+   */
+  preAuth?: PreAuthGate
 }
 
 export interface Listener {

@@ -28,6 +28,7 @@ import { ConnectionResetError, toError } from '../errors.js'
 import { AbstractConnection } from './abstract-connection.js'
 import { FRAME_HEADER_BYTES, FrameDecoder } from './framing.js'
 import type { ResolvedConnectionOptions } from './options.js'
+import type { PreAuthTicket } from './pre-auth.js'
 import type { Channel } from './types.js'
 import type { WtCloseInfo, WtSession } from './webtransport-lib.js'
 import { CLOSE_ABORT, CLOSE_GRACEFUL, truncateReason, type ChannelStreams } from './webtransport-wire.js'
@@ -59,6 +60,8 @@ export interface WebTransportConnectionInit {
   teardown: () => void
   /** Smoothed RTT from the library's own pings, when it has one. */
   rtt: () => number | undefined
+  /** Accepted under pre-auth bounds (./pre-auth.ts). */
+  preAuth?: { ticket: PreAuthTicket, maxFrameSize: number }
 }
 
 interface ChannelIo extends ChannelStreams {
@@ -104,7 +107,8 @@ export class WebTransportConnection extends AbstractConnection {
       options: init.options,
       // HTTP/2: every stream shares one TCP connection, so a lost segment stalls all channels.
       headOfLineBlocking: init.mode === 'http2',
-      frameOverhead: FRAME_HEADER_BYTES
+      frameOverhead: FRAME_HEADER_BYTES,
+      ...(init.preAuth !== undefined ? { preAuth: init.preAuth } : {})
     })
     this.webtransportMode = init.mode
     this.#session = init.session
@@ -112,10 +116,12 @@ export class WebTransportConnection extends AbstractConnection {
     for (const ch of PRIORITIES) {
       const s = init.streams.get(ch)
       if (s === undefined) throw new Error(`missing stream for channel ${ch}`) // caller bug; dial/listen always pass four
+      const decoder = new FrameDecoder(init.options.maxFrameSize)
+      this.registerDecoder(decoder) // the pre-auth hello limit until markAuthenticated()
       this.#io.set(ch, {
         ...s,
         channel: ch,
-        decoder: new FrameDecoder(init.options.maxFrameSize),
+        decoder,
         pending: [],
         pendingAt: 0,
         reading: true,

@@ -62,7 +62,7 @@ interface Http2SessionLike {
   connecting?: boolean
   once?: (ev: string, cb: () => void) => void
   WTrtt?: number
-  socket?: { getPeerCertificate?: () => { fingerprint256?: string } }
+  socket?: { getPeerCertificate?: () => { fingerprint256?: string }, remoteAddress?: string, remotePort?: number }
 }
 
 function asHttp2Session (v: unknown): Http2SessionLike | undefined {
@@ -176,9 +176,26 @@ export function serverHttp2Session (session: WtSession): Http2SessionLike | unde
 }
 
 /** Listener: the node:http2 server under an HttpServer (HTTP/2 mode), to track and destroy its sessions. */
-export function serverHttp2 (server: unknown): { on: (ev: 'session', cb: (s: unknown) => void) => void } | undefined {
+export function serverHttp2 (server: unknown): Http2ServerLike | undefined {
   const s = obj(obj(obj(server)?.transportInt)?.serverInt)
-  return typeof s?.on === 'function' ? s as unknown as { on: (ev: 'session', cb: (s: unknown) => void) => void } : undefined
+  return typeof s?.on === 'function' ? s as unknown as Http2ServerLike : undefined
+}
+
+/** The node:http2 server (a net.Server): 'session' per HTTP/2 connection, 'connection' per TCP accept. */
+export interface Http2ServerLike {
+  on (ev: 'session', cb: (s: unknown) => void): void
+  on (ev: 'connection', cb: (socket: import('node:net').Socket) => void): void
+}
+
+/** `address|port` of the peer of a server-side HTTP/2 session, when its socket tells. */
+export function http2PeerKey (session: unknown): string | undefined {
+  try {
+    const sock = asHttp2Session(session)?.socket
+    if (sock?.remoteAddress === undefined) return undefined
+    return `${sock.remoteAddress}|${sock.remotePort ?? 0}`
+  } catch {
+    return undefined
+  }
 }
 
 /**

@@ -9,15 +9,16 @@ import { randomBytes } from 'node:crypto'
 import type { ReadableStreamDefaultReader } from 'node:stream/web'
 import { createSecureContext } from 'node:tls'
 import { PRIORITIES } from '../codec/envelope.js'
-import { AbortedError, InvalidOptionError, ListenError, ProtocolError, toError } from '../errors.js'
+import { AbortedError, FrameTooLargeError, InvalidOptionError, ListenError, ProtocolError, toError } from '../errors.js'
 import { intOption } from '../util/options.js'
 import { certificateFingerprint, generateSelfSignedCertificate, type CertificateKeyPair } from '../identity/tls.js'
 import { resolveConnectionOptions, type ResolvedConnectionOptions } from './options.js'
 import type { Channel, Connection, ListenOptions, Listener } from './types.js'
 import { WebTransportConnection } from './webtransport-connection.js'
 import {
-  destroyHttp2Session, guardPing, nativeStreamFor, serverHttp2, serverHttp2Session, setServerCertificate
+  destroyHttp2Session, guardPing, http2PeerKey, nativeStreamFor, serverHttp2, serverHttp2Session, setServerCertificate
 } from './webtransport-internals.js'
+import { resetSocket, type PreAuthGate, type PreAuthTicket } from './pre-auth.js'
 import type { WtBidiStream, WtLibrary, WtServer, WtServerSession } from './webtransport-lib.js'
 import {
   ACCEPT_BYTE, CLOSE_REFUSED, PREFACE_CHANNEL, WT_FLOW_CONTROL, readFirst, truncateReason, type ChannelStreams
@@ -69,6 +70,9 @@ export class WebTransportListener implements Listener {
   readonly #maxConnections: number
   readonly #pending = new Set<WtServerSession>()
   readonly #h2Sessions = new Set<unknown>()
+  readonly #gate: PreAuthGate | undefined
+  /** HTTP/2 mode: pre-auth slots taken at TCP accept, by `address|port`, until a session adopts one. */
+  readonly #tcpTickets = new Map<string, PreAuthTicket>()
   #server: WtServer | undefined
   #closing: Promise<void> | undefined
 
@@ -84,6 +88,7 @@ export class WebTransportListener implements Listener {
     this.#options = options
     this.#resolved = resolveConnectionOptions(options)
     this.#maxConnections = intOption('maxConnections', options.maxConnections, 100_000, 1)
+    this.#gate = options.preAuth
   }
 
   async start (): Promise<void> {
@@ -132,7 +137,29 @@ export class WebTransportListener implements Listener {
     const hostPart = host.includes(':') ? `[${host}]` : host
     const query = this.#target.modeParam !== undefined ? `?mode=${this.#target.modeParam}` : ''
     this.url = `${this.#target.scheme}://${hostPart}:${addr?.port ?? this.#target.port}${this.#target.path}${query}`
-    serverHttp2(server)?.on('session', s => {
+    const h2server = serverHttp2(server)
+    const gate = this.#gate
+    if (gate !== undefined) {
+      // HTTP/2 mode: a slot from TCP accept, so an idle socket or a slow TLS /
+      // HTTP/2 / CONNECT exchange meets the same deadline as everything else.
+      h2server?.on('connection', socket => {
+        socket.on('error', noop)
+        const key = `${socket.remoteAddress ?? ''}|${socket.remotePort ?? 0}`
+        // The kill is a TCP reset: once TLS and an HTTP/2 session sit on the socket,
+        // destroy() on any of them leaves a silent peer connected (probed, node 20).
+        const ticket = gate.admit('webtransport', `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`, () => { resetSocket(socket) })
+        if (ticket === undefined) { socket.destroy(); return }
+        this.#tcpTickets.set(key, ticket)
+        socket.once('close', () => {
+          ticket.release()
+          if (this.#tcpTickets.get(key) === ticket) this.#tcpTickets.delete(key)
+        })
+      })
+    }
+    h2server?.on('session', s => {
+      // The deadline ends the HTTP/2 session first (then the gate's kill resets the TCP socket).
+      const key = gate === undefined ? undefined : http2PeerKey(s)
+      if (key !== undefined) this.#tcpTickets.get(key)?.onExpire(() => { destroyHttp2Session(s) })
       guardPing(s) // the library's RTT timer would otherwise throw on a destroyed session
       this.#h2Sessions.add(s)
       const o = s as { once?: (ev: string, cb: () => void) => void, on?: (ev: string, cb: () => void) => void }
@@ -165,6 +192,20 @@ export class WebTransportListener implements Listener {
     }
     if (this.#closing !== undefined) { refuse('listener closing'); return }
     if (this.connections.size + this.#pending.size >= this.#maxConnections) { refuse('listener at maxConnections'); return }
+    let ticket: PreAuthTicket | undefined
+    if (this.#gate !== undefined) {
+      // The TCP connection's slot for its first session; any further session on the
+      // same HTTP/2 connection (or HTTP/3, which has no TCP accept) takes its own.
+      const key = h2 === undefined ? undefined : http2PeerKey(h2)
+      ticket = key === undefined ? undefined : this.#tcpTickets.get(key)
+      if (ticket !== undefined && key !== undefined) this.#tcpTickets.delete(key)
+      if (ticket === undefined || !ticket.open) {
+        ticket = this.#gate.admit('webtransport', s.peerAddress ?? 'unknown', () => { refuse('not authenticated in time') })
+        if (ticket === undefined) { refuse('too many unauthenticated sessions'); return }
+      } else {
+        ticket.onExpire(() => { refuse('not authenticated in time') })
+      }
+    }
     this.#pending.add(s)
     let timer: NodeJS.Timeout | undefined
     const timeout = new Promise<never>((_resolve, reject) => {
@@ -174,10 +215,15 @@ export class WebTransportListener implements Listener {
     const incoming = s.incomingBidirectionalStreams.getReader()
     Promise.race([this.#handshake(s, incoming), timeout]).then(streams => {
       this.#pending.delete(s)
-      if (this.#closing !== undefined) { refuse('listener closing'); return }
-      this.#open(s, h2, streams, incoming)
+      if (this.#closing !== undefined || (ticket !== undefined && !ticket.open)) {
+        ticket?.release()
+        refuse('listener closing')
+        return
+      }
+      this.#open(s, h2, streams, incoming, ticket)
     }, (err: unknown) => {
       this.#pending.delete(s)
+      ticket?.fail(err instanceof FrameTooLargeError ? 'hello_too_large' : 'hello_malformed', toError(err).message)
       refuse(toError(err).message)
     }).finally(() => { clearTimeout(timer) }).catch(noop)
   }
@@ -195,6 +241,7 @@ export class WebTransportListener implements Listener {
       const first = await readFirst(reader, 'channel stream')
       const channel = PREFACE_CHANNEL[first[0] as number]
       if (channel === undefined || streams.has(channel)) throw new ProtocolError(`bad channel preface ${String(first[0])}`)
+      this.#checkPreAuthLeftover(channel, first.subarray(1))
       streams.set(channel, { reader, writer, native, leftover: first.byteLength > 1 ? first.subarray(1) : undefined })
     }
     const control = streams.get('control') as ChannelStreams
@@ -202,8 +249,25 @@ export class WebTransportListener implements Listener {
     return streams
   }
 
+  /**
+   * Bytes that came with a channel preface, before authentication: data
+   * channels must be silent and control may hold only the start of one hello.
+   * Checked here because the connection (which enforces the same through its
+   * decoders) does not exist until all four streams are open.
+   */
+  #checkPreAuthLeftover (channel: Channel, rest: Uint8Array): void {
+    const gate = this.#gate
+    if (gate === undefined || rest.byteLength === 0) return
+    if (channel !== 'control') throw new ProtocolError(`${channel} data before authentication`)
+    if (rest.byteLength >= 4) {
+      const len = new DataView(rest.buffer, rest.byteOffset, 4).getUint32(0, false)
+      if (len > gate.maxFrameSize) throw new FrameTooLargeError(len, gate.maxFrameSize)
+    }
+    if (rest.byteLength > gate.maxFrameSize + 4) throw new ProtocolError('more than one hello before authentication')
+  }
+
   #open (s: WtServerSession, h2: ReturnType<typeof serverHttp2Session>, streams: Map<Channel, ChannelStreams>,
-    incoming: ReadableStreamDefaultReader<WtBidiStream>): void {
+    incoming: ReadableStreamDefaultReader<WtBidiStream>, ticket: PreAuthTicket | undefined): void {
     const conn = new WebTransportConnection({
       direction: 'inbound',
       remoteAddress: s.peerAddress ?? 'unknown',
@@ -213,7 +277,8 @@ export class WebTransportListener implements Listener {
       mode: this.webtransportMode,
       streams,
       teardown: () => { if (h2 !== undefined) destroyHttp2Session(h2) },
-      rtt: () => h2?.WTrtt
+      rtt: () => h2?.WTrtt,
+      ...(ticket !== undefined && this.#gate !== undefined ? { preAuth: { ticket, maxFrameSize: this.#gate.maxFrameSize } } : {})
     })
     this.connections.add(conn)
     conn.once('close', () => { this.connections.delete(conn) })

@@ -21,6 +21,7 @@ import { PRIORITIES } from '../codec/envelope.js'
 import { ConnectionResetError, FrameTooLargeError, ProtocolError } from '../errors.js'
 import { AbstractConnection } from './abstract-connection.js'
 import type { ResolvedConnectionOptions } from './options.js'
+import type { PreAuthTicket } from './pre-auth.js'
 import type { Channel } from './types.js'
 
 const CHANNEL_BYTE: Readonly<Record<Channel, number>> = { control: 0, high: 1, normal: 2, bulk: 3 }
@@ -58,7 +59,12 @@ export interface WsConnectionInit {
   writeBufferBytes: number
   /** Interval of RTT pings; 0 disables. */
   pingIntervalMs: number
+  /** Accepted under pre-auth bounds: the WebSocketServer's maxPayload is the pre-auth limit; lifted per socket at markAuthenticated(). */
+  preAuth?: { ticket: PreAuthTicket, maxFrameSize: number }
 }
+
+/** ws' Receiver keeps the message size limit in a private field; it is read and raised defensively. */
+interface WsReceiverLimit { _maxPayload?: unknown }
 
 export class WsConnection extends AbstractConnection {
   readonly #ws: WebSocket
@@ -82,7 +88,8 @@ export class WsConnection extends AbstractConnection {
       remoteIdentity: init.remoteIdentity,
       options: init.options,
       headOfLineBlocking: true,
-      frameOverhead: WS_FRAME_OVERHEAD
+      frameOverhead: WS_FRAME_OVERHEAD,
+      ...(init.preAuth !== undefined ? { preAuth: init.preAuth } : {})
     })
     this.#ws = init.ws
     this.#highWater = init.writeBufferBytes
@@ -103,6 +110,22 @@ export class WsConnection extends AbstractConnection {
   }
 
   // ---- primitives -----------------------------------------------------------------
+
+  /**
+   * Raise ws' per-message limit from the pre-auth hello size to maxFrameSize
+   * (+1: our channel byte). ws checks `_maxPayload` against each frame header
+   * before buffering the payload, which is exactly the cut wanted; it is set
+   * once per server, so the per-socket raise goes through the Receiver's field.
+   * If a ws release renames it, this throws and the connection is aborted —
+   * loudly (test/security covers it) rather than silently keeping the small limit.
+   */
+  protected override liftInboundLimit (): void {
+    const r = (this.#ws as unknown as { _receiver?: WsReceiverLimit | null })._receiver
+    if (r === undefined || r === null || typeof r._maxPayload !== 'number') {
+      throw new ProtocolError('cannot raise the WebSocket message limit after authentication (ws Receiver._maxPayload not found)')
+    }
+    r._maxPayload = this.inboundFrameLimit + 1
+  }
 
   protected writeFrame (channel: Channel, payload: Uint8Array): boolean {
     const ws = this.#ws
@@ -196,7 +219,7 @@ export class WsConnection extends AbstractConnection {
     // (ws has already sent the matching close frame, e.g. 1009 for size);
     // network failures arrive as 'close' with 1006.
     if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
-      this.abort(new FrameTooLargeError(this.#oversizeLength(), this.options.maxFrameSize))
+      this.abort(new FrameTooLargeError(this.#oversizeLength(), this.inboundFrameLimit))
       return
     }
     this.abort(new ProtocolError(`WebSocket protocol error: ${err.message}`, { cause: err }))
@@ -259,6 +282,6 @@ export class WsConnection extends AbstractConnection {
     const r = (this.#ws as unknown as { _receiver?: { _totalPayloadLength?: unknown } })._receiver
     const total = typeof r?._totalPayloadLength === 'number' ? r._totalPayloadLength : 0
     const size = total - 1 // minus our channel byte
-    return size > this.options.maxFrameSize ? size : this.options.maxFrameSize + 1
+    return size > this.inboundFrameLimit ? size : this.inboundFrameLimit + 1
   }
 }

@@ -16,6 +16,7 @@ import { intOption } from '../util/options.js'
 import { resolveConnectionOptions, type ResolvedConnectionOptions } from './options.js'
 import type { Connection, ListenOptions, Listener } from './types.js'
 import { WsConnection } from './ws-connection.js'
+import { resetSocket, type PreAuthGate, type PreAuthTicket } from './pre-auth.js'
 import { peerChainDer, verifyPinnedChain } from './tls-pin.js'
 import { normalizeFingerprint, parseServerIdentity, peerChainFingerprints } from './ws-tls.js'
 
@@ -52,6 +53,9 @@ class WsListener implements Listener {
   readonly #expectedClient: string | undefined
   /** Every upgrade socket from accept until it closes: pending handshakes count against maxConnections too. */
   readonly #sockets = new Set<Duplex>()
+  readonly #gate: PreAuthGate | undefined
+  /** Pre-auth slots of accepted TCP sockets, by remote address|port (the same key for the TLS socket on top). */
+  readonly #tickets = new Map<string, PreAuthTicket>()
   #closing: Promise<void> | undefined
 
   constructor (url: URL, options: ListenOptions, settings: WsListenSettings) {
@@ -61,6 +65,7 @@ class WsListener implements Listener {
     this.#resolved = resolveConnectionOptions(options)
     this.#settings = settings
     this.#maxConnections = intOption('maxConnections', options.maxConnections, 100_000, 1)
+    this.#gate = options.preAuth
     this.#path = url.pathname === '' ? '/' : url.pathname
     const expected = options.expectedRemoteIdentity
     if (expected !== undefined && (typeof expected !== 'string' || expected.length === 0)) {
@@ -94,7 +99,9 @@ class WsListener implements Listener {
       clientTracking: false,
       perMessageDeflate: false,
       // +1: our channel byte. ws checks this against the frame header, before buffering the payload.
-      maxPayload: this.#resolved.maxFrameSize + 1,
+      // Under pre-auth bounds every socket starts at the hello limit; WsConnection raises it
+      // per socket once the session authenticated (markAuthenticated → liftInboundLimit).
+      maxPayload: (this.#gate === undefined ? this.#resolved.maxFrameSize : Math.min(this.#gate.maxFrameSize, this.#resolved.maxFrameSize)) + 1,
       skipUTF8Validation: true // we accept binary messages only (text → ProtocolError)
     })
     this.#wss.on('error', noop) // only emitted for an attached server; we attach none
@@ -104,6 +111,9 @@ class WsListener implements Listener {
       res.end('edgefabric WebSocket endpoint: upgrade required\n')
     })
     this.#server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => { this.#onUpgrade(req, socket, head) })
+    // Pre-auth slot at TCP accept, before TLS and HTTP: an idle or slow socket is
+    // bounded by the gate's caps and deadline like any other unauthenticated peer.
+    if (this.#gate !== undefined) this.#server.on('connection', (socket: Socket) => { this.#onAccept(socket) })
     // Failed TLS handshakes and malformed HTTP: Node destroys the socket; the
     // listeners only exist so that nothing is ever emitted unhandled.
     this.#server.on('tlsClientError', noop)
@@ -130,6 +140,23 @@ class WsListener implements Listener {
     this.#url = `${url.protocol}//${formatHostPort(addr.address, addr.port)}${path}`
   }
 
+  #onAccept (socket: Socket): void {
+    const gate = this.#gate as PreAuthGate
+    socket.on('error', noop)
+    const key = `${socket.remoteAddress ?? ''}|${socket.remotePort ?? 0}`
+    // The kill is a TCP reset: destroy() on a socket whose handle TLS has taken over may close nothing.
+    const ticket = gate.admit('ws', formatHostPort(socket.remoteAddress, socket.remotePort), () => { resetSocket(socket) })
+    if (ticket === undefined) {
+      socket.destroy() // refused at accept: nothing read, nothing answered (counted by the gate)
+      return
+    }
+    this.#tickets.set(key, ticket)
+    socket.once('close', () => {
+      ticket.release()
+      if (this.#tickets.get(key) === ticket) this.#tickets.delete(key)
+    })
+  }
+
   #onUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', noop) // a reset before ws takes the socket over must not crash us
     if (this.#closing !== undefined) return refuse(socket, 503, 'Service Unavailable')
@@ -145,12 +172,17 @@ class WsListener implements Listener {
         return refuse(socket, 403, 'Forbidden')
       }
     }
+    const sock = socket as Socket
+    let ticket: PreAuthTicket | undefined
+    if (this.#gate !== undefined) {
+      ticket = this.#tickets.get(`${sock.remoteAddress ?? ''}|${sock.remotePort ?? 0}`)
+      if (ticket === undefined || !ticket.open) return refuse(socket, 503, 'Service Unavailable')
+    }
     this.#sockets.add(socket)
     socket.once('close', () => this.#sockets.delete(socket))
-    const sock = socket as Socket
     const remoteAddress = formatHostPort(sock.remoteAddress, sock.remotePort)
     this.#wss.handleUpgrade(req, socket, head, ws => {
-      if (this.#closing !== undefined) {
+      if (this.#closing !== undefined || (ticket !== undefined && !ticket.open)) {
         ws.on('error', noop)
         ws.terminate()
         return
@@ -162,7 +194,8 @@ class WsListener implements Listener {
         remoteIdentity,
         options: this.#resolved,
         writeBufferBytes: this.#settings.writeBufferBytes,
-        pingIntervalMs: this.#settings.pingIntervalMs
+        pingIntervalMs: this.#settings.pingIntervalMs,
+        ...(ticket !== undefined && this.#gate !== undefined ? { preAuth: { ticket, maxFrameSize: this.#gate.maxFrameSize } } : {})
       })
       this.connections.add(conn)
       conn.once('close', () => this.connections.delete(conn))

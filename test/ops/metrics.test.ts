@@ -26,6 +26,7 @@ t.test('hub metric names, help and labels', async t => {
     edgefabric_hub_sessions_opened_total: ['transport'],
     edgefabric_hub_sessions_closed_total: ['reason'],
     edgefabric_hub_handshake_refusals_total: ['code'],
+    edgefabric_hub_connection_refusals_total: ['stage', 'reason', 'transport'],
     edgefabric_hub_messages_total: ['direction', 'transport'],
     edgefabric_hub_bytes_total: ['direction', 'transport'],
     edgefabric_hub_request_duration_seconds: [],
