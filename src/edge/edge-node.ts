@@ -22,7 +22,8 @@ import { ModuleBus, type MailboxOptions, type ModuleHandle, type RegisterOptions
 import { EdgeConnector, type ConnectorState, type HubRefusedError } from './connector.js'
 import { loadOrCreateEdgeIdentity, signChallenge, type EdgeIdentity } from '../identity/node-key.js'
 import { registerServiceBus, startUpstreamEndpoint, type ServiceBus, type UpstreamEndpoint } from './servicebus.js'
-import { decodeJoinToken } from '../identity/token.js'
+import { resolveJoin, writeJoinState, type JoinSetup } from './join-state.js'
+import { checkHubUrl } from './hub-url.js'
 import { defaultCodec } from '../codec/codec.js'
 import { ReliableEndpoint } from '../reliable/endpoint.js'
 import { isReliableMessage } from '../reliable/protocol.js'
@@ -51,8 +52,21 @@ export interface EdgeOptions extends ConnectionOptions {
   hub: string | string[]
   /** This node's name (must match the join token). Required. */
   nodeId: string
-  /** Join token from `edgefabric token create`. Required. */
-  token: string
+  /**
+   * Join token from `edgefabric token create`, for the FIRST join only: it
+   * binds this node's key at the hub and is never sent (a proof of
+   * possession is). Later starts need none: the join is remembered in
+   * `dataDir/identity/hub.json`, and an expired token given again is ignored
+   * once the node is bound. Required for the first join.
+   */
+  token?: string
+  /**
+   * Allow `ws://` hub URLs to non-loopback hosts: no encryption, and the hub
+   * is not authenticated (an on-path relay can read and inject traffic).
+   * Loopback `ws://` is always allowed (with a warning).
+   * @default false
+   */
+  insecureTransport?: boolean
   /** Directory for the node key and local state. Required. */
   dataDir: string
   labels?: Record<string, string>
@@ -124,7 +138,7 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
   #inFlight = 0
   readonly #onReliable: EdgeOptions['onReliable']
 
-  private constructor (o: EdgeOptions, identity: EdgeIdentity, registry: Registry, metrics: EdgeMetrics, store: ReliableStore) {
+  private constructor (o: EdgeOptions, identity: EdgeIdentity, registry: Registry, metrics: EdgeMetrics, store: ReliableStore, join: JoinSetup) {
     super()
     this.store = store
     this.on('error', () => {})
@@ -140,9 +154,10 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
     if (hubUrls.length === 0 || !hubUrls.every(u => typeof u === 'string' && u.length > 0)) {
       throw new InvalidOptionError('hub', 'must be a hub URL or a non-empty list of them')
     }
-    const payload = decodeJoinToken(o.token)
-    if (payload.node !== o.nodeId) {
-      throw new InvalidOptionError('token', `the join token is for node "${payload.node}", not "${o.nodeId}"`)
+    for (const u of hubUrls) {
+      if (checkHubUrl(u, o.insecureTransport === true) === 'insecure-loopback') {
+        this.#logger.warn({ url: u }, 'plain ws:// hub URL on loopback: not encrypted, hub not authenticated')
+      }
     }
     this.bus = new ModuleBus({
       clock: this.#clock,
@@ -156,9 +171,16 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
     this.#connector = new EdgeConnector({
       hubUrls,
       nodeId: o.nodeId,
-      token: o.token,
+      ...(join.join !== undefined ? { join: join.join } : {}),
+      joined: join.joined,
+      onJoined: async welcome => {
+        // Best effort: if this write fails the next start presents the token
+        // again, which the hub accepts from the same key.
+        await writeJoinState(o.dataDir, { v: 1, node: o.nodeId, hub: welcome.hub, pins: join.pins, joinedAt: this.#clock.now() })
+          .catch((err: unknown) => this.#logger.warn({ err, file: join.file }, 'could not record the join; the next start needs the token again'))
+      },
       key: { publicKey: identity.publicKeyRaw, sign: (nonce, ctx) => signChallenge(identity, nonce, ctx) },
-      pins: payload.pins,
+      pins: join.pins,
       ...(o.labels !== undefined ? { labels: o.labels } : {}),
       clock: this.#clock,
       logger: this.#logger,
@@ -221,12 +243,13 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
 
   static async start (o: EdgeOptions): Promise<EdgeNode> {
     if (typeof o.nodeId !== 'string' || o.nodeId === '') throw new InvalidOptionError('nodeId', 'is required')
-    if (typeof o.token !== 'string' || o.token === '') throw new InvalidOptionError('token', 'is required')
+    if (o.token !== undefined && (typeof o.token !== 'string' || o.token === '')) throw new InvalidOptionError('token', 'must be a join token string when given')
     if (typeof o.dataDir !== 'string' || o.dataDir === '') throw new InvalidOptionError('dataDir', 'is required')
     // Validated here so a bad `devices` option fails before anything is opened.
     const deviceOptions = o.devices === undefined || o.devices === false ? undefined : resolveDeviceOptions(o.devices)
     await mkdir(o.dataDir, { recursive: true })
     const identity = await loadOrCreateEdgeIdentity(o.dataDir)
+    const joinSetup = await resolveJoin(o.dataDir, o.nodeId, o.token)
     const registry = new Registry()
     let edgeRef: EdgeNode | undefined
     // First in the registry so it refreshes scrape-time values before the rest are read.
@@ -240,7 +263,7 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
     const store: ReliableStore = o.store ?? await (await import('../reliable/lmdb-store.js')).LmdbStore.open(join(o.dataDir, 'reliable'), { durability: o.durability ?? 'sync' })
     let edge: EdgeNode
     try {
-      edge = new EdgeNode(o, identity, registry, createEdgeMetrics(registry), store)
+      edge = new EdgeNode(o, identity, registry, createEdgeMetrics(registry), store, joinSetup)
     } catch (err) {
       if (owns) await store.close()
       throw err
