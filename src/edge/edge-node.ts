@@ -243,6 +243,8 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
 
   static async start (o: EdgeOptions): Promise<EdgeNode> {
     if (typeof o.nodeId !== 'string' || o.nodeId === '') throw new InvalidOptionError('nodeId', 'is required')
+    // Hub URLs first: a URL the edge can never use fails before anything is opened.
+    for (const u of Array.isArray(o.hub) ? o.hub : [o.hub]) checkHubUrl(u, o.insecureTransport === true)
     if (o.token !== undefined && (typeof o.token !== 'string' || o.token === '')) throw new InvalidOptionError('token', 'must be a join token string when given')
     if (typeof o.dataDir !== 'string' || o.dataDir === '') throw new InvalidOptionError('dataDir', 'is required')
     // Validated here so a bad `devices` option fails before anything is opened.

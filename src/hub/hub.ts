@@ -7,6 +7,7 @@
  *   const token = hub.createToken('edge-1')
  */
 import { mkdir } from 'node:fs/promises'
+import { checkTransportUrl } from '../config/address.js'
 import { systemClock, type TimerHandle } from '../util/clock.js'
 import { InvalidOptionError } from '../errors.js'
 import { startAdminServer, type AdminServer } from '../ops/admin-server.js'
@@ -58,6 +59,7 @@ export class Hub extends HubCore {
     if (!Array.isArray(options.listen) || options.listen.length === 0 || !options.listen.every(u => typeof u === 'string')) {
       throw new InvalidOptionError('listen', 'must be a non-empty array of URLs')
     }
+    for (const u of options.listen) checkTransportUrl(u, m => new InvalidOptionError('listen', m), { insecure: options.insecureTransport === true, insecureFlag: 'insecureTransport: true (CLI: --insecure-transport)', listen: true })
     if (typeof options.dataDir !== 'string' || options.dataDir === '') throw new InvalidOptionError('dataDir', 'must be a directory path')
     await mkdir(options.dataDir, { recursive: true })
     const identity = await loadOrCreateHubIdentity(options.dataDir, options.altNames !== undefined ? { altNames: options.altNames } : {})
