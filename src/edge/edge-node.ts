@@ -24,6 +24,7 @@ import { loadOrCreateEdgeIdentity, signChallenge, type EdgeIdentity } from '../i
 import { registerServiceBus, startUpstreamEndpoint, type ServiceBus, type UpstreamEndpoint } from './servicebus.js'
 import { resolveJoin, writeJoinState, type JoinSetup } from './join-state.js'
 import { checkHubUrl } from './hub-url.js'
+import { lockDataDir, type DataDirLock } from '../util/data-dir-lock.js'
 import { defaultCodec } from '../codec/codec.js'
 import { ReliableEndpoint } from '../reliable/endpoint.js'
 import { isReliableMessage } from '../reliable/protocol.js'
@@ -134,6 +135,7 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
   #localApi: LocalApi | undefined
   #devices: EdgeDevices | undefined
   #ownsStore = false
+  #lock: DataDirLock | undefined
   #closed = false
   #inFlight = 0
   readonly #onReliable: EdgeOptions['onReliable']
@@ -250,8 +252,17 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
     // Validated here so a bad `devices` option fails before anything is opened.
     const deviceOptions = o.devices === undefined || o.devices === false ? undefined : resolveDeviceOptions(o.devices)
     await mkdir(o.dataDir, { recursive: true })
-    const identity = await loadOrCreateEdgeIdentity(o.dataDir)
-    const joinSetup = await resolveJoin(o.dataDir, o.nodeId, o.token)
+    // One process per data dir (issue 12): before any file in it is opened.
+    const lock = await lockDataDir(o.dataDir, `edge ${o.nodeId}`)
+    let identity: EdgeIdentity
+    let joinSetup: JoinSetup
+    try {
+      identity = await loadOrCreateEdgeIdentity(o.dataDir)
+      joinSetup = await resolveJoin(o.dataDir, o.nodeId, o.token)
+    } catch (err) {
+      await lock.release()
+      throw err
+    }
     const registry = new Registry()
     let edgeRef: EdgeNode | undefined
     // First in the registry so it refreshes scrape-time values before the rest are read.
@@ -262,14 +273,22 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
       collect () { edgeRef?.refreshMetrics(); this.set(edgeRef?.state === 'connected' ? 1 : 0) }
     })
     const owns = o.store === undefined
-    const store: ReliableStore = o.store ?? await (await import('../reliable/lmdb-store.js')).LmdbStore.open(join(o.dataDir, 'reliable'), { durability: o.durability ?? 'sync' })
+    let store: ReliableStore
     let edge: EdgeNode
+    try {
+      store = o.store ?? await (await import('../reliable/lmdb-store.js')).LmdbStore.open(join(o.dataDir, 'reliable'), { durability: o.durability ?? 'sync' })
+    } catch (err) {
+      await lock.release()
+      throw err
+    }
     try {
       edge = new EdgeNode(o, identity, registry, createEdgeMetrics(registry), store, joinSetup)
     } catch (err) {
       if (owns) await store.close()
+      await lock.release()
       throw err
     }
+    edge.#lock = lock
     edge.#ownsStore = owns
     edgeRef = edge
     try {
@@ -407,6 +426,7 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
     await this.#admin?.close()
     await this.#lane.receiver.idle().catch(() => {})
     if (this.#ownsStore) await this.store.close()
+    await this.#lock?.release()
   }
 
   #view (r: ResourceRecord | undefined): ResourceView | undefined {

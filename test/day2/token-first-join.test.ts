@@ -13,7 +13,9 @@ import { createJoinToken, decodeJoinToken } from '../../src/identity/token.js'
 import { EdgeNode } from '../../src/edge/edge-node.js'
 import { freePort, httpGet, run, sleep, start, type Proc } from './procs.js'
 
-t.test('an edge joined with a 2 s token survives its expiry across hub and edge restarts; replays are refused and counted', async t => {
+t.setTimeout(300_000)
+
+t.test('an edge joined with a 2 s token survives its expiry across hub and edge restarts; replays are refused and counted', { timeout: 280_000 }, async t => {
   const root = t.testdir({})
   let dirs = 0
   const newDir = (): string => join(root, `d${dirs++}`)
