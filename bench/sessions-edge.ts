@@ -19,6 +19,7 @@ import { performance } from 'node:perf_hooks'
 import { systemClock } from '../src/util/clock.js'
 import { EdgeConnector } from '../src/edge/connector.js'
 import { rawPublicKey, signChallenge } from '../src/identity/node-key.js'
+import { edgeJoinSecret, tokenPayloadPart } from '../src/identity/join-proof.js'
 import { nullLogger } from '../src/ops/logger.js'
 import { reliableMessage } from '../src/reliable/protocol.js'
 import { Backoff } from '../src/session/liveness.js'
@@ -84,7 +85,9 @@ function newConnector (n: SimNode, i: EdgeInit): EdgeConnector {
   return new EdgeConnector({
     hubUrls: [i.url],
     nodeId: n.id,
-    token: n.token,
+    // First join proves the token (protocol 2); later reconnects of the bench's sessions are bound already.
+    join: { payload: tokenPayloadPart(n.token), secret: edgeJoinSecret(n.token) },
+    joined: false,
     key: { publicKey: n.publicKeyRaw, sign: (nonce, ctx) => signChallenge({ privateKey: n.privateKey }, nonce, ctx) },
     pins: i.pins,
     clock: systemClock,

@@ -319,7 +319,13 @@ export const JOIN_REFUSAL_CODES = [
   'EF_NODE_KEY_MISMATCH',
   'EF_UNSUPPORTED_VERSION',
   'EF_NODE_LIMIT',
-  'EF_NODE_NAME_INVALID'
+  'EF_NODE_NAME_INVALID',
+  /** A single-use token was already used to bind another node key (issue 12/13: first use wins, once). */
+  'EF_TOKEN_USED',
+  /** An operator revoked the token (`edgefabric token revoke`, or `node remove`). */
+  'EF_TOKEN_REVOKED',
+  /** The node has no binding at this hub (never joined, or removed) and presented no join proof. */
+  'EF_NODE_NOT_BOUND'
 ] as const
 
 export type JoinRefusalCode = typeof JOIN_REFUSAL_CODES[number]
@@ -351,6 +357,21 @@ export class QuotaExceededError extends EdgeFabricError {
   constructor (peer: string, reason: string) {
     super(QuotaExceededError.code, `outbox quota for ${peer} exceeded: ${reason}`)
     this.peer = peer
+  }
+}
+
+/**
+ * Another live process holds this data directory (hub or edge): two writers
+ * on one LMDB store and one binding file would replace each other's state.
+ */
+export class DataDirLockedError extends EdgeFabricError {
+  static readonly code = 'EF_DATA_DIR_LOCKED'
+  readonly dataDir: string
+  readonly pid: number | undefined
+  constructor (dataDir: string, pid: number | undefined, holder?: string) {
+    super(DataDirLockedError.code, `data directory ${dataDir} is in use by ${holder ?? 'another process'}${pid !== undefined ? ` (pid ${pid})` : ''}; stop it first, or give this process its own --data-dir`)
+    this.dataDir = dataDir
+    this.pid = pid
   }
 }
 

@@ -5,10 +5,11 @@ import { defineConfig, loadConfig, configHelp } from '../config/index.js'
 import { Hub } from '../hub/hub.js'
 import { createLogger, LOG_LEVELS } from '../ops/logger.js'
 import type { Command } from './run.js'
-import { onShutdown, parseHostPort } from './shutdown.js'
+import { checkUrls, onShutdown, parseHostPort } from './shutdown.js'
 
 export const cloudSchema = defineConfig({
   listen: { type: 'string[]', default: ['quic://0.0.0.0:10001', 'wss://0.0.0.0:10000'], env: 'EDGEFABRIC_LISTEN', description: 'URL to listen on (repeatable): quic://, wss://, ws://, https:// (WebTransport)' },
+  insecureTransport: { type: 'boolean', default: false, env: 'EDGEFABRIC_INSECURE_TRANSPORT', description: 'allow a plain ws:// listener on a non-loopback address: NOT encrypted, edges cannot authenticate the hub' },
   dataDir: { type: 'string', default: './edgefabric-hub', env: 'EDGEFABRIC_DATA_DIR', description: 'directory for the hub identity (keys, CA) and node bindings' },
   admin: { type: 'string', default: '127.0.0.1:9100', env: 'EDGEFABRIC_ADMIN', description: 'admin HTTP address (metrics, health, status) as host:port; "off" disables' },
   heartbeat: { type: 'duration', default: '5s', min: '50ms', max: '1h', env: 'EDGEFABRIC_HEARTBEAT', description: 'heartbeat period; a silent edge is dropped after 2.5x' },
@@ -30,10 +31,13 @@ export const cloudCommand: Command = {
   usage: configHelp(cloudSchema, { usage: 'Usage: edgefabric cloud [options]' }),
   async run (argv) {
     const cfg = loadConfig(cloudSchema, { argv, env: process.env })
+    checkUrls(cfg.listen, '--listen', { insecure: cfg.insecureTransport, listen: true })
+    if (cfg.insecureTransport) process.stderr.write('edgefabric cloud: WARNING --insecure-transport: plain ws:// listeners are not encrypted and edges cannot authenticate this hub\n')
     const logger = createLogger({ level: cfg.logLevel, name: 'edgefabric-cloud' })
     const admin = cfg.admin === 'off' ? false : { ...parseHostPort(cfg.admin, '--admin'), ...(cfg.adminToken === undefined || cfg.adminToken === '' ? {} : { token: cfg.adminToken }) }
     const hub = await Hub.start({
       listen: [...cfg.listen],
+      insecureTransport: cfg.insecureTransport,
       dataDir: cfg.dataDir,
       admin,
       heartbeatMs: cfg.heartbeat,

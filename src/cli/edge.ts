@@ -7,12 +7,18 @@ import { EdgeNode } from '../edge/edge-node.js'
 import { ConfigError } from '../errors.js'
 import { createLogger, LOG_LEVELS } from '../ops/logger.js'
 import type { Command } from './run.js'
-import { onShutdown, parseHostPort } from './shutdown.js'
+import { checkUrls, onShutdown, parseHostPort } from './shutdown.js'
+import { readJoinState } from '../edge/join-state.js'
+
+async function hasJoinState (dataDir: string, node: string): Promise<boolean> {
+  return (await readJoinState(dataDir).catch(() => undefined))?.node === node
+}
 
 export const edgeSchema = defineConfig({
   hub: { type: 'string[]', required: true, env: 'EDGEFABRIC_HUB', description: 'hub URL (repeatable; tried in order), e.g. quic://hub.example:10001' },
+  insecureTransport: { type: 'boolean', default: false, env: 'EDGEFABRIC_INSECURE_TRANSPORT', description: 'allow a plain ws:// hub URL to a non-loopback host: NOT encrypted, the hub is NOT authenticated (anyone on the path can read and inject messages)' },
   node: { type: 'string', required: true, env: 'EDGEFABRIC_NODE', description: 'this node\'s name (as in its join token)' },
-  token: { type: 'string', env: 'EDGEFABRIC_TOKEN', description: 'join token from "edgefabric token create"' },
+  token: { type: 'string', env: 'EDGEFABRIC_TOKEN', description: 'join token from "edgefabric token create", needed for the FIRST join only (it binds this node\'s key; never sent over the wire); later starts need none' },
   tokenFile: { type: 'string', env: 'EDGEFABRIC_TOKEN_FILE', description: 'file holding the join token (instead of --token)' },
   dataDir: { type: 'string', default: './edgefabric-edge', env: 'EDGEFABRIC_DATA_DIR', description: 'directory for the node key and local state' },
   admin: { type: 'string', default: '127.0.0.1:9101', env: 'EDGEFABRIC_ADMIN', description: 'admin HTTP address as host:port; "off" disables' },
@@ -47,9 +53,13 @@ export const edgeCommand: Command = {
   usage: configHelp(edgeSchema, { usage: 'Usage: edgefabric edge --hub URL --node NAME --token TOKEN [options]' }),
   async run (argv) {
     const cfg = loadConfig(edgeSchema, { argv, env: process.env })
+    checkUrls(cfg.hub, '--hub', { insecure: cfg.insecureTransport })
+    if (cfg.insecureTransport) process.stderr.write('edgefabric edge: WARNING --insecure-transport: plain ws:// is not encrypted and does not authenticate the hub\n')
     let token = cfg.token
     if (token === undefined && cfg.tokenFile !== undefined) token = readFileSync(cfg.tokenFile, 'utf8').trim()
-    if (token === undefined) throw new ConfigError('--token', 'token', 'required (or --token-file, or EDGEFABRIC_TOKEN)')
+    if (token === undefined && !(await hasJoinState(cfg.dataDir, cfg.node))) {
+      throw new ConfigError('--token', 'token', `required for the first join of node "${cfg.node}" (or --token-file, or EDGEFABRIC_TOKEN); create one with "edgefabric token create --node ${cfg.node}"`)
+    }
     const ports = cfg.servicebusPort.map(p => {
       const n = Number(p)
       if (!Number.isInteger(n) || n < 1 || n > 65535) throw new ConfigError('--servicebus-port', 'servicebusPort', `expected a port number, got "${p}"`)
@@ -58,8 +68,9 @@ export const edgeCommand: Command = {
     const logger = createLogger({ level: cfg.logLevel, name: 'edgefabric-edge' })
     const edge = await EdgeNode.start({
       hub: [...cfg.hub],
+      insecureTransport: cfg.insecureTransport,
       nodeId: cfg.node,
-      token,
+      ...(token !== undefined ? { token } : {}),
       dataDir: cfg.dataDir,
       labels: parseLabels(cfg.label),
       admin: cfg.admin === 'off' ? false : parseHostPort(cfg.admin, '--admin'),

@@ -1,3 +1,5 @@
+import { ConfigError } from '../errors.js'
+import { checkTransportUrl, parseAdminAddress } from '../config/address.js'
 /**
  * SIGINT/SIGTERM handling for long-running commands: the first signal closes
  * gracefully within a deadline; a second signal, or the deadline passing,
@@ -33,10 +35,12 @@ export function onShutdown (close: () => Promise<void>, deadlineMs = 10_000): Pr
   })
 }
 
-/** Parse `host:port` for admin addresses. */
+/** Parse an admin address (`host:port` or `http://host:port`, src/config/address.ts); errors name the flag (exit code 2). */
 export function parseHostPort (text: string, option: string): { host: string, port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text)
-  const port = Number(m?.[3])
-  if (m === null || port > 65535) throw new Error(`${option}: expected host:port, got "${text}"`)
-  return { host: (m[1] ?? m[2]) as string, port }
+  return parseAdminAddress(text, m => new ConfigError(option, option.replace(/^--/, ''), m))
+}
+
+/** Check every transport URL given to `flag`; errors name the flag (exit code 2). */
+export function checkUrls (urls: readonly string[], flag: string, opts: { insecure: boolean, listen?: boolean }): void {
+  for (const u of urls) checkTransportUrl(u, m => new ConfigError(flag, flag.replace(/^--/, ''), m), { insecure: opts.insecure, insecureFlag: '--insecure-transport', ...(opts.listen === true ? { listen: true } : {}) })
 }

@@ -12,10 +12,11 @@ import { ConnectionClosedError, EdgeFabricError, ProtocolError, toError } from '
 import type { Logger } from '../ops/logger.js'
 import { Backoff, Liveness } from '../session/liveness.js'
 import {
-  CAPABILITIES, PROTOCOL_VERSION, helloContext, isSessionMessage, parseChallenge, parseGoodbye, parsePing,
+  CAPABILITIES, PROTOCOL_VERSION, helloContext, type JoinProofContent, isSessionMessage, parseChallenge, parseGoodbye, parsePing,
   parseRefused, parseWelcome, sessionMessage, type WelcomeContent
 } from '../session/protocol.js'
 import { dial } from '../transport/index.js'
+import { joinProof } from '../identity/join-proof.js'
 import type { Connection, ConnectionOptions } from '../transport/types.js'
 
 /** The hub refused the join; `retryable` says whether retrying can help. */
@@ -39,7 +40,16 @@ export interface EdgeKey {
 export interface ConnectorOptions {
   hubUrls: string[]
   nodeId: string
-  token: string
+  /**
+   * First-join material from the token (its public payload part and the
+   * secret derived from it); the token itself never leaves the edge.
+   * Absent: the node must already be bound at the hub.
+   */
+  join?: { payload: string, secret: Uint8Array }
+  /** The node is already bound at this hub: hellos carry no join proof. */
+  joined: boolean
+  /** Called after the hub welcomed a join proof (persist that the node is bound). */
+  onJoined?: (welcome: WelcomeContent) => Promise<void> | void
   key: EdgeKey
   /** Pins from the join token: expected hub identity per transport family. */
   pins: { quic?: string, tls?: string }
@@ -74,6 +84,7 @@ export class EdgeConnector extends EventEmitter<ConnectorEvents> {
   #dialAbort: AbortController | undefined
   #connectedAt = 0
   #heartbeatMs = 5000
+  #joined: boolean
   rttMs: number | undefined
   lastError: Error | undefined
 
@@ -81,7 +92,11 @@ export class EdgeConnector extends EventEmitter<ConnectorEvents> {
     super()
     this.on('error', () => {})
     this.#o = options
+    this.#joined = options.joined
   }
+
+  /** The hub has bound this node's key (a join proof was welcomed, or it was bound before). */
+  get joined (): boolean { return this.#joined }
 
   get state (): ConnectorState { return this.#state }
   get connection (): Connection | undefined { return this.#state === 'connected' ? this.#conn : undefined }
@@ -150,12 +165,24 @@ export class EdgeConnector extends EventEmitter<ConnectorEvents> {
     }
     if (this.#stopped()) { conn.abort(new ConnectionClosedError('edge stopped')); return }
     this.#conn = conn
+    const sendJoin = !this.#joined && this.#o.join !== undefined
     try {
-      const welcome = await this.#handshake(conn)
+      const welcome = await this.#handshake(conn, sendJoin)
+      if (sendJoin) {
+        this.#joined = true
+        await this.#o.onJoined?.(welcome)
+      }
       this.#established(conn, welcome, url.href)
     } catch (err) {
       const e = toError(err)
       conn.abort(e)
+      if (e instanceof HubRefusedError && e.refusalCode === 'EF_NODE_NOT_BOUND' && !sendJoin && this.#o.join !== undefined) {
+        // Removed at the hub (or its store was reset) while we held a token:
+        // the next attempt presents the join proof.
+        this.#joined = false
+        this.#retry(e, false)
+        return
+      }
       if (e instanceof HubRefusedError && !e.retryable) {
         this.#fail(e)
         return
@@ -164,7 +191,7 @@ export class EdgeConnector extends EventEmitter<ConnectorEvents> {
     }
   }
 
-  #handshake (conn: Connection): Promise<WelcomeContent> {
+  #handshake (conn: Connection, sendJoin: boolean): Promise<WelcomeContent> {
     return new Promise<WelcomeContent>((resolve, reject) => {
       const timer = this.#o.clock.setTimeout(() => finish(new EdgeFabricError('EF_HANDSHAKE_TIMEOUT', `no welcome within ${this.#o.handshakeTimeoutMs} ms`)), this.#o.handshakeTimeoutMs)
       const finish = (err: Error | undefined, welcome?: WelcomeContent): void => {
@@ -185,15 +212,20 @@ export class EdgeConnector extends EventEmitter<ConnectorEvents> {
                 throw new HubRefusedError('EF_UNSUPPORTED_VERSION', `hub speaks protocol versions ${ch.versions.join(', ')}, this edge speaks ${PROTOCOL_VERSION}`, false)
               }
               const sig = this.#o.key.sign(ch.nonce, helloContext(this.#o.nodeId, ch.hub))
-              conn.send(sessionMessage('hello', {
+              const hello: Record<string, unknown> = {
                 version: PROTOCOL_VERSION,
                 node: this.#o.nodeId,
-                token: this.#o.token,
                 key: this.#o.key.publicKey,
                 sig,
                 capabilities: [...(this.#o.capabilities ?? CAPABILITIES)],
                 labels: this.#o.labels ?? {}
-              }, this.#o.nodeId), { channel: 'control' })
+              }
+              const j = this.#o.join
+              if (sendJoin && j !== undefined) {
+                const proof = joinProof(j.secret, j.payload, { node: this.#o.nodeId, hub: ch.hub, nonce: ch.nonce, key: this.#o.key.publicKey })
+                hello.join = { payload: j.payload, proof } satisfies JoinProofContent
+              }
+              conn.send(sessionMessage('hello', hello, this.#o.nodeId), { channel: 'control' })
               break
             }
             case 'welcome':

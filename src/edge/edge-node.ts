@@ -23,7 +23,9 @@ import { ModuleBus, type MailboxOptions, type ModuleHandle, type RegisterOptions
 import { EdgeConnector, type ConnectorState, type HubRefusedError } from './connector.js'
 import { loadOrCreateEdgeIdentity, signChallenge, type EdgeIdentity } from '../identity/node-key.js'
 import { registerServiceBus, startUpstreamEndpoint, type ServiceBus, type UpstreamEndpoint } from './servicebus.js'
-import { decodeJoinToken } from '../identity/token.js'
+import { resolveJoin, writeJoinState, type JoinSetup } from './join-state.js'
+import { checkHubUrl } from './hub-url.js'
+import { lockDataDir, type DataDirLock } from '../util/data-dir-lock.js'
 import { defaultCodec } from '../codec/codec.js'
 import { ReliableEndpoint } from '../reliable/endpoint.js'
 import { isReliableMessage } from '../reliable/protocol.js'
@@ -54,8 +56,21 @@ export interface EdgeOptions extends ConnectionOptions {
   hub: string | string[]
   /** This node's name (must match the join token). Required. */
   nodeId: string
-  /** Join token from `edgefabric token create`. Required. */
-  token: string
+  /**
+   * Join token from `edgefabric token create`, for the FIRST join only: it
+   * binds this node's key at the hub and is never sent (a proof of
+   * possession is). Later starts need none: the join is remembered in
+   * `dataDir/identity/hub.json`, and an expired token given again is ignored
+   * once the node is bound. Required for the first join.
+   */
+  token?: string
+  /**
+   * Allow `ws://` hub URLs to non-loopback hosts: no encryption, and the hub
+   * is not authenticated (an on-path relay can read and inject traffic).
+   * Loopback `ws://` is always allowed (with a warning).
+   * @default false
+   */
+  insecureTransport?: boolean
   /** Directory for the node key and local state. Required. */
   dataDir: string
   labels?: Record<string, string>
@@ -126,11 +141,12 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
   #devices: EdgeDevices | undefined
   #dmi: EdgeDmi | undefined
   #ownsStore = false
+  #lock: DataDirLock | undefined
   #closed = false
   #inFlight = 0
   readonly #onReliable: EdgeOptions['onReliable']
 
-  private constructor (o: EdgeOptions, identity: EdgeIdentity, registry: Registry, metrics: EdgeMetrics, store: ReliableStore) {
+  private constructor (o: EdgeOptions, identity: EdgeIdentity, registry: Registry, metrics: EdgeMetrics, store: ReliableStore, join: JoinSetup) {
     super()
     this.store = store
     this.on('error', () => {})
@@ -146,9 +162,10 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
     if (hubUrls.length === 0 || !hubUrls.every(u => typeof u === 'string' && u.length > 0)) {
       throw new InvalidOptionError('hub', 'must be a hub URL or a non-empty list of them')
     }
-    const payload = decodeJoinToken(o.token)
-    if (payload.node !== o.nodeId) {
-      throw new InvalidOptionError('token', `the join token is for node "${payload.node}", not "${o.nodeId}"`)
+    for (const u of hubUrls) {
+      if (checkHubUrl(u, o.insecureTransport === true) === 'insecure-loopback') {
+        this.#logger.warn({ url: u }, 'plain ws:// hub URL on loopback: not encrypted, hub not authenticated')
+      }
     }
     this.bus = new ModuleBus({
       clock: this.#clock,
@@ -162,9 +179,16 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
     this.#connector = new EdgeConnector({
       hubUrls,
       nodeId: o.nodeId,
-      token: o.token,
+      ...(join.join !== undefined ? { join: join.join } : {}),
+      joined: join.joined,
+      onJoined: async welcome => {
+        // Best effort: if this write fails the next start presents the token
+        // again, which the hub accepts from the same key.
+        await writeJoinState(o.dataDir, { v: 1, node: o.nodeId, hub: welcome.hub, pins: join.pins, joinedAt: this.#clock.now() })
+          .catch((err: unknown) => this.#logger.warn({ err, file: join.file }, 'could not record the join; the next start needs the token again'))
+      },
       key: { publicKey: identity.publicKeyRaw, sign: (nonce, ctx) => signChallenge(identity, nonce, ctx) },
-      pins: payload.pins,
+      pins: join.pins,
       ...(o.labels !== undefined ? { labels: o.labels } : {}),
       // Without a device broker the hub is told so, and its registry says why devices do not sync.
       capabilities: CAPABILITIES.filter(c => c !== 'devices' || (o.devices !== undefined && o.devices !== false)),
@@ -229,14 +253,26 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
 
   static async start (o: EdgeOptions): Promise<EdgeNode> {
     if (typeof o.nodeId !== 'string' || o.nodeId === '') throw new InvalidOptionError('nodeId', 'is required')
-    if (typeof o.token !== 'string' || o.token === '') throw new InvalidOptionError('token', 'is required')
+    // Hub URLs first: a URL the edge can never use fails before anything is opened.
+    for (const u of Array.isArray(o.hub) ? o.hub : [o.hub]) checkHubUrl(u, o.insecureTransport === true)
+    if (o.token !== undefined && (typeof o.token !== 'string' || o.token === '')) throw new InvalidOptionError('token', 'must be a join token string when given')
     if (typeof o.dataDir !== 'string' || o.dataDir === '') throw new InvalidOptionError('dataDir', 'is required')
     // Validated here so a bad `devices` option fails before anything is opened.
     const deviceOptions = o.devices === undefined || o.devices === false ? undefined : resolveDeviceOptions(o.devices)
     const dmiOptions = o.dmi === undefined || o.dmi === false ? undefined : resolveDmiOptions(o.dmi)
     if (dmiOptions !== undefined && deviceOptions === undefined) throw new InvalidOptionError('dmi', 'needs the devices option (DMI serves the edge\'s device twins)')
     await mkdir(o.dataDir, { recursive: true })
-    const identity = await loadOrCreateEdgeIdentity(o.dataDir)
+    // One process per data dir (issue 12): before any file in it is opened.
+    const lock = await lockDataDir(o.dataDir, `edge ${o.nodeId}`)
+    let identity: EdgeIdentity
+    let joinSetup: JoinSetup
+    try {
+      identity = await loadOrCreateEdgeIdentity(o.dataDir)
+      joinSetup = await resolveJoin(o.dataDir, o.nodeId, o.token)
+    } catch (err) {
+      await lock.release()
+      throw err
+    }
     const registry = new Registry()
     let edgeRef: EdgeNode | undefined
     // First in the registry so it refreshes scrape-time values before the rest are read.
@@ -247,14 +283,22 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
       collect () { edgeRef?.refreshMetrics(); this.set(edgeRef?.state === 'connected' ? 1 : 0) }
     })
     const owns = o.store === undefined
-    const store: ReliableStore = o.store ?? await (await import('../reliable/lmdb-store.js')).LmdbStore.open(join(o.dataDir, 'reliable'), { durability: o.durability ?? 'sync' })
+    let store: ReliableStore
     let edge: EdgeNode
     try {
-      edge = new EdgeNode(o, identity, registry, createEdgeMetrics(registry), store)
+      store = o.store ?? await (await import('../reliable/lmdb-store.js')).LmdbStore.open(join(o.dataDir, 'reliable'), { durability: o.durability ?? 'sync' })
     } catch (err) {
-      if (owns) await store.close()
+      await lock.release()
       throw err
     }
+    try {
+      edge = new EdgeNode(o, identity, registry, createEdgeMetrics(registry), store, joinSetup)
+    } catch (err) {
+      if (owns) await store.close()
+      await lock.release()
+      throw err
+    }
+    edge.#lock = lock
     edge.#ownsStore = owns
     edgeRef = edge
     try {
@@ -400,6 +444,7 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
     await this.#admin?.close()
     await this.#lane.receiver.idle().catch(() => {})
     if (this.#ownsStore) await this.store.close()
+    await this.#lock?.release()
   }
 
   #view (r: ResourceRecord | undefined): ResourceView | undefined {

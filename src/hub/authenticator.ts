@@ -1,17 +1,27 @@
 /**
- * The default hub authenticator (DESIGN.md §9): the hello must carry a join
- * token signed by this hub for the node it names, and prove possession of the
- * node key by signing the hub's fresh nonce (bound to node and hub by the
- * signing context, so it cannot be replayed elsewhere). The first join binds
- * the node name to that key; afterwards only the same key is admitted.
+ * The default hub authenticator (DESIGN.md §9, issue 12/13):
+ *
+ * 1. every hello proves possession of the node key by signing the hub's
+ *    fresh nonce (bound to node and hub by the signing context, so it cannot
+ *    be replayed elsewhere);
+ * 2. a name already bound admits exactly its bound key — no token is needed
+ *    or looked at, so an expired, used or revoked token never strands a bound
+ *    edge; another key is refused (EF_TOKEN_USED when it replays the token
+ *    that bound the name, EF_NODE_KEY_MISMATCH otherwise);
+ * 3. an unbound name needs a join proof (src/identity/join-proof.ts): the
+ *    token's public payload plus an HMAC over this handshake keyed by a secret
+ *    only the token holder and this hub can derive. The token itself never
+ *    crosses the wire. The first join binds the name to the key and records
+ *    the token's use (single use unless created reusable).
  */
 import type { Clock } from '../util/clock.js'
 import { JoinRefusedError } from '../errors.js'
 import { nodeKeyId, verifyChallenge } from '../identity/node-key.js'
+import { hubJoinSecret, verifyJoinProof } from '../identity/join-proof.js'
+import { tokenAdmits, validateNodeName } from '../identity/token.js'
 import { helloContext, type HelloContent } from '../session/protocol.js'
 import { checkOrBind, type NodeBindingStore } from './bindings.js'
 import type { HubIdentity } from './identity.js'
-import { verifyJoinToken } from '../identity/token.js'
 import type { HubAuthenticator } from './types.js'
 
 export class TokenAuthenticator implements HubAuthenticator {
@@ -28,12 +38,32 @@ export class TokenAuthenticator implements HubAuthenticator {
   }
 
   async authenticate (hello: HelloContent, nonce: Uint8Array): Promise<{ nodeId: string, keyId: string }> {
-    const payload = verifyJoinToken(hello.token, this.#identity.tokenPublicKey, { now: this.#clock.now(), nodeId: hello.node })
-    if (hello.key.byteLength !== 32 || !verifyChallenge(hello.key, nonce, helloContext(payload.node, this.hubId), hello.sig)) {
-      throw new JoinRefusedError('EF_NODE_KEY_MISMATCH', `node ${payload.node} did not prove possession of its key`)
+    const node = validateNodeName(hello.node)
+    if (hello.key.byteLength !== 32 || !verifyChallenge(hello.key, nonce, helloContext(node, this.hubId), hello.sig)) {
+      throw new JoinRefusedError('EF_NODE_KEY_MISMATCH', `node ${node} did not prove possession of its key`)
     }
     const keyId = nodeKeyId(hello.key)
-    await checkOrBind(this.#bindings, payload.node, keyId, hello.key, this.#clock.now())
-    return { nodeId: payload.node, keyId }
+    const bound = await this.#bindings.get(node)
+    if (bound !== undefined && bound.keyId === keyId && Buffer.from(bound.publicKey).equals(hello.key)) {
+      return { nodeId: node, keyId }
+    }
+    const join = hello.join
+    if (join === undefined) {
+      if (bound !== undefined) throw new JoinRefusedError('EF_NODE_KEY_MISMATCH', `node name ${node} is already bound to another key`)
+      throw new JoinRefusedError('EF_NODE_NOT_BOUND', `node ${node} is not known to this hub (never joined, or removed by an operator); its first join needs a join token`)
+    }
+    const { payload, secret } = hubJoinSecret(join.payload, this.#identity.tokenSigningKey)
+    if (!verifyJoinProof(secret, join.payload, { node, hub: this.hubId, nonce, key: hello.key }, join.proof)) {
+      throw new JoinRefusedError('EF_TOKEN_INVALID', 'the join token is invalid: its proof does not verify (not issued by this hub, altered, or made for another handshake)')
+    }
+    const now = this.#clock.now()
+    if (Math.floor(now / 1000) >= payload.exp) {
+      throw new JoinRefusedError('EF_TOKEN_EXPIRED', `the join token expired at ${new Date(payload.exp * 1000).toISOString()}; create a new one with "edgefabric token create --node ${node}"`)
+    }
+    if (!tokenAdmits(payload, node)) {
+      throw new JoinRefusedError('EF_NODE_MISMATCH', `the join token was issued for node "${payload.node}", not "${node}"`)
+    }
+    await checkOrBind(this.#bindings, node, keyId, hello.key, now, { jti: payload.jti, node: payload.node, exp: payload.exp, reusable: payload.reuse === true })
+    return { nodeId: node, keyId }
   }
 }

@@ -1,28 +1,31 @@
 /**
- * Node name → node key bindings (trust on first join). The first successful
- * join of a name binds it to the edge's key; later joins must present the
- * same key, so a leaked token cannot be used to impersonate an existing node.
+ * Node name → node key bindings, and the join-token records that go with
+ * them (issue 12: the token is for the first join only). The first
+ * successful join of a name binds it to the edge's key; later joins must
+ * present the same key and no token, so a leaked token cannot be used to
+ * impersonate an existing node, and an expired token never strands a bound
+ * edge. The rules live in ./binding-state.ts; this file is the store
+ * contract and its two implementations.
  *
- * `bind` is bind-if-absent and atomic within a store: two racing first joins
- * of one name with different keys end with exactly one binding, and the
- * loser is refused. Rebinding a name is an explicit admin act: remove() then
- * let the node join again.
+ * Every change is atomic within a store: two racing first joins of one name
+ * with different keys end with exactly one binding, and a single-use token
+ * is recorded as used in the same write that makes its binding. Rebinding a
+ * name is an explicit admin act: remove() then let the node join again with
+ * a new token.
+ *
+ * One writer per data dir: FileBindingStore is only opened by the process
+ * that holds the data-dir lock (src/util/data-dir-lock.ts): the running hub,
+ * or an offline CLI verb when the hub is stopped.
  */
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { IdentityError, InvalidOptionError, JoinRefusedError, toError } from '../errors.js'
+import { IdentityError, JoinRefusedError, toError } from '../errors.js'
 import { ensurePrivateDir, writeFileAtomic } from '../util/atomic-file.js'
 import { nodeKeyId } from '../identity/node-key.js'
-import { isValidNodeName, validateNodeName } from '../identity/token.js'
+import { validateNodeName } from '../identity/token.js'
+import { BindingState, copyBinding, copyToken, parseState, serializeState, type NodeBinding, type TokenPresented, type TokenRecord } from './binding-state.js'
 
-export interface NodeBinding {
-  nodeId: string
-  keyId: string
-  /** Raw 32-byte Ed25519 public key. */
-  publicKey: Uint8Array
-  /** ms since the epoch. */
-  boundAt: number
-}
+export type { NodeBinding, TokenPresented, TokenRecord, TokenUse } from './binding-state.js'
 
 export interface NodeBindingStore {
   get (nodeId: string): Promise<NodeBinding | undefined>
@@ -31,9 +34,22 @@ export interface NodeBindingStore {
    * binding in effect (the existing one if there was one) once it is durable.
    */
   bind (nodeId: string, keyId: string, publicKeyRaw: Uint8Array, now: number): Promise<NodeBinding>
+  /**
+   * bind() for a first join with a token: refuses a revoked token
+   * (EF_TOKEN_REVOKED) and a single-use token already used by another key
+   * (EF_TOKEN_USED), and records the use in the same durable write.
+   */
+  bindWithToken (nodeId: string, keyId: string, publicKeyRaw: Uint8Array, now: number, token: TokenPresented): Promise<NodeBinding>
   list (): Promise<NodeBinding[]>
-  /** Resolves true if a binding was removed. */
-  remove (nodeId: string): Promise<boolean>
+  /** Resolves true if a binding was removed; single-use tokens it joined with are revoked. */
+  remove (nodeId: string, now?: number): Promise<boolean>
+  /** Replace the bound key of `nodeId` (in-session key rotation; both keys verified by the caller). */
+  rotate (nodeId: string, oldKeyId: string, keyId: string, publicKeyRaw: Uint8Array, now: number): Promise<NodeBinding>
+  /** Record a token at creation (false if already known). */
+  recordIssued (token: TokenPresented, now: number): Promise<boolean>
+  /** Revoke a token id (false if already revoked). Unknown ids are recorded as revoked too. */
+  revoke (jti: string, now: number): Promise<boolean>
+  tokens (): Promise<TokenRecord[]>
   /** Wait for pending writes; later calls reject. */
   close (): Promise<void>
 }
@@ -44,11 +60,7 @@ export interface CheckOrBindResult {
   created: boolean
 }
 
-/**
- * The join-time check: first join binds, the same key passes, another key is
- * refused with EF_NODE_KEY_MISMATCH.
- */
-export async function checkOrBind (store: NodeBindingStore, nodeId: string, keyId: string, publicKeyRaw: Uint8Array, now = Date.now()): Promise<CheckOrBindResult> {
+function checkKey (nodeId: string, keyId: string, publicKeyRaw: Uint8Array): void {
   validateNodeName(nodeId)
   if (!(publicKeyRaw instanceof Uint8Array) || publicKeyRaw.length !== 32) {
     throw new JoinRefusedError('EF_NODE_KEY_MISMATCH', `node ${nodeId} presented a malformed key (expected 32 raw Ed25519 bytes)`)
@@ -56,29 +68,28 @@ export async function checkOrBind (store: NodeBindingStore, nodeId: string, keyI
   if (nodeKeyId(publicKeyRaw) !== keyId) {
     throw new JoinRefusedError('EF_NODE_KEY_MISMATCH', `node ${nodeId} presented key id ${String(keyId).slice(0, 40)} that does not match its public key`)
   }
-  const binding = await store.bind(nodeId, keyId, publicKeyRaw, now)
+}
+
+function checkSame (binding: NodeBinding, nodeId: string, keyId: string, publicKeyRaw: Uint8Array): void {
   if (binding.keyId !== keyId || !Buffer.from(binding.publicKey).equals(publicKeyRaw)) {
     throw new JoinRefusedError('EF_NODE_KEY_MISMATCH', `node name ${nodeId} is already bound to another key`)
   }
-  // Stores return an existing binding unchanged, so boundAt === now means this
-  // call made it (advisory, for logs: a rejoin in the same ms also reads true).
-  return { binding, created: binding.boundAt === now }
-}
-
-function copy (b: NodeBinding): NodeBinding {
-  return { nodeId: b.nodeId, keyId: b.keyId, publicKey: new Uint8Array(b.publicKey), boundAt: b.boundAt }
 }
 
 /**
- * Stores validate too (not only checkOrBind): whatever is persisted must
- * pass load()'s consistency checks, or the next start would fail on it.
+ * The join-time check: first join binds, the same key passes, another key is
+ * refused with EF_NODE_KEY_MISMATCH. With `token`, the first join also
+ * applies the token rules (single use, revocation).
  */
-function newBinding (nodeId: string, keyId: string, publicKeyRaw: Uint8Array, now: number): NodeBinding {
-  validateNodeName(nodeId)
-  if (!(publicKeyRaw instanceof Uint8Array) || publicKeyRaw.length !== 32) throw new InvalidOptionError('publicKeyRaw', 'must be 32 raw Ed25519 bytes')
-  if (nodeKeyId(publicKeyRaw) !== keyId) throw new InvalidOptionError('keyId', 'does not match publicKeyRaw')
-  if (!Number.isFinite(now)) throw new InvalidOptionError('now', 'must be a finite number of ms')
-  return { nodeId, keyId, publicKey: new Uint8Array(publicKeyRaw), boundAt: now }
+export async function checkOrBind (store: NodeBindingStore, nodeId: string, keyId: string, publicKeyRaw: Uint8Array, now = Date.now(), token?: TokenPresented): Promise<CheckOrBindResult> {
+  checkKey(nodeId, keyId, publicKeyRaw)
+  const binding = token === undefined
+    ? await store.bind(nodeId, keyId, publicKeyRaw, now)
+    : await store.bindWithToken(nodeId, keyId, publicKeyRaw, now, token)
+  checkSame(binding, nodeId, keyId, publicKeyRaw)
+  // Stores return an existing binding unchanged, so boundAt === now means this
+  // call made it (advisory, for logs: a rejoin in the same ms also reads true).
+  return { binding, created: binding.boundAt === now }
 }
 
 function closedError (what: string): IdentityError {
@@ -87,33 +98,36 @@ function closedError (what: string): IdentityError {
 
 /** In-memory store for tests and ephemeral hubs. */
 export class MemoryBindingStore implements NodeBindingStore {
-  #map = new Map<string, NodeBinding>()
+  #s = new BindingState()
   #closed = false
 
+  #open (): BindingState {
+    if (this.#closed) throw closedError('memory')
+    return this.#s
+  }
+
   async get (nodeId: string): Promise<NodeBinding | undefined> {
-    const b = this.#map.get(nodeId)
-    return b === undefined ? undefined : copy(b)
+    const b = this.#s.bindings.get(nodeId)
+    return b === undefined ? undefined : copyBinding(b)
   }
 
   async bind (nodeId: string, keyId: string, publicKeyRaw: Uint8Array, now: number): Promise<NodeBinding> {
-    if (this.#closed) throw closedError('memory')
-    let b = this.#map.get(nodeId)
-    if (b === undefined) {
-      b = newBinding(nodeId, keyId, publicKeyRaw, now)
-      this.#map.set(nodeId, b)
-    }
-    return copy(b)
+    return copyBinding(this.#open().bind(nodeId, keyId, publicKeyRaw, now).binding)
   }
 
-  async list (): Promise<NodeBinding[]> {
-    return [...this.#map.values()].map(copy)
+  async bindWithToken (nodeId: string, keyId: string, publicKeyRaw: Uint8Array, now: number, token: TokenPresented): Promise<NodeBinding> {
+    return copyBinding(this.#open().bindWithToken(nodeId, keyId, publicKeyRaw, now, token).binding)
   }
 
-  async remove (nodeId: string): Promise<boolean> {
-    if (this.#closed) throw closedError('memory')
-    return this.#map.delete(nodeId)
+  async list (): Promise<NodeBinding[]> { return [...this.#s.bindings.values()].map(copyBinding) }
+  async remove (nodeId: string, now = Date.now()): Promise<boolean> { return this.#open().remove(nodeId, now) }
+  async rotate (nodeId: string, oldKeyId: string, keyId: string, publicKeyRaw: Uint8Array, now: number): Promise<NodeBinding> {
+    return copyBinding(this.#open().rotate(nodeId, oldKeyId, keyId, publicKeyRaw, now))
   }
 
+  async recordIssued (token: TokenPresented, now: number): Promise<boolean> { return this.#open().recordIssued(token, now) }
+  async revoke (jti: string, now: number): Promise<boolean> { return this.#open().revoke(jti, now) }
+  async tokens (): Promise<TokenRecord[]> { return [...this.#s.tokens.values()].map(copyToken) }
   async close (): Promise<void> { this.#closed = true }
 }
 
@@ -132,8 +146,8 @@ export const BINDINGS_FILE = 'node-bindings.json'
 export class FileBindingStore implements NodeBindingStore {
   readonly file: string
   readonly #dataDir: string
-  #map: Map<string, NodeBinding>
-  #durable: Map<string, NodeBinding>
+  #s: BindingState
+  #durable: BindingState
   /** Bumped by every change; equal to #durableVersion when memory matches the file. */
   #version = 0
   #durableVersion = 0
@@ -145,8 +159,8 @@ export class FileBindingStore implements NodeBindingStore {
   constructor (dataDir: string) {
     this.#dataDir = dataDir
     this.file = join(dataDir, BINDINGS_FILE)
-    this.#map = load(this.file)
-    this.#durable = new Map(this.#map)
+    this.#s = load(this.file)
+    this.#durable = this.#s.clone()
   }
 
   static async open (dataDir: string): Promise<FileBindingStore> {
@@ -155,37 +169,57 @@ export class FileBindingStore implements NodeBindingStore {
   }
 
   async get (nodeId: string): Promise<NodeBinding | undefined> {
-    const b = this.#map.get(nodeId)
-    return b === undefined ? undefined : copy(b)
+    const b = this.#s.bindings.get(nodeId)
+    return b === undefined ? undefined : copyBinding(b)
+  }
+
+  /** Apply a change; resolve with its result once it (or a later state) is durable. */
+  async #change<T> (fn: (s: BindingState) => { result: T, changed: boolean }): Promise<T> {
+    if (this.#closed) throw closedError(this.file)
+    const { result, changed } = fn(this.#s)
+    if (changed) this.#version++
+    // Also wait when nothing changed: the state we report may still be in
+    // flight, and a join must not be answered on non-durable state.
+    await this.#commit()
+    return result
   }
 
   async bind (nodeId: string, keyId: string, publicKeyRaw: Uint8Array, now: number): Promise<NodeBinding> {
-    if (this.#closed) throw closedError(this.file)
-    let effective = this.#map.get(nodeId)
+    const have = this.#s.bindings.get(nodeId)
     // Fast path for rejoins: this exact binding is already on disk.
-    if (effective !== undefined && this.#durable.get(nodeId) === effective) return copy(effective)
-    if (effective === undefined) {
-      effective = newBinding(nodeId, keyId, publicKeyRaw, now)
-      this.#map.set(nodeId, effective)
-      this.#version++
-    }
-    // Also wait when nothing changed: the binding we report may still be in
-    // flight, and a join must not be answered on non-durable state.
-    await this.#commit()
-    return copy(effective)
+    if (!this.#closed && have !== undefined && this.#durable.bindings.get(nodeId) === have) return copyBinding(have)
+    return await this.#change(s => {
+      const r = s.bind(nodeId, keyId, publicKeyRaw, now)
+      return { result: copyBinding(r.binding), changed: r.changed }
+    })
   }
 
-  async list (): Promise<NodeBinding[]> {
-    return [...this.#map.values()].map(copy)
+  async bindWithToken (nodeId: string, keyId: string, publicKeyRaw: Uint8Array, now: number, token: TokenPresented): Promise<NodeBinding> {
+    return await this.#change(s => {
+      const r = s.bindWithToken(nodeId, keyId, publicKeyRaw, now, token)
+      return { result: copyBinding(r.binding), changed: r.changed }
+    })
   }
 
-  async remove (nodeId: string): Promise<boolean> {
-    if (this.#closed) throw closedError(this.file)
-    const had = this.#map.delete(nodeId)
-    if (had) this.#version++
-    await this.#commit()
-    return had
+  async list (): Promise<NodeBinding[]> { return [...this.#s.bindings.values()].map(copyBinding) }
+
+  async remove (nodeId: string, now = Date.now()): Promise<boolean> {
+    return await this.#change(s => { const had = s.remove(nodeId, now); return { result: had, changed: had } })
   }
+
+  async rotate (nodeId: string, oldKeyId: string, keyId: string, publicKeyRaw: Uint8Array, now: number): Promise<NodeBinding> {
+    return await this.#change(s => ({ result: copyBinding(s.rotate(nodeId, oldKeyId, keyId, publicKeyRaw, now)), changed: true }))
+  }
+
+  async recordIssued (token: TokenPresented, now: number): Promise<boolean> {
+    return await this.#change(s => { const r = s.recordIssued(token, now); return { result: r, changed: r } })
+  }
+
+  async revoke (jti: string, now: number): Promise<boolean> {
+    return await this.#change(s => { const r = s.revoke(jti, now); return { result: r, changed: r } })
+  }
+
+  async tokens (): Promise<TokenRecord[]> { return [...this.#s.tokens.values()].map(copyToken) }
 
   async close (): Promise<void> {
     this.#closed = true
@@ -208,17 +242,17 @@ export class FileBindingStore implements NodeBindingStore {
       while (this.#queued.length > 0) {
         const batch = this.#queued
         this.#queued = []
-        const snapshot = new Map(this.#map)
+        const snapshot = this.#s.clone()
         const version = this.#version
         try {
-          await writeFileAtomic(this.file, serialize(snapshot))
+          await writeFileAtomic(this.file, serializeState(snapshot))
           this.#durable = snapshot
           this.#durableVersion = version
           for (const w of batch) w.resolve()
         } catch (err) {
           // Revert to what is on disk; every change since is lost, so all
           // their callers learn it (also those queued behind this write).
-          this.#map = new Map(this.#durable)
+          this.#s = this.#durable.clone()
           this.#version = this.#durableVersion
           const failed = [...batch, ...this.#queued]
           this.#queued = []
@@ -232,51 +266,14 @@ export class FileBindingStore implements NodeBindingStore {
   }
 }
 
-interface FileFormat {
-  v: 1
-  bindings: Record<string, { keyId: string, publicKey: string, boundAt: number }>
-}
-
-function serialize (map: Map<string, NodeBinding>): string {
-  // Null prototype: a key named "__proto__" must stay a plain property.
-  const out: FileFormat = { v: 1, bindings: Object.create(null) as FileFormat['bindings'] }
-  for (const [id, b] of [...map].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))) {
-    out.bindings[id] = { keyId: b.keyId, publicKey: Buffer.from(b.publicKey).toString('base64url'), boundAt: b.boundAt }
-  }
-  return JSON.stringify(out, null, 1) + '\n'
-}
-
-function load (file: string): Map<string, NodeBinding> {
+function load (file: string): BindingState {
   let text: string
   try {
     text = readFileSync(file, 'utf8')
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Map()
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new BindingState()
     throw new IdentityError(file, `cannot be read: ${toError(err).message}`, { cause: err })
   }
-  const bad = (why: string, cause?: unknown): IdentityError =>
-    new IdentityError(file, `is corrupt (${why}); restore it from a backup or remove it (every node then re-binds on its next join)`, { cause })
-  let raw: unknown
-  try {
-    raw = JSON.parse(text)
-  } catch (err) {
-    throw bad('not JSON', err)
-  }
-  const o = raw as Partial<FileFormat> | null
-  if (typeof o !== 'object' || o === null || o.v !== 1 || typeof o.bindings !== 'object' || o.bindings === null || Array.isArray(o.bindings)) {
-    throw bad('expected {"v":1,"bindings":{...}}')
-  }
-  const map = new Map<string, NodeBinding>()
-  for (const [nodeId, e] of Object.entries(o.bindings)) {
-    const entry = e as Partial<FileFormat['bindings'][string]> | null
-    if (typeof entry !== 'object' || entry === null || typeof entry.publicKey !== 'string' || typeof entry.keyId !== 'string' ||
-      typeof entry.boundAt !== 'number' || !Number.isFinite(entry.boundAt)) {
-      throw bad(`entry ${JSON.stringify(nodeId)} is malformed`)
-    }
-    if (!isValidNodeName(nodeId)) throw bad(`node name ${JSON.stringify((nodeId as string).slice(0, 70))} is invalid`)
-    const publicKey = new Uint8Array(Buffer.from(entry.publicKey, 'base64url'))
-    if (publicKey.length !== 32 || nodeKeyId(publicKey) !== entry.keyId) throw bad(`entry ${JSON.stringify(nodeId)} has an inconsistent key`)
-    map.set(nodeId, { nodeId, keyId: entry.keyId, publicKey, boundAt: entry.boundAt })
-  }
-  return map
+  return parseState(text, (why, cause) =>
+    new IdentityError(file, `is corrupt (${why}); restore it from a backup or remove it (every node then needs a new token to join again)`, { cause }))
 }

@@ -394,6 +394,29 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
     await this.#nodes.get(nodeId)?.session?.goodbye(reason)
   }
 
+  /**
+   * Operator removal (issue 12 `node remove`; the binding itself is the
+   * caller's): end the live session with a goodbye and forget the node's
+   * record. With `purge`, its pending reliable messages are deleted (counted
+   * as drops{reason="purged"}); without, they stay and are delivered if the
+   * node joins again. Returns how many messages were purged.
+   */
+  async forgetNode (nodeId: string, options: { purge?: boolean, reason?: string } = {}): Promise<number> {
+    const rec = this.#nodes.get(nodeId)
+    await rec?.session?.goodbye(options.reason ?? 'node removed by an operator').catch(() => {})
+    let purged = 0
+    if (options.purge === true && this.store !== undefined) {
+      const lane = this.#lanes.get(nodeId)
+      lane?.close()
+      this.#lanes.delete(nodeId)
+      const stats = this.store.outboxStats(nodeId)
+      if (stats.count > 0) purged = await this.store.ack(nodeId, stats.lastSeq)
+      if (purged > 0) this.metrics?.drops.inc({ reason: 'purged' }, purged)
+    }
+    if (rec !== undefined && rec.session === undefined) this.#nodes.delete(nodeId)
+    return purged
+  }
+
   get pendingRequests (): number { return this.#pending.size }
 
   async close (graceMs = 5000): Promise<void> {

@@ -7,6 +7,8 @@
  *   const token = hub.createToken('edge-1')
  */
 import { mkdir } from 'node:fs/promises'
+import { checkTransportUrl } from '../config/address.js'
+import { lockDataDir, type DataDirLock } from '../util/data-dir-lock.js'
 import { systemClock, type TimerHandle } from '../util/clock.js'
 import { InvalidOptionError } from '../errors.js'
 import { startAdminServer, type AdminServer } from '../ops/admin-server.js'
@@ -17,7 +19,7 @@ import { TokenAuthenticator } from './authenticator.js'
 import { FileBindingStore, type NodeBindingStore } from './bindings.js'
 import { HubCore } from './hub-core.js'
 import { loadOrCreateHubIdentity, type HubIdentity } from './identity.js'
-import { createJoinToken } from '../identity/token.js'
+import { createJoinToken, decodeJoinToken } from '../identity/token.js'
 import { certificateFingerprint } from '../identity/pki.js'
 import { WebTransportListener } from '../transport/webtransport-listener.js'
 import type { HubOptions } from './types.js'
@@ -26,6 +28,8 @@ import { LmdbStore } from '../reliable/lmdb-store.js'
 import type { ReliableStore } from '../reliable/store.js'
 import { DeviceRegistry } from '../device/cloud/registry.js'
 import { deviceRoutes } from '../device/cloud/http-api.js'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { adminMessageRoutes } from './admin-messages.js'
 
 /** Reissue the WebTransport leaf this long before it expires (half of its 14 days). */
 const WT_ROTATE_BEFORE_EXPIRY_MS = 7 * 86_400_000
@@ -43,6 +47,7 @@ export class Hub extends HubCore {
   #wtTls: { certPem: string, keyPem: string, notAfter: number } | undefined
   #wtRotation: TimerHandle | undefined
   #stopping = false
+  #lock: DataDirLock | undefined
 
   private constructor (options: HubOptions, identity: HubIdentity, bindings: NodeBindingStore, registry: Registry, metrics: HubMetrics, store: ReliableStore, ownsStore: boolean) {
     const clock = options.clock ?? systemClock
@@ -58,10 +63,21 @@ export class Hub extends HubCore {
     if (!Array.isArray(options.listen) || options.listen.length === 0 || !options.listen.every(u => typeof u === 'string')) {
       throw new InvalidOptionError('listen', 'must be a non-empty array of URLs')
     }
+    for (const u of options.listen) checkTransportUrl(u, m => new InvalidOptionError('listen', m), { insecure: options.insecureTransport === true, insecureFlag: 'insecureTransport: true (CLI: --insecure-transport)', listen: true })
     if (typeof options.dataDir !== 'string' || options.dataDir === '') throw new InvalidOptionError('dataDir', 'must be a directory path')
     await mkdir(options.dataDir, { recursive: true })
-    const identity = await loadOrCreateHubIdentity(options.dataDir, options.altNames !== undefined ? { altNames: options.altNames } : {})
-    const bindings = await FileBindingStore.open(options.dataDir)
+    // One process per data dir (issue 12), before any file in it is opened:
+    // the binding store and LMDB have exactly one writer.
+    const lock = await lockDataDir(options.dataDir, 'hub')
+    let identity: HubIdentity
+    let bindings: FileBindingStore
+    try {
+      identity = await loadOrCreateHubIdentity(options.dataDir, options.altNames !== undefined ? { altNames: options.altNames } : {})
+      bindings = await FileBindingStore.open(options.dataDir)
+    } catch (err) {
+      await lock.release()
+      throw err
+    }
     const registry = new Registry()
     let hubRef: Hub | undefined
     // Registered first so its collect() runs before the other metrics are
@@ -78,8 +94,15 @@ export class Hub extends HubCore {
       }
     })
     const ownsStore = options.store === undefined
-    const store = options.store ?? await LmdbStore.open(join(options.dataDir, 'reliable'), { durability: options.durability ?? 'sync' })
+    let store: ReliableStore
+    try {
+      store = options.store ?? await LmdbStore.open(join(options.dataDir, 'reliable'), { durability: options.durability ?? 'sync' })
+    } catch (err) {
+      await lock.release()
+      throw err
+    }
     const hub = new Hub(options, identity, bindings, registry, createHubMetrics(registry), store, ownsStore)
+    hub.#lock = lock
     hubRef = hub
     hub.openLanes()
     try {
@@ -97,8 +120,9 @@ export class Hub extends HubCore {
           health: () => ({ ok: true }),
           ready: () => ({ ok: hub.urls.length > 0, detail: { listening: hub.urls } }),
           status: () => { hub.refreshMetrics(); return hub.status() },
-          ...(hub.#devices === undefined ? {} : { routes: deviceRoutes(hub.#devices, options.admin?.token === undefined ? {} : { token: options.admin.token }) })
+          routes: hubRoutes(hub, options.admin?.token)
         })
+        await hub.#lock?.update({ admin: hub.#admin.url })
       }
     } catch (err) {
       await hub.close(0).catch(() => {})
@@ -114,9 +138,55 @@ export class Hub extends HubCore {
   /** Admin HTTP base URL (metrics, health, status), if enabled. */
   get adminUrl (): string | undefined { return this.#admin?.url }
 
-  /** A join token for `nodeId` that pins this hub's identity. */
+  /**
+   * A join token for `nodeId` that pins this hub's identity. Single use: the
+   * first node key that joins with it owns it. Not recorded until used; use
+   * issueToken() to have `token list` show it at once.
+   */
   createToken (nodeId: string, ttlSeconds?: number): string {
     return createJoinToken(this.identity, ttlSeconds === undefined ? { nodeId } : { nodeId, ttlSeconds })
+  }
+
+  /** Create a token and record it in the token store (`token list` shows it). `reusable` without `nodeId` admits any name. */
+  async issueToken (opts: { nodeId?: string, ttlSeconds?: number, reusable?: boolean }): Promise<{ token: string, jti: string, node: string, exp: number, reusable: boolean }> {
+    const token = createJoinToken(this.identity, opts)
+    const p = decodeJoinToken(token)
+    await this.bindings.recordIssued({ jti: p.jti, node: p.node, exp: p.exp, reusable: p.reuse === true }, this.clock.now())
+    return { token, jti: p.jti, node: p.node, exp: p.exp, reusable: p.reuse === true }
+  }
+
+  /** Revoke a token id: it binds nothing from now on (bound nodes stay bound). False if already revoked. */
+  async revokeToken (jti: string): Promise<boolean> {
+    return await this.bindings.revoke(jti, this.clock.now())
+  }
+
+  /**
+   * Remove a node (issue 12 `node remove`): its binding is deleted (and the
+   * single-use token it joined with revoked), its live session cut, and with
+   * `purge` its pending reliable messages deleted. It can join again only
+   * with a new token.
+   */
+  async removeNode (nodeId: string, opts: { purge?: boolean } = {}): Promise<{ removed: boolean, purged: number }> {
+    const removed = await this.bindings.remove(nodeId, this.clock.now())
+    const purged = await this.forgetNode(nodeId, { purge: opts.purge === true, reason: 'node removed by an operator' })
+    if (removed) this.logger.warn({ nodeId, purged }, 'node removed')
+    return { removed, purged }
+  }
+
+  /** Bound nodes with their live state (`node list`). */
+  async listNodes (): Promise<Array<{ nodeId: string, keyId: string, boundAt: number, rotatedAt?: number, status: string, transport?: string, outbox: number }>> {
+    return (await this.bindings.list()).map(b => {
+      const n = this.node(b.nodeId)
+      return {
+        nodeId: b.nodeId,
+        keyId: b.keyId,
+        boundAt: b.boundAt,
+        ...(b.rotatedAt !== undefined ? { rotatedAt: b.rotatedAt } : {}),
+        status: n?.status ?? 'disconnected',
+        ...(n?.transport !== undefined ? { transport: n.transport } : {}),
+        outbox: this.outboxDepth(b.nodeId)
+      }
+    }).sort((a, b) => (a.nodeId < b.nodeId ? -1 : 1))
   }
 
   /** JSON status for the admin API and the status page. */
@@ -193,6 +263,7 @@ export class Hub extends HubCore {
     await this.#admin?.close()
     await this.bindings.close()
     if (this.#ownsStore) await this.store?.close()
+    await this.#lock?.release()
   }
 
   #listenIdentity (url: URL): object {
@@ -217,6 +288,13 @@ export class Hub extends HubCore {
         return {}
     }
   }
+}
+
+/** Admin routes: operator verbs and messages (./admin-messages.ts), then the device API when enabled. */
+function hubRoutes (hub: Hub, token: string | undefined): (req: IncomingMessage, res: ServerResponse, path: string) => Promise<boolean> {
+  const ops = adminMessageRoutes(hub, token === undefined ? {} : { token })
+  const devices = hub.devices === undefined ? undefined : deviceRoutes(hub.devices, token === undefined ? {} : { token })
+  return async (req, res, path) => await ops(req, res, path) || (devices !== undefined && await devices(req, res, path))
 }
 
 /** Open the device registry for `options.devices` and wire it to the hub (upstream `$device` messages, reliable lane). */

@@ -55,6 +55,12 @@ export interface HubAuthenticator {
 export interface HubOptions extends ConnectionOptions {
   /** URLs to listen on, e.g. `quic://0.0.0.0:10001`, `wss://0.0.0.0:10000`. Required. */
   listen: string[]
+  /**
+   * Allow plain `ws://` listeners on non-loopback addresses (no encryption,
+   * edges cannot authenticate the hub). Loopback `ws://` is always allowed.
+   * @default false
+   */
+  insecureTransport?: boolean
   /** Directory for the hub identity, bindings and state. Required. */
   dataDir: string
   /** Heartbeat period; a silent link is declared dead after 2.5× this. @default 5000 */

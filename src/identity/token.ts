@@ -32,7 +32,10 @@ export interface JoinTokenPins {
 
 export interface JoinTokenPayload {
   v: 1
-  /** Node name the token admits. */
+  /**
+   * Node name the token admits; `*` (reusable tokens only) admits any name
+   * not yet bound, for provisioning many devices from one image.
+   */
   node: string
   /** Issued at, seconds since the epoch. */
   iat: number
@@ -41,7 +44,16 @@ export interface JoinTokenPayload {
   /** Random token id (base64url), for audit logs and revocation lists. */
   jti: string
   pins: JoinTokenPins
+  /**
+   * Reusable: may bind any number of node keys until it expires or is
+   * revoked. Absent = single use: the first key that joins with it owns it
+   * (EF_TOKEN_USED for any other key).
+   */
+  reuse?: true
 }
+
+/** Node name of a reusable token that admits any (not yet bound) name. */
+export const ANY_NODE = '*'
 
 /** What token creation needs from the hub identity. */
 export interface TokenIssuer {
@@ -51,7 +63,10 @@ export interface TokenIssuer {
 }
 
 export interface CreateJoinTokenOptions {
-  nodeId: string
+  /** Node the token admits; may be omitted (any name) only for reusable tokens. */
+  nodeId?: string
+  /** Bind any number of node keys until expiry/revocation. @default false (single use) */
+  reusable?: boolean
   /** @default 86400 (24 h) */
   ttlSeconds?: number
   /** ms since the epoch. @default Date.now() */
@@ -82,7 +97,8 @@ export function validateNodeName (name: unknown): string {
 }
 
 export function createJoinToken (issuer: TokenIssuer, opts: CreateJoinTokenOptions): string {
-  const node = validateNodeName(opts.nodeId)
+  if (opts.reusable !== undefined && typeof opts.reusable !== 'boolean') throw new InvalidOptionError('reusable', 'must be a boolean')
+  const node = opts.nodeId === undefined && opts.reusable === true ? ANY_NODE : validateNodeName(opts.nodeId)
   const ttl = intOption('ttlSeconds', opts.ttlSeconds, DEFAULT_TOKEN_TTL_SECONDS, 1, MAX_TTL_SECONDS)
   const now = opts.now ?? Date.now()
   if (!Number.isFinite(now)) throw new InvalidOptionError('now', 'must be a finite number of ms')
@@ -98,6 +114,7 @@ export function createJoinToken (issuer: TokenIssuer, opts: CreateJoinTokenOptio
     jti: randomBytes(12).toString('base64url'),
     pins: { quic: issuer.quicPeerId, tls: issuer.caFingerprint }
   }
+  if (opts.reusable === true) payload.reuse = true
   checkPins(payload.pins, (m) => new InvalidOptionError('identity', m))
   const signingInput = `${JOIN_TOKEN_PREFIX}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`
   const sig = sign(null, Buffer.from(signingInput), issuer.tokenSigningKey)
@@ -123,11 +140,16 @@ export function verifyJoinToken (token: unknown, tokenPublicKey: KeyObject, opts
   if (Math.floor(now / 1000) >= payload.exp) {
     throw new JoinRefusedError('EF_TOKEN_EXPIRED', `the join token expired at ${new Date(payload.exp * 1000).toISOString()}; create a new one with "edgefabric token create --node ${payload.node}"`)
   }
-  if (opts.nodeId !== undefined && opts.nodeId !== payload.node) {
+  if (opts.nodeId !== undefined && !tokenAdmits(payload, opts.nodeId)) {
     const shown = typeof opts.nodeId === 'string' ? JSON.stringify(opts.nodeId.slice(0, 70)) : typeof opts.nodeId
     throw new JoinRefusedError('EF_NODE_MISMATCH', `the join token was issued for node "${payload.node}", not ${shown}`)
   }
   return payload
+}
+
+/** The token may bind `nodeId` (its own name, or any name for a reusable `*` token). */
+export function tokenAdmits (payload: JoinTokenPayload, nodeId: string): boolean {
+  return payload.node === nodeId || (payload.node === ANY_NODE && payload.reuse === true && isValidNodeName(nodeId))
 }
 
 /** Edge side: read the payload (pins, node, expiry) without a signature check. */
@@ -182,7 +204,8 @@ function parsePayload (b64: string): JoinTokenPayload {
     if (typeof o.v === 'number') throw new JoinRefusedError('EF_UNSUPPORTED_VERSION', `join token payload version ${o.v} is not supported (expected ${JOIN_TOKEN_VERSION})`)
     throw invalid('the payload has no version')
   }
-  if (!isValidNodeName(o.node)) throw invalid('the node name is missing or invalid')
+  if (o.reuse !== undefined && o.reuse !== true) throw invalid('"reuse" must be true when present')
+  if (!isValidNodeName(o.node) && !(o.node === ANY_NODE && o.reuse === true)) throw invalid('the node name is missing or invalid')
   if (!isSeconds(o.iat) || !isSeconds(o.exp) || o.exp <= o.iat) throw invalid('iat/exp are missing or inconsistent')
   if (typeof o.jti !== 'string' || o.jti.length === 0 || o.jti.length > 64 || !B64URL.test(o.jti)) throw invalid('the token id is missing or invalid')
   const p = o.pins
@@ -190,7 +213,9 @@ function parsePayload (b64: string): JoinTokenPayload {
   const pins = { quic: (p as Record<string, unknown>).quic, tls: (p as Record<string, unknown>).tls }
   checkPins(pins, invalid)
   // Copy known fields only: nothing else from the wire travels further.
-  return { v: 1, node: o.node, iat: o.iat, exp: o.exp, jti: o.jti, pins: pins as JoinTokenPins }
+  const out: JoinTokenPayload = { v: 1, node: o.node as string, iat: o.iat, exp: o.exp, jti: o.jti, pins: pins as JoinTokenPins }
+  if (o.reuse === true) out.reuse = true
+  return out
 }
 
 function isSeconds (v: unknown): v is number {

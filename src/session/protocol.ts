@@ -6,21 +6,35 @@
  *   edge                                    hub
  *    | ---- transport connect (pinned) ----> |
  *    | <--- challenge {nonce, hub, versions} |
- *    | ---- hello {version, node, token, key, sig, caps, labels} --> |
+ *    | ---- hello {version, node, key, sig, caps, labels, join?} --> |
  *    | <--- welcome {session, heartbeatMs, caps} | refused {code, reason, retryable}
+ *    | ---- rotate-key {key, sig} ---------> |   (optional, any time in session)
+ *    | <--- key-rotated {keyId} | refused    |
  *    | <--> ping {t} / pong {t}              |   (either side, when it hears nothing)
  *    | <--- goodbye {reason}                 |   (e.g. replaced by a newer session)
  *
- * The node id of a session comes from the verified hello (token signed by the
- * hub + proof of the node key), never from message content afterwards.
+ * The node id of a session comes from the verified hello (proof of the node
+ * key, bound at the first join), never from message content afterwards.
+ *
+ * Version 2 (issue 12/13) changed the hello:
+ *  - `token` is gone: the token never crosses the wire. A first join sends
+ *    `join: {payload, proof}` — the token's public payload part and an HMAC
+ *    over this handshake keyed by a secret derived from the token
+ *    (src/identity/join-proof.ts). Later joins send no join at all: the
+ *    binding made at the first join admits the key, whatever became of the
+ *    token (expired, used, revoked).
+ *  - the key signature context names protocol 2.
+ *  - `rotate-key` / `key-rotated`: replace the node key in session.
+ * A version-1 edge sees only `versions: [2]` in the challenge and stops
+ * before it would send its token.
  */
 import { newMessage, type Envelope } from '../codec/envelope.js'
 import { ProtocolError } from '../errors.js'
 
 export const SESSION_GROUP = '$session'
 /** Protocol versions this build speaks, newest first. */
-export const PROTOCOL_VERSIONS = [1] as const
-export const PROTOCOL_VERSION = 1
+export const PROTOCOL_VERSIONS = [2] as const
+export const PROTOCOL_VERSION = 2
 /** Capabilities this build offers; peers use the intersection. */
 /**
  * What an edge can do, stated in hello. `devices`: the edge runs a device broker and twin engine
@@ -29,27 +43,49 @@ export const PROTOCOL_VERSION = 1
 export const CAPABILITIES = ['ping', 'edge-to-edge', 'servicebus', 'request', 'devices'] as const
 
 export interface ChallengeContent { nonce: Uint8Array, hub: string, versions: number[] }
+/** First join only: possession of a join token, proven without sending it. */
+export interface JoinProofContent {
+  /** The token's base64url payload part (public: node, expiry, jti, pins). */
+  payload: string
+  /** HMAC-SHA256 over the handshake (src/identity/join-proof.ts). */
+  proof: Uint8Array
+}
 export interface HelloContent {
   version: number
   node: string
-  token: string
   /** Raw 32-byte Ed25519 public key of the node. */
   key: Uint8Array
   /** Signature over the challenge nonce with context `helloContext(node, hub)`. */
   sig: Uint8Array
   capabilities: string[]
   labels?: Record<string, string>
+  join?: JoinProofContent
 }
+/** Rotate the node key in session: the new key signs the hub's session nonce. */
+export interface RotateKeyContent {
+  /** New raw 32-byte Ed25519 public key. */
+  key: Uint8Array
+  /** New key's signature with context `rotateContext(node, hub, oldKeyId)` over the session nonce. */
+  sig: Uint8Array
+  /** Old key's signature over the same bytes: the retiring key consents. */
+  oldSig: Uint8Array
+}
+export interface KeyRotatedContent { keyId: string }
 export interface WelcomeContent { version: number, session: string, heartbeatMs: number, capabilities: string[], hub: string }
 export interface RefusedContent { code: string, reason: string, retryable: boolean }
 export interface PingContent { t: number }
 export interface GoodbyeContent { reason: string }
 
-export type SessionOp = 'challenge' | 'hello' | 'welcome' | 'refused' | 'ping' | 'pong' | 'goodbye'
+export type SessionOp = 'challenge' | 'hello' | 'welcome' | 'refused' | 'ping' | 'pong' | 'goodbye' | 'rotate-key' | 'key-rotated'
 
 /** The signing context that binds a hello signature to this node and hub. */
 export function helloContext (node: string, hub: string): string {
   return `edgefabric/${PROTOCOL_VERSION} hello ${node} ${hub}`
+}
+
+/** Signing context of a key rotation: names the node, the hub and the key being retired. */
+export function rotateContext (node: string, hub: string, newKeyId: string): string {
+  return `edgefabric/${PROTOCOL_VERSION} rotate-key ${node} ${hub} ${newKeyId}`
 }
 
 export function sessionMessage (operation: SessionOp, content: unknown, source: string): Envelope {
@@ -104,7 +140,6 @@ export function parseHello (env: Envelope): HelloContent {
   const hello: HelloContent = {
     version: num(o, 'version', 'hello'),
     node: str(o, 'node', 'hello'),
-    token: str(o, 'token', 'hello'),
     key: bytes(o, 'key', 'hello'),
     sig: bytes(o, 'sig', 'hello'),
     capabilities: strings(o, 'capabilities', 'hello')
@@ -116,7 +151,22 @@ export function parseHello (env: Envelope): HelloContent {
     }
     hello.labels = l as Record<string, string>
   }
+  if (o.join !== undefined) {
+    const j = o.join
+    if (typeof j !== 'object' || j === null || Array.isArray(j) || j instanceof Uint8Array) throw new ProtocolError('session hello: "join" must be an object')
+    const jo = j as Record<string, unknown>
+    hello.join = { payload: str(jo, 'payload', 'hello.join'), proof: bytes(jo, 'proof', 'hello.join') }
+  }
   return hello
+}
+
+export function parseRotateKey (env: Envelope): RotateKeyContent {
+  const o = obj(env)
+  return { key: bytes(o, 'key', 'rotate-key'), sig: bytes(o, 'sig', 'rotate-key'), oldSig: bytes(o, 'oldSig', 'rotate-key') }
+}
+
+export function parseKeyRotated (env: Envelope): KeyRotatedContent {
+  return { keyId: str(obj(env), 'keyId', 'key-rotated') }
 }
 
 export function parseWelcome (env: Envelope): WelcomeContent {

@@ -120,4 +120,73 @@ export function runBindingStoreSuite (t: Test, factory: StoreFactory): void {
     t.equal((await s.list()).length, 200)
     await s.close()
   })
+
+  const tok = (jti: string, reusable = false, node = 'edge-1') => ({ jti, node, exp: 2_000_000_000, reusable })
+
+  t.test('single-use token: first key wins, same key may re-present it, other keys EF_TOKEN_USED', async t => {
+    const s = await factory(t)
+    const k1 = nodeKey()
+    const k2 = nodeKey()
+    await checkOrBind(s, 'edge-1', k1.keyId, k1.raw, 100, tok('t1'))
+    const again = await checkOrBind(s, 'edge-1', k1.keyId, k1.raw, 200, tok('t1'))
+    t.equal(again.binding.keyId, k1.keyId, 'same key, same token: fine')
+    // another key with the same token, for a name not yet bound (e.g. a reusable-looking replay)
+    await t.rejects(checkOrBind(s, 'edge-2', k2.keyId, k2.raw, 300, tok('t1', false, 'edge-1')), { code: 'EF_TOKEN_USED' })
+    t.equal(await s.get('edge-2'), undefined, 'nothing bound by the refused join')
+    const recs = await s.tokens()
+    t.equal(recs.length, 1)
+    t.equal(recs[0]?.useCount, 1)
+    t.same(recs[0]?.uses.map(u => u.keyId), [k1.keyId])
+    await s.close()
+  })
+
+  t.test('reusable token binds many keys; revoke stops it', async t => {
+    const s = await factory(t)
+    const keys = [nodeKey(), nodeKey(), nodeKey()]
+    for (const [i, k] of keys.entries()) await checkOrBind(s, `dev-${i}`, k.keyId, k.raw, 10 + i, tok('multi', true, '*'))
+    t.equal((await s.tokens())[0]?.useCount, 3)
+    t.equal(await s.revoke('multi', 50), true)
+    t.equal(await s.revoke('multi', 60), false, 'already revoked')
+    const k = nodeKey()
+    await t.rejects(checkOrBind(s, 'dev-9', k.keyId, k.raw, 70, tok('multi', true, '*')), { code: 'EF_TOKEN_REVOKED' })
+    t.ok(await s.get('dev-0'), 'bound nodes stay bound after a revoke')
+    await s.close()
+  })
+
+  t.test('remove revokes the single-use token the node joined with', async t => {
+    const s = await factory(t)
+    const k = nodeKey()
+    await checkOrBind(s, 'edge-1', k.keyId, k.raw, 1, tok('t1'))
+    await s.recordIssued(tok('t2'), 2)
+    t.equal(await s.remove('edge-1', 3), true)
+    await t.rejects(checkOrBind(s, 'edge-1', k.keyId, k.raw, 4, tok('t1')), { code: 'EF_TOKEN_REVOKED' }, 'the removed edge cannot replay its token')
+    const b = await checkOrBind(s, 'edge-1', k.keyId, k.raw, 5, tok('t2'))
+    t.equal(b.created, true, 'a new token rebinds')
+    const t2 = (await s.tokens()).find(r => r.jti === 't2')
+    t.equal(t2?.issuedAt, 2)
+    t.equal(t2?.useCount, 1)
+    await s.close()
+  })
+
+  t.test('rotate moves the binding to a new key, only from the bound key', async t => {
+    const s = await factory(t)
+    const k1 = nodeKey()
+    const k2 = nodeKey()
+    await s.bind('edge-1', k1.keyId, k1.raw, 1)
+    await t.rejects(s.rotate('edge-1', k2.keyId, k2.keyId, k2.raw, 2), { code: 'EF_NODE_KEY_MISMATCH' })
+    const b = await s.rotate('edge-1', k1.keyId, k2.keyId, k2.raw, 3)
+    t.equal(b.keyId, k2.keyId)
+    t.equal(b.boundAt, 1)
+    t.equal(b.rotatedAt, 3)
+    await t.rejects(checkOrBind(s, 'edge-1', k1.keyId, k1.raw, 4), { code: 'EF_NODE_KEY_MISMATCH' }, 'old key retired')
+    await s.close()
+  })
+
+  t.test('expired token records are pruned (bounded table)', async t => {
+    const s = await factory(t)
+    await s.recordIssued({ jti: 'old', node: 'edge-1', exp: 100, reusable: false }, 1000)
+    await s.recordIssued({ jti: 'new', node: 'edge-1', exp: 2_000_000_000, reusable: false }, 100_000_000 + 1000)
+    t.same((await s.tokens()).map(r => r.jti), ['new'])
+    await s.close()
+  })
 }

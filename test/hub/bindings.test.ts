@@ -47,7 +47,7 @@ t.test('crash safety: a leftover temp file is ignored and later overwritten', as
   await r.close()
   t.same((await new FileBindingStore(dir).list()).map(b => b.nodeId).sort(), ['edge-1', 'edge-2'])
   const json = JSON.parse(await readFile(join(dir, 'node-bindings.json'), 'utf8')) as { v: number }
-  t.equal(json.v, 1)
+  t.equal(json.v, 2, 'written in format 2 (bindings + token records)')
   t.notOk((await readdir(dir)).some(f => /^node-bindings\.json\.[0-9a-f]{8}\.tmp$/.test(f) && f !== 'node-bindings.json.deadbeef.tmp'), 'own temp files cleaned up')
 })
 
@@ -56,7 +56,9 @@ t.test('corrupt file: typed error naming it, file untouched', async t => {
   const cases = [
     'not json',
     '[]',
+    '{"v":3,"bindings":{}}',
     '{"v":2,"bindings":{}}',
+    '{"v":2,"bindings":{},"tokens":{"a":{"node":"x"}}}',
     '{"v":1,"bindings":{"edge-1":{"keyId":"x","publicKey":"AAAA","boundAt":1}}}',
     `{"v":1,"bindings":{"edge-1":{"keyId":"${k.keyId}","publicKey":"${Buffer.from(nodeKey().raw).toString('base64url')}","boundAt":1}}}`,
     '{"v":1,"bindings":{"edge-1":null}}',
@@ -96,4 +98,20 @@ t.test('a failed write reverts memory to the durable state and rejects the chang
   t.equal((await checkOrBind(s, 'edge-2', k2.keyId, k2.raw, 3)).created, true, 'works again once writable')
   await s.close()
   t.same((await new FileBindingStore(dir).list()).map(b => b.nodeId).sort(), ['edge-1', 'edge-2'], 'durable state rewritten in full')
+})
+
+t.test('format 1 files (bindings only) still load, and are rewritten as format 2', async t => {
+  const k = nodeKey()
+  const dir = t.testdir({ 'node-bindings.json': JSON.stringify({ v: 1, bindings: { 'edge-1': { keyId: k.keyId, publicKey: Buffer.from(k.raw).toString('base64url'), boundAt: 5 } } }) })
+  const s = new FileBindingStore(dir)
+  t.equal((await s.get('edge-1'))?.boundAt, 5)
+  await s.revoke('abcdef', 10)
+  await s.close()
+  const json = JSON.parse(await readFile(join(dir, 'node-bindings.json'), 'utf8')) as { v: number, tokens: Record<string, unknown> }
+  t.equal(json.v, 2)
+  t.ok(json.tokens.abcdef, 'token record written')
+  const r = new FileBindingStore(dir)
+  t.equal((await r.tokens())[0]?.revokedAt, 10, 'revocation survives reopen')
+  t.equal((await r.get('edge-1'))?.keyId, k.keyId)
+  await r.close()
 })

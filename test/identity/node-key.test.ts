@@ -46,7 +46,7 @@ t.test('corrupt or foreign key file: typed error, file untouched', async t => {
 t.test('challenge: sign and verify', async t => {
   const id = await loadOrCreateEdgeIdentity(t.testdir())
   const nonce = randomBytes(32)
-  const ctx = 'edgefabric/1 hello edge-1 hubid'
+  const ctx = 'edgefabric/2 hello edge-1 hubid'
   const sig = signChallenge(id, nonce, ctx)
   t.equal(sig.length, 64)
   t.equal(verifyChallenge(id.publicKeyRaw, nonce, ctx, sig), true)
@@ -58,9 +58,9 @@ t.test('challenge: anything different fails (never throws)', async t => {
   const id = await loadOrCreateEdgeIdentity(t.testdir())
   const other = await loadOrCreateEdgeIdentity(t.testdir())
   const nonce = randomBytes(32)
-  const ctx = 'edgefabric/1 hello edge-1 hubid'
+  const ctx = 'edgefabric/2 hello edge-1 hubid'
   const sig = signChallenge(id, nonce, ctx)
-  t.equal(verifyChallenge(id.publicKeyRaw, nonce, 'edgefabric/1 hello edge-2 hubid', sig), false, 'other node in context')
+  t.equal(verifyChallenge(id.publicKeyRaw, nonce, 'edgefabric/2 hello edge-2 hubid', sig), false, 'other node in context')
   t.equal(verifyChallenge(id.publicKeyRaw, nonce, 'edgefabric/1 resume edge-1 hubid', sig), false, 'other purpose')
   t.equal(verifyChallenge(id.publicKeyRaw, randomBytes(32), ctx, sig), false, 'other nonce (replay)')
   t.equal(verifyChallenge(other.publicKeyRaw, nonce, ctx, sig), false, 'other key')
