@@ -47,10 +47,11 @@ t.test('devices authenticate and stay on their own topics', async t => {
   const own = await d1.request(T('dev1/twin/update'), { twin: { temperature: { actual: { value: '1' } } } })
   t.equal(own.twin.temperature.actual.value, '1')
 
-  // publishing to another device's topic: connection closed, nothing applied
-  const closed = once(d1.client as never, 'close')
-  d1.client.publish(T('dev2/twin/update'), JSON.stringify({ twin: { temperature: { actual: { value: '99' } } } }), { qos: 1 })
-  await closed
+  // publishing to another device's topic: dropped and counted, the connection stays (issue 14 item 6)
+  await d1.client.publishAsync(T('dev2/twin/update'), JSON.stringify({ twin: { temperature: { actual: { value: '99' } } } }), { qos: 1 })
+  t.ok(d1.client.connected, 'still connected after a refused publish')
+  const again = await d1.request(T('dev1/twin/update'), { twin: { temperature: { actual: { value: '2' } } } })
+  t.equal(again.twin.temperature.actual.value, '2', 'and still served')
   t.equal(edge.devices?.getTwin('default', 'dev2')?.reported.temperature, undefined, 'dev2 untouched')
   t.match(await metric(edge, 'edgefabric_edge_device_acl_denials_total'), /action="connect"} 3[\s\S]*action="subscribe"} 3[\s\S]*action="publish"} 1/)
 
