@@ -8,7 +8,8 @@
  *    the cache at once. Failed checks are cached the same way.
  *  - Checks wait in three queues, served in order: known-good (this
  *    username+password succeeded within `knownGoodMs`), clean (neither the
- *    source address nor the username has recent failures), suspect. At most
+ *    source address nor the username has recent failures, and the source has
+ *    no other check pending), suspect. At most
  *    `maxConcurrent` run at once; a suspect username over its failure limit
  *    and a failing source get one check at a time per username in the suspect
  *    queue, so a targeted flood costs one thread, not all.
@@ -61,6 +62,8 @@ export class Authenticator {
   readonly #byUser = new Map<string, Window>()
   readonly #queues: [Job[], Job[], Job[]] = [[], [], []]
   readonly #suspectRunning = new Set<string>()
+  /** Checks queued or running per source address: a source with one pending is not "clean" for the next. */
+  readonly #pendingBySource = new Map<string, number>()
   readonly limits: AuthLimits
   #running = 0
   #queued = 0
@@ -74,7 +77,7 @@ export class Authenticator {
 
   async authenticate (username: string | undefined, password: Buffer | undefined, source = ''): Promise<AuthOutcome> {
     const now = this.clock.now()
-    if ((this.#window(this.#bySource, source)?.count ?? 0) >= this.limits.maxFailuresPerSource) return 'blocked'
+    if (this.#blocked(source)) return 'blocked'
     if (username === undefined || username === '' || password === undefined) return undefined
     const pw = password.toString('utf8')
     const digest = createHash('sha256').update(password).digest('base64')
@@ -89,9 +92,17 @@ export class Authenticator {
       if ((this.#bad.get(key) ?? 0) > now) continue
       const cls = (this.#knownGood.get(key) ?? 0) > now
         ? 0
-        : ((this.#window(this.#bySource, source)?.count ?? 0) === 0 && (this.#window(this.#byUser, username)?.count ?? 0) < this.limits.maxFailuresPerUsername ? 1 : 2)
-      const ok = await this.#check(cls, username, () => verifySecret(pw, e.hash as string))
-      if (ok === 'busy') return 'busy'
+        : ((this.#window(this.#bySource, source)?.count ?? 0) === 0 && (this.#pendingBySource.get(source) ?? 0) === 0 && (this.#window(this.#byUser, username)?.count ?? 0) < this.limits.maxFailuresPerUsername ? 1 : 2)
+      this.#pendingBySource.set(source, (this.#pendingBySource.get(source) ?? 0) + 1)
+      let ok: boolean | 'busy' | 'blocked'
+      try {
+        // Re-checked when the job gets its slot: failures counted while it waited may have blocked its source.
+        ok = await this.#check(cls, username, async () => this.#blocked(source) ? 'blocked' : await verifySecret(pw, e.hash as string))
+      } finally {
+        const n = (this.#pendingBySource.get(source) ?? 1) - 1
+        if (n <= 0) this.#pendingBySource.delete(source); else this.#pendingBySource.set(source, n)
+      }
+      if (ok === 'busy' || ok === 'blocked') return ok
       const at = this.clock.now()
       remember(ok ? this.#ok : this.#bad, key, at + this.ttlMs, this.maxCache)
       if (ok) {
@@ -103,6 +114,8 @@ export class Authenticator {
     this.#fail(source, username)
     return undefined
   }
+
+  #blocked (source: string): boolean { return (this.#window(this.#bySource, source)?.count ?? 0) >= this.limits.maxFailuresPerSource }
 
   #fail (source: string, username: string): void {
     for (const [m, k] of [[this.#bySource, source], [this.#byUser, username]] as const) {
@@ -120,7 +133,7 @@ export class Authenticator {
     return w
   }
 
-  #check (cls: 0 | 1 | 2, username: string, fn: () => Promise<boolean>): Promise<boolean | 'busy'> {
+  #check (cls: 0 | 1 | 2, username: string, fn: () => Promise<boolean | 'blocked'>): Promise<boolean | 'busy' | 'blocked'> {
     if (this.#queued >= this.limits.maxQueued) return Promise.resolve('busy')
     return new Promise(resolve => {
       const job: Job = {
