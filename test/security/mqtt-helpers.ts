@@ -5,14 +5,15 @@
  * MQTT.js.
  */
 import { hashSecret } from '../../src/device/credentials.js'
-import type { EdgeNode } from '../../src/edge/edge-node.js'
+import type { EdgeNode, EdgeOptions } from '../../src/edge/edge-node.js'
 import type { DeviceOptions } from '../../src/device/edge/options.js'
 import { sendSnapshot, snapshot, startEdge, startHub, until, Upstream } from '../device/edge-helpers.js'
 
-export async function edgeWithDevices (t: import('tap').Test, names: string[], devices: Partial<DeviceOptions> = {}): Promise<{ edge: EdgeNode, hub: Awaited<ReturnType<typeof startHub>>, url: string, secrets: Record<string, string> }> {
+export async function edgeWithDevices (t: import('tap').Test, names: string[], devices: Partial<DeviceOptions> = {}, edgeExtra: Partial<EdgeOptions> = {}): Promise<{ edge: EdgeNode, hub: Awaited<ReturnType<typeof startHub>>, url: string, secrets: Record<string, string>, dir: string }> {
   const up = new Upstream()
   const hub = await startHub(t, up)
-  const edge = await startEdge(t, hub, 'edge-1', t.testdir({}) + '/edge', { devices: { mqtt: { port: 0 }, ...devices } })
+  const dir = t.testdir({})
+  const edge = await startEdge(t, hub, 'edge-1', dir + '/edge', { devices: { mqtt: { port: 0 }, ...devices }, ...edgeExtra })
   await edge.waitConnected(10_000)
   const secrets: Record<string, string> = {}
   for (const name of names) {
@@ -20,7 +21,7 @@ export async function edgeWithDevices (t: import('tap').Test, names: string[], d
     await sendSnapshot(hub, 'edge-1', snapshot({ revision: 1, name, credentials: [{ username: `default/${name}`, passwordHash: await hashSecret(secrets[name]) }] }))
   }
   await until(() => edge.devices?.listDevices().length === names.length)
-  return { edge, hub, url: edge.devices?.brokerUrl as string, secrets }
+  return { edge, hub, url: edge.devices?.brokerUrl as string, secrets, dir }
 }
 
 function str (s: string): Buffer {
