@@ -10,7 +10,7 @@ import t from 'tap'
 import mqtt from 'mqtt'
 import { once } from 'node:events'
 import { hashSecret } from '../../src/device/credentials.js'
-import type { EdgeNode } from '../../src/edge/edge-node.js'
+import type { EdgeNode, EdgeOptions } from '../../src/edge/edge-node.js'
 import type { DeviceOptions } from '../../src/device/edge/options.js'
 import { Mapper, sendSnapshot, snapshot, startEdge, startHub, until, Upstream } from './edge-helpers.js'
 import {
@@ -21,11 +21,12 @@ import {
 const D = '$hw/events/device/default/dev1'
 const RFC3339_S = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/
 
-async function setup (t: import('tap').Test, devices: Partial<DeviceOptions> = {}): Promise<{ edge: EdgeNode, up: Upstream, hub: Awaited<ReturnType<typeof startHub>>, url: string }> {
+async function setup (t: import('tap').Test, devices: Partial<DeviceOptions> = {}, extra: Partial<EdgeOptions> = {}): Promise<{ edge: EdgeNode, up: Upstream, hub: Awaited<ReturnType<typeof startHub>>, url: string }> {
   const up = new Upstream()
   const hub = await startHub(t, up)
   const edge = await startEdge(t, hub, 'edge-1', t.testdir({}) + '/edge', {
-    devices: { mqtt: { port: 0 }, compat: 'kubeedge', credentials: [{ username: 'ops', password: 'ops-pw', devices: '*' }], ...devices }
+    devices: { mqtt: { port: 0 }, compat: 'kubeedge', credentials: [{ username: 'ops', password: 'ops-pw', devices: '*' }], ...devices },
+    ...extra
   })
   await edge.waitConnected(10_000)
   const cred = [{ username: 'default/dev1', passwordHash: await hashSecret('s1') }]
@@ -252,8 +253,10 @@ t.test('anonymous mappers only with allowAnonymous, only from loopback, as the n
   await c.endAsync(true)
   t.same(closed.edge.devices?.warnings, [])
 
-  const { edge, url } = await setup(t, { allowAnonymous: true })
+  const { edge, url } = await setup(t, { allowAnonymous: true }, { admin: { host: '127.0.0.1', port: 0 } })
   t.match(edge.devices?.warnings, [/anonymous/], 'warning kept for the status page')
+  const status = await (await fetch(`${edge.adminUrl as string}/status`)).json() as { warnings?: string }
+  t.match(status.warnings, /anonymous access is on/, 'and shown on the status page')
   const anon = await goMapper(t, url)
   await anon.client.subscribeAsync('$hw/events/#', { qos: 0 })
   anon.client.publish(`${D}/twin/update`, createMessageTwinUpdate('temperature', 'float', formatF6(30)), { qos: 0 })
