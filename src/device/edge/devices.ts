@@ -148,6 +148,7 @@ export class EdgeDevices {
           ...(e.reconnectPeriodMs !== undefined ? { reconnectPeriodMs: e.reconnectPeriodMs } : {}),
           metrics: d.metrics,
           logger: logger.child({ component: 'mqtt-external' }),
+          legacyNamespace: options.legacyNamespace,
           onMessage: async (topic, payload) => { await d.#engine.handleMqtt(topic, payload, 'external') }
         })
       }
