@@ -53,3 +53,24 @@ t.test('a wrong-password flood does not keep the real device from logging in', a
   const fine = await login(url, { username: 'default/a', password: secrets.a, clientId: '' })
   t.equal(fine.code, 0, 'other addresses are not')
 })
+
+t.test('the same flood spread over 64 source addresses (the hard case)', async t => {
+  const { url, secrets } = await edgeWithDevices(t, ['a', 'b', 'c'])
+  const base = await login(url, { username: 'default/c', password: secrets.c, clientId: '' })
+  // Every attacker address is fresh, so per-source limits cannot tell them apart from a first
+  // login. Usernames are served round-robin: another device's first login is not stuck behind
+  // the flood; the targeted device itself competes with the guesses for its own username.
+  const flood = Array.from({ length: 64 }, async (_, i) => await login(url, { username: 'default/b', password: `guess-${i}`, clientId: '' }, `127.0.1.${i + 1}`))
+  await new Promise(resolve => setTimeout(resolve, 20))
+  const other = await login(url, { username: 'default/a', password: secrets.a, clientId: '' })
+  const start = performance.now()
+  let real = await login(url, { username: 'default/b', password: secrets.b, clientId: '' })
+  let attempts = 1
+  while (real.code !== 0 && attempts < 10) { attempts++; real = await login(url, { username: 'default/b', password: secrets.b, clientId: '' }) } // as paho's auto-reconnect would
+  const total = performance.now() - start
+  const results = await Promise.all(flood)
+  t.comment(`64 attacker addresses on default/b: another device's first login ${other.ms.toFixed(0)} ms vs ${base.ms.toFixed(0)} ms alone (ratio ${(other.ms / base.ms).toFixed(1)}x); the targeted device got in after ${total.toFixed(0)} ms and ${attempts} attempt(s)`)
+  t.equal(other.code, 0, 'another device logs in on its first attempt during the flood')
+  t.equal(real.code, 0, 'the targeted device gets in (retrying like a mapper)')
+  t.notOk(results.some(r => r.code === 0), 'no attacker got in')
+})

@@ -6,7 +6,7 @@
  *  - A successful check is cached for `ttlMs` keyed by (username,
  *    sha256(password), stored hash): a rotated or revoked credential misses
  *    the cache at once. Failed checks are cached the same way.
- *  - Checks wait in three queues, served in order: known-good (this
+ *  - Checks wait in three queues (round-robin over usernames inside each), served in order: known-good (this
  *    username+password succeeded within `knownGoodMs`), clean (neither the
  *    source address nor the username has recent failures, and the source has
  *    no other check pending), suspect. At most
@@ -60,7 +60,8 @@ export class Authenticator {
   readonly #knownGood = new Map<string, number>()
   readonly #bySource = new Map<string, Window>()
   readonly #byUser = new Map<string, Window>()
-  readonly #queues: [Job[], Job[], Job[]] = [[], [], []]
+  /** Per class, per username FIFO; usernames are served round-robin, so a flood on one username cannot starve the others. */
+  readonly #queues: [Map<string, Job[]>, Map<string, Job[]>, Map<string, Job[]>] = [new Map(), new Map(), new Map()]
   readonly #suspectRunning = new Set<string>()
   /** Checks queued or running per source address: a source with one pending is not "clean" for the next. */
   readonly #pendingBySource = new Map<string, number>()
@@ -147,12 +148,17 @@ export class Authenticator {
       job.timer = this.clock.setTimeout(() => {
         if (job.done) return
         job.done = true
-        const q = this.#queues[cls]
-        const i = q.indexOf(job)
-        if (i >= 0) { q.splice(i, 1); this.#queued-- }
+        const q = this.#queues[cls].get(username)
+        const i = q?.indexOf(job) ?? -1
+        if (q !== undefined && i >= 0) {
+          q.splice(i, 1)
+          if (q.length === 0) this.#queues[cls].delete(username)
+          this.#queued--
+        }
         resolve('busy')
       }, this.limits.queueTimeoutMs)
-      this.#queues[cls].push(job)
+      const q = this.#queues[cls].get(username)
+      if (q === undefined) this.#queues[cls].set(username, [job]); else q.push(job)
       this.#queued++
       this.#pump()
     })
@@ -177,10 +183,17 @@ export class Authenticator {
   }
 
   #next (): Job | undefined {
-    for (const q of this.#queues.slice(0, 2)) if (q.length > 0) return q.shift()
-    const q = this.#queues[2]
-    const i = q.findIndex(j => !this.#suspectRunning.has(j.username))
-    return i < 0 ? undefined : q.splice(i, 1)[0]
+    for (let cls = 0; cls < 3; cls++) {
+      const m = this.#queues[cls] as Map<string, Job[]>
+      for (const [username, q] of m) {
+        if (cls === 2 && this.#suspectRunning.has(username)) continue
+        const job = q.shift() as Job
+        m.delete(username) // re-inserted at the end: round-robin over usernames
+        if (q.length > 0) m.set(username, q)
+        return job
+      }
+    }
+    return undefined
   }
 }
 
