@@ -9,6 +9,8 @@
 import t from 'tap'
 import mqtt from 'mqtt'
 import { once } from 'node:events'
+import { Writable } from 'node:stream'
+import { createLogger } from '../../src/ops/logger.js'
 import { hashSecret } from '../../src/device/credentials.js'
 import type { EdgeNode, EdgeOptions } from '../../src/edge/edge-node.js'
 import type { DeviceOptions } from '../../src/device/edge/options.js'
@@ -184,7 +186,9 @@ t.test('membership and attributes decode with KubeEdge structs; removed attribut
 })
 
 t.test('wildcards for mappers, operator sees all, refused publish keeps the connection, disconnects are not oversize (items 5, 6)', async t => {
-  const { edge, hub, url } = await setup(t)
+  const lines: string[] = []
+  const logger = createLogger({ level: 'info', destination: new Writable({ write (chunk, _enc, cb) { lines.push(String(chunk)); cb() } }) })
+  const { edge, hub, url } = await setup(t, {}, { logger })
   const { sendGrant } = await import('./edge-helpers.js')
   await sendGrant(hub, 'edge-1', 'modbus', 'mapper/edge-1/modbus', 'ms', ['default/dev1'])
   await until(() => edge.devices?.store.grant('modbus') !== undefined)
@@ -211,6 +215,7 @@ t.test('wildcards for mappers, operator sees all, refused publish keeps the conn
   const again = await mapper.request(`${D}/twin/get`, {})
   t.ok(again.twin, 'still served after refusals')
   t.match(await metric(edge, 'edgefabric_edge_device_acl_denials_total{action="publish"}'), / 3$/)
+  t.equal(lines.filter(l => l.includes('device broker denied') && l.includes('"action":"publish"')).length, 1, 'three refusals, one log line per client per minute')
   t.equal(edge.devices?.getTwin('default', 'dev2')?.reported.temperature?.value, 1, 'dev2 untouched by refused publishes')
 
   // regression: a normal disconnect was counted as an oversize denial and logged "device connection cut"

@@ -64,3 +64,19 @@ t.test('device B cannot take device A\'s client id or its persistent session', a
   t.ok(again.client.connected)
   t.match((await edge.registry.metrics()).split('\n').find(l => l.startsWith('edgefabric_edge_device_acl_denials_total{action="client-id"}')), / 3$/)
 })
+
+t.test('a persistent session keeps its owner across an edge restart', async t => {
+  const { edge, hub, url, secrets, dir } = await edgeWithDevices(t, ['a', 'b'])
+  const a = await Mapper.connect(t, url, { username: 'default/a', password: secrets.a, clientId: 'gw-1', clean: false })
+  await a.client.subscribeAsync(delta('a'), { qos: 1 })
+  await a.client.endAsync()
+  await edge.close()
+  const { startEdge } = await import('../device/edge-helpers.js')
+  const edge2 = await startEdge(t, hub, 'edge-1', dir + '/edge')
+  const url2 = edge2.devices?.brokerUrl as string
+  t.equal(edge2.devices?.broker?.persistence.sessionOwners.get('gw-1')?.owner, 'default/a', 'owner record restored from the store')
+  const attack = await refused(url2, { username: 'default/b', password: secrets.b, clientId: 'gw-1', clean: false })
+  t.equal(attack.code, 5, 'B cannot resume A\'s session after the restart')
+  const back = await Mapper.connect(t, url2, { username: 'default/a', password: secrets.a, clientId: 'gw-1', clean: false })
+  t.ok(back.client.connected, 'A can')
+})
