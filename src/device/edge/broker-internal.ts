@@ -126,7 +126,7 @@ export class InternalBroker {
           const set = byUser.get(p.username) ?? new Set<Client>()
           set.add(client)
           byUser.set(p.username, set)
-          clientIds.connected(client.id, client.clean, p).then(() => done(null, true), err => done(Object.assign(err as Error, { returnCode: 3 }) as never, false))
+          clientIds.connected(client.id, client.clean, p, client).then(() => done(null, true), err => done(Object.assign(err as Error, { returnCode: 3 }) as never, false))
         }, err => { done(Object.assign(err as Error, { returnCode: 3 }) as never, false) })
       },
       authorizePublish: (client, packet, cb) => {
@@ -168,7 +168,7 @@ export class InternalBroker {
       const u = principals.get(client)?.username
       if (u !== undefined) { byUser.get(u)?.delete(client); if (byUser.get(u)?.size === 0) byUser.delete(u) }
       lastLog.delete(`${client.id}\u0000publish`)
-      clientIds.disconnected(client.id, u).catch(err => log.debug({ err }, 'session owner update failed'))
+      clientIds.disconnected(client.id, client).catch(err => log.debug({ err }, 'session owner update failed'))
     })
     broker.on('clientReady', () => o.onClientReady())
     broker.on('clientError', (client, err) => log.debug({ clientId: client.id, err: err.message }, 'device client error'))

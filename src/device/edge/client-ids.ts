@@ -39,8 +39,8 @@ function keysOf (p: Principal): string[] {
 }
 
 export class ClientIds {
-  /** client id → username of the live connection holding it. */
-  readonly #live = new Map<string, string>()
+  /** client id → the live connection holding it (`conn` tells a same-principal takeover's old connection from the new one). */
+  readonly #live = new Map<string, { username: string, conn: object }>()
   #sweep: TimerHandle | undefined
   #closed = false
 
@@ -54,7 +54,7 @@ export class ClientIds {
     if (assigned) return undefined
     const mine = keysOf(p)
     const live = this.#live.get(clientId)
-    if (live !== undefined && live !== p.username) return 'in-use'
+    if (live !== undefined && live.username !== p.username) return 'in-use'
     const owner = this.persistence.sessionOwners.get(clientId)
     if (owner !== undefined && owner.owner !== p.username) return 'owned'
     for (const key of reservedKeys(clientId)) {
@@ -70,8 +70,8 @@ export class ClientIds {
   }
 
   /** A client completed CONNECT with `clientId`. */
-  async connected (clientId: string, clean: boolean, p: Principal): Promise<void> {
-    this.#live.set(clientId, p.username)
+  async connected (clientId: string, clean: boolean, p: Principal, conn: object): Promise<void> {
+    this.#live.set(clientId, { username: p.username, conn })
     if (clean) {
       if (this.persistence.sessionOwners.has(clientId)) await this.persistence.removeSessionOwner(clientId)
     } else {
@@ -79,8 +79,10 @@ export class ClientIds {
     }
   }
 
-  async disconnected (clientId: string, username: string | undefined): Promise<void> {
-    if (this.#live.get(clientId) === username) this.#live.delete(clientId)
+  async disconnected (clientId: string, conn: object): Promise<void> {
+    // Only the holder's own disconnect counts: a refused connection with the same id must not extend the session.
+    if (this.#live.get(clientId)?.conn !== conn) return
+    this.#live.delete(clientId)
     const o = this.persistence.sessionOwners.get(clientId)
     if (o !== undefined && !this.#closed) await this.persistence.putSessionOwner(clientId, { ...o, lastSeen: this.clock.now() })
   }
