@@ -138,7 +138,15 @@ t.test('devices option is validated, naming the option', async t => {
     [{ mqtt: { port: 70000 } }, 'devices.mqtt.port'],
     [{ maxPayloadBytes: 0 }, 'devices.maxPayloadBytes'],
     [{ credentials: [{ username: 'a', devices: '*' }] }, 'devices.credentials[0]'],
-    [{ credentials: [{ username: 'a', password: 'b', devices: ['no-slash'] }] }, 'devices.credentials[0].devices']
+    [{ credentials: [{ username: 'a', password: 'b', devices: ['no-slash'] }] }, 'devices.credentials[0].devices'],
+    [{ credentials: [{ username: 'a', password: 'b', devices: '*', role: 'root' }] }, 'devices.credentials[0].role'],
+    [{ compat: 'kube' }, 'devices.compat'],
+    [{ legacyTopics: 'yes' }, 'devices.legacyTopics'],
+    [{ legacyNamespace: 'Not_A_Label' }, 'devices.legacyNamespace'],
+    [{ allowAnonymous: 1 }, 'devices.allowAnonymous'],
+    [{ extraProperties: 'maybe' }, 'devices.extraProperties'],
+    [{ sessions: { maxQueuedPerClient: 0 } }, 'devices.sessions.maxQueuedPerClient'],
+    [{ auth: { maxConcurrent: 0 } }, 'devices.auth.maxConcurrent']
   ]
   for (const [devices, option] of bad) {
     const err = await EdgeNode.start({ ...base, devices } as never).then(() => undefined, (e: unknown) => e)
