@@ -6,6 +6,7 @@ import { defineConfig, loadConfig, configHelp } from '../config/index.js'
 import { EdgeNode } from '../edge/edge-node.js'
 import { ConfigError } from '../errors.js'
 import { createLogger, LOG_LEVELS } from '../ops/logger.js'
+import type { LocalCredential } from '../device/edge/acl.js'
 import type { Command } from './run.js'
 import { checkUrls, onShutdown, parseHostPort } from './shutdown.js'
 import { readJoinState } from '../edge/join-state.js'
@@ -29,6 +30,10 @@ export const edgeSchema = defineConfig({
   mqttMode: { type: 'enum', values: ['off', 'internal', 'external', 'both'], default: 'off', env: 'EDGEFABRIC_MQTT_MODE', description: 'device twins over MQTT: off, internal (embedded broker), external (connect to --mqtt-external-url), both' },
   mqttHost: { type: 'string', default: '127.0.0.1', env: 'EDGEFABRIC_MQTT_HOST', description: 'embedded MQTT broker listen address' },
   mqttPort: { type: 'int', default: 1883, min: 0, max: 65535, env: 'EDGEFABRIC_MQTT_PORT', description: 'embedded MQTT broker port (0 = any)' },
+  mqttCompat: { type: 'enum', values: ['strict', 'kubeedge'], default: 'strict', env: 'EDGEFABRIC_MQTT_COMPAT', description: 'twin payloads: kubeedge (stock KubeEdge mappers work unchanged) or strict (typed, refuses what KubeEdge tolerates)' },
+  mqttLegacyTopics: { type: 'boolean', default: false, env: 'EDGEFABRIC_MQTT_LEGACY_TOPICS', description: 'read $hw/events/device/{name}/... (KubeEdge <= 1.16 single-level ids) as default/{name}' },
+  mqttAllowAnonymous: { type: 'boolean', default: false, env: 'EDGEFABRIC_MQTT_ALLOW_ANONYMOUS', description: 'accept MQTT clients without credentials from loopback only, as this node\'s mapper (all its devices); a warning is logged and shown' },
+  mqttCredential: { type: 'string[]', default: [], env: 'EDGEFABRIC_MQTT_CREDENTIALS', description: 'local MQTT credential ROLE:USERNAME:SECRET[:DEVICES] (repeatable); ROLE operator (sees everything) or mapper (DEVICES ns/name,... or * = all of this node); SECRET a scrypt$ hash or @file holding the secret' },
   mqttExternalUrl: { type: 'string', env: 'EDGEFABRIC_MQTT_EXTERNAL_URL', description: 'external MQTT broker URL (modes external, both), e.g. mqtt://127.0.0.1:1883' },
   dmi: { type: 'enum', values: ['on', 'off'], default: 'on', env: 'EDGEFABRIC_DMI', description: 'KubeEdge DMI gRPC for mappers (needs --mqtt-mode other than off): on, off' },
   dmiSocket: { type: 'string', default: '/etc/kubeedge/dmi.sock', env: 'EDGEFABRIC_DMI_SOCKET', description: 'unix socket of the DMI DeviceManagerService (as edgecore)' },
@@ -37,6 +42,28 @@ export const edgeSchema = defineConfig({
   backoffCap: { type: 'duration', default: '30s', min: '1ms', description: 'reconnect backoff cap' },
   logLevel: { type: 'enum', values: LOG_LEVELS, default: 'warn', env: 'EDGEFABRIC_LOG_LEVEL', description: 'log level (logs go to stderr as JSON)' }
 })
+
+/** `--mqtt-credential ROLE:USERNAME:SECRET[:DEVICES]` → a local credential (issue 14 item 5). */
+export function parseMqttCredential (item: string): LocalCredential {
+  const bad = (why: string): never => { throw new ConfigError('--mqtt-credential', 'mqttCredential', `${why} (expected ROLE:USERNAME:SECRET[:DEVICES], got "${item.split(':').slice(0, 2).join(':')}:***")`) }
+  // SECRET may itself contain ':' only as @file path; split role and username first, devices last.
+  const [role, username, ...rest] = item.split(':')
+  if (role !== 'operator' && role !== 'mapper') return bad('ROLE must be operator or mapper')
+  if (username === undefined || username === '') return bad('USERNAME is empty')
+  let devicesPart: string | undefined
+  if (rest.length > 1 && /^(\*|[^/,]+\/[^/,]+(,[^/,]+\/[^/,]+)*)$/.test(rest[rest.length - 1] as string)) devicesPart = rest.pop()
+  const secret = rest.join(':')
+  if (secret === '') return bad('SECRET is empty')
+  let value = secret
+  if (secret.startsWith('@')) {
+    try { value = readFileSync(secret.slice(1), 'utf8').trim() } catch (err) { return bad(`cannot read ${secret.slice(1)}: ${(err as Error).message}`) }
+  } else if (!secret.startsWith('scrypt$')) {
+    return bad('SECRET must be a scrypt$ hash or @file (a plain secret on the command line would show in ps)')
+  }
+  if (role === 'operator' && devicesPart !== undefined && devicesPart !== '*') return bad('an operator sees every device; leave DEVICES out')
+  const devices: string[] | '*' = devicesPart === undefined || devicesPart === '*' ? '*' : devicesPart.split(',')
+  return { username, role, devices, ...(value.startsWith('scrypt$') ? { passwordHash: value } : { password: value }) }
+}
 
 function parseLabels (items: readonly string[]): Record<string, string> {
   const out: Record<string, string> = {}
@@ -83,6 +110,10 @@ export const edgeCommand: Command = {
         : {
             mode: cfg.mqttMode as 'internal' | 'external' | 'both',
             mqtt: { host: cfg.mqttHost, port: cfg.mqttPort },
+            compat: cfg.mqttCompat as 'strict' | 'kubeedge',
+            legacyTopics: cfg.mqttLegacyTopics,
+            allowAnonymous: cfg.mqttAllowAnonymous,
+            credentials: cfg.mqttCredential.map(parseMqttCredential),
             ...(cfg.mqttExternalUrl !== undefined ? { external: { url: cfg.mqttExternalUrl } } : {})
           },
       // DMI rides on the device twins: on by default whenever they are (edgecore always serves it).
@@ -95,6 +126,7 @@ export const edgeCommand: Command = {
     if (edge.localApiUrl !== undefined) process.stdout.write(`local-api ${edge.localApiUrl}\n`)
     if (edge.devices?.brokerUrl !== undefined) process.stdout.write(`mqtt ${edge.devices.brokerUrl}\n`)
     if (edge.dmi !== undefined) process.stdout.write(`dmi unix:${edge.dmi.socket}\n`)
+    for (const w of edge.devices?.warnings ?? []) process.stderr.write(`WARNING: ${w}\n`)
     edge.on('connected', ({ url }) => process.stdout.write(`connected ${url}\n`))
     edge.on('disconnected', ({ reason }) => process.stdout.write(`disconnected: ${reason}\n`))
     const failed = new Promise<number>(resolve => {

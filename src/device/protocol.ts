@@ -109,8 +109,11 @@ export interface TwinReport {
 export interface StateReport {
   namespace: string
   name: string
+  /** Canonical (lower-case) state. */
   state: DeviceState
   timestamp: number
+  /** The state as the mapper sent it when it differs from `state` ("OK"; KubeEdge compares case-insensitively). */
+  reportedAs?: string
 }
 
 export interface UploadRecord {

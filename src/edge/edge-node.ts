@@ -423,6 +423,8 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
       state: this.state,
       rttMs: this.rttMs,
       lastError: this.lastError?.message,
+      // Security trade-offs the operator switched on (e.g. --mqtt-allow-anonymous), shown on the status page.
+      ...((this.#devices?.warnings.length ?? 0) > 0 ? { warnings: this.#devices?.warnings.join(' | ') } : {}),
       bus: this.bus.stats(),
       ...(this.#dmi === undefined ? {} : { dmi: { socket: this.#dmi.socket, mappers: this.#dmi.mappers().map(m => ({ name: m.name, protocol: m.protocol, devices: m.acknowledged.length, lastError: m.lastError })) } })
     }

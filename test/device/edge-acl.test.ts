@@ -47,10 +47,11 @@ t.test('devices authenticate and stay on their own topics', async t => {
   const own = await d1.request(T('dev1/twin/update'), { twin: { temperature: { actual: { value: '1' } } } })
   t.equal(own.twin.temperature.actual.value, '1')
 
-  // publishing to another device's topic: connection closed, nothing applied
-  const closed = once(d1.client as never, 'close')
-  d1.client.publish(T('dev2/twin/update'), JSON.stringify({ twin: { temperature: { actual: { value: '99' } } } }), { qos: 1 })
-  await closed
+  // publishing to another device's topic: dropped and counted, the connection stays (issue 14 item 6)
+  await d1.client.publishAsync(T('dev2/twin/update'), JSON.stringify({ twin: { temperature: { actual: { value: '99' } } } }), { qos: 1 })
+  t.ok(d1.client.connected, 'still connected after a refused publish')
+  const again = await d1.request(T('dev1/twin/update'), { twin: { temperature: { actual: { value: '2' } } } })
+  t.equal(again.twin.temperature.actual.value, '2', 'and still served')
   t.equal(edge.devices?.getTwin('default', 'dev2')?.reported.temperature, undefined, 'dev2 untouched')
   t.match(await metric(edge, 'edgefabric_edge_device_acl_denials_total'), /action="connect"} 3[\s\S]*action="subscribe"} 3[\s\S]*action="publish"} 1/)
 
@@ -137,7 +138,15 @@ t.test('devices option is validated, naming the option', async t => {
     [{ mqtt: { port: 70000 } }, 'devices.mqtt.port'],
     [{ maxPayloadBytes: 0 }, 'devices.maxPayloadBytes'],
     [{ credentials: [{ username: 'a', devices: '*' }] }, 'devices.credentials[0]'],
-    [{ credentials: [{ username: 'a', password: 'b', devices: ['no-slash'] }] }, 'devices.credentials[0].devices']
+    [{ credentials: [{ username: 'a', password: 'b', devices: ['no-slash'] }] }, 'devices.credentials[0].devices'],
+    [{ credentials: [{ username: 'a', password: 'b', devices: '*', role: 'root' }] }, 'devices.credentials[0].role'],
+    [{ compat: 'kube' }, 'devices.compat'],
+    [{ legacyTopics: 'yes' }, 'devices.legacyTopics'],
+    [{ legacyNamespace: 'Not_A_Label' }, 'devices.legacyNamespace'],
+    [{ allowAnonymous: 1 }, 'devices.allowAnonymous'],
+    [{ extraProperties: 'maybe' }, 'devices.extraProperties'],
+    [{ sessions: { maxQueuedPerClient: 0 } }, 'devices.sessions.maxQueuedPerClient'],
+    [{ auth: { maxConcurrent: 0 } }, 'devices.auth.maxConcurrent']
   ]
   for (const [devices, option] of bad) {
     const err = await EdgeNode.start({ ...base, devices } as never).then(() => undefined, (e: unknown) => e)

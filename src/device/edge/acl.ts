@@ -2,25 +2,30 @@
  * Who may connect to the embedded broker and which topics they may touch
  * (DESIGN.md §8, §9). Credentials arrive from the cloud as scrypt hashes only
  * (device credentials inside snapshots, mapper grants), plus an optional
- * locally configured list for offline bootstrap / demos.
+ * locally configured list (`devices.credentials`, CLI `--mqtt-credential`).
  *
- *  - device principal: only its own `$hw/events/device/{ns}/{name}/…` topics
- *    (publish and subscribe) and publishing upload records;
- *  - mapper principal: the topics of every granted device, its node's
- *    `$hw/events/node/{node}/membership/…` topics, upload records;
- *  - local principal: the devices listed, or everything with `'*'`.
- * A subscription filter is allowed only when its literal prefix is an
- * allowed prefix, so wildcards cannot reach other devices.
+ *  - device principal: only its own `$hw/events/device/{ns}/{name}/…` and
+ *    `$ke/events/device/{ns}/{name}/…` topics; subscription filters must
+ *    stay inside them literally (no wildcard reaching out);
+ *  - mapper principal (cloud grant, local `role: 'mapper'`, or an anonymous
+ *    loopback client with `allowAnonymous`): the topics of its devices (a
+ *    list, or every device bound to the node) and `$hw/events/node/{node}/…`.
+ *    A wildcard filter is granted when it can match any of those topics
+ *    (mapper-sdk-go subscribes `$hw/events/node/#`, tools `$hw/events/#`);
+ *    what it then receives is filtered message by message (`mayRead`, wired
+ *    to aedes `authorizeForward`), so a wildcard never shows other devices;
+ *  - operator (local `role: 'operator'` or `devices: '*'`): everything.
+ * Everyone may publish upload records (`$hw/events/upload/#`,
+ * `SYS/dis/upload_records`); only operators read them back.
  */
-import { createHash } from 'node:crypto'
-import type { Clock } from '../../util/clock.js'
-import { verifySecret } from '../credentials.js'
-import { devicePrefix, NODE_PREFIX, UPLOAD_PREFIX, UPLOAD_RECORDS } from './topics.js'
+import { topicOwners, DATA_PREFIX, DEVICE_PREFIX, NODE_PREFIX, type TopicOptions } from './topics.js'
 
 export type Principal =
   | { kind: 'device', username: string, device: string }
-  | { kind: 'mapper', username: string, nodeId: string, devices: ReadonlySet<string> }
-  | { kind: 'local', username: string, devices: ReadonlySet<string> | '*' }
+  /** `devices: 'node'` = every device bound to this node (anonymous loopback mappers, `*` local mapper credentials). */
+  | { kind: 'mapper', username: string, nodeId: string, devices: ReadonlySet<string> | 'node', anonymous?: boolean }
+  | { kind: 'local', username: string, devices: ReadonlySet<string> }
+  | { kind: 'operator', username: string }
 
 /** A locally configured credential (edge option `devices.credentials`). */
 export interface LocalCredential {
@@ -28,23 +33,32 @@ export interface LocalCredential {
   /** Plain secret (demo) or `passwordHash` (scrypt, as the cloud issues). One is required. */
   password?: string
   passwordHash?: string
-  /** Device ids `{ns}/{name}` this credential may act for, or '*' for all topics. */
+  /** Device ids `{ns}/{name}` this credential may act for, or '*' (operator: every topic; mapper: every device of the node). */
   devices: string[] | '*'
+  /**
+   * `operator`: sees and may publish everything; `mapper`: the listed devices
+   * (or all of the node's) plus the node's topics, wildcards filtered per
+   * message. Without a role: `'*'` is an operator, a list acts for those devices.
+   */
+  role?: 'operator' | 'mapper'
 }
 
-interface Entry { hash?: string, plain?: string, principal: Principal }
+export interface Entry { hash?: string, plain?: string, principal: Principal }
 
 /** username → credential entries, kept current from snapshots, grants and local config. */
 export class CredentialIndex {
   readonly #byDevice = new Map<string, Array<{ username: string, passwordHash: string }>>()
   readonly #grants = new Map<string, { username: string, passwordHash: string, nodeId: string, devices: string[] }>()
   readonly #local: LocalCredential[]
+  readonly #nodeId: string
+  /** Live set of every device bound to this node (read by 'node'-wide mapper principals). */
+  readonly nodeDevices = new Set<string>()
   #index: Map<string, Entry[]> | undefined
 
-  constructor (local: LocalCredential[] = []) { this.#local = local }
+  constructor (local: LocalCredential[] = [], nodeId = '') { this.#local = local; this.#nodeId = nodeId }
 
-  setDevice (id: string, creds: Array<{ username: string, passwordHash: string }>): void { this.#byDevice.set(id, creds); this.#index = undefined }
-  removeDevice (id: string): void { this.#byDevice.delete(id); this.#index = undefined }
+  setDevice (id: string, creds: Array<{ username: string, passwordHash: string }>): void { this.#byDevice.set(id, creds); this.nodeDevices.add(id); this.#index = undefined }
+  removeDevice (id: string): void { this.#byDevice.delete(id); this.nodeDevices.delete(id); this.#index = undefined }
   setGrant (name: string, g: { username: string, passwordHash: string, nodeId: string, devices: string[] }): void { this.#grants.set(name, g); this.#index = undefined }
   removeGrant (name: string): void { this.#grants.delete(name); this.#index = undefined }
 
@@ -53,86 +67,96 @@ export class CredentialIndex {
     return this.#index.get(username) ?? []
   }
 
+  /** True when `key` is a username or device id someone owns (clientId namespaces, client-ids.ts). */
+  owns (key: string): boolean {
+    return this.lookup(key).length > 0 || this.#byDevice.has(key)
+  }
+
+  /** The principal of an anonymous loopback client: the node's mapper grant (issue 14 item 9). */
+  anonymous (): Principal {
+    return { kind: 'mapper', username: '(anonymous)', nodeId: this.#nodeId, devices: 'node', anonymous: true }
+  }
+
   #build (): Map<string, Entry[]> {
     const m = new Map<string, Entry[]>()
     const add = (u: string, e: Entry): void => { const l = m.get(u) ?? []; l.push(e); m.set(u, l) }
     for (const [device, creds] of this.#byDevice) for (const c of creds) add(c.username, { hash: c.passwordHash, principal: { kind: 'device', username: c.username, device } })
     for (const g of this.#grants.values()) add(g.username, { hash: g.passwordHash, principal: { kind: 'mapper', username: g.username, nodeId: g.nodeId, devices: new Set(g.devices) } })
     for (const l of this.#local) {
-      const principal: Principal = { kind: 'local', username: l.username, devices: l.devices === '*' ? '*' : new Set(l.devices) }
+      const principal = localPrincipal(l, this.#nodeId)
       add(l.username, l.passwordHash !== undefined ? { hash: l.passwordHash, principal } : { plain: l.password ?? '', principal })
     }
     return m
   }
 }
 
-/**
- * Verifies CONNECT credentials. scrypt costs tens of ms, so a successful
- * verification is cached for `ttlMs` keyed by (username, sha256(password),
- * stored hash): a changed or revoked credential misses the cache at once.
- * Failed checks are cached the same way (a client retrying a wrong password
- * costs nothing), and at most `maxConcurrent` scrypt checks run at once —
- * beyond that a CONNECT is answered "server unavailable" ('busy') instead of
- * queueing unbounded work on the thread pool.
- */
-export class Authenticator {
-  readonly #ok = new Map<string, number>()
-  readonly #bad = new Map<string, number>()
-  #running = 0
-  constructor (readonly index: CredentialIndex, readonly clock: Clock, readonly ttlMs = 60_000, readonly maxCache = 10_000, readonly maxConcurrent = 8) {}
+function localPrincipal (l: LocalCredential, nodeId: string): Principal {
+  if (l.role === 'mapper') return { kind: 'mapper', username: l.username, nodeId, devices: l.devices === '*' ? 'node' : new Set(l.devices) }
+  if (l.role === 'operator' || l.devices === '*') return { kind: 'operator', username: l.username }
+  return { kind: 'local', username: l.username, devices: new Set(l.devices) }
+}
 
-  async authenticate (username: string | undefined, password: Buffer | undefined): Promise<Principal | undefined | 'busy'> {
-    if (username === undefined || username === '' || password === undefined) return undefined
-    const pw = password.toString('utf8')
-    const digest = createHash('sha256').update(password).digest('base64')
-    const now = this.clock.now()
-    for (const e of this.index.lookup(username)) {
-      if (e.plain !== undefined) {
-        if (e.plain.length > 0 && e.plain === pw) return e.principal
-        continue
-      }
-      if (e.hash === undefined) continue
-      const key = `${username}\u0000${digest}\u0000${e.hash}`
-      if ((this.#ok.get(key) ?? 0) > now) return e.principal
-      if ((this.#bad.get(key) ?? 0) > now) continue
-      if (this.#running >= this.maxConcurrent) return 'busy'
-      this.#running++
-      let ok: boolean
-      try { ok = await verifySecret(pw, e.hash) } finally { this.#running-- }
-      remember(ok ? this.#ok : this.#bad, key, now + this.ttlMs, this.maxCache)
-      if (ok) return e.principal
-    }
-    return undefined
+/** What the ACL needs beyond the principal. */
+export interface AclContext extends TopicOptions {
+  /** Every device bound to this node (for `devices: 'node'`). */
+  nodeDevices: ReadonlySet<string>
+}
+
+function actsFor (p: Principal, id: string, ctx: AclContext): boolean {
+  switch (p.kind) {
+    case 'device': return p.device === id
+    case 'operator': return true
+    case 'local': return p.devices.has(id)
+    case 'mapper': return p.devices === 'node' ? ctx.nodeDevices.has(id) : p.devices.has(id)
   }
 }
 
-function remember (m: Map<string, number>, key: string, until: number, max: number): void {
-  if (m.size >= max) m.delete(m.keys().next().value as string)
-  m.set(key, until)
+/** May `p` receive a message published on the concrete `topic`? (aedes authorizeForward) */
+export function mayRead (p: Principal, topic: string, ctx: AclContext): boolean {
+  if (p.kind === 'operator') return true
+  const o = topicOwners(topic, ctx)
+  if (o.devices.some(id => actsFor(p, id, ctx))) return true
+  return p.kind === 'mapper' && o.nodeId === p.nodeId
 }
 
-function allowedPrefixes (p: Principal): string[] | '*' {
+export function mayPublish (p: Principal, topic: string, ctx: AclContext): boolean {
+  if (p.kind === 'operator') return true
+  const o = topicOwners(topic, ctx)
+  if (o.upload) return true
+  if (o.devices.some(id => actsFor(p, id, ctx))) return true
+  return p.kind === 'mapper' && o.nodeId === p.nodeId
+}
+
+export function maySubscribe (p: Principal, filter: string, ctx: AclContext): boolean {
+  if (p.kind === 'operator') return true
   if (p.kind === 'device') {
-    const [ns, name] = p.device.split('/') as [string, string]
-    return [devicePrefix(ns, name)]
+    // Devices stay literal: the filter's fixed prefix must be one of their own prefixes.
+    const prefixes = devicePrefixes(p.device, ctx)
+    return prefixes.some(prefix => filter.startsWith(prefix))
   }
-  if (p.kind === 'local' && p.devices === '*') return '*'
-  const out: string[] = []
-  for (const id of p.devices as ReadonlySet<string>) {
-    const [ns, name] = id.split('/') as [string, string]
-    out.push(devicePrefix(ns, name))
-  }
-  if (p.kind === 'mapper') out.push(`${NODE_PREFIX}${p.nodeId}/membership/`)
+  const spaces: string[] = [`${NODE_PREFIX}${p.kind === 'mapper' ? p.nodeId : '\u0000'}/#`]
+  const ids = p.kind === 'mapper' && p.devices === 'node' ? undefined : p.devices as ReadonlySet<string>
+  if (ids === undefined) spaces.push(`${DEVICE_PREFIX}#`, `${DATA_PREFIX}#`) // filtered per message by mayRead
+  else for (const id of ids) for (const prefix of devicePrefixes(id, ctx)) spaces.push(prefix + '#')
+  return spaces.some(s => intersects(filter, s))
+}
+
+function devicePrefixes (id: string, ctx: TopicOptions): string[] {
+  const [ns, name] = id.split('/') as [string, string]
+  const out = [`${DEVICE_PREFIX}${ns}/${name}/`, `${DATA_PREFIX}${ns}/${name}/`]
+  if (ctx.legacyNamespace === ns) out.push(`${DEVICE_PREFIX}${name}/`, `${DATA_PREFIX}${name}/`)
   return out
 }
 
-export function mayPublish (p: Principal, topic: string): boolean {
-  if (topic.startsWith(UPLOAD_PREFIX) || topic === UPLOAD_RECORDS) return true
-  const allowed = allowedPrefixes(p)
-  return allowed === '*' || allowed.some(prefix => topic.startsWith(prefix))
-}
-
-export function maySubscribe (p: Principal, filter: string): boolean {
-  const allowed = allowedPrefixes(p)
-  return allowed === '*' || allowed.some(prefix => filter.startsWith(prefix))
+/** Can some concrete topic match both MQTT filters? (`b` is a literal prefix ending in `#`.) */
+export function intersects (a: string, b: string): boolean {
+  const x = a.split('/')
+  const y = b.split('/')
+  for (let i = 0; ; i++) {
+    const u = x[i]
+    const v = y[i]
+    if (u === '#' || v === '#') return true
+    if (u === undefined || v === undefined) return u === undefined && v === undefined
+    if (u !== '+' && v !== '+' && u !== v) return false
+  }
 }

@@ -16,7 +16,7 @@
 import mqtt, { type MqttClient } from 'mqtt'
 import type { Logger } from '../../ops/logger.js'
 import type { DeviceMetrics } from './metrics.js'
-import { ENGINE_FILTERS } from './topics.js'
+import { engineFilters } from './topics.js'
 
 export interface ExternalBrokerOptions {
   url: string
@@ -30,6 +30,8 @@ export interface ExternalBrokerOptions {
   metrics: DeviceMetrics
   logger: Logger
   onMessage: (topic: string, payload: Buffer) => Promise<void>
+  /** Namespace of single-level device topics to subscribe too (legacy topics on). */
+  legacyNamespace?: string | undefined
 }
 
 export class ExternalBroker {
@@ -59,14 +61,13 @@ export class ExternalBroker {
     }
     client.on('connect', connack => {
       o.logger.info({ url: o.url, sessionPresent: connack.sessionPresent }, 'external broker connected')
-      if (!connack.sessionPresent) {
-        client.subscribe([...ENGINE_FILTERS], { qos: 1 }, err => {
-          if (err != null) o.logger.warn({ err }, 'external broker subscribe failed')
-          else this.subscribed = true
-        })
-      } else {
-        this.subscribed = true
-      }
+      if (connack.sessionPresent) this.subscribed = true
+      // Also with a session present: SUBSCRIBE is idempotent, and filters added since (the data topic,
+      // legacy topics) must reach a session created by an older version.
+      client.subscribe(engineFilters({ legacyNamespace: o.legacyNamespace }), { qos: 1 }, err => {
+        if (err != null) o.logger.warn({ err }, 'external broker subscribe failed')
+        else this.subscribed = true
+      })
     })
     client.on('error', err => o.logger.warn({ err: err.message }, 'external broker error'))
     client.on('offline', () => o.logger.info({ url: o.url }, 'external broker offline'))

@@ -2,24 +2,28 @@
  * The embedded MQTT broker (internal mode, KubeEdge `mqttMode` 0/2;
  * DESIGN.md §8, §9): aedes with the LMDB persistence, a TCP (or TLS)
  * listener on loopback by default and an optional WebSocket listener.
- * Every connection passes a packet-size guard; devices and mappers
- * authenticate with cloud-issued credentials and are confined to their own
- * topics by the ACL (acl.ts). The twin engine listens through an in-process
- * subscription, so a mapper's PUBACK is sent only after the engine has
- * persisted and queued its update.
+ * Every connection, TCP or WebSocket, passes the same packet-size guard
+ * (issue 13 item 4); devices and mappers authenticate (auth.ts), own their
+ * client ids and persistent sessions (client-ids.ts) and are confined to
+ * their topics by the ACL (acl.ts), wildcards filtered per message. The twin
+ * engine listens through an in-process subscription, so a mapper's PUBACK is
+ * sent only after the engine has persisted and queued its update.
  */
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http'
 import { createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net'
-import { Duplex } from 'node:stream'
+import { Duplex, type Readable } from 'node:stream'
 import { createServer as createTlsServer } from 'node:tls'
 import { Aedes, type AedesPublishPacket, type Client } from 'aedes'
 import { WebSocketServer, createWebSocketStream } from 'ws'
+import type { Clock } from '../../util/clock.js'
 import type { Logger } from '../../ops/logger.js'
-import { mayPublish, maySubscribe, type Authenticator, type Principal } from './acl.js'
-import { PacketSizeGuard } from './broker-guard.js'
+import { mayPublish, mayRead, maySubscribe, type AclContext, type CredentialIndex, type Principal } from './acl.js'
+import type { Authenticator } from './auth.js'
+import { PacketSizeGuard, PacketTooLargeError } from './broker-guard.js'
 import { LmdbPersistence } from './broker-persistence.js'
+import { ClientIds, type SessionLimits } from './client-ids.js'
 import type { DeviceMetrics } from './metrics.js'
-import { ENGINE_FILTERS } from './topics.js'
+import { engineFilters } from './topics.js'
 import type { Database } from 'lmdb'
 
 export interface InternalBrokerOptions {
@@ -31,6 +35,12 @@ export interface InternalBrokerOptions {
   brokerId: string
   db: Database
   auth: Authenticator
+  credentials: CredentialIndex
+  acl: AclContext
+  sessions: SessionLimits
+  /** Accept CONNECT without credentials from loopback peers as the node's mapper (issue 14 item 9). */
+  allowAnonymous: boolean
+  clock: Clock
   metrics: DeviceMetrics
   logger: Logger
   maxPayloadBytes: number
@@ -38,91 +48,132 @@ export interface InternalBrokerOptions {
   onClientReady: () => void
 }
 
+/** Where refused publishes go: nobody may subscribe, authorizeForward drops it for everyone. */
+const DENIED_TOPIC = '$edgefabric/denied'
+const LOG_EVERY_MS = 60_000
+
+export function isLoopback (addr: string | undefined): boolean {
+  if (addr === undefined) return false
+  const a = addr.startsWith('::ffff:') ? addr.slice(7) : addr
+  return a === '::1' || /^127\.\d+\.\d+\.\d+$/.test(a)
+}
+
 export class InternalBroker {
   readonly url: string
   readonly wsUrl: string | undefined
+  readonly persistence: LmdbPersistence
+  readonly clientIds: ClientIds
   readonly #broker: Aedes
-  readonly #server: Server
-  readonly #http: HttpServer | undefined
+  readonly #servers: Array<Server | HttpServer>
   readonly #wss: WebSocketServer | undefined
-  readonly #persistence: LmdbPersistence
   readonly #byUser: Map<string, Set<Client>>
 
-  private constructor (broker: Aedes, server: Server, url: string, persistence: LmdbPersistence, byUser: Map<string, Set<Client>>, http?: HttpServer, wss?: WebSocketServer, wsUrl?: string) {
+  private constructor (broker: Aedes, servers: Array<Server | HttpServer>, url: string, persistence: LmdbPersistence, clientIds: ClientIds, byUser: Map<string, Set<Client>>, wss?: WebSocketServer, wsUrl?: string) {
     this.#byUser = byUser
     this.#broker = broker
-    this.#server = server
+    this.#servers = servers
     this.url = url
-    this.#persistence = persistence
-    this.#http = http
+    this.persistence = persistence
+    this.clientIds = clientIds
     this.#wss = wss
     this.wsUrl = wsUrl
   }
 
   static async start (o: InternalBrokerOptions): Promise<InternalBroker> {
     const principals = new WeakMap<Client, Principal>()
+    const sources = new WeakMap<object, string>()
+    const assigned = new WeakSet<Client>()
     const byUser = new Map<string, Set<Client>>()
+    const lastLog = new Map<string, number>()
     const log = o.logger
-    const deny = (action: 'connect' | 'publish' | 'subscribe', client: Client | null, detail: object): void => {
+    const deny = (action: string, client: Client | null, detail: object): void => {
       o.metrics.denials.inc({ action })
+      // Once per client (or source) and action per minute: a looping client must not flood the log.
+      const key = `${client?.id ?? sources.get(client?.conn as object) ?? ''}\u0000${action}`
+      const now = o.clock.now()
+      if ((lastLog.get(key) ?? -Infinity) + LOG_EVERY_MS > now) return
+      if (lastLog.size >= 10_000) lastLog.delete(lastLog.keys().next().value as string)
+      lastLog.set(key, now)
       log.warn({ action, clientId: client?.id, ...detail }, 'device broker denied')
     }
     const persistence = new LmdbPersistence(o.db)
+    persistence.onQueueDrop = () => o.metrics.publishFailures.inc({ broker: 'internal', reason: 'queue-full' })
+    const clientIds = new ClientIds(o.credentials, persistence, o.clock, o.sessions, id => log.info({ clientId: id }, 'abandoned persistent session expired'))
     const broker = await Aedes.createBroker({
       id: o.brokerId,
       persistence,
+      preConnect: (client, packet, done) => {
+        if (packet.clientId === '') assigned.add(client)
+        done(null, true)
+      },
       authenticate: (client, username, password, done) => {
-        o.auth.authenticate(username, password).then(p => {
-          if (p === 'busy') {
-            deny('connect', client, { username, reason: 'too many credential checks in progress' })
-            done(Object.assign(new Error('server busy'), { returnCode: 3 }) as never, false)
-            return
-          }
-          if (p === undefined) {
-            deny('connect', client, { username })
-            const err = Object.assign(new Error('bad username or password'), { returnCode: 4 })
-            done(err as never, false)
-            return
-          }
+        const source = sources.get(client.conn as object)
+        const refuse = (returnCode: number, action: string, detail: object): void => {
+          deny(action, client, { username, source, ...detail })
+          done(Object.assign(new Error(returnCode === 3 ? 'server unavailable' : returnCode === 4 ? 'bad username or password' : 'not authorized'), { returnCode }) as never, false)
+        }
+        const anonymous = (username === undefined || username === '') && password === undefined
+        const check = anonymous && o.allowAnonymous && isLoopback(source)
+          ? Promise.resolve(o.credentials.anonymous())
+          : o.auth.authenticate(username, password, source)
+        check.then(p => {
+          if (p === 'busy') { refuse(3, 'connect', { reason: 'credential checks saturated' }); return }
+          if (p === 'blocked') { refuse(3, 'connect', { reason: 'too many failed logins from this address' }); return }
+          if (p === undefined) { refuse(4, 'connect', {}); return }
+          const why = clientIds.check(client.id, assigned.has(client), client.clean, p)
+          if (why !== undefined) { refuse(why === 'quota' ? 3 : 5, why === 'quota' ? 'session-quota' : 'client-id', { reason: why, principal: p.username }); return }
           principals.set(client, p)
           const set = byUser.get(p.username) ?? new Set<Client>()
           set.add(client)
           byUser.set(p.username, set)
-          done(null, true)
+          clientIds.connected(client.id, client.clean, p, client).then(() => done(null, true), err => done(Object.assign(err as Error, { returnCode: 3 }) as never, false))
         }, err => { done(Object.assign(err as Error, { returnCode: 3 }) as never, false) })
       },
       authorizePublish: (client, packet, cb) => {
         if (client === null) { cb(null); return }
         const p = principals.get(client)
-        if (p === undefined || !mayPublish(p, packet.topic)) {
+        if (p === undefined || !mayPublish(p, packet.topic, o.acl)) {
+          // Issue 14 item 6: drop, count, log (rate-limited); the connection stays (a QoS 1 still gets its PUBACK:
+          // MQTT 3.1.1 has no negative PUBACK, and a client that never gets one would resend forever).
           deny('publish', client, { topic: packet.topic, username: p?.username })
-          cb(new Error('not authorized'))
+          packet.topic = DENIED_TOPIC
+          packet.payload = Buffer.alloc(0)
+          packet.retain = false
+          cb(null)
           return
         }
+        // Retained messages are store entries a client can multiply by topic: operators only (issue 13 item 9).
+        if (packet.retain && p.kind !== 'operator') packet.retain = false
         cb(null)
       },
       authorizeSubscribe: (client, sub, cb) => {
         const p = principals.get(client)
-        if (p === undefined || !maySubscribe(p, sub.topic)) {
+        if (p === undefined || !maySubscribe(p, sub.topic, o.acl)) {
           deny('subscribe', client, { topic: sub.topic, username: p?.username })
           cb(null, null)
           return
         }
         cb(null, sub)
       },
-      // A refused oversize payload is answered by the engine; it is not fanned out to other clients.
-      authorizeForward: (_client, packet) => packet.payload.length > o.maxPayloadBytes ? null : packet
+      // Per message: wildcard subscribers see only topics they may read; refused and oversize payloads go nowhere.
+      authorizeForward: (client, packet) => {
+        if (packet.topic === DENIED_TOPIC || packet.payload.length > o.maxPayloadBytes) return null
+        const p = principals.get(client)
+        return p !== undefined && mayRead(p, packet.topic, o.acl) ? packet : null
+      }
     })
     broker.on('client', () => o.metrics.clients.inc())
     broker.on('clientDisconnect', client => {
       o.metrics.clients.dec()
       const u = principals.get(client)?.username
       if (u !== undefined) { byUser.get(u)?.delete(client); if (byUser.get(u)?.size === 0) byUser.delete(u) }
+      lastLog.delete(`${client.id}\u0000publish`)
+      clientIds.disconnected(client.id, client).catch(err => log.debug({ err }, 'session owner update failed'))
     })
     broker.on('clientReady', () => o.onClientReady())
     broker.on('clientError', (client, err) => log.debug({ clientId: client.id, err: err.message }, 'device client error'))
     broker.on('connectionError', (_client, err) => log.debug({ err: err.message }, 'device connection error'))
-    for (const filter of ENGINE_FILTERS) {
+    for (const filter of engineFilters(o.acl)) {
       await new Promise<void>(resolve => {
         broker.subscribe(filter, (packet: AedesPublishPacket, cb: () => void) => {
           o.onMessage(packet.topic, packet.payload as Buffer).finally(cb)
@@ -131,32 +182,52 @@ export class InternalBroker {
     }
     // Room for topic, properties and framing on top of the payload bound.
     const maxPacket = o.maxPayloadBytes + 65_536
+    /** Same guard for TCP and WebSocket: the stream aedes reads only passes packets within the bound. */
+    const guarded = (input: Readable, output: NodeJS.WritableStream, source: string | undefined, cut: () => void): void => {
+      const guard = new PacketSizeGuard(maxPacket)
+      guard.on('error', err => {
+        // Only a real oversize announcement is a denial; a peer closing mid-stream is a normal disconnect.
+        if (err instanceof PacketTooLargeError) {
+          o.metrics.denials.inc({ action: 'oversize' })
+          log.warn({ err: err.message, source }, 'device connection cut')
+        }
+        cut()
+      })
+      input.on('error', () => {})
+      input.pipe(guard)
+      const conn = Duplex.from({ readable: guard, writable: output })
+      if (source !== undefined) sources.set(conn, source)
+      broker.handle(conn)
+    }
     const handle = (sock: Socket): void => {
       // Small request/answer packets: without TCP_NODELAY, Nagle + delayed ACK hold an answer ≈40 ms on loopback.
       sock.setNoDelay(true)
-      const guard = new PacketSizeGuard(maxPacket)
-      guard.on('error', err => { o.metrics.denials.inc({ action: 'oversize' }); log.warn({ err: err.message }, 'device connection cut'); sock.destroy() })
-      sock.pipe(guard)
-      broker.handle(Duplex.from({ readable: guard, writable: sock }))
+      guarded(sock, sock, sock.remoteAddress, () => sock.destroy())
     }
     const server = o.tls !== undefined ? createTlsServer({ cert: o.tls.cert, key: o.tls.key, ...(o.tls.ca !== undefined ? { ca: o.tls.ca } : {}) }, handle) : createNetServer(handle)
     try {
       await listen(server, o.port, o.host)
     } catch (err) {
+      clientIds.close()
       await new Promise<void>(resolve => broker.close(() => resolve()))
       throw err
     }
     const addr = server.address() as AddressInfo
     const url = `${o.tls !== undefined ? 'mqtts' : 'mqtt'}://${fmtHost(o.host)}:${addr.port}`
-    if (o.ws === undefined) return new InternalBroker(broker, server, url, persistence, byUser)
+    if (o.ws === undefined) return new InternalBroker(broker, [server], url, persistence, clientIds, byUser)
     const http = createHttpServer()
-    const wss = new WebSocketServer({ server: http })
-    wss.on('connection', ws => { broker.handle(createWebSocketStream(ws)) })
+    // maxPayload: one WebSocket frame may not exceed the MQTT packet bound either (ws' default is 100 MiB).
+    const wss = new WebSocketServer({ server: http, maxPayload: maxPacket })
+    wss.on('connection', (ws, req) => {
+      const stream = createWebSocketStream(ws)
+      stream.on('error', () => {})
+      guarded(stream, stream, req.socket.remoteAddress, () => ws.terminate())
+    })
     wss.on('error', err => log.warn({ err }, 'device websocket listener error'))
     const wsHost = o.ws.host ?? o.host
     await listen(http, o.ws.port, wsHost)
     const wsUrl = `ws://${fmtHost(wsHost)}:${(http.address() as AddressInfo).port}`
-    return new InternalBroker(broker, server, url, persistence, byUser, http, wss, wsUrl)
+    return new InternalBroker(broker, [server, http], url, persistence, clientIds, byUser, wss, wsUrl)
   }
 
   /** Disconnect every session authenticated as one of `usernames` (credential revoked or rotated). Returns how many. */
@@ -177,11 +248,11 @@ export class InternalBroker {
   }
 
   async close (): Promise<void> {
+    this.clientIds.close()
     this.#wss?.close()
     await new Promise<void>(resolve => this.#broker.close(() => resolve()))
-    await new Promise<void>(resolve => this.#server.close(() => resolve()))
-    if (this.#http !== undefined) { const h = this.#http; await new Promise<void>(resolve => h.close(() => resolve())) }
-    await this.#persistence.destroy().catch(() => {})
+    for (const s of this.#servers) await new Promise<void>(resolve => s.close(() => resolve()))
+    await this.persistence.destroy().catch(() => {})
   }
 }
 

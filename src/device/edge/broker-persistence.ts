@@ -18,6 +18,13 @@
  *   o\0{clientId}\0{seq hex}    queued outgoing packet (seq keeps queue order)
  *   i\0{clientId}\0{messageId}  inbound QoS 2 packet awaiting PUBREL
  *   w\0{clientId}               will
+ *   c\0{clientId}               owner of a persistent session {owner, lastSeen}
+ *                               (client-ids.ts, issue 13 items 2 and 9)
+ *
+ * Bounds (issue 13 item 9): at most `maxQueuedPerClient` packets queued per
+ * client id (newer ones are dropped and counted: the oldest may already be
+ * in flight with a message id), and `removeSession` wipes everything of an
+ * abandoned session.
  */
 import { createRequire } from 'node:module'
 import { Readable } from 'node:stream'
@@ -48,6 +55,13 @@ interface MemoryLike {
 }
 
 const SEP = '\u0000'
+
+export interface SessionOwner {
+  /** Username of the principal that created the persistent session. */
+  owner: string
+  /** ms since the epoch of the last connect or disconnect. */
+  lastSeen: number
+}
 const hex = (n: number): string => n.toString(16).padStart(13, '0')
 
 function plain (p: Pkt): Record<string, unknown> {
@@ -69,14 +83,47 @@ export class LmdbPersistence {
   readonly #outgoing = new Map<string, Array<{ key: string, packet: Pkt }>>()
   readonly #incoming = new Map<string, Map<number, Pkt>>()
   readonly #wills = new Map<string, Pkt>()
+  readonly #owners = new Map<string, SessionOwner>()
   #seq = 0
   #destroyed = false
+  /** Queue bound per client id. @default Infinity (the broker sets devices.mqttLimits.maxQueuedPerClient) */
+  maxQueuedPerClient = Infinity
+  /** Called with the client id when a packet is dropped because its queue is full. */
+  onQueueDrop: (clientId: string) => void = () => {}
 
   /** `db`: a sub-database of an environment the caller owns; pass `owner` to have destroy() close it. */
   constructor (db: Database, owner?: RootDatabase) {
     this.#db = db
     this.#root = owner
     this.#mem = new AsyncMemory()
+  }
+
+  /** Owners of persistent sessions, loaded at setup (client-ids.ts keeps them current). */
+  get sessionOwners (): ReadonlyMap<string, SessionOwner> { return this.#owners }
+
+  async putSessionOwner (clientId: string, o: SessionOwner): Promise<void> {
+    this.#owners.set(clientId, o)
+    await this.#db.put('c' + SEP + clientId, o)
+  }
+
+  async removeSessionOwner (clientId: string): Promise<void> {
+    this.#owners.delete(clientId)
+    await this.#db.remove('c' + SEP + clientId)
+  }
+
+  /** Queued packets of a client id (quota checks, tests). */
+  queued (clientId: string): number { return this.#outgoing.get(clientId)?.length ?? 0 }
+
+  /** Wipe an abandoned (offline) session: subscriptions, queue, QoS 2 state, will and owner record. */
+  async removeSession (clientId: string): Promise<void> {
+    const c = { id: clientId }
+    await this.cleanSubscriptions(c)
+    const q = this.#outgoing.get(clientId) ?? []
+    this.#outgoing.delete(clientId)
+    await Promise.all(q.map(e => this.#db.remove(e.key)))
+    await this.cleanIncoming(c)
+    if (this.#wills.has(clientId)) await this.delWill(c)
+    await this.removeSessionOwner(clientId)
   }
 
   get broker (): unknown { return this.#broker }
@@ -106,6 +153,8 @@ export class LmdbPersistence {
         this.#incoming.set(clientId, m)
       } else if (kind === 'w') {
         this.#wills.set(rest, revive(v))
+      } else if (kind === 'c') {
+        this.#owners.set(rest, v as SessionOwner)
       }
     }
   }
@@ -153,6 +202,7 @@ export class LmdbPersistence {
   async outgoingEnqueueCombi (subs: Array<{ clientId: string }>, packet: Pkt): Promise<void> {
     const writes: Array<Promise<unknown>> = []
     for (const sub of subs) {
+      if ((this.#outgoing.get(sub.clientId)?.length ?? 0) >= this.maxQueuedPerClient) { this.onQueueDrop(sub.clientId); continue }
       const p = new Packet(packet)
       const key = 'o' + SEP + sub.clientId + SEP + hex(++this.#seq)
       const q = this.#outgoing.get(sub.clientId) ?? []

@@ -8,12 +8,13 @@ import type { Clock } from '../../util/clock.js'
 import type { Envelope } from '../../codec/envelope.js'
 import type { Logger } from '../../ops/logger.js'
 import type { Registry } from 'prom-client'
-import { Authenticator, CredentialIndex, type LocalCredential } from './acl.js'
+import { CredentialIndex, type AclContext, type LocalCredential } from './acl.js'
+import { Authenticator } from './auth.js'
 import { ExternalBroker } from './broker-external.js'
 import { InternalBroker } from './broker-internal.js'
 import { createDeviceMetrics, type DeviceMetrics } from './metrics.js'
 import { resolveDeviceOptions, type DeviceOptions, type ResolvedDeviceOptions } from './options.js'
-import type { DeviceState, TwinValue } from '../model.js'
+import type { TwinValue } from '../model.js'
 import { TwinEngine, type BrokerName } from './twin-engine.js'
 import { effectiveExpected } from './twin-state.js'
 import { TwinStore } from './twin-store.js'
@@ -32,8 +33,13 @@ export interface TwinView {
   expected: Record<string, TwinValue>
   /** Expected values set at the edge and not yet settled by the cloud. */
   pendingExpected: Record<string, TwinValue>
-  reported: Record<string, { value: TwinValue, timestamp: number }>
-  state: DeviceState | undefined
+  /** `raw`: as the mapper sent it (compat); `outOfRange`: outside the model's min/max, stored and flagged. */
+  reported: Record<string, { value: TwinValue, timestamp: number, raw?: string, outOfRange?: boolean }>
+  /** Optional twins added by mappers (compat mode, `extraProperties: 'optional'`), values as strings. */
+  extras: Record<string, { type: string, actual?: string, expected?: string }>
+  /** As the mapper sent it ("OK" in compat mode). */
+  state: string | undefined
+  lastOnline: string | undefined
   edgeSeq: number
   attributes: Record<string, string>
 }
@@ -55,6 +61,10 @@ export class EdgeDevices {
   readonly store: TwinStore
   readonly #engine: TwinEngine
   readonly #sync: TwinSync
+  readonly #credentials: CredentialIndex
+  readonly #acl: AclContext
+  /** Security trade-offs in force (shown at start and on the status page). */
+  readonly warnings: readonly string[]
   #internal: InternalBroker | undefined
   #external: ExternalBroker | undefined
   #closed = false
@@ -72,12 +82,23 @@ export class EdgeDevices {
       metrics: this.metrics,
       maxPayloadBytes: options.maxPayloadBytes,
       maxPending: options.maxPending,
+      compat: options.compat,
+      extraProperties: options.extraProperties,
+      legacyNamespace: options.legacyNamespace,
       publish: (topic, payload, origin) => this.#publish(topic, payload, origin),
       upstream: init.upstream
     })
-    const credentials = new CredentialIndex(options.credentials as LocalCredential[])
-    this.#sync = new TwinSync(this.#engine, credentials, new Authenticator(credentials, init.clock, options.authCacheMs))
+    const credentials = new CredentialIndex(options.credentials as LocalCredential[], init.nodeId)
+    this.#credentials = credentials
+    this.#acl = { nodeDevices: credentials.nodeDevices, legacyNamespace: options.legacyNamespace }
+    this.#sync = new TwinSync(this.#engine, credentials, new Authenticator(credentials, init.clock, options.authCacheMs, 10_000, options.auth))
     this.#sync.restore()
+    const warnings: string[] = []
+    if (options.allowAnonymous && options.mode !== 'external') {
+      warnings.push('MQTT anonymous access is on (--mqtt-allow-anonymous): any local process can act as this node\'s mapper for all its devices')
+    }
+    this.warnings = Object.freeze(warnings)
+    for (const w of warnings) logger.warn({ warning: w }, 'device broker security warning')
   }
 
   /** Validate options (InvalidOptionError naming the option) before anything starts. */
@@ -102,6 +123,11 @@ export class EdgeDevices {
           brokerId: `edgefabric-${init.nodeId}`,
           db: store.mqttDb,
           auth: d.#sync.auth,
+          credentials: d.#credentials,
+          acl: d.#acl,
+          sessions: options.sessions,
+          allowAnonymous: options.allowAnonymous,
+          clock: init.clock,
           metrics: d.metrics,
           logger: logger.child({ component: 'mqtt' }),
           maxPayloadBytes: options.maxPayloadBytes,
@@ -119,6 +145,7 @@ export class EdgeDevices {
           ...(e.reconnectPeriodMs !== undefined ? { reconnectPeriodMs: e.reconnectPeriodMs } : {}),
           metrics: d.metrics,
           logger: logger.child({ component: 'mqtt-external' }),
+          legacyNamespace: options.legacyNamespace,
           onMessage: async (topic, payload) => { await d.#engine.handleMqtt(topic, payload, 'external') }
         })
       }
@@ -135,6 +162,8 @@ export class EdgeDevices {
   /** URL of the embedded broker (undefined in external mode). */
   get brokerUrl (): string | undefined { return this.#internal?.url }
   get wsUrl (): string | undefined { return this.#internal?.wsUrl }
+  /** The embedded broker (sessions, persistence) — tests and the status page. */
+  get broker (): InternalBroker | undefined { return this.#internal }
   /** The external broker connection (modes external/both). */
   get external (): ExternalBroker | undefined { return this.#external }
 
@@ -157,13 +186,15 @@ export class EdgeDevices {
       expected,
       pendingExpected: Object.fromEntries(Object.entries(r.localExpected).map(([k, v]) => [k, v.value])),
       reported: { ...r.reported },
+      extras: Object.fromEntries(Object.entries(r.extras ?? {}).map(([k, x]) => [k, { type: x.type, ...(x.actual !== undefined ? { actual: x.actual.value } : {}), ...(x.expected !== undefined ? { expected: x.expected.value } : {}) }])),
       state: r.state?.state,
+      lastOnline: r.state?.lastOnline,
       edgeSeq: r.edgeSeq,
       attributes: { ...r.snapshot.device.attributes }
     }
   }
 
-  listDevices (): Array<{ namespace: string, name: string, revision: number, state: DeviceState | undefined }> {
+  listDevices (): Array<{ namespace: string, name: string, revision: number, state: string | undefined }> {
     return this.store.list().map(r => ({ namespace: r.namespace, name: r.name, revision: r.snapshot.revision, state: r.state?.state }))
   }
 

@@ -11,7 +11,7 @@ export interface DeviceMetrics {
   readonly deltas: Counter
   /** Refused mapper requests, by `code` (EF_TWIN_BAD_JSON, EF_TWIN_BAD_VALUE, EF_TWIN_TOO_LARGE, ...). */
   readonly errors: Counter<'code'>
-  /** ACL / authentication denials, by `action` (connect|publish|subscribe). */
+  /** ACL / authentication denials, by `action` (connect|publish|subscribe|oversize|client-id|session-quota). */
   readonly denials: Counter<'action'>
   /** Upload records forwarded to the cloud. */
   readonly uploads: Counter
@@ -21,6 +21,8 @@ export interface DeviceMetrics {
   readonly publishFailures: Counter<'broker' | 'reason'>
   /** MQTT clients connected to the embedded broker. */
   readonly clients: Gauge
+  /** Readings outside the model's min/max, stored and flagged (compat mode). */
+  readonly outOfRange: Counter
 }
 
 export function createDeviceMetrics (registry: Registry): DeviceMetrics {
@@ -34,6 +36,7 @@ export function createDeviceMetrics (registry: Registry): DeviceMetrics {
     uploads: new Counter({ name: p + 'uploads_total', help: 'Upload records forwarded to the cloud', registers }),
     resyncs: new Counter({ name: p + 'resyncs_total', help: 'Full twin resyncs, by direction (up: edge asked; down: cloud asked)', labelNames: ['direction'] as const, registers }),
     publishFailures: new Counter({ name: p + 'publish_failures_total', help: 'Broker publishes that failed or were dropped, by broker and reason', labelNames: ['broker', 'reason'] as const, registers }),
-    clients: new Gauge({ name: p + 'mqtt_clients', help: 'MQTT clients connected to the embedded broker', registers })
+    clients: new Gauge({ name: p + 'mqtt_clients', help: 'MQTT clients connected to the embedded broker', registers }),
+    outOfRange: new Counter({ name: p + 'out_of_range_readings_total', help: 'Readings outside the model min/max, stored and flagged', registers })
   }
 }

@@ -3,10 +3,14 @@
  * then frozen.
  */
 import { InvalidOptionError } from '../../errors.js'
-import { enumOption, intOption, stringOption } from '../../util/options.js'
+import { boolOption, enumOption, intOption, stringOption } from '../../util/options.js'
 import type { LocalCredential } from './acl.js'
+import { DEFAULT_AUTH_LIMITS, type AuthLimits } from './auth.js'
+import { DEFAULT_SESSION_LIMITS, type SessionLimits } from './client-ids.js'
 
 export type BrokerMode = 'internal' | 'external' | 'both'
+/** Twin payload semantics (README "KubeEdge mappers"). */
+export type CompatMode = 'kubeedge' | 'strict'
 
 export interface DeviceOptions {
   /** `internal`: embedded broker; `external`: connect to an existing broker; `both` (KubeEdge mqttMode 0/1/2). @default 'internal' */
@@ -23,6 +27,26 @@ export interface DeviceOptions {
   credentials?: LocalCredential[]
   /** How long a successful credential check is cached. @default 60000 */
   authCacheMs?: number
+  /**
+   * `kubeedge`: payloads and twin semantics as KubeEdge's DeviceTwin (stock mappers work unchanged);
+   * `strict`: typed validation, refusals for what KubeEdge tolerates (README lists the differences). @default 'strict'
+   */
+  compat?: CompatMode
+  /** Read `$hw/events/device/{name}/…` (KubeEdge ≤ 1.16 single-level ids) as `{legacyNamespace}/{name}`. @default false */
+  legacyTopics?: boolean
+  /** Namespace of single-level device ids. @default 'default' */
+  legacyNamespace?: string
+  /**
+   * Unknown twin keys in a `twin/update`: `optional` adds them as optional string-typed twins (KubeEdge),
+   * `refuse` answers 404. @default 'optional' with compat 'kubeedge', 'refuse' with 'strict'
+   */
+  extraProperties?: 'optional' | 'refuse'
+  /** Accept CONNECT without credentials from loopback peers only, as the node's mapper (all its devices). @default false */
+  allowAnonymous?: boolean
+  /** Client-id sessions: per-principal quota, offline queue bound, expiry. */
+  sessions?: Partial<SessionLimits>
+  /** Login flood limits (auth.ts). */
+  auth?: Partial<AuthLimits>
 }
 
 export interface ResolvedDeviceOptions {
@@ -33,6 +57,13 @@ export interface ResolvedDeviceOptions {
   readonly maxPending: number
   readonly credentials: readonly LocalCredential[]
   readonly authCacheMs: number
+  readonly compat: CompatMode
+  /** Namespace of single-level ids, or undefined when legacy topics are off. */
+  readonly legacyNamespace: string | undefined
+  readonly extraProperties: 'optional' | 'refuse'
+  readonly allowAnonymous: boolean
+  readonly sessions: Readonly<SessionLimits>
+  readonly auth: Readonly<AuthLimits>
 }
 
 export function resolveDeviceOptions (o: DeviceOptions): ResolvedDeviceOptions {
@@ -71,11 +102,37 @@ export function resolveDeviceOptions (o: DeviceOptions): ResolvedDeviceOptions {
     const n = `devices.credentials[${i}]`
     if (typeof c?.username !== 'string' || c.username === '') throw new InvalidOptionError(`${n}.username`, 'is required')
     if (typeof c.password !== 'string' && typeof c.passwordHash !== 'string') throw new InvalidOptionError(n, 'needs password or passwordHash')
+    if (c.role !== undefined && c.role !== 'operator' && c.role !== 'mapper') throw new InvalidOptionError(`${n}.role`, 'must be "operator" or "mapper"')
     if (c.devices !== '*' && !(Array.isArray(c.devices) && c.devices.every(d => typeof d === 'string' && /^[^/+#]+\/[^/+#]+$/.test(d)))) {
       throw new InvalidOptionError(`${n}.devices`, 'must be "*" or a list of "{namespace}/{name}"')
     }
   })
+  const compat = enumOption<CompatMode>('devices.compat', o.compat, ['kubeedge', 'strict'], 'strict')
+  const legacyNamespace = stringOption('devices.legacyNamespace', o.legacyNamespace, 'default') as string
+  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(legacyNamespace)) throw new InvalidOptionError('devices.legacyNamespace', 'must be a DNS-1123 label')
+  const s = o.sessions ?? {}
+  const a = o.auth ?? {}
+  const d = DEFAULT_SESSION_LIMITS
+  const da = DEFAULT_AUTH_LIMITS
   return Object.freeze({
+    compat,
+    legacyNamespace: boolOption('devices.legacyTopics', o.legacyTopics, false) ? legacyNamespace : undefined,
+    extraProperties: enumOption<'optional' | 'refuse'>('devices.extraProperties', o.extraProperties, ['optional', 'refuse'], compat === 'kubeedge' ? 'optional' : 'refuse'),
+    allowAnonymous: boolOption('devices.allowAnonymous', o.allowAnonymous, false),
+    sessions: Object.freeze({
+      maxSessionsPerPrincipal: intOption('devices.sessions.maxSessionsPerPrincipal', s.maxSessionsPerPrincipal, d.maxSessionsPerPrincipal, 0, 100_000),
+      maxQueuedPerClient: intOption('devices.sessions.maxQueuedPerClient', s.maxQueuedPerClient, d.maxQueuedPerClient, 1, 10_000_000),
+      sessionExpiryMs: intOption('devices.sessions.sessionExpiryMs', s.sessionExpiryMs, d.sessionExpiryMs, 1000)
+    }),
+    auth: Object.freeze({
+      maxConcurrent: intOption('devices.auth.maxConcurrent', a.maxConcurrent, da.maxConcurrent, 1, 1024),
+      maxQueued: intOption('devices.auth.maxQueued', a.maxQueued, da.maxQueued, 0, 1_000_000),
+      queueTimeoutMs: intOption('devices.auth.queueTimeoutMs', a.queueTimeoutMs, da.queueTimeoutMs, 1),
+      failureWindowMs: intOption('devices.auth.failureWindowMs', a.failureWindowMs, da.failureWindowMs, 1),
+      maxFailuresPerSource: intOption('devices.auth.maxFailuresPerSource', a.maxFailuresPerSource, da.maxFailuresPerSource, 1),
+      maxFailuresPerUsername: intOption('devices.auth.maxFailuresPerUsername', a.maxFailuresPerUsername, da.maxFailuresPerUsername, 1),
+      knownGoodMs: intOption('devices.auth.knownGoodMs', a.knownGoodMs, da.knownGoodMs, 0)
+    }),
     mode,
     mqtt: Object.freeze(mqtt),
     ...(external !== undefined ? { external: Object.freeze(external) } : {}),

@@ -1,23 +1,31 @@
 /**
  * The edge twin engine, mapper side (KubeEdge DeviceTwin + EventBus, DESIGN.md §8):
- * handles `…/twin/update`, `…/twin/get`, `…/state/update`, membership gets
- * and upload records arriving from a broker, and answers on the result
- * topics. Every accepted change is persisted (TwinStore) and queued in the
- * edge's durable outbox before the result is published, so a result means
- * "durable at the edge"; the outbox reaches the cloud after reconnects.
- * Bad input gets `{code, reason}` on the matching result topic and a counter;
- * nothing else is affected. Cloud-side deliveries: twin-sync.ts.
+ * handles `…/twin/update`, `…/twin/get`, `…/state/update`, membership gets,
+ * readings on `$ke/events/device/{id}/data/update` and upload records
+ * arriving from a broker, and answers on the result topics. Every accepted
+ * change is persisted (TwinStore) and queued in the edge's durable outbox
+ * before the result is published, so a result means "durable at the edge";
+ * the outbox reaches the cloud after reconnects. Bad input gets
+ * `{code, reason}` on the matching result topic and a counter; nothing else
+ * is affected. Cloud-side deliveries: twin-sync.ts.
+ *
+ * `updateTwin` / `updateState` are the transport-neutral entry points: the
+ * MQTT path below and the DMI gRPC server (src/device/edge/dmi/) call the
+ * same validation, persistence and upstream path. Payload forms depend on
+ * `compat` (twin-compat.ts, twin-answers.ts).
  */
 import { newMessage, type Envelope } from '../../codec/envelope.js'
 import type { Clock } from '../../util/clock.js'
 import type { Logger } from '../../ops/logger.js'
-import { DEVICE_STATES, type DeviceState } from '../model.js'
-import { DEVICE_GROUP, resyncResource, stateResource, twinResource, type ReportedValue, type ResyncRequest, type StateReport, type TwinReport, type UploadRecord } from '../protocol.js'
-import { deviceTopic, membershipTopic, parseTopic } from './topics.js'
-import { BAD_REQUEST, BUSY, errorPayload, eventId, parseJson, parseTwinUpdate, TOO_LARGE, TwinRequestError, UNKNOWN_DEVICE } from './twin-payload.js'
+import { DEVICE_GROUP, resyncResource, twinResource, type ReportedValue, type ResyncRequest, type TwinReport, type UploadRecord } from '../protocol.js'
+import { deviceTopic, membershipTopic, parseTopic, type TopicForm } from './topics.js'
+import { BUSY, errorPayload, eventId, parseJson, parseTwinUpdate, TOO_LARGE, TwinRequestError, UNKNOWN_DEVICE, type TwinChange } from './twin-payload.js'
+import { planCompatUpdate } from './twin-compat.js'
+import { membershipDevice, stateUpdate } from './twin-answers.js'
 import { cloneRecord, delta, documentFor, propertyMap, wireTwins, type TwinRecord } from './twin-state.js'
 import type { TwinStore } from './twin-store.js'
 import type { DeviceMetrics } from './metrics.js'
+import type { CompatMode } from './options.js'
 
 export type BrokerName = 'internal' | 'external'
 
@@ -30,6 +38,12 @@ export interface EngineDeps {
   maxPayloadBytes: number
   /** Bound on mapper requests being processed at once (beyond: EF_TWIN_BUSY). */
   maxPending: number
+  /** Payload forms and twin semantics. @default 'strict' */
+  compat?: CompatMode
+  /** Unknown twin keys become optional twins ('optional', compat) or get 404 ('refuse'). @default 'refuse' */
+  extraProperties?: 'optional' | 'refuse'
+  /** Namespace of single-level (legacy) device topics; undefined = off. */
+  legacyNamespace?: string | undefined
   /** Publish to the mapper side: to `origin` only, or every broker when undefined. */
   publish: (topic: string, payload: object, origin?: BrokerName) => void
   /** Durable send to the cloud (EdgeNode.sendUpstream). */
@@ -49,6 +63,7 @@ export class TwinEngine {
   constructor (deps: EngineDeps) { this.#d = deps }
 
   get deps (): EngineDeps { return this.#d }
+  get compat (): boolean { return this.#d.compat === 'kubeedge' }
 
   /** Resolves once no request is being processed (shutdown), or after `timeoutMs`. */
   async idle (timeoutMs = 5000): Promise<void> {
@@ -74,29 +89,31 @@ export class TwinEngine {
    * another front end gets the same validation, durability and upstream path.
    */
   async handleMqtt (topic: string, payload: Buffer, origin: BrokerName, replyTo?: (p: object) => void): Promise<void> {
-    const t = parseTopic(topic)
-    if (t.kind === 'other') return
     const d = this.#d
+    const t = parseTopic(topic, { legacyNamespace: d.legacyNamespace })
+    if (t.kind === 'other') return
     const now = d.clock.now()
     let reply: ((p: object) => void) | undefined = replyTo
     if (reply === undefined && t.kind === 'membership-get') reply = p => d.publish(membershipTopic(t.nodeId, 'get/result'), p, origin)
-    else if (reply === undefined && t.kind !== 'upload' && t.kind !== 'membership-get') reply = p => d.publish(deviceTopic(t.namespace, t.name, RESULT_OF[t.kind]), p, origin)
+    else if (reply === undefined && t.kind !== 'upload' && t.kind !== 'data' && t.kind !== 'membership-get') { const k = t.kind; reply = p => d.publish(deviceTopic(t.namespace, t.name, RESULT_OF[k], t.form), p, origin) }
     let req: Record<string, unknown> | undefined
     try {
       if (payload.byteLength > d.maxPayloadBytes) throw new TwinRequestError(TOO_LARGE, 413, `payload of ${payload.byteLength} bytes exceeds maxPayloadBytes ${d.maxPayloadBytes}`)
       if (this.#pending >= d.maxPending) throw new TwinRequestError(BUSY, 503, `more than ${d.maxPending} device requests in progress`)
       this.#pending++
       try {
-        if (t.kind === 'upload') { await this.#upload(topic, payload, now); return }
+        // Readings (mappers-go TopicDataUpdate) travel like upload records; the ACL already confined them to the device's own id.
+        if (t.kind === 'upload' || t.kind === 'data') { await this.#upload(topic, payload, now); return }
         req = parseJson(payload)
         if (t.kind === 'membership-get') { reply?.({ event_id: eventId(req), timestamp: now, devices: this.membership() }); return }
         const id = `${t.namespace}/${t.name}`
-        const rec = d.store.get(id)
-        if (rec === undefined) { this.maybeAskResync(); throw new TwinRequestError(UNKNOWN_DEVICE, 404, `device ${id} is not bound to node ${d.nodeId}`) }
         const r = req
-        if (t.kind === 'twin-get') reply?.({ event_id: eventId(r), timestamp: now, twin: wireTwins(rec) })
-        else if (t.kind === 'twin-update') await this.exclusive(id, async () => { await this.#twinUpdate(id, r, now, origin, reply) })
-        else await this.exclusive(id, async () => { await this.#stateUpdate(id, r, now, reply) })
+        if (t.kind === 'twin-get') {
+          const rec = d.store.get(id)
+          if (rec === undefined) { this.maybeAskResync(); throw new TwinRequestError(UNKNOWN_DEVICE, 404, `device ${id} is not bound to node ${d.nodeId}`) }
+          reply?.({ event_id: eventId(r), timestamp: now, twin: wireTwins(rec, undefined, !this.compat) })
+        } else if (t.kind === 'twin-update') reply?.(await this.updateTwin(id, r, origin))
+        else reply?.(await this.updateState(id, r.state, eventId(r)))
       } finally {
         this.#pending--
       }
@@ -114,76 +131,125 @@ export class TwinEngine {
   }
 
   membership (): object[] {
-    return this.#d.store.list().map(r => ({
-      id: `${r.namespace}/${r.name}`,
-      name: r.name,
-      namespace: r.namespace,
-      state: r.state?.state ?? 'unknown',
-      attributes: r.snapshot.device.attributes,
-      twin: wireTwins(r)
-    }))
+    const compat = this.compat
+    return this.#d.store.list().map(r => compat
+      ? membershipDevice(r, true)
+      : { id: `${r.namespace}/${r.name}`, name: r.name, namespace: r.namespace, state: r.state?.state ?? 'unknown', attributes: r.snapshot.device.attributes, twin: wireTwins(r) })
   }
 
-  async #twinUpdate (id: string, req: Record<string, unknown>, now: number, origin: BrokerName, reply?: (p: object) => void): Promise<void> {
+  #known (id: string): TwinRecord {
+    const rec = this.#d.store.get(id)
+    if (rec === undefined) { this.maybeAskResync(); throw new TwinRequestError(UNKNOWN_DEVICE, 404, `device ${id} is not bound to node ${this.#d.nodeId}`) }
+    return rec
+  }
+
+  /**
+   * A twin update `{event_id?, twin: {...}}` from a mapper (MQTT `…/twin/update`
+   * or DMI ReportDeviceStatus): validated, persisted, queued upstream, then
+   * answered. Returns the result payload; throws TwinRequestError.
+   */
+  async updateTwin (id: string, req: Record<string, unknown>, origin?: BrokerName): Promise<Record<string, unknown>> {
+    this.#known(id)
+    return await this.exclusive(id, async () => await this.#twinUpdate(id, req, origin))
+  }
+
+  /** A state report (MQTT `…/state/update` or DMI ReportDeviceStates). Returns the result payload; throws TwinRequestError. */
+  async updateState (id: string, state: unknown, event = ''): Promise<Record<string, unknown>> {
+    this.#known(id)
+    return await this.exclusive(id, async () => {
+      const rec = this.#d.store.get(id)
+      if (rec === undefined) throw new TwinRequestError(UNKNOWN_DEVICE, 404, `device ${id} was removed`)
+      return await stateUpdate(this, rec, state, event)
+    })
+  }
+
+  async #twinUpdate (id: string, req: Record<string, unknown>, origin?: BrokerName): Promise<Record<string, unknown>> {
     const d = this.#d
+    const now = d.clock.now()
     const rec = d.store.get(id)
     if (rec === undefined) throw new TwinRequestError(UNKNOWN_DEVICE, 404, `device ${id} was removed`)
-    const changes = parseTwinUpdate(req, propertyMap(rec), now)
-    const before = cloneRecord(rec)
+    const compat = this.compat
+    let changes: Map<string, TwinChange>
     const next = cloneRecord(rec)
+    const touched: string[] = []
+    const deleted: string[] = []
+    if (compat) {
+      const plan = planCompatUpdate(req, propertyMap(rec), rec.extras ?? {}, d.extraProperties === 'optional', now)
+      changes = plan.changes
+      if (plan.extras.size > 0 || plan.deleted.length > 0) {
+        next.extras = { ...(rec.extras ?? {}) }
+        for (const [k, x] of plan.extras) { next.extras[k] = x; touched.push(k) }
+        for (const k of plan.deleted) { delete next.extras[k]; deleted.push(k) }
+      }
+    } else {
+      changes = parseTwinUpdate(req, propertyMap(rec), now)
+    }
     const reported: Record<string, ReportedValue> = {}
     const expected: Record<string, { value: string | number | boolean, timestamp: number }> = {}
     for (const [name, c] of changes) {
-      if (c.actual !== undefined) { next.reported[name] = c.actual; reported[name] = c.actual }
+      if (c.actual !== undefined) {
+        const { raw, outOfRange, value, timestamp } = c.actual
+        next.reported[name] = { value, timestamp, ...(compat && raw !== undefined ? { raw } : {}), ...(outOfRange === true ? { outOfRange } : {}) }
+        reported[name] = { value, timestamp }
+        if (outOfRange === true) {
+          d.metrics.outOfRange.inc()
+          d.logger.debug({ device: id, property: name, value }, 'reading outside the model range stored and flagged')
+        }
+      }
       if (c.expected !== undefined) {
-        next.localExpected[name] = { ...c.expected, baseRevision: rec.snapshot.revision }
-        expected[name] = c.expected
+        const { raw, value, timestamp } = c.expected
+        next.localExpected[name] = { value, timestamp, baseRevision: rec.snapshot.revision, ...(compat && raw !== undefined ? { raw } : {}) }
+        expected[name] = { value, timestamp }
       }
     }
-    if (Object.keys(expected).length > 0) next.edgeVersion++
-    next.edgeSeq++
-    const report: TwinReport = { namespace: rec.namespace, name: rec.name, edgeSeq: next.edgeSeq, reported, baseRevision: rec.snapshot.revision }
-    if (rec.baselined === false) { // first report for this record: full, so the cloud takes our edgeSeq as its new base
-      report.full = true
-      report.reported = { ...next.reported }
-      next.baselined = true
-    }
-    if (Object.keys(expected).length > 0) report.expected = expected
-    await d.store.put(next)
-    await d.upstream(this.envelope('report', twinResource(rec.namespace, rec.name), report))
-    d.metrics.twinUpdates.inc({ source: 'mapper' })
     const names = [...changes.keys()]
-    reply?.({ event_id: eventId(req), timestamp: now, twin: wireTwins(next, names) })
-    this.publishChanges(before, next, names, eventId(req), undefined, origin)
+    if (names.length > 0) {
+      if (Object.keys(expected).length > 0) next.edgeVersion++
+      next.edgeSeq++
+      const report: TwinReport = { namespace: rec.namespace, name: rec.name, edgeSeq: next.edgeSeq, reported, baseRevision: rec.snapshot.revision }
+      if (rec.baselined === false) { // first report for this record: full, so the cloud takes our edgeSeq as its new base
+        report.full = true
+        report.reported = Object.fromEntries(Object.entries(next.reported).map(([k, v]) => [k, { value: v.value, timestamp: v.timestamp }]))
+        next.baselined = true
+      }
+      if (Object.keys(expected).length > 0) report.expected = expected
+      await d.store.put(next)
+      await d.upstream(this.envelope('report', twinResource(rec.namespace, rec.name), report))
+      d.metrics.twinUpdates.inc({ source: 'mapper' })
+    } else if (touched.length > 0 || deleted.length > 0) {
+      await d.store.put(next) // extra twins only: edge-local
+    }
+    const twin: Record<string, unknown> = wireTwins(next, [...names, ...touched], !compat)
+    for (const k of deleted) twin[k] = null
+    this.publishChanges(rec, next, [...names, ...touched, ...deleted], eventId(req), compat, origin)
+    return { event_id: eventId(req), timestamp: now, twin }
   }
 
-  /** Publish `…/twin/update/delta` (when expected ≠ actual for a touched property) and `…/twin/update/document`. */
+  /**
+   * Publish `…/twin/update/delta` and `…/twin/update/document`. Strict: a
+   * delta when expected ≠ actual for a touched property (or `forceDelta`).
+   * Compat (KubeEdge DealDeviceTwin): a delta after every update while any
+   * expected ≠ actual, versions left out.
+   */
   publishChanges (before: TwinRecord | undefined, after: TwinRecord, changed: string[], event: string, forceDelta?: boolean, _origin?: BrokerName): void {
-    if (changed.length === 0) return
     const d = this.#d
+    const compat = this.compat
+    if (changed.length === 0 && !compat) return
     const now = d.clock.now()
     const dl = delta(after)
     const dlBefore = before === undefined ? {} : delta(before)
-    if (Object.keys(dl).length > 0 && (forceDelta === true || changed.some(n => n in dl || n in dlBefore))) {
-      d.publish(deviceTopic(after.namespace, after.name, 'twin/update/delta'), { event_id: event, timestamp: now, twin: wireTwins(after), delta: dl })
+    if (Object.keys(dl).length > 0 && (forceDelta === true || compat || changed.some(n => n in dl || n in dlBefore))) {
+      this.publishDevice(after, 'twin/update/delta', { event_id: event, timestamp: now, twin: wireTwins(after, undefined, !compat), delta: dl })
       d.metrics.deltas.inc()
     }
-    d.publish(deviceTopic(after.namespace, after.name, 'twin/update/document'), { event_id: event, timestamp: now, twin: documentFor(before, after, changed) })
+    if (changed.length > 0) this.publishDevice(after, 'twin/update/document', { event_id: event, timestamp: now, twin: documentFor(before, after, changed, !compat) })
   }
 
-  async #stateUpdate (id: string, req: Record<string, unknown>, now: number, reply?: (p: object) => void): Promise<void> {
+  /** Publish on a device topic, and on its single-level form too when legacy topics cover the device. */
+  publishDevice (rec: { namespace: string, name: string }, suffix: string, payload: object): void {
     const d = this.#d
-    const rec = d.store.get(id)
-    if (rec === undefined) throw new TwinRequestError(UNKNOWN_DEVICE, 404, `device ${id} was removed`)
-    const state = req.state
-    if (typeof state !== 'string' || !(DEVICE_STATES as readonly string[]).includes(state)) {
-      throw new TwinRequestError(BAD_REQUEST, 400, `"state" must be one of ${DEVICE_STATES.join(', ')}`)
-    }
-    const next = { ...rec, state: { state: state as DeviceState, timestamp: now } }
-    await d.store.put(next)
-    const report: StateReport = { namespace: rec.namespace, name: rec.name, state: state as DeviceState, timestamp: now }
-    await d.upstream(this.envelope('state', stateResource(rec.namespace, rec.name), report))
-    reply?.({ event_id: eventId(req), timestamp: now, device: { name: rec.name, state, last_online: new Date(now).toISOString() } })
+    d.publish(deviceTopic(rec.namespace, rec.name, suffix), payload)
+    if (d.legacyNamespace === rec.namespace) d.publish(deviceTopic(rec.namespace, rec.name, suffix, 'legacy' as TopicForm), payload)
   }
 
   async #upload (topic: string, payload: Buffer, now: number): Promise<void> {

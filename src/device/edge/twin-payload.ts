@@ -40,8 +40,9 @@ export interface WireTwin {
 
 /** One requested change of a property, after validation. */
 export interface TwinChange {
-  actual?: { value: TwinValue, timestamp: number }
-  expected?: { value: TwinValue, timestamp: number }
+  /** `raw`: the string as sent (compat mode echoes it); `outOfRange`: a reading outside min/max, stored and flagged. */
+  actual?: { value: TwinValue, timestamp: number, raw?: string, outOfRange?: boolean }
+  expected?: { value: TwinValue, timestamp: number, raw?: string }
 }
 
 export function parseJson (payload: Uint8Array): Record<string, unknown> {
@@ -63,6 +64,20 @@ export function eventId (req: Record<string, unknown> | undefined): string {
 
 /** Parse a wire value (string as KubeEdge sends it, or a JSON scalar) by the property type and check its range. */
 export function parseValue (prop: PropertySpec, raw: unknown): TwinValue {
+  const v = parseType(prop, raw)
+  checkRange(prop, v)
+  return v
+}
+
+export function checkRange (prop: PropertySpec, v: TwinValue): void {
+  if (typeof v !== 'number') return
+  const where = `property "${prop.name}" (${prop.type})`
+  if (prop.minimum !== undefined && v < prop.minimum) throw new TwinRequestError(BAD_VALUE, 400, `${where}: ${v} is below the minimum ${prop.minimum}`)
+  if (prop.maximum !== undefined && v > prop.maximum) throw new TwinRequestError(BAD_VALUE, 400, `${where}: ${v} is above the maximum ${prop.maximum}`)
+}
+
+/** Parse by type only (no range). */
+export function parseType (prop: PropertySpec, raw: unknown): TwinValue {
   const where = `property "${prop.name}" (${prop.type})`
   if (raw === null || (typeof raw !== 'string' && typeof raw !== 'number' && typeof raw !== 'boolean')) {
     throw new TwinRequestError(BAD_VALUE, 400, `${where}: value must be a string, number or boolean`)
@@ -90,12 +105,10 @@ export function parseValue (prop: PropertySpec, raw: unknown): TwinValue {
       break
     }
   }
-  if (prop.minimum !== undefined && v < prop.minimum) throw new TwinRequestError(BAD_VALUE, 400, `${where}: ${v} is below the minimum ${prop.minimum}`)
-  if (prop.maximum !== undefined && v > prop.maximum) throw new TwinRequestError(BAD_VALUE, 400, `${where}: ${v} is above the maximum ${prop.maximum}`)
   return v
 }
 
-function wireTimestamp (raw: unknown, fallback: number): number {
+export function wireTimestamp (raw: unknown, fallback: number): number {
   const ts = (raw as { metadata?: { timestamp?: unknown } } | undefined)?.metadata?.timestamp
   return typeof ts === 'number' && Number.isFinite(ts) && ts > 0 ? ts : fallback
 }
@@ -131,8 +144,8 @@ export function parseTwinUpdate (req: Record<string, unknown>, props: Map<string
 }
 
 /** Values go out as strings, as KubeEdge does. */
-export function wireValue (v: { value: TwinValue, timestamp: number }): WireValue {
-  return { value: String(v.value), metadata: { timestamp: v.timestamp } }
+export function wireValue (v: { value: TwinValue, timestamp: number, raw?: string }): WireValue {
+  return { value: v.raw ?? String(v.value), metadata: { timestamp: v.timestamp } }
 }
 
 export function errorPayload (eventIdValue: string, err: TwinRequestError, now: number): Record<string, unknown> {

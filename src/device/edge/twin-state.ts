@@ -14,20 +14,38 @@
  *    with a per-device `edgeSeq`.
  */
 import type { DeviceSnapshot, ReportedValue } from '../protocol.js'
-import type { DeviceState, PropertySpec, TwinValue } from '../model.js'
+import type { PropertySpec, TwinValue } from '../model.js'
 import { wireValue, type WireTwin } from './twin-payload.js'
 
-export interface LocalExpected { value: TwinValue, timestamp: number, baseRevision: number }
+/** `raw`: the string a mapper sent ("23.500000"), echoed verbatim in compat mode (issue 14 item 8). */
+export interface LocalExpected { value: TwinValue, timestamp: number, baseRevision: number, raw?: string }
+
+/** A reported value at the edge: `raw` as sent, `outOfRange` when it broke the model's min/max (stored, flagged). */
+export interface EdgeReported extends ReportedValue { raw?: string, outOfRange?: boolean }
+
+/**
+ * A twin the model does not declare, added by a mapper in compat mode
+ * (KubeEdge adds any key as an optional twin). Values are kept as strings,
+ * typed by `type` (KubeEdge's `metadata.type`); edge-local, not sent upstream.
+ */
+export interface ExtraTwin {
+  type: string
+  actual?: { value: string, timestamp: number }
+  expected?: { value: string, timestamp: number }
+}
 
 export interface TwinRecord {
   namespace: string
   name: string
   snapshot: DeviceSnapshot
-  reported: Record<string, ReportedValue>
+  reported: Record<string, EdgeReported>
   localExpected: Record<string, LocalExpected>
+  /** Optional twins added by mappers (compat mode). */
+  extras?: Record<string, ExtraTwin>
   /** Last edgeSeq sent upstream for this device. */
   edgeSeq: number
-  state?: { state: DeviceState, timestamp: number }
+  /** As the mapper sent it (compat: "OK" stays "OK"); `lastOnline` RFC 3339 (KubeEdge `last_online`). */
+  state?: { state: string, timestamp: number, lastOnline?: string }
   /** Local expected bumps (wire `expected_version.edge`, informational). */
   edgeVersion: number
   /**
@@ -48,34 +66,46 @@ export function propertyMap (rec: TwinRecord): Map<string, PropertySpec> {
 }
 
 /** Expected value in force: a pending local one, else the cloud's desired. */
-export function effectiveExpected (rec: TwinRecord, name: string): { value: TwinValue, timestamp: number } | undefined {
+export function effectiveExpected (rec: TwinRecord, name: string): { value: TwinValue, timestamp: number, raw?: string } | undefined {
   const local = rec.localExpected[name]
-  if (local !== undefined) return { value: local.value, timestamp: local.timestamp }
+  if (local !== undefined) return { value: local.value, timestamp: local.timestamp, ...(local.raw !== undefined ? { raw: local.raw } : {}) }
   const d = rec.snapshot.desired[name]
   return d === undefined ? undefined : { value: d.value, timestamp: d.timestamp }
 }
 
-export function wireTwin (rec: TwinRecord, prop: PropertySpec): WireTwin {
+/** `versions: false` leaves out expected_version/actual_version, as KubeEdge does towards mappers. */
+export function wireTwin (rec: TwinRecord, prop: PropertySpec, versions = true): WireTwin {
   const exp = effectiveExpected(rec, prop.name)
   const act = rec.reported[prop.name]
   const w: WireTwin = { optional: false, metadata: { type: prop.type } }
   if (exp !== undefined) {
     w.expected = wireValue(exp)
-    w.expected_version = { cloud: rec.snapshot.desired[prop.name]?.revision ?? 0, edge: rec.edgeVersion }
+    if (versions) w.expected_version = { cloud: rec.snapshot.desired[prop.name]?.revision ?? 0, edge: rec.edgeVersion }
   }
   if (act !== undefined) {
     w.actual = wireValue(act)
-    w.actual_version = { cloud: rec.snapshot.revision, edge: rec.edgeSeq }
+    if (versions) w.actual_version = { cloud: rec.snapshot.revision, edge: rec.edgeSeq }
   }
   return w
 }
 
-export function wireTwins (rec: TwinRecord, names?: Iterable<string>): Record<string, WireTwin> {
+export function wireExtra (x: ExtraTwin): WireTwin {
+  const w: WireTwin = { optional: true, metadata: { type: x.type } }
+  if (x.expected !== undefined) w.expected = { value: x.expected.value, metadata: { timestamp: x.expected.timestamp } }
+  if (x.actual !== undefined) w.actual = { value: x.actual.value, metadata: { timestamp: x.actual.timestamp } }
+  return w
+}
+
+export function wireTwins (rec: TwinRecord, names?: Iterable<string>, versions = true): Record<string, WireTwin> {
   const props = propertyMap(rec)
   const out: Record<string, WireTwin> = {}
-  for (const name of names ?? props.keys()) {
+  for (const name of names ?? [...props.keys(), ...Object.keys(rec.extras ?? {})]) {
     const p = props.get(name)
-    if (p !== undefined) out[name] = wireTwin(rec, p)
+    if (p !== undefined) out[name] = wireTwin(rec, p, versions)
+    else {
+      const x = rec.extras?.[name]
+      if (x !== undefined) out[name] = wireExtra(x)
+    }
   }
   return out
 }
@@ -87,26 +117,28 @@ export function delta (rec: TwinRecord): Record<string, string> {
     const exp = effectiveExpected(rec, p.name)
     if (exp === undefined) continue
     const act = rec.reported[p.name]
-    if (act === undefined || act.value !== exp.value) out[p.name] = String(exp.value)
+    if (act === undefined || act.value !== exp.value) out[p.name] = exp.raw ?? String(exp.value)
+  }
+  // Extra twins compare as strings, as KubeEdge compares every twin.
+  for (const [name, x] of Object.entries(rec.extras ?? {})) {
+    if (x.expected !== undefined && x.expected.value !== '' && x.expected.value !== x.actual?.value) out[name] = x.expected.value
   }
   return out
 }
 
 /** Deep-enough copy for `last` in a document. */
 export function cloneRecord (rec: TwinRecord): TwinRecord {
-  return { ...rec, reported: { ...rec.reported }, localExpected: { ...rec.localExpected } }
+  return { ...rec, reported: { ...rec.reported }, localExpected: { ...rec.localExpected }, ...(rec.extras !== undefined ? { extras: { ...rec.extras } } : {}) }
 }
 
 /** `{last, current}` per changed twin (KubeEdge `…/twin/update/document`). */
-export function documentFor (before: TwinRecord | undefined, after: TwinRecord, changed: Iterable<string>): Record<string, { last: WireTwin | null, current: WireTwin }> {
-  const props = propertyMap(after)
-  const beforeProps = before === undefined ? undefined : propertyMap(before)
-  const out: Record<string, { last: WireTwin | null, current: WireTwin }> = {}
+export function documentFor (before: TwinRecord | undefined, after: TwinRecord, changed: Iterable<string>, versions = true): Record<string, { last: WireTwin | null, current: WireTwin | null }> {
+  const out: Record<string, { last: WireTwin | null, current: WireTwin | null }> = {}
   for (const name of changed) {
-    const p = props.get(name)
-    if (p === undefined) continue
-    const bp = beforeProps?.get(name)
-    out[name] = { last: before !== undefined && bp !== undefined ? wireTwin(before, bp) : null, current: wireTwin(after, p) }
+    const last = before === undefined ? undefined : wireTwins(before, [name], versions)[name]
+    const current = wireTwins(after, [name], versions)[name]
+    if (last === undefined && current === undefined) continue
+    out[name] = { last: last ?? null, current: current ?? null }
   }
   return out
 }
@@ -128,6 +160,8 @@ export function mergeSnapshot (rec: TwinRecord | undefined, snap: DeviceSnapshot
     if (!known.has(name) || (d !== undefined && (d.value === local.value || d.revision > local.baseRevision))) delete next.localExpected[name]
   }
   for (const name of Object.keys(next.reported)) if (!known.has(name)) delete next.reported[name]
+  // An extra twin the model now declares becomes a model property.
+  if (next.extras !== undefined) for (const name of Object.keys(next.extras)) if (known.has(name)) delete next.extras[name]
   const expectedChanged: string[] = []
   for (const p of snap.model.properties) {
     const a = effectiveExpected(rec, p.name)

@@ -8,9 +8,11 @@
  */
 import type { Envelope } from '../../codec/envelope.js'
 import { EdgeFabricError } from '../../errors.js'
-import type { Authenticator, CredentialIndex } from './acl.js'
+import type { CredentialIndex } from './acl.js'
+import type { Authenticator } from './auth.js'
 import type { DeviceRemoved, DeviceSnapshot, MapperGrant, ResyncRequest, TwinReport } from '../protocol.js'
-import { deviceTopic, isSafeLevel, membershipTopic } from './topics.js'
+import { isSafeLevel, membershipTopic } from './topics.js'
+import { attributeChanges, membershipDevice } from './twin-answers.js'
 import { twinResource } from '../protocol.js'
 import { mergeSnapshot, type TwinRecord } from './twin-state.js'
 import type { TwinEngine } from './twin-engine.js'
@@ -85,12 +87,13 @@ export class TwinSync {
       const now = d.clock.now()
       const event = `cloud-${snap.revision}`
       if (old === undefined) {
-        d.publish(membershipTopic(d.nodeId, 'updated'), { event_id: event, timestamp: now, added_devices: [deviceInfo(rec)], removed_devices: [] })
+        d.publish(membershipTopic(d.nodeId, 'updated'), { event_id: event, timestamp: now, added_devices: [e.compat ? membershipDevice(rec, true) : deviceInfo(rec)], removed_devices: [] })
       }
       if (attributesChanged) {
-        const attributes: Record<string, object> = {}
-        for (const [k, v] of Object.entries(snap.device.attributes)) attributes[k] = { value: v, optional: false, metadata: { type: 'string', timestamp: now } }
-        d.publish(deviceTopic(rec.namespace, rec.name, 'updated'), { event_id: event, timestamp: now, attributes })
+        let attributes: Record<string, unknown> = {}
+        if (e.compat) attributes = attributeChanges(old?.snapshot.device.attributes, snap.device.attributes)
+        else for (const [k, v] of Object.entries(snap.device.attributes)) attributes[k] = { value: v, optional: false, metadata: { type: 'string', timestamp: now } }
+        e.publishDevice(rec, 'updated', { event_id: event, timestamp: now, attributes })
       }
       if (expectedChanged.length > 0) {
         d.metrics.twinUpdates.inc({ source: 'cloud' })
@@ -111,7 +114,7 @@ export class TwinSync {
       await d.store.remove(id)
       this.credentials.removeDevice(id)
       this.onRevoked((old.snapshot.credentials ?? []).map(c => c.username))
-      d.publish(membershipTopic(d.nodeId, 'updated'), { event_id: `cloud-${r.revision}`, timestamp: d.clock.now(), added_devices: [], removed_devices: [deviceInfo(old)] })
+      d.publish(membershipTopic(d.nodeId, 'updated'), { event_id: `cloud-${r.revision}`, timestamp: d.clock.now(), added_devices: [], removed_devices: [e.compat ? membershipDevice(old, false) : deviceInfo(old)] })
     })
   }
 
