@@ -12,7 +12,7 @@ import { Gauge } from 'prom-client'
 import { systemClock, type Clock } from '../util/clock.js'
 import { newErrorResponse, type Envelope } from '../codec/envelope.js'
 import { ConnectionClosedError, EdgeFabricError, InvalidOptionError, QuotaExceededError } from '../errors.js'
-import { startAdminServer, type AdminServer } from '../ops/admin-server.js'
+import { adminAuthFrom, startAdminServer, type AdminServer } from '../ops/admin-server.js'
 import { nullLogger, type Logger } from '../ops/logger.js'
 import { Registry, createEdgeMetrics, type EdgeMetrics } from '../ops/metrics.js'
 import { intOption } from '../util/options.js'
@@ -87,8 +87,8 @@ export interface EdgeOptions extends ConnectionOptions {
    * counterpart is `HubOptions.onUpstream`.
    */
   onReliable?: (env: Envelope) => Promise<void> | void
-  /** Admin HTTP server. `false` disables. @default { host: '127.0.0.1', port: 0 } */
-  admin?: { host?: string, port?: number } | false
+  /** Admin HTTP server (metrics, status, console). `false` disables. Access as the hub's (src/ops/http-guard.ts). @default { host: '127.0.0.1', port: 0 } */
+  admin?: import('../ops/admin-server.js').AdminHttpOptions | false
   /** Device twins over MQTT (embedded/external broker, README "Device twins"). `false`/absent disables. @default false */
   devices?: DeviceOptions | false
   clock?: Clock
@@ -282,7 +282,9 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
           title: `edgefabric edge ${o.nodeId}`,
           logger: o.logger ?? nullLogger,
           ready: () => ({ ok: edge.state === 'connected', detail: { state: edge.state } }),
-          status: () => edge.status()
+          status: () => edge.status(),
+          auth: adminAuthFrom(o.admin, o.dataDir),
+          console: 'edge'
         })
       }
     } catch (err) {
@@ -295,6 +297,9 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
 
   get state (): ConnectorState { return this.#connector.state }
   get adminUrl (): string | undefined { return this.#admin?.url }
+  /** The admin bearer token (given, or from `<dataDir>/admin-token`), if the admin server runs. */
+  get adminToken (): string | undefined { return this.#admin?.token }
+  get adminTokenCreated (): boolean { return this.#admin?.tokenCreated ?? false }
   get upstreamUrl (): string | undefined { return this.#upstreamEndpoint?.url }
   get localApiUrl (): string | undefined { return this.#localApi?.url }
   /** Device twins (option `devices`); undefined when disabled. */

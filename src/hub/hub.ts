@@ -9,7 +9,7 @@
 import { mkdir } from 'node:fs/promises'
 import { systemClock, type TimerHandle } from '../util/clock.js'
 import { InvalidOptionError } from '../errors.js'
-import { startAdminServer, type AdminServer } from '../ops/admin-server.js'
+import { adminAuthFrom, startAdminServer, type AdminServer } from '../ops/admin-server.js'
 import { nullLogger } from '../ops/logger.js'
 import { Gauge } from 'prom-client'
 import { Registry, createHubMetrics, type HubMetrics } from '../ops/metrics.js'
@@ -97,7 +97,9 @@ export class Hub extends HubCore {
           health: () => ({ ok: true }),
           ready: () => ({ ok: hub.urls.length > 0, detail: { listening: hub.urls } }),
           status: () => { hub.refreshMetrics(); return hub.status() },
-          ...(hub.#devices === undefined ? {} : { routes: deviceRoutes(hub.#devices, options.admin?.token === undefined ? {} : { token: options.admin.token }) })
+          auth: adminAuthFrom(options.admin, options.dataDir),
+          console: 'hub',
+          ...(hub.#devices === undefined ? {} : { routes: deviceRoutes(hub.#devices) })
         })
       }
     } catch (err) {
@@ -113,6 +115,12 @@ export class Hub extends HubCore {
 
   /** Admin HTTP base URL (metrics, health, status), if enabled. */
   get adminUrl (): string | undefined { return this.#admin?.url }
+
+  /** The admin bearer token (given, or from `<dataDir>/admin-token`), if the admin server runs. */
+  get adminToken (): string | undefined { return this.#admin?.token }
+
+  /** True when this start generated the admin token file: print the token once. */
+  get adminTokenCreated (): boolean { return this.#admin?.tokenCreated ?? false }
 
   /** A join token for `nodeId` that pins this hub's identity. */
   createToken (nodeId: string, ttlSeconds?: number): string {
