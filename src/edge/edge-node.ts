@@ -13,6 +13,9 @@ import { systemClock, type Clock } from '../util/clock.js'
 import { newErrorResponse, type Envelope } from '../codec/envelope.js'
 import { ConnectionClosedError, EdgeFabricError, InvalidOptionError, QuotaExceededError } from '../errors.js'
 import { adminAuthFrom, startAdminServer, type AdminServer } from '../ops/admin-server.js'
+import { createReliableMetrics, type ReliableMetrics } from '../ops/reliable-metrics.js'
+import { registerBuildInfo } from '../ops/build-info.js'
+import { nativeBinding } from '../transport/quic-native.js'
 import { nullLogger, type Logger } from '../ops/logger.js'
 import { Registry, createEdgeMetrics, type EdgeMetrics } from '../ops/metrics.js'
 import { intOption } from '../util/options.js'
@@ -89,6 +92,8 @@ export interface EdgeOptions extends ConnectionOptions {
   onReliable?: (env: Envelope) => Promise<void> | void
   /** Admin HTTP server (metrics, status, console). `false` disables. Access as the hub's (src/ops/http-guard.ts). @default { host: '127.0.0.1', port: 0 } */
   admin?: import('../ops/admin-server.js').AdminHttpOptions | false
+  /** Metrics: Node process/GC metrics (`edgefabric_process_*`). @default { processMetrics: false } */
+  metrics?: { processMetrics?: boolean }
   /** Device twins over MQTT (embedded/external broker, README "Device twins"). `false`/absent disables. @default false */
   devices?: DeviceOptions | false
   clock?: Clock
@@ -111,6 +116,8 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
   readonly identity: EdgeIdentity
   readonly store: ReliableStore
   readonly #lane: ReliableEndpoint
+  /** Reliable-delivery metrics (src/ops/reliable-metrics.ts); set by start(). */
+  reliableMetrics: ReliableMetrics | undefined
   readonly #connector: EdgeConnector
   readonly #logger: Logger
   readonly #clock: Clock
@@ -178,9 +185,11 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
         overflow: o.quota?.overflow ?? 'reject'
       },
       onEvent: e => {
+        this.reliableMetrics?.onLaneEvent(e)
         if (e.type === 'store-error' || e.type === 'gap' || e.type === 'dead-letter') this.#logger.warn(e, 'reliable lane')
         this.emit('lane', e)
       },
+      onCount: (what, n) => this.reliableMetrics?.onCount(what, n),
       deliver: env => this.#deliverReliable(env)
     })
     this.#connector.on('message', env => {
@@ -240,13 +249,17 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
     const store: ReliableStore = o.store ?? await (await import('../reliable/lmdb-store.js')).LmdbStore.open(join(o.dataDir, 'reliable'), { durability: o.durability ?? 'sync' })
     let edge: EdgeNode
     try {
-      edge = new EdgeNode(o, identity, registry, createEdgeMetrics(registry), store)
+      edge = new EdgeNode(o, identity, registry, createEdgeMetrics(registry, { processMetrics: o.metrics?.processMetrics === true }), store)
     } catch (err) {
       if (owns) await store.close()
       throw err
     }
     edge.#ownsStore = owns
     edgeRef = edge
+    registerBuildInfo(registry, 'edge', await nativeBinding().then(() => true, () => false))
+    const lane = edge.#lane
+    edge.reliableMetrics = createReliableMetrics(registry, { role: 'edge', store: () => edge.store, lanes: () => [lane.sender], now: () => edge.#clock.now() })
+    if ('onCommit' in store) (store as { onCommit: unknown }).onCommit = edge.reliableMetrics.onCommit
     try {
       if (o.localApi !== undefined && o.localApi !== false) {
         edge.#localApi = await startLocalApi({

@@ -13,6 +13,9 @@ import { adminAuthFrom, startAdminServer, type AdminServer } from '../ops/admin-
 import { nullLogger } from '../ops/logger.js'
 import { Gauge } from 'prom-client'
 import { Registry, createHubMetrics, type HubMetrics } from '../ops/metrics.js'
+import { createReliableMetrics } from '../ops/reliable-metrics.js'
+import { registerBuildInfo } from '../ops/build-info.js'
+import { nativeBinding } from '../transport/quic-native.js'
 import { TokenAuthenticator } from './authenticator.js'
 import { FileBindingStore, type NodeBindingStore } from './bindings.js'
 import { HubCore } from './hub-core.js'
@@ -79,8 +82,17 @@ export class Hub extends HubCore {
     })
     const ownsStore = options.store === undefined
     const store = options.store ?? await LmdbStore.open(join(options.dataDir, 'reliable'), { durability: options.durability ?? 'sync' })
-    const hub = new Hub(options, identity, bindings, registry, createHubMetrics(registry), store, ownsStore)
+    const hub = new Hub(options, identity, bindings, registry, createHubMetrics(registry, { processMetrics: options.metrics?.processMetrics === true }), store, ownsStore)
     hubRef = hub
+    registerBuildInfo(registry, 'hub', await nativeBinding().then(() => true, () => false))
+    hub.reliableMetrics = createReliableMetrics(registry, {
+      role: 'hub',
+      store: () => hub.store,
+      lanes: () => [...hub.reliableLanes()].map(l => l.sender),
+      now: () => clock.now(),
+      ...(options.metrics?.perNode === undefined ? {} : { perNode: options.metrics.perNode })
+    })
+    if (store instanceof LmdbStore) store.onCommit = hub.reliableMetrics.onCommit
     hub.openLanes()
     try {
       hub.#devices = await openDevices(hub, options, registry)

@@ -94,6 +94,8 @@ export interface HubOptions extends ConnectionOptions {
    * @default { host: '127.0.0.1', port: 0 }
    */
   admin?: import('../ops/admin-server.js').AdminHttpOptions | false
+  /** Metrics: Node process/GC metrics (`edgefabric_process_*`) and per-node series (top N by queue depth + allow-list). @default { processMetrics: false, perNode: { top: 20 } } */
+  metrics?: { processMetrics?: boolean, perNode?: { top?: number, nodes?: string[] } }
   /**
    * Cloud device registry (DESIGN.md §8): `true` or options open it in
    * `{dataDir}/devices` (LMDB, the hub's `durability`), expose it as
