@@ -15,6 +15,8 @@ import { ConnectionClosedError, EdgeFabricError, InvalidOptionError, QuotaExceed
 import { adminAuthFrom, startAdminServer, type AdminServer } from '../ops/admin-server.js'
 import { createReliableMetrics, type ReliableMetrics } from '../ops/reliable-metrics.js'
 import { registerBuildInfo } from '../ops/build-info.js'
+import { createEdgeApi } from '../ops/admin-edge.js'
+import { edgeAdminSource } from './edge-admin-source.js'
 import { nativeBinding } from '../transport/quic-native.js'
 import { nullLogger, type Logger } from '../ops/logger.js'
 import { Registry, createEdgeMetrics, type EdgeMetrics } from '../ops/metrics.js'
@@ -122,6 +124,7 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
   readonly #logger: Logger
   readonly #clock: Clock
   #admin: AdminServer | undefined
+  #edgeApi: { close (): void } | undefined
   #serviceBus: ServiceBus | undefined
   #upstreamEndpoint: UpstreamEndpoint | undefined
   #localApi: LocalApi | undefined
@@ -296,6 +299,7 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
           logger: o.logger ?? nullLogger,
           ready: () => ({ ok: edge.state === 'connected', detail: { state: edge.state } }),
           status: () => edge.status(),
+          api: (edge.#edgeApi = createEdgeApi(edgeAdminSource(edge, { dataDir: o.dataDir, token: o.token, adminTokenConfigured: () => edge.adminToken !== undefined }), { now: () => edge.#clock.now() })).routes,
           auth: adminAuthFrom(o.admin, o.dataDir),
           console: 'edge'
         })
@@ -319,6 +323,10 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
   get devices (): EdgeDevices | undefined { return this.#devices }
   /** Reliable messages waiting in the outbox to the cloud. */
   get outboxDepth (): number { return this.store.outboxStats('cloud').count }
+  /** The reliable lane's sending state (console): messages in flight and the acked point. */
+  laneStats (): { inflight: number, acked: number } { return { inflight: this.#lane.sender.inflight, acked: this.#lane.sender.acked } }
+  /** Transport counters of the current hub connection, if connected. */
+  connectionStats (): import('../transport/types.js').ConnectionStats | undefined { return this.#connector.connection?.stats }
   /** Why the last connection attempt or session failed. */
   get lastError (): Error | undefined { return this.#connector.lastError }
   get rttMs (): number | undefined { return this.#connector.rttMs ?? this.#connector.connection?.stats.rttMs }
@@ -397,6 +405,7 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
     this.bus.close()
     await this.#lane.receiver.idle().catch(() => {})
     await this.#devices?.close()
+    this.#edgeApi?.close()
     await this.#admin?.close()
     await this.#lane.receiver.idle().catch(() => {})
     if (this.#ownsStore) await this.store.close()

@@ -481,6 +481,11 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
     return this.#lanes.values()
   }
 
+  /** Transport counters of a node's current session (bytes, messages, RTT), if connected. */
+  nodeStats (nodeId: string): import('../transport/types.js').ConnectionStats | undefined {
+    return this.#nodes.get(nodeId)?.session?.connection.stats
+  }
+
   /** The ACK lane of one node, if it exists. */
   reliableLane (nodeId: string): ReliableEndpoint | undefined {
     return this.#lanes.get(nodeId)

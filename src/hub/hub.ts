@@ -14,6 +14,8 @@ import { nullLogger } from '../ops/logger.js'
 import { Gauge } from 'prom-client'
 import { Registry, createHubMetrics, type HubMetrics } from '../ops/metrics.js'
 import { createReliableMetrics } from '../ops/reliable-metrics.js'
+import { createFleetApi, type FleetApi } from '../ops/admin-fleet.js'
+import { hubFleetSource } from './fleet-source.js'
 import { registerBuildInfo } from '../ops/build-info.js'
 import { nativeBinding } from '../transport/quic-native.js'
 import { TokenAuthenticator } from './authenticator.js'
@@ -38,6 +40,7 @@ export class Hub extends HubCore {
   readonly registry: Registry
   readonly bindings: NodeBindingStore
   #admin: AdminServer | undefined
+  #fleet: FleetApi | undefined
   #devices: DeviceRegistry | undefined
   readonly #startedAt: number
 
@@ -100,7 +103,14 @@ export class Hub extends HubCore {
       await hub.listenAll(options.listen, url => hub.#listenIdentity(url), options)
       hub.#scheduleWebTransportRotation()
       if (options.admin !== false) {
+        const adminHost = options.admin?.host ?? '127.0.0.1'
+        hub.#fleet = createFleetApi({
+          source: hubFleetSource(hub, { dataDir: options.dataDir, adminHost, adminTokenConfigured: () => hub.adminToken !== undefined }),
+          logger: options.logger ?? nullLogger,
+          now: () => clock.now()
+        })
         hub.#admin = await startAdminServer({
+          api: hub.#fleet.routes,
           host: options.admin?.host ?? '127.0.0.1',
           port: options.admin?.port ?? 0,
           registry,
@@ -210,6 +220,7 @@ export class Hub extends HubCore {
     // handed to the application stream instead.
     await this.#devices?.close()
     await super.close(graceMs)
+    this.#fleet?.close()
     await this.#admin?.close()
     await this.bindings.close()
     if (this.#ownsStore) await this.store?.close()

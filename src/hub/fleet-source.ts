@@ -1,0 +1,73 @@
+/**
+ * The hub as the fleet API (src/ops/admin-fleet.ts) reads it: node
+ * snapshots, queue depths from the reliable store, lane state, session
+ * counters, dead letters, device twins and warnings. Kept apart from hub.ts
+ * so the admin layer (src/ops) never imports the hub.
+ */
+import type { FleetSource } from '../ops/admin-fleet.js'
+import { packageVersion } from '../ops/build-info.js'
+import { diskWarning } from '../ops/warnings.js'
+import type { Hub } from './hub.js'
+
+export function hubFleetSource (hub: Hub, o: { dataDir: string, adminTokenConfigured: () => boolean, adminHost: string }): FleetSource {
+  const store = hub.store
+  return {
+    nodes: () => hub.nodes(),
+    node: id => hub.node(id),
+    queued () {
+      const m = new Map<string, { count: number, bytes: number }>()
+      if (store === undefined) return m
+      for (const peer of store.peersWithPending()) {
+        const st = store.outboxStats(peer)
+        if (st.count > 0) m.set(peer, { count: st.count, bytes: st.bytes })
+      }
+      return m
+    },
+    outbox (id) {
+      const st = store?.outboxStats(id) ?? { count: 0, bytes: 0, firstSeq: 0, lastSeq: 0 }
+      const lane = hub.reliableLane(id)
+      return { ...st, inflight: lane?.sender.inflight ?? 0, acked: lane?.sender.acked ?? 0 }
+    },
+    outboxHead (id, limit) {
+      if (store === undefined) return []
+      const st = store.outboxStats(id)
+      if (st.count === 0) return []
+      return store.pending(id, st.firstSeq - 1, limit).map(r => ({
+        seq: r.seq, id: r.id, key: r.key, op: r.op, size: r.bytes.byteLength, enqueuedAt: r.enqueuedAt, expiresAt: r.expiresAt, rejections: r.rejections
+      }))
+    },
+    traffic (id) {
+      const st = hub.nodeStats(id)
+      return st === undefined ? undefined : { bytesSent: st.bytesSent, bytesReceived: st.bytesReceived, messagesSent: st.messagesSent, messagesReceived: st.messagesReceived }
+    },
+    deadLetters: (id, limit) => store?.deadLetters(id, limit) ?? [],
+    devices (id) {
+      const reg = hub.devices
+      if (reg === undefined) return []
+      return reg.listDevices({ nodeId: id, limit: 200 }).map(d => ({
+        id: `${d.spec.namespace}/${d.spec.name}`, model: d.spec.model, state: d.state, revision: d.revision, syncedRevision: d.syncedRevision,
+        resyncPending: d.resyncPending, lastSeen: d.lastSeen,
+        desired: Object.fromEntries(Object.entries(d.desired).map(([k, v]) => [k, v.value])),
+        reported: Object.fromEntries(Object.entries(d.reported).map(([k, v]) => [k, (v as { value: unknown }).value]))
+      }))
+    },
+    onNodeEvent (fn) {
+      const h = (e: import('./types.js').HubEvent): void => {
+        if (e.type === 'node-connected') fn({ type: 'connected', nodeId: e.nodeId, transport: e.transport })
+        else if (e.type === 'node-disconnected') fn({ type: 'disconnected', nodeId: e.nodeId, reason: e.reason })
+      }
+      hub.on('event', h)
+      return () => { hub.off('event', h) }
+    },
+    async warnings () {
+      const w: string[] = []
+      const disk = await diskWarning(o.dataDir)
+      if (disk !== undefined) w.push(disk)
+      if (!o.adminTokenConfigured()) w.push('no admin token: the admin API is read-only for everyone')
+      if (o.adminHost !== '127.0.0.1' && o.adminHost !== '::1' && o.adminHost !== 'localhost') w.push(`the admin server listens on ${o.adminHost} over plain HTTP: use a TLS proxy in front of it`)
+      if (hub.devices === undefined) w.push('device registry disabled (start with --devices to manage device twins)')
+      return w
+    },
+    info: () => ({ role: 'hub', version: packageVersion(), nodeVersion: process.versions.node, listening: hub.urls, identity: { caFingerprint: hub.identity.caFingerprint } })
+  }
+}
