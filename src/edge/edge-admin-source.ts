@@ -14,7 +14,8 @@ export function edgeAdminSource (edge: EdgeNode, o: { dataDir: string, token: st
   let url: string | undefined
   let since: number | undefined
   let disconnectedAt: number | undefined = Date.now()
-  edge.on('connected', e => { url = e.url; since = Date.now(); disconnectedAt = undefined })
+  let everConnected = false
+  edge.on('connected', e => { url = e.url; since = Date.now(); disconnectedAt = undefined; everConnected = true })
   edge.on('disconnected', () => { since = undefined; disconnectedAt = Date.now() })
   const tokenExp = (() => { try { return decodeJoinToken(o.token).exp * 1000 } catch { return undefined } })()
   return {
@@ -38,7 +39,12 @@ export function edgeAdminSource (edge: EdgeNode, o: { dataDir: string, token: st
     devices () {
       const d = edge.devices
       if (d === undefined) return []
-      return d.listDevices().slice(0, 200).map(x => ({ id: `${x.namespace}/${x.name}`, revision: x.revision, state: x.state, twin: d.getTwin(x.namespace, x.name) }))
+      return d.listDevices().slice(0, 200).map(x => {
+        const twin = d.getTwin(x.namespace, x.name)
+        // reported values carry the mapper's timestamp; the console shows the values
+        const reported = twin === undefined ? {} : Object.fromEntries(Object.entries(twin.reported).map(([k, v]) => [k, (v as { value?: unknown }).value ?? v]))
+        return { id: `${x.namespace}/${x.name}`, revision: x.revision, state: x.state, twin: twin === undefined ? undefined : { ...twin, reported } }
+      })
     },
     async mqttClients () {
       const m = edge.registry.getSingleMetric('edgefabric_edge_device_mqtt_clients')
@@ -57,8 +63,9 @@ export function edgeAdminSource (edge: EdgeNode, o: { dataDir: string, token: st
       const w: string[] = []
       const disk = await diskWarning(o.dataDir)
       if (disk !== undefined) w.push(disk)
-      const exp = expiryWarning('the join token', tokenExp, Date.now())
-      if (exp !== undefined) w.push(exp + ' (only matters for a node that has not joined yet, or after its key is lost)')
+      // The join token matters until the first join (the node key is bound then): warn only before it.
+      const exp = everConnected ? undefined : expiryWarning('the join token', tokenExp, Date.now(), 86_400_000)
+      if (exp !== undefined) w.push(exp + ': create a new one with "edgefabric token create" if the node cannot join in time')
       if (disconnectedAt !== undefined && Date.now() - disconnectedAt > 60_000) w.push(`not connected to the hub for ${Math.round((Date.now() - disconnectedAt) / 1000)} s; messages queue in the outbox`)
       if (!o.adminTokenConfigured()) w.push('no admin token: the admin API is read-only for everyone')
       return w
