@@ -13,7 +13,7 @@ import { adminAuthFrom, startAdminServer, type AdminServer } from '../ops/admin-
 import { nullLogger } from '../ops/logger.js'
 import { Gauge } from 'prom-client'
 import { Registry, createHubMetrics, type HubMetrics } from '../ops/metrics.js'
-import { createReliableMetrics } from '../ops/reliable-metrics.js'
+import { createReliableMetrics, registerTwinGauges } from '../ops/reliable-metrics.js'
 import { createFleetApi, type FleetApi } from '../ops/admin-fleet.js'
 import { hubFleetSource } from './fleet-source.js'
 import { registerBuildInfo } from '../ops/build-info.js'
@@ -96,6 +96,7 @@ export class Hub extends HubCore {
       ...(options.metrics?.perNode === undefined ? {} : { perNode: options.metrics.perNode })
     })
     if (store instanceof LmdbStore) store.onCommit = hub.reliableMetrics.onCommit
+    registerTwinGauges(registry, () => hub.#devices?.listDevices({ limit: 100_000 }))
     hub.openLanes()
     try {
       hub.#devices = await openDevices(hub, options, registry)

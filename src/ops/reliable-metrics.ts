@@ -181,3 +181,32 @@ export function createReliableMetrics (registry: Registry, o: ReliableMetricsOpt
     }
   }
 }
+
+/**
+ * Device twin sync state at the hub, computed at scrape time from the
+ * registry: `edgefabric_hub_device_twins{state}` with state synced (the bound
+ * edge holds the latest revision), pending (the edge is behind) and
+ * resync_pending (a full resync was asked for). Conflicts resolved by the
+ * merge rules are `edgefabric_hub_device_expected_merges_total`.
+ */
+export function registerTwinGauges (registry: Registry, devices: () => Iterable<{ revision: number, syncedRevision: number, resyncPending: boolean }> | undefined): void {
+  new Gauge({
+    name: 'edgefabric_hub_device_twins',
+    help: 'Device twins by sync state at the hub (synced: the edge holds the latest revision; pending: behind; resync_pending: full resync asked)',
+    labelNames: ['state'] as const,
+    registers: [registry],
+    collect () {
+      let synced = 0
+      let pending = 0
+      let resync = 0
+      for (const d of devices() ?? []) {
+        if (d.resyncPending) resync++
+        else if (d.syncedRevision >= d.revision) synced++
+        else pending++
+      }
+      this.set({ state: 'synced' }, synced)
+      this.set({ state: 'pending' }, pending)
+      this.set({ state: 'resync_pending' }, resync)
+    }
+  })
+}
