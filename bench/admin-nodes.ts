@@ -15,12 +15,13 @@
  *
  * Baseline in the same run: GET /status with the same 10,000 nodes in the
  * shape Hub.status() returns (the whole fleet in one response, what the old
- * status page used). Medians and ranges of 5 interleaved rounds.
+ * status page used). Medians and ranges of 6 measured interleaved rounds (a 7th, first, warms up), wall time and
+ * this process's CPU time per request (server and client share the process).
  *
  *   npx tsc -p tsconfig.bench.json && flock /tmp/edgefabric-bench.lock node dist-bench/bench/admin-nodes.js [--nodes 10000]
  */
 import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Registry } from 'prom-client'
 import { startAdminServer } from '../src/ops/admin-server.js'
@@ -31,7 +32,7 @@ import { LmdbStore } from '../src/reliable/lmdb-store.js'
 const argNodes = process.argv.indexOf('--nodes')
 const NODES = argNodes > 0 ? Number(process.argv[argNodes + 1]) : 10_000
 const QUEUED_NODES = Math.floor(NODES * 0.3)
-const ROUNDS = 5
+const ROUNDS = 7
 const TRANSPORTS = ['quic', 'wss', 'ws'] as const
 
 function makeNodes (): FleetNodeInfo[] {
@@ -68,8 +69,9 @@ async function main (): Promise<void> {
     nodes: () => records.map(snapshot),
     node: id => { const r = byId.get(id); return r === undefined ? undefined : snapshot(r) },
     queued () {
+      // as src/hub/fleet-source.ts: one scan of the store's peer counters
       const m = new Map<string, { count: number, bytes: number }>()
-      for (const p of store.peersWithPending()) { const s = store.outboxStats(p); if (s.count > 0) m.set(p, { count: s.count, bytes: s.bytes }) }
+      for (const s of store.pendingStats()) m.set(s.peer, { count: s.count, bytes: s.bytes })
       return m
     },
     outbox: id => ({ ...store.outboxStats(id), inflight: 0, acked: 0 }),
@@ -99,17 +101,23 @@ async function main (): Promise<void> {
     ['filter label zone=zone-3 + transport=quic', '/api/nodes?limit=100&label=zone%3Dzone-3&transport=quic'],
     ['filter queue >= 20, sort by queue', '/api/nodes?limit=100&minQueue=20&sort=queue'],
     ['search "edge-012"', '/api/nodes?limit=100&q=edge-012'],
-    ['max page (500)', '/api/nodes?limit=500'],
+    ['max page (250)', '/api/nodes?limit=250'],
     ['node detail', '/api/nodes/edge-00001']
   ]
   const times = new Map<string, number[]>(cases.map(([n]) => [n, []]))
+  // CPU time of this process (server and client share it) per request: what the work costs, apart from
+  // waiting for a core on a loaded machine (wall time includes that).
+  const cpu = new Map<string, number[]>(cases.map(([n]) => [n, []]))
   const sizes = new Map<string, number>()
   for (let round = 0; round < ROUNDS; round++) {
     for (const [name, path] of cases) {
+      const c0 = process.cpuUsage()
       const t0 = process.hrtime.bigint()
       const r = await fetch(admin.url + path, { headers: auth })
       const text = await r.arrayBuffer()
       const ms = Number(process.hrtime.bigint() - t0) / 1e6
+      const c = process.cpuUsage(c0)
+      if (round > 0 || name.startsWith('baseline')) cpu.get(name)?.push((c.user + c.system) / 1000)
       if (r.status !== 200) throw new Error(`${path}: HTTP ${r.status}`)
       if (round > 0 || name.startsWith('baseline')) times.get(name)?.push(ms) // round 0 warms the JIT for the API cases
       sizes.set(name, text.byteLength)
@@ -118,11 +126,16 @@ async function main (): Promise<void> {
   const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)] as number }
   const base = median(times.get(cases[0]![0]) ?? [])
   console.log(`admin node list: ${NODES} nodes (synthetic registry), ${QUEUED_NODES} with pending messages in a real LMDB store; ${ROUNDS} interleaved rounds over HTTP on loopback; node ${process.version}`)
-  console.log('case'.padEnd(46) + 'median ms'.padStart(10) + '   range ms'.padEnd(18) + 'bytes'.padStart(10) + '  vs baseline')
+  console.log(`load average ${loadavg().map(x => x.toFixed(1)).join(' ')} on ${cpus().length} cores`)
+  const baseCpu = median(cpu.get(cases[0]![0]) ?? [])
+  console.log('case'.padEnd(46) + 'wall median'.padStart(12) + '   range ms'.padEnd(18) + 'CPU ms median'.padStart(14) + '   range'.padEnd(16) + 'bytes'.padStart(10) + '  vs baseline (wall, CPU)')
   for (const [name] of cases) {
     const xs = times.get(name) ?? []
     const m = median(xs)
-    console.log(name.padEnd(46) + m.toFixed(1).padStart(10) + `   ${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)}`.padEnd(18) + String(sizes.get(name)).padStart(10) + `  ${(m / base).toFixed(3)}x time`)
+    const cs = cpu.get(name) ?? []
+    const cm = median(cs)
+    console.log(name.padEnd(46) + m.toFixed(1).padStart(12) + `   ${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)}`.padEnd(18) +
+      cm.toFixed(1).padStart(14) + `   ${Math.min(...cs).toFixed(1)}–${Math.max(...cs).toFixed(1)}`.padEnd(16) + String(sizes.get(name)).padStart(10) + `  ${(m / base).toFixed(3)}x, ${(cm / baseCpu).toFixed(3)}x`)
   }
   await admin.close()
   fleet.close()

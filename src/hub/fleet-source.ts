@@ -5,6 +5,7 @@
  * so the admin layer (src/ops) never imports the hub.
  */
 import type { FleetSource } from '../ops/admin-fleet.js'
+import { defaultCodec } from '../codec/codec.js'
 import { packageVersion } from '../ops/build-info.js'
 import { diskWarning } from '../ops/warnings.js'
 import type { Hub } from './hub.js'
@@ -17,6 +18,10 @@ export function hubFleetSource (hub: Hub, o: { dataDir: string, adminTokenConfig
     queued () {
       const m = new Map<string, { count: number, bytes: number }>()
       if (store === undefined) return m
+      if (store.pendingStats !== undefined) {
+        for (const s of store.pendingStats()) m.set(s.peer, { count: s.count, bytes: s.bytes })
+        return m
+      }
       for (const peer of store.peersWithPending()) {
         const st = store.outboxStats(peer)
         if (st.count > 0) m.set(peer, { count: st.count, bytes: st.bytes })
@@ -41,6 +46,24 @@ export function hubFleetSource (hub: Hub, o: { dataDir: string, adminTokenConfig
       return st === undefined ? undefined : { bytesSent: st.bytesSent, bytesReceived: st.bytesReceived, messagesSent: st.messagesSent, messagesReceived: st.messagesReceived }
     },
     deadLetters: (id, limit) => store?.deadLetters(id, limit) ?? [],
+    ...(store?.deadLetterBody === undefined || store.purgeDeadLetters === undefined
+      ? {}
+      : {
+          // Requeue = a fresh reliable send of the kept message (same id; timestamp now, so its TTL counts
+          // from the requeue), then the dead letter is removed. Lanes use the default codec unless the hub
+          // was given another one; then decoding fails and the API answers 500.
+          requeue: async (id: string, seq: number) => {
+            const body = store.deadLetterBody?.(id, seq)
+            if (body === undefined) throw new Error(`dead letter ${id}/${seq} has no kept message`)
+            const env = defaultCodec.decode(body)
+            env.header.timestamp = Date.now()
+            const outcome = await hub.sendReliable(id, env)
+            if (outcome.status !== 'queued') throw new Error(`requeue refused: ${outcome.status === 'rejected' ? outcome.reason : 'a newer version is pending'}`)
+            await store.purgeDeadLetters?.(id, [seq])
+            return { seq: outcome.seq }
+          },
+          purge: async (id: string | undefined, seqs: number[] | undefined) => await (store.purgeDeadLetters?.(id, seqs) ?? 0)
+        }),
     devices (id) {
       const reg = hub.devices
       if (reg === undefined) return []

@@ -78,7 +78,8 @@ class ApiError extends Error {
 }
 
 const JSON_TYPE = 'application/json; charset=utf-8'
-export const MAX_PAGE = 500
+/** Largest page: 250 rows stay under 100 KB with typical labels (bench/admin-nodes.ts). */
+export const MAX_PAGE = 250
 
 export function createFleetApi (o: FleetApiOptions): FleetApi {
   const src = o.source
@@ -155,7 +156,13 @@ export function createFleetApi (o: FleetApiOptions): FleetApi {
     }
     const q = src.queued()
     const rows: Array<{ n: FleetNodeInfo, queue: number, bytes: number }> = []
-    for (const n of src.nodes()) {
+    const all = src.nodes()
+    // Nodes that never connected since the hub started but have messages waiting are listed too.
+    if (q.size > 0) {
+      const known = new Set(all.map(n => n.nodeId))
+      for (const id of q.keys()) if (!known.has(id)) all.push(neverSeen(id))
+    }
+    for (const n of all) {
       if (status !== '' && n.status !== status) continue
       if (transport !== '' && n.transport !== transport) continue
       if (search !== '' && !n.nodeId.toLowerCase().includes(search)) continue
@@ -176,7 +183,7 @@ export function createFleetApi (o: FleetApiOptions): FleetApi {
   }
 
   function detail (nodeId: string): Record<string, unknown> {
-    const n = src.node(nodeId)
+    const n = src.node(nodeId) ?? (src.queued().has(nodeId) || src.deadLetters(nodeId, 1).length > 0 ? neverSeen(nodeId) : undefined)
     if (n === undefined) throw new ApiError(404, 'EF_NOT_FOUND', `node ${nodeId} is not known to this hub`)
     const outbox = src.outbox(nodeId)
     const head = src.outboxHead(nodeId, 20)
@@ -238,9 +245,15 @@ export function createFleetApi (o: FleetApiOptions): FleetApi {
         await readJson(req)
         const node = parts[1] as string
         const seq = seqOf(parts[2])
-        findDead(node, seq)
+        const dead = findDead(node, seq)
         if (src.requeue === undefined) throw new ApiError(501, 'EF_NOT_SUPPORTED', 'this store cannot requeue dead letters')
-        const r = await src.requeue(node, seq)
+        if (dead.requeueable !== true) throw new ApiError(409, 'EF_NOT_REQUEUEABLE', `dead letter ${node}/${seq} kept no message body (larger than 64 KiB, or recorded by an older version)`)
+        let r: { seq: number }
+        try {
+          r = await src.requeue(node, seq)
+        } catch (err) {
+          throw new ApiError(409, 'EF_REQUEUE_FAILED', (err as Error).message)
+        }
         audit(req, 'dead-letter-requeue', { node, seq, newSeq: r.seq })
         return send(res, 200, { requeued: { node, seq }, seq: r.seq })
       }
@@ -256,7 +269,7 @@ export function createFleetApi (o: FleetApiOptions): FleetApi {
       }
       if (get && path === '/api/events') {
         const node = query.get('node') ?? undefined
-        if (node !== undefined && node !== '' && src.node(node) === undefined) throw new ApiError(404, 'EF_NOT_FOUND', `node ${node} is not known to this hub`)
+        if (node !== undefined && node !== '' && src.node(node) === undefined && !src.queued().has(node)) throw new ApiError(404, 'EF_NOT_FOUND', `node ${node} is not known to this hub`)
         const p = principalOf(req)
         sse.open(req, res, p?.anonymous === false ? p.id : 'anonymous', node === '' ? undefined : node)
         sse.send(res, 'summary', summary())
@@ -286,6 +299,11 @@ export function createFleetApi (o: FleetApiOptions): FleetApi {
       sse.closeAll()
     }
   }
+}
+
+/** A node with queued messages or dead letters that has not connected since the hub started. */
+function neverSeen (nodeId: string): FleetNodeInfo {
+  return { nodeId, status: 'disconnected', labels: {}, transport: undefined, remoteAddress: undefined, connectedAt: undefined, disconnectedAt: undefined, lastSeen: undefined, rttMs: undefined, sessionId: undefined }
 }
 
 function seqOf (s: string | undefined): number {

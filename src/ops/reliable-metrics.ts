@@ -26,6 +26,7 @@ export interface ReliableStoreView {
   outboxStats (peer: string): { count: number, bytes: number, firstSeq: number }
   pending (peer: string, afterSeq: number, limit: number): Array<{ enqueuedAt: number }>
   peersWithPending (): string[]
+  pendingStats? (): Array<{ peer: string, count: number, bytes: number }>
 }
 
 /** One lane's sending half as the metrics see it (ReliableSender). */
@@ -88,10 +89,10 @@ export function createReliableMetrics (registry: Registry, o: ReliableMetricsOpt
     let bytes = 0
     let oldest = 0
     if (store !== undefined) {
-      for (const peer of store.peersWithPending()) {
-        const st = store.outboxStats(peer)
+      const stats = store.pendingStats?.() ?? store.peersWithPending().map(peer => ({ peer, ...store.outboxStats(peer) }))
+      for (const { peer, ...st } of stats) {
         if (st.count === 0) continue
-        const head = store.pending(peer, st.firstSeq - 1, 1)[0]
+        const head = store.pending(peer, 0, 1)[0]
         const age = head === undefined ? 0 : Math.max(0, t - head.enqueuedAt) / 1000
         count += st.count
         bytes += st.bytes

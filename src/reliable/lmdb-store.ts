@@ -311,10 +311,26 @@ export class LmdbStore implements ReliableStore {
     return this.#read(() => (this.#tx as LmdbTxn).peersWithPending())
   }
 
+  pendingStats (): Array<{ peer: string, count: number, bytes: number }> {
+    return this.#read(() => (this.#tx as LmdbTxn).pendingStats())
+  }
+
   deadLetters (peer?: string, limit = Infinity): DeadLetter[] {
     if (peer !== undefined) checkPeer(peer)
     checkNumber('limit', limit)
     return this.#read(() => (this.#tx as LmdbTxn).deadLetters(peer, limit))
+  }
+
+  deadLetterBody (peer: string, seq: number): Uint8Array | undefined {
+    checkPeer(peer)
+    return this.#read(() => (this.#tx as LmdbTxn).deadBody(peer, seq))
+  }
+
+  purgeDeadLetters (peer: string | undefined, seqs?: number[]): Promise<number> {
+    return this.#write(() => {
+      if (peer !== undefined) checkPeer(peer)
+      if (seqs !== undefined && (!Array.isArray(seqs) || !seqs.every(Number.isSafeInteger))) throw new InvalidOptionError('seqs', 'must be an array of integers')
+    }, tx => (tx as LmdbTxn).purgeDead(peer, seqs === undefined ? undefined : [...seqs]))
   }
 
   receivedSeq (peer: string): number {
