@@ -7,6 +7,8 @@
  * - a stopped hub: the verb takes the data-dir lock itself and acts on the
  *   files (one writer at a time, src/util/data-dir-lock.ts).
  */
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { ConfigError, EdgeFabricError } from '../errors.js'
 import { adminUrl, parseAdminAddress } from '../config/address.js'
 import { readLock } from '../util/data-dir-lock.js'
@@ -15,7 +17,10 @@ export type Target = { kind: 'api', base: string, token: string | undefined } | 
 
 /** Pick the API (explicit --admin, or the running hub's) or the data dir. */
 export async function resolveTarget (cfg: { admin?: string | undefined, adminToken?: string | undefined, dataDir: string }): Promise<Target> {
-  const token = cfg.adminToken === '' ? undefined : cfg.adminToken
+  // Without --admin-token, the token the hub generated into its data dir at first start (if readable).
+  const token = cfg.adminToken === '' || cfg.adminToken === undefined
+    ? await readFile(join(cfg.dataDir, 'admin-token'), 'utf8').then(s => s.trim() || undefined, () => undefined)
+    : cfg.adminToken
   if (cfg.admin !== undefined && cfg.admin !== '') {
     return { kind: 'api', base: adminUrl(parseAdminAddress(cfg.admin, m => new ConfigError('--admin', 'admin', m))), token }
   }

@@ -23,7 +23,12 @@ export const cloudSchema = defineConfig({
   maxFrameSize: { type: 'int', default: 16 * 1024 * 1024, min: 1024, env: 'EDGEFABRIC_MAX_FRAME_SIZE', description: 'largest envelope in bytes' },
   logLevel: { type: 'enum', values: LOG_LEVELS, default: 'warn', env: 'EDGEFABRIC_LOG_LEVEL', description: 'log level (logs go to stderr as JSON)' },
   devices: { type: 'boolean', default: false, env: 'EDGEFABRIC_DEVICES', description: 'enable the device registry (LMDB in <data-dir>/devices) and the device API under /v1 on the admin server' },
-  adminToken: { type: 'string', env: 'EDGEFABRIC_ADMIN_TOKEN', placeholder: 'token', description: 'bearer token required by the device API; without it device changes are accepted from loopback only (prefer the env var: flags show in ps)' }
+  adminToken: { type: 'string', env: 'EDGEFABRIC_ADMIN_TOKEN', placeholder: 'token', description: 'admin bearer token (overrides <data-dir>/admin-token, which is generated at first start and printed once; prefer the env var: flags show in ps)' },
+  adminReadToken: { type: 'string', env: 'EDGEFABRIC_ADMIN_READ_TOKEN', placeholder: 'token', description: 'read-only bearer token (metrics, status, console without actions) for non-loopback readers; loopback reads need no token' },
+  adminAllowedHost: { type: 'string[]', default: [], env: 'EDGEFABRIC_ADMIN_ALLOWED_HOSTS', description: 'host name accepted in Host/Origin by the admin server besides IP literals and localhost (repeatable; DNS-rebinding guard)' },
+  processMetrics: { type: 'boolean', default: false, env: 'EDGEFABRIC_PROCESS_METRICS', description: 'also export Node process and GC metrics (edgefabric_process_*)' },
+  metricsTopNodes: { type: 'int', default: 20, min: 0, max: 10000, env: 'EDGEFABRIC_METRICS_TOP_NODES', description: 'per-node metric series only for this many nodes with the deepest queues' },
+  metricsNode: { type: 'string[]', default: [], env: 'EDGEFABRIC_METRICS_NODES', description: 'node that always gets per-node metric series (repeatable)' }
 })
 
 export const cloudCommand: Command = {
@@ -34,7 +39,14 @@ export const cloudCommand: Command = {
     checkUrls(cfg.listen, '--listen', { insecure: cfg.insecureTransport, listen: true })
     if (cfg.insecureTransport) process.stderr.write('edgefabric cloud: WARNING --insecure-transport: plain ws:// listeners are not encrypted and edges cannot authenticate this hub\n')
     const logger = createLogger({ level: cfg.logLevel, name: 'edgefabric-cloud' })
-    const admin = cfg.admin === 'off' ? false : { ...parseHostPort(cfg.admin, '--admin'), ...(cfg.adminToken === undefined || cfg.adminToken === '' ? {} : { token: cfg.adminToken }) }
+    const admin = cfg.admin === 'off'
+      ? false
+      : {
+          ...parseHostPort(cfg.admin, '--admin'),
+          ...(cfg.adminToken === undefined || cfg.adminToken === '' ? {} : { token: cfg.adminToken }),
+          ...(cfg.adminReadToken === undefined || cfg.adminReadToken === '' ? {} : { readToken: cfg.adminReadToken }),
+          allowedHosts: [...cfg.adminAllowedHost]
+        }
     const hub = await Hub.start({
       listen: [...cfg.listen],
       insecureTransport: cfg.insecureTransport,
@@ -48,6 +60,7 @@ export const cloudCommand: Command = {
       durability: cfg.durability as 'sync' | 'relaxed',
       quota: { maxMessages: cfg.quotaMessages, maxBytes: cfg.quotaBytes, overflow: cfg.quotaOverflow as 'reject' | 'drop-oldest' },
       devices: cfg.devices,
+      metrics: { processMetrics: cfg.processMetrics, perNode: { top: cfg.metricsTopNodes, nodes: [...cfg.metricsNode] } },
       logger
     })
     hub.on('event', e => {
@@ -56,7 +69,12 @@ export const cloudCommand: Command = {
       if (e.type === 'handshake-refused') process.stdout.write(`refused ${e.nodeId ?? e.remoteAddress}: ${e.code} ${e.reason}\n`)
     })
     for (const url of hub.urls) process.stdout.write(`listening ${url}\n`)
-    if (hub.adminUrl !== undefined) process.stdout.write(`admin ${hub.adminUrl}\n`)
+    if (hub.adminUrl !== undefined) {
+      process.stdout.write(`admin ${hub.adminUrl}\n`)
+      process.stdout.write(`console ${hub.adminUrl}/console/\n`)
+      // Printed once, when generated; afterwards it is in <data-dir>/admin-token (mode 0600).
+      if (hub.adminTokenCreated) process.stdout.write(`admin token (generated, saved in ${cfg.dataDir}/admin-token): ${hub.adminToken as string}\n`)
+    }
     if (hub.devices !== undefined) process.stdout.write(`devices ${hub.adminUrl === undefined ? 'library only (admin off)' : hub.adminUrl + '/v1/devices'}\n`)
     process.stdout.write(`identity quic=${hub.identity.quicPeerId} tls-ca=${hub.identity.caFingerprint}\n`)
     process.stdout.write('ready\n')

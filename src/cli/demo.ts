@@ -62,6 +62,11 @@ export const demoCommand: Command = {
     }
     try {
       process.stdout.write(`hub listening on ${hub.urls.join(' and ')} (admin ${hub.adminUrl ?? 'off'})\n`)
+      if (hub.adminUrl !== undefined) {
+        // The operator's console (issue 15): fleet, queues per node (also for a disconnected edge), drops by reason, twins.
+        // Read-only from this machine as is; the link with the token (kept in the browser tab only) also allows actions.
+        process.stdout.write(`console: ${hub.adminUrl}/console/  (read-only on this machine; with actions: ${hub.adminUrl}/console/#token=${hub.adminToken ?? ''})\n`)
+      }
       const [url1, url2] = hub.urls as [string, string]
       const start = async (nodeId: string, url: string, zone: string, devices = false): Promise<EdgeNode> => {
         const edge = await EdgeNode.start({

@@ -23,6 +23,8 @@ export const edgeSchema = defineConfig({
   tokenFile: { type: 'string', env: 'EDGEFABRIC_TOKEN_FILE', description: 'file holding the join token (instead of --token)' },
   dataDir: { type: 'string', default: './edgefabric-edge', env: 'EDGEFABRIC_DATA_DIR', description: 'directory for the node key and local state' },
   admin: { type: 'string', default: '127.0.0.1:9101', env: 'EDGEFABRIC_ADMIN', description: 'admin HTTP address as host:port; "off" disables' },
+  adminToken: { type: 'string', env: 'EDGEFABRIC_ADMIN_TOKEN', placeholder: 'token', description: 'admin bearer token (overrides <data-dir>/admin-token, generated at first start and printed once)' },
+  processMetrics: { type: 'boolean', default: false, env: 'EDGEFABRIC_PROCESS_METRICS', description: 'also export Node process and GC metrics (edgefabric_process_*)' },
   label: { type: 'string[]', default: [], env: 'EDGEFABRIC_LABELS', description: 'node label key=value (repeatable)' },
   servicebusPort: { type: 'string[]', default: [], env: 'EDGEFABRIC_SERVICEBUS_PORTS', description: 'loopback port the hub may call through the ServiceBus (repeatable)' },
   upstreamPort: { type: 'int', default: -1, min: -1, max: 65535, env: 'EDGEFABRIC_UPSTREAM_PORT', description: 'loopback port for apps to POST upstream messages (-1 = off, 0 = any)' },
@@ -100,7 +102,8 @@ export const edgeCommand: Command = {
       ...(token !== undefined ? { token } : {}),
       dataDir: cfg.dataDir,
       labels: parseLabels(cfg.label),
-      admin: cfg.admin === 'off' ? false : parseHostPort(cfg.admin, '--admin'),
+      admin: cfg.admin === 'off' ? false : { ...parseHostPort(cfg.admin, '--admin'), ...(cfg.adminToken === undefined || cfg.adminToken === '' ? {} : { token: cfg.adminToken }) },
+      metrics: { processMetrics: cfg.processMetrics },
       serviceBus: ports.length > 0 ? { allowedPorts: ports } : false,
       upstreamEndpoint: cfg.upstreamPort < 0 ? false : { port: cfg.upstreamPort },
       localApi: cfg.localApiPort < 0 ? false : { port: cfg.localApiPort },
@@ -121,7 +124,11 @@ export const edgeCommand: Command = {
       backoff: { baseMs: cfg.backoffBase, capMs: cfg.backoffCap },
       logger
     })
-    if (edge.adminUrl !== undefined) process.stdout.write(`admin ${edge.adminUrl}\n`)
+    if (edge.adminUrl !== undefined) {
+      process.stdout.write(`admin ${edge.adminUrl}\n`)
+      process.stdout.write(`console ${edge.adminUrl}/console/\n`)
+      if (edge.adminTokenCreated) process.stdout.write(`admin token (generated, saved in ${cfg.dataDir}/admin-token): ${edge.adminToken as string}\n`)
+    }
     if (edge.upstreamUrl !== undefined) process.stdout.write(`upstream ${edge.upstreamUrl}\n`)
     if (edge.localApiUrl !== undefined) process.stdout.write(`local-api ${edge.localApiUrl}\n`)
     if (edge.devices?.brokerUrl !== undefined) process.stdout.write(`mqtt ${edge.devices.brokerUrl}\n`)

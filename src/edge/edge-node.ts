@@ -12,7 +12,12 @@ import { Gauge } from 'prom-client'
 import { systemClock, type Clock } from '../util/clock.js'
 import { newErrorResponse, type Envelope } from '../codec/envelope.js'
 import { ConnectionClosedError, EdgeFabricError, InvalidOptionError, QuotaExceededError } from '../errors.js'
-import { startAdminServer, type AdminServer } from '../ops/admin-server.js'
+import { adminAuthFrom, startAdminServer, type AdminServer } from '../ops/admin-server.js'
+import { createReliableMetrics, type ReliableMetrics } from '../ops/reliable-metrics.js'
+import { registerBuildInfo } from '../ops/build-info.js'
+import { createEdgeApi } from '../ops/admin-edge.js'
+import { edgeAdminSource } from './edge-admin-source.js'
+import { nativeBinding } from '../transport/quic-native.js'
 import { nullLogger, type Logger } from '../ops/logger.js'
 import { Registry, createEdgeMetrics, type EdgeMetrics } from '../ops/metrics.js'
 import { intOption } from '../util/options.js'
@@ -105,8 +110,10 @@ export interface EdgeOptions extends ConnectionOptions {
    * counterpart is `HubOptions.onUpstream`.
    */
   onReliable?: (env: Envelope) => Promise<void> | void
-  /** Admin HTTP server. `false` disables. @default { host: '127.0.0.1', port: 0 } */
-  admin?: { host?: string, port?: number } | false
+  /** Admin HTTP server (metrics, status, console). `false` disables. Access as the hub's (src/ops/http-guard.ts). @default { host: '127.0.0.1', port: 0 } */
+  admin?: import('../ops/admin-server.js').AdminHttpOptions | false
+  /** Metrics: Node process/GC metrics (`edgefabric_process_*`). @default { processMetrics: false } */
+  metrics?: { processMetrics?: boolean }
   /** Device twins over MQTT (embedded/external broker, README "Device twins"). `false`/absent disables. @default false */
   devices?: DeviceOptions | false
   /** KubeEdge DMI v1beta1 gRPC for mappers (README "KubeEdge mappers"); needs `devices`. `false`/absent disables. @default false */
@@ -131,10 +138,13 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
   readonly identity: EdgeIdentity
   readonly store: ReliableStore
   readonly #lane: ReliableEndpoint
+  /** Reliable-delivery metrics (src/ops/reliable-metrics.ts); set by start(). */
+  reliableMetrics: ReliableMetrics | undefined
   readonly #connector: EdgeConnector
   readonly #logger: Logger
   readonly #clock: Clock
   #admin: AdminServer | undefined
+  #edgeApi: { close (): void } | undefined
   #serviceBus: ServiceBus | undefined
   #upstreamEndpoint: UpstreamEndpoint | undefined
   #localApi: LocalApi | undefined
@@ -210,9 +220,11 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
         overflow: o.quota?.overflow ?? 'reject'
       },
       onEvent: e => {
+        this.reliableMetrics?.onLaneEvent(e)
         if (e.type === 'store-error' || e.type === 'gap' || e.type === 'dead-letter' || e.type === 'held') this.#logger.warn(e, 'reliable lane')
         this.emit('lane', e)
       },
+      onCount: (what, n) => this.reliableMetrics?.onCount(what, n),
       deliver: env => this.#deliverReliable(env)
     })
     this.#connector.on('message', env => {
@@ -292,7 +304,7 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
       throw err
     }
     try {
-      edge = new EdgeNode(o, identity, registry, createEdgeMetrics(registry), store, joinSetup)
+      edge = new EdgeNode(o, identity, registry, createEdgeMetrics(registry, { processMetrics: o.metrics?.processMetrics === true }), store, joinSetup)
     } catch (err) {
       if (owns) await store.close()
       await lock.release()
@@ -301,6 +313,10 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
     edge.#lock = lock
     edge.#ownsStore = owns
     edgeRef = edge
+    registerBuildInfo(registry, 'edge', await nativeBinding().then(() => true, () => false))
+    const lane = edge.#lane
+    edge.reliableMetrics = createReliableMetrics(registry, { role: 'edge', store: () => edge.store, lanes: () => [lane.sender], now: () => edge.#clock.now() })
+    if ('onCommit' in store) (store as { onCommit: unknown }).onCommit = edge.reliableMetrics.onCommit
     try {
       if (o.localApi !== undefined && o.localApi !== false) {
         edge.#localApi = await startLocalApi({
@@ -340,7 +356,10 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
           title: `edgefabric edge ${o.nodeId}`,
           logger: o.logger ?? nullLogger,
           ready: () => ({ ok: edge.state === 'connected', detail: { state: edge.state } }),
-          status: () => edge.status()
+          status: () => edge.status(),
+          api: (edge.#edgeApi = createEdgeApi(edgeAdminSource(edge, { dataDir: o.dataDir, token: o.token, adminTokenConfigured: () => edge.adminToken !== undefined }), { now: () => edge.#clock.now() })).routes,
+          auth: adminAuthFrom(o.admin, o.dataDir),
+          console: 'edge'
         })
       }
     } catch (err) {
@@ -353,6 +372,9 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
 
   get state (): ConnectorState { return this.#connector.state }
   get adminUrl (): string | undefined { return this.#admin?.url }
+  /** The admin bearer token (given, or from `<dataDir>/admin-token`), if the admin server runs. */
+  get adminToken (): string | undefined { return this.#admin?.token }
+  get adminTokenCreated (): boolean { return this.#admin?.tokenCreated ?? false }
   get upstreamUrl (): string | undefined { return this.#upstreamEndpoint?.url }
   get localApiUrl (): string | undefined { return this.#localApi?.url }
   /** KubeEdge DMI (option `dmi`); undefined when disabled. */
@@ -361,6 +383,10 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
   get devices (): EdgeDevices | undefined { return this.#devices }
   /** Reliable messages waiting in the outbox to the cloud. */
   get outboxDepth (): number { return this.store.outboxStats('cloud').count }
+  /** The reliable lane's sending state (console): messages in flight and the acked point. */
+  laneStats (): { inflight: number, acked: number } { return { inflight: this.#lane.sender.inflight, acked: this.#lane.sender.acked } }
+  /** Transport counters of the current hub connection, if connected. */
+  connectionStats (): import('../transport/types.js').ConnectionStats | undefined { return this.#connector.connection?.stats }
   /** Why the last connection attempt or session failed. */
   get lastError (): Error | undefined { return this.#connector.lastError }
   get rttMs (): number | undefined { return this.#connector.rttMs ?? this.#connector.connection?.stats.rttMs }
@@ -443,6 +469,7 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
     this.bus.close()
     await this.#lane.receiver.idle().catch(() => {})
     await this.#devices?.close()
+    this.#edgeApi?.close()
     await this.#admin?.close()
     await this.#lane.receiver.idle().catch(() => {})
     if (this.#ownsStore) await this.store.close()

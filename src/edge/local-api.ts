@@ -7,11 +7,16 @@
  *   GET /v1/resources/<key>                              → one item, or 404
  *
  * Binary content is returned base64-encoded as { "$binary": "..." }.
+ *
+ * Host and Origin go through the shared allow-list (src/ops/http-guard.ts)
+ * first: a page that rebinds its own name to 127.0.0.1 must not read the
+ * edge's resources (issue 13 item 6).
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Envelope } from '../codec/envelope.js'
 import { InvalidOptionError } from '../errors.js'
+import { checkHostAndOrigin } from '../ops/http-guard.js'
 
 export interface ResourceView {
   key: string
@@ -26,6 +31,8 @@ export interface LocalApiOptions {
   port?: number
   get: (key: string) => ResourceView | undefined
   list: (prefix: string, limit: number) => ResourceView[]
+  /** Extra host names accepted in Host/Origin besides IP literals and localhost. */
+  allowedHosts?: string[]
 }
 
 export interface LocalApi { readonly url: string, close (): Promise<void> }
@@ -52,6 +59,8 @@ export async function startLocalApi (o: LocalApiOptions): Promise<LocalApi> {
   if (!['127.0.0.1', '::1', 'localhost'].includes(host)) throw new InvalidOptionError('localApi.host', 'must be a loopback address')
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     try {
+      const refusal = checkHostAndOrigin(req, o.allowedHosts === undefined ? {} : { allowedHosts: o.allowedHosts })
+      if (refusal !== undefined) { send(res, refusal.status, { code: refusal.code, message: refusal.message }); return }
       const url = new URL(req.url ?? '/', 'http://local')
       if (req.method !== 'GET') { send(res, 405, { code: 'EF_METHOD', message: 'GET only' }); return }
       if (url.pathname === '/v1/resources') {

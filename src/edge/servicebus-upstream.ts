@@ -15,6 +15,17 @@
  * Loopback only: the endpoint lets anyone who can connect speak to the cloud
  * as this node, so it is never exposed beyond the host (a bearer token adds
  * per-app control on a shared host).
+ *
+ * Browsers (issue 13 item 6): a web page the edge's browser opens must not be
+ * able to post as this node. So, before anything else, Host and Origin go
+ * through the shared allow-list (src/ops/http-guard.ts: defeats DNS rebinding
+ * and cross-origin posts), and the request must carry the bearer token or,
+ * without a configured token, the custom header `X-EdgeFabric-Client` (any
+ * value; a cross-site page cannot set it without a CORS preflight, which this
+ * server never grants). Bodies: `/v1/upstream` only `application/json`;
+ * `/v1/upstream/raw` any declared type except the three a form or a simple
+ * request can send (text/plain, application/x-www-form-urlencoded,
+ * multipart/form-data) — e.g. application/octet-stream.
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import http from 'node:http'
@@ -22,6 +33,7 @@ import type { Socket } from 'node:net'
 import { newMessage, PRIORITIES, type Envelope, type Priority } from '../codec/envelope.js'
 import { EdgeFabricError, InvalidOptionError, ListenError } from '../errors.js'
 import { intOption, stringOption } from '../util/options.js'
+import { checkHostAndOrigin } from '../ops/http-guard.js'
 import { noopLogger, type BusLogger } from './bus-types.js'
 
 export interface UpstreamEndpointOptions {
@@ -33,8 +45,10 @@ export interface UpstreamEndpointOptions {
   port?: number
   /** Largest request body. @default 1 MiB */
   maxBodyBytes?: number
-  /** When set, requests need `Authorization: Bearer <token>`. */
+  /** When set, requests need `Authorization: Bearer <token>`; otherwise the `X-EdgeFabric-Client` header. */
   token?: string
+  /** Extra host names accepted in Host/Origin besides IP literals and localhost. */
+  allowedHosts?: string[]
   /** router.source of the envelopes. @default 'servicebus' */
   source?: string
   /** Deadline for receiving a whole request (slowloris bound). @default 30000 */
@@ -51,6 +65,8 @@ export interface UpstreamEndpoint {
 }
 
 const MAX_FIELD = 512
+/** The content types a cross-site form or "simple" request may send without a preflight. */
+const FORM_TYPES = new Set(['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data'])
 
 class HttpFailure extends Error {
   constructor (readonly status: number, readonly code: string, message: string) { super(message) }
@@ -69,6 +85,7 @@ export async function startUpstreamEndpoint (options: UpstreamEndpointOptions): 
   const tokenHash = token === undefined ? undefined : sha256(token)
   const logger = options.logger ?? noopLogger
   const bus = options.bus
+  const hostPolicy = options.allowedHosts === undefined ? {} : { allowedHosts: options.allowedHosts }
 
   const server = http.createServer({ requestTimeout: requestTimeoutMs, headersTimeout: Math.min(requestTimeoutMs, 10_000) }, (req, res) => {
     req.on('error', err => logger.debug({ err }, 'upstream endpoint: request stream error'))
@@ -91,14 +108,24 @@ export async function startUpstreamEndpoint (options: UpstreamEndpointOptions): 
     const url = new URL(req.url ?? '/', 'http://localhost')
     const raw = url.pathname === '/v1/upstream/raw'
     if (!raw && url.pathname !== '/v1/upstream') throw new HttpFailure(404, 'EF_NOT_FOUND', `no route ${url.pathname}`)
+    const refusal = checkHostAndOrigin(req, hostPolicy)
+    if (refusal !== undefined) {
+      logger.warn({ host: req.headers.host, origin: req.headers.origin }, 'upstream endpoint: ' + refusal.code)
+      throw new HttpFailure(refusal.status, refusal.code, refusal.message)
+    }
     if (req.method !== 'POST') { res.setHeader('allow', 'POST'); throw new HttpFailure(405, 'EF_METHOD_NOT_ALLOWED', 'use POST') }
     if (tokenHash !== undefined && !authorized(req.headers.authorization, tokenHash)) {
       res.setHeader('www-authenticate', 'Bearer')
       throw new HttpFailure(401, 'EF_UNAUTHORIZED', 'missing or wrong bearer token')
     }
+    if (tokenHash === undefined && (req.headers['x-edgefabric-client'] ?? '') === '') {
+      throw new HttpFailure(403, 'EF_CLIENT_HEADER_REQUIRED', 'without a configured token, requests must carry the X-EdgeFabric-Client header (cross-site protection)')
+    }
+    const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() ?? ''
     if (!raw) {
-      const type = (req.headers['content-type'] ?? 'application/json').split(';')[0]?.trim().toLowerCase() ?? ''
       if (type !== 'application/json' && !type.endsWith('+json')) throw new HttpFailure(415, 'EF_UNSUPPORTED_MEDIA_TYPE', 'content-type must be application/json')
+    } else if (type === '' || FORM_TYPES.has(type)) {
+      throw new HttpFailure(415, 'EF_UNSUPPORTED_MEDIA_TYPE', 'raw bodies need a declared content-type other than text/plain or a form type (e.g. application/octet-stream)')
     }
     const body = await readBody(req, maxBody)
     let env: Envelope

@@ -10,6 +10,7 @@ import { ConnectionClosedError, EdgeFabricError, InvalidOptionError, JoinRefused
 import { intOption } from '../util/options.js'
 import { nullLogger, type Logger } from '../ops/logger.js'
 import type { HubMetrics } from '../ops/metrics.js'
+import type { ReliableMetrics } from '../ops/reliable-metrics.js'
 import { ReliableEndpoint } from '../reliable/endpoint.js'
 import { HOLD_CODE, isReliableMessage } from '../reliable/protocol.js'
 import type { EnqueueOutcome, LaneEvent } from '../reliable/sender.js'
@@ -106,6 +107,8 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
   /** `store` as the lanes see it: inbound commits wait for the device handler (device-upstream.ts). */
   #laneStore: ReliableStore | undefined
   #closed = false
+  /** Reliable-delivery metrics (src/ops/reliable-metrics.ts); set by Hub.start. */
+  reliableMetrics: ReliableMetrics | undefined
 
   constructor (options: HubOptions, authenticator: HubAuthenticator, metrics?: HubMetrics, store?: ReliableStore) {
     super()
@@ -521,6 +524,7 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
         quota: this.#quota,
         ...this.#laneOptions,
         onEvent: e => this.#laneEvent(e),
+        onCount: (what, n) => this.reliableMetrics?.onCount(what, n),
         // Upstream versions are per node: node b's "x" v3 is not stale because node a sent "x" v5.
         // (Node names cannot contain '/', so the prefix is unambiguous.)
         resourceKey: env => `${nodeId}/${env.router.resource}`,
@@ -600,7 +604,23 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
     this.#held.clear()
   }
 
+  /** The ACK lanes (one per node that ever had reliable traffic): metrics and the admin API read them. */
+  reliableLanes (): IterableIterator<ReliableEndpoint> {
+    return this.#lanes.values()
+  }
+
+  /** Transport counters of a node's current session (bytes, messages, RTT), if connected. */
+  nodeStats (nodeId: string): import('../transport/types.js').ConnectionStats | undefined {
+    return this.#nodes.get(nodeId)?.session?.connection.stats
+  }
+
+  /** The ACK lane of one node, if it exists. */
+  reliableLane (nodeId: string): ReliableEndpoint | undefined {
+    return this.#lanes.get(nodeId)
+  }
+
   #laneEvent (e: LaneEvent): void {
+    this.reliableMetrics?.onLaneEvent(e)
     const m = this.metrics
     if (m !== undefined) {
       if (e.type === 'dead-letter') m.drops.inc({ reason: e.code === 'EF_TTL_EXPIRED' ? 'ttl_expired' : e.code === 'EF_QUOTA_DROPPED' ? 'quota_dropped' : 'rejected_by_peer' })

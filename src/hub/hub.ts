@@ -11,10 +11,15 @@ import { checkTransportUrl } from '../config/address.js'
 import { lockDataDir, type DataDirLock } from '../util/data-dir-lock.js'
 import { systemClock, type TimerHandle } from '../util/clock.js'
 import { InvalidOptionError } from '../errors.js'
-import { startAdminServer, type AdminServer } from '../ops/admin-server.js'
+import { adminAuthFrom, startAdminServer, type AdminServer } from '../ops/admin-server.js'
 import { nullLogger } from '../ops/logger.js'
 import { Gauge } from 'prom-client'
 import { Registry, createHubMetrics, type HubMetrics } from '../ops/metrics.js'
+import { createReliableMetrics, registerTwinGauges } from '../ops/reliable-metrics.js'
+import { createFleetApi, type FleetApi } from '../ops/admin-fleet.js'
+import { hubFleetSource } from './fleet-source.js'
+import { registerBuildInfo } from '../ops/build-info.js'
+import { nativeBinding } from '../transport/quic-native.js'
 import { TokenAuthenticator } from './authenticator.js'
 import { FileBindingStore, type NodeBindingStore } from './bindings.js'
 import { HubCore } from './hub-core.js'
@@ -39,6 +44,7 @@ export class Hub extends HubCore {
   readonly registry: Registry
   readonly bindings: NodeBindingStore
   #admin: AdminServer | undefined
+  #fleet: FleetApi | undefined
   #devices: DeviceRegistry | undefined
   readonly #startedAt: number
 
@@ -101,9 +107,19 @@ export class Hub extends HubCore {
       await lock.release()
       throw err
     }
-    const hub = new Hub(options, identity, bindings, registry, createHubMetrics(registry), store, ownsStore)
+    const hub = new Hub(options, identity, bindings, registry, createHubMetrics(registry, { processMetrics: options.metrics?.processMetrics === true }), store, ownsStore)
     hub.#lock = lock
     hubRef = hub
+    registerBuildInfo(registry, 'hub', await nativeBinding().then(() => true, () => false))
+    hub.reliableMetrics = createReliableMetrics(registry, {
+      role: 'hub',
+      store: () => hub.store,
+      lanes: () => [...hub.reliableLanes()].map(l => l.sender),
+      now: () => clock.now(),
+      ...(options.metrics?.perNode === undefined ? {} : { perNode: options.metrics.perNode })
+    })
+    if (store instanceof LmdbStore) store.onCommit = hub.reliableMetrics.onCommit
+    registerTwinGauges(registry, () => hub.#devices?.listDevices({ limit: 100_000 }))
     hub.openLanes()
     try {
       hub.#devices = await openDevices(hub, options, registry)
@@ -111,7 +127,14 @@ export class Hub extends HubCore {
       await hub.listenAll(options.listen, url => hub.#listenIdentity(url), options)
       hub.#scheduleWebTransportRotation()
       if (options.admin !== false) {
+        const adminHost = options.admin?.host ?? '127.0.0.1'
+        hub.#fleet = createFleetApi({
+          source: hubFleetSource(hub, { dataDir: options.dataDir, adminHost, adminTokenConfigured: () => hub.adminToken !== undefined }),
+          logger: options.logger ?? nullLogger,
+          now: () => clock.now()
+        })
         hub.#admin = await startAdminServer({
+          api: hub.#fleet.routes,
           host: options.admin?.host ?? '127.0.0.1',
           port: options.admin?.port ?? 0,
           registry,
@@ -120,6 +143,8 @@ export class Hub extends HubCore {
           health: () => ({ ok: true }),
           ready: () => ({ ok: hub.urls.length > 0, detail: { listening: hub.urls } }),
           status: () => { hub.refreshMetrics(); return hub.status() },
+          auth: adminAuthFrom(options.admin, options.dataDir),
+          console: 'hub',
           routes: hubRoutes(hub, options.admin?.token)
         })
         await hub.#lock?.update({ admin: hub.#admin.url })
@@ -137,6 +162,12 @@ export class Hub extends HubCore {
 
   /** Admin HTTP base URL (metrics, health, status), if enabled. */
   get adminUrl (): string | undefined { return this.#admin?.url }
+
+  /** The admin bearer token (given, or from `<dataDir>/admin-token`), if the admin server runs. */
+  get adminToken (): string | undefined { return this.#admin?.token }
+
+  /** True when this start generated the admin token file: print the token once. */
+  get adminTokenCreated (): boolean { return this.#admin?.tokenCreated ?? false }
 
   /**
    * A join token for `nodeId` that pins this hub's identity. Single use: the
@@ -260,6 +291,7 @@ export class Hub extends HubCore {
     // handed to the application stream instead.
     await this.#devices?.close()
     await super.close(graceMs)
+    this.#fleet?.close()
     await this.#admin?.close()
     await this.bindings.close()
     if (this.#ownsStore) await this.store?.close()

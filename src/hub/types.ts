@@ -116,13 +116,15 @@ export interface HubOptions extends ConnectionOptions {
   clock?: Clock
   /** pino logger. @default silent */
   logger?: import('pino').Logger
-  /** Admin HTTP server (metrics, health, status). `false` disables it. @default { host: '127.0.0.1', port: 0 } */
-  admin?: {
-    host?: string
-    port?: number
-    /** Bearer token required by the device API (/v1/…); without it device changes are accepted from loopback peers only. */
-    token?: string
-  } | false
+  /**
+   * Admin HTTP server (metrics, health, status, console, device and fleet API).
+   * `false` disables it. Access: src/ops/http-guard.ts; the admin token is
+   * `token`, else `<dataDir>/admin-token` (generated at first start).
+   * @default { host: '127.0.0.1', port: 0 }
+   */
+  admin?: import('../ops/admin-server.js').AdminHttpOptions | false
+  /** Metrics: Node process/GC metrics (`edgefabric_process_*`) and per-node series (top N by queue depth + allow-list). @default { processMetrics: false, perNode: { top: 20 } } */
+  metrics?: { processMetrics?: boolean, perNode?: { top?: number, nodes?: string[] } }
   /**
    * Cloud device registry (DESIGN.md §8): `true` or options open it in
    * `{dataDir}/devices` (LMDB, the hub's `durability`), expose it as

@@ -82,6 +82,11 @@ export interface LmdbStoreOptions {
   mapSize?: number
   /** `relaxed` only: background fsync period, bounding what an OS crash can lose. 0 disables. @default 1000 */
   syncIntervalMs?: number
+  /**
+   * Observer of group commits (metrics): how many writes one LMDB transaction
+   * carried and seconds from its first callback to its durable commit.
+   */
+  onCommit?: (writes: number, seconds: number) => void
 }
 
 /** Copies of `xs` sharing one buffer. */
@@ -114,6 +119,9 @@ export class LmdbStore implements ReliableStore {
   #dirty = false
   #syncTimer: NodeJS.Timeout | undefined
   #syncing = false
+  onCommit: ((writes: number, seconds: number) => void) | undefined
+  /** The transaction whose callbacks are running or committing: writes so far and start (hrtime ns). */
+  #group: { writes: number, start: bigint } | undefined
 
   private constructor (dir: string, durability: Durability, root: RootDatabase, dbs: Dbs, dedupWindow: number, maxDead: number, syncIntervalMs: number) {
     this.dir = dir
@@ -157,7 +165,9 @@ export class LmdbStore implements ReliableStore {
       if (format === undefined) await root.transaction(() => dbs.meta.putSync('format', FORMAT_VERSION))
       else if (format === 2) await root.transaction(() => migrateFormat2(dbs))
       else if (format !== FORMAT_VERSION) throw new StoreError(`LMDB store in ${dir} has format ${String(format)}, this version reads format ${FORMAT_VERSION}`)
-      return new LmdbStore(dir, durability, root, dbs, dedupWindow, maxDead, syncIntervalMs)
+      const store = new LmdbStore(dir, durability, root, dbs, dedupWindow, maxDead, syncIntervalMs)
+      store.onCommit = options.onCommit
+      return store
     } catch (err) {
       await root.close().catch(() => {})
       if (err instanceof StoreError) throw err
@@ -182,6 +192,12 @@ export class LmdbStore implements ReliableStore {
       return Promise.reject(err)
     }
     const p = this.#root.transaction(() => {
+      if (this.onCommit !== undefined) {
+        // lmdb-js runs every callback queued before the writer is free in one transaction; a
+        // group starts with the first callback and ends when the first of them resolves.
+        if (this.#group === undefined) this.#group = { writes: 0, start: process.hrtime.bigint() }
+        this.#group.writes++
+      }
       if (this.#failed !== undefined) throw this.#failed
       const tx = this.#tx as LmdbTxn
       tx.writing = true
@@ -198,8 +214,14 @@ export class LmdbStore implements ReliableStore {
       }
     }).then(v => {
       this.#dirty = true
+      const g = this.#group
+      if (g !== undefined) {
+        this.#group = undefined
+        this.onCommit?.(g.writes, Number(process.hrtime.bigint() - g.start) / 1e9)
+      }
       return v
     }, (err: unknown) => {
+      this.#group = undefined
       // Nothing of the failed transaction is on disk: the dedup windows must not remember its ids.
       ;(this.#tx as LmdbTxn).forgetIdWindows()
       if (err instanceof StoreError || err instanceof StoreClosedError) throw err
@@ -291,10 +313,26 @@ export class LmdbStore implements ReliableStore {
     return this.#read(() => (this.#tx as LmdbTxn).peersWithPending())
   }
 
+  pendingStats (): Array<{ peer: string, count: number, bytes: number }> {
+    return this.#read(() => (this.#tx as LmdbTxn).pendingStats())
+  }
+
   deadLetters (peer?: string, limit = Infinity): DeadLetter[] {
     if (peer !== undefined) checkPeer(peer)
     checkNumber('limit', limit)
     return this.#read(() => (this.#tx as LmdbTxn).deadLetters(peer, limit))
+  }
+
+  deadLetterBody (peer: string, seq: number): Uint8Array | undefined {
+    checkPeer(peer)
+    return this.#read(() => (this.#tx as LmdbTxn).deadBody(peer, seq))
+  }
+
+  purgeDeadLetters (peer: string | undefined, seqs?: number[]): Promise<number> {
+    return this.#write(() => {
+      if (peer !== undefined) checkPeer(peer)
+      if (seqs !== undefined && (!Array.isArray(seqs) || !seqs.every(Number.isSafeInteger))) throw new InvalidOptionError('seqs', 'must be an array of integers')
+    }, tx => (tx as LmdbTxn).purgeDead(peer, seqs === undefined ? undefined : [...seqs]))
   }
 
   receivedSeq (peer: string): number {

@@ -30,7 +30,7 @@ import type { DeadLetter, OutboxRecord, ResourceRecord } from './store.js'
 import { decodeRecord, encodeRecord, refOfBody } from './lmdb-record.js'
 import { encodeBlock, OutboxBlocks } from './lmdb-outbox.js'
 import { IdWindows } from './lmdb-id-window.js'
-import type { PeerInState, PeerOutState, RecordRef, StoreTxn } from './store-logic.js'
+import type { DeadLetterWrite, PeerInState, PeerOutState, RecordRef, StoreTxn } from './store-logic.js'
 
 /**
  * 3: outbox records stored in blocks (lmdb-outbox.ts), one value per append batch.
@@ -68,7 +68,8 @@ export function migrateFormat2 (d: Dbs): number {
 
 type Key = string | number | Array<string | number>
 type ResourceValue = [string | null, string | null, Uint8Array | null, boolean, number]
-type DeadValue = [string, number, string, string | null, string, string, number, number]
+/** The body (9th) is absent in records written before dead-letter requeue existed, and for large messages. */
+type DeadValue = [string, number, string, string | null, string, string, number, number, Uint8Array?]
 
 export interface Dbs {
   meta: Database<unknown, string>
@@ -104,6 +105,7 @@ const nn = <T>(v: T | undefined): T | null => v === undefined ? null : v
 function toDead (v: DeadValue): DeadLetter {
   const d: DeadLetter = { peer: v[0], seq: v[1], id: v[2], code: v[4], reason: v[5], at: v[6], size: v[7] }
   if (v[3] !== null) d.key = v[3]
+  if (v[8] !== undefined && v[8] !== null) d.requeueable = true
   return d
 }
 
@@ -202,10 +204,12 @@ export class LmdbTxn implements StoreTxn {
     return out
   }
 
-  addDeadLetter (dl: DeadLetter): void {
+  addDeadLetter (dl: DeadLetterWrite): void {
     const m = this.#d.meta.get('dead') as [number, number] | undefined
     let [next, first] = m ?? [1, 1]
-    this.#d.dead.putSync(next++, [dl.peer, dl.seq, dl.id, nn(dl.key), dl.code, dl.reason, dl.at, dl.size])
+    const v: DeadValue = [dl.peer, dl.seq, dl.id, nn(dl.key), dl.code, dl.reason, dl.at, dl.size]
+    if (dl.body !== undefined) v.push(dl.body)
+    this.#d.dead.putSync(next++, v)
     while (next - first > this.#maxDead) this.#d.dead.removeSync(first++)
     this.#d.meta.putSync('dead', [next, first])
   }
@@ -249,10 +253,37 @@ export class LmdbTxn implements StoreTxn {
 
   // ---- reads used only outside transactions ------------------------------------
 
+  pendingStats (): Array<{ peer: string, count: number, bytes: number }> {
+    const out: Array<{ peer: string, count: number, bytes: number }> = []
+    for (const { key, value } of this.#d.peers.getRange({})) if (value[1] > 0) out.push({ peer: key, count: value[1], bytes: value[2] })
+    return out
+  }
+
   peersWithPending (): string[] {
     const out: string[] = []
     for (const { key, value } of this.#d.peers.getRange({})) if (value[1] > 0) out.push(key)
     return out
+  }
+
+  /** The kept body of dead letter peer/seq (newest match). */
+  deadBody (peer: string, seq: number): Uint8Array | undefined {
+    for (const { value } of this.#d.dead.getRange({ reverse: true })) {
+      if (value[0] === peer && value[1] === seq) return value[8] ?? undefined
+    }
+    return undefined
+  }
+
+  /** Remove dead letters of `peer` (all when undefined), only `seqs` when given; inside a write transaction. */
+  purgeDead (peer: string | undefined, seqs: number[] | undefined): number {
+    const only = seqs === undefined ? undefined : new Set(seqs)
+    const keys: number[] = []
+    for (const { key, value } of this.#d.dead.getRange({})) {
+      if (peer !== undefined && value[0] !== peer) continue
+      if (only !== undefined && !only.has(value[1])) continue
+      keys.push(key as number)
+    }
+    for (const k of keys) this.#d.dead.removeSync(k)
+    return keys.length
   }
 
   deadLetters (peer: string | undefined, limit: number): DeadLetter[] {

@@ -14,7 +14,7 @@
 import { InvalidOptionError, StoreClosedError } from '../errors.js'
 import { intOption } from '../util/options.js'
 import type { AppendOutcome, DeadLetter, Durability, InboundItem, InboundResult, OutboxInput, OutboxRecord, OutboxStats, QuotaPolicy, ReliableStore, ResourceRecord } from './store.js'
-import { ackUpTo, appendItems, commitInboundItems, expireRecords, refOf, rejectRecord, type PeerInState, type PeerOutState, type RecordRef, type StoreTxn } from './store-logic.js'
+import { ackUpTo, appendItems, commitInboundItems, expireRecords, refOf, rejectRecord, type DeadLetterWrite, type PeerInState, type PeerOutState, type RecordRef, type StoreTxn } from './store-logic.js'
 import {
   checkInboundItem, checkKeyString, checkNow, checkNumber, checkOutboxInput, checkPeer, checkQuota, compareKeys,
   DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_DEAD_LETTERS, LIMITS
@@ -146,7 +146,7 @@ export class MemoryStore implements ReliableStore {
   /** Resource keys in listResources() order (binary insertion; keys are never removed, deletes are tombstones). */
   readonly #resourceKeys: string[] = []
   /** Dead-letter log, oldest first from #deadHead. */
-  #dead: DeadLetter[] = []
+  #dead: DeadLetterWrite[] = []
   #deadHead = 0
   readonly #tx: StoreTxn
 
@@ -309,6 +309,11 @@ export class MemoryStore implements ReliableStore {
     return out.sort(compareKeys)
   }
 
+  pendingStats (): Array<{ peer: string, count: number, bytes: number }> {
+    this.#open()
+    return this.peersWithPending().map(peer => { const p = this.#out.get(peer); return { peer, count: p?.state.count ?? 0, bytes: p?.state.bytes ?? 0 } })
+  }
+
   deadLetters (peer?: string, limit = Infinity): DeadLetter[] {
     this.#open()
     if (peer !== undefined) checkPeer(peer)
@@ -316,9 +321,33 @@ export class MemoryStore implements ReliableStore {
     const out: DeadLetter[] = []
     for (let i = this.#dead.length - 1; i >= this.#deadHead && out.length < limit; i--) {
       const d = this.#dead[i] as DeadLetter
-      if (peer === undefined || d.peer === peer) out.push({ ...d })
+      if (peer === undefined || d.peer === peer) {
+        const { body: _body, ...copy } = d as DeadLetterWrite
+        out.push(copy)
+      }
     }
     return out
+  }
+
+  deadLetterBody (peer: string, seq: number): Uint8Array | undefined {
+    this.#open()
+    checkPeer(peer)
+    for (let i = this.#dead.length - 1; i >= this.#deadHead; i--) {
+      const d = this.#dead[i] as DeadLetterWrite
+      if (d.peer === peer && d.seq === seq) return d.body
+    }
+    return undefined
+  }
+
+  async purgeDeadLetters (peer: string | undefined, seqs?: number[]): Promise<number> {
+    this.#open()
+    if (peer !== undefined) checkPeer(peer)
+    const only = seqs === undefined ? undefined : new Set(seqs)
+    const live = this.#dead.slice(this.#deadHead)
+    const keep = live.filter(d => !((peer === undefined || d.peer === peer) && (only === undefined || only.has(d.seq))))
+    this.#dead = keep
+    this.#deadHead = 0
+    return live.length - keep.length
   }
 
   receivedSeq (peer: string): number {

@@ -56,6 +56,8 @@ export type LaneEvent =
   | { type: 'redelivery', peer: string, fromSeq: number, reason: 'ack-timeout' | 'reconnect' | 'rejected' }
   | { type: 'store-error', peer: string, error: Error }
   | { type: 'gap', peer: string, peerReceived: number, acked: number }
+  /** The peer stated its resume point after a (re)connect; `pending` records are resent from there (metrics: resumes by outcome). */
+  | { type: 'resumed', peer: string, pending: number }
 
 export interface SenderOptions {
   peer: string
@@ -293,6 +295,7 @@ export class ReliableSender {
     this.#resumed = true
     this.#resetInflight()
     const pending = this.#o.store.outboxStats(this.peer).count
+    this.#o.onEvent({ type: 'resumed', peer: this.peer, pending })
     if (pending > 0) this.#o.onEvent({ type: 'redelivery', peer: this.peer, fromSeq: this.#acked + 1, reason: 'reconnect' })
     this.pump()
   }

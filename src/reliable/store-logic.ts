@@ -13,7 +13,7 @@
  * compute and write.
  */
 import { isDeleteOp, isNewer } from './store-rules.js'
-import type { AppendOutcome, DeadLetter, InboundItem, InboundResult, OutboxInput, OutboxRecord, QuotaPolicy, ResourceRecord } from './store.js'
+import { DEAD_BODY_MAX, type AppendOutcome, type DeadLetter, type InboundItem, type InboundResult, type OutboxInput, type OutboxRecord, type QuotaPolicy, type ResourceRecord } from './store.js'
 
 /** Per-peer outbox counters, persisted so seqs stay monotonic after everything was acked. */
 export interface PeerOutState { lastSeq: number, count: number, bytes: number }
@@ -62,7 +62,7 @@ export interface StoreTxn {
   /** Seqs of pending records with expiresAt ≤ now, at most `limit`. */
   expiredSeqs (peer: string, now: number, limit: number): number[]
   /** Append to the bounded dead-letter log (the backend evicts the oldest). */
-  addDeadLetter (dl: DeadLetter): void
+  addDeadLetter (dl: DeadLetterWrite): void
 
   inState (peer: string): PeerInState
   setInState (peer: string, s: PeerInState): void
@@ -86,9 +86,13 @@ export function makeRecord (input: OutboxInput, seq: number, enqueuedAt: number,
   return r
 }
 
-export function makeDeadLetter (peer: string, rec: OutboxRecord, code: string, reason: string, at: number): DeadLetter {
-  const d: DeadLetter = { peer, seq: rec.seq, id: rec.id, code, reason, at, size: rec.bytes.byteLength }
+/** A dead letter as written: the record plus, when small enough, the message body (for requeue). */
+export type DeadLetterWrite = DeadLetter & { body?: Uint8Array }
+
+export function makeDeadLetter (peer: string, rec: OutboxRecord, code: string, reason: string, at: number): DeadLetterWrite {
+  const d: DeadLetterWrite = { peer, seq: rec.seq, id: rec.id, code, reason, at, size: rec.bytes.byteLength }
   if (rec.key !== undefined) d.key = rec.key
+  if (rec.bytes.byteLength <= DEAD_BODY_MAX) { d.requeueable = true; d.body = rec.bytes.slice() }
   return d
 }
 

@@ -75,7 +75,12 @@ export interface DeadLetter {
   reason: string
   at: number
   size: number
+  /** The message itself was kept with the record (at most DEAD_BODY_MAX bytes): it can be requeued. */
+  requeueable?: boolean
 }
+
+/** Dead letters keep the message body up to this size, for requeue from the admin API. */
+export const DEAD_BODY_MAX = 64 * 1024
 
 export interface OutboxStats {
   count: number
@@ -134,8 +139,14 @@ export interface ReliableStore {
   outboxStats (peer: string): OutboxStats
   /** Peers that have pending records. */
   peersWithPending (): string[]
+  /** Peers with pending records and their counters, in one pass (admin API, metrics at 10k+ peers). */
+  pendingStats? (): Array<{ peer: string, count: number, bytes: number }>
   /** Most recent dead letters first. */
   deadLetters (peer?: string, limit?: number): DeadLetter[]
+  /** The encoded message of a requeueable dead letter (admin requeue), if kept. */
+  deadLetterBody? (peer: string, seq: number): Uint8Array | undefined
+  /** Remove dead letters: of `peer` (every peer when undefined), only `seqs` when given. Resolves with the count removed. */
+  purgeDeadLetters? (peer: string | undefined, seqs?: number[]): Promise<number>
 
   // ---- inbox -----------------------------------------------------------------
   /** Highest seq from `peer` durably processed (0 if none). */

@@ -7,14 +7,18 @@ import t, { type Test } from 'tap'
 import { Hub } from '../../src/hub/hub.js'
 import { thermostat } from './cloud-helpers.js'
 
+/** The generated admin token of the last hub started without an explicit one (admin token by default, issue 13 item 7). */
+let generated: Record<string, string> = {}
+
 async function start (t: Test, admin: { token?: string } = {}): Promise<{ hub: Hub, url: string }> {
   const hub = await Hub.start({ listen: ['ws://127.0.0.1:0'], dataDir: t.testdir() + '/hub', admin: { host: '127.0.0.1', port: 0, ...admin }, devices: true })
   t.teardown(() => hub.close(200))
+  generated = admin.token === undefined ? { authorization: `Bearer ${hub.adminToken as string}` } : {}
   return { hub, url: hub.adminUrl as string }
 }
 
 async function call (url: string, method: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number, json: any }> {
-  const init: RequestInit = { method, headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers } }
+  const init: RequestInit = { method, headers: { ...generated, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers } }
   if (body !== undefined) init.body = typeof body === 'string' ? body : JSON.stringify(body)
   const res = await fetch(url, init)
   const text = await res.text()
@@ -149,10 +153,12 @@ t.test('watch streams NDJSON and SSE', async t => {
   ac.abort()
 })
 
-t.test('admin token: every /v1 call needs the bearer token', async t => {
+t.test('admin token: changes need the bearer token; loopback without one reads only', async t => {
   const { url } = await start(t, { token: 's3cret-token' })
   let r = await call(`${url}/v1/devices`, 'GET')
-  t.same([r.status, r.json.code], [401, 'EF_UNAUTHORIZED'])
+  t.same(r.status, 200, 'anonymous loopback reader (read-only role)')
+  r = await call(`${url}/v1/device-models/default/thermostat`, 'PUT', { properties: thermostat.properties })
+  t.same([r.status, r.json.code], [403, 'EF_FORBIDDEN'], 'no change without the admin token')
   r = await call(`${url}/v1/devices`, 'GET', undefined, { authorization: 'Bearer wrong' })
   t.equal(r.status, 401)
   r = await call(`${url}/v1/devices`, 'GET', undefined, { authorization: 'Bearer s3cret-token' })

@@ -171,8 +171,9 @@ t.test('upstream endpoint', async t => {
   const ep = await startUpstreamEndpoint({ bus, maxBodyBytes: 1024 })
   t.teardown(() => ep.close())
   t.match(ep.url, /^http:\/\/127\.0\.0\.1:\d+$/)
+  // X-EdgeFabric-Client: required without a token (cross-site protection, issue 13 item 6; test/security/).
   const post = (path: string, body: string | Uint8Array, headers: Record<string, string> = { 'content-type': 'application/json' }): Promise<Response> =>
-    fetch(ep.url + path, { method: 'POST', body, headers })
+    fetch(ep.url + path, { method: 'POST', body, headers: { 'x-edgefabric-client': 'test', ...headers } })
 
   t.test('JSON post reaches the upstream function', async t => {
     const res = await post('/v1/upstream', JSON.stringify({ group: 'devices', resource: 'ns/dev/d1', operation: 'update', content: { temp: 21.5 }, priority: 'high' }))
@@ -194,7 +195,7 @@ t.test('upstream endpoint', async t => {
     t.equal(env?.router.resource, 'ns/log/a')
     t.ok(env?.content instanceof Uint8Array)
     t.same([...(env?.content as Uint8Array)], [...bytes])
-    const missing = await post('/v1/upstream/raw?group=logs', bytes, {})
+    const missing = await post('/v1/upstream/raw?group=logs', bytes, { 'content-type': 'application/octet-stream' })
     t.equal(missing.status, 400)
     t.match(await missing.json(), { code: 'EF_BAD_FIELD' })
   })
@@ -211,7 +212,7 @@ t.test('upstream endpoint', async t => {
     t.match(await tooLarge.json(), { code: 'EF_PAYLOAD_TOO_LARGE' })
     // chunked upload (no content-length) is bounded while reading
     const chunked = await new Promise<number>((resolve, reject) => {
-      const r = http.request(ep.url + '/v1/upstream', { method: 'POST', headers: { 'content-type': 'application/json' } }, res => {
+      const r = http.request(ep.url + '/v1/upstream', { method: 'POST', headers: { 'content-type': 'application/json', 'x-edgefabric-client': 'test' } }, res => {
         res.resume()
         resolve(res.statusCode ?? 0)
       })

@@ -56,7 +56,7 @@ t.test('ServiceBus both ways and admin endpoints', async t => {
   // edge app → local upstream endpoint → hub
   const upstream = once(hub, 'message')
   const posted = await httpGet(`${edge.upstreamUrl as string}/v1/upstream`, {
-    method: 'POST', headers: { 'content-type': 'application/json' },
+    method: 'POST', headers: { 'content-type': 'application/json', 'x-edgefabric-client': 'test' },
     body: JSON.stringify({ group: 'telemetry', resource: 'default/device/t1', operation: 'upload', content: { celsius: 21.5 } })
   })
   t.equal(posted.status, 202)

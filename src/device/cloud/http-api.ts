@@ -3,12 +3,18 @@
  * route table over DeviceRegistry, JSON in and out, errors as
  * `{code, message}` with the status from `httpStatusOf`.
  *
- * Access. The admin server is unauthenticated and binds loopback by default.
- * Without `token`, reads are served to whoever can reach the server (as
- * /status), and mutations only to loopback peers. With `token`, every /v1
- * request must carry `Authorization: Bearer <token>` (compared in constant
- * time). Bodies must be `application/json` (so a web page cannot forge a
- * mutation with a simple cross-origin form post) and at most `maxBodyBytes`.
+ * Access. Mounted on the admin server (the hub does), the admin server has
+ * already checked Host/Origin and decided the principal (src/ops/http-guard.ts):
+ * mutations need the admin role, reads any role. Used on another server (no
+ * principal attached), the legacy rule applies: with `token`, every /v1
+ * request needs `Authorization: Bearer <token>`; without it, reads for anyone
+ * and mutations for loopback peers only. Bodies must be `application/json`
+ * (so a web page cannot forge a mutation with a simple cross-origin form
+ * post) and at most `maxBodyBytes`.
+ *
+ * Watch slots are counted per principal (issue 13 item 7): anonymous readers
+ * share a few, the read token has its own, the admin token the rest, so no
+ * reader can take every slot of the registry.
  *
  * Watch: GET …/watch streams changes as NDJSON (one DeviceChange per line),
  * or as Server-Sent Events when the client sends `Accept: text/event-stream`.
@@ -18,7 +24,7 @@
 import { timingSafeEqual, createHash } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { isEdgeFabricError } from '../../errors.js'
-import { isLoopbackHost } from '../../ops/admin-server.js'
+import { isLoopbackHost, principalOf } from '../../ops/admin-server.js'
 import { DeviceError, DeviceModelNotFoundError, httpStatusOf } from '../errors.js'
 import type { DeviceRegistry } from './registry.js'
 import type { DeviceChange, DeviceChangeType, ListDevicesFilter, WatchFilter } from './registry-types.js'
@@ -30,6 +36,13 @@ export interface DeviceHttpOptions {
   maxBodyBytes?: number
   /** SSE/NDJSON keep-alive period. @default 15000 */
   keepAliveMs?: number
+  /**
+   * Concurrent watch streams per principal: `anonymous` (all tokenless
+   * loopback readers together), `read` (the read token), `admin`. A watch over
+   * its principal's share gets 429 EF_TOO_MANY_WATCHERS.
+   * @default { anonymous: 8, read: 64, admin: 512 }
+   */
+  watchSlots?: { anonymous?: number, read?: number, admin?: number }
 }
 
 class HttpError extends Error {
@@ -49,6 +62,28 @@ export function deviceRoutes (reg: DeviceRegistry, options: DeviceHttpOptions = 
   const maxBody = options.maxBodyBytes ?? 1024 * 1024
   const keepAliveMs = options.keepAliveMs ?? 15_000
   const tokenHash = options.token === undefined ? undefined : sha(options.token)
+  const slotLimit: Record<string, number> = { anonymous: 8, read: 64, admin: 512, ...options.watchSlots }
+  const slotsUsed = new Map<string, number>()
+  /** Take a watch slot of the request's principal; returns its release, or throws 429. */
+  const takeSlot = (req: IncomingMessage): (() => void) => {
+    const p = principalOf(req)
+    const key = p === undefined ? (tokenHash !== undefined ? 'admin' : 'anonymous') : p.anonymous ? 'anonymous' : p.role
+    const used = slotsUsed.get(key) ?? 0
+    const limit = slotLimit[key] ?? 8
+    if (used >= limit) throw new HttpError(429, 'EF_DEVICE_TOO_MANY_WATCHERS', `the ${key} principal already holds its ${limit} watch slots`)
+    slotsUsed.set(key, used + 1)
+    let released = false
+    return () => { if (!released) { released = true; slotsUsed.set(key, (slotsUsed.get(key) ?? 1) - 1) } }
+  }
+  const watch = (req: IncomingMessage, res: ServerResponse, filter: WatchFilter): typeof STREAMING => {
+    const release = takeSlot(req)
+    try {
+      return stream(req, res, reg, filter, keepAliveMs, release)
+    } catch (err) {
+      release()
+      throw err
+    }
+  }
 
   const r = (method: string, path: string, handler: Handler): Route =>
     ({ method, pattern: new RegExp(`^${path.replaceAll('{}', SEG)}$`), mutates: method !== 'GET', handler })
@@ -78,8 +113,8 @@ export function deviceRoutes (reg: DeviceRegistry, options: DeviceHttpOptions = 
     r('PUT', '/v1/devices/{}/{}/desired', async ({ params: [ns, n], body }) => await reg.setDesired(ns as string, n as string, await body() as never)),
     r('POST', '/v1/devices/{}/{}/credentials', async ({ params: [ns, n] }) => await reg.issueCredential(ns as string, n as string)),
     r('DELETE', '/v1/devices/{}/{}/credentials', async ({ params: [ns, n] }) => await reg.revokeCredential(ns as string, n as string)),
-    r('GET', '/v1/devices/{}/{}/watch', ({ req, res, params: [ns, n], query }) => stream(req, res, reg, { ...watchFilter(query), namespace: ns as string, name: n as string }, keepAliveMs)),
-    r('GET', '/v1/watch', ({ req, res, query }) => stream(req, res, reg, watchFilter(query), keepAliveMs)),
+    r('GET', '/v1/devices/{}/{}/watch', ({ req, res, params: [ns, n], query }) => watch(req, res, { ...watchFilter(query), namespace: ns as string, name: n as string })),
+    r('GET', '/v1/watch', ({ req, res, query }) => watch(req, res, watchFilter(query))),
     r('GET', '/v1/mappers', ({ query }) => ({ items: reg.listMappers(query.get('node') ?? undefined) })),
     r('PUT', '/v1/mappers/{}/{}', async ({ params: [node, n], body }) => {
       const b = await body() as { devices?: unknown }
@@ -136,6 +171,13 @@ function notFound (what: string): never {
 function sha (s: string): Buffer { return createHash('sha256').update(s).digest() }
 
 function authorize (req: IncomingMessage, mutates: boolean, tokenHash: Buffer | undefined): void {
+  const p = principalOf(req)
+  if (p !== undefined) {
+    // The admin server decided (and refuses non-GET for non-admins itself); checked again here so a
+    // route table mounted elsewhere with a principal never mutates for a read-only caller.
+    if (mutates && p.role !== 'admin') throw new HttpError(403, 'EF_FORBIDDEN', 'device API changes need the admin token')
+    return
+  }
   if (tokenHash !== undefined) {
     const h = req.headers.authorization ?? ''
     const m = /^Bearer (.+)$/.exec(h)
@@ -211,7 +253,7 @@ function send (res: ServerResponse, status: number, body: unknown): void {
   res.end(text)
 }
 
-function stream (req: IncomingMessage, res: ServerResponse, reg: DeviceRegistry, filter: WatchFilter, keepAliveMs: number): typeof STREAMING {
+function stream (req: IncomingMessage, res: ServerResponse, reg: DeviceRegistry, filter: WatchFilter, keepAliveMs: number, release: () => void): typeof STREAMING {
   const watcher = reg.watch(filter) // throws typed errors (closed, too many) before any header is sent
   const sse = (req.headers.accept ?? '').includes('text/event-stream')
   res.writeHead(200, {
@@ -223,7 +265,7 @@ function stream (req: IncomingMessage, res: ServerResponse, reg: DeviceRegistry,
   const write = (c: DeviceChange): void => { res.write(sse ? `event: change\ndata: ${JSON.stringify(c)}\n\n` : JSON.stringify(c) + '\n') }
   const keepAlive = setInterval(() => { res.write(sse ? ': keep-alive\n\n' : '\n') }, keepAliveMs)
   keepAlive.unref()
-  const stop = (): void => { clearInterval(keepAlive); void watcher.return?.() }
+  const stop = (): void => { clearInterval(keepAlive); release(); void watcher.return?.() }
   res.on('close', stop)
   void (async () => {
     try {
@@ -234,6 +276,7 @@ function stream (req: IncomingMessage, res: ServerResponse, reg: DeviceRegistry,
       res.end(sse ? `event: error\ndata: ${JSON.stringify(e)}\n\n` : JSON.stringify({ error: e }) + '\n')
     } finally {
       clearInterval(keepAlive)
+      release()
     }
   })()
   return STREAMING

@@ -1,0 +1,328 @@
+/**
+ * The hub's fleet API under /api/ (issue 15), served through the admin
+ * server's `api` hook, so the admin server's guard (Host/Origin, principal)
+ * has run: reads for any principal, actions (dead-letter purge/requeue) for
+ * the admin role only (the admin server refuses non-GET to others).
+ *
+ *   GET  /api/info                          version, role, summary, warnings
+ *   GET  /api/nodes?offset=&limit=&q=&status=&transport=&label=k=v&minQueue=&sort=id|queue|rtt
+ *   GET  /api/nodes/<id>                    session, transport, traffic, RTT history, outbox head, dead letters, reconnects, devices
+ *   GET  /api/dead-letters?node=&limit=     newest first
+ *   GET  /api/dead-letters/<node>/<seq>     one dead letter
+ *   POST /api/dead-letters/<node>/<seq>/requeue   put it back in the node's outbox (audited)
+ *   POST /api/dead-letters/purge  {node?, seqs?}  remove dead letters (audited)
+ *   GET  /api/events[?node=]                server-sent events: `summary` every period, `node` events
+ *                                           as they happen, `detail` of ?node every period
+ *
+ * Speed at 10,000 nodes (bench/admin-nodes.ts): one pass over the node
+ * snapshots, queue depths read only for nodes with something pending (one
+ * scan of the store's peer counters), and a page of at most 500 rows.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Logger } from './logger.js'
+import { principalOf } from './http-guard.js'
+import { FleetHistory, type NodeSample } from './fleet-history.js'
+import { SseHub } from './sse.js'
+
+export interface FleetNodeInfo {
+  nodeId: string
+  status: 'connected' | 'disconnected'
+  labels: Record<string, string>
+  transport: string | undefined
+  remoteAddress: string | undefined
+  connectedAt: number | undefined
+  disconnectedAt: number | undefined
+  lastSeen: number | undefined
+  rttMs: number | undefined
+  sessionId: string | undefined
+}
+
+export interface DeadLetterView { peer: string, seq: number, id: string, key?: string, code: string, reason: string, at: number, size: number, requeueable?: boolean }
+
+/** What the fleet API reads from the hub (src/hub/fleet-source.ts builds it). */
+export interface FleetSource {
+  nodes (): FleetNodeInfo[]
+  node (nodeId: string): FleetNodeInfo | undefined
+  /** Nodes with a non-empty outbox, with their depth (one scan of the store's counters). */
+  queued (): Map<string, { count: number, bytes: number }>
+  outbox (nodeId: string): { count: number, bytes: number, firstSeq: number, lastSeq: number, inflight: number, acked: number }
+  outboxHead (nodeId: string, limit: number): Array<{ seq: number, id: string, key?: string | undefined, op?: string | undefined, size: number, enqueuedAt: number, expiresAt?: number | undefined, rejections: number }>
+  traffic (nodeId: string): { bytesSent: number, bytesReceived: number, messagesSent: number, messagesReceived: number } | undefined
+  deadLetters (nodeId: string | undefined, limit: number): DeadLetterView[]
+  requeue?: (nodeId: string, seq: number) => Promise<{ seq: number }>
+  purge?: (nodeId: string | undefined, seqs: number[] | undefined) => Promise<number>
+  devices?: (nodeId: string) => unknown[]
+  /** Subscribe to node connect/disconnect events; returns the unsubscribe function. */
+  onNodeEvent (fn: (e: { type: string, nodeId: string, reason?: string, transport?: string }) => void): () => void
+  warnings (): Promise<string[]>
+  info (): Record<string, unknown>
+}
+
+export interface FleetApiOptions {
+  source: FleetSource
+  logger: Logger
+  now?: () => number
+  /** History sampling period. @default 5000 */
+  sampleMs?: number
+  /** SSE summary/detail period. @default 2000 */
+  eventsMs?: number
+}
+
+export interface FleetApi {
+  routes: (req: IncomingMessage, res: ServerResponse, path: string) => Promise<boolean>
+  close (): void
+}
+
+class ApiError extends Error {
+  constructor (readonly status: number, readonly code: string, message: string) { super(message) }
+}
+
+const JSON_TYPE = 'application/json; charset=utf-8'
+/** Largest page: 250 rows stay under 100 KB with typical labels (bench/admin-nodes.ts). */
+export const MAX_PAGE = 250
+
+export function createFleetApi (o: FleetApiOptions): FleetApi {
+  const src = o.source
+  const now = o.now ?? Date.now
+  const log = o.logger.child({ component: 'admin-api' })
+  const history = new FleetHistory(32)
+  const reconnects = new Map<string, Array<{ at: number, type: string, reason?: string, transport?: string }>>()
+  const sse = new SseHub()
+
+  const sample = (): void => {
+    const t = now()
+    const q = src.queued()
+    for (const n of src.nodes()) {
+      if (n.status !== 'connected' && !q.has(n.nodeId)) continue
+      const tr = src.traffic(n.nodeId)
+      const s: NodeSample = { t, rttMs: n.rttMs ?? NaN, bytesIn: tr?.bytesReceived ?? NaN, bytesOut: tr?.bytesSent ?? NaN, queue: q.get(n.nodeId)?.count ?? 0 }
+      history.add(n.nodeId, s)
+    }
+  }
+  const sampler = setInterval(sample, o.sampleMs ?? 5000)
+  sampler.unref()
+  setImmediate(sample).unref()
+
+  const unsubscribe = src.onNodeEvent(e => {
+    let list = reconnects.get(e.nodeId)
+    if (list === undefined) { list = []; reconnects.set(e.nodeId, list) }
+    list.push({ at: now(), type: e.type, ...(e.reason === undefined ? {} : { reason: e.reason }), ...(e.transport === undefined ? {} : { transport: e.transport }) })
+    if (list.length > 20) list.shift()
+    sse.broadcast('node', e)
+  })
+  const ticker = setInterval(() => {
+    if (sse.size === 0) return
+    sse.broadcast('summary', summary())
+    for (const node of sse.topics()) {
+      try { sse.publish(node, 'detail', detail(node)) } catch { /* node unknown: nothing to send */ }
+    }
+  }, o.eventsMs ?? 2000)
+  ticker.unref()
+
+  function summary (): Record<string, unknown> {
+    const nodes = src.nodes()
+    const q = src.queued()
+    let connected = 0
+    let queued = 0
+    let queuedBytes = 0
+    for (const n of nodes) if (n.status === 'connected') connected++
+    let waitingForOffline = 0
+    for (const [id, v] of q) {
+      queued += v.count
+      queuedBytes += v.bytes
+      const n = src.node(id)
+      if (n === undefined || n.status !== 'connected') waitingForOffline += v.count
+    }
+    const dl = src.deadLetters(undefined, 1000)
+    const byReason: Record<string, number> = {}
+    for (const d of dl) byReason[d.code] = (byReason[d.code] ?? 0) + 1
+    return { nodes: nodes.length, connected, disconnected: nodes.length - connected, queuedMessages: queued, queuedBytes, queuedForDisconnected: waitingForOffline, nodesWithQueue: q.size, recentDeadLetters: dl.length, deadLettersByCode: byReason }
+  }
+
+  function list (query: URLSearchParams): Record<string, unknown> {
+    const limit = intParam(query, 'limit', 100, 1, MAX_PAGE)
+    const offset = intParam(query, 'offset', 0, 0, 10_000_000)
+    const minQueue = intParam(query, 'minQueue', 0, 0, Number.MAX_SAFE_INTEGER)
+    const status = query.get('status') ?? ''
+    const transport = query.get('transport') ?? ''
+    const search = (query.get('q') ?? '').toLowerCase()
+    const sort = query.get('sort') ?? 'id'
+    if (!['id', 'queue', 'rtt'].includes(sort)) throw new ApiError(400, 'EF_BAD_REQUEST', 'sort must be id, queue or rtt')
+    const labels: Array<[string, string]> = []
+    for (const l of query.getAll('label')) {
+      const i = l.indexOf('=')
+      if (i <= 0) throw new ApiError(400, 'EF_BAD_REQUEST', `label selector ${JSON.stringify(l)} must be key=value`)
+      labels.push([l.slice(0, i), l.slice(i + 1)])
+    }
+    const q = src.queued()
+    const rows: Array<{ n: FleetNodeInfo, queue: number, bytes: number }> = []
+    const all = src.nodes()
+    // Nodes that never connected since the hub started but have messages waiting are listed too.
+    if (q.size > 0) {
+      const known = new Set(all.map(n => n.nodeId))
+      for (const id of q.keys()) if (!known.has(id)) all.push(neverSeen(id))
+    }
+    for (const n of all) {
+      if (status !== '' && n.status !== status) continue
+      if (transport !== '' && n.transport !== transport) continue
+      if (search !== '' && !n.nodeId.toLowerCase().includes(search)) continue
+      if (labels.length > 0 && !labels.every(([k, v]) => n.labels[k] === v)) continue
+      const depth = q.get(n.nodeId)
+      const queue = depth?.count ?? 0
+      if (minQueue > 0 && queue < minQueue) continue
+      rows.push({ n, queue, bytes: depth?.bytes ?? 0 })
+    }
+    if (sort === 'id') rows.sort((a, b) => a.n.nodeId < b.n.nodeId ? -1 : a.n.nodeId > b.n.nodeId ? 1 : 0)
+    else if (sort === 'queue') rows.sort((a, b) => b.queue - a.queue || (a.n.nodeId < b.n.nodeId ? -1 : 1))
+    else rows.sort((a, b) => (b.n.rttMs ?? -1) - (a.n.rttMs ?? -1))
+    const page = rows.slice(offset, offset + limit).map(r => ({
+      nodeId: r.n.nodeId, status: r.n.status, transport: r.n.transport, labels: r.n.labels, rttMs: r.n.rttMs === undefined ? undefined : Math.round(r.n.rttMs * 100) / 100,
+      lastSeen: r.n.lastSeen, connectedAt: r.n.connectedAt, disconnectedAt: r.n.disconnectedAt, queue: r.queue, queueBytes: r.bytes
+    }))
+    return { total: rows.length, offset, limit, items: page }
+  }
+
+  function detail (nodeId: string): Record<string, unknown> {
+    const n = src.node(nodeId) ?? (src.queued().has(nodeId) || src.deadLetters(nodeId, 1).length > 0 ? neverSeen(nodeId) : undefined)
+    if (n === undefined) throw new ApiError(404, 'EF_NOT_FOUND', `node ${nodeId} is not known to this hub`)
+    const outbox = src.outbox(nodeId)
+    const head = src.outboxHead(nodeId, 20)
+    return {
+      node: n,
+      traffic: src.traffic(nodeId),
+      outbox: { ...outbox, oldestAgeMs: head[0] === undefined ? 0 : Math.max(0, now() - head[0].enqueuedAt), head },
+      deadLetters: src.deadLetters(nodeId, 50),
+      history: history.get(nodeId),
+      reconnects: [...(reconnects.get(nodeId) ?? [])].reverse(),
+      devices: src.devices?.(nodeId) ?? []
+    }
+  }
+
+  async function readJson (req: IncomingMessage): Promise<Record<string, unknown>> {
+    const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase()
+    if (type !== 'application/json') throw new ApiError(415, 'EF_UNSUPPORTED_MEDIA_TYPE', 'the body must be application/json')
+    let size = 0
+    const chunks: Buffer[] = []
+    for await (const c of req as AsyncIterable<Buffer>) {
+      size += c.length
+      if (size > 65_536) throw new ApiError(413, 'EF_BODY_TOO_LARGE', 'body larger than 64 KiB')
+      chunks.push(c)
+    }
+    const text = Buffer.concat(chunks).toString('utf8')
+    if (text.trim() === '') return {}
+    try {
+      const v = JSON.parse(text) as unknown
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object')
+      return v as Record<string, unknown>
+    } catch (err) {
+      throw new ApiError(400, 'EF_BAD_JSON', `malformed JSON: ${(err as Error).message}`)
+    }
+  }
+
+  const audit = (req: IncomingMessage, action: string, fields: Record<string, unknown>): void => {
+    const p = principalOf(req)
+    log.warn({ audit: true, action, principal: p?.id, remote: req.socket.remoteAddress, ...fields }, `admin action: ${action}`)
+  }
+
+  const routes = async (req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> => {
+    if (!path.startsWith('/api/')) return false
+    const query = new URL(req.url ?? '/', 'http://x').searchParams
+    const get = req.method === 'GET' || req.method === 'HEAD'
+    try {
+      const parts = path.slice(5).split('/').map(s => decodeURIComponent(s))
+      if (get && path === '/api/info') return send(res, 200, { ...src.info(), summary: summary(), warnings: await src.warnings(), principal: principalOf(req) })
+      if (get && path === '/api/nodes') return send(res, 200, list(query))
+      if (get && parts[0] === 'nodes' && parts.length === 2) return send(res, 200, detail(parts[1] as string))
+      if (get && path === '/api/dead-letters') {
+        const node = query.get('node') ?? undefined
+        return send(res, 200, { items: src.deadLetters(node === '' ? undefined : node, intParam(query, 'limit', 100, 1, 1000)) })
+      }
+      if (get && parts[0] === 'dead-letters' && parts.length === 3) {
+        const d = findDead(parts[1] as string, seqOf(parts[2]))
+        return send(res, 200, d)
+      }
+      if (req.method === 'POST' && parts[0] === 'dead-letters' && parts.length === 4 && parts[3] === 'requeue') {
+        await readJson(req)
+        const node = parts[1] as string
+        const seq = seqOf(parts[2])
+        const dead = findDead(node, seq)
+        if (src.requeue === undefined) throw new ApiError(501, 'EF_NOT_SUPPORTED', 'this store cannot requeue dead letters')
+        if (dead.requeueable !== true) throw new ApiError(409, 'EF_NOT_REQUEUEABLE', `dead letter ${node}/${seq} kept no message body (larger than 64 KiB, or recorded by an older version)`)
+        let r: { seq: number }
+        try {
+          r = await src.requeue(node, seq)
+        } catch (err) {
+          throw new ApiError(409, 'EF_REQUEUE_FAILED', (err as Error).message)
+        }
+        audit(req, 'dead-letter-requeue', { node, seq, newSeq: r.seq })
+        return send(res, 200, { requeued: { node, seq }, seq: r.seq })
+      }
+      if (req.method === 'POST' && path === '/api/dead-letters/purge') {
+        const b = await readJson(req)
+        const node = typeof b.node === 'string' && b.node !== '' ? b.node : undefined
+        if (b.seqs !== undefined && (!Array.isArray(b.seqs) || !b.seqs.every(s => Number.isSafeInteger(s) && (s as number) > 0))) throw new ApiError(400, 'EF_BAD_REQUEST', 'seqs must be an array of sequence numbers')
+        if (b.seqs !== undefined && node === undefined) throw new ApiError(400, 'EF_BAD_REQUEST', 'seqs need a node')
+        if (src.purge === undefined) throw new ApiError(501, 'EF_NOT_SUPPORTED', 'this store cannot purge dead letters')
+        const n = await src.purge(node, b.seqs as number[] | undefined)
+        audit(req, 'dead-letter-purge', { node, seqs: b.seqs, removed: n })
+        return send(res, 200, { purged: n })
+      }
+      if (get && path === '/api/events') {
+        const node = query.get('node') ?? undefined
+        if (node !== undefined && node !== '' && src.node(node) === undefined && !src.queued().has(node)) throw new ApiError(404, 'EF_NOT_FOUND', `node ${node} is not known to this hub`)
+        const p = principalOf(req)
+        sse.open(req, res, p?.anonymous === false ? p.id : 'anonymous', node === '' ? undefined : node)
+        sse.send(res, 'summary', summary())
+        if (node !== undefined && node !== '') sse.send(res, 'detail', detail(node))
+        return true
+      }
+      throw new ApiError(get || req.method === 'POST' ? 404 : 405, get || req.method === 'POST' ? 'EF_NOT_FOUND' : 'EF_METHOD_NOT_ALLOWED', `no route ${req.method ?? ''} ${path}`)
+    } catch (err) {
+      if (res.headersSent) { res.destroy(); return true }
+      if (err instanceof ApiError) return send(res, err.status, { code: err.code, message: err.message })
+      throw err
+    }
+  }
+
+  function findDead (node: string, seq: number): DeadLetterView {
+    const d = src.deadLetters(node, 100_000).find(x => x.seq === seq)
+    if (d === undefined) throw new ApiError(404, 'EF_NOT_FOUND', `no dead letter ${node}/${seq}`)
+    return d
+  }
+
+  return {
+    routes,
+    close () {
+      clearInterval(sampler)
+      clearInterval(ticker)
+      unsubscribe()
+      sse.closeAll()
+    }
+  }
+}
+
+/** A node with queued messages or dead letters that has not connected since the hub started. */
+function neverSeen (nodeId: string): FleetNodeInfo {
+  return { nodeId, status: 'disconnected', labels: {}, transport: undefined, remoteAddress: undefined, connectedAt: undefined, disconnectedAt: undefined, lastSeen: undefined, rttMs: undefined, sessionId: undefined }
+}
+
+function seqOf (s: string | undefined): number {
+  const n = Number(s)
+  if (!Number.isSafeInteger(n) || n < 1) throw new ApiError(400, 'EF_BAD_REQUEST', 'the sequence number must be a positive integer')
+  return n
+}
+
+function intParam (q: URLSearchParams, name: string, def: number, min: number, max: number): number {
+  const v = q.get(name)
+  if (v === null || v === '') return def
+  const n = Number(v)
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new ApiError(400, 'EF_BAD_REQUEST', `${name} must be an integer from ${min} to ${max}`)
+  return n
+}
+
+export function send (res: ServerResponse, status: number, body: unknown): true {
+  const text = JSON.stringify(body)
+  res.writeHead(status, { 'content-type': JSON_TYPE, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' })
+  res.end(text)
+  return true
+}
