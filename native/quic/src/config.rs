@@ -58,7 +58,10 @@ impl Params {
         t.send_window(self.send_window as u64);
         t.max_concurrent_bidi_streams(VarInt::from_u32(self.max_bidi_streams as u32));
         t.max_concurrent_uni_streams(VarInt::from_u32(0));
-        t.datagram_receive_buffer_size(None);
+        // Only liveness probes arrive as datagrams (engine.rs probe_watchdog);
+        // they are never read, so a tiny buffer (oldest dropped first) bounds them.
+        t.datagram_receive_buffer_size(Some(2048));
+        t.datagram_send_buffer_size(2048);
         if self.initial_rtt_ms > 0.0 {
             t.initial_rtt(Duration::from_micros((self.initial_rtt_ms * 1000.0) as u64));
         }
