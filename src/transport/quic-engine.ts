@@ -134,3 +134,14 @@ export async function chooseQuicEngine (wanted: QuicEngineName | 'auto'): Promis
   }
   return { engine: libp2pEngine, reason: `quic: engine libp2p (fallback: ${avail.reason})` }
 }
+
+/** The engine line of a transport, if it is quic:// (for the start log of hubs and edges). */
+export async function quicEngineLine (transport: unknown): Promise<string | undefined> {
+  const f = (transport as { engine?: () => Promise<EngineChoice> } | undefined)?.engine
+  if (typeof f !== 'function') return undefined
+  try {
+    return (await f()).reason
+  } catch {
+    return undefined
+  }
+}
