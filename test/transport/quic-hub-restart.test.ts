@@ -23,6 +23,9 @@ import { edgefabricAvailable } from '../../src/transport/quic-engine.js'
 const PEER = fileURLToPath(new URL('./quic-restart-peer.mjs', import.meta.url))
 const distReady = existsSync(fileURLToPath(new URL('../../dist/index.js', import.meta.url)))
 const ROUNDS = Number(process.env.QUIC_RESTART_ROUNDS ?? 4)
+// QUIC_RESTART_ENGINE=libp2p measures the libp2p engine the same way (for the
+// same-run comparison in the report; it only has to come back, with no time bar).
+const ENGINE = process.env.QUIC_RESTART_ENGINE ?? 'edgefabric'
 
 interface Proc { child: ChildProcessByStdio<null, Readable, null>, events: Array<Record<string, unknown>>, wait: (pred: (e: Record<string, unknown>) => boolean, ms: number) => Promise<Record<string, unknown>> }
 
@@ -62,17 +65,17 @@ async function kill (p: Proc, signal: NodeJS.Signals): Promise<void> {
 }
 
 const avail = edgefabricAvailable()
-const skip = !distReady ? 'dist/ not built (npm run build)' : avail.ok ? false : avail.reason
+const skip = !distReady ? 'dist/ not built (npm run build)' : avail.ok || ENGINE !== 'edgefabric' ? false : avail.reason
 
-t.test('a restarted hub has its quic edge back in session within 1 s', { skip }, async t => {
+t.test(`a restarted hub has its quic edge back in session within 1 s (${ENGINE} engine)`, { skip }, async t => {
   const dir = t.testdir()
   const port = await freeUdpPort()
-  const env = { ...process.env, EDGEFABRIC_QUIC_ENGINE: 'edgefabric' }
+  const env = { ...process.env, EDGEFABRIC_QUIC_ENGINE: ENGINE }
   let hub = start(['hub', join(dir, 'hub'), String(port), 'edge-1'], env)
-  const first = await hub.wait(e => e.type === 'listening', 20_000)
+  const first = await hub.wait(e => e.type === 'listening', 90_000)
   const edge = start(['edge', join(dir, 'edge'), String(first.url), 'edge-1', String(first.token)], env)
   t.teardown(async () => { await kill(edge, 'SIGKILL'); await kill(hub, 'SIGKILL') })
-  await edge.wait(e => e.type === 'connected', 20_000)
+  await edge.wait(e => e.type === 'connected', 90_000)
 
   const backMs: number[] = []
   for (let round = 0; round < ROUNDS; round++) {
@@ -81,11 +84,14 @@ t.test('a restarted hub has its quic edge back in session within 1 s', { skip },
     const seen = edge.events.length
     await kill(hub, 'SIGKILL')
     hub = start(['hub', join(dir, 'hub'), String(port), 'edge-1'], env)
-    const up = await hub.wait(e => e.type === 'listening', 20_000)
-    const back = await edge.wait(e => e.type === 'connected' && edge.events.indexOf(e) >= seen, 30_000)
+    const up = await hub.wait(e => e.type === 'listening', 90_000)
+    const back = await edge.wait(e => e.type === 'connected' && edge.events.indexOf(e) >= seen, 60_000)
     backMs.push((back.at as number) - (up.at as number))
   }
   const sorted = [...backMs].sort((a, b) => a - b)
   t.comment(`back in session after the hub listens (ms), per round: ${backMs.join(', ')}; median ${sorted[Math.floor(sorted.length / 2)] ?? '-'}, max ${sorted.at(-1) ?? '-'}`)
-  for (const [i, ms] of backMs.entries()) t.ok(ms <= 1000, `round ${i + 1}: back in ${ms} ms (≤ 1000)`)
+  t.equal(backMs.length, ROUNDS, 'the edge came back after every restart')
+  if (ENGINE === 'edgefabric') {
+    for (const [i, ms] of backMs.entries()) t.ok(ms <= 1000, `round ${i + 1}: back in ${ms} ms (≤ 1000)`)
+  }
 })

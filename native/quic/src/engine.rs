@@ -60,6 +60,7 @@ enum RecvCmd {
 }
 
 struct StreamEntry {
+    #[allow(dead_code)]
     conn: u32,
     send: UnboundedSender<SendCmd>,
     recv: UnboundedSender<RecvCmd>,
@@ -315,11 +316,53 @@ async fn send_task(sid: u32, mut send: SendStream, mut rx: UnboundedReceiver<Sen
     }
 }
 
+/// Resolves at once with the inner future's output if it is ready on the first poll, else None.
+struct PollOnce<'a, F: std::future::Future>(std::pin::Pin<&'a mut F>);
+
+impl<F: std::future::Future> std::future::Future for PollOnce<'_, F> {
+    type Output = Option<F::Output>;
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        match self.0.as_mut().poll(cx) {
+            std::task::Poll::Ready(v) => std::task::Poll::Ready(Some(v)),
+            std::task::Poll::Pending => std::task::Poll::Ready(None),
+        }
+    }
+}
+
 async fn recv_task(sid: u32, mut recv: RecvStream, mut rx: UnboundedReceiver<RecvCmd>) {
     while let Some(cmd) = rx.recv().await {
         match cmd {
             RecvCmd::Read(max) => match recv.read_chunk(max, true).await {
-                Ok(Some(chunk)) => emit(E_DATA, sid, 0, &chunk.bytes),
+                Ok(Some(first)) => {
+                    // One chunk is one STREAM frame (~1.2 KB): take whatever else is
+                    // already buffered, up to `max`, so one crossing carries up to
+                    // `max` bytes. Nothing is held while waiting for the first chunk
+                    // (an idle stream costs no read buffer).
+                    let mut out: Vec<u8> = Vec::new();
+                    let mut more = true;
+                    while more && first.bytes.len() + out.len() < max {
+                        let rest = max - first.bytes.len() - out.len();
+                        // Poll the read once: data already there, or nothing (no timer: a
+                        // zero tokio timeout waits for the next 1 ms timer tick).
+                        let mut next = Box::pin(recv.read_chunk(rest, true));
+                        match (PollOnce(next.as_mut())).await {
+                            Some(Ok(Some(c))) => {
+                                if out.is_empty() {
+                                    out.reserve(max.min(first.bytes.len() * 8));
+                                    out.extend_from_slice(&first.bytes);
+                                }
+                                out.extend_from_slice(&c.bytes);
+                            }
+                            // FIN, error or nothing buffered: the next Read reports it.
+                            _ => more = false,
+                        }
+                    }
+                    if out.is_empty() {
+                        emit(E_DATA, sid, 0, &first.bytes)
+                    } else {
+                        emit(E_DATA, sid, 0, &out)
+                    }
+                }
                 Ok(None) => emit(E_FIN, sid, 0, &[]),
                 Err(e) => emit(E_READ_ERR, sid, 0, e.to_string().as_bytes()),
             },
