@@ -54,9 +54,15 @@ const HEAD = 13
 export function addonPath (): string {
   const override = process.env.EDGEFABRIC_QUIC_ENGINE_PATH
   if (override !== undefined && override !== '') return override
-  // src/transport/ and dist/transport/ are both two levels below the package root.
-  const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
-  return join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'edgefabric-quic.node')
+  // The package root holds prebuilds/: two levels up from src/transport/ and
+  // dist/transport/, three from dist-bench/src/transport/.
+  const rel = join('prebuilds', `${process.platform}-${process.arch}`, 'edgefabric-quic.node')
+  let dir = dirname(fileURLToPath(import.meta.url))
+  for (let up = 0; up < 4; up++) {
+    dir = dirname(dir)
+    if (existsSync(join(dir, rel))) return join(dir, rel)
+  }
+  return join(dirname(dirname(fileURLToPath(import.meta.url))), rel)
 }
 
 export type EventHandler = (op: number, a: number, b: number, payload: Buffer) => void
