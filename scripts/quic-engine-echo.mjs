@@ -7,8 +7,10 @@
  */
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { resolve } from 'node:path'
 
-const [a, b, role, url, pin] = process.argv.slice(2)
+const [a0, b0, role, url, pin] = process.argv.slice(2)
+const [a, b] = [resolve(a0), resolve(b0)]
 const dist = new URL('../dist/', import.meta.url)
 
 async function load () {

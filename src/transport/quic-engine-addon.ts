@@ -10,7 +10,7 @@
  */
 import { createRequire } from 'node:module'
 import { existsSync } from 'node:fs'
-import { dirname, join } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { TransportUnavailableError, toError } from '../errors.js'
 
@@ -53,7 +53,7 @@ const HEAD = 13
 /** The prebuilt shipped in the package for this platform, or the one named by EDGEFABRIC_QUIC_ENGINE_PATH. */
 export function addonPath (): string {
   const override = process.env.EDGEFABRIC_QUIC_ENGINE_PATH
-  if (override !== undefined && override !== '') return override
+  if (override !== undefined && override !== '') return resolve(override)
   // The package root holds prebuilds/: two levels up from src/transport/ and
   // dist/transport/, three from dist-bench/src/transport/.
   const rel = join('prebuilds', `${process.platform}-${process.arch}`, 'edgefabric-quic.node')
