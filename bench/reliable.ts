@@ -78,12 +78,24 @@ async function withDir<T> (fn: (dir: string) => Promise<T>): Promise<T> {
   try { return await fn(dir) } finally { rmSync(dir, { recursive: true, force: true }) }
 }
 
+/**
+ * `quic+libp2p` / `quic+edgefabric` pick the QUIC engine of both child
+ * processes (issue 18: compare the engines in one run); plain `quic` is the default choice.
+ */
+function schemeOf (transport: string): string {
+  const [scheme, engine] = transport.split('+')
+  if (engine !== undefined) process.env.EDGEFABRIC_QUIC_ENGINE = engine
+  else delete process.env.EDGEFABRIC_QUIC_ENGINE
+  return scheme as string
+}
+
 async function efLive (transport: string, durability: string): Promise<LiveResult> {
+  const scheme = schemeOf(transport)
   return await withDir(async dir => {
     const hub = child('ef-hub', 'reliable-ef-hub')
     const edge = child('ef-edge', 'reliable-ef-edge')
     try {
-      const { url, token } = await hub.request<{ url: string, token: string }>('start', { listen: `${transport}://127.0.0.1:0`, dataDir: join(dir, 'hub'), durability })
+      const { url, token } = await hub.request<{ url: string, token: string }>('start', { listen: `${scheme}://127.0.0.1:0`, dataDir: join(dir, 'hub'), durability })
       await edge.request('start', { hub: url, token, dataDir: join(dir, 'edge'), durability, capacity: WARM, base: 0 })
       await Promise.all([hub.request('produce', { n: WARM, window: WINDOW }), edge.request('wait', { n: WARM, timeoutMs: TIMEOUT })])
       await edge.request('reset', { capacity: N, base: WARM })
@@ -105,11 +117,12 @@ async function efLive (transport: string, durability: string): Promise<LiveResul
 }
 
 async function efDrain (transport: string, durability: string): Promise<DrainResult> {
+  const scheme = schemeOf(transport)
   return await withDir(async dir => {
     const hub = child('ef-hub', 'reliable-ef-hub')
     const edge = child('ef-edge', 'reliable-ef-edge')
     try {
-      const { url, token } = await hub.request<{ url: string, token: string }>('start', { listen: `${transport}://127.0.0.1:0`, dataDir: join(dir, 'hub'), durability })
+      const { url, token } = await hub.request<{ url: string, token: string }>('start', { listen: `${scheme}://127.0.0.1:0`, dataDir: join(dir, 'hub'), durability })
       const p = await hub.request<Produced>('produce', { n: DRAIN, window: WINDOW })
       const depth = await hub.request<number>('depth')
       if (depth !== DRAIN) throw new Error(`outbox holds ${depth}, expected ${DRAIN}`)

@@ -15,8 +15,9 @@ import {
   CAPABILITIES, PROTOCOL_VERSION, helloContext, type JoinProofContent, isSessionMessage, parseChallenge, parseGoodbye, parsePing,
   parseRefused, parseWelcome, sessionMessage, type WelcomeContent
 } from '../session/protocol.js'
-import { dial } from '../transport/index.js'
+import { dial, transportFor } from '../transport/index.js'
 import { joinProof } from '../identity/join-proof.js'
+import { quicEngineLine } from '../transport/quic-engine.js'
 import type { Connection, ConnectionOptions } from '../transport/types.js'
 
 /** The hub refused the join; `retryable` says whether retrying can help. */
@@ -82,6 +83,7 @@ export class EdgeConnector extends EventEmitter<ConnectorEvents> {
   #retryTimer: TimerHandle | undefined
   #urlIndex = 0
   #dialAbort: AbortController | undefined
+  #engineLogged = false
   #connectedAt = 0
   #heartbeatMs = 5000
   #joined: boolean
@@ -143,6 +145,14 @@ export class EdgeConnector extends EventEmitter<ConnectorEvents> {
     const pin = this.#pinFor(url)
     if (pin === undefined && url.protocol === 'ws:') {
       this.#o.logger.warn({ url: url.href }, 'plain ws:// hub URL: the hub is not authenticated and traffic is not encrypted')
+    }
+    if (url.protocol === 'quic:' && !this.#engineLogged) {
+      // Say once which QUIC engine carries quic:// (issue 18).
+      this.#engineLogged = true
+      const href = url.href
+      void transportFor(url).then(quicEngineLine).then(line => {
+        if (line !== undefined) this.#o.logger.info({ url: href }, line)
+      }, () => {})
     }
     this.#dialAbort = new AbortController()
     let conn: Connection

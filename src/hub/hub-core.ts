@@ -19,7 +19,8 @@ import { PendingRequests } from '../session/pending.js'
 import { KeyedRateLimiter } from '../session/rate-limit.js'
 import { PreAuthGate, sourceKey, type PreAuthRefusalEvent } from '../transport/pre-auth.js'
 import type { HelloContent, RefusedContent } from '../session/protocol.js'
-import { listen } from '../transport/index.js'
+import { listen, transportFor } from '../transport/index.js'
+import { quicEngineLine } from '../transport/quic-engine.js'
 import { resolveConnectionOptions } from '../transport/options.js'
 import type { CloseInfo, Listener } from '../transport/types.js'
 import { withInboundBarrier, type DeviceUpstreamHandler } from './device-upstream.js'
@@ -175,6 +176,11 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
         }
       })
       this.transportListeners.push(listener)
+      // Say which QUIC engine carries quic:// (issue 18: edgefabric, or the libp2p fallback and why).
+      if (url.startsWith('quic:')) {
+        const line = await quicEngineLine(await transportFor(url))
+        if (line !== undefined) this.logger.info({ url: listener.url }, line)
+      }
     }
   }
 

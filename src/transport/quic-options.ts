@@ -1,9 +1,9 @@
 /**
  * Transport-wide quic:// settings and the native engine config built from them.
  */
-import { InvalidOptionError, toError } from '../errors.js'
+import { InvalidOptionError } from '../errors.js'
 import { intOption } from '../util/options.js'
-import type { NativeBinding, NativeConfig } from './quic-native.js'
+import type { CongestionController, EngineConfigInit, QuicEngineName } from './quic-engine.js'
 import { CHANNEL_ORDER } from './quic-wire.js'
 
 const MiB = 1024 * 1024
@@ -11,6 +11,18 @@ const MIN_WINDOW = 64 * 1024
 
 /** Transport-wide QUIC settings (createQuicTransport). */
 export interface QuicTransportOptions {
+  /**
+   * QUIC engine: `edgefabric` (native/quic, prebuilt for linux-x64: migration,
+   * hub-derived stateless resets, congestion control by choice) or `libp2p`
+   * (@chainsafe/libp2p-quic). `auto` picks edgefabric where its prebuilt loads
+   * and libp2p elsewhere; the EDGEFABRIC_QUIC_ENGINE environment variable
+   * overrides `auto`. Both engines speak the same wire. @default 'auto'
+   */
+  engine?: QuicEngineName | 'auto'
+  /** Congestion controller (edgefabric engine; libp2p always uses cubic). @default 'cubic' */
+  congestionController?: CongestionController
+  /** Let a peer's address change mid-connection (NAT rebinding; edgefabric engine only, libp2p never does). @default true */
+  migration?: boolean
   /** A connection with no packets for this long is dead (how a vanished peer is noticed). @default 10000 */
   maxIdleTimeoutMs?: number
   /** Send a keep-alive after this much silence; must be below maxIdleTimeoutMs. @default 2000 */
@@ -35,6 +47,9 @@ export interface QuicTransportOptions {
 }
 
 export interface ResolvedQuicOptions {
+  engine: QuicEngineName | 'auto'
+  congestionController: CongestionController
+  migration: boolean
   maxIdleTimeoutMs: number
   keepAliveIntervalMs: number
   maxStreamData: number
@@ -52,7 +67,19 @@ export function resolveQuicOptions (o: QuicTransportOptions): ResolvedQuicOption
   }
   const maxStreamData = intOption('maxStreamData', o.maxStreamData, 2 * MiB, MIN_WINDOW, 0xffff_ffff)
   const maxConnectionData = intOption('maxConnectionData', o.maxConnectionData, Math.max(8 * MiB, 2 * maxStreamData), maxStreamData, 0xffff_ffff)
+  const engine = o.engine ?? 'auto'
+  if (engine !== 'auto' && engine !== 'edgefabric' && engine !== 'libp2p') {
+    throw new InvalidOptionError('engine', `must be 'edgefabric', 'libp2p' or 'auto', got ${String(engine)}`)
+  }
+  const congestionController = o.congestionController ?? 'cubic'
+  if (congestionController !== 'cubic' && congestionController !== 'newreno' && congestionController !== 'bbr') {
+    throw new InvalidOptionError('congestionController', `must be 'cubic', 'newreno' or 'bbr', got ${String(congestionController)}`)
+  }
+  if (o.migration !== undefined && typeof o.migration !== 'boolean') throw new InvalidOptionError('migration', 'must be a boolean')
   return {
+    engine,
+    congestionController,
+    migration: o.migration ?? true,
     maxIdleTimeoutMs,
     keepAliveIntervalMs,
     maxStreamData,
@@ -63,22 +90,20 @@ export function resolveQuicOptions (o: QuicTransportOptions): ResolvedQuicOption
   }
 }
 
-export function nativeConfig (binding: NativeBinding, key: Uint8Array, o: ResolvedQuicOptions, maxInboundBuffer: number): NativeConfig {
+/** The engine config of one endpoint or dial (windows follow the connection's maxInboundBuffer). */
+export function engineConfig (key: Uint8Array, o: ResolvedQuicOptions, maxInboundBuffer: number): EngineConfigInit {
   const streamWindow = Math.min(o.maxStreamData, Math.max(MIN_WINDOW, maxInboundBuffer))
-  try {
-    return new binding.QuinnConfig({
-      privateKeyProto: key,
-      handshakeTimeout: o.maxIdleTimeoutMs, // the binding uses the idle timeout for handshakes anyway
-      maxIdleTimeout: o.maxIdleTimeoutMs,
-      keepAliveInterval: o.keepAliveIntervalMs,
-      maxConcurrentStreamLimit: CHANNEL_ORDER.length, // a peer cannot open a fifth stream at all
-      maxStreamData: streamWindow,
-      maxConnectionData: Math.max(o.maxConnectionData, 2 * streamWindow),
-      receiveBufferSize: o.socketBufferSize,
-      sendBufferSize: o.socketBufferSize
-    })
-  } catch (err) {
-    throw new InvalidOptionError('identity', `rejected by the QUIC engine: ${toError(err).message}`, { cause: err })
+  return {
+    privateKeyProto: key,
+    handshakeTimeout: o.maxIdleTimeoutMs, // the libp2p binding uses the idle timeout for handshakes anyway
+    maxIdleTimeout: o.maxIdleTimeoutMs,
+    keepAliveInterval: o.keepAliveIntervalMs,
+    maxConcurrentStreamLimit: CHANNEL_ORDER.length, // a peer cannot open a fifth stream at all
+    maxStreamData: streamWindow,
+    maxConnectionData: Math.max(o.maxConnectionData, 2 * streamWindow),
+    receiveBufferSize: o.socketBufferSize,
+    sendBufferSize: o.socketBufferSize,
+    congestionController: o.congestionController,
+    migration: o.migration
   }
 }
-

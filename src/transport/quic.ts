@@ -23,14 +23,16 @@ import { resolveConnectionOptions } from './options.js'
 import { QuicConnection, decoderError, type QuicChannelInit } from './quic-connection.js'
 import { resolveQuicIdentity } from './quic-identity.js'
 import { QuicListener } from './quic-listener.js'
-import { nativeBinding, parseRemote, type NativeClient, type NativeConnection } from './quic-native.js'
-import { nativeConfig, resolveQuicOptions, type QuicTransportOptions } from './quic-options.js'
+import { chooseQuicEngine, type EngineChoice } from './quic-engine.js'
+import { parseRemote, type NativeClient, type NativeConnection } from './quic-native.js'
+import { engineConfig, resolveQuicOptions, type QuicTransportOptions } from './quic-options.js'
 import {
   CHANNEL_ID, CHANNEL_ORDER, IO_CHUNK, REFUSE_IDENTITY, T_ACCEPT, T_REFUSE, utf8
 } from './quic-wire.js'
 import type { Channel, Connection, DialOptions, ListenOptions, Listener, Transport } from './types.js'
 
 export type { QuicTransportOptions } from './quic-options.js'
+export type { QuicEngineName, CongestionController } from './quic-engine.js'
 export {
   generateQuicIdentity, quicPeerId, encodeQuicIdentity, decodeQuicIdentity,
   type QuicIdentity, type QuicPrivateKey
@@ -82,8 +84,20 @@ async function firstFrame (stream: QuicChannelInit['stream'], decoder: FrameDeco
   }
 }
 
-export function createQuicTransport (transportOptions: QuicTransportOptions = {}): Transport {
+/** A quic:// transport with its engine choice exposed (for the start log line and tests). */
+export interface QuicTransport extends Transport {
+  /** Resolves the engine (memoized): which one, and a one-line reason to log at start. */
+  engine (): Promise<EngineChoice>
+}
+
+export function createQuicTransport (transportOptions: QuicTransportOptions = {}): QuicTransport {
   const topts = resolveQuicOptions(transportOptions)
+  let chosen: Promise<EngineChoice> | undefined
+  const choose = (): Promise<EngineChoice> => {
+    chosen ??= chooseQuicEngine(topts.engine)
+    chosen.catch(() => { chosen = undefined })
+    return chosen
+  }
 
   async function dial (url: URL, options: DialOptions = {}): Promise<Connection> {
     const href = url.href
@@ -102,12 +116,13 @@ export function createQuicTransport (transportOptions: QuicTransportOptions = {}
     }
 
     const attempt = async (): Promise<Connection> => {
-      const binding = await nativeBinding()
+      const { engine } = await choose()
       const id = await resolveQuicIdentity(options.identity)
-      const config = nativeConfig(binding, id.proto, topts, resolved.maxInboundBuffer)
+      const config = engineConfig(id.proto, topts, resolved.maxInboundBuffer)
       const ip = await resolveHost(target.host, href)
       if (settled) throw new AbortedError()
-      client = new binding.Client(config, isIP(ip) === 6 ? 1 : 0)
+      client = await engine.client(config, isIP(ip) === 6 ? 1 : 0)
+      if (settled) throw new AbortedError()
       native = await client.outboundConnection(ip, target.port)
       if (settled) throw new AbortedError()
       const { address, peerId } = parseRemote(native.remoteMultiaddr())
@@ -181,13 +196,13 @@ export function createQuicTransport (transportOptions: QuicTransportOptions = {}
     const resolved = resolveConnectionOptions(options)
     const maxConnections = intOption('maxConnections', options.maxConnections, 100_000, 1)
     const target = parseQuicUrl(url, true)
-    const binding = await nativeBinding()
+    const { engine } = await choose()
     const id = await resolveQuicIdentity(options.identity, true)
-    const config = nativeConfig(binding, id.proto, topts, resolved.maxInboundBuffer)
+    const config = engineConfig(id.proto, topts, resolved.maxInboundBuffer)
     const ip = await resolveHost(target.host, url.href)
     let server
     try {
-      server = new binding.Server(config, ip, target.port)
+      server = await engine.server(config, ip, target.port)
     } catch (err) {
       throw new ListenError(url.href, toError(err).message, { cause: err })
     }
@@ -208,11 +223,12 @@ export function createQuicTransport (transportOptions: QuicTransportOptions = {}
   return {
     name: 'quic',
     schemes: ['quic'],
-    async probe () { await nativeBinding() },
+    async probe () { await choose() },
+    engine: choose,
     dial,
     listen
   }
 }
 
 /** quic:// with default transport options. */
-export const quicTransport: Transport = createQuicTransport()
+export const quicTransport: QuicTransport = createQuicTransport()

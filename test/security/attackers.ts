@@ -10,8 +10,9 @@ import { randomBytes } from 'node:crypto'
 import { connect as netConnect, type Socket } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
 import { frameHeader } from '../../src/transport/framing.js'
-import { nativeBinding, type NativeConnection } from '../../src/transport/quic-native.js'
-import { nativeConfig, resolveQuicOptions } from '../../src/transport/quic-options.js'
+import type { NativeConnection } from '../../src/transport/quic-native.js'
+import { chooseQuicEngine } from '../../src/transport/quic-engine.js'
+import { engineConfig, resolveQuicOptions } from '../../src/transport/quic-options.js'
 import { generateQuicIdentity, quicIdentityBytes } from '../../src/transport/quic-identity.js'
 import { loadWebTransport } from '../../src/transport/webtransport-lib.js'
 import { WT_FLOW_CONTROL } from '../../src/transport/webtransport-wire.js'
@@ -106,9 +107,10 @@ export function quicAttack (url: string, opts: { announce?: number, send?: numbe
   let stopped = false
   const closed = (async () => {
     const { host, port } = hostPort(url)
-    const binding = await nativeBinding()
+    // Either engine speaks the hub's wire; the attacker takes whichever loads here.
+    const { engine } = await chooseQuicEngine('auto')
     const id = await generateQuicIdentity()
-    const client = new binding.Client(nativeConfig(binding, quicIdentityBytes(id), resolveQuicOptions({}), 4 * MiB), 0)
+    const client = await engine.client(engineConfig(quicIdentityBytes(id), resolveQuicOptions({}), 4 * MiB), 0)
     try {
       native = await client.outboundConnection(host, port)
     } catch (err) {

@@ -1,0 +1,550 @@
+//! The engine: one tokio runtime for the process, quinn endpoints and
+//! connections in id-keyed tables, one task per stream half.
+//!
+//! Crossings are batched both ways. JavaScript sends every stream and
+//! connection command of an event-loop turn in one `submit(buffer)` call;
+//! everything the engine has to tell JavaScript is appended to one event
+//! buffer, and a single threadsafe-function call per batch hands that buffer
+//! over (a new call is scheduled only when the buffer goes from empty to
+//! non-empty). Reads are pulled: JavaScript asks for at most `max` bytes of a
+//! stream and nothing more is read until it asks again, so QUIC flow control
+//! pushes back on a peer that JavaScript does not keep up with.
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use std::sync::{Arc, Mutex};
+
+use once_cell::sync::{Lazy, OnceCell};
+use quinn::{Connection, Endpoint, EndpointConfig, RecvStream, SendStream, VarInt};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+use crate::config::Params;
+use crate::napi;
+use crate::tls;
+
+// Events (engine → JS): [op u8][a u32][b u32][len u32][payload]
+pub const E_CONN_IN: u8 = 1;
+pub const E_DIAL_OK: u8 = 2;
+pub const E_DIAL_ERR: u8 = 3;
+pub const E_STREAM_OPENED: u8 = 4;
+pub const E_STREAM_OPEN_ERR: u8 = 5;
+pub const E_STREAM_IN: u8 = 6;
+pub const E_DATA: u8 = 7;
+pub const E_FIN: u8 = 8;
+pub const E_READ_ERR: u8 = 9;
+pub const E_WRITTEN: u8 = 10;
+pub const E_WRITE_ERR: u8 = 11;
+pub const E_FINISHED: u8 = 12;
+pub const E_CONN_CLOSED: u8 = 13;
+pub const E_EP_CLOSED: u8 = 14;
+
+// Commands (JS → engine), same layout.
+const C_OPEN: u8 = 1;
+const C_WRITE: u8 = 2;
+const C_FINISH: u8 = 3;
+const C_RESET: u8 = 4;
+const C_READ: u8 = 5;
+const C_STOP: u8 = 6;
+const C_CLOSE: u8 = 7;
+const C_EP_CLOSE: u8 = 8;
+
+enum SendCmd {
+    Write(Vec<u8>),
+    Finish,
+    Reset(u32),
+}
+
+enum RecvCmd {
+    Read(usize),
+    Stop(u32),
+}
+
+struct StreamEntry {
+    #[allow(dead_code)]
+    conn: u32,
+    send: UnboundedSender<SendCmd>,
+    recv: UnboundedSender<RecvCmd>,
+}
+
+struct ConnEntry {
+    conn: Connection,
+    streams: Vec<u32>,
+}
+
+#[derive(Default)]
+struct State {
+    next_id: u32,
+    endpoints: HashMap<u32, Endpoint>,
+    conns: HashMap<u32, ConnEntry>,
+    streams: HashMap<u32, StreamEntry>,
+    client4: Option<Endpoint>,
+    client6: Option<Endpoint>,
+}
+
+impl State {
+    fn id(&mut self) -> u32 {
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        self.next_id
+    }
+}
+
+static STATE: Lazy<Mutex<State>> = Lazy::new(|| Mutex::new(State::default()));
+static RUNTIME: OnceCell<tokio::runtime::Runtime> = OnceCell::new();
+
+struct Events {
+    buf: Vec<u8>,
+    scheduled: bool,
+}
+static EVENTS: Lazy<Mutex<Events>> = Lazy::new(|| Mutex::new(Events { buf: Vec::new(), scheduled: false }));
+static TSFN: AtomicPtr<std::ffi::c_void> = AtomicPtr::new(std::ptr::null_mut());
+static STARTED: AtomicBool = AtomicBool::new(false);
+
+fn lock_state() -> std::sync::MutexGuard<'static, State> {
+    STATE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    RUNTIME.get_or_init(|| {
+        let threads = std::env::var("EDGEFABRIC_QUIC_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(2usize);
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("edgefabric-quic")
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    })
+}
+
+pub fn emit(op: u8, a: u32, b: u32, payload: &[u8]) {
+    let call = {
+        let mut ev = EVENTS.lock().unwrap_or_else(|e| e.into_inner());
+        ev.buf.push(op);
+        ev.buf.extend_from_slice(&a.to_le_bytes());
+        ev.buf.extend_from_slice(&b.to_le_bytes());
+        ev.buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        ev.buf.extend_from_slice(payload);
+        !std::mem::replace(&mut ev.scheduled, true)
+    };
+    if call {
+        let f = TSFN.load(Ordering::Acquire);
+        if !f.is_null() {
+            unsafe { napi::napi_call_threadsafe_function(f, std::ptr::null_mut(), napi::TSFN_NONBLOCKING) };
+        }
+    }
+}
+
+/// Take the pending event batch (called on the JS thread).
+pub fn take_events() -> Vec<u8> {
+    let mut ev = EVENTS.lock().unwrap_or_else(|e| e.into_inner());
+    ev.scheduled = false;
+    std::mem::take(&mut ev.buf)
+}
+
+pub fn tsfn() -> napi::napi_threadsafe_function {
+    TSFN.load(Ordering::Acquire)
+}
+
+pub fn set_tsfn(f: napi::napi_threadsafe_function) -> bool {
+    if STARTED.swap(true, Ordering::AcqRel) {
+        return false;
+    }
+    TSFN.store(f, Ordering::Release);
+    true
+}
+
+fn peer_payload(conn: &Connection) -> Vec<u8> {
+    let addr = conn.remote_address().to_string();
+    let mut out = Vec::with_capacity(1 + addr.len() + 600);
+    out.push(addr.len() as u8);
+    out.extend_from_slice(addr.as_bytes());
+    if let Some(any) = conn.peer_identity() {
+        if let Ok(certs) = any.downcast::<Vec<rustls::Certificate>>() {
+            if let Some(c) = certs.first() {
+                out.extend_from_slice(&c.0);
+            }
+        }
+    }
+    out
+}
+
+fn make_socket(addr: SocketAddr, buffer: usize) -> Result<std::net::UdpSocket, String> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(|e| e.to_string())?;
+    if addr.is_ipv6() {
+        let _ = s.set_only_v6(true);
+    }
+    // The OS clamps these (net.core.rmem_max); a smaller buffer is not an error.
+    let _ = s.set_recv_buffer_size(buffer);
+    let _ = s.set_send_buffer_size(buffer);
+    s.bind(&addr.into()).map_err(|e| e.to_string())?;
+    Ok(s.into())
+}
+
+/// Dialer side only: notice a peer that went away (a killed hub) as soon as
+/// it, or its restarted successor, can answer. When we have sent something
+/// since we last heard from the peer and it has been silent for longer than
+/// an ACK takes (300 ms + 2 RTT), send a 1-byte DATAGRAM every 250 ms. A new
+/// packet goes out at once instead of waiting for the exponentially backed-off
+/// PTO, and a restarted hub answers it with a stateless reset (same reset key,
+/// derived from its identity), which ends this connection immediately. Costs
+/// nothing while the peer answers; peers without datagram support (the libp2p
+/// engine) are simply not probed.
+async fn probe_watchdog(conn: Connection) {
+    use std::time::{Duration, Instant};
+    const TICK: Duration = Duration::from_millis(100);
+    const EVERY: Duration = Duration::from_millis(250);
+    let first = conn.stats();
+    let mut rx = first.udp_rx.datagrams;
+    let mut tx_at_rx = first.udp_tx.datagrams;
+    let mut rx_at = Instant::now();
+    let mut probed_at: Option<Instant> = None;
+    loop {
+        tokio::time::sleep(TICK).await;
+        if conn.close_reason().is_some() {
+            return;
+        }
+        let s = conn.stats();
+        let now = Instant::now();
+        if s.udp_rx.datagrams != rx {
+            rx = s.udp_rx.datagrams;
+            tx_at_rx = s.udp_tx.datagrams;
+            rx_at = now;
+            probed_at = None;
+            continue;
+        }
+        let waiting = Duration::from_millis(300) + conn.rtt() * 2;
+        if s.udp_tx.datagrams > tx_at_rx && now.duration_since(rx_at) > waiting
+            && probed_at.map_or(true, |t| now.duration_since(t) >= EVERY)
+        {
+            probed_at = Some(now);
+            if conn.max_datagram_size().is_some() {
+                let _ = conn.send_datagram(bytes::Bytes::from_static(&[0]));
+            }
+        }
+    }
+}
+
+/// Register a new connection and start watching it: accept the peer's
+/// streams, and report the close (accept_bi fails once the connection ends).
+fn adopt(conn: Connection, dialer: bool) -> u32 {
+    if dialer {
+        runtime().spawn(probe_watchdog(conn.clone()));
+    }
+    let id = {
+        let mut st = lock_state();
+        let id = st.id();
+        st.conns.insert(id, ConnEntry { conn: conn.clone(), streams: Vec::new() });
+        id
+    };
+    runtime().spawn(async move {
+        loop {
+            match conn.accept_bi().await {
+                Ok((send, recv)) => {
+                    let sid = add_stream(id, send, recv);
+                    emit(E_STREAM_IN, id, sid, &[]);
+                }
+                Err(e) => {
+                    let entry = {
+                        let mut st = lock_state();
+                        let entry = st.conns.remove(&id);
+                        if let Some(ce) = &entry {
+                            for s in &ce.streams {
+                                st.streams.remove(s);
+                            }
+                        }
+                        entry
+                    };
+                    drop(entry);
+                    emit(E_CONN_CLOSED, id, 0, e.to_string().as_bytes());
+                    return;
+                }
+            }
+        }
+    });
+    id
+}
+
+fn add_stream(conn: u32, send: SendStream, recv: RecvStream) -> u32 {
+    let (stx, srx) = unbounded_channel();
+    let (rtx, rrx) = unbounded_channel();
+    let sid = {
+        let mut st = lock_state();
+        let sid = st.id();
+        st.streams.insert(sid, StreamEntry { conn, send: stx, recv: rtx });
+        if let Some(ce) = st.conns.get_mut(&conn) {
+            ce.streams.push(sid);
+        }
+        sid
+    };
+    runtime().spawn(send_task(sid, send, srx));
+    runtime().spawn(recv_task(sid, recv, rrx));
+    sid
+}
+
+async fn send_task(sid: u32, mut send: SendStream, mut rx: UnboundedReceiver<SendCmd>) {
+    let mut failed: Option<String> = None;
+    while let Some(cmd) = rx.recv().await {
+        match cmd {
+            SendCmd::Write(data) => {
+                if let Some(msg) = &failed {
+                    emit(E_WRITE_ERR, sid, 0, msg.as_bytes());
+                    continue;
+                }
+                match send.write_all(&data).await {
+                    Ok(()) => emit(E_WRITTEN, sid, 0, &[]),
+                    Err(e) => {
+                        let msg = e.to_string();
+                        emit(E_WRITE_ERR, sid, 0, msg.as_bytes());
+                        failed = Some(msg);
+                    }
+                }
+            }
+            SendCmd::Finish => {
+                if failed.is_none() {
+                    // Resolves once the peer acknowledged everything (or the stream failed).
+                    let _ = send.finish().await;
+                    failed = Some("stream finished".into());
+                }
+                emit(E_FINISHED, sid, 0, &[]);
+            }
+            SendCmd::Reset(code) => {
+                let _ = send.reset(VarInt::from_u32(code));
+                failed = Some("stream reset".into());
+            }
+        }
+    }
+}
+
+/// Resolves at once with the inner future's output if it is ready on the first poll, else None.
+struct PollOnce<'a, F: std::future::Future>(std::pin::Pin<&'a mut F>);
+
+impl<F: std::future::Future> std::future::Future for PollOnce<'_, F> {
+    type Output = Option<F::Output>;
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        match self.0.as_mut().poll(cx) {
+            std::task::Poll::Ready(v) => std::task::Poll::Ready(Some(v)),
+            std::task::Poll::Pending => std::task::Poll::Ready(None),
+        }
+    }
+}
+
+async fn recv_task(sid: u32, mut recv: RecvStream, mut rx: UnboundedReceiver<RecvCmd>) {
+    while let Some(cmd) = rx.recv().await {
+        match cmd {
+            RecvCmd::Read(max) => match recv.read_chunk(max, true).await {
+                Ok(Some(first)) => {
+                    // One chunk is one STREAM frame (~1.2 KB): take whatever else is
+                    // already buffered, up to `max`, so one crossing carries up to
+                    // `max` bytes. Nothing is held while waiting for the first chunk
+                    // (an idle stream costs no read buffer).
+                    let mut out: Vec<u8> = Vec::new();
+                    let mut more = true;
+                    while more && first.bytes.len() + out.len() < max {
+                        let rest = max - first.bytes.len() - out.len();
+                        // Poll the read once: data already there, or nothing (no timer: a
+                        // zero tokio timeout waits for the next 1 ms timer tick).
+                        let mut next = Box::pin(recv.read_chunk(rest, true));
+                        match (PollOnce(next.as_mut())).await {
+                            Some(Ok(Some(c))) => {
+                                if out.is_empty() {
+                                    out.reserve(max.min(first.bytes.len() * 8));
+                                    out.extend_from_slice(&first.bytes);
+                                }
+                                out.extend_from_slice(&c.bytes);
+                            }
+                            // FIN, error or nothing buffered: the next Read reports it.
+                            _ => more = false,
+                        }
+                    }
+                    if out.is_empty() {
+                        emit(E_DATA, sid, 0, &first.bytes)
+                    } else {
+                        emit(E_DATA, sid, 0, &out)
+                    }
+                }
+                Ok(None) => emit(E_FIN, sid, 0, &[]),
+                Err(e) => emit(E_READ_ERR, sid, 0, e.to_string().as_bytes()),
+            },
+            RecvCmd::Stop(code) => {
+                let _ = recv.stop(VarInt::from_u32(code));
+            }
+        }
+    }
+}
+
+fn parse_ip(ip: &[u8]) -> Result<IpAddr, String> {
+    std::str::from_utf8(ip).ok().and_then(|s| s.parse().ok()).ok_or_else(|| "invalid IP address".to_string())
+}
+
+/// Bind a server endpoint; returns (endpoint id, bound port).
+pub fn listen(params: &[u8], cert: &[u8], key: &[u8], reset_key: &[u8], ip: &[u8], port: u16) -> Result<(u32, u16), String> {
+    let p = Params::decode(params)?;
+    let crypto = tls::server_crypto(cert, key)?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    server.transport_config(p.transport()?);
+    server.migration(p.migration != 0.0);
+    if reset_key.len() < 32 {
+        return Err("stateless reset key must be at least 32 bytes".into());
+    }
+    // Derived from the listener identity by the caller: a restarted listener
+    // computes the same reset tokens, so peers of the old process honour its resets.
+    let hmac = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, reset_key);
+    let ep_cfg = EndpointConfig::new(Arc::new(hmac));
+    let addr = SocketAddr::new(parse_ip(ip)?, port);
+    let socket = make_socket(addr, p.socket_buffer as usize)?;
+    let _guard = runtime().enter();
+    let ep = Endpoint::new(ep_cfg, Some(server), socket, quinn::TokioRuntime).map_err(|e| e.to_string())?;
+    let bound = ep.local_addr().map_err(|e| e.to_string())?.port();
+    let id = {
+        let mut st = lock_state();
+        let id = st.id();
+        st.endpoints.insert(id, ep.clone());
+        id
+    };
+    runtime().spawn(async move {
+        while let Some(connecting) = ep.accept().await {
+            tokio::spawn(async move {
+                // A failed handshake is the dialer's problem; nothing to report here.
+                if let Ok(conn) = connecting.await {
+                    let payload = peer_payload(&conn);
+                    let cid = adopt(conn, false);
+                    emit(E_CONN_IN, id, cid, &payload);
+                }
+            });
+        }
+    });
+    Ok((id, bound))
+}
+
+fn client_endpoint(v6: bool, buffer: usize) -> Result<Endpoint, String> {
+    let mut st = lock_state();
+    let slot = if v6 { &mut st.client6 } else { &mut st.client4 };
+    if let Some(ep) = slot {
+        return Ok(ep.clone());
+    }
+    let any: SocketAddr = if v6 { "[::]:0".parse().unwrap() } else { "0.0.0.0:0".parse().unwrap() };
+    let socket = make_socket(any, buffer)?;
+    let _guard = runtime().enter();
+    let ep = Endpoint::new(EndpointConfig::default(), None, socket, quinn::TokioRuntime).map_err(|e| e.to_string())?;
+    *slot = Some(ep.clone());
+    Ok(ep)
+}
+
+/// Start a dial; the outcome arrives as E_DIAL_OK / E_DIAL_ERR with `req`.
+pub fn dial(req: u32, params: &[u8], cert: &[u8], key: &[u8], ip: &[u8], port: u16) -> Result<(), String> {
+    let p = Params::decode(params)?;
+    let crypto = tls::client_crypto(cert, key)?;
+    let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
+    cfg.transport_config(p.transport()?);
+    let addr = SocketAddr::new(parse_ip(ip)?, port);
+    let ep = client_endpoint(addr.is_ipv6(), p.socket_buffer as usize)?;
+    let connecting = {
+        let _guard = runtime().enter();
+        ep.connect_with(cfg, addr, "libp2p").map_err(|e| e.to_string())?
+    };
+    runtime().spawn(async move {
+        match connecting.await {
+            Ok(conn) => {
+                let payload = peer_payload(&conn);
+                let cid = adopt(conn, true);
+                emit(E_DIAL_OK, req, cid, &payload);
+            }
+            Err(e) => emit(E_DIAL_ERR, req, 0, e.to_string().as_bytes()),
+        }
+    });
+    Ok(())
+}
+
+pub fn rtt_ms(conn: u32) -> f64 {
+    lock_state().conns.get(&conn).map(|c| c.conn.rtt().as_secs_f64() * 1000.0).unwrap_or(-1.0)
+}
+
+pub fn remote(conn: u32) -> Option<String> {
+    lock_state().conns.get(&conn).map(|c| c.conn.remote_address().to_string())
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+/// Apply one batch of commands from JavaScript.
+pub fn submit(mut b: &[u8]) -> Result<(), String> {
+    let st = lock_state();
+    let mut ep_close = Vec::new();
+    let mut opens = Vec::new();
+    while !b.is_empty() {
+        if b.len() < 13 {
+            return Err("truncated command".into());
+        }
+        let (op, a, x, len) = (b[0], u32_at(b, 1), u32_at(b, 5), u32_at(b, 9) as usize);
+        if b.len() < 13 + len {
+            return Err("truncated command payload".into());
+        }
+        let payload = &b[13..13 + len];
+        b = &b[13 + len..];
+        match op {
+            C_OPEN => match st.conns.get(&a) {
+                Some(ce) => opens.push((a, x, ce.conn.clone())),
+                None => emit(E_STREAM_OPEN_ERR, x, 0, b"connection closed"),
+            },
+            C_WRITE | C_FINISH | C_RESET => match st.streams.get(&a) {
+                Some(se) => {
+                    let cmd = match op {
+                        C_WRITE => SendCmd::Write(payload.to_vec()),
+                        C_FINISH => SendCmd::Finish,
+                        _ => SendCmd::Reset(x),
+                    };
+                    let _ = se.send.send(cmd);
+                }
+                None if op == C_WRITE => emit(E_WRITE_ERR, a, 0, b"connection lost"),
+                None if op == C_FINISH => emit(E_FINISHED, a, 0, &[]),
+                None => {}
+            },
+            C_READ | C_STOP => match st.streams.get(&a) {
+                Some(se) => {
+                    let cmd = if op == C_READ { RecvCmd::Read(x.max(1) as usize) } else { RecvCmd::Stop(x) };
+                    let _ = se.recv.send(cmd);
+                }
+                None if op == C_READ => emit(E_READ_ERR, a, 0, b"connection lost"),
+                None => {}
+            },
+            C_CLOSE => {
+                if let Some(ce) = st.conns.get(&a) {
+                    ce.conn.close(VarInt::from_u32(x), payload);
+                }
+            }
+            C_EP_CLOSE => ep_close.push(a),
+            _ => return Err(format!("unknown command {}", op)),
+        }
+    }
+    drop(st);
+    for (conn, req, c) in opens {
+        runtime().spawn(async move {
+            match c.open_bi().await {
+                Ok((send, recv)) => {
+                    let sid = add_stream(conn, send, recv);
+                    emit(E_STREAM_OPENED, req, sid, &[]);
+                }
+                Err(e) => emit(E_STREAM_OPEN_ERR, req, 0, e.to_string().as_bytes()),
+            }
+        });
+    }
+    for id in ep_close {
+        let ep = lock_state().endpoints.remove(&id);
+        match ep {
+            Some(ep) => {
+                ep.close(VarInt::from_u32(0), b"listener closed");
+                runtime().spawn(async move {
+                    ep.wait_idle().await;
+                    drop(ep);
+                    emit(E_EP_CLOSED, id, 0, &[]);
+                });
+            }
+            None => emit(E_EP_CLOSED, id, 0, &[]),
+        }
+    }
+    Ok(())
+}
