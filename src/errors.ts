@@ -319,7 +319,9 @@ export const JOIN_REFUSAL_CODES = [
   'EF_NODE_KEY_MISMATCH',
   'EF_UNSUPPORTED_VERSION',
   'EF_NODE_LIMIT',
-  'EF_NODE_NAME_INVALID'
+  'EF_NODE_NAME_INVALID',
+  /** Cluster mode (src/cluster): the hub cannot reach NATS JetStream right now; another hub may serve. */
+  'EF_CLUSTER_UNAVAILABLE'
 ] as const
 
 export type JoinRefusalCode = typeof JOIN_REFUSAL_CODES[number]
@@ -340,7 +342,7 @@ export class JoinRefusedError extends EdgeFabricError {
   constructor (code: JoinRefusalCode, reason: string, options?: ErrorOptions) {
     super(code, `join refused: ${reason}`, options)
     this.reason = reason.replace(/[\r\n]+/g, ' ')
-    this.retryable = code === 'EF_NODE_LIMIT'
+    this.retryable = code === 'EF_NODE_LIMIT' || code === 'EF_CLUSTER_UNAVAILABLE'
   }
 }
 

@@ -26,6 +26,8 @@ import { LmdbStore } from '../reliable/lmdb-store.js'
 import type { ReliableStore } from '../reliable/store.js'
 import { DeviceRegistry } from '../device/cloud/registry.js'
 import { deviceRoutes } from '../device/cloud/http-api.js'
+import { Cluster } from '../cluster/cluster.js'
+import { resolveConnectionOptions } from '../transport/options.js'
 
 /** Reissue the WebTransport leaf this long before it expires (half of its 14 days). */
 const WT_ROTATE_BEFORE_EXPIRY_MS = 7 * 86_400_000
@@ -43,10 +45,14 @@ export class Hub extends HubCore {
   #wtTls: { certPem: string, keyPem: string, notAfter: number } | undefined
   #wtRotation: TimerHandle | undefined
   #stopping = false
+  /** Cluster mode (options.cluster, src/cluster); undefined for the embedded single hub. */
+  readonly cluster: Cluster | undefined
 
-  private constructor (options: HubOptions, identity: HubIdentity, bindings: NodeBindingStore, registry: Registry, metrics: HubMetrics, store: ReliableStore, ownsStore: boolean) {
+  private constructor (options: HubOptions, identity: HubIdentity, bindings: NodeBindingStore, registry: Registry, metrics: HubMetrics, store: ReliableStore, ownsStore: boolean, cluster?: Cluster) {
     const clock = options.clock ?? systemClock
-    super(options, options.authenticator ?? new TokenAuthenticator(identity, bindings, clock), metrics, store)
+    const auth = options.authenticator ?? new TokenAuthenticator(identity, bindings, clock)
+    super(options, cluster === undefined ? auth : cluster.wrapAuthenticator(auth), metrics, store)
+    this.cluster = cluster
     this.#ownsStore = ownsStore
     this.identity = identity
     this.bindings = bindings
@@ -60,8 +66,29 @@ export class Hub extends HubCore {
     }
     if (typeof options.dataDir !== 'string' || options.dataDir === '') throw new InvalidOptionError('dataDir', 'must be a directory path')
     await mkdir(options.dataDir, { recursive: true })
+    // Cluster mode (issue 17): shared identity, bindings and reliable store in NATS JetStream.
+    const cluster = options.cluster === undefined
+      ? undefined
+      : await Cluster.start(options.cluster, { codec: resolveConnectionOptions(options).codec, logger: options.logger ?? nullLogger })
+    try {
+      return await Hub.#start(options, cluster)
+    } catch (err) {
+      await cluster?.close().catch(() => {})
+      throw err
+    }
+  }
+
+  static async #start (options: HubOptions, cluster: Cluster | undefined): Promise<Hub> {
+    if (cluster !== undefined) {
+      await cluster.identity.adopt(options.dataDir)
+      const c = cluster
+      const onUpstream = options.onUpstream
+      // Reliable upstream goes to JetStream before the edge is acked (ClusterStore.commitInbound waits).
+      options = { ...options, onUpstream: async m => { c.publishUp(m.nodeId, m.envelope); await onUpstream?.(m) } }
+    }
     const identity = await loadOrCreateHubIdentity(options.dataDir, options.altNames !== undefined ? { altNames: options.altNames } : {})
-    const bindings = await FileBindingStore.open(options.dataDir)
+    if (cluster !== undefined) await cluster.identity.publish(options.dataDir)
+    const bindings = cluster?.bindings ?? await FileBindingStore.open(options.dataDir)
     const registry = new Registry()
     let hubRef: Hub | undefined
     // Registered first so its collect() runs before the other metrics are
@@ -78,10 +105,18 @@ export class Hub extends HubCore {
       }
     })
     const ownsStore = options.store === undefined
-    const store = options.store ?? await LmdbStore.open(join(options.dataDir, 'reliable'), { durability: options.durability ?? 'sync' })
-    const hub = new Hub(options, identity, bindings, registry, createHubMetrics(registry), store, ownsStore)
+    const store = options.store ?? cluster?.store ?? await LmdbStore.open(join(options.dataDir, 'reliable'), { durability: options.durability ?? 'sync' })
+    const hub = new Hub(options, identity, bindings, registry, createHubMetrics(registry), store, ownsStore, cluster)
     hubRef = hub
     hub.openLanes()
+    if (cluster !== undefined) {
+      hub.remote = await cluster.attach(hub)
+      hub.on('event', e => {
+        if (e.type === 'node-connected') cluster.nodeConnected(e.nodeId, e.sessionId, hub.clock.now())
+        else if (e.type === 'node-disconnected') cluster.nodeDisconnected(e.nodeId, e.sessionId)
+      })
+      hub.on('message', m => cluster.publishLive(m.nodeId, m.envelope))
+    }
     try {
       hub.#devices = await openDevices(hub, options, registry)
       if (options.listen.some(u => /^(https|webtransport):/i.test(u))) hub.#wtTls = await identity.issueWebTransportTls()
@@ -193,6 +228,7 @@ export class Hub extends HubCore {
     await this.#admin?.close()
     await this.bindings.close()
     if (this.#ownsStore) await this.store?.close()
+    await this.cluster?.close()
   }
 
   #listenIdentity (url: URL): object {

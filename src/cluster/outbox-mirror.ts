@@ -1,0 +1,171 @@
+/**
+ * The part of one node's JetStream outbox that the hub holding the node's
+ * session has read, in memory, for the lane's synchronous `pending()` reads
+ * (src/reliable/store.ts). Filled by an ordered consumer — cheap, ephemeral,
+ * R1 in memory, no Raft group (DESIGN.md §10b: one durable R3 consumer per
+ * node does not scale) — filtered on `ef.<c>.down.<node>.>` from the start of
+ * what is stored. The acknowledged point is not kept in a consumer: it is the
+ * edge's own `resume`, and everything at or below it is purged from the stream
+ * (ClusterStore.ack), so "what is stored for the node" IS its outbox.
+ *
+ * Bounded: reading pauses while `maxRecords`/`maxBytes` are held and resumes
+ * as the edge acknowledges.
+ */
+import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream'
+import { DeliverPolicy } from '@nats-io/jetstream'
+import type { OutboxRecord } from '../reliable/store.js'
+
+export interface MirrorRecord extends OutboxRecord {
+  subject: string
+}
+
+export interface MirrorOptions {
+  maxRecords: number
+  maxBytes: number
+  /** Turn one stream message into a record (envelope bytes, key, version, expiry); undefined = malformed (dead-lettered). */
+  toRecord: (m: JsMsg) => MirrorRecord | { malformed: string, seq: number, subject: string }
+  /** New records are available. */
+  onRecords: () => void
+  onMalformed: (seq: number, subject: string, reason: string) => void
+  onError: (err: Error) => void
+}
+
+export class OutboxMirror {
+  readonly node: string
+  /** Records by seq, ascending (appended in stream order). */
+  #records: MirrorRecord[] = []
+  #head = 0
+  readonly #bySubject = new Map<string, MirrorRecord>()
+  #bytes = 0
+  #messages: ConsumerMessages | undefined
+  #room: (() => void) | undefined
+  #closed = false
+  readonly #o: MirrorOptions
+  /** Highest stream seq seen for the node. */
+  lastSeen = 0
+
+  constructor (node: string, o: MirrorOptions) {
+    this.node = node
+    this.#o = o
+  }
+
+  /** Start reading from the beginning of the node's stored outbox. */
+  start (getConsumer: (opts: { filter_subjects: string, deliver_policy: DeliverPolicy }) => Promise<Consumer>, filter: string): void {
+    void (async () => {
+      const c = await getConsumer({ filter_subjects: filter, deliver_policy: DeliverPolicy.All })
+      if (this.#closed) return
+      const msgs = await c.consume({ max_messages: 256 })
+      this.#messages = msgs
+      if (this.#closed) { await msgs.close(); return }
+      let batch = 0
+      for await (const m of msgs) {
+        this.#take(m)
+        if (++batch >= 64 || m.info.pending === 0) { batch = 0; this.#o.onRecords() }
+        while (!this.#closed && (this.count >= this.#o.maxRecords || this.#bytes >= this.#o.maxBytes)) {
+          this.#o.onRecords()
+          await new Promise<void>(resolve => { this.#room = resolve })
+        }
+        if (this.#closed) break
+      }
+    })().catch(err => { if (!this.#closed) this.#o.onError(err as Error) })
+  }
+
+  #take (m: JsMsg): void {
+    if (m.seq <= this.lastSeen) return
+    this.lastSeen = m.seq
+    const r = this.#o.toRecord(m)
+    if ('malformed' in r) { this.#o.onMalformed(r.seq, r.subject, r.malformed); return }
+    // The stream keeps one message per resource subject: an older one read earlier is gone there.
+    const old = this.#bySubject.get(r.subject)
+    if (old !== undefined) this.#drop(old)
+    this.#bySubject.set(r.subject, r)
+    this.#records.push(r)
+    this.#bytes += r.bytes.byteLength
+  }
+
+  #drop (r: MirrorRecord): void {
+    if (this.#bySubject.get(r.subject) === r) this.#bySubject.delete(r.subject)
+    if (r.seq < 0) return
+    this.#bytes -= r.bytes.byteLength
+    r.seq = -r.seq // tombstone in place; compacted lazily
+  }
+
+  get count (): number { return this.#bySubject.size }
+  get bytes (): number { return this.#bytes }
+
+  /** Live records with seq > after, ascending, at most limit. */
+  pending (after: number, limit: number): OutboxRecord[] {
+    this.#compact()
+    const out: OutboxRecord[] = []
+    const rs = this.#records
+    // binary search for the first live record > after
+    let lo = this.#head
+    let hi = rs.length
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (Math.abs((rs[mid] as MirrorRecord).seq) <= after) lo = mid + 1
+      else hi = mid
+    }
+    for (let i = lo; i < rs.length && out.length < limit; i++) {
+      const r = rs[i] as MirrorRecord
+      if (r.seq > 0) out.push(r)
+    }
+    return out
+  }
+
+  get (seq: number): MirrorRecord | undefined {
+    for (let i = this.#head; i < this.#records.length; i++) {
+      const r = this.#records[i] as MirrorRecord
+      if (r.seq === seq) return r
+      if (Math.abs(r.seq) > seq) break
+    }
+    return undefined
+  }
+
+  /** Remove every record ≤ upto; returns how many live ones went. */
+  ackUpTo (upto: number): number {
+    let n = 0
+    const rs = this.#records
+    while (this.#head < rs.length && Math.abs((rs[this.#head] as MirrorRecord).seq) <= upto) {
+      const r = rs[this.#head++] as MirrorRecord
+      if (r.seq > 0) { n++; this.#drop(r) }
+    }
+    this.#compact()
+    this.#wake()
+    return n
+  }
+
+  remove (seq: number): MirrorRecord | undefined {
+    const r = this.get(seq)
+    if (r !== undefined) { this.#drop(r); this.#wake() }
+    return r
+  }
+
+  /** Live records, for expiry scans. */
+  live (): MirrorRecord[] { return this.#records.slice(this.#head).filter(r => r.seq > 0) }
+
+  get firstSeq (): number {
+    for (let i = this.#head; i < this.#records.length; i++) { const r = this.#records[i] as MirrorRecord; if (r.seq > 0) return r.seq }
+    return 0
+  }
+
+  #compact (): void {
+    if (this.#head > 1024 && this.#head * 2 > this.#records.length) {
+      this.#records = this.#records.slice(this.#head)
+      this.#head = 0
+    }
+  }
+
+  #wake (): void {
+    const w = this.#room
+    if (w !== undefined && this.count < this.#o.maxRecords && this.#bytes < this.#o.maxBytes) { this.#room = undefined; w() }
+  }
+
+  async close (): Promise<void> {
+    this.#closed = true
+    const w = this.#room
+    this.#room = undefined
+    w?.()
+    await this.#messages?.close().catch(() => {})
+  }
+}
