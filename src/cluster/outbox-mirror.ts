@@ -49,25 +49,42 @@ export class OutboxMirror {
     this.#o = o
   }
 
-  /** Start reading from the beginning of the node's stored outbox. */
-  start (getConsumer: (opts: { filter_subjects: string, deliver_policy: DeliverPolicy }) => Promise<Consumer>, filter: string): void {
+  /**
+   * Start reading from the beginning of the node's stored outbox. The reader
+   * restarts by itself (from the next seq it has not seen) when NATS or
+   * JetStream goes away and comes back: an ordered consumer is ephemeral.
+   */
+  start (getConsumer: (opts: { filter_subjects: string, deliver_policy: DeliverPolicy, opt_start_seq?: number }) => Promise<Consumer>, filter: string): void {
     void (async () => {
-      const c = await getConsumer({ filter_subjects: filter, deliver_policy: DeliverPolicy.All })
-      if (this.#closed) return
-      const msgs = await c.consume({ max_messages: 256 })
-      this.#messages = msgs
-      if (this.#closed) { await msgs.close(); return }
-      let batch = 0
-      for await (const m of msgs) {
-        this.#take(m)
-        if (++batch >= 64 || m.info.pending === 0) { batch = 0; this.#o.onRecords() }
-        while (!this.#closed && (this.count >= this.#o.maxRecords || this.#bytes >= this.#o.maxBytes)) {
-          this.#o.onRecords()
-          await new Promise<void>(resolve => { this.#room = resolve })
+      while (!this.#closed) {
+        try {
+          await this.#read(getConsumer, filter)
+        } catch (err) {
+          if (!this.#closed) this.#o.onError(err as Error)
         }
-        if (this.#closed) break
+        if (!this.#closed) await new Promise(resolve => setTimeout(resolve, 500))
       }
-    })().catch(err => { if (!this.#closed) this.#o.onError(err as Error) })
+    })()
+  }
+
+  async #read (getConsumer: (opts: { filter_subjects: string, deliver_policy: DeliverPolicy, opt_start_seq?: number }) => Promise<Consumer>, filter: string): Promise<void> {
+    const c = await getConsumer(this.lastSeen === 0
+      ? { filter_subjects: filter, deliver_policy: DeliverPolicy.All }
+      : { filter_subjects: filter, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: this.lastSeen + 1 })
+    if (this.#closed) return
+    const msgs = await c.consume({ max_messages: 256 })
+    this.#messages = msgs
+    if (this.#closed) { await msgs.close(); return }
+    let batch = 0
+    for await (const m of msgs) {
+      this.#take(m)
+      if (++batch >= 64 || m.info.pending === 0) { batch = 0; this.#o.onRecords() }
+      while (!this.#closed && (this.count >= this.#o.maxRecords || this.#bytes >= this.#o.maxBytes)) {
+        this.#o.onRecords()
+        await new Promise<void>(resolve => { this.#room = resolve })
+      }
+      if (this.#closed) break
+    }
   }
 
   #take (m: JsMsg): void {

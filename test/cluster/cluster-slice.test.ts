@@ -14,7 +14,7 @@ import { needNats, startClusterHub, startNats, subdir, until } from './helpers.j
 
 t.setTimeout(180_000)
 
-const fast = { backoff: { baseMs: 20, capMs: 300 }, admin: false as const, heartbeatMs: 1000 }
+const fast = { backoff: { baseMs: 20, capMs: 300 }, admin: false as const }
 
 function msg (content: unknown, extra: Partial<Parameters<typeof newMessage>[0]> = {}): Envelope {
   return newMessage({ source: 'test', group: 'app', operation: 'update', resource: 'default/thing/a', content, ...extra })
