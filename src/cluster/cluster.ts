@@ -42,6 +42,8 @@ export class Cluster {
   #router: Router | undefined
   #port: ClusterHubPort | undefined
   #closed = false
+  /** Joins of a node between authentication and admission (its cluster state must stay loaded). */
+  readonly #joining = new Map<string, number>()
 
   private constructor (c: ClusterConnection, codec: EnvelopeCodec) {
     this.connection = c
@@ -89,10 +91,17 @@ export class Cluster {
     const wrapped = Object.create(auth) as A
     wrapped.authenticate = async (...args: unknown[]) => {
       const r = await auth.authenticate(...args)
+      const joining = this.#joining
+      joining.set(r.nodeId, (joining.get(r.nodeId) ?? 0) + 1)
       try {
         await store.openPeer(r.nodeId)
       } catch (err) {
         throw new JoinRefusedError('EF_CLUSTER_UNAVAILABLE', `this hub cannot reach the cluster: ${toError(err).message}`, { cause: err })
+      } finally {
+        // Admission follows synchronously once this resolves (src/hub/session.ts).
+        const left = (joining.get(r.nodeId) ?? 1) - 1
+        if (left > 0) joining.set(r.nodeId, left)
+        else joining.delete(r.nodeId)
       }
       return r
     }
@@ -109,7 +118,10 @@ export class Cluster {
   nodeDisconnected (nodeId: string, sessionId: string): void {
     this.#router?.unserve(nodeId)
     void this.#presence?.release(nodeId, sessionId).catch(() => {})
-    if (this.#port?.holds(nodeId) !== true) void this.store.closePeer(nodeId)
+    // Not while a newer session of the node is joining here: it uses the same outbox reader.
+    setImmediate(() => {
+      if (this.#port?.holds(nodeId) !== true && !this.#joining.has(nodeId)) void this.store.closePeer(nodeId)
+    })
   }
 
   /**
