@@ -22,6 +22,9 @@ export const cloudSchema = defineConfig({
   maxFrameSize: { type: 'int', default: 16 * 1024 * 1024, min: 1024, env: 'EDGEFABRIC_MAX_FRAME_SIZE', description: 'largest envelope in bytes' },
   logLevel: { type: 'enum', values: LOG_LEVELS, default: 'warn', env: 'EDGEFABRIC_LOG_LEVEL', description: 'log level (logs go to stderr as JSON)' },
   devices: { type: 'boolean', default: false, env: 'EDGEFABRIC_DEVICES', description: 'enable the device registry (LMDB in <data-dir>/devices) and the device API under /v1 on the admin server' },
+  cluster: { type: 'string', env: 'EDGEFABRIC_CLUSTER', placeholder: 'nats://a:4222,nats://b:4222', description: 'cluster mode: NATS JetStream servers (comma-separated); shared state and outboxes live there, any hub serves any node (README "Cluster mode")' },
+  clusterName: { type: 'string', default: 'default', env: 'EDGEFABRIC_CLUSTER_NAME', description: 'cluster name: prefixes NATS subjects, streams and buckets' },
+  clusterCreds: { type: 'string', env: 'EDGEFABRIC_CLUSTER_CREDS', placeholder: 'file', description: 'NATS credentials file for cluster mode' },
   adminToken: { type: 'string', env: 'EDGEFABRIC_ADMIN_TOKEN', placeholder: 'token', description: 'bearer token required by the device API; without it device changes are accepted from loopback only (prefer the env var: flags show in ps)' }
 })
 
@@ -44,6 +47,15 @@ export const cloudCommand: Command = {
       durability: cfg.durability as 'sync' | 'relaxed',
       quota: { maxMessages: cfg.quotaMessages, maxBytes: cfg.quotaBytes, overflow: cfg.quotaOverflow as 'reject' | 'drop-oldest' },
       devices: cfg.devices,
+      ...(cfg.cluster === undefined || cfg.cluster === ''
+        ? {}
+        : {
+            cluster: {
+              servers: cfg.cluster.split(',').map(u => u.trim()).filter(u => u !== ''),
+              name: cfg.clusterName,
+              ...(cfg.clusterCreds === undefined || cfg.clusterCreds === '' ? {} : { credsFile: cfg.clusterCreds })
+            }
+          }),
       logger
     })
     hub.on('event', e => {
