@@ -42,6 +42,7 @@ export class Cluster {
   #router: Router | undefined
   #port: ClusterHubPort | undefined
   #closed = false
+  #poke: NodeJS.Timeout | undefined
   /** Joins of a node between authentication and admission (its cluster state must stay loaded). */
   readonly #joining = new Map<string, number>()
 
@@ -72,6 +73,9 @@ export class Cluster {
     await this.#presence.start()
     this.#router = new Router(this.connection, this.#codec, port, this.hubName)
     this.#router.start()
+    // Safety net under the event-driven wake-ups: a lane with read-ahead records is poked every second.
+    this.#poke = setInterval(() => { for (const n of this.store.nodesWithRecords()) port.pumpLane(n) }, 1000)
+    this.#poke.unref()
     const router = this.#router
     return {
       send: async (nodeId, env) => await router.send(nodeId, env, this.connection.options.timeoutMs),
@@ -159,6 +163,7 @@ export class Cluster {
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    clearInterval(this.#poke)
     this.#presence?.stop()
     this.#router?.stop()
     await this.store.close()

@@ -75,16 +75,28 @@ export class OutboxMirror {
     const msgs = await c.consume({ max_messages: 256 })
     this.#messages = msgs
     if (this.#closed) { await msgs.close(); return }
-    let batch = 0
     for await (const m of msgs) {
       this.#take(m)
-      if (++batch >= 64 || m.info.pending === 0) { batch = 0; this.#o.onRecords() }
+      this.#notify()
       while (!this.#closed && (this.count >= this.#o.maxRecords || this.#bytes >= this.#o.maxBytes)) {
         this.#o.onRecords()
         await new Promise<void>(resolve => { this.#room = resolve })
       }
       if (this.#closed) break
     }
+  }
+
+  #notifyScheduled = false
+
+  /**
+   * Tell the lane once per turn of the event loop, after the messages the client had
+   * buffered were taken (not by the consumer's pending count: purges and supersession make it
+   * stale, and a batch left waiting for a count that never comes would stall the node).
+   */
+  #notify (): void {
+    if (this.#notifyScheduled) return
+    this.#notifyScheduled = true
+    setImmediate(() => { this.#notifyScheduled = false; if (!this.#closed) this.#o.onRecords() })
   }
 
   #take (m: JsMsg): void {

@@ -224,6 +224,11 @@ export class ClusterStore implements ReliableStore {
     if (r.purged > 0) await this.#deadLetter(peer, { seq: 0, id: `quota-${now}`, code: 'EF_QUOTA_DROPPED', reason: `${r.purged} oldest message(s) dropped to make room (drop-oldest quota)`, size: 0 })
   }
 
+  /** Nodes with records read ahead (the cluster pokes their lanes now and then: a lost wake-up must not stall a node). */
+  nodesWithRecords (): string[] {
+    return [...this.#mirrors].filter(([, m]) => m.count > 0).map(([n]) => n)
+  }
+
   pending (peer: string, afterSeq: number, limit: number): OutboxRecord[] {
     return this.#mirrors.get(peer)?.pending(afterSeq, limit) ?? []
   }

@@ -99,7 +99,8 @@ t.test('edges fail over to another hub and resume', async t => {
   for (const e of edges) {
     const want = acked.get(e.node) ?? new Set<number>()
     refused += n - want.size
-    await until(`${e.node} drained`, () => [...want].every(i => e.got.has(i)), 60_000).catch(() => {})
+    await until(`${e.node} drained`, () => [...want].every(i => e.got.has(i)), 30_000).catch(() => {})
+    if (![...want].every(i => e.got.has(i))) t.comment(`${e.node}: state ${e.edge.state}, last received ${e.last}, producer's stream depth ${await producer.cluster?.outboxDepth(e.node)}`)
     t.same([...want].filter(i => !e.got.has(i)), [], `${e.node}: nothing acknowledged was lost (${want.size} acknowledged)`)
     t.equal(e.backwards, 0, `${e.node}: never an older message after a newer one`)
   }
