@@ -10,8 +10,9 @@
  * after a newer one; every upstream message is in EF_TEST_UP; all outboxes
  * (JetStream per node, each edge's) are empty. Duplicates are counted.
  *
- * CI size by default (EF_CLUSTER_CHAOS_DOWN=2000, UP=500); the issue's size:
- * EF_CLUSTER_CHAOS_DOWN=50000 EF_CLUSTER_CHAOS_UP=10000.
+ * CI size by default (EF_CLUSTER_CHAOS_DOWN=2000, UP=500, spread over ≥ 40 s); the issue's size:
+ * EF_CLUSTER_CHAOS_DOWN=50000 EF_CLUSTER_CHAOS_UP=10000 EF_CLUSTER_CHAOS_SPREAD_MS=0
+ * EF_CLUSTER_CHAOS_TIMEOUT_MS=1800000.
  * Build first: the hub fixture imports ../../../dist (npm run build).
  */
 import t from 'tap'
@@ -26,6 +27,8 @@ import { SECRET, needNats, startClusterHub, startNats, subdir, until } from './h
 const DOWN = Number(process.env.EF_CLUSTER_CHAOS_DOWN ?? 2000)
 const UP = Number(process.env.EF_CLUSTER_CHAOS_UP ?? 500)
 const EDGES = 10
+/** Producers are paced to last at least this long, so the schedule kills several processes mid-stream. */
+const SPREAD_MS = Number(process.env.EF_CLUSTER_CHAOS_SPREAD_MS ?? 40_000)
 t.setTimeout(Number(process.env.EF_CLUSTER_CHAOS_TIMEOUT_MS ?? 300_000))
 const fixture = fileURLToPath(new URL('./fixtures/cluster-hub.mjs', import.meta.url))
 
@@ -119,11 +122,15 @@ t.test(`chaos: ${DOWN} down, ${UP} up, 3 hubs, 3 NATS servers, ${EDGES} edges`, 
           break
         } catch { refusals++; await new Promise(resolve => setTimeout(resolve, 200)) }
       }
+      if (SPREAD_MS > 0) await new Promise(resolve => setTimeout(resolve, SPREAD_MS / perEdge))
     }
   }))
   const perEdgeUp = Math.ceil(UP / EDGES)
   const up = Promise.all(edges.map(async e => {
-    for (let i = 1; i <= perEdgeUp; i++) await e.edge.sendUpstream(newMessage({ source: 'chaos', group: 'app', operation: 'upload', resource: 'default/report/r', content: { i } }))
+    for (let i = 1; i <= perEdgeUp; i++) {
+      await e.edge.sendUpstream(newMessage({ source: 'chaos', group: 'app', operation: 'upload', resource: 'default/report/r', content: { i } }))
+      if (SPREAD_MS > 0) await new Promise(resolve => setTimeout(resolve, SPREAD_MS / perEdgeUp))
+    }
   }))
   await Promise.all([down, up])
   chaos = false

@@ -19,7 +19,7 @@ import { SECRET, needNats, startClusterHub, startNats, subdir, until } from './h
 
 t.setTimeout(240_000)
 const fixture = fileURLToPath(new URL('./fixtures/cluster-hub.mjs', import.meta.url))
-const ROUNDS = Number(process.env.EF_CLUSTER_FAILOVER_ROUNDS ?? 3)
+const ROUNDS = Number(process.env.EF_CLUSTER_FAILOVER_ROUNDS ?? 2)
 
 t.test('edges fail over to another hub and resume', async t => {
   if (!needNats(t)) return
