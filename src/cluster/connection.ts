@@ -185,10 +185,24 @@ export class ClusterConnection {
 
   noteSuccess (): void { this.#set(true) }
 
+  #probe: NodeJS.Timeout | undefined
+
   #set (available: boolean, err?: Error): void {
     if (err !== undefined) this.#lastError = err
     if (this.#available === available) return
     this.#available = available
+    // While unavailable, ask JetStream every second whether it answers again: refusing work
+    // (check()) must not stop the very calls that would notice the recovery. A reconnect
+    // (#watchStatus) or any call that succeeds also ends it.
+    clearInterval(this.#probe)
+    this.#probe = undefined
+    if (!available && !this.nc.isClosed()) {
+      this.#probe = setInterval(() => {
+        if (this.nc.isClosed() || this.nc.isDraining()) { clearInterval(this.#probe); return }
+        this.jsm.getAccountInfo().then(() => this.noteSuccess(), () => {})
+      }, 1000)
+      this.#probe.unref()
+    }
     this.logger.warn({ available, err: err?.message }, available ? 'cluster available again' : 'cluster unavailable')
     for (const l of this.#listeners) l(available)
   }
@@ -216,6 +230,7 @@ export class ClusterConnection {
   }
 
   async close (): Promise<void> {
+    clearInterval(this.#probe)
     if (this.nc.isClosed()) return
     await this.nc.drain().catch(async () => { await this.nc.close() })
   }
