@@ -57,6 +57,7 @@ export class Cluster {
       onPending: node => this.#port?.pumpLane(node),
       onError: err => c.logger.warn({ err: err.message }, 'cluster store')
     })
+    c.onAvailability(available => { if (available) this.store.restartReaders() })
   }
 
   /** Connect and create the cluster's streams and buckets. Throws ClusterUnavailableError. */

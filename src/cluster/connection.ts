@@ -172,7 +172,10 @@ export class ClusterConnection {
     void (async () => {
       for await (const s of this.nc.status()) {
         if (s.type === 'disconnect') this.#set(false, new Error('disconnected from NATS'))
-        else if (s.type === 'reconnect') this.#set(true)
+        else if (s.type === 'reconnect') {
+          this.#set(true)
+          for (const l of this.#listeners) l(true) // consumers on the lost server are gone: readers restart
+        }
       }
     })().catch(() => {})
   }

@@ -72,9 +72,20 @@ export class OutboxMirror {
       ? { filter_subjects: filter, deliver_policy: DeliverPolicy.All }
       : { filter_subjects: filter, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: this.lastSeen + 1 })
     if (this.#closed) return
-    const msgs = await c.consume({ max_messages: 256 })
+    // expires 10 s: the server heartbeats an idle pull every 5 s, so a reader whose consumer
+    // vanished with a killed server is noticed within ~10 s (2 missed), then recreated from
+    // the next unseen seq. Shorter would cost every connected node more pulls.
+    const msgs = await c.consume({ max_messages: 256, expires: 10_000 })
     this.#messages = msgs
     if (this.#closed) { await msgs.close(); return }
+    void (async () => {
+      for await (const st of msgs.status()) {
+        if (st.type === 'heartbeats_missed' || st.type === 'consumer_deleted' || st.type === 'consumer_not_found' || st.type === 'stream_not_found') {
+          await msgs.close().catch(() => {})
+          break
+        }
+      }
+    })().catch(() => {})
     for await (const m of msgs) {
       this.#take(m)
       this.#notify()
@@ -188,6 +199,11 @@ export class OutboxMirror {
   #wake (): void {
     const w = this.#room
     if (w !== undefined && this.count < this.#o.maxRecords && this.#bytes < this.#o.maxBytes) { this.#room = undefined; w() }
+  }
+
+  /** Drop the current consumer; the read loop recreates it from the next unseen seq (after a NATS reconnect). */
+  restart (): void {
+    void this.#messages?.close().catch(() => {})
   }
 
   async close (): Promise<void> {

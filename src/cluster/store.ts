@@ -224,6 +224,11 @@ export class ClusterStore implements ReliableStore {
     if (r.purged > 0) await this.#deadLetter(peer, { seq: 0, id: `quota-${now}`, code: 'EF_QUOTA_DROPPED', reason: `${r.purged} oldest message(s) dropped to make room (drop-oldest quota)`, size: 0 })
   }
 
+  /** After NATS came back: recreate every outbox reader (their ephemeral consumers may be gone). */
+  restartReaders (): void {
+    for (const m of this.#mirrors.values()) m.restart()
+  }
+
   /** Nodes with records read ahead (the cluster pokes their lanes now and then: a lost wake-up must not stall a node). */
   nodesWithRecords (): string[] {
     return [...this.#mirrors].filter(([, m]) => m.count > 0).map(([n]) => n)

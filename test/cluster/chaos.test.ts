@@ -29,7 +29,7 @@ const UP = Number(process.env.EF_CLUSTER_CHAOS_UP ?? 500)
 const EDGES = 10
 /** Producers are paced to last at least this long, so the schedule kills several processes mid-stream. */
 const SPREAD_MS = Number(process.env.EF_CLUSTER_CHAOS_SPREAD_MS ?? 40_000)
-t.setTimeout(Number(process.env.EF_CLUSTER_CHAOS_TIMEOUT_MS ?? 300_000))
+t.setTimeout(Number(process.env.EF_CLUSTER_CHAOS_TIMEOUT_MS ?? 420_000))
 const fixture = fileURLToPath(new URL('./fixtures/cluster-hub.mjs', import.meta.url))
 
 t.test(`chaos: ${DOWN} down, ${UP} up, 3 hubs, 3 NATS servers, ${EDGES} edges`, async t => {
@@ -81,8 +81,9 @@ t.test(`chaos: ${DOWN} down, ${UP} up, 3 hubs, 3 NATS servers, ${EDGES} edges`, 
   }
   await Promise.all(edges.map(async e => { await e.edge.waitConnected(60_000) }))
 
-  // Chaos driver.
+  // Chaos driver (stopped before the processes are torn down, even on a timeout).
   let chaos = true
+  t.teardown(() => { chaos = false })
   let kills = 0
   const driver = (async () => {
     while (chaos) {
@@ -97,10 +98,12 @@ t.test(`chaos: ${DOWN} down, ${UP} up, 3 hubs, 3 NATS servers, ${EDGES} edges`, 
         const ready = h.proc.waitFor(m => m.type === 'ready', 60_000)
         h.proc.start()
         await ready.catch(() => {})
+        if (!chaos) await h.proc.kill()
       } else {
         await nats.kill(pick - 3)
         await new Promise(resolve => setTimeout(resolve, 200))
         await nats.restart(pick - 3).catch(() => {})
+        if (!chaos) await nats.kill(pick - 3)
       }
     }
   })()
@@ -137,9 +140,11 @@ t.test(`chaos: ${DOWN} down, ${UP} up, 3 hubs, 3 NATS servers, ${EDGES} edges`, 
   await driver
   t.comment(`kills: ${kills}, refused sends retried: ${refusals}`)
 
+  const caughtUp = (e: E): boolean => [...(ackedLogs.get(e.node) ?? [])].every(i => e.logs.has(i)) &&
+    [...(ackedRes.get(e.node) ?? new Map<string, number>()).entries()].every(([r, v]) => (e.res.get(r) ?? 0) >= v)
+  await until('every edge caught up', () => edges.every(caughtUp), 90_000).catch(() => {})
   for (const e of edges) {
-    await until(`${e.node} caught up`, () => [...(ackedLogs.get(e.node) ?? [])].every(i => e.logs.has(i)) &&
-      [...(ackedRes.get(e.node) ?? new Map<string, number>()).entries()].every(([r, v]) => (e.res.get(r) ?? 0) >= v), 120_000).catch(() => {})
+    if (!caughtUp(e)) t.comment(`${e.node}: state ${e.edge.state}, stream depth ${await producer.cluster?.outboxDepth(e.node)}, presence ${JSON.stringify(await producer.cluster?.presenceOf(e.node))}`)
     t.same([...(ackedLogs.get(e.node) ?? [])].filter(i => !e.logs.has(i)), [], `${e.node}: every acknowledged message arrived`)
     t.same([...(ackedRes.get(e.node) ?? new Map<string, number>()).entries()].filter(([r, v]) => (e.res.get(r) ?? 0) < v), [], `${e.node}: the newest acknowledged version of each resource arrived`)
     t.equal(e.backwards, 0, `${e.node}: no older version after a newer one`)
@@ -150,7 +155,7 @@ t.test(`chaos: ${DOWN} down, ${UP} up, 3 hubs, 3 NATS servers, ${EDGES} edges`, 
     return true
   }, 60_000).catch(() => {})
   for (const e of edges) t.equal(await producer.cluster?.outboxDepth(e.node), 0, `${e.node}: JetStream outbox empty`)
-  await until('edge outboxes empty', () => edges.every(e => e.edge.outboxDepth === 0), 120_000).catch(() => {})
+  await until('edge outboxes empty', () => edges.every(e => e.edge.outboxDepth === 0), 60_000).catch(() => {})
   for (const e of edges) t.equal(e.edge.outboxDepth, 0, `${e.node}: edge outbox empty`)
 
   // Upstream: every message of every edge is in the stream (read with a plain client).

@@ -68,6 +68,8 @@ export class NatsCluster {
       servers.push({ name: `n${i + 1}`, clientPort, clusterPort, httpPort, url: `nats://127.0.0.1:${clientPort}`, proc: undefined, log: [] })
     }
     const c = new NatsCluster(dir, bin, servers)
+    // A test that times out may not reach its teardown: never leave servers behind.
+    process.once('exit', () => { for (const s of servers) s.proc?.kill('SIGKILL') })
     for (const s of servers) c.#writeConfig(s)
     await Promise.all(servers.map(async s => { await c.#spawn(s) }))
     await Promise.all(servers.map(async s => { await c.#waitHealthy(s, 30_000) }))
