@@ -325,7 +325,9 @@ export const JOIN_REFUSAL_CODES = [
   /** An operator revoked the token (`edgefabric token revoke`, or `node remove`). */
   'EF_TOKEN_REVOKED',
   /** The node has no binding at this hub (never joined, or removed) and presented no join proof. */
-  'EF_NODE_NOT_BOUND'
+  'EF_NODE_NOT_BOUND',
+  /** Cluster mode (src/cluster): the hub cannot reach NATS JetStream right now; another hub may serve. */
+  'EF_CLUSTER_UNAVAILABLE'
 ] as const
 
 export type JoinRefusalCode = typeof JOIN_REFUSAL_CODES[number]
@@ -346,7 +348,7 @@ export class JoinRefusedError extends EdgeFabricError {
   constructor (code: JoinRefusalCode, reason: string, options?: ErrorOptions) {
     super(code, `join refused: ${reason}`, options)
     this.reason = reason.replace(/[\r\n]+/g, ' ')
-    this.retryable = code === 'EF_NODE_LIMIT'
+    this.retryable = code === 'EF_NODE_LIMIT' || code === 'EF_CLUSTER_UNAVAILABLE'
   }
 }
 

@@ -28,7 +28,10 @@ export const cloudSchema = defineConfig({
   adminAllowedHost: { type: 'string[]', default: [], env: 'EDGEFABRIC_ADMIN_ALLOWED_HOSTS', description: 'host name accepted in Host/Origin by the admin server besides IP literals and localhost (repeatable; DNS-rebinding guard)' },
   processMetrics: { type: 'boolean', default: false, env: 'EDGEFABRIC_PROCESS_METRICS', description: 'also export Node process and GC metrics (edgefabric_process_*)' },
   metricsTopNodes: { type: 'int', default: 20, min: 0, max: 10000, env: 'EDGEFABRIC_METRICS_TOP_NODES', description: 'per-node metric series only for this many nodes with the deepest queues' },
-  metricsNode: { type: 'string[]', default: [], env: 'EDGEFABRIC_METRICS_NODES', description: 'node that always gets per-node metric series (repeatable)' }
+  metricsNode: { type: 'string[]', default: [], env: 'EDGEFABRIC_METRICS_NODES', description: 'node that always gets per-node metric series (repeatable)' },
+  cluster: { type: 'string', env: 'EDGEFABRIC_CLUSTER', placeholder: 'nats://a:4222,nats://b:4222', description: 'cluster mode: NATS JetStream servers (comma-separated); shared state and outboxes live there, any hub serves any node (README "Cluster mode")' },
+  clusterName: { type: 'string', default: 'default', env: 'EDGEFABRIC_CLUSTER_NAME', description: 'cluster name: prefixes NATS subjects, streams and buckets' },
+  clusterCreds: { type: 'string', env: 'EDGEFABRIC_CLUSTER_CREDS', placeholder: 'file', description: 'NATS credentials file for cluster mode' },
 })
 
 export const cloudCommand: Command = {
@@ -61,6 +64,15 @@ export const cloudCommand: Command = {
       quota: { maxMessages: cfg.quotaMessages, maxBytes: cfg.quotaBytes, overflow: cfg.quotaOverflow as 'reject' | 'drop-oldest' },
       devices: cfg.devices,
       metrics: { processMetrics: cfg.processMetrics, perNode: { top: cfg.metricsTopNodes, nodes: [...cfg.metricsNode] } },
+      ...(cfg.cluster === undefined || cfg.cluster === ''
+        ? {}
+        : {
+            cluster: {
+              servers: cfg.cluster.split(',').map(u => u.trim()).filter(u => u !== ''),
+              name: cfg.clusterName,
+              ...(cfg.clusterCreds === undefined || cfg.clusterCreds === '' ? {} : { credsFile: cfg.clusterCreds })
+            }
+          }),
       logger
     })
     hub.on('event', e => {

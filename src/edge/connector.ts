@@ -197,7 +197,8 @@ export class EdgeConnector extends EventEmitter<ConnectorEvents> {
         this.#fail(e)
         return
       }
-      this.#retry(e, false)
+      // A retryable refusal (node limit, cluster unavailable): another listed hub may serve now.
+      this.#retry(e, e instanceof HubRefusedError)
     }
   }
 
@@ -304,7 +305,9 @@ export class EdgeConnector extends EventEmitter<ConnectorEvents> {
       if (this.#state === 'stopped') return
       // A session that lasted resets the backoff; a flapping one keeps growing it.
       if (this.#o.clock.now() - this.#connectedAt >= this.#heartbeatMs) this.#o.backoff.reset()
-      this.#retry(info.error ?? new ConnectionClosedError(reason), false)
+      // A lost session (hub died, shut down) moves on to the next listed hub URL: in cluster mode
+      // any hub serves any node (issue 17). Only "replaced by a newer connection" stays put.
+      this.#retry(info.error ?? new ConnectionClosedError(reason), goodbye === undefined || !goodbye.startsWith('replaced'))
     })
     this.#o.logger.info({ url, session: welcome.session }, 'connected to hub')
     this.emit('connected', { url, welcome, connection: conn })
@@ -317,11 +320,11 @@ export class EdgeConnector extends EventEmitter<ConnectorEvents> {
     this.emit('failed', e)
   }
 
-  #retry (err: Error, dialFailed: boolean): void {
+  #retry (err: Error, dialFailed: boolean): void { // dialFailed: move on to the next hub URL
     if (this.#state === 'stopped' || this.#state === 'failed') return
     this.#state = 'waiting'
     this.lastError = err
-    if (dialFailed) this.#urlIndex++ // try the next hub URL after a failed dial
+    if (dialFailed) this.#urlIndex++ // try the next hub URL after a failed dial or a lost session
     const delay = this.#o.backoff.next()
     this.#o.logger.warn({ err: err.message, code: (err as { code?: string }).code, retryInMs: delay }, 'hub link down; retrying')
     this.#retryTimer = this.#o.clock.setTimeout(() => { void this.#connect() }, delay)

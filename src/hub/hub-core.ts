@@ -110,6 +110,8 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
   #closed = false
   /** Reliable-delivery metrics (src/ops/reliable-metrics.ts); set by Hub.start. */
   reliableMetrics: ReliableMetrics | undefined
+  /** Cluster mode: reaches nodes whose session another hub holds (set by Hub.start; src/cluster). */
+  remote: import('../cluster/cluster.js').RemoteNodes | undefined
 
   constructor (options: HubOptions, authenticator: HubAuthenticator, metrics?: HubMetrics, store?: ReliableStore) {
     super()
@@ -295,6 +297,15 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
       if (outcome.status === 'rejected') throw new QuotaExceededError(nodeId, outcome.reason)
       return
     }
+    if (this.remote !== undefined && this.#nodes.get(nodeId)?.session === undefined) {
+      if (await this.remote.send(nodeId, env)) return
+      throw new NodeOfflineError(nodeId)
+    }
+    await this.sendLocal(nodeId, env)
+  }
+
+  /** Best-effort send on this hub's own session for the node (cluster mode: never routed elsewhere). */
+  async sendLocal (nodeId: string, env: Envelope): Promise<void> {
     const session = this.#nodes.get(nodeId)?.session
     if (session === undefined || session.state !== 'active') throw new NodeOfflineError(nodeId)
     const ok = session.send(env)
@@ -321,6 +332,17 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
   /** Send a request and wait for the response matched by parentId. */
   async request (nodeId: string, env: Envelope, options: RequestOptions = {}): Promise<Envelope> {
     const timeoutMs = intOption('timeoutMs', options.timeoutMs, this.requestTimeoutMs, 1)
+    if (this.remote !== undefined && this.#nodes.get(nodeId)?.session === undefined) {
+      env.header.sync = true
+      const res = await this.remote.request(nodeId, env, timeoutMs)
+      if (res === undefined) throw new NodeOfflineError(nodeId)
+      return res
+    }
+    return await this.requestLocal(nodeId, env, timeoutMs)
+  }
+
+  /** request() on this hub's own session for the node (cluster mode: never routed elsewhere). */
+  async requestLocal (nodeId: string, env: Envelope, timeoutMs: number): Promise<Envelope> {
     env.header.sync = true
     const m = this.metrics
     const waiting = this.#pending.wait(env.header.id, nodeId, timeoutMs, (ms, ok) => {
@@ -329,7 +351,7 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
       if (ok) m.requestLatency.observe(ms / 1000)
     })
     try {
-      await this.send(nodeId, env)
+      await this.sendLocal(nodeId, env)
     } catch (err) {
       this.#pending.fail(env.header.id, err as Error)
     }
@@ -359,6 +381,15 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
 
   /** Send to every connected node matching the selector (labels or predicate). */
   async broadcast (selector: NodeSelector, env: Envelope): Promise<{ sent: string[], failed: string[] }> {
+    const local = await this.broadcastLocal(selector, env)
+    // Cluster mode: other hubs' nodes too (label selectors only: a predicate cannot travel).
+    if (this.remote === undefined || typeof selector === 'function') return local
+    const other = await this.remote.broadcast(selector, env)
+    return { sent: [...local.sent, ...other.sent], failed: [...local.failed, ...other.failed] }
+  }
+
+  /** broadcast() to the nodes held by this hub only. */
+  async broadcastLocal (selector: NodeSelector, env: Envelope): Promise<{ sent: string[], failed: string[] }> {
     const match = typeof selector === 'function'
       ? selector
       : (n: NodeInfo) => Object.entries(selector).every(([k, v]) => n.labels[k] === v)
@@ -367,7 +398,7 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
     this.metrics?.broadcasts.inc()
     await Promise.all([...this.#nodes.values()].filter(r => r.session !== undefined && match(r.info)).map(async r => {
       try {
-        await this.send(r.info.nodeId, env)
+        await this.sendLocal(r.info.nodeId, env)
         sent.push(r.info.nodeId)
       } catch {
         failed.push(r.info.nodeId)
@@ -427,6 +458,16 @@ export class HubCore extends EventEmitter<HubCoreEvents> implements SessionHost 
   }
 
   get pendingRequests (): number { return this.#pending.size }
+
+  /** True when this hub holds an active session for the node. */
+  holds (nodeId: string): boolean {
+    return this.#nodes.get(nodeId)?.session?.state === 'active'
+  }
+
+  /** Cluster mode: records for the node's outbox arrived from elsewhere; let its lane send them. */
+  pumpLane (nodeId: string): void {
+    this.#lanes.get(nodeId)?.sender.pump()
+  }
 
   async close (graceMs = 5000): Promise<void> {
     if (this.#closed) return

@@ -35,6 +35,8 @@ import { DeviceRegistry } from '../device/cloud/registry.js'
 import { deviceRoutes } from '../device/cloud/http-api.js'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { adminMessageRoutes } from './admin-messages.js'
+import { Cluster } from '../cluster/cluster.js'
+import { resolveConnectionOptions } from '../transport/options.js'
 
 /** Reissue the WebTransport leaf this long before it expires (half of its 14 days). */
 const WT_ROTATE_BEFORE_EXPIRY_MS = 7 * 86_400_000
@@ -54,10 +56,14 @@ export class Hub extends HubCore {
   #wtRotation: TimerHandle | undefined
   #stopping = false
   #lock: DataDirLock | undefined
+  /** Cluster mode (options.cluster, src/cluster); undefined for the embedded single hub. */
+  readonly cluster: Cluster | undefined
 
-  private constructor (options: HubOptions, identity: HubIdentity, bindings: NodeBindingStore, registry: Registry, metrics: HubMetrics, store: ReliableStore, ownsStore: boolean) {
+  private constructor (options: HubOptions, identity: HubIdentity, bindings: NodeBindingStore, registry: Registry, metrics: HubMetrics, store: ReliableStore, ownsStore: boolean, cluster?: Cluster) {
     const clock = options.clock ?? systemClock
-    super(options, options.authenticator ?? new TokenAuthenticator(identity, bindings, clock), metrics, store)
+    const auth = options.authenticator ?? new TokenAuthenticator(identity, bindings, clock)
+    super(options, cluster === undefined ? auth : cluster.wrapAuthenticator(auth), metrics, store)
+    this.cluster = cluster
     this.#ownsStore = ownsStore
     this.identity = identity
     this.bindings = bindings
@@ -72,14 +78,35 @@ export class Hub extends HubCore {
     for (const u of options.listen) checkTransportUrl(u, m => new InvalidOptionError('listen', m), { insecure: options.insecureTransport === true, insecureFlag: 'insecureTransport: true (CLI: --insecure-transport)', listen: true })
     if (typeof options.dataDir !== 'string' || options.dataDir === '') throw new InvalidOptionError('dataDir', 'must be a directory path')
     await mkdir(options.dataDir, { recursive: true })
+    // Cluster mode (issue 17): shared identity, bindings and reliable store in NATS JetStream.
+    const cluster = options.cluster === undefined
+      ? undefined
+      : await Cluster.start(options.cluster, { codec: resolveConnectionOptions(options).codec, logger: options.logger ?? nullLogger })
+    try {
+      return await Hub.#start(options, cluster)
+    } catch (err) {
+      await cluster?.close().catch(() => {})
+      throw err
+    }
+  }
+
+  static async #start (options: HubOptions, cluster: Cluster | undefined): Promise<Hub> {
     // One process per data dir (issue 12), before any file in it is opened:
     // the binding store and LMDB have exactly one writer.
     const lock = await lockDataDir(options.dataDir, 'hub')
     let identity: HubIdentity
-    let bindings: FileBindingStore
+    let bindings: NodeBindingStore
     try {
+      if (cluster !== undefined) {
+        await cluster.identity.adopt(options.dataDir)
+        const c = cluster
+        const onUpstream = options.onUpstream
+        // Reliable upstream goes to JetStream before the edge is acked (ClusterStore.commitInbound waits).
+        options = { ...options, onUpstream: async m => { c.publishUp(m.nodeId, m.envelope); await onUpstream?.(m) } }
+      }
       identity = await loadOrCreateHubIdentity(options.dataDir, options.altNames !== undefined ? { altNames: options.altNames } : {})
-      bindings = await FileBindingStore.open(options.dataDir)
+      if (cluster !== undefined) await cluster.identity.publish(options.dataDir)
+      bindings = cluster?.bindings ?? await FileBindingStore.open(options.dataDir)
     } catch (err) {
       await lock.release()
       throw err
@@ -102,12 +129,12 @@ export class Hub extends HubCore {
     const ownsStore = options.store === undefined
     let store: ReliableStore
     try {
-      store = options.store ?? await LmdbStore.open(join(options.dataDir, 'reliable'), { durability: options.durability ?? 'sync' })
+      store = options.store ?? cluster?.store ?? await LmdbStore.open(join(options.dataDir, 'reliable'), { durability: options.durability ?? 'sync' })
     } catch (err) {
       await lock.release()
       throw err
     }
-    const hub = new Hub(options, identity, bindings, registry, createHubMetrics(registry, { processMetrics: options.metrics?.processMetrics === true }), store, ownsStore)
+    const hub = new Hub(options, identity, bindings, registry, createHubMetrics(registry, { processMetrics: options.metrics?.processMetrics === true }), store, ownsStore, cluster)
     hub.#lock = lock
     hubRef = hub
     registerBuildInfo(registry, 'hub', await nativeBinding().then(() => true, () => false))
@@ -121,6 +148,14 @@ export class Hub extends HubCore {
     if (store instanceof LmdbStore) store.onCommit = hub.reliableMetrics.onCommit
     registerTwinGauges(registry, () => hub.#devices?.listDevices({ limit: 100_000 }))
     hub.openLanes()
+    if (cluster !== undefined) {
+      hub.remote = await cluster.attach(hub)
+      hub.on('event', e => {
+        if (e.type === 'node-connected') cluster.nodeConnected(e.nodeId, e.sessionId, hub.clock.now())
+        else if (e.type === 'node-disconnected') cluster.nodeDisconnected(e.nodeId, e.sessionId)
+      })
+      hub.on('message', m => cluster.publishLive(m.nodeId, m.envelope))
+    }
     try {
       hub.#devices = await openDevices(hub, options, registry)
       if (options.listen.some(u => /^(https|webtransport):/i.test(u))) hub.#wtTls = await identity.issueWebTransportTls()
@@ -295,6 +330,7 @@ export class Hub extends HubCore {
     await this.#admin?.close()
     await this.bindings.close()
     if (this.#ownsStore) await this.store?.close()
+    await this.cluster?.close()
     await this.#lock?.release()
   }
 

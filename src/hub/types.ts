@@ -132,6 +132,13 @@ export interface HubOptions extends ConnectionOptions {
    * serve the device API on the admin server. @default false
    */
   devices?: import('../device/cloud/registry-types.js').HubDevicesOption
+  /**
+   * Cluster mode (issue 17, src/cluster, README "Cluster mode"): bindings, the
+   * hub identity, node presence and the reliable outboxes live in NATS
+   * JetStream, and any hub serves any node. Absent: the embedded single hub
+   * (LMDB in dataDir, no external service). @default undefined
+   */
+  cluster?: import('../cluster/types.js').ClusterOptions
 }
 
 export interface HubSendOptions {

@@ -1,0 +1,138 @@
+/**
+ * Cluster-mode benchmark (issue 17, "Benchmarks"), everything measured in the
+ * same run on this machine, 256-byte payloads, rounds interleaved:
+ *
+ *  - cluster: hub in cluster mode (3 nats-server, R3 file streams) → edge
+ *    over ws on loopback, reliable lane; msg/s = n / (last arrival − first
+ *    send), latency = arrival − send, with at most `--window` sends
+ *    outstanding;
+ *  - raw JetStream: the same payloads published to an R3 stream of the same
+ *    cluster (window of `--window` outstanding PubAcks) and read by an
+ *    ordered consumer: the engine's own publish → consume figure;
+ *  - single hub: the embedded default (LMDB, sync) → the same edge setup.
+ *
+ * Hub, edge and client share this process (one Node event loop) and the
+ * three nats-server processes share the machine's cores: figures are for
+ * comparison within the run, not capacity claims.
+ *
+ *   npx tsc -p tsconfig.bench.json && node dist-bench/bench/cluster.js [--n 5000] [--window 1000] [--rounds 3]
+ */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { connect } from '@nats-io/transport-node'
+import { jetstream, jetstreamManager, DeliverPolicy, StorageType } from '@nats-io/jetstream'
+import { newMessage } from '../src/codec/envelope.js'
+import { EdgeNode } from '../src/edge/edge-node.js'
+import { Hub } from '../src/hub/hub.js'
+import { NatsCluster } from '../test/cluster/nats-cluster.js'
+
+const argv = process.argv.slice(2)
+const get = (name: string): string | undefined => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined }
+const N = Number(get('--n') ?? 5000)
+const WINDOW = Number(get('--window') ?? 1000)
+const ROUNDS = Number(get('--rounds') ?? 3)
+const PAYLOAD = new Uint8Array(256).fill(7)
+
+interface Result { rate: number, p50: number, p99: number }
+
+function pct (xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.floor(s.length * p))] ?? NaN
+}
+
+async function window<T> (n: number, w: number, fn: (i: number) => Promise<T>): Promise<void> {
+  let next = 0
+  await Promise.all(Array.from({ length: Math.min(w, n) }, async () => {
+    while (next < n) { const i = next++; await fn(i) }
+  }))
+}
+
+async function hubRun (dir: string, tag: string, cluster: { servers: string[] } | undefined): Promise<Result> {
+  const sent = new Array<number>(N)
+  const lat: number[] = []
+  let last = 0
+  let done: () => void = () => {}
+  const all = new Promise<void>(resolve => { done = resolve })
+  const hub = await Hub.start({ listen: ['ws://127.0.0.1:0'], dataDir: join(dir, `hub-${tag}`), admin: false, ...(cluster === undefined ? {} : { cluster: { ...cluster, name: 'bench', identitySecret: 'bench-secret-0123456789', hubName: `bench-${tag}` } }) })
+  const node = `edge-${tag}`
+  const edge = await EdgeNode.start({
+    hub: hub.urls, nodeId: node, token: hub.createToken(node), dataDir: join(dir, `edge-${tag}`), admin: false,
+    onReliable: env => {
+      const i = (env.content as { i: number }).i
+      const at = performance.now()
+      if (sent[i] !== undefined) lat.push(at - (sent[i] as number))
+      last = at
+      if (lat.length >= N) done()
+    }
+  })
+  await edge.waitConnected(30_000)
+  const t0 = performance.now()
+  await window(N, WINDOW, async i => {
+    sent[i] = performance.now()
+    await hub.send(node, newMessage({ source: 'bench', group: 'bench', operation: 'insert', resource: 'default/bench/x', content: { i, p: PAYLOAD } }), { delivery: 'reliable' })
+  })
+  await all
+  const r = { rate: N / ((last - t0) / 1000), p50: pct(lat, 0.5), p99: pct(lat, 0.99) }
+  await edge.close()
+  await hub.close(200)
+  return r
+}
+
+async function rawRun (servers: string[], tag: string): Promise<Result> {
+  const nc = await connect({ servers })
+  const jsm = await jetstreamManager(nc)
+  const name = `RAW_${tag}`
+  await jsm.streams.add({ name, subjects: [`raw.${tag}.>`], num_replicas: 3, storage: StorageType.File })
+  const js = jetstream(nc)
+  const sent = new Array<number>(N)
+  const lat: number[] = []
+  let last = 0
+  const c = await js.consumers.get(name, { filter_subjects: `raw.${tag}.>`, deliver_policy: DeliverPolicy.All })
+  const msgs = await c.consume({ max_messages: 1000 })
+  const reading = (async () => {
+    for await (const m of msgs) {
+      const i = Number(m.subject.slice(m.subject.lastIndexOf('.') + 1))
+      const at = performance.now()
+      lat.push(at - (sent[i] as number))
+      last = at
+      if (lat.length >= N) break
+    }
+  })()
+  const t0 = performance.now()
+  await window(N, WINDOW, async i => {
+    sent[i] = performance.now()
+    await js.publish(`raw.${tag}.${i}`, PAYLOAD)
+  })
+  await reading
+  const r = { rate: N / ((last - t0) / 1000), p50: pct(lat, 0.5), p99: pct(lat, 0.99) }
+  await jsm.streams.delete(name)
+  await nc.close()
+  return r
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'ef-bench-cluster-'))
+const nats = await NatsCluster.start(join(dir, 'nats'), 3)
+const rows: Record<string, Result[]> = { cluster: [], raw: [], single: [] }
+try {
+  for (let round = 0; round < ROUNDS; round++) {
+    rows.raw?.push(await rawRun(nats.urls, `r${round}`))
+    rows.cluster?.push(await hubRun(dir, `c${round}`, { servers: nats.urls }))
+    rows.single?.push(await hubRun(dir, `s${round}`, undefined))
+    process.stderr.write(`round ${round + 1}/${ROUNDS} done\n`)
+  }
+} finally {
+  await nats.stop()
+  rmSync(dir, { recursive: true, force: true })
+}
+const med = (xs: number[]): number => pct(xs, 0.5)
+const fmt = (rs: Result[]): string => {
+  const rates = rs.map(r => r.rate)
+  return `${med(rates).toFixed(0)} msg/s (range ${Math.min(...rates).toFixed(0)}–${Math.max(...rates).toFixed(0)}), p50 ${med(rs.map(r => r.p50)).toFixed(1)} ms, p99 ${med(rs.map(r => r.p99)).toFixed(1)} ms`
+}
+console.log(`cluster bench: n=${N} × 256 B, window ${WINDOW}, ${ROUNDS} interleaved rounds, medians`)
+console.log(`  raw JetStream R3 publish→ordered consume: ${fmt(rows.raw ?? [])}`)
+console.log(`  cluster hub → edge (ws, R3):              ${fmt(rows.cluster ?? [])}`)
+console.log(`  single hub LMDB sync → edge (ws):         ${fmt(rows.single ?? [])}`)
+const ratio = med((rows.cluster ?? []).map(r => r.rate)) / med((rows.raw ?? []).map(r => r.rate))
+console.log(`  cluster / raw JetStream = ${ratio.toFixed(2)}× (target ≥ 0.7×); cluster / single hub = ${(med((rows.cluster ?? []).map(r => r.rate)) / med((rows.single ?? []).map(r => r.rate))).toFixed(2)}×`)

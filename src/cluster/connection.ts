@@ -1,0 +1,240 @@
+/**
+ * One NATS connection per hub, the JetStream streams and KV buckets of the
+ * cluster (created idempotently by whichever hub starts first), and the
+ * availability flag behind "a hub that loses NATS stops accepting new work
+ * with a typed error and recovers by itself" (issue 17).
+ */
+import { readFile } from 'node:fs/promises'
+import { hostname } from 'node:os'
+import { randomBytes } from 'node:crypto'
+import { connect, credsAuthenticator, type NatsConnection } from '@nats-io/transport-node'
+import { jetstream, jetstreamManager, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamClient, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream'
+import { Kvm, type KV } from '@nats-io/kv'
+import { InvalidOptionError } from '../errors.js'
+import { intOption, stringOption } from '../util/options.js'
+import type { Logger } from '../ops/logger.js'
+import { Names } from './subjects.js'
+import { ClusterUnavailableError, type ClusterOptions } from './types.js'
+
+export interface ResolvedClusterOptions {
+  servers: string[]
+  name: string
+  credsFile: string | undefined
+  replicas: number
+  identitySecret: string | undefined
+  maxAgeMs: number
+  timeoutMs: number
+  hubName: string
+}
+
+/** Validate once, name the option, freeze (PREAMBLE: options). */
+export function resolveClusterOptions (o: ClusterOptions, env: NodeJS.ProcessEnv = process.env): Readonly<ResolvedClusterOptions> {
+  if (typeof o !== 'object' || o === null) throw new InvalidOptionError('cluster', 'must be an object')
+  const servers = o.servers
+  if (!Array.isArray(servers) || servers.length === 0 || !servers.every(s => typeof s === 'string' && /^(nats|tls|ws|wss):\/\/[^\s]+$/i.test(s))) {
+    throw new InvalidOptionError('cluster.servers', 'must be a non-empty array of nats:// URLs')
+  }
+  const name = stringOption('cluster.name', o.name, 'default') as string
+  if (!/^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/.test(name)) throw new InvalidOptionError('cluster.name', 'must be 1-32 letters, digits, "-" or "_"')
+  const hubName = stringOption('cluster.hubName', o.hubName, `${hostname().replace(/[^A-Za-z0-9-]/g, '-')}-${process.pid}-${randomBytes(3).toString('hex')}`) as string
+  if (!/^[A-Za-z0-9-]{1,64}$/.test(hubName)) throw new InvalidOptionError('cluster.hubName', 'must be 1-64 letters, digits or "-"')
+  const secret = stringOption('cluster.identitySecret', o.identitySecret ?? (env.EDGEFABRIC_CLUSTER_SECRET === '' ? undefined : env.EDGEFABRIC_CLUSTER_SECRET))
+  if (secret !== undefined && secret.length < 16) throw new InvalidOptionError('cluster.identitySecret', 'must be at least 16 characters')
+  return Object.freeze({
+    servers: [...servers],
+    name,
+    credsFile: stringOption('cluster.credsFile', o.credsFile),
+    replicas: intOption('cluster.replicas', o.replicas, 3, 1, 5),
+    identitySecret: secret,
+    maxAgeMs: intOption('cluster.maxAgeMs', o.maxAgeMs, 7 * 86_400_000, 60_000),
+    timeoutMs: intOption('cluster.timeoutMs', o.timeoutMs, 5000, 100, 120_000),
+    hubName
+  })
+}
+
+const NS = 1_000_000
+
+export class ClusterConnection {
+  readonly nc: NatsConnection
+  readonly js: JetStreamClient
+  readonly jsm: JetStreamManager
+  readonly names: Names
+  readonly options: Readonly<ResolvedClusterOptions>
+  readonly logger: Logger
+  presence!: KV
+  bindings!: KV
+  inbox!: KV
+  identity!: KV
+  #available = true
+  #lastError: Error | undefined
+  readonly #listeners = new Set<(available: boolean) => void>()
+
+  private constructor (nc: NatsConnection, jsm: JetStreamManager, options: Readonly<ResolvedClusterOptions>, logger: Logger) {
+    this.nc = nc
+    this.jsm = jsm
+    this.js = jetstream(nc, { timeout: options.timeoutMs })
+    this.options = options
+    this.names = new Names(options.name)
+    this.logger = logger
+  }
+
+  static async open (options: Readonly<ResolvedClusterOptions>, logger: Logger): Promise<ClusterConnection> {
+    let nc: NatsConnection
+    try {
+      nc = await connect({
+        servers: options.servers,
+        name: `edgefabric-hub-${options.hubName}`,
+        // Keep trying for ever: a hub that lost NATS must recover by itself (issue 17).
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 250,
+        reconnectJitter: 100,
+        pingInterval: 2000,
+        maxPingOut: 2,
+        timeout: options.timeoutMs,
+        ...(options.credsFile === undefined ? {} : { authenticator: credsAuthenticator(await readFile(options.credsFile)) })
+      })
+    } catch (err) {
+      throw new ClusterUnavailableError(`cannot connect to NATS at ${options.servers.join(', ')}: ${(err as Error).message}`, { cause: err })
+    }
+    try {
+      const jsm = await jetstreamManager(nc, { timeout: options.timeoutMs })
+      const c = new ClusterConnection(nc, jsm, options, logger)
+      await c.#ensure()
+      c.#watchStatus()
+      return c
+    } catch (err) {
+      await nc.close().catch(() => {})
+      if (err instanceof ClusterUnavailableError) throw err
+      throw new ClusterUnavailableError(`JetStream is not usable at ${options.servers.join(', ')}: ${(err as Error).message}`, { cause: err })
+    }
+  }
+
+  /** Streams and buckets, created if absent (every hub runs this; equal configs are accepted). */
+  async #ensure (): Promise<void> {
+    const n = this.names
+    const r = this.options.replicas
+    const maxAge = this.options.maxAgeMs * NS
+    await this.#stream({
+      name: n.streamDown,
+      subjects: [`${n.prefix}.down.>`],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      num_replicas: r,
+      // Supersession (DESIGN.md §10b): a resource's subject keeps only its newest message.
+      // Unversioned messages get a subject each, so this limit never touches them.
+      max_msgs_per_subject: 1,
+      max_age: maxAge,
+      discard: DiscardPolicy.Old,
+      duplicate_window: 120 * 1000 * NS,
+      allow_direct: true
+    })
+    await this.#stream({
+      name: n.streamUp,
+      subjects: [`${n.prefix}.up.>`],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      num_replicas: r,
+      max_age: maxAge,
+      duplicate_window: 120 * 1000 * NS
+    })
+    await this.#stream({
+      name: n.streamDead,
+      subjects: [`${n.prefix}.dead.>`],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      num_replicas: r,
+      max_age: maxAge,
+      max_msgs_per_subject: 1000
+    })
+    const kvm = new Kvm(this.js)
+    this.presence = await kvm.create(n.bucketPresence, { replicas: r, history: 1 })
+    this.bindings = await kvm.create(n.bucketBindings, { replicas: r, history: 1 })
+    this.inbox = await kvm.create(n.bucketInbox, { replicas: r, history: 1 })
+    this.identity = await kvm.create(n.bucketIdentity, { replicas: r, history: 1 })
+  }
+
+  async #stream (cfg: Partial<StreamConfig> & { name: string }): Promise<void> {
+    try {
+      await this.jsm.streams.info(cfg.name)
+      return
+    } catch (err) {
+      if (!/not found/i.test((err as Error).message)) throw err
+    }
+    try {
+      await this.jsm.streams.add(cfg)
+    } catch (err) {
+      // Another hub created it between our info and add.
+      if (!/already in use|exists/i.test((err as Error).message)) throw err
+    }
+  }
+
+  #watchStatus (): void {
+    void (async () => {
+      for await (const s of this.nc.status()) {
+        if (s.type === 'disconnect') this.#set(false, new Error('disconnected from NATS'))
+        else if (s.type === 'reconnect') {
+          this.#set(true)
+          for (const l of this.#listeners) l(true) // consumers on the lost server are gone: readers restart
+        }
+      }
+    })().catch(() => {})
+  }
+
+  /** Called by users of the connection when a JetStream call failed or succeeded. */
+  noteFailure (err: Error): void {
+    // Only transport-level trouble flips availability; an API error answer means JetStream works.
+    if (/timeout|no responders|not enabled|disconnect|closed|connection/i.test(err.message)) this.#set(false, err)
+  }
+
+  noteSuccess (): void { this.#set(true) }
+
+  #probe: NodeJS.Timeout | undefined
+
+  #set (available: boolean, err?: Error): void {
+    if (err !== undefined) this.#lastError = err
+    if (this.#available === available) return
+    this.#available = available
+    // While unavailable, ask JetStream every second whether it answers again: refusing work
+    // (check()) must not stop the very calls that would notice the recovery. A reconnect
+    // (#watchStatus) or any call that succeeds also ends it.
+    clearInterval(this.#probe)
+    this.#probe = undefined
+    if (!available && !this.nc.isClosed()) {
+      this.#probe = setInterval(() => {
+        if (this.nc.isClosed() || this.nc.isDraining()) { clearInterval(this.#probe); return }
+        this.jsm.getAccountInfo().then(() => this.noteSuccess(), () => {})
+      }, 1000)
+      this.#probe.unref()
+    }
+    this.logger.warn({ available, err: err?.message }, available ? 'cluster available again' : 'cluster unavailable')
+    for (const l of this.#listeners) l(available)
+  }
+
+  get available (): boolean { return this.#available && !this.nc.isClosed() }
+
+  onAvailability (fn: (available: boolean) => void): void { this.#listeners.add(fn) }
+
+  /** Throws ClusterUnavailableError when NATS is known to be unreachable (before starting new work). */
+  check (what: string): void {
+    if (!this.available) throw new ClusterUnavailableError(`${what}: the cluster (NATS JetStream) is unavailable${this.#lastError === undefined ? '' : ` (${this.#lastError.message})`}`)
+  }
+
+  /** Wrap a JetStream call: failures become ClusterUnavailableError when the cluster is unreachable. */
+  async call<T> (what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      const v = await fn()
+      this.noteSuccess()
+      return v
+    } catch (err) {
+      this.noteFailure(err as Error)
+      if (!this.available) throw new ClusterUnavailableError(`${what}: ${(err as Error).message}`, { cause: err })
+      throw err
+    }
+  }
+
+  async close (): Promise<void> {
+    clearInterval(this.#probe)
+    if (this.nc.isClosed()) return
+    await this.nc.drain().catch(async () => { await this.nc.close() })
+  }
+}

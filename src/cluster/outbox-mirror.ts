@@ -1,0 +1,216 @@
+/**
+ * The part of one node's JetStream outbox that the hub holding the node's
+ * session has read, in memory, for the lane's synchronous `pending()` reads
+ * (src/reliable/store.ts). Filled by an ordered consumer — cheap, ephemeral,
+ * R1 in memory, no Raft group (DESIGN.md §10b: one durable R3 consumer per
+ * node does not scale) — filtered on `ef.<c>.down.<node>.>` from the start of
+ * what is stored. The acknowledged point is not kept in a consumer: it is the
+ * edge's own `resume`, and everything at or below it is purged from the stream
+ * (ClusterStore.ack), so "what is stored for the node" IS its outbox.
+ *
+ * Bounded: reading pauses while `maxRecords`/`maxBytes` are held and resumes
+ * as the edge acknowledges.
+ */
+import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream'
+import { DeliverPolicy } from '@nats-io/jetstream'
+import type { OutboxRecord } from '../reliable/store.js'
+
+export interface MirrorRecord extends OutboxRecord {
+  subject: string
+}
+
+export interface MirrorOptions {
+  maxRecords: number
+  maxBytes: number
+  /** Turn one stream message into a record (envelope bytes, key, version, expiry); undefined = malformed (dead-lettered). */
+  toRecord: (m: JsMsg) => MirrorRecord | { malformed: string, seq: number, subject: string }
+  /** New records are available. */
+  onRecords: () => void
+  onMalformed: (seq: number, subject: string, reason: string) => void
+  onError: (err: Error) => void
+}
+
+export class OutboxMirror {
+  readonly node: string
+  /** Records by seq, ascending (appended in stream order). */
+  #records: MirrorRecord[] = []
+  #head = 0
+  readonly #bySubject = new Map<string, MirrorRecord>()
+  #bytes = 0
+  #messages: ConsumerMessages | undefined
+  #room: (() => void) | undefined
+  #closed = false
+  readonly #o: MirrorOptions
+  /** Highest stream seq seen for the node. */
+  lastSeen = 0
+
+  constructor (node: string, o: MirrorOptions) {
+    this.node = node
+    this.#o = o
+  }
+
+  /**
+   * Start reading from the beginning of the node's stored outbox. The reader
+   * restarts by itself (from the next seq it has not seen) when NATS or
+   * JetStream goes away and comes back: an ordered consumer is ephemeral.
+   */
+  start (getConsumer: (opts: { filter_subjects: string, deliver_policy: DeliverPolicy, opt_start_seq?: number }) => Promise<Consumer>, filter: string): void {
+    void (async () => {
+      while (!this.#closed) {
+        try {
+          await this.#read(getConsumer, filter)
+        } catch (err) {
+          if (!this.#closed) this.#o.onError(err as Error)
+        }
+        if (!this.#closed) await new Promise(resolve => setTimeout(resolve, 500))
+      }
+    })()
+  }
+
+  async #read (getConsumer: (opts: { filter_subjects: string, deliver_policy: DeliverPolicy, opt_start_seq?: number }) => Promise<Consumer>, filter: string): Promise<void> {
+    const c = await getConsumer(this.lastSeen === 0
+      ? { filter_subjects: filter, deliver_policy: DeliverPolicy.All }
+      : { filter_subjects: filter, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: this.lastSeen + 1 })
+    if (this.#closed) return
+    // expires 10 s: the server heartbeats an idle pull every 5 s, so a reader whose consumer
+    // vanished with a killed server is noticed within ~10 s (2 missed), then recreated from
+    // the next unseen seq. Shorter would cost every connected node more pulls.
+    const msgs = await c.consume({ max_messages: 256, expires: 10_000 })
+    this.#messages = msgs
+    if (this.#closed) { await msgs.close(); return }
+    void (async () => {
+      for await (const st of msgs.status()) {
+        if (st.type === 'heartbeats_missed' || st.type === 'consumer_deleted' || st.type === 'consumer_not_found' || st.type === 'stream_not_found') {
+          await msgs.close().catch(() => {})
+          break
+        }
+      }
+    })().catch(() => {})
+    for await (const m of msgs) {
+      this.#take(m)
+      this.#notify()
+      while (!this.#closed && (this.count >= this.#o.maxRecords || this.#bytes >= this.#o.maxBytes)) {
+        this.#o.onRecords()
+        await new Promise<void>(resolve => { this.#room = resolve })
+      }
+      if (this.#closed) break
+    }
+  }
+
+  #notifyScheduled = false
+
+  /**
+   * Tell the lane once per turn of the event loop, after the messages the client had
+   * buffered were taken (not by the consumer's pending count: purges and supersession make it
+   * stale, and a batch left waiting for a count that never comes would stall the node).
+   */
+  #notify (): void {
+    if (this.#notifyScheduled) return
+    this.#notifyScheduled = true
+    setImmediate(() => { this.#notifyScheduled = false; if (!this.#closed) this.#o.onRecords() })
+  }
+
+  #take (m: JsMsg): void {
+    if (m.seq <= this.lastSeen) return
+    this.lastSeen = m.seq
+    const r = this.#o.toRecord(m)
+    if ('malformed' in r) { this.#o.onMalformed(r.seq, r.subject, r.malformed); return }
+    // The stream keeps one message per resource subject: an older one read earlier is gone there.
+    const old = this.#bySubject.get(r.subject)
+    if (old !== undefined) this.#drop(old)
+    this.#bySubject.set(r.subject, r)
+    this.#records.push(r)
+    this.#bytes += r.bytes.byteLength
+  }
+
+  #drop (r: MirrorRecord): void {
+    if (this.#bySubject.get(r.subject) === r) this.#bySubject.delete(r.subject)
+    if (r.seq < 0) return
+    this.#bytes -= r.bytes.byteLength
+    r.seq = -r.seq // tombstone in place; compacted lazily
+  }
+
+  get count (): number { return this.#bySubject.size }
+  get bytes (): number { return this.#bytes }
+
+  /** Live records with seq > after, ascending, at most limit. */
+  pending (after: number, limit: number): OutboxRecord[] {
+    this.#compact()
+    const out: OutboxRecord[] = []
+    const rs = this.#records
+    // binary search for the first live record > after
+    let lo = this.#head
+    let hi = rs.length
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (Math.abs((rs[mid] as MirrorRecord).seq) <= after) lo = mid + 1
+      else hi = mid
+    }
+    for (let i = lo; i < rs.length && out.length < limit; i++) {
+      const r = rs[i] as MirrorRecord
+      if (r.seq > 0) out.push(r)
+    }
+    return out
+  }
+
+  get (seq: number): MirrorRecord | undefined {
+    for (let i = this.#head; i < this.#records.length; i++) {
+      const r = this.#records[i] as MirrorRecord
+      if (r.seq === seq) return r
+      if (Math.abs(r.seq) > seq) break
+    }
+    return undefined
+  }
+
+  /** Remove every record ≤ upto; returns how many live ones went. */
+  ackUpTo (upto: number): number {
+    let n = 0
+    const rs = this.#records
+    while (this.#head < rs.length && Math.abs((rs[this.#head] as MirrorRecord).seq) <= upto) {
+      const r = rs[this.#head++] as MirrorRecord
+      if (r.seq > 0) { n++; this.#drop(r) }
+    }
+    this.#compact()
+    this.#wake()
+    return n
+  }
+
+  remove (seq: number): MirrorRecord | undefined {
+    const r = this.get(seq)
+    if (r !== undefined) { this.#drop(r); this.#wake() }
+    return r
+  }
+
+  /** Live records, for expiry scans. */
+  live (): MirrorRecord[] { return this.#records.slice(this.#head).filter(r => r.seq > 0) }
+
+  get firstSeq (): number {
+    for (let i = this.#head; i < this.#records.length; i++) { const r = this.#records[i] as MirrorRecord; if (r.seq > 0) return r.seq }
+    return 0
+  }
+
+  #compact (): void {
+    if (this.#head > 1024 && this.#head * 2 > this.#records.length) {
+      this.#records = this.#records.slice(this.#head)
+      this.#head = 0
+    }
+  }
+
+  #wake (): void {
+    const w = this.#room
+    if (w !== undefined && this.count < this.#o.maxRecords && this.#bytes < this.#o.maxBytes) { this.#room = undefined; w() }
+  }
+
+  /** Drop the current consumer; the read loop recreates it from the next unseen seq (after a NATS reconnect). */
+  restart (): void {
+    void this.#messages?.close().catch(() => {})
+  }
+
+  async close (): Promise<void> {
+    this.#closed = true
+    const w = this.#room
+    this.#room = undefined
+    w?.()
+    await this.#messages?.close().catch(() => {})
+  }
+}

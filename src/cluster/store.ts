@@ -1,0 +1,444 @@
+/**
+ * ReliableStore (src/reliable/store.ts) over NATS JetStream: the hub's lanes
+ * run unchanged, but nothing durable lives in the hub process (issue 17).
+ *
+ * Downstream outbox = stream EF_<C>_DOWN (R3, file):
+ *  - append publishes each record (payload: the envelope, stateless wire
+ *    form; headers Ef-*, subjects.ts) and resolves with JetStream's PubAck:
+ *    the record is on a quorum of servers. The record's seq is the stream
+ *    sequence: increasing per node, with gaps (other nodes' messages), which
+ *    the lane protocol allows (cumulative acks compare, never count).
+ *  - supersession: a versioned record goes to `…down.<node>.r.<hash(key)>`
+ *    with max_msgs_per_subject 1, so a newer version removes the pending
+ *    older one in the stream itself. Before publishing, the pending version
+ *    is read (last message on the subject) and compared (same isNewer rule as
+ *    LMDB: 'stale' if not newer), and the publish carries
+ *    Nats-Expected-Last-Subject-Sequence so two hubs racing on one resource
+ *    cannot put an older version after a newer one (the loser re-reads).
+ *    After delivery + ack the edge's own store compares versions (receiver).
+ *  - ack(u): purge the node's subjects below u+1 (one API call per ack).
+ *  - TTL: 2.9 has no per-message TTL; Ef-Expires-At is checked at delivery
+ *    (the sender skips and expires) and the stream's max_age bounds the rest.
+ *  - quotas: counted per node from the stream (subjects_filter), cached ≤ 1 s
+ *    per hub; maxBytes is enforced per message only (see README).
+ *  - dead letters: JSON records on `ef.<c>.dead.<node>` (stream EF_<C>_DEAD),
+ *    plus the most recent ones in memory for deadLetters().
+ * Reads (`pending`, `outboxStats`) come from the OutboxMirror of nodes whose
+ * session this hub holds (openPeer/closePeer).
+ *
+ * Upstream inbox = KV `ef_<c>_inbox`, one entry per node: the highest seq
+ * durably handed on plus the latest version per upstream resource, updated
+ * with compare-and-set. The messages themselves are published to
+ * EF_<C>_UP by the hub's onUpstream before commitInbound (trackUpstream):
+ * commitInbound first waits for those PubAcks, so an edge is acknowledged only
+ * for what is in JetStream.
+ */
+import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node'
+import type { JsMsg } from '@nats-io/jetstream'
+import type { EnvelopeCodec } from '../codec/codec.js'
+import { newMessage } from '../codec/envelope.js'
+import { EdgeFabricError, toError } from '../errors.js'
+import type { AppendOutcome, DeadLetter, InboundItem, InboundResult, OutboxInput, OutboxRecord, OutboxStats, QuotaPolicy, ReliableStore, ResourceRecord } from '../reliable/store.js'
+import { isNewer } from '../reliable/store-rules.js'
+import type { ClusterConnection } from './connection.js'
+import { OutboxMirror, type MirrorRecord } from './outbox-mirror.js'
+import { H } from './subjects.js'
+
+/** What the sender treats as "the last seq queued": unknown here (other hubs append too), so always look. */
+const UNKNOWN_LAST_SEQ = Number.MAX_SAFE_INTEGER
+const MAX_DEAD_LETTERS_IN_MEMORY = 1000
+const MAX_RESOURCES_PER_NODE = 10_000
+const DEDUP_IDS = 10_000
+
+interface InboxState { rev: number, r: number, res: Record<string, [string | undefined, string | undefined]>, ids: Set<string>, idOrder: string[] }
+
+export interface ClusterStoreOptions {
+  codec: EnvelopeCodec
+  /** Records read ahead per connected node. @default 8192 */
+  mirrorRecords?: number
+  /** Bytes read ahead per connected node. @default 16 MiB */
+  mirrorBytes?: number
+  onPending?: (node: string) => void
+  onError?: (err: Error) => void
+}
+
+export class ClusterStore implements ReliableStore {
+  readonly durability = 'sync' as const
+  readonly #c: ClusterConnection
+  readonly #o: ClusterStoreOptions
+  readonly #mirrors = new Map<string, OutboxMirror>()
+  readonly #inbox = new Map<string, InboxState>()
+  readonly #upstream = new Map<string, Array<Promise<unknown>>>()
+  readonly #rejections = new Map<string, number>()
+  readonly #dead: DeadLetter[] = []
+  readonly #counts = new Map<string, { count: number, at: number }>()
+  readonly #purging = new Map<string, { target: number, running: boolean }>()
+  #closed = false
+
+  constructor (c: ClusterConnection, o: ClusterStoreOptions) {
+    this.#c = c
+    this.#o = o
+  }
+
+  // ---- per-node lifecycle (the cluster wiring calls these) ------------------
+
+  /** Load the node's inbox state and start reading its outbox. Throws ClusterUnavailableError. */
+  async openPeer (node: string): Promise<void> {
+    this.#c.check('accepting a session')
+    const e = await this.#c.call('loading the node inbox', async () => await this.#c.inbox.get(node))
+    const st: InboxState = { rev: 0, r: 0, res: {}, ids: new Set(), idOrder: [] }
+    if (e !== null && e.operation === 'PUT' && e.value.length > 0) {
+      const v = JSON.parse(new TextDecoder().decode(e.value)) as { r: number, res?: InboxState['res'] }
+      st.rev = e.revision
+      st.r = v.r
+      st.res = v.res ?? {}
+    } else if (e !== null) st.rev = e.revision
+    this.#inbox.set(node, st)
+    if (!this.#mirrors.has(node)) {
+      const m = new OutboxMirror(node, {
+        maxRecords: this.#o.mirrorRecords ?? 8192,
+        maxBytes: this.#o.mirrorBytes ?? 16 * 1024 * 1024,
+        toRecord: msg => this.#toRecord(node, msg),
+        onRecords: () => this.#o.onPending?.(node),
+        onMalformed: (seq, subject, reason) => { void this.#deadLetter(node, { seq, id: `seq-${seq}`, code: 'EF_MALFORMED', reason, size: 0 }, subject) },
+        onError: err => this.#o.onError?.(err)
+      })
+      this.#mirrors.set(node, m)
+      m.start(async opts => await this.#c.js.consumers.get(this.#c.names.streamDown, opts), this.#c.names.down(node))
+    }
+  }
+
+  /** The node's session left this hub: stop reading its outbox, forget its cached state. */
+  async closePeer (node: string): Promise<void> {
+    const m = this.#mirrors.get(node)
+    this.#mirrors.delete(node)
+    this.#inbox.delete(node)
+    await m?.close()
+  }
+
+  /**
+   * Register the PubAck of an upstream message of `node` (published by the
+   * hub's onUpstream hook); the next commitInbound for the node waits for it.
+   */
+  trackUpstream (node: string, ack: Promise<unknown>): void {
+    let list = this.#upstream.get(node)
+    if (list === undefined) { list = []; this.#upstream.set(node, list) }
+    ack.catch(() => {}) // observed by commitInbound
+    list.push(ack)
+  }
+
+  // ---- outbox ---------------------------------------------------------------
+
+  async append (peer: string, items: OutboxInput[], quota: QuotaPolicy, now: number): Promise<AppendOutcome[]> {
+    this.#c.check('queueing a reliable message')
+    const out: AppendOutcome[] = new Array(items.length)
+    let count = await this.#pendingCount(peer, now)
+    // Rounds of distinct resource keys: a key repeated in one call waits for its predecessor's PubAck.
+    let rest = items.map((item, i) => ({ item, i }))
+    while (rest.length > 0) {
+      const keys = new Set<string>()
+      const round: typeof rest = []
+      const later: typeof rest = []
+      for (const x of rest) {
+        if (x.item.key !== undefined && keys.has(x.item.key)) { later.push(x); continue }
+        if (x.item.key !== undefined) keys.add(x.item.key)
+        round.push(x)
+      }
+      rest = later
+      const work: Array<Promise<void>> = []
+      for (const { item, i } of round) {
+        if (item.bytes.byteLength > quota.maxBytes) {
+          out[i] = { status: 'rejected', code: 'EF_QUOTA_EXCEEDED', reason: `message of ${item.bytes.byteLength} bytes exceeds the node quota of ${quota.maxBytes} bytes` }
+          continue
+        }
+        if (count >= quota.maxMessages && item.key === undefined) {
+          if (quota.overflow === 'reject') {
+            out[i] = { status: 'rejected', code: 'EF_QUOTA_EXCEEDED', reason: `node ${peer} has ${count} pending messages (quota ${quota.maxMessages})` }
+            continue
+          }
+          await this.#dropOldest(peer, quota.maxMessages - 1, now)
+          count = quota.maxMessages - 1
+        }
+        count++
+        work.push(this.#publishOne(peer, item).then(o => { out[i] = o }))
+      }
+      await Promise.all(work)
+    }
+    const c = this.#counts.get(peer)
+    if (c !== undefined) c.count = count
+    return out
+  }
+
+  async #publishOne (peer: string, item: OutboxInput): Promise<AppendOutcome> {
+    const n = this.#c.names
+    const h = natsHeaders()
+    h.set(H.id, item.id)
+    h.set(H.envelope, '1')
+    if (item.op !== undefined) h.set(H.operation, item.op)
+    if (item.expiresAt !== undefined) h.set(H.expiresAt, String(item.expiresAt))
+    if (item.key === undefined) {
+      const ack = await this.#c.call('queueing a reliable message', async () => await this.#c.js.publish(n.downMessage(peer, item.id), item.bytes, { msgID: `${peer}:${item.id}`, headers: h }))
+      return { status: 'queued', seq: ack.seq, superseded: [], dropped: [] }
+    }
+    h.set(H.resource, item.key)
+    if (item.version !== undefined) h.set(H.version, item.version)
+    const subject = n.downResource(peer, item.key)
+    for (let attempt = 0; ; attempt++) {
+      const last = await this.#c.call('reading the pending version', async () => await this.#c.jsm.streams.getMessage(n.streamDown, { last_by_subj: subject }).catch((err: Error) => {
+        if (/no message found|not found/i.test(err.message)) return null
+        throw err
+      }))
+      const pendingVersion = last?.header?.get(H.version) || undefined
+      const pendingOp = last?.header?.get(H.operation) || undefined
+      if (last !== null && last !== undefined && !isNewer(item.version, item.op, pendingVersion, pendingOp)) {
+        return { status: 'stale', pendingVersion }
+      }
+      try {
+        const ack = await this.#c.call('queueing a reliable message', async () => await this.#c.js.publish(subject, item.bytes, {
+          msgID: `${peer}:${item.id}`,
+          headers: h,
+          expect: { lastSubjectSequence: last?.seq ?? 0 }
+        }))
+        return { status: 'queued', seq: ack.seq, superseded: last === null || last === undefined || ack.duplicate ? [] : [last.seq], dropped: [] }
+      } catch (err) {
+        // Another hub published to the resource in between: read its version again.
+        if (attempt < 5 && /wrong last sequence/i.test((err as Error).message)) continue
+        throw err
+      }
+    }
+  }
+
+  /** Pending messages for the node: exact from the stream, at most 1 s old (plus this hub's own appends since). */
+  async #pendingCount (peer: string, now: number): Promise<number> {
+    const c = this.#counts.get(peer)
+    if (c !== undefined && now - c.at < 1000) return c.count
+    const info = await this.#c.call('counting pending messages', async () => await this.#c.jsm.streams.info(this.#c.names.streamDown, { subjects_filter: this.#c.names.down(peer) }))
+    const count = info.state.subjects === undefined ? 0 : Object.values(info.state.subjects).reduce((a, b) => a + b, 0)
+    this.#counts.set(peer, { count, at: now })
+    if (this.#counts.size > 10_000) this.#counts.delete(this.#counts.keys().next().value as string)
+    return count
+  }
+
+  async #dropOldest (peer: string, keep: number, now: number): Promise<void> {
+    const r = await this.#c.call('dropping the oldest message', async () => await this.#c.jsm.streams.purge(this.#c.names.streamDown, { filter: this.#c.names.down(peer), keep }))
+    if (r.purged > 0) await this.#deadLetter(peer, { seq: 0, id: `quota-${now}`, code: 'EF_QUOTA_DROPPED', reason: `${r.purged} oldest message(s) dropped to make room (drop-oldest quota)`, size: 0 })
+  }
+
+  /** After NATS came back: recreate every outbox reader (their ephemeral consumers may be gone). */
+  restartReaders (): void {
+    for (const m of this.#mirrors.values()) m.restart()
+  }
+
+  /** Nodes with records read ahead (the cluster pokes their lanes now and then: a lost wake-up must not stall a node). */
+  nodesWithRecords (): string[] {
+    return [...this.#mirrors].filter(([, m]) => m.count > 0).map(([n]) => n)
+  }
+
+  pending (peer: string, afterSeq: number, limit: number): OutboxRecord[] {
+    return this.#mirrors.get(peer)?.pending(afterSeq, limit) ?? []
+  }
+
+  async ack (peer: string, upto: number): Promise<number> {
+    const n = this.#mirrors.get(peer)?.ackUpTo(upto) ?? 0
+    // One purge in flight per node; later acks raise its target.
+    let p = this.#purging.get(peer)
+    if (p === undefined) { p = { target: 0, running: false }; this.#purging.set(peer, p) }
+    if (upto > p.target) p.target = upto
+    if (!p.running) {
+      p.running = true
+      const state = p
+      try {
+        let done = 0
+        while (state.target > done) {
+          const t = state.target
+          await this.#c.call('removing acknowledged messages', async () => await this.#c.jsm.streams.purge(this.#c.names.streamDown, { filter: this.#c.names.down(peer), seq: t + 1 }))
+          done = t
+        }
+      } finally {
+        state.running = false
+        if (this.#purging.get(peer) === state && state.target <= 0) this.#purging.delete(peer)
+      }
+    }
+    const c = this.#counts.get(peer)
+    if (c !== undefined) c.count = Math.max(0, c.count - n)
+    return n
+  }
+
+  async reject (peer: string, seq: number, maxRejections: number, code: string, reason: string, now: number): Promise<number> {
+    const k = `${peer}\u0000${seq}`
+    const count = (this.#rejections.get(k) ?? 0) + 1
+    const m = this.#mirrors.get(peer)
+    const rec = m?.get(seq)
+    if (rec === undefined) return -1
+    if (count < maxRejections) { this.#rejections.set(k, count); return count }
+    this.#rejections.delete(k)
+    m?.remove(seq)
+    await this.#removeMessage(seq)
+    await this.#deadLetter(peer, { seq, id: rec.id, ...(rec.key === undefined ? {} : { key: rec.key }), code: 'EF_REJECTED_BY_PEER', reason: `${code}: ${reason}`, size: rec.bytes.byteLength }, undefined, now)
+    return -1
+  }
+
+  async expire (peer: string, now: number): Promise<OutboxRecord[]> {
+    const m = this.#mirrors.get(peer)
+    if (m === undefined) return []
+    const gone = m.live().filter(r => r.expiresAt !== undefined && r.expiresAt <= now)
+    for (const r of gone) {
+      m.remove(r.seq)
+      await this.#removeMessage(r.seq)
+      await this.#deadLetter(peer, { seq: r.seq, id: r.id, ...(r.key === undefined ? {} : { key: r.key }), code: 'EF_TTL_EXPIRED', reason: 'expired before delivery', size: r.bytes.byteLength }, undefined, now)
+    }
+    return gone
+  }
+
+  async #removeMessage (seq: number): Promise<void> {
+    await this.#c.call('removing a message', async () => await this.#c.jsm.streams.deleteMessage(this.#c.names.streamDown, seq, false)).catch((err: Error) => {
+      if (!/no message found|not found/i.test(err.message)) throw err
+    })
+  }
+
+  async #deadLetter (peer: string, d: Omit<DeadLetter, 'peer' | 'at'>, _subject?: string, now = Date.now()): Promise<void> {
+    const dl: DeadLetter = { peer, at: now, ...d }
+    this.#dead.unshift(dl)
+    if (this.#dead.length > MAX_DEAD_LETTERS_IN_MEMORY) this.#dead.pop()
+    await this.#c.call('recording a dead letter', async () => await this.#c.js.publish(this.#c.names.dead(peer), JSON.stringify(dl))).catch(err => this.#o.onError?.(toError(err)))
+  }
+
+  outboxStats (peer: string): OutboxStats {
+    const m = this.#mirrors.get(peer)
+    return { count: m?.count ?? 0, bytes: m?.bytes ?? 0, firstSeq: m?.firstSeq ?? 0, lastSeq: UNKNOWN_LAST_SEQ }
+  }
+
+  /** Exact pending count for any node, from the stream (what outboxDepth cannot give synchronously). */
+  async depth (peer: string): Promise<number> {
+    this.#counts.delete(peer)
+    return await this.#pendingCount(peer, Date.now())
+  }
+
+  /** Lanes are opened per session in cluster mode; offline nodes' TTLs are checked at delivery. */
+  peersWithPending (): string[] { return [] }
+
+  deadLetters (peer?: string, limit = 100): DeadLetter[] {
+    return this.#dead.filter(d => peer === undefined || d.peer === peer).slice(0, limit)
+  }
+
+  #toRecord (node: string, m: JsMsg): MirrorRecord | { malformed: string, seq: number, subject: string } {
+    const h = m.headers
+    let bytes = m.data
+    const id = h?.get(H.id) || `nats-${m.seq}`
+    const version = h?.get(H.version) || undefined
+    const op = h?.get(H.operation) || undefined
+    const key = h?.get(H.resource) || undefined
+    const exp = h?.get(H.expiresAt) || undefined
+    if (h?.get(H.envelope) !== '1') {
+      // A plain NATS publisher (README "Cluster mode"): the payload is the content, headers say the rest.
+      try {
+        bytes = this.#o.codec.encode(plainEnvelope(m, h, id, version, op, key, exp))
+      } catch (err) {
+        return { malformed: `cannot build an envelope from the message: ${toError(err).message}`, seq: m.seq, subject: m.subject }
+      }
+    }
+    const rec: MirrorRecord = { seq: m.seq, subject: m.subject, id, bytes, enqueuedAt: m.info.timestampNanos === undefined ? Date.now() : Math.floor(Number(m.info.timestampNanos) / 1e6), rejections: 0 }
+    if (key !== undefined) rec.key = key
+    if (version !== undefined) rec.version = version
+    if (op !== undefined) rec.op = op
+    if (exp !== undefined && /^\d+$/.test(exp)) rec.expiresAt = Number(exp)
+    void node
+    return rec
+  }
+
+  // ---- inbox -----------------------------------------------------------------
+
+  receivedSeq (peer: string): number { return this.#inbox.get(peer)?.r ?? 0 }
+
+  /** The peer's id window as this hub holds it (kept in memory, not in JetStream). */
+  hasInboundId (peer: string, id: string): boolean { return this.#inbox.get(peer)?.ids.has(id) ?? false }
+
+  async commitInbound (peer: string, items: InboundItem[], _now: number): Promise<InboundResult> {
+    const ups = this.#upstream.get(peer)
+    if (ups !== undefined) {
+      this.#upstream.delete(peer)
+      const settled = await Promise.allSettled(ups)
+      const bad = settled.find(s => s.status === 'rejected')
+      if (bad !== undefined) throw new EdgeFabricError('EF_CLUSTER_UNAVAILABLE', `an upstream message did not reach JetStream: ${toError((bad as PromiseRejectedResult).reason).message}`)
+    }
+    let st = this.#inbox.get(peer)
+    if (st === undefined) { st = { rev: 0, r: 0, res: {}, ids: new Set(), idOrder: [] }; this.#inbox.set(peer, st) }
+    const outcome: InboundResult['outcome'] = []
+    let r = st.r
+    for (const it of items) {
+      if (it.seq <= st.r || st.ids.has(it.id)) { outcome.push('duplicate'); continue }
+      if (it.key !== undefined) {
+        const cur = st.res[it.key]
+        if (cur !== undefined && !isNewer(it.version, it.op, cur[0], cur[1])) { outcome.push('stale'); r = Math.max(r, it.seq); continue }
+        st.res[it.key] = [it.version, it.op]
+      }
+      st.ids.add(it.id)
+      st.idOrder.push(it.id)
+      if (st.idOrder.length > DEDUP_IDS) st.ids.delete(st.idOrder.shift() as string)
+      outcome.push('new')
+      r = Math.max(r, it.seq)
+    }
+    st.r = r
+    const keys = Object.keys(st.res)
+    if (keys.length > MAX_RESOURCES_PER_NODE) for (const k of keys.slice(0, keys.length - MAX_RESOURCES_PER_NODE)) delete st.res[k]
+    await this.#saveInbox(peer, st)
+    return { outcome }
+  }
+
+  async #saveInbox (peer: string, st: InboxState): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      const value = JSON.stringify({ r: st.r, res: st.res })
+      try {
+        st.rev = await this.#c.call('committing received messages', async () => st.rev === 0
+          ? await this.#c.inbox.create(peer, value)
+          : await this.#c.inbox.update(peer, value, st.rev))
+        return
+      } catch (err) {
+        if (attempt >= 3 || !/wrong last sequence|key exists/i.test(toError(err).message)) throw err
+        // Another hub wrote the node's inbox (the node moved): merge, never go backwards.
+        const e = await this.#c.inbox.get(peer)
+        if (e === null) { st.rev = 0; continue }
+        const v = e.value.length === 0 ? { r: 0, res: {} } : JSON.parse(new TextDecoder().decode(e.value)) as { r: number, res: InboxState['res'] }
+        st.rev = e.revision
+        st.r = Math.max(st.r, v.r)
+        for (const [k, cur] of Object.entries(v.res ?? {})) {
+          const mine = st.res[k]
+          if (mine === undefined || isNewer(cur[0], cur[1], mine[0], mine[1])) st.res[k] = cur
+        }
+      }
+    }
+  }
+
+  getResource (key: string): ResourceRecord | undefined {
+    // Upstream resource keys are `<node>/<resource>` (hub-core resourceKey).
+    const slash = key.indexOf('/')
+    const st = slash < 0 ? undefined : this.#inbox.get(key.slice(0, slash))
+    const cur = st?.res[key]
+    if (cur === undefined) return undefined
+    return { key, version: cur[0], op: cur[1], bytes: undefined, deleted: cur[1] === 'delete', updatedAt: 0 }
+  }
+
+  listResources (): ResourceRecord[] { return [] }
+
+  async close (): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    await Promise.all([...this.#mirrors.keys()].map(async n => { await this.closePeer(n) }))
+  }
+}
+
+function plainEnvelope (m: JsMsg, h: MsgHdrs | undefined, id: string, version: string | undefined, op: string | undefined, key: string | undefined, exp: string | undefined): ReturnType<typeof newMessage> {
+  const kind = h?.get(H.content) || (h?.get('Content-Type') === 'application/json' ? 'json' : 'bytes')
+  const content: unknown = kind === 'json' ? JSON.parse(new TextDecoder().decode(m.data)) : new Uint8Array(m.data)
+  const env = newMessage({
+    id,
+    source: 'nats',
+    group: h?.get(H.group) || 'nats',
+    operation: op ?? 'publish',
+    resource: key ?? (h?.get(H.resource) || 'nats/message'),
+    content,
+    ...(version === undefined ? {} : { resourceVersion: version })
+  })
+  if (exp !== undefined && /^\d+$/.test(exp)) env.header.ttl = Math.max(1, Number(exp) - env.header.timestamp)
+  return env
+}

@@ -1,0 +1,57 @@
+/**
+ * Shared set-up of the cluster tests: a NATS cluster in the test dir and
+ * hubs in cluster mode on real loopback sockets.
+ */
+import type { Test } from 'tap'
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { Hub } from '../../src/hub/hub.js'
+import type { HubOptions } from '../../src/hub/types.js'
+import { NatsCluster, natsServerPath } from './nats-cluster.js'
+
+const dirs = new WeakMap<Test, string>()
+
+/** A fresh sub-directory of the test's dir (t.testdir() wipes the dir when called again). */
+export function subdir (t: Test, name: string): string {
+  let base = dirs.get(t)
+  if (base === undefined) { base = t.testdir({}); dirs.set(t, base) }
+  const d = join(base, name)
+  mkdirSync(d, { recursive: true })
+  return d
+}
+
+export const SECRET = 'test-cluster-secret-0123456789'
+
+/** Skip (with the reason) when nats-server is not installed; CI installs Debian's `nats-server`. */
+export function needNats (t: Test): boolean {
+  if (natsServerPath() !== undefined) return true
+  t.pass('SKIPPED: nats-server is not installed (Debian package nats-server)')
+  return false
+}
+
+export async function startNats (t: Test, size = 3): Promise<NatsCluster> {
+  const c = await NatsCluster.start(subdir(t, 'nats'), size)
+  t.teardown(async () => { await c.stop() })
+  return c
+}
+
+export async function startClusterHub (t: Test, nats: NatsCluster, name: string, listen: string[], extra: Partial<HubOptions> = {}): Promise<Hub> {
+  const hub = await Hub.start({
+    listen,
+    dataDir: subdir(t, name),
+    admin: false,
+    heartbeatMs: 1000,
+    cluster: { servers: nats.urls, name: 'test', identitySecret: SECRET, hubName: name, replicas: Math.min(3, nats.servers.length) },
+    ...extra
+  })
+  t.teardown(async () => { await hub.close(200) })
+  return hub
+}
+
+export async function until (what: string, fn: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await fn())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 25))
+  }
+}

@@ -1,0 +1,52 @@
+/**
+ * A hub that loses NATS (issue 17, failover): new reliable work is refused at
+ * once with the typed EF_CLUSTER_UNAVAILABLE, live best-effort traffic to the
+ * nodes it holds keeps flowing, and when NATS is back the hub serves reliable
+ * sends again by itself.
+ */
+import t from 'tap'
+import { newMessage, type Envelope } from '../../src/codec/envelope.js'
+import { EdgeNode } from '../../src/edge/edge-node.js'
+import { needNats, startClusterHub, startNats, subdir, until } from './helpers.js'
+
+t.setTimeout(120_000)
+
+function msg (content: unknown, extra: Partial<Parameters<typeof newMessage>[0]> = {}): Envelope {
+  return newMessage({ source: 'test', group: 'app', operation: 'update', resource: 'default/thing/a', content, ...extra })
+}
+
+t.test('NATS lost and back', async t => {
+  if (!needNats(t)) return
+  const nats = await startNats(t, 1)
+  const hub = await startClusterHub(t, nats, 'hub-a', ['wss://127.0.0.1:0'])
+  const reliable: Envelope[] = []
+  const edge = await EdgeNode.start({
+    hub: hub.urls, nodeId: 'edge-1', token: hub.createToken('edge-1'), dataDir: subdir(t, 'edge-1'),
+    backoff: { baseMs: 20, capMs: 300 }, admin: false,
+    onReliable: env => { reliable.push(env) }
+  })
+  t.teardown(() => edge.close())
+  const live: Envelope[] = []
+  edge.register({ name: 'app', group: 'app' }).onMessage(env => { live.push(env) })
+  await edge.waitConnected(15_000)
+  await hub.send('edge-1', msg({ r: 1 }), { delivery: 'reliable' })
+  await until('first reliable message', () => reliable.length === 1)
+
+  await nats.kill(0)
+  await until('hub notices', () => hub.cluster?.available === false, 10_000)
+  const t0 = Date.now()
+  await t.rejects(hub.send('edge-1', msg({ r: 2 }), { delivery: 'reliable' }), { code: 'EF_CLUSTER_UNAVAILABLE' }, 'reliable send refused with a typed error')
+  t.ok(Date.now() - t0 < 1000, 'refused at once, not after a timeout')
+  await hub.send('edge-1', msg({ live: 1 }))
+  await until('live message', () => live.some(e => (e.content as { live?: number }).live === 1))
+  t.pass('best-effort traffic to a held node keeps flowing')
+
+  await nats.restart(0)
+  await until('hub recovers', () => hub.cluster?.available === true, 20_000)
+  // JetStream needs a moment after a restart; the hub retries nothing itself: the producer does.
+  await until('reliable send accepted again', async () => {
+    try { await hub.send('edge-1', msg({ r: 3 }), { delivery: 'reliable' }); return true } catch { return false }
+  }, 30_000)
+  await until('delivered after recovery', () => reliable.some(e => (e.content as { r?: number }).r === 3), 20_000)
+  t.pass('reliable delivery works again after NATS came back')
+})

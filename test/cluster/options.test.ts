@@ -1,0 +1,32 @@
+/**
+ * Cluster options are validated once, with messages naming the option, and
+ * the NATS names derived from the cluster name are the documented ones.
+ */
+import t from 'tap'
+import { resolveClusterOptions } from '../../src/cluster/connection.js'
+import { Names, keyHash } from '../../src/cluster/subjects.js'
+
+t.test('validation names the option', async t => {
+  t.throws(() => resolveClusterOptions({ servers: [] }), { code: 'EF_INVALID_OPTION', message: /cluster\.servers/ })
+  t.throws(() => resolveClusterOptions({ servers: ['http://x:1'] }), { message: /cluster\.servers/ })
+  t.throws(() => resolveClusterOptions({ servers: ['nats://a:4222'], name: 'a.b' }), { message: /cluster\.name/ })
+  t.throws(() => resolveClusterOptions({ servers: ['nats://a:4222'], replicas: 0 }), { message: /cluster\.replicas/ })
+  t.throws(() => resolveClusterOptions({ servers: ['nats://a:4222'], identitySecret: 'short' }), { message: /cluster\.identitySecret/ })
+  const o = resolveClusterOptions({ servers: ['nats://a:4222'] }, {})
+  t.equal(o.name, 'default')
+  t.equal(o.replicas, 3)
+  t.equal(o.identitySecret, undefined)
+  t.ok(Object.isFrozen(o))
+  t.equal(resolveClusterOptions({ servers: ['nats://a:4222'] }, { EDGEFABRIC_CLUSTER_SECRET: 'x'.repeat(16) }).identitySecret, 'x'.repeat(16), 'secret from the environment')
+})
+
+t.test('names', async t => {
+  const n = new Names('prod')
+  t.equal(n.streamDown, 'EF_PROD_DOWN')
+  t.equal(n.bucketPresence, 'ef_prod_presence')
+  t.equal(n.down('edge.1'), 'ef.prod.down.edge_1.>', "a '.' in a node name is written '_' in subjects")
+  t.equal(n.nodeOfDown('ef.prod.down.edge_1.m.x'), 'edge.1')
+  t.equal(n.nodeReq('e'), 'ef.prod.node.e.req')
+  t.match(n.downResource('e', 'default/cm/a b.c'), /^ef\.prod\.down\.e\.r\.[A-Za-z0-9_-]{22}$/, 'resource keys are hashed into one subject token')
+  t.not(keyHash('a'), keyHash('b'))
+})
