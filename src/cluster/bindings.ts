@@ -40,6 +40,8 @@ interface Stored { k: string, p: string, t: number, r?: number }
 /** Token records share the bindings bucket under this prefix: node names cannot start with '_'. */
 const TOKEN_PREFIX = '_t.'
 const MAX_USES_KEPT = 20
+/** Records outlive their token by this much (clock steps must not re-admit a used token). */
+const KEEP_AFTER_EXPIRY_MS = 86_400_000
 const JTI = /^[A-Za-z0-9_-]{1,64}$/
 
 function decode (nodeId: string, bytes: Uint8Array): ClusterNodeBinding {
@@ -97,11 +99,15 @@ export class KvBindingStore {
     return out
   }
 
-  async remove (nodeId: string): Promise<boolean> {
+  async remove (nodeId: string, now = Date.now()): Promise<boolean> {
     if (this.#closed) throw new IdentityError('cluster', 'the binding store is closed')
     const had = await this.get(nodeId)
     if (had === undefined) return false
     await this.#c.call('removing a node binding', async () => { await this.#c.bindings.delete(nodeId) })
+    // As the single hub's store: the single-use tokens the node joined with cannot be replayed.
+    for (const rec of await this.tokens()) {
+      if (!rec.reusable && rec.revokedAt === undefined && rec.uses.some(u => u.nodeId === nodeId)) await this.revoke(rec.jti, now)
+    }
     return true
   }
 
@@ -144,11 +150,14 @@ export class KvBindingStore {
     return { nodeId, keyId, publicKey: new Uint8Array(publicKeyRaw), boundAt: have.boundAt, rotatedAt: now }
   }
 
-  /** Record a token at creation (false if already known). */
+  /** Record a token at creation (false if already known). Records a day past their expiry are pruned then. */
   async recordIssued (token: ClusterTokenPresented, now: number): Promise<boolean> {
     validJti(token.jti)
     if (token.node !== '*') validateNodeName(token.node)
     if (await this.#token(token.jti) !== undefined) return false
+    for (const rec of await this.tokens()) {
+      if (rec.exp * 1000 + KEEP_AFTER_EXPIRY_MS < now) await this.#c.call('pruning a token record', async () => { await this.#c.bindings.delete(TOKEN_PREFIX + rec.jti) })
+    }
     return await this.#putToken({ jti: token.jti, node: token.node, reusable: token.reusable, exp: token.exp, issuedAt: now, uses: [], useCount: 0 }, undefined)
   }
 
