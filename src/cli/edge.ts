@@ -7,7 +7,7 @@ import { EdgeNode } from '../edge/edge-node.js'
 import { ConfigError } from '../errors.js'
 import { createLogger, LOG_LEVELS } from '../ops/logger.js'
 import type { Command } from './run.js'
-import { checkUrls, onShutdown, parseHostPort } from './shutdown.js'
+import { checkAdminExposure, checkUrls, freeOrAny, onShutdown, parseHostPort } from './shutdown.js'
 import { readJoinState } from '../edge/join-state.js'
 
 async function hasJoinState (dataDir: string, node: string): Promise<boolean> {
@@ -21,7 +21,7 @@ export const edgeSchema = defineConfig({
   token: { type: 'string', env: 'EDGEFABRIC_TOKEN', description: 'join token from "edgefabric token create", needed for the FIRST join only (it binds this node\'s key; never sent over the wire); later starts need none' },
   tokenFile: { type: 'string', env: 'EDGEFABRIC_TOKEN_FILE', description: 'file holding the join token (instead of --token)' },
   dataDir: { type: 'string', default: './edgefabric-edge', env: 'EDGEFABRIC_DATA_DIR', description: 'directory for the node key and local state' },
-  admin: { type: 'string', default: '127.0.0.1:9101', env: 'EDGEFABRIC_ADMIN', description: 'admin HTTP address as host:port; "off" disables' },
+  admin: { type: 'string', default: '127.0.0.1:9101', env: 'EDGEFABRIC_ADMIN', description: 'admin HTTP address as host:port or http://host:port (loopback only: it has no token); "off" disables. If the default port is taken (another edge on this host), any free port is used and printed' },
   label: { type: 'string[]', default: [], env: 'EDGEFABRIC_LABELS', description: 'node label key=value (repeatable)' },
   servicebusPort: { type: 'string[]', default: [], env: 'EDGEFABRIC_SERVICEBUS_PORTS', description: 'loopback port the hub may call through the ServiceBus (repeatable)' },
   upstreamPort: { type: 'int', default: -1, min: -1, max: 65535, env: 'EDGEFABRIC_UPSTREAM_PORT', description: 'loopback port for apps to POST upstream messages (-1 = off, 0 = any)' },
@@ -64,6 +64,11 @@ export const edgeCommand: Command = {
       return n
     })
     const logger = createLogger({ level: cfg.logLevel, name: 'edgefabric-edge' })
+    let admin: { host: string, port: number } | false = cfg.admin === 'off' ? false : parseHostPort(cfg.admin, '--admin')
+    checkAdminExposure(admin, false, '--admin')
+    // The default admin port is taken by another edge on this host: use any free port (printed below).
+    const explicitAdmin = argv.some(a => a === '--admin' || a.startsWith('--admin=')) || process.env.EDGEFABRIC_ADMIN !== undefined
+    if (admin !== false && !explicitAdmin) admin = { ...admin, port: await freeOrAny(admin.host, admin.port) }
     const edge = await EdgeNode.start({
       hub: [...cfg.hub],
       insecureTransport: cfg.insecureTransport,
@@ -71,7 +76,7 @@ export const edgeCommand: Command = {
       ...(token !== undefined ? { token } : {}),
       dataDir: cfg.dataDir,
       labels: parseLabels(cfg.label),
-      admin: cfg.admin === 'off' ? false : parseHostPort(cfg.admin, '--admin'),
+      admin,
       serviceBus: ports.length > 0 ? { allowedPorts: ports } : false,
       upstreamEndpoint: cfg.upstreamPort < 0 ? false : { port: cfg.upstreamPort },
       localApi: cfg.localApiPort < 0 ? false : { port: cfg.localApiPort },

@@ -31,6 +31,28 @@ export class HubRefusedError extends EdgeFabricError {
   }
 }
 
+/** Consecutive dial failures that look like a scheme/TLS mismatch before the connector gives up. */
+const MISMATCH_ATTEMPTS = 3
+
+/**
+ * A dial error that retrying cannot fix because the URL's scheme does not
+ * match what the port speaks (issue 12): returns the likely fix, or undefined.
+ */
+export function transportMismatch (url: URL, err: Error): string | undefined {
+  const text = `${err.message} ${(err.cause as Error | undefined)?.message ?? ''}`
+  const host = url.host
+  if (url.protocol === 'ws:' && /socket hang up|Parse Error|Unexpected server response: 400/i.test(text)) {
+    return `the hub port ${host} does not speak plain WebSocket (the connection was reset during the upgrade): it most likely speaks wss, not ws — use wss://${host}`
+  }
+  if (url.protocol === 'wss:' && /before secure TLS connection was established|wrong version number|packet length too long|ERR_SSL_/i.test(text)) {
+    return `the hub port ${host} does not speak TLS: it most likely speaks plain ws, not wss — use ws://${host} (with --insecure-transport off loopback), or the hub's wss port`
+  }
+  if (url.protocol === 'https:' && /ALPN|no application protocol|h3/i.test(text)) {
+    return `the hub port ${host} does not speak WebTransport (HTTP/3): check the scheme — quic:// and https:// listen on different ports`
+  }
+  return undefined
+}
+
 export interface EdgeKey {
   /** Raw 32-byte Ed25519 public key. */
   publicKey: Uint8Array
@@ -83,6 +105,7 @@ export class EdgeConnector extends EventEmitter<ConnectorEvents> {
   #connectedAt = 0
   #heartbeatMs = 5000
   #joined: boolean
+  #mismatches = 0
   rttMs: number | undefined
   lastError: Error | undefined
 
@@ -158,9 +181,23 @@ export class EdgeConnector extends EventEmitter<ConnectorEvents> {
         this.#fail(new HubRefusedError('EF_HUB_IDENTITY_MISMATCH', `the hub at ${url.href} is not the hub this join token was issued by (${e.message})`, false))
         return
       }
+      const hint = transportMismatch(url, e)
+      if (hint !== undefined) {
+        // Reported at the first attempt; given up after a few identical ones
+        // (a hub shedding load can also reset a connection once).
+        this.#mismatches++
+        if (this.#mismatches === 1) this.#o.logger.error({ url: url.href, err: e.message }, hint)
+        if (this.#mismatches >= MISMATCH_ATTEMPTS) {
+          this.#fail(new HubRefusedError('EF_TRANSPORT_MISMATCH', `${hint} (${MISMATCH_ATTEMPTS} attempts: ${e.message})`, false))
+          return
+        }
+      } else {
+        this.#mismatches = 0
+      }
       this.#retry(e, true)
       return
     }
+    this.#mismatches = 0
     if (this.#stopped()) { conn.abort(new ConnectionClosedError('edge stopped')); return }
     this.#conn = conn
     const sendJoin = !this.#joined && this.#o.join !== undefined
