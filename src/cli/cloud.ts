@@ -5,13 +5,13 @@ import { defineConfig, loadConfig, configHelp } from '../config/index.js'
 import { Hub } from '../hub/hub.js'
 import { createLogger, LOG_LEVELS } from '../ops/logger.js'
 import type { Command } from './run.js'
-import { checkUrls, onShutdown, parseHostPort } from './shutdown.js'
+import { checkAdminExposure, checkUrls, onShutdown, parseHostPort } from './shutdown.js'
 
 export const cloudSchema = defineConfig({
   listen: { type: 'string[]', default: ['quic://0.0.0.0:10001', 'wss://0.0.0.0:10000'], env: 'EDGEFABRIC_LISTEN', description: 'URL to listen on (repeatable): quic://, wss://, ws://, https:// (WebTransport)' },
   insecureTransport: { type: 'boolean', default: false, env: 'EDGEFABRIC_INSECURE_TRANSPORT', description: 'allow a plain ws:// listener on a non-loopback address: NOT encrypted, edges cannot authenticate the hub' },
   dataDir: { type: 'string', default: './edgefabric-hub', env: 'EDGEFABRIC_DATA_DIR', description: 'directory for the hub identity (keys, CA) and node bindings' },
-  admin: { type: 'string', default: '127.0.0.1:9100', env: 'EDGEFABRIC_ADMIN', description: 'admin HTTP address (metrics, health, status) as host:port; "off" disables' },
+  admin: { type: 'string', default: '127.0.0.1:9100', env: 'EDGEFABRIC_ADMIN', description: 'admin HTTP address (metrics, health, status, operator and message API) as host:port or http://host:port; loopback unless an admin token is set; "off" disables' },
   heartbeat: { type: 'duration', default: '5s', min: '50ms', max: '1h', env: 'EDGEFABRIC_HEARTBEAT', description: 'heartbeat period; a silent edge is dropped after 2.5x' },
   maxNodes: { type: 'int', default: 100000, min: 1, env: 'EDGEFABRIC_MAX_NODES', description: 'maximum connected nodes' },
   edgeToEdge: { type: 'string[]', default: [], env: 'EDGEFABRIC_EDGE_TO_EDGE', placeholder: 'FROM->TO:MODULE', description: 'allow edge FROM to reach MODULE (module or group, e.g. servicebus) on edge TO through the hub (repeatable; "*" matches any part); denied by default' },
@@ -50,6 +50,7 @@ export const cloudCommand: Command = {
           ...(cfg.adminReadToken === undefined || cfg.adminReadToken === '' ? {} : { readToken: cfg.adminReadToken }),
           allowedHosts: [...cfg.adminAllowedHost]
         }
+    // No exposure check: the admin server always has a token (given, or generated into the data dir).
     const hub = await Hub.start({
       listen: [...cfg.listen],
       insecureTransport: cfg.insecureTransport,

@@ -8,7 +8,7 @@ import { ConfigError } from '../errors.js'
 import { createLogger, LOG_LEVELS } from '../ops/logger.js'
 import type { LocalCredential } from '../device/edge/acl.js'
 import type { Command } from './run.js'
-import { checkUrls, onShutdown, parseHostPort } from './shutdown.js'
+import { checkUrls, freeOrAny, onShutdown, parseHostPort } from './shutdown.js'
 import { readJoinState } from '../edge/join-state.js'
 
 async function hasJoinState (dataDir: string, node: string): Promise<boolean> {
@@ -22,7 +22,7 @@ export const edgeSchema = defineConfig({
   token: { type: 'string', env: 'EDGEFABRIC_TOKEN', description: 'join token from "edgefabric token create", needed for the FIRST join only (it binds this node\'s key; never sent over the wire); later starts need none' },
   tokenFile: { type: 'string', env: 'EDGEFABRIC_TOKEN_FILE', description: 'file holding the join token (instead of --token)' },
   dataDir: { type: 'string', default: './edgefabric-edge', env: 'EDGEFABRIC_DATA_DIR', description: 'directory for the node key and local state' },
-  admin: { type: 'string', default: '127.0.0.1:9101', env: 'EDGEFABRIC_ADMIN', description: 'admin HTTP address as host:port; "off" disables' },
+  admin: { type: 'string', default: '127.0.0.1:9101', env: 'EDGEFABRIC_ADMIN', description: 'admin HTTP address as host:port or http://host:port (reads without a token from loopback only; see --admin-token); "off" disables. If the default port is taken (another edge on this host), any free port is used and printed' },
   adminToken: { type: 'string', env: 'EDGEFABRIC_ADMIN_TOKEN', placeholder: 'token', description: 'admin bearer token (overrides <data-dir>/admin-token, generated at first start and printed once)' },
   processMetrics: { type: 'boolean', default: false, env: 'EDGEFABRIC_PROCESS_METRICS', description: 'also export Node process and GC metrics (edgefabric_process_*)' },
   label: { type: 'string[]', default: [], env: 'EDGEFABRIC_LABELS', description: 'node label key=value (repeatable)' },
@@ -95,6 +95,11 @@ export const edgeCommand: Command = {
       return n
     })
     const logger = createLogger({ level: cfg.logLevel, name: 'edgefabric-edge' })
+    let admin: { host: string, port: number } | false = cfg.admin === 'off' ? false : parseHostPort(cfg.admin, '--admin')
+    // No exposure check: the admin server always has a token (given, or generated into the data dir).
+    // The default admin port is taken by another edge on this host: use any free port (printed below).
+    const explicitAdmin = argv.some(a => a === '--admin' || a.startsWith('--admin=')) || process.env.EDGEFABRIC_ADMIN !== undefined
+    if (admin !== false && !explicitAdmin) admin = { ...admin, port: await freeOrAny(admin.host, admin.port) }
     const edge = await EdgeNode.start({
       hub: [...cfg.hub],
       insecureTransport: cfg.insecureTransport,
@@ -102,7 +107,7 @@ export const edgeCommand: Command = {
       ...(token !== undefined ? { token } : {}),
       dataDir: cfg.dataDir,
       labels: parseLabels(cfg.label),
-      admin: cfg.admin === 'off' ? false : { ...parseHostPort(cfg.admin, '--admin'), ...(cfg.adminToken === undefined || cfg.adminToken === '' ? {} : { token: cfg.adminToken }) },
+      admin: admin === false ? false : { ...admin, ...(cfg.adminToken === undefined || cfg.adminToken === '' ? {} : { token: cfg.adminToken }) },
       metrics: { processMetrics: cfg.processMetrics },
       serviceBus: ports.length > 0 ? { allowedPorts: ports } : false,
       upstreamEndpoint: cfg.upstreamPort < 0 ? false : { port: cfg.upstreamPort },

@@ -21,7 +21,7 @@ const schema = defineConfig({
   json: { type: 'boolean', default: false, description: 'print JSON' }
 })
 
-const USAGE = `Usage:
+const USAGE = `Usage: edgefabric node list|remove ...
   edgefabric node list [--json] [--data-dir DIR | --admin URL]
   edgefabric node remove NODE [--purge] [--data-dir DIR | --admin URL]
 

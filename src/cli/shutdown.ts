@@ -1,5 +1,5 @@
 import { ConfigError } from '../errors.js'
-import { checkTransportUrl, parseAdminAddress } from '../config/address.js'
+import { checkTransportUrl, isLoopbackName, parseAdminAddress } from '../config/address.js'
 /**
  * SIGINT/SIGTERM handling for long-running commands: the first signal closes
  * gracefully within a deadline; a second signal, or the deadline passing,
@@ -21,6 +21,7 @@ export function onShutdown (close: () => Promise<void>, deadlineMs = 10_000): Pr
       timer.unref()
       close().then(() => {
         clearTimeout(timer)
+        process.exitCode ??= 0
         process.off('SIGINT', handler)
         process.off('SIGTERM', handler)
         resolve(0)
@@ -32,8 +33,23 @@ export function onShutdown (close: () => Promise<void>, deadlineMs = 10_000): Pr
     }
     process.on('SIGINT', handler)
     process.on('SIGTERM', handler)
+    // Parent death (issue 12): `npx edgefabric cloud` then SIGTERM to npx
+    // left the hub running with its ports. When our parent goes away we are
+    // re-parented (ppid changes): shut down as for SIGTERM.
+    const parent = process.ppid
+    const watch = setInterval(() => {
+      if (process.ppid !== parent && !closing) {
+        process.stderr.write(`edgefabric: parent process ${parent} is gone, shutting down\n`)
+        clearInterval(watch)
+        handler('SIGTERM')
+      }
+    }, PARENT_POLL_MS)
+    watch.unref()
   })
 }
+
+/** How often a long-running command checks that its parent is still alive. */
+const PARENT_POLL_MS = 500
 
 /** Parse an admin address (`host:port` or `http://host:port`, src/config/address.ts); errors name the flag (exit code 2). */
 export function parseHostPort (text: string, option: string): { host: string, port: number } {
@@ -43,4 +59,20 @@ export function parseHostPort (text: string, option: string): { host: string, po
 /** Check every transport URL given to `flag`; errors name the flag (exit code 2). */
 export function checkUrls (urls: readonly string[], flag: string, opts: { insecure: boolean, listen?: boolean }): void {
   for (const u of urls) checkTransportUrl(u, m => new ConfigError(flag, flag.replace(/^--/, ''), m), { insecure: opts.insecure, insecureFlag: '--insecure-transport', ...(opts.listen === true ? { listen: true } : {}) })
+}
+
+/** Refuse a non-loopback admin listener without a token (issue 12: safe defaults). */
+export function checkAdminExposure (admin: { host: string } | false, hasToken: boolean, flag: string): void {
+  if (admin === false || hasToken || isLoopbackName(admin.host)) return
+  throw new ConfigError(flag, flag.replace(/^--/, ''), `${admin.host} is not a loopback address and this admin server has no token: anyone who can reach it could ${hasToken ? '' : 'read status and metrics and '}use its API. Bind it to 127.0.0.1, or set an admin token (--admin-token or EDGEFABRIC_ADMIN_TOKEN)`)
+}
+
+/** The default admin port if free, else 0 (any): two edges on one host must not collide (issue 12). */
+export async function freeOrAny (host: string, port: number): Promise<number> {
+  const { createServer } = await import('node:net')
+  return await new Promise(resolve => {
+    const s = createServer()
+    s.once('error', () => resolve(0))
+    s.listen(port, host, () => s.close(() => resolve(port)))
+  })
 }

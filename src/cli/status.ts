@@ -4,9 +4,11 @@
 import { request } from 'node:http'
 import { defineConfig, loadConfig, configHelp } from '../config/index.js'
 import type { Command } from './run.js'
+import { adminUrl, parseAdminAddress } from '../config/address.js'
+import { ConfigError } from '../errors.js'
 
 export const statusSchema = defineConfig({
-  admin: { type: 'string', default: 'http://127.0.0.1:9100', env: 'EDGEFABRIC_ADMIN_URL', description: 'admin URL of the hub or edge' },
+  admin: { type: 'string', default: 'http://127.0.0.1:9100', env: 'EDGEFABRIC_ADMIN_URL', description: 'admin address of the hub or edge: host:port or http://host:port' },
   json: { type: 'boolean', default: false, description: 'print the raw JSON' },
   timeout: { type: 'duration', default: '5s', description: 'request timeout' }
 })
@@ -36,9 +38,10 @@ export const statusCommand: Command = {
   usage: configHelp(statusSchema, { usage: 'Usage: edgefabric status [--admin URL] [--json]' }),
   async run (argv) {
     const cfg = loadConfig(statusSchema, { argv, env: process.env })
+    const base = adminUrl(parseAdminAddress(cfg.admin, m => new ConfigError('--admin', 'admin', m)))
     let body: string
     try {
-      body = await get(new URL('/status', cfg.admin).href, cfg.timeout)
+      body = await get(new URL('/status', base).href, cfg.timeout)
     } catch (err) {
       process.stderr.write(`edgefabric status: ${(err as Error).message}\n`)
       return 1

@@ -33,7 +33,7 @@ export const tokenSchema = defineConfig({
 })
 const listSchema = defineConfig({ ...common })
 
-const USAGE = `Usage:
+const USAGE = `Usage: edgefabric token create --node NAME [--ttl 24h] [--data-dir DIR | --admin URL]
   edgefabric token create --node NAME [--ttl 24h] [--data-dir DIR | --admin URL]
   edgefabric token create --reusable [--node NAME] [--ttl 1h] ...
   edgefabric token list [--json] ...

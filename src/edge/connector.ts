@@ -12,12 +12,13 @@ import { ConnectionClosedError, EdgeFabricError, ProtocolError, toError } from '
 import type { Logger } from '../ops/logger.js'
 import { Backoff, Liveness } from '../session/liveness.js'
 import {
-  CAPABILITIES, PROTOCOL_VERSION, helloContext, type JoinProofContent, isSessionMessage, parseChallenge, parseGoodbye, parsePing,
+  CAPABILITIES, PROTOCOL_VERSION, helloContext, rotateContext, parseKeyRotated, type JoinProofContent, isSessionMessage, parseChallenge, parseGoodbye, parsePing,
   parseRefused, parseWelcome, sessionMessage, type WelcomeContent
 } from '../session/protocol.js'
 import { dial, transportFor } from '../transport/index.js'
 import { joinProof } from '../identity/join-proof.js'
 import { quicEngineLine } from '../transport/quic-engine.js'
+import { nodeKeyId } from '../identity/node-key.js'
 import type { Connection, ConnectionOptions } from '../transport/types.js'
 
 /** The hub refused the join; `retryable` says whether retrying can help. */
@@ -30,6 +31,28 @@ export class HubRefusedError extends EdgeFabricError {
     this.refusalCode = refusalCode
     this.retryable = retryable
   }
+}
+
+/** Consecutive dial failures that look like a scheme/TLS mismatch before the connector gives up. */
+const MISMATCH_ATTEMPTS = 3
+
+/**
+ * A dial error that retrying cannot fix because the URL's scheme does not
+ * match what the port speaks (issue 12): returns the likely fix, or undefined.
+ */
+export function transportMismatch (url: URL, err: Error): string | undefined {
+  const text = `${err.message} ${(err.cause as Error | undefined)?.message ?? ''}`
+  const host = url.host
+  if (url.protocol === 'ws:' && /socket hang up|Parse Error|Unexpected server response: 400/i.test(text)) {
+    return `the hub port ${host} does not speak plain WebSocket (the connection was reset during the upgrade): it most likely speaks wss, not ws — use wss://${host}`
+  }
+  if (url.protocol === 'wss:' && /before secure TLS connection was established|wrong version number|packet length too long|ERR_SSL_/i.test(text)) {
+    return `the hub port ${host} does not speak TLS: it most likely speaks plain ws, not wss — use ws://${host} (with --insecure-transport off loopback), or the hub's wss port`
+  }
+  if (url.protocol === 'https:' && /ALPN|no application protocol|h3/i.test(text)) {
+    return `the hub port ${host} does not speak WebTransport (HTTP/3): check the scheme — quic:// and https:// listen on different ports`
+  }
+  return undefined
 }
 
 export interface EdgeKey {
@@ -52,6 +75,13 @@ export interface ConnectorOptions {
   /** Called after the hub welcomed a join proof (persist that the node is bound). */
   onJoined?: (welcome: WelcomeContent) => Promise<void> | void
   key: EdgeKey
+  /**
+   * A rotated key whose rotation may have reached the hub before a crash
+   * (`identity/edge.key.next`): tried when the hub refuses `key` with
+   * EF_NODE_KEY_MISMATCH; `onNextKeyUsed` then makes it the key for good.
+   */
+  nextKey?: EdgeKey
+  onNextKeyUsed?: () => Promise<void> | void
   /** Pins from the join token: expected hub identity per transport family. */
   pins: { quic?: string, tls?: string }
   labels?: Record<string, string>
@@ -87,6 +117,11 @@ export class EdgeConnector extends EventEmitter<ConnectorEvents> {
   #connectedAt = 0
   #heartbeatMs = 5000
   #joined: boolean
+  #mismatches = 0
+  #key: EdgeKey
+  #nextKey: EdgeKey | undefined
+  #session: { hub: string, nonce: Uint8Array } | undefined
+  #rotation: { resolve: (keyId: string) => void, reject: (err: Error) => void } | undefined
   rttMs: number | undefined
   lastError: Error | undefined
 
@@ -95,6 +130,41 @@ export class EdgeConnector extends EventEmitter<ConnectorEvents> {
     this.on('error', () => {})
     this.#o = options
     this.#joined = options.joined
+    this.#key = options.key
+    this.#nextKey = options.nextKey
+  }
+
+  /**
+   * Rotate the node key in session (protocol 2 `rotate-key`): the new key
+   * signs the session nonce, the current key co-signs; once the hub confirms,
+   * the new key is used for every later handshake. Rejects with
+   * HubRefusedError when the hub refuses, ConnectionClosedError when not
+   * connected or the link drops first.
+   */
+  async rotateKey (next: EdgeKey, timeoutMs = 10_000): Promise<string> {
+    const conn = this.connection
+    const session = this.#session
+    if (conn === undefined || session === undefined) throw new ConnectionClosedError('not connected to the hub')
+    if (this.#rotation !== undefined) throw new EdgeFabricError('EF_BUSY', 'a key rotation is already in progress')
+    const ctx = rotateContext(this.#o.nodeId, session.hub, nodeKeyId(next.publicKey))
+    const result = new Promise<string>((resolve, reject) => { this.#rotation = { resolve, reject } })
+    const timer = this.#o.clock.setTimeout(() => this.#settleRotation(new EdgeFabricError('EF_TIMEOUT', `no answer to the key rotation within ${timeoutMs} ms`)), timeoutMs)
+    conn.send(sessionMessage('rotate-key', { key: next.publicKey, sig: next.sign(session.nonce, ctx), oldSig: this.#key.sign(session.nonce, ctx) }, this.#o.nodeId), { channel: 'control' })
+    try {
+      const keyId = await result
+      this.#key = next
+      return keyId
+    } finally {
+      this.#o.clock.clearTimeout(timer)
+    }
+  }
+
+  #settleRotation (err: Error | undefined, keyId?: string): void {
+    const r = this.#rotation
+    this.#rotation = undefined
+    if (r === undefined) return
+    if (err !== undefined) r.reject(err)
+    else r.resolve(keyId as string)
   }
 
   /** The hub has bound this node's key (a join proof was welcomed, or it was bound before). */
@@ -170,9 +240,23 @@ export class EdgeConnector extends EventEmitter<ConnectorEvents> {
         this.#fail(new HubRefusedError('EF_HUB_IDENTITY_MISMATCH', `the hub at ${url.href} is not the hub this join token was issued by (${e.message})`, false))
         return
       }
+      const hint = transportMismatch(url, e)
+      if (hint !== undefined) {
+        // Reported at the first attempt; given up after a few identical ones
+        // (a hub shedding load can also reset a connection once).
+        this.#mismatches++
+        if (this.#mismatches === 1) this.#o.logger.error({ url: url.href, err: e.message }, hint)
+        if (this.#mismatches >= MISMATCH_ATTEMPTS) {
+          this.#fail(new HubRefusedError('EF_TRANSPORT_MISMATCH', `${hint} (${MISMATCH_ATTEMPTS} attempts: ${e.message})`, false))
+          return
+        }
+      } else {
+        this.#mismatches = 0
+      }
       this.#retry(e, true)
       return
     }
+    this.#mismatches = 0
     if (this.#stopped()) { conn.abort(new ConnectionClosedError('edge stopped')); return }
     this.#conn = conn
     const sendJoin = !this.#joined && this.#o.join !== undefined
@@ -186,6 +270,14 @@ export class EdgeConnector extends EventEmitter<ConnectorEvents> {
     } catch (err) {
       const e = toError(err)
       conn.abort(e)
+      if (e instanceof HubRefusedError && e.refusalCode === 'EF_NODE_KEY_MISMATCH' && this.#nextKey !== undefined) {
+        // A rotation reached the hub but not our key file before a restart: the next key is the bound one.
+        this.#key = this.#nextKey
+        this.#nextKey = undefined
+        await Promise.resolve(this.#o.onNextKeyUsed?.()).catch(() => {})
+        this.#retry(e, false)
+        return
+      }
       if (e instanceof HubRefusedError && e.refusalCode === 'EF_NODE_NOT_BOUND' && !sendJoin && this.#o.join !== undefined) {
         // Removed at the hub (or its store was reset) while we held a token:
         // the next attempt presents the join proof.
@@ -222,18 +314,19 @@ export class EdgeConnector extends EventEmitter<ConnectorEvents> {
               if (!ch.versions.includes(PROTOCOL_VERSION)) {
                 throw new HubRefusedError('EF_UNSUPPORTED_VERSION', `hub speaks protocol versions ${ch.versions.join(', ')}, this edge speaks ${PROTOCOL_VERSION}`, false)
               }
-              const sig = this.#o.key.sign(ch.nonce, helloContext(this.#o.nodeId, ch.hub))
+              this.#session = { hub: ch.hub, nonce: ch.nonce }
+              const sig = this.#key.sign(ch.nonce, helloContext(this.#o.nodeId, ch.hub))
               const hello: Record<string, unknown> = {
                 version: PROTOCOL_VERSION,
                 node: this.#o.nodeId,
-                key: this.#o.key.publicKey,
+                key: this.#key.publicKey,
                 sig,
                 capabilities: [...(this.#o.capabilities ?? CAPABILITIES)],
                 labels: this.#o.labels ?? {}
               }
               const j = this.#o.join
               if (sendJoin && j !== undefined) {
-                const proof = joinProof(j.secret, j.payload, { node: this.#o.nodeId, hub: ch.hub, nonce: ch.nonce, key: this.#o.key.publicKey })
+                const proof = joinProof(j.secret, j.payload, { node: this.#o.nodeId, hub: ch.hub, nonce: ch.nonce, key: this.#key.publicKey })
                 hello.join = { payload: j.payload, proof } satisfies JoinProofContent
               }
               conn.send(sessionMessage('hello', hello, this.#o.nodeId), { channel: 'control' })
@@ -289,6 +382,14 @@ export class EdgeConnector extends EventEmitter<ConnectorEvents> {
           case 'goodbye':
             goodbye = parseGoodbye(env).reason
             break
+          case 'key-rotated':
+            this.#settleRotation(undefined, parseKeyRotated(env).keyId)
+            break
+          case 'key-rotate-refused': {
+            const r = parseRefused({ ...env, content: { retryable: false, ...(env.content as object) } })
+            this.#settleRotation(new HubRefusedError(r.code, r.reason, false))
+            break
+          }
           default:
             throw new ProtocolError(`unexpected session operation "${env.router.operation}"`)
         }
@@ -297,6 +398,8 @@ export class EdgeConnector extends EventEmitter<ConnectorEvents> {
       }
     })
     conn.once('close', info => {
+      this.#settleRotation(new ConnectionClosedError('the hub link closed before the key rotation was confirmed'))
+      this.#session = undefined
       this.#liveness?.stop()
       this.#liveness = undefined
       this.#conn = undefined

@@ -26,7 +26,7 @@ import { CAPABILITIES } from '../session/protocol.js'
 import type { ConnectionOptions } from '../transport/types.js'
 import { ModuleBus, type MailboxOptions, type ModuleHandle, type RegisterOptions } from './bus.js'
 import { EdgeConnector, type ConnectorState, type HubRefusedError } from './connector.js'
-import { loadOrCreateEdgeIdentity, signChallenge, type EdgeIdentity } from '../identity/node-key.js'
+import { createNextEdgeKey, discardNextEdgeKey, loadNextEdgeKey, loadOrCreateEdgeIdentity, promoteNextEdgeKey, signChallenge, type EdgeIdentity } from '../identity/node-key.js'
 import { registerServiceBus, startUpstreamEndpoint, type ServiceBus, type UpstreamEndpoint } from './servicebus.js'
 import { resolveJoin, writeJoinState, type JoinSetup } from './join-state.js'
 import { checkHubUrl } from './hub-url.js'
@@ -135,7 +135,8 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
   readonly bus: ModuleBus
   readonly registry: Registry
   readonly metrics: EdgeMetrics
-  readonly identity: EdgeIdentity
+  #identity: EdgeIdentity
+  readonly #dataDir: string
   readonly store: ReliableStore
   readonly #lane: ReliableEndpoint
   /** Reliable-delivery metrics (src/ops/reliable-metrics.ts); set by start(). */
@@ -156,14 +157,15 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
   #inFlight = 0
   readonly #onReliable: EdgeOptions['onReliable']
 
-  private constructor (o: EdgeOptions, identity: EdgeIdentity, registry: Registry, metrics: EdgeMetrics, store: ReliableStore, join: JoinSetup) {
+  private constructor (o: EdgeOptions, identity: EdgeIdentity, registry: Registry, metrics: EdgeMetrics, store: ReliableStore, join: JoinSetup, nextKey: EdgeIdentity | undefined) {
     super()
     this.store = store
     this.on('error', () => {})
     this.nodeId = o.nodeId
     if (o.onReliable !== undefined && typeof o.onReliable !== 'function') throw new InvalidOptionError('onReliable', 'must be a function')
     this.#onReliable = o.onReliable
-    this.identity = identity
+    this.#identity = identity
+    this.#dataDir = o.dataDir
     this.registry = registry
     this.metrics = metrics
     this.#clock = o.clock ?? systemClock
@@ -198,6 +200,16 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
           .catch((err: unknown) => this.#logger.warn({ err, file: join.file }, 'could not record the join; the next start needs the token again'))
       },
       key: { publicKey: identity.publicKeyRaw, sign: (nonce, ctx) => signChallenge(identity, nonce, ctx) },
+      ...(nextKey !== undefined
+        ? {
+            nextKey: { publicKey: nextKey.publicKeyRaw, sign: (nonce: Uint8Array, ctx: string) => signChallenge(nextKey, nonce, ctx) },
+            onNextKeyUsed: async () => {
+              await promoteNextEdgeKey(o.dataDir)
+              this.#identity = { ...nextKey, file: identity.file }
+              this.#logger.warn({ keyId: nextKey.keyId }, 'an interrupted key rotation had reached the hub: now using the new key')
+            }
+          }
+        : {}),
       pins: join.pins,
       ...(o.labels !== undefined ? { labels: o.labels } : {}),
       // Without a device broker the hub is told so, and its registry says why devices do not sync.
@@ -278,9 +290,11 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
     const lock = await lockDataDir(o.dataDir, `edge ${o.nodeId}`)
     let identity: EdgeIdentity
     let joinSetup: JoinSetup
+    let nextKey: EdgeIdentity | undefined
     try {
       identity = await loadOrCreateEdgeIdentity(o.dataDir)
       joinSetup = await resolveJoin(o.dataDir, o.nodeId, o.token)
+      nextKey = await loadNextEdgeKey(o.dataDir)
     } catch (err) {
       await lock.release()
       throw err
@@ -304,7 +318,7 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
       throw err
     }
     try {
-      edge = new EdgeNode(o, identity, registry, createEdgeMetrics(registry, { processMetrics: o.metrics?.processMetrics === true }), store, joinSetup)
+      edge = new EdgeNode(o, identity, registry, createEdgeMetrics(registry, { processMetrics: o.metrics?.processMetrics === true }), store, joinSetup, nextKey)
     } catch (err) {
       if (owns) await store.close()
       await lock.release()
@@ -371,6 +385,31 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
   }
 
   get state (): ConnectorState { return this.#connector.state }
+  /** This node's key (changes after rotateKey()). */
+  get identity (): EdgeIdentity { return this.#identity }
+
+  /**
+   * Rotate the node key while connected (issue 12): a new key is created in
+   * `dataDir/identity/edge.key.next`, proven to the hub (and co-signed by the
+   * current key), and once the hub has moved the binding it replaces
+   * `edge.key`; the old key no longer authenticates. Resolves with the new
+   * key id; rejects (old key kept) when not connected or the hub refuses.
+   */
+  async rotateKey (timeoutMs = 10_000): Promise<string> {
+    const next = await createNextEdgeKey(this.#dataDir)
+    let keyId: string
+    try {
+      keyId = await this.#connector.rotateKey({ publicKey: next.publicKeyRaw, sign: (nonce, ctx) => signChallenge(next, nonce, ctx) }, timeoutMs)
+    } catch (err) {
+      // Not confirmed: keep the file only if the hub may have applied it (link lost mid-way).
+      if (!(err instanceof ConnectionClosedError) && (err as { code?: string }).code !== 'EF_TIMEOUT') await discardNextEdgeKey(this.#dataDir)
+      throw err
+    }
+    await promoteNextEdgeKey(this.#dataDir)
+    this.#identity = { ...next, file: this.#identity.file }
+    this.#logger.info({ keyId }, 'node key rotated')
+    return keyId
+  }
   get adminUrl (): string | undefined { return this.#admin?.url }
   /** The admin bearer token (given, or from `<dataDir>/admin-token`), if the admin server runs. */
   get adminToken (): string | undefined { return this.#admin?.token }

@@ -19,7 +19,7 @@ import { JoinRefusedError } from '../errors.js'
 import { nodeKeyId, verifyChallenge } from '../identity/node-key.js'
 import { hubJoinSecret, verifyJoinProof } from '../identity/join-proof.js'
 import { tokenAdmits, validateNodeName } from '../identity/token.js'
-import { helloContext, type HelloContent } from '../session/protocol.js'
+import { helloContext, rotateContext, type HelloContent, type RotateKeyContent } from '../session/protocol.js'
 import { checkOrBind, type NodeBindingStore } from './bindings.js'
 import type { HubIdentity } from './identity.js'
 import type { HubAuthenticator } from './types.js'
@@ -65,5 +65,23 @@ export class TokenAuthenticator implements HubAuthenticator {
     }
     await checkOrBind(this.#bindings, node, keyId, hello.key, now, { jti: payload.jti, node: payload.node, exp: payload.exp, reusable: payload.reuse === true })
     return { nodeId: node, keyId }
+  }
+
+  /**
+   * Key rotation: the new key signs the session nonce (possession), and the
+   * old, bound key signs the same bytes (consent of the retiring key), both
+   * under a context naming node, hub and the new key id. Then the binding
+   * moves to the new key; the old one no longer authenticates.
+   */
+  async rotate (nodeId: string, oldKeyId: string, r: RotateKeyContent, nonce: Uint8Array): Promise<{ keyId: string }> {
+    const bound = await this.#bindings.get(nodeId)
+    if (bound === undefined || bound.keyId !== oldKeyId) throw new JoinRefusedError('EF_NODE_KEY_MISMATCH', `node ${nodeId} is no longer bound to the key of this session`)
+    if (r.key.byteLength !== 32) throw new JoinRefusedError('EF_NODE_KEY_MISMATCH', 'the new key must be 32 raw Ed25519 bytes')
+    const keyId = nodeKeyId(r.key)
+    const ctx = rotateContext(nodeId, this.hubId, keyId)
+    if (!verifyChallenge(r.key, nonce, ctx, r.sig)) throw new JoinRefusedError('EF_NODE_KEY_MISMATCH', 'the new key did not prove possession')
+    if (!verifyChallenge(bound.publicKey, nonce, ctx, r.oldSig)) throw new JoinRefusedError('EF_NODE_KEY_MISMATCH', 'the bound key did not sign the rotation')
+    await this.#bindings.rotate(nodeId, oldKeyId, keyId, r.key, this.#clock.now())
+    return { keyId }
   }
 }

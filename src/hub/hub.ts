@@ -195,6 +195,9 @@ export class Hub extends HubCore {
   /** The cloud device registry (DESIGN.md §8) when started with `devices`; else undefined. */
   get devices (): DeviceRegistry | undefined { return this.#devices }
 
+  /** The first listen URL, as an edge dials it (`hub.urls` lists all). */
+  get url (): string { return this.urls[0] as string }
+
   /** Admin HTTP base URL (metrics, health, status), if enabled. */
   get adminUrl (): string | undefined { return this.#admin?.url }
 

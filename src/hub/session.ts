@@ -9,8 +9,8 @@ import type { Envelope } from '../codec/envelope.js'
 import { EdgeFabricError, ProtocolError, toError } from '../errors.js'
 import { Liveness } from '../session/liveness.js'
 import {
-  CAPABILITIES, PROTOCOL_VERSION, PROTOCOL_VERSIONS, isSessionMessage, parseHello, parsePing, sessionMessage,
-  type HelloContent, type RefusedContent
+  CAPABILITIES, PROTOCOL_VERSION, PROTOCOL_VERSIONS, isSessionMessage, parseHello, parsePing, parseRotateKey, sessionMessage,
+  type HelloContent, type RefusedContent, type RotateKeyContent
 } from '../session/protocol.js'
 import type { CloseInfo, Connection } from '../transport/types.js'
 import type { HubAuthenticator } from './types.js'
@@ -109,6 +109,9 @@ export class HubSession {
         case 'pong':
           this.rttMs = Math.max(0, this.#host.clock.now() - parsePing(env).t)
           break
+        case 'rotate-key':
+          void this.#rotate(parseRotateKey(env))
+          break
         case 'goodbye':
           this.#closeReason = 'edge said goodbye'
           void this.connection.close('goodbye')
@@ -118,6 +121,22 @@ export class HubSession {
       }
     } catch (err) {
       this.abort(toError(err))
+    }
+  }
+
+  /** In-session key rotation (protocol 2); the session continues under the new key id. */
+  async #rotate (r: RotateKeyContent): Promise<void> {
+    const auth = this.#host.authenticator
+    try {
+      if (auth.rotate === undefined) throw new EdgeFabricError('EF_UNSUPPORTED', 'this hub\'s authenticator cannot rotate keys')
+      const { keyId } = await auth.rotate(this.nodeId as string, this.keyId as string, r, this.#nonce)
+      this.keyId = keyId
+      this.#host.logger.info({ nodeId: this.nodeId, keyId }, 'node key rotated')
+      this.#send(sessionMessage('key-rotated', { keyId }, 'hub'))
+    } catch (err) {
+      const e = toError(err)
+      this.#host.logger.warn({ nodeId: this.nodeId, err: e.message }, 'node key rotation refused')
+      this.#send(sessionMessage('key-rotate-refused', { code: e instanceof EdgeFabricError ? e.code : 'EF_INTERNAL', reason: (e as { reason?: string }).reason ?? e.message }, 'hub'))
     }
   }
 

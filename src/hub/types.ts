@@ -3,7 +3,7 @@
  */
 import type { Clock } from '../util/clock.js'
 import type { Envelope } from '../codec/envelope.js'
-import type { HelloContent } from '../session/protocol.js'
+import type { RotateKeyContent, HelloContent } from '../session/protocol.js'
 import type { Connection, ConnectionOptions, TransportName } from '../transport/types.js'
 import type { PreAuthOptions } from '../transport/pre-auth.js'
 
@@ -50,6 +50,12 @@ export interface HubAuthenticator {
   /** Identity string the hub presents in its challenge (also bound into the hello signature). */
   readonly hubId: string
   authenticate (hello: HelloContent, nonce: Uint8Array, connection: Connection): Promise<{ nodeId: string, keyId: string }>
+  /**
+   * In-session key rotation (protocol 2 `rotate-key`): verify both keys'
+   * signatures over the session nonce and move the binding to the new key.
+   * Absent: rotation is refused (EF_UNSUPPORTED).
+   */
+  rotate? (nodeId: string, oldKeyId: string, rotation: RotateKeyContent, nonce: Uint8Array): Promise<{ keyId: string }>
 }
 
 export interface HubOptions extends ConnectionOptions {

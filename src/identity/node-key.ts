@@ -11,10 +11,10 @@
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify } from 'node:crypto'
 import type { KeyObject } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
+import { readFile, rename, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { IdentityError, InvalidOptionError, toError } from '../errors.js'
-import { createFileExclusive, ensurePrivateDir } from '../util/atomic-file.js'
+import { createFileExclusive, ensurePrivateDir, fsyncDir, writeFileAtomic } from '../util/atomic-file.js'
 
 export interface EdgeIdentity {
   /** The key file. */
@@ -133,4 +133,49 @@ export function verifyChallenge (publicKeyRaw: Uint8Array, nonce: Uint8Array, co
   } catch {
     return false
   }
+}
+
+/**
+ * Key rotation files: a new key is written to `edge.key.next` first, the
+ * rotation is confirmed by the hub, then `edge.key.next` is renamed over
+ * `edge.key`. A crash in between leaves both; the edge then tries the next
+ * key when the hub refuses the current one (src/edge/connector.ts).
+ */
+export const EDGE_NEXT_KEY_FILE = 'edge.key.next'
+
+function identityFrom (file: string, pem: string, created: boolean): EdgeIdentity {
+  const privateKey = createPrivateKey(pem)
+  const publicKey = createPublicKey(privateKey)
+  const publicKeyRaw = rawPublicKey(publicKey)
+  return { file, privateKey, publicKey, publicKeyRaw, keyId: nodeKeyId(publicKeyRaw), created }
+}
+
+/** Create (replacing any older one) `edge.key.next`. */
+export async function createNextEdgeKey (dataDir: string): Promise<EdgeIdentity> {
+  const file = join(dataDir, 'identity', EDGE_NEXT_KEY_FILE)
+  const pem = generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }) as string
+  await writeFileAtomic(file, pem)
+  return identityFrom(file, pem, true)
+}
+
+/** The pending next key, if a rotation was interrupted. */
+export async function loadNextEdgeKey (dataDir: string): Promise<EdgeIdentity | undefined> {
+  const file = join(dataDir, 'identity', EDGE_NEXT_KEY_FILE)
+  const pem = await readIfExists(file)
+  if (pem === undefined) return undefined
+  try {
+    return identityFrom(file, pem, false)
+  } catch (err) {
+    throw new IdentityError(file, `is corrupt: ${toError(err).message}; remove it`, { cause: err })
+  }
+}
+
+/** Make the next key the key (atomic rename). */
+export async function promoteNextEdgeKey (dataDir: string): Promise<void> {
+  await rename(join(dataDir, 'identity', EDGE_NEXT_KEY_FILE), join(dataDir, 'identity', EDGE_KEY_FILE))
+  await fsyncDir(join(dataDir, 'identity'))
+}
+
+export async function discardNextEdgeKey (dataDir: string): Promise<void> {
+  await unlink(join(dataDir, 'identity', EDGE_NEXT_KEY_FILE)).catch(() => {})
 }

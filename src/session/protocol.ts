@@ -9,7 +9,7 @@
  *    | ---- hello {version, node, key, sig, caps, labels, join?} --> |
  *    | <--- welcome {session, heartbeatMs, caps} | refused {code, reason, retryable}
  *    | ---- rotate-key {key, sig} ---------> |   (optional, any time in session)
- *    | <--- key-rotated {keyId} | refused    |
+ *    | <--- key-rotated {keyId} | key-rotate-refused {code, reason} |
  *    | <--> ping {t} / pong {t}              |   (either side, when it hears nothing)
  *    | <--- goodbye {reason}                 |   (e.g. replaced by a newer session)
  *
@@ -76,7 +76,7 @@ export interface RefusedContent { code: string, reason: string, retryable: boole
 export interface PingContent { t: number }
 export interface GoodbyeContent { reason: string }
 
-export type SessionOp = 'challenge' | 'hello' | 'welcome' | 'refused' | 'ping' | 'pong' | 'goodbye' | 'rotate-key' | 'key-rotated'
+export type SessionOp = 'challenge' | 'hello' | 'welcome' | 'refused' | 'ping' | 'pong' | 'goodbye' | 'rotate-key' | 'key-rotated' | 'key-rotate-refused'
 
 /** The signing context that binds a hello signature to this node and hub. */
 export function helloContext (node: string, hub: string): string {

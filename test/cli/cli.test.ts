@@ -140,7 +140,7 @@ t.test('an edge refused for good prints one line and exits non-zero', async t =>
   t.teardown(() => { cloud.child.kill('SIGKILL') })
   const url = (await cloud.waitFor(/^listening (ws:\/\/\S+)/))[1] as string
   // a token from another hub: the signature does not verify
-  const foreign = (await run(['token', 'create', '--node', 'edge-1', '--data-dir', `${dir}/other-hub`])).stdout.trim()
+  const foreign = (await run(['token', 'create', '--node', 'edge-1', '--init', '--data-dir', `${dir}/other-hub`])).stdout.trim()
   const r = await run(['edge', '--hub', url, '--node', 'edge-1', '--token', foreign, '--data-dir', `${dir}/edge`, '--admin', 'off', '--log-level', 'silent'])
   t.equal(r.code, 3)
   const lines = r.stderr.trim().split('\n')

@@ -2,6 +2,8 @@
  * Hub ↔ edge runtime, in one process over real transports: joining, refusals,
  * routing both ways, request/response, broadcast, edge-to-edge, takeover.
  */
+import { cp, rm } from 'node:fs/promises'
+import { basename, join } from 'node:path'
 import t from 'tap'
 import { newMessage, type Envelope } from '../../src/codec/envelope.js'
 import { EdgeNode } from '../../src/edge/edge-node.js'
@@ -146,7 +148,12 @@ t.test('last connection wins; the old session is told why', async t => {
   await a.waitConnected()
   const reasons: string[] = []
   a.on('disconnected', ({ reason }) => reasons.push(reason))
-  const b = await EdgeNode.start({ hub: hub.urls[0] as string, nodeId: 'edge-1', token, dataDir: dir, ...fast })
+  // Same node key from another data dir (one process per data dir: EF_DATA_DIR_LOCKED otherwise).
+  const dirB = join(t.testdirName, '..', `${basename(t.testdirName)}-b`)
+  await cp(join(dir, 'identity'), join(dirB, 'identity'), { recursive: true })
+  t.teardown(() => rm(dirB, { recursive: true, force: true }))
+  await t.rejects(EdgeNode.start({ hub: hub.urls[0] as string, nodeId: 'edge-1', token, dataDir: dir, ...fast }), { code: 'EF_DATA_DIR_LOCKED' }, 'a second edge on the same data dir is refused')
+  const b = await EdgeNode.start({ hub: hub.urls[0] as string, nodeId: 'edge-1', token, dataDir: dirB, ...fast })
   t.teardown(() => b.close())
   await b.waitConnected()
   await new Promise(resolve => setTimeout(resolve, 100))
