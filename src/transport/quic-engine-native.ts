@@ -20,6 +20,9 @@ import {
 import { peerIdFromCertificate } from './quic-engine-cert.js'
 import type { NativeClient, NativeConnection, NativeServer, NativeStream } from './quic-native.js'
 
+/** Longest wait for the engine to confirm a closed endpoint. */
+const ENDPOINT_CLOSE_MS = 2000
+
 /** Unconfirmed bytes a stream may have in the engine before write() waits. */
 const WRITE_AHEAD = 256 * 1024
 
@@ -277,6 +280,9 @@ export class EngineServer implements NativeServer {
   abort (): Promise<void> {
     this.#closing ??= new Promise<void>(resolve => {
       this.#markClosed = resolve
+      // The engine reports the endpoint closed once its connections drained;
+      // bound the wait so a listener close never hangs on it.
+      setTimeout(resolve, ENDPOINT_CLOSE_MS).unref()
       engineChannel().command(C_EP_CLOSE, this.eid)
       for (const w of this.#waiters.splice(0)) w.reject(new Error('server closed'))
       for (const c of this.#ready.splice(0)) c.abort()

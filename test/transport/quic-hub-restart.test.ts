@@ -12,7 +12,7 @@
  */
 import { spawn, type ChildProcessByStdio } from 'node:child_process'
 import { createSocket } from 'node:dgram'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import type { Readable } from 'node:stream'
@@ -49,12 +49,25 @@ function start (args: string[], env: NodeJS.ProcessEnv): Proc {
   return { child, events, wait }
 }
 
+/**
+ * A free UDP port BELOW the ephemeral range: while the hub is down, any
+ * process on the machine may be handed an ephemeral port for a UDP socket
+ * (observed: "Address already in use" at restart), but never one outside it.
+ */
 async function freeUdpPort (): Promise<number> {
-  const s = createSocket('udp4')
-  await new Promise<void>(resolve => s.bind(0, '127.0.0.1', resolve))
-  const port = s.address().port
-  await new Promise<void>(resolve => s.close(() => resolve()))
-  return port
+  let low = 32768
+  try { low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) } catch { /* not Linux */ }
+  for (let i = 0; i < 50; i++) {
+    const port = 20_000 + Math.floor(Math.random() * Math.max(1, low - 20_000))
+    const s = createSocket('udp4')
+    const ok = await new Promise<boolean>(resolve => {
+      s.once('error', () => resolve(false))
+      s.bind(port, '127.0.0.1', () => resolve(true))
+    })
+    await new Promise<void>(resolve => s.close(() => resolve()))
+    if (ok) return port
+  }
+  throw new Error('no free UDP port below the ephemeral range')
 }
 
 async function kill (p: Proc, signal: NodeJS.Signals): Promise<void> {
