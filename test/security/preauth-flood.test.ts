@@ -29,7 +29,7 @@ t.test('100 hostile unauthenticated connections per transport', async t => {
   const hub = await startHubChild(t, {
     listen: ['ws://127.0.0.1:0', 'wss://127.0.0.1:0', 'quic://127.0.0.1:0', 'quic://[::1]:0', 'https://127.0.0.1:0'],
     // A deadline long enough that the flood is still held while we measure and join.
-    preAuth: { deadlineMs: 20_000 }
+    preAuth: { deadlineMs: 90_000 }
   })
   const url = (scheme: string): string => hub.urls.find(u => u.startsWith(scheme + ':')) as string
   const quic6 = hub.urls.find(u => u.startsWith('quic://[')) as string
@@ -50,7 +50,7 @@ t.test('100 hostile unauthenticated connections per transport', async t => {
       t.teardown(() => { for (const a of attacks) a.stop() })
       await until(async () => (await hub.rss()).pending >= 64 &&
         await hub.counter('edgefabric_hub_connection_refusals_total', { stage: 'preauth', reason: 'unauth_source_limit', transport: c.transport }) - refusedBefore >= FLOOD - 64,
-      20_000, 'the flood to fill the per-source cap')
+      60_000, 'the flood to fill the per-source cap')
       const during = await hub.rss()
       const refused = await hub.counter('edgefabric_hub_connection_refusals_total', { stage: 'preauth', reason: 'unauth_source_limit', transport: c.transport }) - refusedBefore
       const growth = (during.rss - before.rss) / MB
@@ -78,7 +78,7 @@ t.test('100 hostile unauthenticated connections per transport', async t => {
 t.test('all 100 held (per-source cap raised to 128): hub RSS growth per transport', async t => {
   const hub = await startHubChild(t, {
     listen: ['ws://127.0.0.1:0', 'wss://127.0.0.1:0', 'quic://127.0.0.1:0', 'https://127.0.0.1:0'],
-    preAuth: { deadlineMs: 20_000, maxPendingPerSource: 128 }
+    preAuth: { deadlineMs: 90_000, maxPendingPerSource: 128 }
   })
   const url = (scheme: string): string => hub.urls.find(u => u.startsWith(scheme + ':')) as string
   const cases: Array<[string, () => Attack]> = [
@@ -91,7 +91,7 @@ t.test('all 100 held (per-source cap raised to 128): hub RSS growth per transpor
     const before = await hub.rss()
     const attacks = Array.from({ length: FLOOD }, attack)
     try {
-      await until(async () => (await hub.rss()).pending >= FLOOD, 20_000, 'all 100 to be held')
+      await until(async () => (await hub.rss()).pending >= FLOOD, 60_000, 'all 100 to be held')
       const during = await hub.rss()
       const growth = (during.rss - before.rss) / MB
       t.comment(`${name}: ${during.pending} hostile unauthenticated connections held; hub RSS ${(before.rss / MB).toFixed(1)} → ${(during.rss / MB).toFixed(1)} MB (+${growth.toFixed(1)} MB, ${(growth * 1024 / FLOOD).toFixed(0)} KB each)`)
