@@ -31,7 +31,7 @@ export async function startHubChild (t: Test, options: Record<string, unknown>, 
   const waiting: Array<(l: string) => void> = []
   lines.on('line', l => { waiting.shift()?.(l) })
   const next = async (): Promise<Record<string, unknown>> => await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => { reject(new Error('hub child did not answer')) }, 30_000)
+    const timer = setTimeout(() => { reject(new Error('hub child did not answer')) }, 60_000)
     waiting.push(l => { clearTimeout(timer); resolve(JSON.parse(l) as Record<string, unknown>) })
   })
   const exited = new Promise<void>(resolve => child.once('exit', () => resolve()))

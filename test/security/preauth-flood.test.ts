@@ -12,7 +12,8 @@
  *  - the hub's RSS growth (after GC, in the child) stays within 50 MB;
  *  - a legitimate edge still joins during the flood (from another source: the
  *    per-source cap is what keeps the slots it needs free).
- * The figures are printed as test comments.
+ * A second hub with the per-source cap raised to 128 holds all 100 of them,
+ * for the per-connection figure. The figures are printed as test comments.
  */
 import t from 'tap'
 import { EdgeNode } from '../../src/edge/edge-node.js'
@@ -28,7 +29,7 @@ t.test('100 hostile unauthenticated connections per transport', async t => {
   const hub = await startHubChild(t, {
     listen: ['ws://127.0.0.1:0', 'wss://127.0.0.1:0', 'quic://127.0.0.1:0', 'quic://[::1]:0', 'https://127.0.0.1:0'],
     // A deadline long enough that the flood is still held while we measure and join.
-    preAuth: { deadlineMs: 20_000 }
+    preAuth: { deadlineMs: 90_000 }
   })
   const url = (scheme: string): string => hub.urls.find(u => u.startsWith(scheme + ':')) as string
   const quic6 = hub.urls.find(u => u.startsWith('quic://[')) as string
@@ -49,7 +50,7 @@ t.test('100 hostile unauthenticated connections per transport', async t => {
       t.teardown(() => { for (const a of attacks) a.stop() })
       await until(async () => (await hub.rss()).pending >= 64 &&
         await hub.counter('edgefabric_hub_connection_refusals_total', { stage: 'preauth', reason: 'unauth_source_limit', transport: c.transport }) - refusedBefore >= FLOOD - 64,
-      20_000, 'the flood to fill the per-source cap')
+      60_000, 'the flood to fill the per-source cap')
       const during = await hub.rss()
       const refused = await hub.counter('edgefabric_hub_connection_refusals_total', { stage: 'preauth', reason: 'unauth_source_limit', transport: c.transport }) - refusedBefore
       const growth = (during.rss - before.rss) / MB
@@ -71,5 +72,33 @@ t.test('100 hostile unauthenticated connections per transport', async t => {
       for (const a of attacks) a.stop()
       await until(async () => (await hub.rss()).pending === 0, 10_000, 'the flood to be gone')
     })
+  }
+})
+
+t.test('all 100 held (per-source cap raised to 128): hub RSS growth per transport', async t => {
+  const hub = await startHubChild(t, {
+    listen: ['ws://127.0.0.1:0', 'wss://127.0.0.1:0', 'quic://127.0.0.1:0', 'https://127.0.0.1:0'],
+    preAuth: { deadlineMs: 90_000, maxPendingPerSource: 128 }
+  })
+  const url = (scheme: string): string => hub.urls.find(u => u.startsWith(scheme + ':')) as string
+  const cases: Array<[string, () => Attack]> = [
+    ['ws', () => wsOversize(url('ws'), { localAddress: FLOOD_SOURCE, announce: 8000, send: 4000 })],
+    ['wss', () => wsOversize(url('wss'), { tls: true, localAddress: FLOOD_SOURCE, announce: 8000, send: 4000 })],
+    ['quic', () => quicAttack(url('quic'), { announce: 8000, send: 4000 })],
+    ['https', () => tcpIdle(url('https'), { tls: true, alpn: ['h2'], localAddress: FLOOD_SOURCE })]
+  ]
+  for (const [name, attack] of cases) {
+    const before = await hub.rss()
+    const attacks = Array.from({ length: FLOOD }, attack)
+    try {
+      await until(async () => (await hub.rss()).pending >= FLOOD, 60_000, 'all 100 to be held')
+      const during = await hub.rss()
+      const growth = (during.rss - before.rss) / MB
+      t.comment(`${name}: ${during.pending} hostile unauthenticated connections held; hub RSS ${(before.rss / MB).toFixed(1)} → ${(during.rss / MB).toFixed(1)} MB (+${growth.toFixed(1)} MB, ${(growth * 1024 / FLOOD).toFixed(0)} KB each)`)
+      t.ok(growth <= 50, `${name}: hub RSS growth ${growth.toFixed(1)} MB ≤ 50 MB`)
+    } finally {
+      for (const a of attacks) a.stop()
+    }
+    await until(async () => (await hub.rss()).pending === 0, 10_000, 'the flood to be gone')
   }
 })
