@@ -19,16 +19,17 @@ t.test('external mode: mosquitto_pub/mosquitto_sub mapper, delta and reports', a
   t.equal(edge.devices?.brokerUrl, undefined, 'no embedded broker in external mode')
   await edge.waitConnected(10_000)
   await edge.devices?.external?.waitConnected(10_000)
+  // mosquitto_sub waits for the deltas; the cloud sets desired twice. Subscribed before the first
+  // snapshot and counting both, so the first delta cannot be mistaken for the second (it used to
+  // race with a late first delta under load).
+  const sub = subscribeTool(['-h', '127.0.0.1', '-p', String(mq.port), '-t', T('dev1/twin/update/delta'), '-C', '2', '-q', '1'])
+  await sub.subscribed
   await sendSnapshot(hub, 'edge-1', snapshot({ revision: 1, desired: { target: { value: 20, revision: 1 } } }))
   await until(() => edge.devices?.getTwin('default', 'dev1') !== undefined)
-
-  // mosquitto_sub waits for the delta; the cloud sets desired
-  const sub = subscribeTool(['-h', '127.0.0.1', '-p', String(mq.port), '-t', T('dev1/twin/update/delta'), '-C', '1', '-q', '1'])
-  await sub.subscribed
   await sendSnapshot(hub, 'edge-1', snapshot({ revision: 2, desired: { target: { value: 22.5, revision: 2 } } }))
   const out = await sub.result
   t.equal(out.code, 0, out.stderr)
-  t.same(out.json[0]?.delta, { target: '22.5' })
+  t.same(out.json.map((j: any) => j?.delta), [{ target: '20' }, { target: '22.5' }])
 
   // mosquitto_pub reports; mosquitto_sub reads the result
   const res = subscribeTool(['-h', '127.0.0.1', '-p', String(mq.port), '-t', T('dev1/twin/update/result'), '-C', '1', '-q', '1'])
