@@ -15,6 +15,7 @@ import { mkdtempSync } from 'node:fs'
 import { join } from 'node:path'
 import { LmdbStore } from '../../src/reliable/lmdb-store.js'
 import { MemoryStore } from '../../src/reliable/memory-store.js'
+import { DEAD_BODY_MAX } from '../../src/reliable/store.js'
 import type { AppendOutcome, DeadLetter, InboundItem, OutboxInput, OutboxRecord, QuotaPolicy, ReliableStore, ResourceRecord } from '../../src/reliable/store.js'
 
 const WINDOW = 3
@@ -49,7 +50,7 @@ class Model {
   kill (peer: string, r: OutboxRecord, code: string, at: number): void {
     const l = this.list(peer)
     l.splice(l.indexOf(r), 1)
-    this.dead.push({ peer, seq: r.seq, id: r.id, ...(r.key === undefined ? {} : { key: r.key }), code, reason: '', at, size: r.bytes.byteLength })
+    this.dead.push({ peer, seq: r.seq, id: r.id, ...(r.key === undefined ? {} : { key: r.key }), code, reason: '', at, size: r.bytes.byteLength, ...(r.bytes.byteLength <= DEAD_BODY_MAX ? { requeueable: true } : {}) })
     if (this.dead.length > MAX_DEAD) this.dead.shift()
   }
 
