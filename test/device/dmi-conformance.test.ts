@@ -20,7 +20,7 @@ t.test('conformance', async t => {
   await reg.setDesired('default', 'dev1', { target: 21 })
   const edgeSock = socketPath(t, dir, 'dmi.sock')
   const edge = await startDmiEdge(t, hub, dir + '/edge', edgeSock, { dmi: { socket: edgeSock, retryMinMs: 50, retryMaxMs: 400, callTimeoutMs: 2000, maxMappers: 2 } })
-  await until(() => edge.devices?.listDevices().length === 3, 'snapshots at the edge')
+  await until(() => edge.devices?.listDevices().length === 3 && edge.devices.getTwin('default', 'dev1')?.desired.target === 21, 'the latest snapshots at the edge')
   const modbus = await TestMapper.start(t, socketPath(t, dir, 'modbus.sock'))
   const c = new EdgeClient(`unix:${edgeSock}`)
   t.teardown(() => c.close())
