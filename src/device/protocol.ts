@@ -52,6 +52,7 @@ export interface DesiredValue {
 }
 
 export interface DeviceSnapshot {
+  /** Includes the KubeEdge mapper fields (protocol, properties, methods, stateReport) the edge hands to DMI mappers (issue 14). */
   device: DeviceSpec
   model: DeviceModel
   /** Desired (KubeEdge "expected") values per property name. */

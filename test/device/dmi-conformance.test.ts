@@ -20,7 +20,7 @@ t.test('conformance', async t => {
   await reg.setDesired('default', 'dev1', { target: 21 })
   const edgeSock = socketPath(t, dir, 'dmi.sock')
   const edge = await startDmiEdge(t, hub, dir + '/edge', edgeSock, { dmi: { socket: edgeSock, retryMinMs: 50, retryMaxMs: 400, callTimeoutMs: 2000, maxMappers: 2 } })
-  await until(() => edge.devices?.listDevices().length === 3, 'snapshots at the edge')
+  await until(() => edge.devices?.listDevices().length === 3 && edge.devices.getTwin('default', 'dev1')?.desired.target === 21, 'the latest snapshots at the edge')
   const modbus = await TestMapper.start(t, socketPath(t, dir, 'modbus.sock'))
   const c = new EdgeClient(`unix:${edgeSock}`)
   t.teardown(() => c.close())
@@ -77,6 +77,7 @@ t.test('conformance', async t => {
     t.same(d.spec.properties.map((p: any) => p.name), ['temperature', 'target', 'mode'], 'no property list on the device: every model property')
     t.same(d.spec.properties[0].visitors.protocolName, 'opcua')
     t.same(edge.dmi!.mappers().map(m => m.protocol).sort(), ['modbus', 'opcua'])
+    await until(() => edge.dmi!.mappers().find(m => m.protocol === 'opcua')?.acknowledged.includes('default/dev2') === true, 'the edge saw the answer')
   })
 
   await t.test('MapperRegister refusals', async t => {
@@ -163,5 +164,6 @@ t.test('conformance', async t => {
     t.match(text, /edgefabric_edge_dmi_served_total\{rpc="ReportDeviceStatus",result="refused"\} [1-9]/)
     t.match(text, /edgefabric_edge_dmi_pushes_total\{rpc="UpdateDevice",result="ok"\} [1-9]/)
     t.match(text, /edgefabric_edge_dmi_mappers 2/)
+    t.match(edge.status(), { dmi: { socket: edgeSock, mappers: [{ name: 'modbus-mapper', protocol: 'modbus', devices: 0 }, { name: 'opcua-mapper', protocol: 'opcua', devices: 1 }] } }, 'status page')
   })
 })
