@@ -22,12 +22,12 @@
  *            --no-mosquitto --no-results
  *   RELIABLE_BENCH_CHILD_ARGS="--cpu-prof --cpu-prof-dir=DIR" profiles every child process.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { connect } from 'node:net'
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { IpcChild } from './lib/child-ipc.js'
+import { freePort, startListening, stopProcess } from './lib/local-server.js'
 import { procCpuUs } from './lib/reliable-ipc.js'
 import { drainTable, liveTable, medianRows, writeResultsSection, type DrainResult, type LiveResult } from './lib/reliable-report.js'
 
@@ -62,15 +62,6 @@ const rate = (n: number, ms: number): number => n / (ms / 1000)
 async function cpuOf (children: IpcChild[], pids: number[] = []): Promise<number> {
   const xs = await Promise.all(children.map(async c => await c.cpu()))
   return xs.reduce((a, b) => a + b, 0) + pids.reduce((a, p) => a + procCpuUs(p), 0)
-}
-
-async function freePort (): Promise<number> {
-  const { createServer } = await import('node:net')
-  const srv = createServer()
-  await new Promise<void>(resolve => srv.listen(0, '127.0.0.1', () => resolve()))
-  const port = (srv.address() as { port: number }).port
-  await new Promise<void>(resolve => srv.close(() => resolve()))
-  return port
 }
 
 async function withDir<T> (fn: (dir: string) => Promise<T>): Promise<T> {
@@ -161,28 +152,12 @@ async function startMosquitto (dir: string, inflight: number | undefined): Promi
   ].join('\n') + '\n'
   mkdirSync(dir, { recursive: true })
   writeFileSync(join(dir, 'mosquitto.conf'), config)
-  const proc = spawn('mosquitto', ['-c', join(dir, 'mosquitto.conf')], { stdio: ['ignore', 'ignore', 'pipe'] })
-  let stderr = ''
-  proc.stderr?.setEncoding('utf8').on('data', (d: string) => { stderr += d })
-  proc.on('error', () => {})
-  const end = Date.now() + 10_000
-  for (;;) {
-    const ok = await new Promise<boolean>(resolve => {
-      const s = connect(port, '127.0.0.1', () => { s.destroy(); resolve(true) })
-      s.on('error', () => resolve(false))
-    })
-    if (ok) break
-    if (Date.now() > end || proc.exitCode !== null) throw new Error(`mosquitto did not start: ${stderr}`)
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
+  const proc = await startListening('mosquitto', ['-c', join(dir, 'mosquitto.conf')], port)
   return { url: `mqtt://127.0.0.1:${port}`, proc, config, label: `mosquitto (inflight ${inflight ?? 20})` }
 }
 
 async function stopMosquitto (proc: ChildProcess): Promise<void> {
-  if (proc.exitCode !== null) return
-  const gone = new Promise(resolve => proc.once('exit', resolve))
-  proc.kill('SIGTERM')
-  await gone
+  await stopProcess(proc)
 }
 
 let mosquittoConfig = ''

@@ -20,12 +20,12 @@
  * process CPU over the idle window, % of one core; idle wire bits per node
  * from nftables counters on the broker port.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { connect } from 'node:net'
 import { join } from 'node:path'
 import { IpcChild } from './child-ipc.js'
+import { freePort, startListening, stopProcess } from './local-server.js'
 import { NftCounters, diffCounts } from './nft-counters.js'
 import { procCpuUs } from './reliable-ipc.js'
 import type { ConnectResult } from './sessions-ipc.js'
@@ -62,15 +62,6 @@ function rssOf (pid: number): number {
   }
 }
 
-async function freePort (): Promise<number> {
-  const { createServer } = await import('node:net')
-  const srv = createServer()
-  await new Promise<void>(resolve => srv.listen(0, '127.0.0.1', () => resolve()))
-  const port = (srv.address() as { port: number }).port
-  await new Promise<void>(resolve => srv.close(() => resolve()))
-  return port
-}
-
 function brokerConfig (peer: SessionPeer, port: number, dir: string): string {
   return peer === 'mosquitto'
     ? [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence true', `persistence_location ${dir}/`, 'max_connections -1', 'max_queued_messages 0', 'user root'].join('\n') + '\n'
@@ -82,20 +73,7 @@ async function startBroker (peer: SessionPeer, dir: string): Promise<{ proc: Chi
   const config = brokerConfig(peer, port, dir)
   const file = join(dir, `${peer}.conf`)
   writeFileSync(file, config)
-  const proc = spawn(peer === 'mosquitto' ? 'mosquitto' : 'nats-server', ['-c', file], { stdio: ['ignore', 'ignore', 'pipe'] })
-  let stderr = ''
-  proc.stderr?.setEncoding('utf8').on('data', (d: string) => { if (stderr.length < 4000) stderr += d })
-  proc.on('error', () => {})
-  const end = Date.now() + 15_000
-  for (;;) {
-    const ok = await new Promise<boolean>(resolve => {
-      const s = connect(port, '127.0.0.1', () => { s.destroy(); resolve(true) })
-      s.on('error', () => resolve(false))
-    })
-    if (ok) break
-    if (Date.now() > end || proc.exitCode !== null) throw new Error(`${peer} did not start: ${stderr.slice(-400)}`)
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
+  const proc = await startListening(peer === 'mosquitto' ? 'mosquitto' : 'nats-server', ['-c', file], port, 15_000)
   return { proc, port, config: config.replace(dir, '<tmp>').replace(String(port), '<port>') }
 }
 
@@ -169,13 +147,7 @@ export async function runPeer (peer: SessionPeer, o: { sessions: number, procs: 
     nft?.destroy()
     await Promise.all(clients.map(async c => await c.quit(60_000)))
     for (const c of clients) c.kill()
-    if (proc.exitCode === null) {
-      const gone = new Promise(resolve => proc.once('exit', resolve))
-      proc.kill('SIGTERM')
-      const t = setTimeout(() => proc.kill('SIGKILL'), 10_000)
-      await gone
-      clearTimeout(t)
-    }
+    await stopProcess(proc)
     await rm(dir, { recursive: true, force: true })
   }
 }

@@ -10,28 +10,13 @@
  * Needs root, `ip`, gcc, /dev/net/tun, nft and mosquitto (Debian packages
  * iproute2, gcc, nftables, mosquitto); skipped with the reason otherwise.
  */
-import { spawn } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import t from 'tap'
+import { cli } from './cli-run.js'
 import { hasCommand, missingPrerequisites } from '../../src/cli/bench.js'
 
-const BIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url))
-
 t.setTimeout(300_000)
-
-function cli (args: string[], timeoutMs: number): Promise<{ code: number | null, out: string, err: string }> {
-  return new Promise(resolve => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let out = ''
-    let err = ''
-    child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d })
-    child.stderr.setEncoding('utf8').on('data', (d: string) => { err += d })
-    const timer = setTimeout(() => child.kill('SIGINT'), timeoutMs)
-    child.once('exit', code => { clearTimeout(timer); resolve({ code, out, err }) })
-  })
-}
 
 const missing = missingPrerequisites()
 if (!hasCommand('nft', ['--version'])) missing.push('nft (Debian package nftables)')

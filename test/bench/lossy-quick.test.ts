@@ -10,29 +10,13 @@
  * reason otherwise (CI runs as root). Takes ~1.5–3 min: the file's timeout
  * is raised accordingly.
  */
-import { spawn } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import t from 'tap'
+import { cli } from './cli-run.js'
 import { missingPrerequisites } from '../../src/cli/bench.js'
 
-const BIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url))
-
 t.setTimeout(300_000)
-
-function cli (args: string[], timeoutMs: number): Promise<{ code: number | null, out: string, err: string }> {
-  return new Promise(resolve => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let out = ''
-    let err = ''
-    child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d })
-    child.stderr.setEncoding('utf8').on('data', (d: string) => { err += d })
-    // SIGINT: the bench removes its namespaces on it, unlike SIGKILL.
-    const timer = setTimeout(() => child.kill('SIGINT'), timeoutMs)
-    child.once('exit', code => { clearTimeout(timer); resolve({ code, out, err }) })
-  })
-}
 
 t.test('bench: unknown benchmark and bad options are refused with exit code 2', async t => {
   const a = await cli(['bench', 'nonsense'], 30_000)
