@@ -46,6 +46,7 @@ serveParent(async req => {
         dataDir: req.dataDir as string,
         durability: req.durability as 'sync' | 'relaxed',
         admin: false,
+        insecureTransport: true, // the bench measures plain ws:// too, in its own namespaces
         onReliable: env => { arrivals.record(env.content as Uint8Array) }
       })
       // Its own group: the hub's reliable messages (group 'bench') must not land in this module's mailbox.

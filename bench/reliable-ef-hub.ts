@@ -43,7 +43,9 @@ serveParent(async req => {
         dataDir: req.dataDir as string,
         durability: req.durability as 'sync' | 'relaxed',
         ...(req.altNames === undefined ? {} : { altNames: req.altNames as string[] }),
-        admin: false
+        admin: false,
+        // A lab on loopback and the bench's own namespaces: plain ws:// is one of the systems measured.
+        insecureTransport: true
       })
       void answerRequests(hub)
       return { url: hub.urls[0], token: hub.createToken(NODE) }
