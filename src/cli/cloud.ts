@@ -50,7 +50,9 @@ export const cloudCommand: Command = {
           ...(cfg.adminReadToken === undefined || cfg.adminReadToken === '' ? {} : { readToken: cfg.adminReadToken }),
           allowedHosts: [...cfg.adminAllowedHost]
         }
-    // No exposure check: the admin server always has a token (given, or generated into the data dir).
+    // A non-loopback admin needs a token the operator chose (the generated one is printed once, on
+    // loopback setups): refused at start otherwise (issue 12).
+    checkAdminExposure(admin, admin !== false && admin.token !== undefined, '--admin')
     const hub = await Hub.start({
       listen: [...cfg.listen],
       insecureTransport: cfg.insecureTransport,

@@ -8,7 +8,7 @@ import { ConfigError } from '../errors.js'
 import { createLogger, LOG_LEVELS } from '../ops/logger.js'
 import type { LocalCredential } from '../device/edge/acl.js'
 import type { Command } from './run.js'
-import { checkUrls, freeOrAny, onShutdown, parseHostPort } from './shutdown.js'
+import { checkAdminExposure, checkUrls, freeOrAny, onShutdown, parseHostPort } from './shutdown.js'
 import { readJoinState } from '../edge/join-state.js'
 
 async function hasJoinState (dataDir: string, node: string): Promise<boolean> {
@@ -96,7 +96,7 @@ export const edgeCommand: Command = {
     })
     const logger = createLogger({ level: cfg.logLevel, name: 'edgefabric-edge' })
     let admin: { host: string, port: number } | false = cfg.admin === 'off' ? false : parseHostPort(cfg.admin, '--admin')
-    // No exposure check: the admin server always has a token (given, or generated into the data dir).
+    checkAdminExposure(admin, cfg.adminToken !== undefined && cfg.adminToken !== '', '--admin')
     // The default admin port is taken by another edge on this host: use any free port (printed below).
     const explicitAdmin = argv.some(a => a === '--admin' || a.startsWith('--admin=')) || process.env.EDGEFABRIC_ADMIN !== undefined
     if (admin !== false && !explicitAdmin) admin = { ...admin, port: await freeOrAny(admin.host, admin.port) }

@@ -61,7 +61,7 @@ t.test('operator and message verbs against a running hub, then a stopped one', {
   const sub = start(['sub', '--node', 'edge-1', '--resource', 'default/telemetry/', ...D])
   procs.push(sub)
   await sub.waitFor(/^# subscribed/)
-  const posted = await fetch(`${upstream}/v1/upstream`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ group: 'app', resource: 'default/telemetry/t1', operation: 'upload', content: { celsius: 21.5 } }) })
+  const posted = await fetch(`${upstream}/v1/upstream`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-edgefabric-client': 'operator-verbs-test' }, body: JSON.stringify({ group: 'app', resource: 'default/telemetry/t1', operation: 'upload', content: { celsius: 21.5 } }) })
   t.ok(posted.status < 300, `upstream accepted (${posted.status})`)
   const line = JSON.parse((await sub.waitFor(/^\{.*"default\/telemetry\/t1".*$/))[0]) as { node: string, content: unknown }
   t.same([line.node, line.content], ['edge-1', { celsius: 21.5 }], 'sub prints the upstream message as a JSON line')

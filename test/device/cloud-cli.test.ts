@@ -4,6 +4,7 @@
  * SIGKILL of the hub (registry in LMDB, `sync` durability).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
 import { once } from 'node:events'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
@@ -41,18 +42,21 @@ t.test('cloud --devices: HTTP device API, acknowledged changes survive SIGKILL',
   const a = cloud(dataDir)
   t.teardown(() => kill(a.child))
   const url = await a.admin
-  let res = await fetch(`${url}/v1/device-models/default/thermostat`, { method: 'PUT', headers: json, body: JSON.stringify({ properties: thermostat.properties }) })
+  // Changes need the admin token the hub generated into its data dir at first start.
+  const auth = { ...json, authorization: `Bearer ${(await readFile(`${dataDir}/admin-token`, 'utf8')).trim()}` }
+  let res = await fetch(`${url}/v1/device-models/default/thermostat`, { method: 'PUT', headers: auth, body: JSON.stringify({ properties: thermostat.properties }) })
   t.equal(res.status, 200)
-  res = await fetch(`${url}/v1/devices/default/t1`, { method: 'PUT', headers: json, body: JSON.stringify({ model: 'default/thermostat', nodeId: 'edge-1' }) })
+  res = await fetch(`${url}/v1/devices/default/t1`, { method: 'PUT', headers: auth, body: JSON.stringify({ model: 'default/thermostat', nodeId: 'edge-1' }) })
   t.equal(res.status, 200)
-  res = await fetch(`${url}/v1/devices/default/t1/desired`, { method: 'PUT', headers: json, body: JSON.stringify({ target: 27.5 }) })
+  res = await fetch(`${url}/v1/devices/default/t1/desired`, { method: 'PUT', headers: auth, body: JSON.stringify({ target: 27.5 }) })
   const acked = await res.json() as { revision: number }
   await kill(a.child) // no graceful close
 
   const b = cloud(dataDir, { EDGEFABRIC_ADMIN_TOKEN: 'tok' })
   t.teardown(() => kill(b.child))
   const url2 = await b.admin
-  t.equal((await fetch(`${url2}/v1/devices/default/t1`)).status, 401, 'EDGEFABRIC_ADMIN_TOKEN guards the API')
+  t.equal((await fetch(`${url2}/v1/devices/default/t1/desired`, { method: 'PUT', headers: json, body: JSON.stringify({ target: 1 }) })).status, 403, 'EDGEFABRIC_ADMIN_TOKEN guards changes (loopback reads stay open, read-only)')
+  t.equal((await fetch(`${url2}/v1/devices/default/t1`, { headers: { authorization: 'Bearer wrong' } })).status, 401, 'a wrong token is refused')
   const d = await (await fetch(`${url2}/v1/devices/default/t1`, { headers: { authorization: 'Bearer tok' } })).json() as { revision: number, desired: Record<string, { value: unknown }>, nodeId: string }
   t.equal(d.desired.target?.value, 27.5, 'acknowledged desired value survived SIGKILL')
   t.equal(d.revision, acked.revision)

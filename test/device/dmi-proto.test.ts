@@ -94,7 +94,8 @@ t.test('HTTP API: the mapper fields round-trip, a change of them alone is a new 
   const reg = hub.devices!
   await reg.upsertModel(MODEL)
   const base = `${hub.adminUrl as string}/v1/devices/default/dev1`
-  const put = async (body: object): Promise<Response> => await fetch(base, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+  // Changes need the admin token (generated into the data dir at first start).
+  const put = async (body: object): Promise<Response> => await fetch(base, { method: 'PUT', headers: { 'content-type': 'application/json', authorization: `Bearer ${hub.adminToken as string}` }, body: JSON.stringify(body) })
   const ok = await put(modbusDevice('dev1'))
   t.equal(ok.status, 200, await ok.clone().text())
   const view = await (await fetch(base)).json() as any

@@ -38,7 +38,7 @@ t.test('edge CLI: operator and mapper credentials, anonymous loopback mapper, co
   await hub.devices!.upsertModel(MODEL)
   for (const name of ['dev1', 'dev2']) await hub.devices!.upsertDevice({ namespace: 'default', name, model: 'default/thermostat', labels: {}, attributes: {}, nodeId: 'edge-cli' })
   const child = spawn(process.execPath, [BIN, 'edge', '--hub', hub.urls[0] as string, '--node', 'edge-cli', '--token', hub.createToken('edge-cli'),
-    '--data-dir', dir + '/edge', '--admin', 'off', '--durability', 'relaxed', '--mqtt-mode', 'internal', '--mqtt-port', '0', '--mqtt-compat', 'kubeedge', '--dmi-socket', dir + '/dmi.sock',
+    '--data-dir', dir + '/edge', '--admin', 'off', '--durability', 'relaxed', '--mqtt-mode', 'internal', '--mqtt-port', '0', '--mqtt-compat', 'kubeedge', '--dmi', 'off',
     '--mqtt-allow-anonymous', '--mqtt-credential', `operator:ops:@${dir}/ops`, '--mqtt-credential', `mapper:m1:@${dir}/m:default/dev1`], { stdio: ['ignore', 'pipe', 'pipe'] })
   t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
   let out = ''

@@ -22,7 +22,7 @@ t.test('edge CLI starts the embedded broker with --mqtt-mode internal', async t 
   const cred = await hub.devices!.issueCredential('default', 'dev1')
 
   const child = spawn(process.execPath, [BIN, 'edge', '--hub', hub.urls[0] as string, '--node', 'edge-cli', '--token', hub.createToken('edge-cli'),
-    '--data-dir', dir + '/edge', '--admin', 'off', '--durability', 'relaxed', '--mqtt-mode', 'internal', '--mqtt-port', '0', '--dmi-socket', dir + '/dmi.sock'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    '--data-dir', dir + '/edge', '--admin', 'off', '--durability', 'relaxed', '--mqtt-mode', 'internal', '--mqtt-port', '0', '--dmi', 'off'], { stdio: ['ignore', 'pipe', 'pipe'] })
   t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
   let out = ''
   let err = ''
