@@ -67,6 +67,9 @@ export class ProducerWindow {
     return this.#ids.get(id)?.seq
   }
 
+  /** Forget an id (its first copy left the outbox without being delivered). */
+  forget (id: string): void { this.#ids.delete(id) }
+
   /** Remember a queued append. */
   record (id: string, seq: number, now: number): void {
     if (!this.enabled) return

@@ -196,7 +196,13 @@ export class ReliableSender {
         })
       } catch { /* store unreadable: append will report it */ }
     }
-    const seq = w.lookup(id, this.#o.clock.now())
+    let seq = w.lookup(id, this.#o.clock.now())
+    // A first copy that was dead-lettered is not "queued" any more: sending the id again (an
+    // operator's requeue, a producer's deliberate retry) queues it anew.
+    if (seq !== undefined && this.#o.store.deadLetterBody?.(this.peer, seq) !== undefined) {
+      w.forget(id)
+      seq = undefined
+    }
     if (seq !== undefined) {
       this.#o.onEvent({ type: 'duplicate', peer: this.peer, id, seq })
       return Promise.resolve({ status: 'duplicate', seq })
