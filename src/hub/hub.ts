@@ -134,7 +134,16 @@ export class Hub extends HubCore {
       await lock.release()
       throw err
     }
-    const hub = new Hub(options, identity, bindings, registry, createHubMetrics(registry, { processMetrics: options.metrics?.processMetrics === true }), store, ownsStore, cluster)
+    let hub: Hub
+    try {
+      hub = new Hub(options, identity, bindings, registry, createHubMetrics(registry, { processMetrics: options.metrics?.processMetrics === true }), store, ownsStore, cluster)
+    } catch (err) {
+      // Options refused by the constructor: nothing started, so free what was opened for it.
+      if (ownsStore) await store.close().catch(() => {})
+      await bindings.close().catch(() => {})
+      await lock.release()
+      throw err
+    }
     hub.#lock = lock
     hubRef = hub
     registerBuildInfo(registry, 'hub', await nativeBinding().then(() => true, () => false))

@@ -7,6 +7,7 @@
  * with a fresh node key → welcome). If the hello changes (issue 13 item 10:
  * proof of token possession instead of the token itself), change it here.
  */
+import { edgeJoinSecret, joinProof, tokenPayloadPart } from '../../src/identity/join-proof.js'
 import { generateKeyPairSync } from 'node:crypto'
 import type { Envelope } from '../../src/codec/envelope.js'
 import { rawPublicKey, signChallenge } from '../../src/identity/node-key.js'
@@ -38,11 +39,14 @@ export async function rawJoin (url: string, nodeId: string, token: string, timeo
       if (!isSessionMessage(env)) return
       if (env.router.operation === 'challenge') {
         const ch = parseChallenge(env)
+        // Protocol 2 (issue 13 item 10): the token never crosses the wire, a proof of it does.
+        const key = rawPublicKey(publicKey)
+        const payload = tokenPayloadPart(token)
         conn.send(sessionMessage('hello', {
           version: PROTOCOL_VERSION,
           node: nodeId,
-          token,
-          key: rawPublicKey(publicKey),
+          join: { payload, proof: joinProof(edgeJoinSecret(token), payload, { node: nodeId, hub: ch.hub, nonce: ch.nonce, key }) },
+          key,
           sig: signChallenge({ privateKey }, ch.nonce, helloContext(nodeId, ch.hub)),
           capabilities: [...CAPABILITIES],
           labels: {}
