@@ -11,7 +11,8 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ConfigError, EdgeFabricError } from '../errors.js'
 import { adminUrl, parseAdminAddress } from '../config/address.js'
-import { readLock } from '../util/data-dir-lock.js'
+import { lockDataDir, readLock } from '../util/data-dir-lock.js'
+import { FileBindingStore } from '../hub/bindings.js'
 
 export type Target = { kind: 'api', base: string, token: string | undefined } | { kind: 'dir', dataDir: string }
 
@@ -62,4 +63,15 @@ export function positional (argv: readonly string[]): [string | undefined, strin
   const first = argv[0]
   if (first === undefined || first.startsWith('-')) return [undefined, [...argv]]
   return [first, argv.slice(1)]
+}
+
+/** A stopped hub's binding store, under the data-dir lock (one writer at a time), closed afterwards. */
+export async function withStoppedHubBindings<T> (dataDir: string, fn: (store: FileBindingStore) => Promise<T>): Promise<T> {
+  const lock = await lockDataDir(dataDir, 'cli')
+  try {
+    const store = await FileBindingStore.open(dataDir)
+    try { return await fn(store) } finally { await store.close() }
+  } finally {
+    await lock.release()
+  }
 }

@@ -6,10 +6,9 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { defineConfig, loadConfig } from '../config/index.js'
 import { ConfigError } from '../errors.js'
-import { FileBindingStore } from '../hub/bindings.js'
-import { lockDataDir } from '../util/data-dir-lock.js'
+import type { FileBindingStore } from '../hub/bindings.js'
 import { LmdbStore } from '../reliable/lmdb-store.js'
-import { adminRequest, positional, resolveTarget } from './admin-client.js'
+import { adminRequest, positional, resolveTarget, withStoppedHubBindings } from './admin-client.js'
 import { configHelp } from '../config/index.js'
 import type { Command } from './run.js'
 
@@ -33,13 +32,7 @@ interface Row { nodeId: string, keyId: string, boundAt: number, status?: string,
 
 async function offline<T> (dataDir: string, fn: (store: FileBindingStore) => Promise<T>): Promise<T> {
   if (!existsSync(join(dataDir, 'identity'))) throw new ConfigError('--data-dir', 'dataDir', `${dataDir} holds no hub identity; check the path`)
-  const lock = await lockDataDir(dataDir, 'cli')
-  try {
-    const store = await FileBindingStore.open(dataDir)
-    try { return await fn(store) } finally { await store.close() }
-  } finally {
-    await lock.release()
-  }
+  return await withStoppedHubBindings(dataDir, fn)
 }
 
 export const nodeCommand: Command = {

@@ -10,11 +10,11 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { defineConfig, loadConfig, configHelp } from '../config/index.js'
 import { ConfigError } from '../errors.js'
-import { FileBindingStore } from '../hub/bindings.js'
+import type { FileBindingStore } from '../hub/bindings.js'
 import { loadOrCreateHubIdentity } from '../hub/identity.js'
 import { createJoinToken, decodeJoinToken } from '../identity/token.js'
-import { lockDataDir, readLock } from '../util/data-dir-lock.js'
-import { adminRequest, positional, resolveTarget } from './admin-client.js'
+import { readLock } from '../util/data-dir-lock.js'
+import { adminRequest, positional, resolveTarget, withStoppedHubBindings } from './admin-client.js'
 import type { Command } from './run.js'
 
 const common = {
@@ -50,13 +50,7 @@ function noIdentity (dataDir: string): ConfigError {
 
 async function offline<T> (dataDir: string, fn: (store: FileBindingStore) => Promise<T>): Promise<T> {
   if (!existsSync(join(dataDir, 'identity', 'token.key')) && !existsSync(join(dataDir, 'node-bindings.json'))) throw noIdentity(dataDir)
-  const lock = await lockDataDir(dataDir, 'cli')
-  try {
-    const store = await FileBindingStore.open(dataDir)
-    try { return await fn(store) } finally { await store.close() }
-  } finally {
-    await lock.release()
-  }
+  return await withStoppedHubBindings(dataDir, fn)
 }
 
 function fmtTime (s: number): string { return new Date(s * 1000).toISOString().replace(/\.\d+Z$/, 'Z') }
