@@ -78,11 +78,16 @@ export function createReliableMetrics (registry: Registry, o: ReliableMetricsOpt
   const now = o.now ?? Date.now
   const labelNames = ['direction'] as const
 
-  /** One pass over the store per scrape, shared by the gauges below (collect() runs per gauge). */
+  /**
+   * One pass over the store per scrape, shared by the gauges below (collect() runs per gauge).
+   * prom-client calls every collect() synchronously within one `metrics()` call, so the pass is
+   * kept until the next turn of the event loop only: a time-based cache served a drained node's
+   * old depth to the next scrape (test/ops/reliable-metrics.test.ts, "drained node left the top list").
+   */
   let snap: { at: number, count: number, bytes: number, oldest: number, perPeer: Array<{ peer: string, count: number, bytes: number, oldest: number }> } | undefined
   const snapshot = (): NonNullable<typeof snap> => {
+    if (snap !== undefined) return snap
     const t = now()
-    if (snap !== undefined && t - snap.at < 250) return snap
     const store = o.store()
     const perPeer: NonNullable<typeof snap>['perPeer'] = []
     let count = 0
@@ -100,8 +105,10 @@ export function createReliableMetrics (registry: Registry, o: ReliableMetricsOpt
         perPeer.push({ peer, count: st.count, bytes: st.bytes, oldest: age })
       }
     }
-    snap = { at: t, count, bytes, oldest, perPeer }
-    return snap
+    const fresh = { at: t, count, bytes, oldest, perPeer }
+    snap = fresh
+    setImmediate(() => { if (snap === fresh) snap = undefined })
+    return fresh
   }
 
   new Gauge({ name: p + 'outbox_messages', help: 'Messages in the durable outbox waiting for an ack, by direction', labelNames, registers, collect () { this.set({ direction: out }, snapshot().count) } })
@@ -140,11 +147,11 @@ export function createReliableMetrics (registry: Registry, o: ReliableMetricsOpt
     const top = Math.max(0, Math.floor(o.perNode?.top ?? 20))
     const allow = new Set(o.perNode?.nodes ?? [])
     let picked: NonNullable<typeof snap>['perPeer'] = []
-    let pickedAt = -1
+    let pickedFrom: ReturnType<typeof snapshot> | undefined
     const pick = (): typeof picked => {
       const s = snapshot()
-      if (pickedAt === s.at) return picked
-      pickedAt = s.at
+      if (pickedFrom === s) return picked
+      pickedFrom = s
       const sorted = [...s.perPeer].sort((a, b) => b.count - a.count)
       const chosen = sorted.slice(0, top)
       for (const e of sorted.slice(top)) if (allow.has(e.peer)) chosen.push(e)
