@@ -95,8 +95,13 @@ export interface DeviceMethodSpec {
   propertyNames: string[]
 }
 
-/** Device state values accepted on `…/state/update` (KubeEdge). */
-export const DEVICE_STATES = ['online', 'offline', 'ok', 'unknown', 'unhealthy'] as const
+/**
+ * Device state values accepted on `…/state/update`, lower case: KubeEdge's five
+ * (dtmanager/device.go) plus the two more mappers-go sends (`mappers/common`
+ * DEVSTERR "ERROR", DEVSTDISCONN "DISCONNECTED"), which edgecore drops silently
+ * and issue 14 item 1 asks us to store as sent.
+ */
+export const DEVICE_STATES = ['online', 'offline', 'ok', 'unknown', 'unhealthy', 'disconnected', 'error'] as const
 export type DeviceState = typeof DEVICE_STATES[number]
 
 /** `{namespace}/{name}` */

@@ -34,9 +34,19 @@ t.test('states, twin reports and readings exactly as mappers-go sends them (item
   const unhealthy = goDecode(DeviceMsg, await m.next(`${D}/state/update/result`)) as any
   t.equal(unhealthy.device.state, 'UNHEALTHY')
   t.equal(unhealthy.device.lastOnlineTime, undefined, 'KubeEdge sets last_online only for online/ok')
-  m.client.publish(`${D}/state/update`, createMessageState('DISCONNECTED'), { qos: 0 })
-  const disc = goDecode(Result, await m.next(`${D}/state/update/result`)) as any
-  t.equal(disc.code, 400, 'a state outside KubeEdge\'s five gets 400 (KubeEdge drops it silently)')
+  // regression: DISCONNECTED and ERROR (mappers-go DEVSTDISCONN, DEVSTERR) were answered 400 and never reached the cloud
+  for (const sent of ['DISCONNECTED', 'ERROR']) {
+    m.client.publish(`${D}/state/update`, createMessageState(sent), { qos: 0 })
+    const r = goDecode(DeviceMsg, await m.next(`${D}/state/update/result`)) as any
+    t.equal(r.device.state, sent, `${sent} stored and echoed as sent`)
+    t.equal(r.device.lastOnlineTime, undefined)
+    t.equal(edge.devices?.getTwin('default', 'dev1')?.state, sent)
+    await up.waitFor(() => up.of('state').some(m => (m.content as { reportedAs?: string }).reportedAs === sent))
+    t.match(up.of('state').at(-1)?.content, { state: sent.toLowerCase(), reportedAs: sent }, `${sent} reaches the cloud`)
+  }
+  m.client.publish(`${D}/state/update`, createMessageState('EXPLODED'), { qos: 0 })
+  const bad = goDecode(Result, await m.next(`${D}/state/update/result`)) as any
+  t.equal(bad.code, 400, 'a state no mapper defines gets 400 (KubeEdge drops it silently)')
 
   // item 8: modbus float register, FormatFloat 'f' 6: kept verbatim
   const v = formatF6(23.5)

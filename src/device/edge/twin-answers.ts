@@ -29,7 +29,7 @@ export async function stateUpdate (engine: TwinEngine, rec: TwinRecord, state: u
   const lower = typeof state === 'string' ? state.toLowerCase() : undefined
   const canonical = DEVICE_STATES.find(s => s === (compat ? lower : state))
   if (canonical === undefined || typeof state !== 'string') {
-    // KubeEdge drops other states silently (mappers-go also sends "ERROR", "DISCONNECTED"); we answer 400 and count.
+    // KubeEdge drops unknown states silently; we answer 400 and count (mappers-go's "ERROR" and "DISCONNECTED" are accepted, see DEVICE_STATES).
     throw new TwinRequestError(BAD_REQUEST, 400, `"state" must be one of ${DEVICE_STATES.join(', ')}${compat ? ' (any case)' : ''}`)
   }
   const lastOnline = canonical === 'online' || canonical === 'ok' ? rfc3339(now) : (compat ? '' : rec.state?.lastOnline)
