@@ -37,7 +37,7 @@ export const edgeSchema = defineConfig({
   mqttAllowAnonymous: { type: 'boolean', default: false, env: 'EDGEFABRIC_MQTT_ALLOW_ANONYMOUS', description: 'accept MQTT clients without credentials from loopback only, as this node\'s mapper (all its devices); a warning is logged and shown' },
   mqttCredential: { type: 'string[]', default: [], env: 'EDGEFABRIC_MQTT_CREDENTIALS', description: 'local MQTT credential ROLE:USERNAME:SECRET[:DEVICES] (repeatable); ROLE operator (sees everything) or mapper (DEVICES ns/name,... or * = all of this node); SECRET a scrypt$ hash or @file holding the secret' },
   mqttExternalUrl: { type: 'string', env: 'EDGEFABRIC_MQTT_EXTERNAL_URL', description: 'external MQTT broker URL (modes external, both), e.g. mqtt://127.0.0.1:1883' },
-  dmi: { type: 'enum', values: ['on', 'off'], default: 'on', env: 'EDGEFABRIC_DMI', description: 'KubeEdge DMI gRPC for mappers (needs --mqtt-mode other than off): on, off' },
+  dmi: { type: 'enum', values: ['auto', 'on', 'off'], default: 'auto', env: 'EDGEFABRIC_DMI', description: 'KubeEdge DMI gRPC for mappers: auto (on when --mqtt-mode is not off), on (also with --mqtt-mode off: twins for DMI mappers only, no MQTT broker), off' },
   dmiSocket: { type: 'string', default: '/etc/kubeedge/dmi.sock', env: 'EDGEFABRIC_DMI_SOCKET', description: 'unix socket of the DMI DeviceManagerService (as edgecore)' },
   durability: { type: 'enum', values: ['sync', 'relaxed'], default: 'sync', env: 'EDGEFABRIC_DURABILITY', description: 'edge store: sync = on disk before acknowledged; relaxed = committed, flushed later' },
   backoffBase: { type: 'duration', default: '500ms', min: '1ms', description: 'reconnect backoff base' },
@@ -100,6 +100,9 @@ export const edgeCommand: Command = {
     // The default admin port is taken by another edge on this host: use any free port (printed below).
     const explicitAdmin = argv.some(a => a === '--admin' || a.startsWith('--admin=')) || process.env.EDGEFABRIC_ADMIN !== undefined
     if (admin !== false && !explicitAdmin) admin = { ...admin, port: await freeOrAny(admin.host, admin.port) }
+    // Twins exist when MQTT serves them or DMI does; with --dmi on and --mqtt-mode off there is no broker (mode 'none').
+    const mqttTwins = cfg.mqttMode !== 'off'
+    const dmiOn = cfg.dmi === 'on' || (cfg.dmi === 'auto' && mqttTwins)
     const edge = await EdgeNode.start({
       hub: [...cfg.hub],
       insecureTransport: cfg.insecureTransport,
@@ -113,10 +116,10 @@ export const edgeCommand: Command = {
       upstreamEndpoint: cfg.upstreamPort < 0 ? false : { port: cfg.upstreamPort },
       localApi: cfg.localApiPort < 0 ? false : { port: cfg.localApiPort },
       durability: cfg.durability as 'sync' | 'relaxed',
-      devices: cfg.mqttMode === 'off'
+      devices: !mqttTwins && !dmiOn
         ? false
         : {
-            mode: cfg.mqttMode as 'internal' | 'external' | 'both',
+            mode: mqttTwins ? cfg.mqttMode as 'internal' | 'external' | 'both' : 'none',
             mqtt: { host: cfg.mqttHost, port: cfg.mqttPort },
             compat: cfg.mqttCompat as 'strict' | 'kubeedge',
             legacyTopics: cfg.mqttLegacyTopics,
@@ -125,7 +128,7 @@ export const edgeCommand: Command = {
             ...(cfg.mqttExternalUrl !== undefined ? { external: { url: cfg.mqttExternalUrl } } : {})
           },
       // DMI rides on the device twins: on by default whenever they are (edgecore always serves it).
-      dmi: cfg.mqttMode === 'off' || cfg.dmi === 'off' ? false : { socket: cfg.dmiSocket },
+      dmi: dmiOn ? { socket: cfg.dmiSocket } : false,
       backoff: { baseMs: cfg.backoffBase, capMs: cfg.backoffCap },
       logger
     })

@@ -94,7 +94,7 @@ export class EdgeDevices {
     this.#sync = new TwinSync(this.#engine, credentials, new Authenticator(credentials, init.clock, options.authCacheMs, 10_000, options.auth))
     this.#sync.restore()
     const warnings: string[] = []
-    if (options.allowAnonymous && options.mode !== 'external') {
+    if (options.allowAnonymous && (options.mode === 'internal' || options.mode === 'both')) {
       warnings.push('MQTT anonymous access is on (--mqtt-allow-anonymous): any local process can act as this node\'s mapper for all its devices')
     }
     this.warnings = Object.freeze(warnings)
@@ -114,7 +114,7 @@ export class EdgeDevices {
       if (n > 0) logger.info({ usernames, sessions: n }, 'sessions of revoked credentials closed')
     }
     try {
-      if (options.mode !== 'external') {
+      if (options.mode === 'internal' || options.mode === 'both') {
         d.#internal = await InternalBroker.start({
           host: options.mqtt.host,
           port: options.mqtt.port,
@@ -199,6 +199,7 @@ export class EdgeDevices {
   }
 
   #publish (topic: string, payload: object, origin?: BrokerName): void {
+    if (this.#internal === undefined && this.#external === undefined) return // mode 'none': DMI mappers only
     const bytes = Buffer.from(JSON.stringify(payload))
     const send = (name: BrokerName, b: { publish: (t: string, p: Buffer) => Promise<void> } | undefined): void => {
       if (b === undefined || (origin !== undefined && origin !== name)) return

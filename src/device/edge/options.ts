@@ -8,12 +8,15 @@ import type { LocalCredential } from './acl.js'
 import { DEFAULT_AUTH_LIMITS, type AuthLimits } from './auth.js'
 import { DEFAULT_SESSION_LIMITS, type SessionLimits } from './client-ids.js'
 
-export type BrokerMode = 'internal' | 'external' | 'both'
+export type BrokerMode = 'internal' | 'external' | 'both' | 'none'
 /** Twin payload semantics (README "KubeEdge mappers"). */
 export type CompatMode = 'kubeedge' | 'strict'
 
 export interface DeviceOptions {
-  /** `internal`: embedded broker; `external`: connect to an existing broker; `both` (KubeEdge mqttMode 0/1/2). @default 'internal' */
+  /**
+   * `internal`: embedded broker; `external`: connect to an existing broker; `both` (KubeEdge mqttMode 0/1/2);
+   * `none`: no MQTT at all, the twins serve DMI mappers only (mapper-framework, KubeEdge ≥ 1.15, issue 14). @default 'internal'
+   */
   mode?: BrokerMode
   /** Embedded broker listeners. @default { host: '127.0.0.1', port: 1883 } */
   mqtt?: { host?: string, port?: number, tls?: { cert: string, key: string, ca?: string }, ws?: { host?: string, port: number } }
@@ -68,7 +71,7 @@ export interface ResolvedDeviceOptions {
 
 export function resolveDeviceOptions (o: DeviceOptions): ResolvedDeviceOptions {
   if (o === null || typeof o !== 'object') throw new InvalidOptionError('devices', 'must be an object')
-  const mode = enumOption<BrokerMode>('devices.mode', o.mode, ['internal', 'external', 'both'], 'internal')
+  const mode = enumOption<BrokerMode>('devices.mode', o.mode, ['internal', 'external', 'both', 'none'], 'internal')
   const m = o.mqtt ?? {}
   const mqtt: { host: string, port: number, tls?: { cert: string, key: string, ca?: string }, ws?: { host?: string, port: number } } = {
     host: stringOption('devices.mqtt.host', m.host, '127.0.0.1') as string,
@@ -83,7 +86,7 @@ export function resolveDeviceOptions (o: DeviceOptions): ResolvedDeviceOptions {
     if (m.ws.host !== undefined) mqtt.ws.host = stringOption('devices.mqtt.ws.host', m.ws.host) as string
   }
   let external: ResolvedDeviceOptions['external']
-  if (mode !== 'internal') {
+  if (mode === 'external' || mode === 'both') {
     const e = o.external
     if (e === undefined || typeof e.url !== 'string' || !/^(mqtts?|wss?|tcp|ssl):\/\//.test(e.url)) {
       throw new InvalidOptionError('devices.external.url', `is required in mode "${mode}" (mqtt://host:port)`)
