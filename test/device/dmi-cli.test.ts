@@ -61,6 +61,36 @@ t.test('edge CLI serves DMI on --dmi-socket, and not with --dmi off', async t =>
   await new Promise(resolve => off.on('exit', resolve))
 })
 
+// regression: DMI needed the MQTT twins on (--mqtt-mode off meant no DMI), so a mapper-framework-only
+// site had to run an MQTT broker it never used.
+t.test('--dmi on with --mqtt-mode off: DMI mappers only, no MQTT broker', async t => {
+  const dir = t.testdir({})
+  const hub = await startHub(t, dir + '/hub')
+  await hub.devices!.upsertModel(MODEL)
+  await hub.devices!.upsertDevice(modbusDevice('dev1', 'edge-dmi'))
+  const sock = socketPath(t, dir, 'dmi.sock')
+  const child = spawn(process.execPath, [BIN, 'edge', '--hub', hub.urls[0] as string, '--node', 'edge-dmi', '--token', hub.createToken('edge-dmi'),
+    '--data-dir', dir + '/edge', '--admin', 'off', '--durability', 'relaxed', '--mqtt-mode', 'off', '--dmi', 'on', '--dmi-socket', sock], { stdio: ['ignore', 'pipe', 'inherit'] })
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  const out = await lines(child, /^dmi unix:\S+$/m)
+  t.notMatch(out, /^mqtt /m, 'no MQTT broker started')
+  const c = new EdgeClient(`unix:${sock}`)
+  t.teardown(() => c.close())
+  let res: any
+  for (let i = 0; i < 100; i++) {
+    res = await c.register('m', 'modbus', '/tmp/efdmi-cli-mapper2.sock')
+    if (res.deviceList.length > 0) break
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+  t.equal(res.deviceList[0]?.name, 'dev1', 'the mapper gets its device')
+  await c.report('dev1', { temperature: '21.5' })
+  await until(() => hub.devices!.getDevice('default', 'dev1')?.reported.temperature?.value === 21.5, 'report at the cloud')
+  t.equal(hub.devices!.getDevice('default', 'dev1')?.syncBlocked, undefined, 'the hub sees an edge that serves devices')
+  c.close()
+  child.kill('SIGTERM')
+  t.equal(await new Promise<number | null>(resolve => child.on('exit', code => resolve(code))), 0, 'clean exit')
+})
+
 t.test('edge CLI refuses a bad --dmi', async t => {
   const child = spawn(process.execPath, [BIN, 'edge', '--hub', 'ws://127.0.0.1:1', '--node', 'n', '--token', 'x', '--dmi', 'maybe'], { stdio: ['ignore', 'pipe', 'pipe'] })
   let err = ''
