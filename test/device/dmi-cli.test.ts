@@ -4,8 +4,9 @@
  * MQTT device twins, a mapper registers and reports through it to the
  * cloud; `--dmi off` leaves it out; a bad value is refused naming the flag.
  */
-import t from 'tap'
-import { spawn } from 'node:child_process'
+import t, { type Test } from 'tap'
+import type { Hub } from '../../src/hub/hub.js'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { EdgeClient, MODEL, modbusDevice, socketPath, startHub, until } from './dmi-helpers.js'
@@ -23,26 +24,38 @@ async function lines (child: ReturnType<typeof spawn>, want: RegExp): Promise<st
   })
 }
 
-t.test('edge CLI serves DMI on --dmi-socket, and not with --dmi off', async t => {
+/** A hub with device dev1 bound to `node`, and the edge CLI args for that node with DMI on a socket in the test dir. */
+async function setup (t: Test, node: string, mqtt: string[]): Promise<{ hub: Hub, sock: string, args: string[] }> {
   const dir = t.testdir({})
   const hub = await startHub(t, dir + '/hub')
   await hub.devices!.upsertModel(MODEL)
-  await hub.devices!.upsertDevice(modbusDevice('dev1', 'edge-cli'))
+  await hub.devices!.upsertDevice(modbusDevice('dev1', node))
   const sock = socketPath(t, dir, 'dmi.sock')
-  const args = ['edge', '--hub', hub.urls[0] as string, '--node', 'edge-cli', '--token', hub.createToken('edge-cli'),
-    '--data-dir', dir + '/edge', '--admin', 'off', '--durability', 'relaxed', '--mqtt-mode', 'internal', '--mqtt-port', '0', '--dmi-socket', sock]
+  const args = ['edge', '--hub', hub.urls[0] as string, '--node', node, '--token', hub.createToken(node),
+    '--data-dir', dir + '/edge', '--admin', 'off', '--durability', 'relaxed', ...mqtt, '--dmi-socket', sock]
+  return { hub, sock, args }
+}
+
+/** Start the CLI edge, wait for its `dmi unix:` line, register a mapper until the edge has its device. */
+async function startAndRegister (t: Test, args: string[], sock: string): Promise<{ child: ChildProcess, out: string, c: EdgeClient, res: any }> {
   const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
   t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
   const out = await lines(child, /^dmi unix:\S+$/m)
-  t.match(out, `dmi unix:${sock}`)
   const c = new EdgeClient(`unix:${sock}`)
   t.teardown(() => c.close())
   let res: any
   for (let i = 0; i < 100; i++) { // the snapshot may still be on its way
-    res = await c.register('m', 'modbus', '/tmp/efdmi-cli-mapper.sock') // nobody listens: pushes just retry
+    res = await c.register('m', 'modbus', `/tmp/efdmi-cli-mapper-${process.pid}.sock`) // nobody listens: pushes just retry
     if (res.deviceList.length > 0) break
     await new Promise(resolve => setTimeout(resolve, 100))
   }
+  return { child, out, c, res }
+}
+
+t.test('edge CLI serves DMI on --dmi-socket, and not with --dmi off', async t => {
+  const { hub, sock, args } = await setup(t, 'edge-cli', ['--mqtt-mode', 'internal', '--mqtt-port', '0'])
+  const { child, out, c, res } = await startAndRegister(t, args, sock)
+  t.match(out, `dmi unix:${sock}`)
   t.equal(res.deviceList[0]?.name, 'dev1')
   await c.report('dev1', { temperature: '22' })
   await until(() => hub.devices!.getDevice('default', 'dev1')?.reported.temperature?.value === 22, 'report at the cloud')
@@ -64,24 +77,9 @@ t.test('edge CLI serves DMI on --dmi-socket, and not with --dmi off', async t =>
 // regression: DMI needed the MQTT twins on (--mqtt-mode off meant no DMI), so a mapper-framework-only
 // site had to run an MQTT broker it never used.
 t.test('--dmi on with --mqtt-mode off: DMI mappers only, no MQTT broker', async t => {
-  const dir = t.testdir({})
-  const hub = await startHub(t, dir + '/hub')
-  await hub.devices!.upsertModel(MODEL)
-  await hub.devices!.upsertDevice(modbusDevice('dev1', 'edge-dmi'))
-  const sock = socketPath(t, dir, 'dmi.sock')
-  const child = spawn(process.execPath, [BIN, 'edge', '--hub', hub.urls[0] as string, '--node', 'edge-dmi', '--token', hub.createToken('edge-dmi'),
-    '--data-dir', dir + '/edge', '--admin', 'off', '--durability', 'relaxed', '--mqtt-mode', 'off', '--dmi', 'on', '--dmi-socket', sock], { stdio: ['ignore', 'pipe', 'inherit'] })
-  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
-  const out = await lines(child, /^dmi unix:\S+$/m)
+  const { hub, sock, args } = await setup(t, 'edge-dmi', ['--mqtt-mode', 'off', '--dmi', 'on'])
+  const { child, out, c, res } = await startAndRegister(t, args, sock)
   t.notMatch(out, /^mqtt /m, 'no MQTT broker started')
-  const c = new EdgeClient(`unix:${sock}`)
-  t.teardown(() => c.close())
-  let res: any
-  for (let i = 0; i < 100; i++) {
-    res = await c.register('m', 'modbus', '/tmp/efdmi-cli-mapper2.sock')
-    if (res.deviceList.length > 0) break
-    await new Promise(resolve => setTimeout(resolve, 100))
-  }
   t.equal(res.deviceList[0]?.name, 'dev1', 'the mapper gets its device')
   await c.report('dev1', { temperature: '21.5' })
   await until(() => hub.devices!.getDevice('default', 'dev1')?.reported.temperature?.value === 21.5, 'report at the cloud')
