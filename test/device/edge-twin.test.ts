@@ -177,3 +177,27 @@ t.test('a delta queued for an offline mapper session survives an edge restart (L
   const delta = await back.next(T('dev1/twin/update/delta'), j => j.delta?.target === '11')
   t.equal(delta.twin.target.expected.value, '11', 'queued delta delivered after the restart')
 })
+
+// The engine pipelines one device's updates (the next is computed while the previous commits):
+// a burst must still reach the cloud in edgeSeq order with the values in publish order, and
+// every answer must come after its own write.
+t.test('a burst of one device\'s updates: answers for all, reports in edgeSeq order, last value kept', async t => {
+  const up = new Upstream()
+  const hub = await startHub(t, up)
+  const edge = await startEdge(t, hub, 'edge-1', t.testdir({}) + '/edge')
+  await edge.waitConnected(10_000)
+  await sendGrant(hub, 'edge-1', 'm1', 'mapper-user', 'mapper-secret', ['default/dev1'])
+  await sendSnapshot(hub, 'edge-1', snapshot({ revision: 1 }))
+  await until(() => edge.devices?.getTwin('default', 'dev1') !== undefined, 10_000, 'snapshot at the edge')
+  const m = await Mapper.connect(t, edge.devices?.brokerUrl as string, { username: 'mapper-user', password: 'mapper-secret', clientId: 'mapper-1' })
+  await m.client.subscribeAsync(T('dev1/twin/update/result'), { qos: 1 })
+  const N = 60
+  const answers = await Promise.all(Array.from({ length: N }, async (_, i) =>
+    await m.request(T('dev1/twin/update'), { twin: { temperature: { actual: { value: String(i) } } } })))
+  t.equal(answers.filter(a => a.twin?.temperature?.actual?.value !== undefined).length, N, 'every update answered with its value')
+  await up.waitFor(() => up.of('report', 'twin/default/dev1').length >= N)
+  const reps = up.of('report', 'twin/default/dev1').map(e => e.content as TwinReport)
+  t.same(reps.map(r => r.edgeSeq), Array.from({ length: N }, (_, i) => i + 1), 'edgeSeq 1..N in order')
+  t.same(reps.map(r => r.reported.temperature?.value), Array.from({ length: N }, (_, i) => i), 'values in publish order')
+  t.equal(edge.devices?.getTwin('default', 'dev1')?.reported.temperature?.value, N - 1, 'the store keeps the last')
+})

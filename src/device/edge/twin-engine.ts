@@ -150,7 +150,14 @@ export class TwinEngine {
    */
   async updateTwin (id: string, req: Record<string, unknown>, origin?: BrokerName): Promise<Record<string, unknown>> {
     this.#known(id)
-    return await this.exclusive(id, async () => await this.#twinUpdate(id, req, origin))
+    // Pipelined per device: the exclusive section computes the next record from the cache
+    // (TwinStore.put updates it at once) and issues the twin-store write and the outbox append
+    // in order; the durability wait happens outside it, so the device's next update is computed
+    // while this one commits, and both share a group commit. The answer, the delta and the
+    // document still go out only after both writes are durable ("a result means durable").
+    const step = await this.exclusive(id, async () => this.#twinUpdate(id, req, origin))
+    await step.durable
+    return step.answer()
   }
 
   /** A state report (MQTT `…/state/update` or DMI ReportDeviceStates). Returns the result payload; throws TwinRequestError. */
@@ -163,7 +170,8 @@ export class TwinEngine {
     })
   }
 
-  async #twinUpdate (id: string, req: Record<string, unknown>, origin?: BrokerName): Promise<Record<string, unknown>> {
+  /** The synchronous part of a twin update: validation, the next record, the writes issued in order. */
+  #twinUpdate (id: string, req: Record<string, unknown>, origin?: BrokerName): { durable: Promise<unknown>, answer: () => Record<string, unknown> } {
     const d = this.#d
     const now = d.clock.now()
     const rec = d.store.get(id)
@@ -203,6 +211,7 @@ export class TwinEngine {
       }
     }
     const names = [...changes.keys()]
+    let durable: Promise<unknown> = Promise.resolve()
     if (names.length > 0) {
       if (Object.keys(expected).length > 0) next.edgeVersion++
       next.edgeSeq++
@@ -213,16 +222,21 @@ export class TwinEngine {
         next.baselined = true
       }
       if (Object.keys(expected).length > 0) report.expected = expected
-      await d.store.put(next)
-      await d.upstream(this.envelope('report', twinResource(rec.namespace, rec.name), report))
-      d.metrics.twinUpdates.inc({ source: 'mapper' })
+      // Both issued now, in this order, so the outbox holds reports in edgeSeq order.
+      durable = Promise.all([d.store.put(next), d.upstream(this.envelope('report', twinResource(rec.namespace, rec.name), report))])
+        .then(() => { d.metrics.twinUpdates.inc({ source: 'mapper' }) })
     } else if (touched.length > 0 || deleted.length > 0) {
-      await d.store.put(next) // extra twins only: edge-local
+      durable = d.store.put(next) // extra twins only: edge-local
     }
-    const twin: Record<string, unknown> = wireTwins(next, [...names, ...touched], !compat)
-    for (const k of deleted) twin[k] = null
-    this.publishChanges(rec, next, [...names, ...touched, ...deleted], eventId(req), compat, origin)
-    return { event_id: eventId(req), timestamp: now, twin }
+    return {
+      durable,
+      answer: () => {
+        const twin: Record<string, unknown> = wireTwins(next, [...names, ...touched], !compat)
+        for (const k of deleted) twin[k] = null
+        this.publishChanges(rec, next, [...names, ...touched, ...deleted], eventId(req), compat, origin)
+        return { event_id: eventId(req), timestamp: now, twin }
+      }
+    }
   }
 
   /**
