@@ -358,11 +358,19 @@ export class EdgeConnector extends EventEmitter<ConnectorEvents> {
     this.#heartbeatMs = welcome.heartbeatMs
     this.lastError = undefined
     let goodbye: string | undefined
+    let rttTold: number | undefined
     this.#liveness = new Liveness({
       clock: this.#o.clock,
       heartbeatMs: welcome.heartbeatMs,
       role: 'dialer',
-      ping: () => { try { conn.send(sessionMessage('ping', { t: this.#o.clock.now() }, this.#o.nodeId), { channel: 'control' }) } catch {} },
+      ping: () => {
+        // The RTT rides along when it changed by more than 10 % (or 1 ms) since last told: the hub's
+        // only RTT source for an idle node, at no extra packet (PingContent.r).
+        const rtt = this.rttMs
+        const content: { t: number, r?: number } = { t: this.#o.clock.now() }
+        if (rtt !== undefined && (rttTold === undefined || Math.abs(rtt - rttTold) > Math.max(1, rttTold * 0.1))) { content.r = rtt; rttTold = rtt }
+        try { conn.send(sessionMessage('ping', content, this.#o.nodeId), { channel: 'control' }) } catch {}
+      },
       dead: silent => conn.abort(new EdgeFabricError('EF_LIVENESS', `hub silent for ${silent} ms`))
     })
     conn.on('message', env => {

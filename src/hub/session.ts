@@ -103,9 +103,12 @@ export class HubSession {
     }
     try {
       switch (env.router.operation) {
-        case 'ping':
-          this.#send(sessionMessage('pong', { t: parsePing(env).t }, 'hub'))
+        case 'ping': {
+          const p = parsePing(env)
+          this.#send(sessionMessage('pong', { t: p.t }, 'hub'))
+          if (p.r !== undefined) this.rttMs = p.r // the edge's measurement (PingContent.r)
           break
+        }
         case 'pong':
           this.rttMs = Math.max(0, this.#host.clock.now() - parsePing(env).t)
           break

@@ -12,6 +12,11 @@
  *
  * One timer per session, re-armed lazily: touch() only stores a timestamp, so
  * a busy session costs nothing per message.
+ *
+ * The same ping/pong is the session's RTT sample (issue 16: one mechanism per
+ * connection, not a transport ping beside it). An idle session samples once
+ * per heartbeat; a busy one, which never falls silent, still pings once per
+ * `rttSampleMs` so its RTT does not go stale.
  */
 import type { Clock, TimerHandle } from '../util/clock.js'
 
@@ -23,11 +28,17 @@ export interface LivenessOptions {
   ping: () => void
   /** Nothing heard for deadAfterMs. Called once. */
   dead: (silentMs: number) => void
+  /**
+   * A busy session (never silent) still pings this often, for its RTT; 0 = never.
+   * @default 4 × heartbeatMs for the dialer, 0 for the acceptor (it learns the RTT from the dialer's pings)
+   */
+  rttSampleMs?: number
 }
 
 export class Liveness {
   readonly pingAfterMs: number
   readonly deadAfterMs: number
+  readonly rttSampleMs: number
   readonly #o: LivenessOptions
   #lastInbound: number
   #lastPing = 0
@@ -38,7 +49,9 @@ export class Liveness {
     this.#o = o
     this.pingAfterMs = Math.round(o.heartbeatMs * (o.role === 'dialer' ? 1 : 1.5))
     this.deadAfterMs = Math.round(o.heartbeatMs * 2.5)
+    this.rttSampleMs = Math.max(0, Math.round(o.rttSampleMs ?? (o.role === 'dialer' ? o.heartbeatMs * 4 : 0)))
     this.#lastInbound = o.clock.now()
+    this.#lastPing = this.#lastInbound
     this.#arm(this.pingAfterMs)
   }
 
@@ -69,7 +82,9 @@ export class Liveness {
       this.#o.dead(silent)
       return
     }
-    if (silent >= this.pingAfterMs && this.#lastPing <= this.#lastInbound) {
+    const answered = this.#lastPing <= this.#lastInbound
+    const rttDue = this.rttSampleMs > 0 && now - this.#lastPing >= this.rttSampleMs
+    if (answered && (silent >= this.pingAfterMs || rttDue)) {
       // one ping per silence: do not ping again until something was heard
       this.#lastPing = now
       this.#o.ping()

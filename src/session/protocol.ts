@@ -73,7 +73,13 @@ export interface RotateKeyContent {
 export interface KeyRotatedContent { keyId: string }
 export interface WelcomeContent { version: number, session: string, heartbeatMs: number, capabilities: string[], hub: string }
 export interface RefusedContent { code: string, reason: string, retryable: boolean }
-export interface PingContent { t: number }
+/**
+ * `t`: the sender's clock, echoed in the pong (RTT = now − t at the sender).
+ * `r`: the dialer's last measured RTT in ms, sent when it changed (issue 16): the
+ * acceptor of an idle pair never pings (it hears the dialer first), so this is
+ * how it knows the RTT without a second ping or a transport-level one.
+ */
+export interface PingContent { t: number, r?: number }
 export interface GoodbyeContent { reason: string }
 
 export type SessionOp = 'challenge' | 'hello' | 'welcome' | 'refused' | 'ping' | 'pong' | 'goodbye' | 'rotate-key' | 'key-rotated' | 'key-rotate-refused'
@@ -186,7 +192,10 @@ export function parseRefused (env: Envelope): RefusedContent {
 }
 
 export function parsePing (env: Envelope): PingContent {
-  return { t: num(obj(env), 't', env.router.operation) }
+  const o = obj(env)
+  const t = num(o, 't', env.router.operation)
+  // `r` is advisory: a missing or nonsensical value is ignored rather than refused.
+  return typeof o.r === 'number' && Number.isFinite(o.r) && o.r >= 0 && o.r < 3_600_000 ? { t, r: o.r } : { t }
 }
 
 export function parseGoodbye (env: Envelope): GoodbyeContent {

@@ -45,7 +45,12 @@ export interface WsTransportOptions {
    * @default 256 KiB
    */
   writeBufferBytes?: number
-  /** Interval of ws pings used to measure RTT (stats only, never liveness). 0 disables. @default 5000 */
+  /**
+   * Interval of ws pings used to measure RTT (stats only, never liveness). 0 disables. Off by default
+   * (issue 16): the session's own ping/pong gives the RTT, and a second timer per connection doubled
+   * the idle uplink (≈ 600 → ≈ 250 bit/s per node at a 5 s heartbeat, bench/RESULTS.md "Sessions").
+   * @default 0
+   */
   pingIntervalMs?: number
 }
 
@@ -168,7 +173,7 @@ async function dialWs (url: URL, options: DialOptions, settings: Required<WsTran
 export function createWsTransport (opts: WsTransportOptions = {}): Transport {
   const settings: Required<WsTransportOptions> = {
     writeBufferBytes: intOption('writeBufferBytes', opts.writeBufferBytes, 256 * 1024, 1),
-    pingIntervalMs: intOption('pingIntervalMs', opts.pingIntervalMs, 5000, 0)
+    pingIntervalMs: intOption('pingIntervalMs', opts.pingIntervalMs, 0, 0)
   }
   return {
     name: 'ws',

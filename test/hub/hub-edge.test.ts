@@ -206,3 +206,16 @@ t.test('connection state is broadcast to modules', async t => {
   t.ok(states.includes('disconnected'))
   t.equal(states.at(-1), 'connected', 'reconnected after the disconnect')
 })
+
+// issue 16: with the ws transport ping off by default, an idle ws node's RTT at the hub comes from
+// the edge's pings (PingContent.r); before, the hub only had the ws ping's figure.
+t.test('the hub knows an idle ws node\'s RTT without a transport ping', async t => {
+  const hub = await startHub(t, ['ws://127.0.0.1:0'], { heartbeatMs: 100 })
+  const edge = await startEdge(t, hub, 'edge-1')
+  await edge.waitConnected(10_000)
+  const rtt = (): number | undefined => hub.nodes().find(n => n.nodeId === 'edge-1')?.rttMs
+  const end = Date.now() + 10_000
+  while (rtt() === undefined && Date.now() < end) await new Promise(resolve => setTimeout(resolve, 20))
+  t.type(rtt(), 'number', `hub RTT for the idle node: ${String(rtt())} ms`)
+  t.type(edge.rttMs, 'number', 'the edge measured it itself')
+})

@@ -26,9 +26,9 @@ t.test('inbound traffic keeps the link alive; pings resume after silence', async
   const clock = new ManualClock()
   let pings = 0
   let dead = false
-  const l = new Liveness({ clock, heartbeatMs: 1000, role: 'dialer', ping: () => { pings++ }, dead: () => { dead = true } })
+  const l = new Liveness({ clock, heartbeatMs: 1000, role: 'dialer', rttSampleMs: 0, ping: () => { pings++ }, dead: () => { dead = true } })
   for (let i = 0; i < 50; i++) { clock.advance(400); l.touch() }
-  t.equal(pings, 0, 'busy link sends no pings')
+  t.equal(pings, 0, 'busy link sends no pings (RTT sampling off)')
   t.equal(dead, false)
   // answered pings: touch right after each ping
   for (let i = 0; i < 10; i++) { clock.advance(1000); l.touch() }
@@ -50,6 +50,25 @@ t.test('acceptor pings later than the dialer, so an idle pair exchanges one ping
   t.equal(acceptorPings, 0, 'acceptor never needs to')
   dialer.stop()
   acceptor.stop()
+})
+
+// issue 16: the session ping is the only RTT source (the ws transport ping is off by default), so a
+// busy dialer, which never falls silent, must still sample now and then — and an acceptor never.
+t.test('a busy dialer samples the RTT once per rttSampleMs (default 4× heartbeat); a busy acceptor does not', async t => {
+  const clock = new ManualClock()
+  const pings: number[] = []
+  let acceptorPings = 0
+  const start = clock.now()
+  const d = new Liveness({ clock, heartbeatMs: 1000, role: 'dialer', ping: () => pings.push(clock.now() - start), dead: () => t.fail('dead') })
+  const a = new Liveness({ clock, heartbeatMs: 1000, role: 'acceptor', ping: () => { acceptorPings++ }, dead: () => t.fail('dead') })
+  t.equal(d.rttSampleMs, 4000)
+  t.equal(a.rttSampleMs, 0)
+  for (let i = 0; i < 100; i++) { clock.advance(200); d.touch(); a.touch() } // 20 s of steady traffic
+  t.ok(pings.length >= 4 && pings.length <= 5, `busy dialer: ${pings.length} RTT pings in 20 s (${pings.join(', ')} ms)`)
+  for (let i = 1; i < pings.length; i++) t.ok((pings[i] as number) - (pings[i - 1] as number) >= 4000, 'never more often than rttSampleMs')
+  t.equal(acceptorPings, 0, 'busy acceptor: none')
+  d.stop()
+  a.stop()
 })
 
 t.test('half-open: acceptor detects a frozen dialer within 3× heartbeat', async t => {
