@@ -136,6 +136,15 @@ export class ModuleBus {
    * mailboxes; never rejects.
    */
   async dispatch (env: Envelope, origin: 'cloud' | 'local' = 'cloud'): Promise<DispatchResult> {
+    return await this.route(env, origin)
+  }
+
+  /**
+   * dispatch() without the promise where no mailbox is involved (a response, a drop, no
+   * module): the reliable receiver hands over tens of thousands of messages per second, and
+   * an await per message was a measurable share of a drain (issue 16). Never throws.
+   */
+  route (env: Envelope, origin: 'cloud' | 'local' = 'cloud'): DispatchResult | Promise<DispatchResult> {
     if (this.#closed) return { status: 'closed' }
     this.#dispatched++
     const op = env.router.operation
@@ -151,8 +160,8 @@ export class ModuleBus {
     const members = direct !== undefined ? [direct] : this.#modules.members(env.router.group)
     if (members.length === 0) { this.#unroutedDrop(target, env, 'no-module'); return { status: 'no-module' } }
     this.#origin.set(env, origin === 'cloud' ? CLOUD_ORIGIN : LOCAL_ORIGIN)
-    const { modules, failed } = await this.#fanOut(members, env)
-    return modules.length > 0 ? { status: 'delivered', modules, failed } : { status: 'rejected', failed }
+    return this.#fanOut(members, env).then(({ modules, failed }) =>
+      modules.length > 0 ? { status: 'delivered', modules, failed } : { status: 'rejected', failed })
   }
 
   /**

@@ -25,6 +25,7 @@ import { Backoff } from '../session/liveness.js'
 import { CAPABILITIES } from '../session/protocol.js'
 import type { ConnectionOptions } from '../transport/types.js'
 import { ModuleBus, type MailboxOptions, type ModuleHandle, type RegisterOptions } from './bus.js'
+import type { DispatchResult } from './bus-types.js'
 import { EdgeConnector, type ConnectorState, type HubRefusedError } from './connector.js'
 import { createNextEdgeKey, discardNextEdgeKey, loadNextEdgeKey, loadOrCreateEdgeIdentity, promoteNextEdgeKey, signChallenge, type EdgeIdentity } from '../identity/node-key.js'
 import { registerServiceBus, startUpstreamEndpoint, type ServiceBus, type UpstreamEndpoint } from './servicebus.js'
@@ -537,16 +538,23 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
     return outcome
   }
 
-  async #deliverReliable (env: Envelope): Promise<DeliveryVerdict> {
+  /**
+   * One reliable message to the application. Synchronous where nothing waits (a sync
+   * onReliable hook, a drop, no module): the receiver awaits only real promises (issue 16,
+   * drain). A throw becomes a rejection (receiver).
+   */
+  #deliverReliable (env: Envelope): DeliveryVerdict | Promise<DeliveryVerdict> {
     this.metrics.messages.add({ direction: 'down', transport: this.#connector.connection?.transport ?? 'unknown' })
-    if (this.#onReliable !== undefined) await this.#onReliable(env) // a throw becomes a rejection (receiver)
+    const hooked = this.#onReliable?.(env)
+    if (hooked !== undefined && typeof (hooked as PromiseLike<void>).then === 'function') return Promise.resolve(hooked).then(() => this.#deliverToModules(env))
+    return this.#deliverToModules(env)
+  }
+
+  #deliverToModules (env: Envelope): DeliveryVerdict | Promise<DeliveryVerdict> {
     // Device sync (snapshots, grants, resyncs) is persisted in the twin store before the ack; a throw rejects.
-    if (env.router.group === DEVICE_GROUP && this.#devices !== undefined) { await this.#devices.deliver(env); return 'ok' }
-    const result = await this.bus.dispatch(env, 'cloud')
-    if (result.status === 'rejected') return { reject: 'EF_MAILBOX_FULL', reason: result.failed.map(f => f.error.message).join('; ') }
-    if (result.status === 'closed') return { reject: 'EF_CLOSED', reason: 'edge is shutting down' }
-    // delivered, or no module: either way the resource is stored (MetaManager) once committed
-    return 'ok'
+    if (env.router.group === DEVICE_GROUP && this.#devices !== undefined) return this.#devices.deliver(env).then(() => 'ok' as const)
+    const result = this.bus.route(env, 'cloud')
+    return result instanceof Promise ? result.then(verdictOf) : verdictOf(result)
   }
 
   async #sendBestEffort (env: Envelope): Promise<void> {
@@ -579,6 +587,13 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
     const stats = this.bus.stats() as { modules?: Array<{ name: string, depth: number }> }
     for (const m of stats.modules ?? []) this.metrics.mailboxDepth.set({ module: m.name }, m.depth)
   }
+}
+
+function verdictOf (result: DispatchResult): DeliveryVerdict {
+  if (result.status === 'rejected') return { reject: 'EF_MAILBOX_FULL', reason: result.failed.map(f => f.error.message).join('; ') }
+  if (result.status === 'closed') return { reject: 'EF_CLOSED', reason: 'edge is shutting down' }
+  // delivered, or no module: either way the resource is stored (MetaManager) once committed
+  return 'ok'
 }
 
 function pickConnectionOptions (o: EdgeOptions): ConnectionOptions {
