@@ -84,12 +84,13 @@ export function createReliableMetrics (registry: Registry, o: ReliableMetricsOpt
    * kept until the next turn of the event loop only: a time-based cache served a drained node's
    * old depth to the next scrape (test/ops/reliable-metrics.test.ts, "drained node left the top list").
    */
-  let snap: { at: number, count: number, bytes: number, oldest: number, perPeer: Array<{ peer: string, count: number, bytes: number, oldest: number }> } | undefined
-  const snapshot = (): NonNullable<typeof snap> => {
+  interface Snapshot { at: number, count: number, bytes: number, oldest: number, perPeer: Array<{ peer: string, count: number, bytes: number, oldest: number }> }
+  let snap: Snapshot | undefined
+  const snapshot = (): Snapshot => {
     if (snap !== undefined) return snap
     const t = now()
     const store = o.store()
-    const perPeer: NonNullable<typeof snap>['perPeer'] = []
+    const perPeer: Snapshot['perPeer'] = []
     let count = 0
     let bytes = 0
     let oldest = 0
@@ -146,7 +147,7 @@ export function createReliableMetrics (registry: Registry, o: ReliableMetricsOpt
   if (o.role === 'hub') {
     const top = Math.max(0, Math.floor(o.perNode?.top ?? 20))
     const allow = new Set(o.perNode?.nodes ?? [])
-    let picked: NonNullable<typeof snap>['perPeer'] = []
+    let picked: Snapshot['perPeer'] = []
     let pickedFrom: ReturnType<typeof snapshot> | undefined
     const pick = (): typeof picked => {
       const s = snapshot()
