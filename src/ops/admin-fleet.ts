@@ -16,7 +16,9 @@
  *
  * Speed at 10,000 nodes (bench/admin-nodes.ts): one pass over the node
  * snapshots, queue depths read only for nodes with something pending (one
- * scan of the store's peer counters), and a page of at most 500 rows.
+ * scan of the store's peer counters), the id order kept between requests
+ * while the node set is unchanged (node-order.ts), only the nodes with a
+ * queue sorted for sort=queue, and only the page's rows (≤ 250) built.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Logger } from './logger.js'
@@ -25,6 +27,7 @@ import { ApiError, intParam, send, sendError } from './api-util.js'
 import { deadLetterRoutes, type DeadLetterSource, type DeadLetterView } from './dead-letter-api.js'
 import { FleetHistory, type NodeSample } from './fleet-history.js'
 import { SseHub } from './sse.js'
+import { NodeOrder } from './node-order.js'
 
 export interface FleetNodeInfo {
   nodeId: string
@@ -83,6 +86,7 @@ export function createFleetApi (o: FleetApiOptions): FleetApi {
   const history = new FleetHistory(32)
   const reconnects = new Map<string, Array<{ at: number, type: string, reason?: string, transport?: string }>>()
   const sse = new SseHub()
+  const order = new NodeOrder()
 
   const sample = (): void => {
     const t = now()
@@ -150,31 +154,64 @@ export function createFleetApi (o: FleetApiOptions): FleetApi {
       labels.push([l.slice(0, i), l.slice(i + 1)])
     }
     const q = src.queued()
-    const rows: Array<{ n: FleetNodeInfo, queue: number, bytes: number }> = []
     const all = src.nodes()
+    const ids = new Array<string>(all.length)
+    let queuedSeen = 0
+    for (let i = 0; i < all.length; i++) {
+      const id = (all[i] as FleetNodeInfo).nodeId
+      ids[i] = id
+      if (q.has(id)) queuedSeen++
+    }
     // Nodes that never connected since the hub started but have messages waiting are listed too.
-    if (q.size > 0) {
-      const known = new Set(all.map(n => n.nodeId))
-      for (const id of q.keys()) if (!known.has(id)) all.push(neverSeen(id))
+    if (queuedSeen < q.size) {
+      const known = new Set(ids)
+      for (const id of q.keys()) if (!known.has(id)) { all.push(neverSeen(id)); ids.push(id) }
     }
-    for (const n of all) {
-      if (status !== '' && n.status !== status) continue
-      if (transport !== '' && n.transport !== transport) continue
-      if (search !== '' && !n.nodeId.toLowerCase().includes(search)) continue
-      if (labels.length > 0 && !labels.every(([k, v]) => n.labels[k] === v)) continue
+    const match = (n: FleetNodeInfo): boolean => {
+      if (status !== '' && n.status !== status) return false
+      if (transport !== '' && n.transport !== transport) return false
+      if (search !== '' && !n.nodeId.toLowerCase().includes(search)) return false
+      if (labels.length > 0 && !labels.every(([k, v]) => n.labels[k] === v)) return false
+      return minQueue === 0 || (q.get(n.nodeId)?.count ?? 0) >= minQueue
+    }
+    // Only the page's rows are built; the rest is counted.
+    const page: FleetNodeInfo[] = []
+    let total = 0
+    const take = (n: FleetNodeInfo): void => {
+      if (total >= offset && page.length < limit) page.push(n)
+      total++
+    }
+    if (sort === 'rtt') {
+      const rows = all.filter(match)
+      rows.sort((a, b) => (b.rttMs ?? -1) - (a.rttMs ?? -1))
+      for (const n of rows) take(n)
+    } else {
+      const perm = order.byId(ids)
+      if (sort === 'queue') {
+        // Deepest queue first, ties and empty queues by id: only the nodes with a queue need sorting.
+        const queued: Array<{ n: FleetNodeInfo, queue: number, rank: number }> = []
+        for (let r = 0; r < perm.length; r++) {
+          const n = all[perm[r] as number] as FleetNodeInfo
+          const depth = q.get(n.nodeId)?.count ?? 0
+          if (depth > 0 && match(n)) queued.push({ n, queue: depth, rank: r })
+        }
+        queued.sort((a, b) => b.queue - a.queue || a.rank - b.rank)
+        for (const x of queued) take(x.n)
+        if (minQueue === 0) {
+          for (const i of perm) { const n = all[i] as FleetNodeInfo; if ((q.get(n.nodeId)?.count ?? 0) === 0 && match(n)) take(n) }
+        }
+      } else {
+        for (const i of perm) { const n = all[i] as FleetNodeInfo; if (match(n)) take(n) }
+      }
+    }
+    const items = page.map(n => {
       const depth = q.get(n.nodeId)
-      const queue = depth?.count ?? 0
-      if (minQueue > 0 && queue < minQueue) continue
-      rows.push({ n, queue, bytes: depth?.bytes ?? 0 })
-    }
-    if (sort === 'id') rows.sort((a, b) => a.n.nodeId < b.n.nodeId ? -1 : a.n.nodeId > b.n.nodeId ? 1 : 0)
-    else if (sort === 'queue') rows.sort((a, b) => b.queue - a.queue || (a.n.nodeId < b.n.nodeId ? -1 : 1))
-    else rows.sort((a, b) => (b.n.rttMs ?? -1) - (a.n.rttMs ?? -1))
-    const page = rows.slice(offset, offset + limit).map(r => ({
-      nodeId: r.n.nodeId, status: r.n.status, transport: r.n.transport, labels: r.n.labels, rttMs: r.n.rttMs === undefined ? undefined : Math.round(r.n.rttMs * 100) / 100,
-      lastSeen: r.n.lastSeen, connectedAt: r.n.connectedAt, disconnectedAt: r.n.disconnectedAt, queue: r.queue, queueBytes: r.bytes
-    }))
-    return { total: rows.length, offset, limit, items: page }
+      return {
+        nodeId: n.nodeId, status: n.status, transport: n.transport, labels: n.labels, rttMs: n.rttMs === undefined ? undefined : Math.round(n.rttMs * 100) / 100,
+        lastSeen: n.lastSeen, connectedAt: n.connectedAt, disconnectedAt: n.disconnectedAt, queue: depth?.count ?? 0, queueBytes: depth?.bytes ?? 0
+      }
+    })
+    return { total, offset, limit, items }
   }
 
   function detail (nodeId: string): Record<string, unknown> {
