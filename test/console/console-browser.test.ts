@@ -47,6 +47,10 @@ t.test('console: fleet table, node page and twin, live', { skip: existsSync(CHRO
   const running = twin.run(() => stopped)
   t.teardown(async () => { stopped = true; await running; await twin.close() })
 
+  // A module on edge-1 that does not consume: its mailbox holds what the cloud sends it (the edge console shows the depth).
+  edge1.bus.register({ name: 'telemetry', group: 'app' })
+  for (let i = 0; i < 3; i++) await hub.send('edge-1', newMessage({ source: 'cloud', group: 'app', operation: 'update', resource: `cmd/${i}`, content: { i } }), { delivery: 'reliable' })
+
   // Some delivered traffic for edge-2, so its sparklines and counters have data.
   for (let i = 0; i < 20; i++) await hub.send('edge-2', newMessage({ source: 'cloud', group: 'app', operation: 'update', resource: `cfg/${i}`, content: { i } }), { delivery: 'reliable' })
 
@@ -118,6 +122,7 @@ t.test('console: fleet table, node page and twin, live', { skip: existsSync(CHRO
   t.match(await page.textContent('main'), /default\/thermostat-1/)
   t.match(await page.textContent('#who') ?? '', /read-only/, 'loopback without a token: read-only')
   t.match(await page.textContent('#warnings') ?? '', /anonymous access is on/, 'warning: anonymous MQTT allowed')
+  t.match(await page.textContent('#modules') ?? '', /telemetry\s*app\s*3/, 'module and its mailbox depth')
   // The demo's thermostat is a real MQTT.js client on this edge's embedded broker.
   await page.waitForSelector('#mqtt-clients tr[data-client^="demo-"]')
   const row = await page.textContent('#mqtt-clients tr[data-client^="demo-"]') ?? ''

@@ -31,7 +31,7 @@ export function start (app, info) {
         card('Inbox: received up to seq', d.inbox.receivedSeq),
         card('MQTT clients', mq === undefined || mq === null ? 'broker off' : mq.total)),
       h('div', { class: 'grid2' },
-        h('div', { class: 'panel' }, h('h2', {}, 'Modules and mailboxes'), tbl(['module', 'group', 'depth', 'capacity', 'policy', 'dropped'],
+        h('div', { class: 'panel', id: 'modules' }, h('h2', {}, 'Modules and mailboxes'), tbl(['module', 'group', 'depth', 'capacity', 'policy', 'dropped'],
           mods.map(m => [m.name, m.group ?? '–', m.depth, m.capacity ?? '–', m.overflow ?? '–', Object.values(m.dropped ?? {}).reduce((a, b) => a + b, 0)]), 'no modules registered')),
         h('div', { class: 'panel' }, h('h2', {}, 'Reconnect history'), tbl(['when', 'event', 'detail'],
           d.reconnects.map(r => [fmtTime(r.at), r.type, r.url ?? r.reason ?? '']), 'no connects or disconnects yet'))),
