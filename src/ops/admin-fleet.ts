@@ -24,7 +24,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Logger } from './logger.js'
 import { principalOf } from './http-guard.js'
 import { ApiError, intParam, send, sendError } from './api-util.js'
-import { deadLetterRoutes, type DeadLetterSource, type DeadLetterView } from './dead-letter-api.js'
+import { deadLetterRoutes, type DeadLetterSource } from './dead-letter-api.js'
 import { FleetHistory, type NodeSample } from './fleet-history.js'
 import { SseHub } from './sse.js'
 import { NodeOrder } from './node-order.js'
@@ -41,9 +41,6 @@ export interface FleetNodeInfo {
   rttMs: number | undefined
   sessionId: string | undefined
 }
-
-export type { DeadLetterView } from './dead-letter-api.js'
-export { send } from './api-util.js'
 
 /** What the fleet API reads from the hub (src/hub/fleet-source.ts builds it). */
 export interface FleetSource extends DeadLetterSource {
