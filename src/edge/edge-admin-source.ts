@@ -8,6 +8,7 @@ import type { EdgeSource } from '../ops/admin-edge.js'
 import { packageVersion } from '../ops/build-info.js'
 import { diskWarning, expiryWarning } from '../ops/warnings.js'
 import { decodeJoinToken } from '../identity/token.js'
+import { defaultCodec } from '../codec/codec.js'
 import type { EdgeNode } from './edge-node.js'
 
 export function edgeAdminSource (edge: EdgeNode, o: { dataDir: string, token: string | undefined, adminTokenConfigured: () => boolean }): EdgeSource {
@@ -46,12 +47,21 @@ export function edgeAdminSource (edge: EdgeNode, o: { dataDir: string, token: st
         return { id: `${x.namespace}/${x.name}`, revision: x.revision, state: x.state, twin: twin === undefined ? undefined : { ...twin, reported } }
       })
     },
-    async mqttClients () {
-      const m = edge.registry.getSingleMetric('edgefabric_edge_device_mqtt_clients')
-      if (m === undefined) return undefined
-      return (await m.get()).values[0]?.value
+    mqttClients: (offset, limit, q) => edge.devices?.broker?.clients.page(offset, limit, q),
+    // The edge has one upstream outbox (peer `cloud`): any other peer has no dead letters here.
+    deadLetters: (peer, limit) => peer === undefined || peer === 'cloud' ? edge.store.deadLetters('cloud', limit) : [],
+    // Requeue = a fresh reliable send of the kept message (same id, timestamp now so its TTL counts from
+    // the requeue), then the dead letter goes; as on the hub (src/hub/fleet-source.ts).
+    async requeue (peer, seq) {
+      const body = peer === 'cloud' ? edge.store.deadLetterBody?.('cloud', seq) : undefined
+      if (body === undefined) throw new Error(`dead letter ${peer}/${seq} has no kept message`)
+      const env = defaultCodec.decode(body)
+      env.header.timestamp = Date.now()
+      await edge.sendUpstream(env)
+      await edge.store.purgeDeadLetters?.('cloud', [seq])
+      return { seq: edge.store.outboxStats('cloud').lastSeq }
     },
-    deadLetters: limit => edge.store.deadLetters('cloud', limit),
+    purge: async (peer, seqs) => peer === undefined || peer === 'cloud' ? await (edge.store.purgeDeadLetters?.('cloud', seqs) ?? 0) : 0,
     onLinkEvent (fn) {
       const c = (e: { url: string }): void => fn({ type: 'connected', url: e.url })
       const d = (e: { reason: string }): void => fn({ type: 'disconnected', reason: e.reason })
@@ -63,6 +73,8 @@ export function edgeAdminSource (edge: EdgeNode, o: { dataDir: string, token: st
       const w: string[] = []
       const disk = await diskWarning(o.dataDir)
       if (disk !== undefined) w.push(disk)
+      // Security warnings of the device broker (anonymous MQTT access on), as the status page shows them.
+      w.push(...(edge.devices?.warnings ?? []))
       // The join token matters until the first join (the node key is bound then): warn only before it.
       const exp = everConnected ? undefined : expiryWarning('the join token', tokenExp, Date.now(), 86_400_000)
       if (exp !== undefined) w.push(exp + ': create a new one with "edgefabric token create" if the node cannot join in time')

@@ -372,7 +372,7 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
           logger: o.logger ?? nullLogger,
           ready: () => ({ ok: edge.state === 'connected', detail: { state: edge.state } }),
           status: () => edge.status(),
-          api: (edge.#edgeApi = createEdgeApi(edgeAdminSource(edge, { dataDir: o.dataDir, token: o.token, adminTokenConfigured: () => edge.adminToken !== undefined }), { now: () => edge.#clock.now() })).routes,
+          api: (edge.#edgeApi = createEdgeApi(edgeAdminSource(edge, { dataDir: o.dataDir, token: o.token, adminTokenConfigured: () => edge.adminToken !== undefined }), { now: () => edge.#clock.now(), logger: edge.#logger })).routes,
           auth: adminAuthFrom(o.admin, o.dataDir),
           console: 'edge'
         })

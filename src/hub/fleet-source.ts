@@ -7,7 +7,7 @@
 import type { FleetSource } from '../ops/admin-fleet.js'
 import { defaultCodec } from '../codec/codec.js'
 import { packageVersion } from '../ops/build-info.js'
-import { diskWarning } from '../ops/warnings.js'
+import { diskWarning, tokenExpiryWarning } from '../ops/warnings.js'
 import type { Hub } from './hub.js'
 
 export function hubFleetSource (hub: Hub, o: { dataDir: string, adminTokenConfigured: () => boolean, adminHost: string }): FleetSource {
@@ -86,6 +86,8 @@ export function hubFleetSource (hub: Hub, o: { dataDir: string, adminTokenConfig
       const w: string[] = []
       const disk = await diskWarning(o.dataDir)
       if (disk !== undefined) w.push(disk)
+      const tokens = tokenExpiryWarning(await hub.bindings.tokens().catch(() => []), hub.clock.now())
+      if (tokens !== undefined) w.push(tokens)
       if (!o.adminTokenConfigured()) w.push('no admin token: the admin API is read-only for everyone')
       if (o.adminHost !== '127.0.0.1' && o.adminHost !== '::1' && o.adminHost !== 'localhost') w.push(`the admin server listens on ${o.adminHost} over plain HTTP: use a TLS proxy in front of it`)
       if (hub.devices === undefined) w.push('device registry disabled (start with --devices to manage device twins)')

@@ -6,15 +6,40 @@
  *   GET /api/edge     hub link (URL, transport, since, RTT, history), outbox
  *                     and inbox, modules and mailboxes, devices and twins,
  *                     MQTT clients, dead letters, reconnect history
+ *   GET /api/mqtt-clients?offset=&limit=&q=   the embedded broker's connected
+ *                     clients, oldest connection first, paged (≤ 250)
  *   GET /api/events   server-sent `edge` events with the same body every period
+ *   dead letters of the upstream outbox: list, show, requeue, purge
+ *                     (dead-letter-api.ts, peer `cloud`; actions audited)
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { principalOf } from './http-guard.js'
-import { send, type DeadLetterView } from './admin-fleet.js'
+import { ApiError, intParam, send, sendError } from './api-util.js'
+import { deadLetterRoutes, type DeadLetterSource } from './dead-letter-api.js'
+import { nullLogger, type Logger } from './logger.js'
 import { FleetHistory } from './fleet-history.js'
 import { SseHub } from './sse.js'
 
-export interface EdgeSource {
+/** One MQTT client of the embedded broker as the console lists it (src/device/edge/broker-clients.ts). */
+export interface MqttClientRow {
+  clientId: string
+  username: string
+  kind: string
+  remoteAddress: string | undefined
+  listener: string
+  connectedAt: number
+  persistent: boolean
+  subscriptions: number
+  messagesIn: number
+  messagesOut: number
+}
+
+/** Largest page of MQTT clients. */
+export const MAX_CLIENT_PAGE = 250
+/** Clients carried in /api/edge and its SSE events (the full list is paged by /api/mqtt-clients). */
+const CLIENTS_IN_VIEW = 50
+
+export interface EdgeSource extends DeadLetterSource {
   nodeId: string
   state (): string
   link (): { url: string | undefined, transport: string | undefined, since: number | undefined, rttMs: number | undefined, lastError: string | undefined, bytesSent?: number, bytesReceived?: number }
@@ -22,15 +47,16 @@ export interface EdgeSource {
   inbox (): { receivedSeq: number }
   modules (): unknown
   devices (): unknown[]
-  mqttClients (): Promise<number | undefined>
-  deadLetters (limit: number): DeadLetterView[]
+  /** Undefined: no embedded broker (devices off, or external mode). */
+  mqttClients (offset: number, limit: number, q: string): { total: number, items: MqttClientRow[] } | undefined
   onLinkEvent (fn: (e: { type: string, url?: string, reason?: string }) => void): () => void
   warnings (): Promise<string[]>
   info (): Record<string, unknown>
 }
 
-export function createEdgeApi (src: EdgeSource, o: { now?: () => number, sampleMs?: number, eventsMs?: number } = {}): { routes: (req: IncomingMessage, res: ServerResponse, path: string) => Promise<boolean>, close (): void } {
+export function createEdgeApi (src: EdgeSource, o: { now?: () => number, sampleMs?: number, eventsMs?: number, logger?: Logger } = {}): { routes: (req: IncomingMessage, res: ServerResponse, path: string) => Promise<boolean>, close (): void } {
   const now = o.now ?? Date.now
+  const log = (o.logger ?? nullLogger).child({ component: 'admin-api' })
   const history = new FleetHistory(32)
   const reconnects: Array<{ at: number, type: string, url?: string, reason?: string }> = []
   const sse = new SseHub()
@@ -56,8 +82,8 @@ export function createEdgeApi (src: EdgeSource, o: { now?: () => number, sampleM
       inbox: src.inbox(),
       modules: src.modules(),
       devices: src.devices(),
-      mqttClients: await src.mqttClients(),
-      deadLetters: src.deadLetters(50),
+      mqttClients: src.mqttClients(0, CLIENTS_IN_VIEW, ''),
+      deadLetters: src.deadLetters('cloud', 50),
       reconnects: [...reconnects].reverse()
     }
   }
@@ -70,17 +96,29 @@ export function createEdgeApi (src: EdgeSource, o: { now?: () => number, sampleM
   return {
     async routes (req, res, path) {
       if (!path.startsWith('/api/')) return false
-      if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, { code: 'EF_METHOD_NOT_ALLOWED', message: 'the edge API is read-only' })
-      if (path === '/api/info') return send(res, 200, { ...src.info(), warnings: await src.warnings(), principal: principalOf(req) })
-      if (path === '/api/edge') return send(res, 200, await view())
-      if (path === '/api/dead-letters') return send(res, 200, { items: src.deadLetters(1000) })
-      if (path === '/api/events') {
-        const p = principalOf(req)
-        sse.open(req, res, p?.anonymous === false ? p.id : 'anonymous', undefined)
-        if (!res.writableEnded) sse.send(res, 'edge', await view())
-        return true
+      const query = new URL(req.url ?? '/', 'http://x').searchParams
+      const get = req.method === 'GET' || req.method === 'HEAD'
+      try {
+        const parts = path.slice(5).split('/').map(s => decodeURIComponent(s))
+        if (await deadLetterRoutes(req, res, path, parts, query, src, log)) return true
+        if (!get) throw new ApiError(405, 'EF_METHOD_NOT_ALLOWED', `no route ${req.method ?? ''} ${path}: the edge's only actions are on dead letters`)
+        if (path === '/api/info') return send(res, 200, { ...src.info(), warnings: await src.warnings(), principal: principalOf(req) })
+        if (path === '/api/edge') return send(res, 200, await view())
+        if (path === '/api/mqtt-clients') {
+          const page = src.mqttClients(intParam(query, 'offset', 0, 0, 10_000_000), intParam(query, 'limit', 100, 1, MAX_CLIENT_PAGE), (query.get('q') ?? '').slice(0, 200))
+          if (page === undefined) throw new ApiError(404, 'EF_NOT_FOUND', 'this edge runs no embedded MQTT broker')
+          return send(res, 200, page)
+        }
+        if (path === '/api/events') {
+          const p = principalOf(req)
+          sse.open(req, res, p?.anonymous === false ? p.id : 'anonymous', undefined)
+          if (!res.writableEnded) sse.send(res, 'edge', await view())
+          return true
+        }
+        throw new ApiError(404, 'EF_NOT_FOUND', `no route ${path}`)
+      } catch (err) {
+        return sendError(res, err)
       }
-      return send(res, 404, { code: 'EF_NOT_FOUND', message: `no route ${path}` })
     },
     close () {
       clearInterval(sampler)

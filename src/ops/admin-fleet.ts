@@ -16,13 +16,18 @@
  *
  * Speed at 10,000 nodes (bench/admin-nodes.ts): one pass over the node
  * snapshots, queue depths read only for nodes with something pending (one
- * scan of the store's peer counters), and a page of at most 500 rows.
+ * scan of the store's peer counters), the id order kept between requests
+ * while the node set is unchanged (node-order.ts), only the nodes with a
+ * queue sorted for sort=queue, and only the page's rows (≤ 250) built.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Logger } from './logger.js'
 import { principalOf } from './http-guard.js'
+import { ApiError, intParam, send, sendError } from './api-util.js'
+import { deadLetterRoutes, type DeadLetterSource } from './dead-letter-api.js'
 import { FleetHistory, type NodeSample } from './fleet-history.js'
 import { SseHub } from './sse.js'
+import { NodeOrder } from './node-order.js'
 
 export interface FleetNodeInfo {
   nodeId: string
@@ -37,10 +42,8 @@ export interface FleetNodeInfo {
   sessionId: string | undefined
 }
 
-export interface DeadLetterView { peer: string, seq: number, id: string, key?: string, code: string, reason: string, at: number, size: number, requeueable?: boolean }
-
 /** What the fleet API reads from the hub (src/hub/fleet-source.ts builds it). */
-export interface FleetSource {
+export interface FleetSource extends DeadLetterSource {
   nodes (): FleetNodeInfo[]
   node (nodeId: string): FleetNodeInfo | undefined
   /** Nodes with a non-empty outbox, with their depth (one scan of the store's counters). */
@@ -48,9 +51,6 @@ export interface FleetSource {
   outbox (nodeId: string): { count: number, bytes: number, firstSeq: number, lastSeq: number, inflight: number, acked: number }
   outboxHead (nodeId: string, limit: number): Array<{ seq: number, id: string, key?: string | undefined, op?: string | undefined, size: number, enqueuedAt: number, expiresAt?: number | undefined, rejections: number }>
   traffic (nodeId: string): { bytesSent: number, bytesReceived: number, messagesSent: number, messagesReceived: number } | undefined
-  deadLetters (nodeId: string | undefined, limit: number): DeadLetterView[]
-  requeue?: (nodeId: string, seq: number) => Promise<{ seq: number }>
-  purge?: (nodeId: string | undefined, seqs: number[] | undefined) => Promise<number>
   devices?: (nodeId: string) => unknown[]
   /** Subscribe to node connect/disconnect events; returns the unsubscribe function. */
   onNodeEvent (fn: (e: { type: string, nodeId: string, reason?: string, transport?: string }) => void): () => void
@@ -73,11 +73,6 @@ export interface FleetApi {
   close (): void
 }
 
-class ApiError extends Error {
-  constructor (readonly status: number, readonly code: string, message: string) { super(message) }
-}
-
-const JSON_TYPE = 'application/json; charset=utf-8'
 /** Largest page: 250 rows stay under 100 KB with typical labels (bench/admin-nodes.ts). */
 export const MAX_PAGE = 250
 
@@ -88,6 +83,7 @@ export function createFleetApi (o: FleetApiOptions): FleetApi {
   const history = new FleetHistory(32)
   const reconnects = new Map<string, Array<{ at: number, type: string, reason?: string, transport?: string }>>()
   const sse = new SseHub()
+  const order = new NodeOrder()
 
   const sample = (): void => {
     const t = now()
@@ -155,31 +151,64 @@ export function createFleetApi (o: FleetApiOptions): FleetApi {
       labels.push([l.slice(0, i), l.slice(i + 1)])
     }
     const q = src.queued()
-    const rows: Array<{ n: FleetNodeInfo, queue: number, bytes: number }> = []
     const all = src.nodes()
+    const ids = new Array<string>(all.length)
+    let queuedSeen = 0
+    for (let i = 0; i < all.length; i++) {
+      const id = (all[i] as FleetNodeInfo).nodeId
+      ids[i] = id
+      if (q.has(id)) queuedSeen++
+    }
     // Nodes that never connected since the hub started but have messages waiting are listed too.
-    if (q.size > 0) {
-      const known = new Set(all.map(n => n.nodeId))
-      for (const id of q.keys()) if (!known.has(id)) all.push(neverSeen(id))
+    if (queuedSeen < q.size) {
+      const known = new Set(ids)
+      for (const id of q.keys()) if (!known.has(id)) { all.push(neverSeen(id)); ids.push(id) }
     }
-    for (const n of all) {
-      if (status !== '' && n.status !== status) continue
-      if (transport !== '' && n.transport !== transport) continue
-      if (search !== '' && !n.nodeId.toLowerCase().includes(search)) continue
-      if (labels.length > 0 && !labels.every(([k, v]) => n.labels[k] === v)) continue
+    const match = (n: FleetNodeInfo): boolean => {
+      if (status !== '' && n.status !== status) return false
+      if (transport !== '' && n.transport !== transport) return false
+      if (search !== '' && !n.nodeId.toLowerCase().includes(search)) return false
+      if (labels.length > 0 && !labels.every(([k, v]) => n.labels[k] === v)) return false
+      return minQueue === 0 || (q.get(n.nodeId)?.count ?? 0) >= minQueue
+    }
+    // Only the page's rows are built; the rest is counted.
+    const page: FleetNodeInfo[] = []
+    let total = 0
+    const take = (n: FleetNodeInfo): void => {
+      if (total >= offset && page.length < limit) page.push(n)
+      total++
+    }
+    if (sort === 'rtt') {
+      const rows = all.filter(match)
+      rows.sort((a, b) => (b.rttMs ?? -1) - (a.rttMs ?? -1))
+      for (const n of rows) take(n)
+    } else {
+      const perm = order.byId(ids)
+      if (sort === 'queue') {
+        // Deepest queue first, ties and empty queues by id: only the nodes with a queue need sorting.
+        const queued: Array<{ n: FleetNodeInfo, queue: number, rank: number }> = []
+        for (let r = 0; r < perm.length; r++) {
+          const n = all[perm[r] as number] as FleetNodeInfo
+          const depth = q.get(n.nodeId)?.count ?? 0
+          if (depth > 0 && match(n)) queued.push({ n, queue: depth, rank: r })
+        }
+        queued.sort((a, b) => b.queue - a.queue || a.rank - b.rank)
+        for (const x of queued) take(x.n)
+        if (minQueue === 0) {
+          for (const i of perm) { const n = all[i] as FleetNodeInfo; if ((q.get(n.nodeId)?.count ?? 0) === 0 && match(n)) take(n) }
+        }
+      } else {
+        for (const i of perm) { const n = all[i] as FleetNodeInfo; if (match(n)) take(n) }
+      }
+    }
+    const items = page.map(n => {
       const depth = q.get(n.nodeId)
-      const queue = depth?.count ?? 0
-      if (minQueue > 0 && queue < minQueue) continue
-      rows.push({ n, queue, bytes: depth?.bytes ?? 0 })
-    }
-    if (sort === 'id') rows.sort((a, b) => a.n.nodeId < b.n.nodeId ? -1 : a.n.nodeId > b.n.nodeId ? 1 : 0)
-    else if (sort === 'queue') rows.sort((a, b) => b.queue - a.queue || (a.n.nodeId < b.n.nodeId ? -1 : 1))
-    else rows.sort((a, b) => (b.n.rttMs ?? -1) - (a.n.rttMs ?? -1))
-    const page = rows.slice(offset, offset + limit).map(r => ({
-      nodeId: r.n.nodeId, status: r.n.status, transport: r.n.transport, labels: r.n.labels, rttMs: r.n.rttMs === undefined ? undefined : Math.round(r.n.rttMs * 100) / 100,
-      lastSeen: r.n.lastSeen, connectedAt: r.n.connectedAt, disconnectedAt: r.n.disconnectedAt, queue: r.queue, queueBytes: r.bytes
-    }))
-    return { total: rows.length, offset, limit, items: page }
+      return {
+        nodeId: n.nodeId, status: n.status, transport: n.transport, labels: n.labels, rttMs: n.rttMs === undefined ? undefined : Math.round(n.rttMs * 100) / 100,
+        lastSeen: n.lastSeen, connectedAt: n.connectedAt, disconnectedAt: n.disconnectedAt, queue: depth?.count ?? 0, queueBytes: depth?.bytes ?? 0
+      }
+    })
+    return { total, offset, limit, items }
   }
 
   function detail (nodeId: string): Record<string, unknown> {
@@ -198,32 +227,6 @@ export function createFleetApi (o: FleetApiOptions): FleetApi {
     }
   }
 
-  async function readJson (req: IncomingMessage): Promise<Record<string, unknown>> {
-    const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase()
-    if (type !== 'application/json') throw new ApiError(415, 'EF_UNSUPPORTED_MEDIA_TYPE', 'the body must be application/json')
-    let size = 0
-    const chunks: Buffer[] = []
-    for await (const c of req as AsyncIterable<Buffer>) {
-      size += c.length
-      if (size > 65_536) throw new ApiError(413, 'EF_BODY_TOO_LARGE', 'body larger than 64 KiB')
-      chunks.push(c)
-    }
-    const text = Buffer.concat(chunks).toString('utf8')
-    if (text.trim() === '') return {}
-    try {
-      const v = JSON.parse(text) as unknown
-      if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object')
-      return v as Record<string, unknown>
-    } catch (err) {
-      throw new ApiError(400, 'EF_BAD_JSON', `malformed JSON: ${(err as Error).message}`)
-    }
-  }
-
-  const audit = (req: IncomingMessage, action: string, fields: Record<string, unknown>): void => {
-    const p = principalOf(req)
-    log.warn({ audit: true, action, principal: p?.id, remote: req.socket.remoteAddress, ...fields }, `admin action: ${action}`)
-  }
-
   const routes = async (req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> => {
     if (!path.startsWith('/api/')) return false
     const query = new URL(req.url ?? '/', 'http://x').searchParams
@@ -233,40 +236,7 @@ export function createFleetApi (o: FleetApiOptions): FleetApi {
       if (get && path === '/api/info') return send(res, 200, { ...src.info(), summary: summary(), warnings: await src.warnings(), principal: principalOf(req) })
       if (get && path === '/api/nodes') return send(res, 200, list(query))
       if (get && parts[0] === 'nodes' && parts.length === 2) return send(res, 200, detail(parts[1] as string))
-      if (get && path === '/api/dead-letters') {
-        const node = query.get('node') ?? undefined
-        return send(res, 200, { items: src.deadLetters(node === '' ? undefined : node, intParam(query, 'limit', 100, 1, 1000)) })
-      }
-      if (get && parts[0] === 'dead-letters' && parts.length === 3) {
-        const d = findDead(parts[1] as string, seqOf(parts[2]))
-        return send(res, 200, d)
-      }
-      if (req.method === 'POST' && parts[0] === 'dead-letters' && parts.length === 4 && parts[3] === 'requeue') {
-        await readJson(req)
-        const node = parts[1] as string
-        const seq = seqOf(parts[2])
-        const dead = findDead(node, seq)
-        if (src.requeue === undefined) throw new ApiError(501, 'EF_NOT_SUPPORTED', 'this store cannot requeue dead letters')
-        if (dead.requeueable !== true) throw new ApiError(409, 'EF_NOT_REQUEUEABLE', `dead letter ${node}/${seq} kept no message body (larger than 64 KiB, or recorded by an older version)`)
-        let r: { seq: number }
-        try {
-          r = await src.requeue(node, seq)
-        } catch (err) {
-          throw new ApiError(409, 'EF_REQUEUE_FAILED', (err as Error).message)
-        }
-        audit(req, 'dead-letter-requeue', { node, seq, newSeq: r.seq })
-        return send(res, 200, { requeued: { node, seq }, seq: r.seq })
-      }
-      if (req.method === 'POST' && path === '/api/dead-letters/purge') {
-        const b = await readJson(req)
-        const node = typeof b.node === 'string' && b.node !== '' ? b.node : undefined
-        if (b.seqs !== undefined && (!Array.isArray(b.seqs) || !b.seqs.every(s => Number.isSafeInteger(s) && (s as number) > 0))) throw new ApiError(400, 'EF_BAD_REQUEST', 'seqs must be an array of sequence numbers')
-        if (b.seqs !== undefined && node === undefined) throw new ApiError(400, 'EF_BAD_REQUEST', 'seqs need a node')
-        if (src.purge === undefined) throw new ApiError(501, 'EF_NOT_SUPPORTED', 'this store cannot purge dead letters')
-        const n = await src.purge(node, b.seqs as number[] | undefined)
-        audit(req, 'dead-letter-purge', { node, seqs: b.seqs, removed: n })
-        return send(res, 200, { purged: n })
-      }
+      if (await deadLetterRoutes(req, res, path, parts, query, src, log)) return true
       if (get && path === '/api/events') {
         const node = query.get('node') ?? undefined
         if (node !== undefined && node !== '' && src.node(node) === undefined && !src.queued().has(node)) throw new ApiError(404, 'EF_NOT_FOUND', `node ${node} is not known to this hub`)
@@ -278,16 +248,8 @@ export function createFleetApi (o: FleetApiOptions): FleetApi {
       }
       throw new ApiError(get || req.method === 'POST' ? 404 : 405, get || req.method === 'POST' ? 'EF_NOT_FOUND' : 'EF_METHOD_NOT_ALLOWED', `no route ${req.method ?? ''} ${path}`)
     } catch (err) {
-      if (res.headersSent) { res.destroy(); return true }
-      if (err instanceof ApiError) return send(res, err.status, { code: err.code, message: err.message })
-      throw err
+      return sendError(res, err)
     }
-  }
-
-  function findDead (node: string, seq: number): DeadLetterView {
-    const d = src.deadLetters(node, 100_000).find(x => x.seq === seq)
-    if (d === undefined) throw new ApiError(404, 'EF_NOT_FOUND', `no dead letter ${node}/${seq}`)
-    return d
   }
 
   return {
@@ -304,25 +266,4 @@ export function createFleetApi (o: FleetApiOptions): FleetApi {
 /** A node with queued messages or dead letters that has not connected since the hub started. */
 function neverSeen (nodeId: string): FleetNodeInfo {
   return { nodeId, status: 'disconnected', labels: {}, transport: undefined, remoteAddress: undefined, connectedAt: undefined, disconnectedAt: undefined, lastSeen: undefined, rttMs: undefined, sessionId: undefined }
-}
-
-function seqOf (s: string | undefined): number {
-  const n = Number(s)
-  if (!Number.isSafeInteger(n) || n < 1) throw new ApiError(400, 'EF_BAD_REQUEST', 'the sequence number must be a positive integer')
-  return n
-}
-
-function intParam (q: URLSearchParams, name: string, def: number, min: number, max: number): number {
-  const v = q.get(name)
-  if (v === null || v === '') return def
-  const n = Number(v)
-  if (!Number.isSafeInteger(n) || n < min || n > max) throw new ApiError(400, 'EF_BAD_REQUEST', `${name} must be an integer from ${min} to ${max}`)
-  return n
-}
-
-export function send (res: ServerResponse, status: number, body: unknown): true {
-  const text = JSON.stringify(body)
-  res.writeHead(status, { 'content-type': JSON_TYPE, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' })
-  res.end(text)
-  return true
 }

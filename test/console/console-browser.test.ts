@@ -33,7 +33,8 @@ t.test('console: fleet table, node page and twin, live', { skip: existsSync(CHRO
   const url = hub.urls[0] as string
   const edge1 = await EdgeNode.start({
     hub: url, nodeId: 'edge-1', token: hub.createToken('edge-1'), dataDir: join(dir, 'edge-1'), labels: { zone: 'north' },
-    devices: { mode: 'internal', mqtt: { host: '127.0.0.1', port: 0 } }
+    // Anonymous MQTT on: the edge console must warn about it.
+    devices: { mode: 'internal', mqtt: { host: '127.0.0.1', port: 0 }, allowAnonymous: true }
   })
   t.teardown(() => edge1.close())
   let edge2: EdgeNode | undefined = await EdgeNode.start({ hub: url, nodeId: 'edge-2', token: hub.createToken('edge-2'), dataDir: join(dir, 'edge-2'), labels: { zone: 'south' }, admin: false })
@@ -45,6 +46,10 @@ t.test('console: fleet table, node page and twin, live', { skip: existsSync(CHRO
   const twin = new TwinDemo(hub.devices!, edge1, () => {})
   const running = twin.run(() => stopped)
   t.teardown(async () => { stopped = true; await running; await twin.close() })
+
+  // A module on edge-1 that does not consume: its mailbox holds what the cloud sends it (the edge console shows the depth).
+  edge1.bus.register({ name: 'telemetry', group: 'app' })
+  for (let i = 0; i < 3; i++) await hub.send('edge-1', newMessage({ source: 'cloud', group: 'app', operation: 'update', resource: `cmd/${i}`, content: { i } }), { delivery: 'reliable' })
 
   // Some delivered traffic for edge-2, so its sparklines and counters have data.
   for (let i = 0; i < 20; i++) await hub.send('edge-2', newMessage({ source: 'cloud', group: 'app', operation: 'update', resource: `cfg/${i}`, content: { i } }), { delivery: 'reliable' })
@@ -116,6 +121,14 @@ t.test('console: fleet table, node page and twin, live', { skip: existsSync(CHRO
   t.match(await page.textContent('main'), /ws:\/\/127\.0\.0\.1/)
   t.match(await page.textContent('main'), /default\/thermostat-1/)
   t.match(await page.textContent('#who') ?? '', /read-only/, 'loopback without a token: read-only')
+  t.match(await page.textContent('#warnings') ?? '', /anonymous access is on/, 'warning: anonymous MQTT allowed')
+  t.match(await page.textContent('#modules') ?? '', /telemetry\s*app\s*3/, 'module and its mailbox depth')
+  // The demo's thermostat is a real MQTT.js client on this edge's embedded broker.
+  await page.waitForSelector('#mqtt-clients tr[data-client^="demo-"]')
+  const row = await page.textContent('#mqtt-clients tr[data-client^="demo-"]') ?? ''
+  t.match(row, /127\.0\.0\.1/, 'MQTT client: remote address')
+  t.match(row, /tcp/, 'MQTT client: listener')
+  t.match(await page.textContent('#mqtt-clients h2') ?? '', /\(1\)/, 'one client connected')
   await page.screenshot({ path: join(SHOTS, 'edge-console.png'), fullPage: true })
 
   t.same(errors, [], 'no script errors in the page')

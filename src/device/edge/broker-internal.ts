@@ -21,8 +21,9 @@ import { mayPublish, mayRead, maySubscribe, type AclContext, type CredentialInde
 import type { Authenticator } from './auth.js'
 import { PacketSizeGuard, PacketTooLargeError } from './broker-guard.js'
 import { LmdbPersistence } from './broker-persistence.js'
+import { BrokerClients } from './broker-clients.js'
 import { ClientIds, type SessionLimits } from './client-ids.js'
-import type { DeviceMetrics } from './metrics.js'
+import type { DeviceMetrics, MqttDenialReason, MqttListener } from './metrics.js'
 import { engineFilters } from './topics.js'
 import type { Database } from 'lmdb'
 
@@ -63,13 +64,20 @@ export class InternalBroker {
   readonly wsUrl: string | undefined
   readonly persistence: LmdbPersistence
   readonly clientIds: ClientIds
+  /** Connected clients (edge console, client/subscription gauges). */
+  readonly clients: BrokerClients
   readonly #broker: Aedes
   readonly #servers: Array<Server | HttpServer>
   readonly #wss: WebSocketServer | undefined
   readonly #byUser: Map<string, Set<Client>>
 
-  private constructor (broker: Aedes, servers: Array<Server | HttpServer>, url: string, persistence: LmdbPersistence, clientIds: ClientIds, byUser: Map<string, Set<Client>>, wss?: WebSocketServer, wsUrl?: string) {
+  readonly #metrics: DeviceMetrics
+
+  private constructor (broker: Aedes, servers: Array<Server | HttpServer>, url: string, persistence: LmdbPersistence, clientIds: ClientIds, byUser: Map<string, Set<Client>>, clients: BrokerClients, metrics: DeviceMetrics, wss?: WebSocketServer, wsUrl?: string) {
     this.#byUser = byUser
+    this.clients = clients
+    this.#metrics = metrics
+    metrics.broker = clients
     this.#broker = broker
     this.#servers = servers
     this.url = url
@@ -82,12 +90,15 @@ export class InternalBroker {
   static async start (o: InternalBrokerOptions): Promise<InternalBroker> {
     const principals = new WeakMap<Client, Principal>()
     const sources = new WeakMap<object, string>()
+    const listeners = new WeakMap<object, MqttListener>()
+    const clients = new BrokerClients()
     const assigned = new WeakSet<Client>()
     const byUser = new Map<string, Set<Client>>()
     const lastLog = new Map<string, number>()
     const log = o.logger
-    const deny = (action: string, client: Client | null, detail: object): void => {
+    const deny = (action: string, reason: MqttDenialReason, client: Client | null, detail: object): void => {
       o.metrics.denials.inc({ action })
+      o.metrics.mqttDenials.inc({ reason })
       // Once per client (or source) and action per minute: a looping client must not flood the log.
       const key = `${client?.id ?? sources.get(client?.conn as object) ?? ''}\u0000${action}`
       const now = o.clock.now()
@@ -108,8 +119,8 @@ export class InternalBroker {
       },
       authenticate: (client, username, password, done) => {
         const source = sources.get(client.conn as object)
-        const refuse = (returnCode: number, action: string, detail: object): void => {
-          deny(action, client, { username, source, ...detail })
+        const refuse = (returnCode: number, action: string, reason: MqttDenialReason, detail: object): void => {
+          deny(action, reason, client, { username, source, ...detail })
           done(Object.assign(new Error(returnCode === 3 ? 'server unavailable' : returnCode === 4 ? 'bad username or password' : 'not authorized'), { returnCode }) as never, false)
         }
         const anonymous = (username === undefined || username === '') && password === undefined
@@ -117,11 +128,11 @@ export class InternalBroker {
           ? Promise.resolve(o.credentials.anonymous())
           : o.auth.authenticate(username, password, source)
         check.then(p => {
-          if (p === 'busy') { refuse(3, 'connect', { reason: 'credential checks saturated' }); return }
-          if (p === 'blocked') { refuse(3, 'connect', { reason: 'too many failed logins from this address' }); return }
-          if (p === undefined) { refuse(4, 'connect', {}); return }
+          if (p === 'busy') { refuse(3, 'connect', 'server_busy', { reason: 'credential checks saturated' }); return }
+          if (p === 'blocked') { refuse(3, 'connect', 'source_blocked', { reason: 'too many failed logins from this address' }); return }
+          if (p === undefined) { refuse(4, 'connect', anonymous ? 'not_authorized' : 'bad_credentials', {}); return }
           const why = clientIds.check(client.id, assigned.has(client), client.clean, p)
-          if (why !== undefined) { refuse(why === 'quota' ? 3 : 5, why === 'quota' ? 'session-quota' : 'client-id', { reason: why, principal: p.username }); return }
+          if (why !== undefined) { refuse(why === 'quota' ? 3 : 5, why === 'quota' ? 'session-quota' : 'client-id', why === 'quota' ? 'session_quota' : 'client_id_owned', { reason: why, principal: p.username }); return }
           principals.set(client, p)
           const set = byUser.get(p.username) ?? new Set<Client>()
           set.add(client)
@@ -135,7 +146,7 @@ export class InternalBroker {
         if (p === undefined || !mayPublish(p, packet.topic, o.acl)) {
           // Issue 14 item 6: drop, count, log (rate-limited); the connection stays (a QoS 1 still gets its PUBACK:
           // MQTT 3.1.1 has no negative PUBACK, and a client that never gets one would resend forever).
-          deny('publish', client, { topic: packet.topic, username: p?.username })
+          deny('publish', 'publish_acl', client, { topic: packet.topic, username: p?.username })
           packet.topic = DENIED_TOPIC
           packet.payload = Buffer.alloc(0)
           packet.retain = false
@@ -144,12 +155,13 @@ export class InternalBroker {
         }
         // Retained messages are store entries a client can multiply by topic: operators only (issue 13 item 9).
         if (packet.retain && p.kind !== 'operator') packet.retain = false
+        clients.countIn(client)
         cb(null)
       },
       authorizeSubscribe: (client, sub, cb) => {
         const p = principals.get(client)
         if (p === undefined || !maySubscribe(p, sub.topic, o.acl)) {
-          deny('subscribe', client, { topic: sub.topic, username: p?.username })
+          deny('subscribe', 'subscribe_acl', client, { topic: sub.topic, username: p?.username })
           cb(null, null)
           return
         }
@@ -159,12 +171,18 @@ export class InternalBroker {
       authorizeForward: (client, packet) => {
         if (packet.topic === DENIED_TOPIC || packet.payload.length > o.maxPayloadBytes) return null
         const p = principals.get(client)
-        return p !== undefined && mayRead(p, packet.topic, o.acl) ? packet : null
+        if (p === undefined || !mayRead(p, packet.topic, o.acl)) return null
+        clients.countOut(client)
+        return packet
       }
     })
-    broker.on('client', () => o.metrics.clients.inc())
+    broker.on('client', client => {
+      const p = principals.get(client)
+      const conn = client.conn as object
+      clients.add(client, { username: p?.username ?? '', kind: p?.kind ?? 'unknown', remoteAddress: sources.get(conn), listener: listeners.get(conn) ?? 'tcp', connectedAt: o.clock.now() })
+    })
     broker.on('clientDisconnect', client => {
-      o.metrics.clients.dec()
+      clients.remove(client)
       const u = principals.get(client)?.username
       if (u !== undefined) { byUser.get(u)?.delete(client); if (byUser.get(u)?.size === 0) byUser.delete(u) }
       lastLog.delete(`${client.id}\u0000publish`)
@@ -183,12 +201,13 @@ export class InternalBroker {
     // Room for topic, properties and framing on top of the payload bound.
     const maxPacket = o.maxPayloadBytes + 65_536
     /** Same guard for TCP and WebSocket: the stream aedes reads only passes packets within the bound. */
-    const guarded = (input: Readable, output: NodeJS.WritableStream, source: string | undefined, cut: () => void): void => {
+    const guarded = (input: Readable, output: NodeJS.WritableStream, source: string | undefined, listener: MqttListener, cut: () => void): void => {
       const guard = new PacketSizeGuard(maxPacket)
       guard.on('error', err => {
         // Only a real oversize announcement is a denial; a peer closing mid-stream is a normal disconnect.
         if (err instanceof PacketTooLargeError) {
           o.metrics.denials.inc({ action: 'oversize' })
+          o.metrics.mqttDenials.inc({ reason: 'packet_too_large' })
           log.warn({ err: err.message, source }, 'device connection cut')
         }
         cut()
@@ -197,12 +216,13 @@ export class InternalBroker {
       input.pipe(guard)
       const conn = Duplex.from({ readable: guard, writable: output })
       if (source !== undefined) sources.set(conn, source)
+      listeners.set(conn, listener)
       broker.handle(conn)
     }
     const handle = (sock: Socket): void => {
       // Small request/answer packets: without TCP_NODELAY, Nagle + delayed ACK hold an answer ≈40 ms on loopback.
       sock.setNoDelay(true)
-      guarded(sock, sock, sock.remoteAddress, () => sock.destroy())
+      guarded(sock, sock, sock.remoteAddress, o.tls !== undefined ? 'tls' : 'tcp', () => sock.destroy())
     }
     const server = o.tls !== undefined ? createTlsServer({ cert: o.tls.cert, key: o.tls.key, ...(o.tls.ca !== undefined ? { ca: o.tls.ca } : {}) }, handle) : createNetServer(handle)
     try {
@@ -214,20 +234,20 @@ export class InternalBroker {
     }
     const addr = server.address() as AddressInfo
     const url = `${o.tls !== undefined ? 'mqtts' : 'mqtt'}://${fmtHost(o.host)}:${addr.port}`
-    if (o.ws === undefined) return new InternalBroker(broker, [server], url, persistence, clientIds, byUser)
+    if (o.ws === undefined) return new InternalBroker(broker, [server], url, persistence, clientIds, byUser, clients, o.metrics)
     const http = createHttpServer()
     // maxPayload: one WebSocket frame may not exceed the MQTT packet bound either (ws' default is 100 MiB).
     const wss = new WebSocketServer({ server: http, maxPayload: maxPacket })
     wss.on('connection', (ws, req) => {
       const stream = createWebSocketStream(ws)
       stream.on('error', () => {})
-      guarded(stream, stream, req.socket.remoteAddress, () => ws.terminate())
+      guarded(stream, stream, req.socket.remoteAddress, 'ws', () => ws.terminate())
     })
     wss.on('error', err => log.warn({ err }, 'device websocket listener error'))
     const wsHost = o.ws.host ?? o.host
     await listen(http, o.ws.port, wsHost)
     const wsUrl = `ws://${fmtHost(wsHost)}:${(http.address() as AddressInfo).port}`
-    return new InternalBroker(broker, [server, http], url, persistence, clientIds, byUser, wss, wsUrl)
+    return new InternalBroker(broker, [server, http], url, persistence, clientIds, byUser, clients, o.metrics, wss, wsUrl)
   }
 
   /** Disconnect every session authenticated as one of `usernames` (credential revoked or rotated). Returns how many. */
@@ -248,6 +268,7 @@ export class InternalBroker {
   }
 
   async close (): Promise<void> {
+    if (this.#metrics.broker === this.clients) this.#metrics.broker = undefined
     this.clientIds.close()
     this.#wss?.close()
     await new Promise<void>(resolve => this.#broker.close(() => resolve()))
