@@ -4,7 +4,9 @@
  * (ws on loopback, LMDB) and a device (a real MQTT.js client on edge-1's
  * embedded broker, the demo's simulated thermostat). Checks that the node
  * table, a node page and a twin render real data and update live (server-sent
- * events, no reload), and writes screenshots to docs/screenshots/.
+ * events, no reload), and takes screenshots: into the test's own dir, or into
+ * docs/screenshots/ (the README's) with EF_UPDATE_SCREENSHOTS=1 — a test run
+ * must not rewrite tracked files.
  *
  * The newcomer's question is answered on screen: how many messages wait for a
  * disconnected edge, and why were some dropped.
@@ -23,10 +25,11 @@ import { TwinDemo } from '../../src/cli/demo-twin.js'
 const CHROMIUM = '/usr/bin/chromium'
 /** The page's document, typed just enough for the predicates below (they run in the browser). */
 interface Doc { querySelector (s: string): { textContent: string | null } | null, querySelectorAll (s: string): { length: number } }
-const SHOTS = join(import.meta.dirname, '..', '..', 'docs', 'screenshots')
+const README_SHOTS = join(import.meta.dirname, '..', '..', 'docs', 'screenshots')
 
 t.test('console: fleet table, node page and twin, live', { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (apt-get install chromium)` }, async t => {
   const dir = t.testdir({})
+  const SHOTS = process.env.EF_UPDATE_SCREENSHOTS === '1' ? README_SHOTS : join(dir, 'screenshots')
   await mkdir(SHOTS, { recursive: true })
   const hub = await Hub.start({ listen: ['ws://127.0.0.1:0'], dataDir: join(dir, 'hub'), devices: true, heartbeatMs: 500 })
   t.teardown(() => hub.close(200))
