@@ -4,22 +4,27 @@
  * mappers: desired → delta, reported → cloud, membership, state, attributes,
  * and the KubeEdge version-counter bug not reproduced.
  */
-import t from 'tap'
+import t, { type Test } from 'tap'
 import type { TwinReport, StateReport } from '../../src/device/protocol.js'
 import { Mapper, sendGrant, sendRemoval, sendSnapshot, snapshot, startEdge, startHub, T, until, Upstream } from './edge-helpers.js'
 
-t.test('desired set at the cloud reaches the mapper as a delta; reported values reach the cloud', async t => {
+/** A hub, edge-1 connected and holding default/dev1 from `snap`, and a mapper granted dev1 connected to its broker. */
+async function withDevice (t: Test, snap: Parameters<typeof snapshot>[0]): Promise<{ up: Upstream, hub: Awaited<ReturnType<typeof startHub>>, edge: Awaited<ReturnType<typeof startEdge>>, m: Mapper }> {
   const up = new Upstream()
   const hub = await startHub(t, up)
   const edge = await startEdge(t, hub, 'edge-1', t.testdir({}) + '/edge')
   await edge.waitConnected(10_000)
   await sendGrant(hub, 'edge-1', 'm1', 'mapper-user', 'mapper-secret', ['default/dev1'])
-  await sendSnapshot(hub, 'edge-1', snapshot({ revision: 1, desired: { target: { value: 20, revision: 1 } } }))
+  await sendSnapshot(hub, 'edge-1', snapshot(snap))
   await until(() => edge.devices?.getTwin('default', 'dev1') !== undefined, 10_000, 'snapshot at the edge')
   const url = edge.devices?.brokerUrl as string
   t.match(url, /^mqtt:\/\/127\.0\.0\.1:\d+$/)
-
   const m = await Mapper.connect(t, url, { username: 'mapper-user', password: 'mapper-secret', clientId: 'mapper-1' })
+  return { up, hub, edge, m }
+}
+
+t.test('desired set at the cloud reaches the mapper as a delta; reported values reach the cloud', async t => {
+  const { up, hub, edge, m } = await withDevice(t, { revision: 1, desired: { target: { value: 20, revision: 1 } } })
   await m.client.subscribeAsync(T('dev1/#'), { qos: 1 })
 
   // twin/get
@@ -182,14 +187,7 @@ t.test('a delta queued for an offline mapper session survives an edge restart (L
 // a burst must still reach the cloud in edgeSeq order with the values in publish order, and
 // every answer must come after its own write.
 t.test('a burst of one device\'s updates: answers for all, reports in edgeSeq order, last value kept', async t => {
-  const up = new Upstream()
-  const hub = await startHub(t, up)
-  const edge = await startEdge(t, hub, 'edge-1', t.testdir({}) + '/edge')
-  await edge.waitConnected(10_000)
-  await sendGrant(hub, 'edge-1', 'm1', 'mapper-user', 'mapper-secret', ['default/dev1'])
-  await sendSnapshot(hub, 'edge-1', snapshot({ revision: 1 }))
-  await until(() => edge.devices?.getTwin('default', 'dev1') !== undefined, 10_000, 'snapshot at the edge')
-  const m = await Mapper.connect(t, edge.devices?.brokerUrl as string, { username: 'mapper-user', password: 'mapper-secret', clientId: 'mapper-1' })
+  const { up, edge, m } = await withDevice(t, { revision: 1 })
   await m.client.subscribeAsync(T('dev1/twin/update/result'), { qos: 1 })
   const N = 60
   const answers = await Promise.all(Array.from({ length: N }, async (_, i) =>
