@@ -38,9 +38,9 @@ t.test('per-username budget: sources that failed for it get no more checks, a ne
   t.equal((await auth.check('b', pw('right'), '10.0.2.1')).outcome, 'ok-checked', 'a source that never failed for it is checked: no lock-out')
 })
 
-t.test('queue: trusted before clean before suspect; one slot kept from suspect checks', async t => {
+t.test('queue: trusted before clean before suspect; the last slots kept for the better classes', async t => {
   const clock = new ManualClock()
-  const q = new CheckQueue(clock, { maxConcurrent: 2, maxQueued: 10, queueTimeoutMs: 1000 }, () => 0)
+  const q = new CheckQueue(clock, { maxConcurrent: 1, maxQueued: 10, queueTimeoutMs: 1000 }, () => 0)
   const order: string[] = []
   const gates = new Map<string, () => void>()
   const job = (name: string, cls: 0 | 1 | 2, user = name): Promise<unknown> => q.submit(user, name, false, () => cls, async () => {
@@ -50,19 +50,37 @@ t.test('queue: trusted before clean before suspect; one slot kept from suspect c
   })
   const tick = async (): Promise<void> => { for (let i = 0; i < 5; i++) await new Promise(resolve => setImmediate(resolve)) }
   const open = async (name: string): Promise<void> => { (gates.get(name) as () => void)(); await tick() }
-  const all = [job('s1', 2, 'u'), job('s2', 2, 'u')]
-  t.same(order, ['s1'], 'a suspect check never takes the last slot')
-  all.push(job('c0', 1), job('c1', 1), job('t1', 0))
-  t.same(order, ['s1', 'c0'], 'a clean one does')
-  await open('s1')
-  t.same(order, ['s1', 'c0', 't1'], 'the trusted check goes first')
-  await open('c0')
-  t.same(order, ['s1', 'c0', 't1', 'c1'], 'then the clean one')
-  await open('t1')
-  t.same(order, ['s1', 'c0', 't1', 'c1', 's2'], 'the suspect one last')
-  await open('c1')
-  await open('s2')
+  const all = [job('x', 1)]
+  all.push(job('s', 2), job('c', 1), job('t', 0))
+  t.same(order, ['x'], 'one slot, taken')
+  await open('x')
+  t.same(order, ['x', 't'], 'the trusted check goes first')
+  await open('t')
+  t.same(order, ['x', 't', 'c'], 'then the clean one')
+  await open('c')
+  t.same(order, ['x', 't', 'c', 's'], 'the suspect one last')
+  await open('s')
   await Promise.all(all)
+
+  // Three slots: the last is a trusted check's, the one before a clean one's.
+  const q3 = new CheckQueue(clock, { maxConcurrent: 3, maxQueued: 10, queueTimeoutMs: 1000 }, () => 0)
+  const o3: string[] = []
+  const job3 = (name: string, cls: 0 | 1 | 2): Promise<unknown> => q3.submit(name, name, false, () => cls, async () => {
+    o3.push(name)
+    await new Promise<void>(resolve => gates.set(name, resolve))
+    return true
+  })
+  const more = [job3('s1', 2), job3('s2', 2), job3('c1', 1), job3('c2', 1), job3('t1', 0)]
+  t.same(o3, ['s1', 'c1', 't1'], 'one suspect, one clean, one trusted check run; the rest wait')
+  await open('t1')
+  t.same(o3, ['s1', 'c1', 't1'], 'the freed last slot is not given to a clean or suspect check')
+  await open('c1')
+  t.same(o3, ['s1', 'c1', 't1', 'c2'])
+  await open('s1')
+  t.same(o3, ['s1', 'c1', 't1', 'c2', 's2'])
+  await open('c2')
+  await open('s2')
+  await Promise.all(more)
 })
 
 t.test('queue: one check per failing source, a full queue admits a better class, deadline', async t => {

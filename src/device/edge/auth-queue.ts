@@ -10,8 +10,8 @@
  *
  * The lowest class goes first; within a class usernames take turns (the one
  * served longest ago first), so a flood on one username cannot starve the
- * others. Suspect checks never take the last slot (a trusted or clean check
- * finds one within one scrypt time), and within a username a suspect check is
+ * others. Only a trusted check takes the last free slot, and only a trusted
+ * or clean one the last two, and within a username a suspect check is
  * picked at random: with first-in-first-out, a burst queued just before a
  * device would delay it by the whole burst; at random, a device gets its fair
  * share even under a continuous flood from fresh addresses. The queue is
@@ -141,8 +141,11 @@ export class CheckQueue {
       if (best === undefined || c < best) best = c
     }
     if (best === undefined) return undefined
-    // One slot always stays for trusted and clean checks (issue 13 item 8: a flood costs at most the others' slots).
-    if (best === 2 && this.#suspectRunning >= Math.max(1, this.limits.maxConcurrent - 1)) return undefined
+    // The last slot is kept for trusted checks and the one before for clean ones (issue 13 item 8: known-good
+    // credentials served first), so a flood costs the others at most the running checks' time, never a queue.
+    const max = this.limits.maxConcurrent
+    if (best >= 1 && this.#running >= Math.max(1, max - 1)) return undefined
+    if (best === 2 && this.#suspectRunning >= Math.max(1, max - 2)) return undefined
     const jobs = byClass[best]
     // The username served longest ago (never served: first) takes its turn.
     let turn: string | undefined
