@@ -28,7 +28,8 @@ import { generateKeyPairSync } from 'node:crypto'
 import { edgeJoinSecret, joinProof, tokenPayloadPart } from '../../src/identity/join-proof.js'
 import { rawPublicKey, signChallenge } from '../../src/identity/node-key.js'
 import { decodeJoinToken } from '../../src/identity/token.js'
-import { CAPABILITIES, PROTOCOL_VERSION, helloContext, isSessionMessage, parseChallenge, parseRefused, sessionMessage } from '../../src/session/protocol.js'
+import { CAPABILITIES, PROTOCOL_VERSION, helloContext, isSessionMessage, parseChallenge, parseHello, parseRefused, sessionMessage } from '../../src/session/protocol.js'
+import type { Envelope } from '../../src/codec/envelope.js'
 import { dial } from '../../src/transport/index.js'
 import { counterValue } from './helpers.js'
 
@@ -129,4 +130,10 @@ t.test('a TLS-terminating relay with an accepted certificate cannot carry an edg
   t.teardown(async () => await direct.close())
   await direct.waitConnected(10_000)
   t.ok(hub.nodes().some(n => n.nodeId === 'edge-r'), 'direct wss join works: both ends compute the same binding')
+})
+
+t.test('a hello\'s binding is bytes of a bounded length (typed refusal, not a crash)', async t => {
+  const hello = (cb: unknown): Envelope => sessionMessage('hello', { version: PROTOCOL_VERSION, node: 'n', key: new Uint8Array(32), sig: new Uint8Array(64), capabilities: [], channelBinding: cb }, 'n')
+  t.same(parseHello(hello(new Uint8Array(32).fill(1))).channelBinding, new Uint8Array(32).fill(1))
+  for (const bad of [new Uint8Array(0), new Uint8Array(65), 'abc', 42]) t.throws(() => parseHello(hello(bad)), { code: 'EF_PROTOCOL' })
 })

@@ -73,6 +73,12 @@ export class LoginLedger {
     this.#good.delete(source)
   }
 
+  /** A refusal without a check that still counts against the source (a failing source asking again in parallel). */
+  penalize (source: string): void {
+    this.bySource.add(source)
+    this.#good.delete(source)
+  }
+
   succeeded (source: string): void {
     if (this.#good.size >= MAX_TRACKED && !this.#good.has(source)) this.#good.delete(this.#good.keys().next().value as string)
     this.#good.delete(source) // re-inserted last: the bound drops the longest-unseen source

@@ -15,12 +15,10 @@
  *    `maxFailuresPerUsername` failures, a source that already failed for it
  *    is refused without a check ('username-budget'); a source that never
  *    failed for it still gets its turn, so nobody can lock a device out.
- *  - The checks that do run are scheduled by auth-queue.ts: trusted sources
- *    (a recent success, no failure since) first, then clean ones, then
- *    suspect ones, usernames taking turns; a failing source has at most one
- *    check queued. Everything is bounded (caches `maxCache`, queue
- *    `maxQueued`, per-source state auth-ledger.ts) and every outcome has a
- *    name for the `edgefabric_edge_device_mqtt_logins_total` counter.
+ *  - The checks that do run are scheduled by auth-queue.ts (trusted sources,
+ *    then clean, then suspect). All state is bounded (`maxCache`,
+ *    `maxQueued`, auth-ledger.ts); each outcome is named for the
+ *    `edgefabric_edge_device_mqtt_logins_total` counter.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { Clock } from '../../util/clock.js'
@@ -52,7 +50,6 @@ export const DEFAULT_AUTH_LIMITS: Readonly<AuthLimits> = Object.freeze({
 
 /** Every way a login check ends: the `outcome` label of the logins counter. */
 export type LoginOutcome = 'ok-local' | 'ok-cached' | 'ok-checked' | 'bad-credentials' | 'source-blocked' | 'username-budget' | 'source-pending' | 'queue-full' | 'queue-timeout'
-export const LOGIN_OUTCOMES: readonly LoginOutcome[] = ['ok-local', 'ok-cached', 'ok-checked', 'bad-credentials', 'source-blocked', 'username-budget', 'source-pending', 'queue-full', 'queue-timeout']
 
 export interface LoginResult { principal?: Principal, outcome: LoginOutcome }
 
@@ -116,11 +113,12 @@ export class Authenticator {
           : this.#ledger.trusted(source)
             ? 0
             : this.#ledger.bySource.count(source) === 0 && this.#ledger.byUser.count(username) < this.limits.maxFailuresPerUsername ? 1 : 2
-      const suspectSource = this.#ledger.bySource.count(source) > 0
-      const ok = await this.#queue.submit(username, source, suspectSource, classify, async () => await verifySecret(pw, stored))
+      const ok = await this.#queue.submit(username, source, this.#ledger.bySource.count(source) > 0, classify, async () => await verifySecret(pw, stored))
       if (typeof ok === 'string') {
-        // A budget refusal decided while waiting still counts against the source.
+        // A budget refusal decided while waiting still counts against the source, as does a failing
+        // source's second check in parallel: a flood spends its source's budget whether checked or not.
         if (ok === 'username-budget') this.#ledger.failed(source, username)
+        if (ok === 'source-pending') this.#ledger.penalize(source)
         return { outcome: ok as LoginOutcome }
       }
       const at = this.clock.now()
