@@ -1,9 +1,10 @@
 /**
- * Issue 13 item 8, the sustained form: 64 attacker addresses keep retrying
- * wrong passwords on a device's username (each attempt a fresh MQTT.js client
- * on a socket bound to its 127.0.1.x / 127.0.2.x address). Before, every
- * retry joined the one suspect queue of that username and the device's first
- * login waited ≈ 6 s behind them (this machine, load 11). Now a source that
+ * Issue 13 item 8, the sustained form: 64 attacker addresses, 4 connections
+ * each, keep retrying wrong passwords on a device's username (raw sockets
+ * bound to 127.0.1.x / 127.0.2.x, hand-built CONNECT). Before, every retry
+ * joined the one suspect queue of that username and the device's first login
+ * waited behind them: 8.0 s here (the report: 8.2 s). The real device is an
+ * MQTT.js client. Now a source that
  * failed for the username gets no more checks for it, the device's gateway
  * (127.0.0.1, a success before) is served first, and the re-login comes from
  * the verified-credential cache. A device whose first login comes from a
@@ -12,8 +13,10 @@
  * by reason in edgefabric_edge_device_mqtt_logins_total.
  */
 import t from 'tap'
-import { edgeWithDevices, mqttLogin as login } from './mqtt-helpers.js'
-t.test('a sustained flood: 64 addresses retrying on the device\'s username', async t => {
+import { connect as netConnect } from 'node:net'
+import { connectPacket, edgeWithDevices, mqttLogin as login } from './mqtt-helpers.js'
+
+t.test('a sustained flood: 64 addresses × 4 connections retrying on the device\'s username', async t => {
   const { edge, url, secrets } = await edgeWithDevices(t, ['a', 'b', 'd'])
   // The gateway (127.0.0.1) runs the mappers: device a logged in from it before the attack.
   const base = await login(url, { username: 'default/a', password: secrets.a, clientId: '' })
@@ -21,15 +24,27 @@ t.test('a sustained flood: 64 addresses retrying on the device\'s username', asy
   let stop = false
   let attempts = 0
   let admitted = 0
+  // Raw sockets (hand-built CONNECT, MQTT 3.1.1 §3.1): cheap for this process, so the flood is the edge's load, not ours.
+  const u = new URL(url)
+  const guess = async (user: string, addr: string, i: number): Promise<number> => await new Promise(resolve => {
+    const s = netConnect({ host: u.hostname, port: Number(u.port), localAddress: addr })
+    const timer = setTimeout(() => { s.destroy(); resolve(-1) }, 15_000)
+    const end = (code: number): void => { clearTimeout(timer); s.destroy(); resolve(code) }
+    s.on('error', () => end(-1))
+    s.on('close', () => end(-1))
+    s.on('data', (b: Buffer) => end(b[0] === 0x20 && b.length >= 4 ? b[3] as number : -1))
+    s.on('connect', () => s.write(connectPacket('', user, `guess-${addr}-${i}`)))
+  })
   const attack = async (user: string, addr: string): Promise<void> => {
     for (let i = 0; !stop; i++) {
-      const r = await login(url, { username: user, password: `guess-${addr}-${i}`, clientId: '', connectTimeout: 5000 }, addr)
+      const code = await guess(user, addr, i)
       attempts++
-      if (r.code === 0) admitted++
-      await new Promise(resolve => setTimeout(resolve, 200))
+      if (code === 0) admitted++
+      await new Promise(resolve => setTimeout(resolve, 50))
     }
   }
-  const flood = (user: string, net: string): Array<Promise<void>> => Array.from({ length: 64 }, async (_, i) => await attack(user, `127.0.${net}.${i + 1}`))
+  // 64 addresses, 4 connections each, every one retrying as soon as it is answered.
+  const flood = (user: string, net: string): Array<Promise<void>> => Array.from({ length: 256 }, async (_, i) => await attack(user, `127.0.${net}.${(i % 64) + 1}`))
   let attackers = flood('default/b', '1')
   await new Promise(resolve => setTimeout(resolve, 500)) // the queue is full of guesses
   const first = await login(url, { username: 'default/b', password: secrets.b, clientId: '' })
@@ -38,7 +53,7 @@ t.test('a sustained flood: 64 addresses retrying on the device\'s username', asy
   await Promise.all(attackers)
   t.comment(`sustained flood (${attempts} attempts so far): the device's first login from its gateway ${first.ms.toFixed(0)} ms (unflooded login ${base.ms.toFixed(0)} ms), re-login ${again.ms.toFixed(0)} ms`)
   t.equal(first.code, 0, 'the device logs in on its first attempt')
-  t.ok(first.ms <= 3000, `first login ${first.ms.toFixed(0)} ms (≤ 3000; the bug: seconds more than the flood lasted)`)
+  t.ok(first.ms <= 3000, `first login ${first.ms.toFixed(0)} ms (≤ 3000; before the fix 8.0 s in this test)`)
   t.equal(again.code, 0)
   t.ok(again.ms <= 3000, `re-login ${again.ms.toFixed(0)} ms (≤ 3000), no scrypt`)
 

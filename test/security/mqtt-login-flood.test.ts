@@ -32,7 +32,7 @@ t.test('a wrong-password flood does not keep the real device from logging in', a
   const real = await login(url, { username: 'default/b', password: secrets.b, clientId: '' })
   const results = await Promise.all(flood)
   t.comment(`first login of the real device: ${base.ms.toFixed(0)} ms alone, ${real.ms.toFixed(0)} ms during 64 concurrent wrong-password logins (ratio ${(real.ms / base.ms).toFixed(1)}x)`)
-  t.comment(`flood outcomes: ${results.filter(r => r.code === 4).length} checked and refused (bad password), ${results.filter(r => r.code === 3).length} refused without a check (source over its failure limit)`)
+  t.comment(`flood outcomes: ${results.filter(r => r.code === 4).length} checked and refused (bad password), ${results.filter(r => r.code === 3).length} refused without a check (the source's or the username's failure budget spent)`)
   t.equal(real.code, 0, 'the real device logs in on its first attempt (not "server unavailable")')
   t.notOk(results.some(r => r.code === 0), 'no attacker got in')
   t.ok(results.filter(r => r.code === 4).length <= 20 + 4, 'at most 20 failures (+ the checks already running) cost a scrypt check')
