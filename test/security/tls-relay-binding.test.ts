@@ -11,7 +11,8 @@
  * §7.5) into its hello and join proof; the hub compares it with the exporter
  * of its own end. Both legs of the relay differ: refused with
  * EF_CHANNEL_BINDING_MISMATCH, counted, the token stays unused, and the same
- * edge joins directly afterwards. A hello without a binding, or signed with
+ * edge joins directly afterwards; reconnecting through the relay once bound
+ * (only its key's signature, no token) is refused the same way. A hello without a binding, or signed with
  * another connection's, is refused the same way (raw client on the transport).
  */
 import { once } from 'node:events'
@@ -130,6 +131,17 @@ t.test('a TLS-terminating relay with an accepted certificate cannot carry an edg
   t.teardown(async () => await direct.close())
   await direct.waitConnected(10_000)
   t.ok(hub.nodes().some(n => n.nodeId === 'edge-r'), 'direct wss join works: both ends compute the same binding')
+
+  // The bound node reconnecting through the relay (no token any more, only its key's signature): refused too.
+  await direct.close()
+  refusals.length = 0
+  const again = await EdgeNode.start({ hub: relay.url, nodeId: 'edge-r', dataDir: join(root, 'edge3'), admin: false })
+  t.teardown(async () => await again.close())
+  const second = await Promise.race([
+    once(again, 'failed').then(([e]) => (e as { refusalCode: string }).refusalCode),
+    once(again, 'connected').then(() => 'reconnected through the relay')
+  ])
+  t.equal(second, 'EF_CHANNEL_BINDING_MISMATCH', 'a bound node\'s session cannot be relayed either')
 })
 
 t.test('a hello\'s binding is bytes of a bounded length (typed refusal, not a crash)', async t => {
