@@ -327,7 +327,9 @@ export const JOIN_REFUSAL_CODES = [
   /** The node has no binding at this hub (never joined, or removed) and presented no join proof. */
   'EF_NODE_NOT_BOUND',
   /** Cluster mode (src/cluster): the hub cannot reach NATS JetStream right now; another hub may serve. */
-  'EF_CLUSTER_UNAVAILABLE'
+  'EF_CLUSTER_UNAVAILABLE',
+  /** The hello was made on another TLS connection than the hub's (a relay terminating TLS; issue 13 item 10). */
+  'EF_CHANNEL_BINDING_MISMATCH'
 ] as const
 
 export type JoinRefusalCode = typeof JOIN_REFUSAL_CODES[number]

@@ -315,18 +315,21 @@ export class EdgeConnector extends EventEmitter<ConnectorEvents> {
                 throw new HubRefusedError('EF_UNSUPPORTED_VERSION', `hub speaks protocol versions ${ch.versions.join(', ')}, this edge speaks ${PROTOCOL_VERSION}`, false)
               }
               this.#session = { hub: ch.hub, nonce: ch.nonce }
-              const sig = this.#key.sign(ch.nonce, helloContext(this.#o.nodeId, ch.hub))
+              // Issue 13 item 10: bound to this TLS connection where the transport offers it (wss).
+              const channelBinding = conn.channelBinding?.()
+              const sig = this.#key.sign(ch.nonce, helloContext(this.#o.nodeId, ch.hub, channelBinding))
               const hello: Record<string, unknown> = {
                 version: PROTOCOL_VERSION,
                 node: this.#o.nodeId,
                 key: this.#key.publicKey,
                 sig,
                 capabilities: [...(this.#o.capabilities ?? CAPABILITIES)],
-                labels: this.#o.labels ?? {}
+                labels: this.#o.labels ?? {},
+                ...(channelBinding !== undefined ? { channelBinding } : {})
               }
               const j = this.#o.join
               if (sendJoin && j !== undefined) {
-                const proof = joinProof(j.secret, j.payload, { node: this.#o.nodeId, hub: ch.hub, nonce: ch.nonce, key: this.#key.publicKey })
+                const proof = joinProof(j.secret, j.payload, { node: this.#o.nodeId, hub: ch.hub, nonce: ch.nonce, key: this.#key.publicKey, ...(channelBinding !== undefined ? { channelBinding } : {}) })
                 hello.join = { payload: j.payload, proof } satisfies JoinProofContent
               }
               conn.send(sessionMessage('hello', hello, this.#o.nodeId), { channel: 'control' })

@@ -13,6 +13,9 @@
  *    only the token holder and this hub can derive. The token itself never
  *    crosses the wire. The first join binds the name to the key and records
  *    the token's use (single use unless created reusable).
+ *
+ * Over wss the hello signature and the join proof also cover the TLS exporter
+ * of the connection (channelBindingOf below; issue 13 item 10).
  */
 import type { Clock } from '../util/clock.js'
 import { JoinRefusedError } from '../errors.js'
@@ -23,6 +26,23 @@ import { helloContext, rotateContext, type HelloContent, type RotateKeyContent }
 import { checkOrBind, type NodeBindingStore } from './bindings.js'
 import type { HubIdentity } from './identity.js'
 import type { HubAuthenticator } from './types.js'
+import type { Connection } from '../transport/types.js'
+
+/**
+ * The channel binding a hello is verified under (issue 13 item 10). Where this end of the
+ * connection has one (wss: the TLS exporter), the hello must carry the same value: a relay that
+ * terminates the edge's TLS and opens its own to the hub forwards a hello made for the other
+ * leg, refused here. Where it has none (ws, quic, a TLS-terminating proxy the operator put in
+ * front of the hub), the edge's own value, covered by its signature, is used as given.
+ */
+export function channelBindingOf (hello: HelloContent, connection: Pick<Connection, 'channelBinding'> | undefined): Uint8Array | undefined {
+  const mine = connection?.channelBinding?.()
+  if (mine === undefined) return hello.channelBinding
+  if (hello.channelBinding === undefined || !Buffer.from(mine).equals(hello.channelBinding)) {
+    throw new JoinRefusedError('EF_CHANNEL_BINDING_MISMATCH', 'the hello was made for another TLS connection (a relay between the edge and the hub?)')
+  }
+  return mine
+}
 
 export class TokenAuthenticator implements HubAuthenticator {
   readonly hubId: string
@@ -37,9 +57,10 @@ export class TokenAuthenticator implements HubAuthenticator {
     this.hubId = identity.quicPeerId
   }
 
-  async authenticate (hello: HelloContent, nonce: Uint8Array): Promise<{ nodeId: string, keyId: string }> {
+  async authenticate (hello: HelloContent, nonce: Uint8Array, connection?: Pick<Connection, 'channelBinding'>): Promise<{ nodeId: string, keyId: string }> {
     const node = validateNodeName(hello.node)
-    if (hello.key.byteLength !== 32 || !verifyChallenge(hello.key, nonce, helloContext(node, this.hubId), hello.sig)) {
+    const binding = channelBindingOf(hello, connection)
+    if (hello.key.byteLength !== 32 || !verifyChallenge(hello.key, nonce, helloContext(node, this.hubId, binding), hello.sig)) {
       throw new JoinRefusedError('EF_NODE_KEY_MISMATCH', `node ${node} did not prove possession of its key`)
     }
     const keyId = nodeKeyId(hello.key)
@@ -53,7 +74,7 @@ export class TokenAuthenticator implements HubAuthenticator {
       throw new JoinRefusedError('EF_NODE_NOT_BOUND', `node ${node} is not known to this hub (never joined, or removed by an operator); its first join needs a join token`)
     }
     const { payload, secret } = hubJoinSecret(join.payload, this.#identity.tokenSigningKey)
-    if (!verifyJoinProof(secret, join.payload, { node, hub: this.hubId, nonce, key: hello.key }, join.proof)) {
+    if (!verifyJoinProof(secret, join.payload, { node, hub: this.hubId, nonce, key: hello.key, ...(binding !== undefined ? { channelBinding: binding } : {}) }, join.proof)) {
       throw new JoinRefusedError('EF_TOKEN_INVALID', 'the join token is invalid: its proof does not verify (not issued by this hub, altered, or made for another handshake)')
     }
     const now = this.#clock.now()

@@ -35,6 +35,8 @@ export const SESSION_GROUP = '$session'
 /** Protocol versions this build speaks, newest first. */
 export const PROTOCOL_VERSIONS = [2] as const
 export const PROTOCOL_VERSION = 2
+/** Longest channel binding a hello may carry (ours is 32 bytes). */
+export const MAX_CHANNEL_BINDING_BYTES = 64
 /** Capabilities this build offers; peers use the intersection. */
 /**
  * What an edge can do, stated in hello. `devices`: the edge runs a device broker and twin engine
@@ -60,6 +62,11 @@ export interface HelloContent {
   capabilities: string[]
   labels?: Record<string, string>
   join?: JoinProofContent
+  /**
+   * The edge's channel binding (its TLS exporter on wss; src/transport/channel-binding.ts), covered
+   * by `sig` and the join proof. The hub compares it with its own end's value when it has one.
+   */
+  channelBinding?: Uint8Array
 }
 /** Rotate the node key in session: the new key signs the hub's session nonce. */
 export interface RotateKeyContent {
@@ -85,8 +92,11 @@ export interface GoodbyeContent { reason: string }
 export type SessionOp = 'challenge' | 'hello' | 'welcome' | 'refused' | 'ping' | 'pong' | 'goodbye' | 'rotate-key' | 'key-rotated' | 'key-rotate-refused'
 
 /** The signing context that binds a hello signature to this node and hub. */
-export function helloContext (node: string, hub: string): string {
-  return `edgefabric/${PROTOCOL_VERSION} hello ${node} ${hub}`
+export function helloContext (node: string, hub: string, channelBinding?: Uint8Array): string {
+  // Issue 13 item 10: over a channel with a binding (wss: the TLS exporter) the signature covers it,
+  // so a hello relayed from another TLS connection does not verify on this one.
+  const cb = channelBinding === undefined ? '' : ` tls-exporter ${Buffer.from(channelBinding).toString('hex')}`
+  return `edgefabric/${PROTOCOL_VERSION} hello ${node} ${hub}${cb}`
 }
 
 /** Signing context of a key rotation: names the node, the hub and the key being retired. */
@@ -156,6 +166,11 @@ export function parseHello (env: Envelope): HelloContent {
       throw new ProtocolError('session hello: "labels" must be a string map')
     }
     hello.labels = l as Record<string, string>
+  }
+  if (o.channelBinding !== undefined) {
+    const cb = bytes(o, 'channelBinding', 'hello')
+    if (cb.length === 0 || cb.length > MAX_CHANNEL_BINDING_BYTES) throw new ProtocolError(`session hello: "channelBinding" must be 1-${MAX_CHANNEL_BINDING_BYTES} bytes`)
+    hello.channelBinding = cb
   }
   if (o.join !== undefined) {
     const j = o.join

@@ -90,6 +90,15 @@ export interface Connection {
   readonly stats: ConnectionStats
   /** Whether a stalled channel can hold up another channel (true only for single-stream transports such as ws). */
   readonly headOfLineBlocking: boolean
+  /**
+   * A value both ends of this one secure channel compute alike and a relay's
+   * two legs do not: the TLS exporter (RFC 5705 / RFC 8446 §7.5, label
+   * `EXPORTER-edgefabric-join`, 32 bytes) for wss. The session handshake signs
+   * it (issue 13 item 10). Absent, or returning undefined, where the transport
+   * has none to offer (ws, quic, webtransport, memory).
+   * @default undefined
+   */
+  channelBinding? (): Uint8Array | undefined
 
   /**
    * Queue an envelope for sending. Returns `false` when queued bytes are at or

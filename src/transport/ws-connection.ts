@@ -61,6 +61,8 @@ export interface WsConnectionInit {
   pingIntervalMs: number
   /** Accepted under pre-auth bounds: the WebSocketServer's maxPayload is the pre-auth limit; lifted per socket at markAuthenticated(). */
   preAuth?: { ticket: PreAuthTicket, maxFrameSize: number }
+  /** TLS exporter of the wss socket (./channel-binding.ts); none for ws://. */
+  channelBinding?: Uint8Array
 }
 
 /** ws' Receiver keeps the message size limit in a private field; it is read and raised defensively. */
@@ -79,6 +81,7 @@ export class WsConnection extends AbstractConnection {
   #pingSeq = 0
   #pingOutstanding: { seq: number, at: number } | undefined
   #srtt: number | undefined
+  readonly #binding: Uint8Array | undefined
 
   constructor (init: WsConnectionInit) {
     super({
@@ -92,6 +95,7 @@ export class WsConnection extends AbstractConnection {
       ...(init.preAuth !== undefined ? { preAuth: init.preAuth } : {})
     })
     this.#ws = init.ws
+    this.#binding = init.channelBinding
     this.#highWater = init.writeBufferBytes
     // Hysteresis: unblock only at half the threshold, so a congested socket
     // does not flip writable/blocked on every single frame.
@@ -108,6 +112,9 @@ export class WsConnection extends AbstractConnection {
       this.#pingTimer.unref()
     }
   }
+
+  /** The TLS exporter of a wss connection, taken at open (issue 13 item 10). */
+  channelBinding (): Uint8Array | undefined { return this.#binding }
 
   // ---- primitives -----------------------------------------------------------------
 

@@ -18,6 +18,7 @@ import type { Connection, ListenOptions, Listener } from './types.js'
 import { WsConnection } from './ws-connection.js'
 import { resetSocket, type PreAuthGate, type PreAuthTicket } from './pre-auth.js'
 import { peerChainDer, verifyPinnedChain } from './tls-pin.js'
+import { tlsChannelBinding } from './channel-binding.js'
 import { normalizeFingerprint, parseServerIdentity, peerChainFingerprints } from './ws-tls.js'
 
 export interface WsListenSettings {
@@ -164,6 +165,7 @@ class WsListener implements Listener {
     if (this.#path !== '/' && path !== this.#path) return refuse(socket, 404, 'Not Found')
     if (this.#sockets.size >= this.#maxConnections) return refuse(socket, 503, 'Service Unavailable')
     let remoteIdentity: string | undefined
+    const channelBinding = tlsChannelBinding(socket)
     if ((socket as TLSSocket).encrypted === true) {
       const chain = peerChainFingerprints(socket as TLSSocket)
       remoteIdentity = chain[0]
@@ -195,6 +197,7 @@ class WsListener implements Listener {
         options: this.#resolved,
         writeBufferBytes: this.#settings.writeBufferBytes,
         pingIntervalMs: this.#settings.pingIntervalMs,
+        ...(channelBinding !== undefined ? { channelBinding } : {}),
         ...(ticket !== undefined && this.#gate !== undefined ? { preAuth: { ticket, maxFrameSize: this.#gate.maxFrameSize } } : {})
       })
       this.connections.add(conn)

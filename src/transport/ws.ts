@@ -32,6 +32,7 @@ import type { Connection, DialOptions, ListenOptions, Listener, Transport } from
 import { WsConnection } from './ws-connection.js'
 import { formatHostPort, listenWs } from './ws-listener.js'
 import { peerChainDer, verifyPinnedChain } from './tls-pin.js'
+import { tlsChannelBinding } from './channel-binding.js'
 import { normalizeFingerprint, parseDialIdentity, peerChainFingerprints } from './ws-tls.js'
 
 export { WsConnection } from './ws-connection.js'
@@ -152,6 +153,7 @@ async function dialWs (url: URL, options: DialOptions, settings: Required<WsTran
       if (settled) return
       cleanup()
       const remoteIdentity = scheme === 'wss' && socket !== undefined ? peerChainFingerprints(socket as TLSSocket)[0] : undefined
+      const channelBinding = scheme === 'wss' ? tlsChannelBinding(socket) : undefined
       resolve(new WsConnection({
         ws,
         direction: 'outbound',
@@ -159,7 +161,8 @@ async function dialWs (url: URL, options: DialOptions, settings: Required<WsTran
         remoteIdentity,
         options: resolved,
         writeBufferBytes: settings.writeBufferBytes,
-        pingIntervalMs: settings.pingIntervalMs
+        pingIntervalMs: settings.pingIntervalMs,
+        ...(channelBinding !== undefined ? { channelBinding } : {})
       }))
     }
     options.signal?.addEventListener('abort', onAbort, { once: true })

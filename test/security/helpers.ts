@@ -42,12 +42,16 @@ export async function rawJoin (url: string, nodeId: string, token: string, timeo
         // Protocol 2 (issue 13 item 10): the token never crosses the wire, a proof of it does.
         const key = rawPublicKey(publicKey)
         const payload = tokenPayloadPart(token)
+        // Over wss the hello is bound to this TLS connection (issue 13 item 10).
+        const channelBinding = conn.channelBinding?.()
+        const cb = channelBinding !== undefined ? { channelBinding } : {}
         conn.send(sessionMessage('hello', {
           version: PROTOCOL_VERSION,
           node: nodeId,
-          join: { payload, proof: joinProof(edgeJoinSecret(token), payload, { node: nodeId, hub: ch.hub, nonce: ch.nonce, key }) },
+          join: { payload, proof: joinProof(edgeJoinSecret(token), payload, { node: nodeId, hub: ch.hub, nonce: ch.nonce, key, ...cb }) },
           key,
-          sig: signChallenge({ privateKey }, ch.nonce, helloContext(nodeId, ch.hub)),
+          ...cb,
+          sig: signChallenge({ privateKey }, ch.nonce, helloContext(nodeId, ch.hub, channelBinding)),
           capabilities: [...CAPABILITIES],
           labels: {}
         }, nodeId), { channel: 'control' })

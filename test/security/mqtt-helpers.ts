@@ -4,6 +4,8 @@
  * and hand-built MQTT 3.1.1 packets (§3.1 CONNECT) for clients that are not
  * MQTT.js.
  */
+import { connect as netConnect } from 'node:net'
+import mqtt from 'mqtt'
 import { hashSecret } from '../../src/device/credentials.js'
 import type { EdgeNode, EdgeOptions } from '../../src/edge/edge-node.js'
 import type { DeviceOptions } from '../../src/device/edge/options.js'
@@ -58,3 +60,19 @@ export function publishHeader (topic: string, payloadBytes: number): Buffer {
 }
 
 export const mb = (n: number): string => `${(n / 1048576).toFixed(1)} MiB`
+
+/** One MQTT.js login (from `localAddress` when given: a socket bound there); CONNACK code 0 = in, -1 = no CONNACK. */
+export async function mqttLogin (url: string, opts: mqtt.IClientOptions, localAddress?: string): Promise<{ ms: number, code: number }> {
+  const u = new URL(url)
+  const start = performance.now()
+  const c = localAddress === undefined
+    ? mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 30_000, ...opts })
+    : new mqtt.MqttClient(() => netConnect({ host: u.hostname, port: Number(u.port), localAddress }), { reconnectPeriod: 0, connectTimeout: 30_000, protocolVersion: 4, ...opts })
+  const code = await new Promise<number>(resolve => {
+    c.once('connect', () => resolve(0))
+    c.once('error', (err: Error & { code?: number }) => resolve(typeof err.code === 'number' ? err.code : -1))
+  })
+  const ms = performance.now() - start
+  await c.endAsync(true)
+  return { ms, code }
+}

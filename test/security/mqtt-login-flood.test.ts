@@ -1,34 +1,22 @@
 /**
  * Issue 13 item 8: a wrong-password flood (64 concurrent scrypt checks) kept
- * a real device from its first login for 8.2 s. Now failures are limited per
- * source (20 per minute, then refused without a check) and per username
- * (serialised in the suspect queue), and a check from a source with no
- * failures and nothing pending is served before suspect ones, so the real
- * device waits for at most the checks already running.
+ * a real device from its first login for 8.2 s; with the flood spread over 64
+ * source addresses on the device's own username, ≈ 5–9 s even after the first
+ * per-source limits. Now (src/device/edge/auth.ts, auth-queue.ts):
+ *  - failures are limited per source (20 per minute, then refused without a
+ *    check) and per username (a source that failed for a username that spent
+ *    its budget gets no more checks for it);
+ *  - known-good credentials are answered without scrypt (keyed HMAC cache);
+ *  - a source with a recent success and no failure (the gateway the device's
+ *    mapper runs on) is served before clean and suspect sources, and a full
+ *    queue makes room for it.
  *
- * Attackers connect from 127.0.0.2 (a socket bound there: MQTT.js with its
- * own stream builder), the real device from 127.0.0.1. Both figures — the
+ * Attackers connect from 127.0.0.2 and 127.0.1.x (sockets bound there: MQTT.js
+ * with its own stream builder), the gateway from 127.0.0.1. Both figures — the
  * real device's first login alone and under the flood — come from this run.
  */
 import t from 'tap'
-import { connect as netConnect } from 'node:net'
-import mqtt from 'mqtt'
-import { edgeWithDevices } from './mqtt-helpers.js'
-
-async function login (url: string, opts: mqtt.IClientOptions, localAddress?: string): Promise<{ ms: number, code: number }> {
-  const u = new URL(url)
-  const start = performance.now()
-  const c = localAddress === undefined
-    ? mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 30_000, ...opts })
-    : new mqtt.MqttClient(() => netConnect({ host: u.hostname, port: Number(u.port), localAddress }), { reconnectPeriod: 0, connectTimeout: 30_000, protocolVersion: 4, ...opts })
-  const code = await new Promise<number>(resolve => {
-    c.once('connect', () => resolve(0))
-    c.once('error', (err: Error & { code?: number }) => resolve(typeof err.code === 'number' ? err.code : -1))
-  })
-  const ms = performance.now() - start
-  await c.endAsync(true)
-  return { ms, code }
-}
+import { edgeWithDevices, mqttLogin as login } from './mqtt-helpers.js'
 
 t.test('a wrong-password flood does not keep the real device from logging in', async t => {
   // A long queue deadline so that on a loaded machine every flood attempt is either checked or
@@ -44,7 +32,7 @@ t.test('a wrong-password flood does not keep the real device from logging in', a
   const real = await login(url, { username: 'default/b', password: secrets.b, clientId: '' })
   const results = await Promise.all(flood)
   t.comment(`first login of the real device: ${base.ms.toFixed(0)} ms alone, ${real.ms.toFixed(0)} ms during 64 concurrent wrong-password logins (ratio ${(real.ms / base.ms).toFixed(1)}x)`)
-  t.comment(`flood outcomes: ${results.filter(r => r.code === 4).length} checked and refused (bad password), ${results.filter(r => r.code === 3).length} refused without a check (source over its failure limit)`)
+  t.comment(`flood outcomes: ${results.filter(r => r.code === 4).length} checked and refused (bad password), ${results.filter(r => r.code === 3).length} refused without a check (the source's or the username's failure budget spent)`)
   t.equal(real.code, 0, 'the real device logs in on its first attempt (not "server unavailable")')
   t.notOk(results.some(r => r.code === 0), 'no attacker got in')
   t.ok(results.filter(r => r.code === 4).length <= 20 + 4, 'at most 20 failures (+ the checks already running) cost a scrypt check')
@@ -71,9 +59,17 @@ t.test('the same flood spread over 64 source addresses (the hard case)', async t
   let attempts = 1
   while (real.code !== 0 && attempts < 10) { attempts++; real = await login(url, { username: 'default/b', password: secrets.b, clientId: '' }) } // as paho's auto-reconnect would
   const total = performance.now() - start
+  const again = await login(url, { username: 'default/b', password: secrets.b, clientId: '' })
   const results = await Promise.all(flood)
   t.comment(`64 attacker addresses on default/b: another device's first login ${other.ms.toFixed(0)} ms vs ${base.ms.toFixed(0)} ms alone (ratio ${(other.ms / base.ms).toFixed(1)}x); the targeted device got in after ${total.toFixed(0)} ms and ${attempts} attempt(s)`)
   t.equal(other.code, 0, 'another device logs in on its first attempt during the flood')
-  t.equal(real.code, 0, 'the targeted device gets in (retrying like a mapper)')
+  t.comment(`re-login of the targeted device: ${again.ms.toFixed(0)} ms`)
+  t.equal(real.code, 0, 'the targeted device gets in')
+  t.equal(attempts, 1, 'on its first attempt')
+  // The bug: 4.9 s (this machine, load 9) to 8.2 s (the report). Its gateway logged in device c before, so it is served first.
+  t.ok(total <= 3000, `the targeted device's first login took ${total.toFixed(0)} ms (≤ 3000)`)
+  t.equal(again.code, 0)
+  t.ok(again.ms <= 3000, 're-login served from the verified-credential cache')
   t.notOk(results.some(r => r.code === 0), 'no attacker got in')
 })
+

@@ -18,7 +18,7 @@ import { WebSocketServer, createWebSocketStream } from 'ws'
 import type { Clock } from '../../util/clock.js'
 import type { Logger } from '../../ops/logger.js'
 import { mayPublish, mayRead, maySubscribe, type AclContext, type CredentialIndex, type Principal } from './acl.js'
-import type { Authenticator } from './auth.js'
+import type { Authenticator, LoginResult } from './auth.js'
 import { PacketSizeGuard, PacketTooLargeError } from './broker-guard.js'
 import { LmdbPersistence } from './broker-persistence.js'
 import { BrokerClients } from './broker-clients.js'
@@ -52,6 +52,7 @@ export interface InternalBrokerOptions {
 /** Where refused publishes go: nobody may subscribe, authorizeForward drops it for everyone. */
 const DENIED_TOPIC = '$edgefabric/denied'
 const LOG_EVERY_MS = 60_000
+const LOG_LINES_PER_ACTION = 50
 
 export function isLoopback (addr: string | undefined): boolean {
   if (addr === undefined) return false
@@ -96,15 +97,27 @@ export class InternalBroker {
     const byUser = new Map<string, Set<Client>>()
     const lastLog = new Map<string, number>()
     const log = o.logger
+    const perAction = new Map<string, { since: number, lines: number, suppressed: number }>()
     const deny = (action: string, reason: MqttDenialReason, client: Client | null, detail: object): void => {
       o.metrics.denials.inc({ action })
       o.metrics.mqttDenials.inc({ reason })
-      // Once per client (or source) and action per minute: a looping client must not flood the log.
-      const key = `${client?.id ?? sources.get(client?.conn as object) ?? ''}\u0000${action}`
+      // Once per source (CONNECT: a flood's client ids are fresh each time) or client, and action, per minute:
+      // a looping client must not flood the log (issue 13 item 12).
+      const who = action === 'connect' ? sources.get(client?.conn as object) ?? client?.id : client?.id ?? sources.get(client?.conn as object)
+      const key = `${who ?? ''}\u0000${action}`
       const now = o.clock.now()
       if ((lastLog.get(key) ?? -Infinity) + LOG_EVERY_MS > now) return
       if (lastLog.size >= 10_000) lastLog.delete(lastLog.keys().next().value as string)
       lastLog.set(key, now)
+      // And at most LOG_LINES_PER_ACTION lines per action and minute overall (many sources), with the count left out.
+      const b = perAction.get(action) ?? { since: now, lines: 0, suppressed: 0 }
+      if (now - b.since >= LOG_EVERY_MS) {
+        if (b.suppressed > 0) log.warn({ action, suppressed: b.suppressed }, 'device broker denials not logged in the last minute')
+        b.since = now; b.lines = 0; b.suppressed = 0
+      }
+      perAction.set(action, b)
+      if (b.lines >= LOG_LINES_PER_ACTION) { b.suppressed++; return }
+      b.lines++
       log.warn({ action, clientId: client?.id, ...detail }, 'device broker denied')
     }
     const persistence = new LmdbPersistence(o.db)
@@ -124,13 +137,20 @@ export class InternalBroker {
           done(Object.assign(new Error(returnCode === 3 ? 'server unavailable' : returnCode === 4 ? 'bad username or password' : 'not authorized'), { returnCode }) as never, false)
         }
         const anonymous = (username === undefined || username === '') && password === undefined
-        const check = anonymous && o.allowAnonymous && isLoopback(source)
-          ? Promise.resolve(o.credentials.anonymous())
-          : o.auth.authenticate(username, password, source)
-        check.then(p => {
-          if (p === 'busy') { refuse(3, 'connect', 'server_busy', { reason: 'credential checks saturated' }); return }
-          if (p === 'blocked') { refuse(3, 'connect', 'source_blocked', { reason: 'too many failed logins from this address' }); return }
-          if (p === undefined) { refuse(4, 'connect', anonymous ? 'not_authorized' : 'bad_credentials', {}); return }
+        const check: Promise<LoginResult | 'anonymous'> = anonymous && o.allowAnonymous && isLoopback(source)
+          ? Promise.resolve('anonymous')
+          : o.auth.check(username, password, source)
+        check.then(r => {
+          o.metrics.logins.inc({ outcome: r === 'anonymous' ? 'anonymous' : r.outcome })
+          const p = r === 'anonymous' ? o.credentials.anonymous() : r.principal
+          if (p === undefined) {
+            const outcome = r === 'anonymous' ? 'bad-credentials' : r.outcome
+            // 4 only for a checked wrong password; every other refusal is "server unavailable" (3): the
+            // credentials were not judged, and a device that retries later may well get in (MQTT 3.1.1 §3.2.2.3).
+            if (outcome === 'bad-credentials') refuse(4, 'connect', anonymous ? 'not_authorized' : 'bad_credentials', {})
+            else refuse(3, 'connect', outcome === 'queue-full' || outcome === 'queue-timeout' ? 'server_busy' : 'source_blocked', { reason: outcome })
+            return
+          }
           const why = clientIds.check(client.id, assigned.has(client), client.clean, p)
           if (why !== undefined) { refuse(why === 'quota' ? 3 : 5, why === 'quota' ? 'session-quota' : 'client-id', why === 'quota' ? 'session_quota' : 'client_id_owned', { reason: why, principal: p.username }); return }
           principals.set(client, p)

@@ -15,6 +15,8 @@ export interface DeviceMetrics {
   readonly denials: Counter<'action'>
   /** Upload records forwarded to the cloud. */
   readonly uploads: Counter
+  /** MQTT CONNECT credential checks by `outcome` (auth.ts LoginOutcome: ok-local|ok-cached|ok-checked|bad-credentials|source-blocked|username-budget|source-pending|queue-full|queue-timeout|anonymous; issue 13 item 8). */
+  readonly logins: Counter<'outcome'>
   /** Full resyncs, by `direction` (up: edge asked the cloud; down: the cloud asked the edge). */
   readonly resyncs: Counter<'direction'>
   /** Publishes to a broker that failed or were dropped, by `broker` and `reason`. */
@@ -61,6 +63,7 @@ export function createDeviceMetrics (registry: Registry): DeviceMetrics {
     errors: new Counter({ name: p + 'request_errors_total', help: 'Refused mapper requests, by error code', labelNames: ['code'] as const, registers }),
     denials: new Counter({ name: p + 'acl_denials_total', help: 'Embedded broker authentication/authorization denials, by action', labelNames: ['action'] as const, registers }),
     uploads: new Counter({ name: p + 'uploads_total', help: 'Upload records forwarded to the cloud', registers }),
+    logins: new Counter({ name: p + 'mqtt_logins_total', help: 'MQTT CONNECT credential checks by outcome (ok-* served; the rest refused, by reason)', labelNames: ['outcome'] as const, registers }),
     resyncs: new Counter({ name: p + 'resyncs_total', help: 'Full twin resyncs, by direction (up: edge asked; down: cloud asked)', labelNames: ['direction'] as const, registers }),
     publishFailures: new Counter({ name: p + 'publish_failures_total', help: 'Broker publishes that failed or were dropped, by broker and reason', labelNames: ['broker', 'reason'] as const, registers }),
     // Counted from the broker's live client table at scrape time: an inc/dec pair drifts if one event is missed.
