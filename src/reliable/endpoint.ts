@@ -35,7 +35,9 @@ export class ReliableEndpoint {
       deliver: o.deliver,
       sendControl: env => {
         try { this.#link?.send(env) } catch { /* session gone: the next resume restates everything */ }
-      }
+      },
+      // A failed inbound commit: only a new session (and its resume from the durable point) may go on.
+      onBroken: err => { this.#link?.abort?.(err) }
     }
     if (o.onCount !== undefined) receiverOptions.onCount = o.onCount
     if (o.resourceKey !== undefined) receiverOptions.resourceKey = o.resourceKey

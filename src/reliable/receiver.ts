@@ -45,6 +45,11 @@ export interface ReceiverOptions {
   /** Data batches queued for processing before the session is considered abusive. @default 4096 */
   maxQueuedBatches?: number
   onCount?: (what: 'delivered' | 'duplicate' | 'stale' | 'expired' | 'rejected', n: number) => void
+  /**
+   * A commit failed: the receiver drops everything until the next sendResume() (a new session);
+   * end the current session here so that it comes. @default nothing (the session stays until it ends by itself)
+   */
+  onBroken?: (err: Error) => void
 }
 
 export class ReliableReceiver {
@@ -76,6 +81,14 @@ export class ReliableReceiver {
   #committingIds = new Set<string>()
   /** After a nack: data sent before the sender's rewind marker is ignored. */
   #rejectedAt: number | undefined
+  /**
+   * A commit failed. Data after it must not be committed: seqs may legitimately skip (superseded,
+   * expired), so a later commit's cumulative ack would cover the records that were never stored —
+   * acknowledged and lost (found by the cluster chaos test, issue 17, with a store whose commit failed
+   * once; LMDB has the same contract). Everything is dropped, unacknowledged, until a new session
+   * resumes from the store's durable point.
+   */
+  #broken = false
 
   constructor (o: ReceiverOptions) {
     this.peer = o.peer
@@ -88,6 +101,7 @@ export class ReliableReceiver {
     this.#enqueue(async () => {
       this.#rejectedAt = undefined
       await this.#settle()
+      this.#broken = false // the resume below restates the durable point: the peer resends from there
       this.#o.sendControl(reliableMessage('resume', { r: this.#o.store.receivedSeq(this.peer) }, this.#o.source))
     })
   }
@@ -147,7 +161,15 @@ export class ReliableReceiver {
   close (): void { this.#closed = true }
 
   /** Batches in arrival order; seqs may go back between batches (a resend), so dedup is against lastOk. */
+  /** Stop accepting data after a failed commit (see #broken). */
+  #break (err: unknown): void {
+    if (this.#broken) return
+    this.#broken = true
+    this.#o.onBroken?.(toError(err))
+  }
+
   async #process (group: DataContent[]): Promise<void> {
+    if (this.#broken) return // after a failed commit: nothing is committed or acked until a new session resumes
     if (this.#rejectedAt !== undefined) return // pipelined behind a rejected record; resent after the rewind
     const o = this.#o
     const received = Math.max(o.store.receivedSeq(this.peer), this.#committingSeq)
@@ -222,7 +244,10 @@ export class ReliableReceiver {
     if (delivered > 0) o.onCount?.('delivered', delivered)
     // This group was handed over while the previous one committed; commit it only after that one
     // succeeded (a failed commit is not acked: the sender resends, and the application sees it again).
-    if (!await this.#settle()) throw new EdgeFabricError('EF_STORE', 'the previous inbound commit failed')
+    if (!await this.#settle()) {
+      this.#break(new EdgeFabricError('EF_STORE', 'the previous inbound commit failed'))
+      return
+    }
     if (items.length === 0) {
       if (dup > 0) o.onCount?.('duplicate', dup)
       if (lastOk > received || dup > 0) o.sendControl(reliableMessage('ack', { u: Math.max(lastOk, received) }, o.source))
@@ -238,16 +263,24 @@ export class ReliableReceiver {
       if (dup > 0) o.onCount?.('duplicate', dup)
       o.sendControl(reliableMessage('ack', { u }, o.source))
       return true
-    }, () => {
+    }, (err: unknown) => {
       o.onCount?.('rejected', 0)
+      this.#break(err)
       return false
     })
   }
 
   async #reject (items: InboundItem[], lastOk: number, seq: number, err: Error): Promise<void> {
     const o = this.#o
-    if (!await this.#settle()) return // not acked: the sender resends after its ack timeout
-    if (items.length > 0) await o.store.commitInbound(this.peer, items, o.clock.now())
+    if (!await this.#settle()) { this.#break(new EdgeFabricError('EF_STORE', 'the previous inbound commit failed')); return }
+    if (items.length > 0) {
+      try {
+        await o.store.commitInbound(this.peer, items, o.clock.now())
+      } catch (err) {
+        this.#break(err)
+        return
+      }
+    }
     if (lastOk > 0) o.sendControl(reliableMessage('ack', { u: lastOk }, o.source))
     this.#rejectedAt = seq
     const code = err instanceof EdgeFabricError ? err.code : 'EF_REJECTED'

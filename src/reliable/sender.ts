@@ -44,6 +44,8 @@ export interface LaneLink {
   /** Send on the current session; false = wait for drain. Throws when the session is gone. */
   send (env: Envelope): boolean
   onDrain (): Promise<void>
+  /** End the session (the inbound store failed a commit: the peer must resume from the durable point). */
+  abort? (err: Error): void
 }
 
 export type LaneEvent =
