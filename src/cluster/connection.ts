@@ -8,7 +8,8 @@ import { readFile } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { randomBytes } from 'node:crypto'
 import { connect, credsAuthenticator, type NatsConnection } from '@nats-io/transport-node'
-import { jetstream, jetstreamManager, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamClient, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream'
+import { jetstream, jetstreamManager, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamClient, type JetStreamManager, type JetStreamPublishOptions, type PubAck, type StreamConfig } from '@nats-io/jetstream'
+import type { Payload } from '@nats-io/transport-node'
 import { Kvm, type KV } from '@nats-io/kv'
 import { InvalidOptionError } from '../errors.js'
 import { intOption, stringOption } from '../util/options.js'
@@ -230,6 +231,25 @@ export class ClusterConnection {
       if (!this.available) throw new ClusterUnavailableError(`${what}: ${(err as Error).message}`, { cause: err })
       throw err
     }
+  }
+
+  /**
+   * A JetStream publish that resolves only once the message is stored. A PubAck
+   * `{duplicate: true, seq: 0}` says the server did NOT store it: nats-server 2.9 records a
+   * Nats-Msg-Id when it proposes the message, with seq 0 until the proposal commits; a
+   * proposal lost with a stream leader leaves the id answering "duplicate, seq 0" for the
+   * whole duplicate window, and taking that for a PubAck acknowledges a message nobody has.
+   * Publish again under a derived id; the envelope id (Ef-Id) stays, so a receiver still
+   * drops a second copy should the first proposal commit after all.
+   */
+  async publishStored (subject: string, payload: Payload, opts: Partial<JetStreamPublishOptions>): Promise<PubAck> {
+    let ack = await this.js.publish(subject, payload, opts)
+    for (let attempt = 1; ack.duplicate && ack.seq === 0; attempt++) {
+      if (attempt > 3) throw new ClusterUnavailableError(`JetStream answered "duplicate, not stored" for ${subject} ${attempt - 1} times`)
+      this.logger.warn({ subject, msgID: opts.msgID }, 'JetStream: duplicate with seq 0 (not stored); publishing again under a new id')
+      ack = await this.js.publish(subject, payload, { ...opts, ...(opts.msgID === undefined ? {} : { msgID: `${opts.msgID}~${attempt}` }) })
+    }
+    return ack
   }
 
   async close (): Promise<void> {

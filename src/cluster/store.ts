@@ -37,18 +37,26 @@ import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node'
 import type { JsMsg } from '@nats-io/jetstream'
 import type { EnvelopeCodec } from '../codec/codec.js'
 import { newMessage } from '../codec/envelope.js'
-import { EdgeFabricError, toError } from '../errors.js'
+import { toError } from '../errors.js'
 import type { AppendOutcome, DeadLetter, InboundItem, InboundResult, OutboxInput, OutboxRecord, OutboxStats, QuotaPolicy, ReliableStore, ResourceRecord } from '../reliable/store.js'
 import { isNewer } from '../reliable/store-rules.js'
 import type { ClusterConnection } from './connection.js'
 import { OutboxMirror, type MirrorRecord } from './outbox-mirror.js'
 import { H } from './subjects.js'
+import { ClusterUnavailableError } from './types.js'
 
 /** What the sender treats as "the last seq queued": unknown here (other hubs append too), so always look. */
+import { appendFileSync } from 'node:fs'
+export function trace (o: Record<string, unknown>): void {
+  const f = process.env.EF_CLUSTER_TRACE
+  if (f !== undefined && f !== '') appendFileSync(f, JSON.stringify({ t: Date.now(), pid: process.pid, ...o }) + '\n')
+}
 const UNKNOWN_LAST_SEQ = Number.MAX_SAFE_INTEGER
 const MAX_DEAD_LETTERS_IN_MEMORY = 1000
 const MAX_RESOURCES_PER_NODE = 10_000
 const DEDUP_IDS = 10_000
+/** Nodes remembered with a failed inbound commit (#broken) at most. */
+const MAX_BROKEN = 200_000
 
 interface InboxState { rev: number, r: number, res: Record<string, [string | undefined, string | undefined]>, ids: Set<string>, idOrder: string[] }
 
@@ -177,7 +185,8 @@ export class ClusterStore implements ReliableStore {
     if (item.op !== undefined) h.set(H.operation, item.op)
     if (item.expiresAt !== undefined) h.set(H.expiresAt, String(item.expiresAt))
     if (item.key === undefined) {
-      const ack = await this.#c.call('queueing a reliable message', async () => await this.#c.js.publish(n.downMessage(peer, item.id), item.bytes, { msgID: `${peer}:${item.id}`, headers: h }))
+      const ack = await this.#c.call('queueing a reliable message', async () => await this.#c.publishStored(n.downMessage(peer, item.id), item.bytes, { msgID: `${peer}:${item.id}`, headers: h }))
+      trace({ k: 'down-puback', peer, id: item.id, seq: ack.seq, dup: ack.duplicate })
       return { status: 'queued', seq: ack.seq, superseded: [], dropped: [] }
     }
     h.set(H.resource, item.key)
@@ -194,11 +203,12 @@ export class ClusterStore implements ReliableStore {
         return { status: 'stale', pendingVersion }
       }
       try {
-        const ack = await this.#c.call('queueing a reliable message', async () => await this.#c.js.publish(subject, item.bytes, {
+        const ack = await this.#c.call('queueing a reliable message', async () => await this.#c.publishStored(subject, item.bytes, {
           msgID: `${peer}:${item.id}`,
           headers: h,
           expect: { lastSubjectSequence: last?.seq ?? 0 }
         }))
+        trace({ k: 'res-puback', peer, id: item.id, v: item.version, seq: ack.seq, dup: ack.duplicate })
         return { status: 'queued', seq: ack.seq, superseded: last === null || last === undefined || ack.duplicate ? [] : [last.seq], dropped: [] }
       } catch (err) {
         // Another hub published to the resource in between: read its version again.
@@ -251,7 +261,8 @@ export class ClusterStore implements ReliableStore {
         let done = 0
         while (state.target > done) {
           const t = state.target
-          await this.#c.call('removing acknowledged messages', async () => await this.#c.jsm.streams.purge(this.#c.names.streamDown, { filter: this.#c.names.down(peer), seq: t + 1 }))
+          const pr = await this.#c.call('removing acknowledged messages', async () => await this.#c.jsm.streams.purge(this.#c.names.streamDown, { filter: this.#c.names.down(peer), seq: t + 1 }))
+          trace({ k: 'purge', peer, below: t + 1, purged: pr.purged })
           done = t
         }
       } finally {
@@ -353,57 +364,106 @@ export class ClusterStore implements ReliableStore {
   /** The peer's id window as this hub holds it (kept in memory, not in JetStream). */
   hasInboundId (peer: string, id: string): boolean { return this.#inbox.get(peer)?.ids.has(id) ?? false }
 
+  /**
+   * Nodes whose last inbound commit here failed → the highest seq refused since. The lane's
+   * receiver acknowledges cumulatively (ack u = "everything up to u is stored") and keeps
+   * taking the data its peer sends after a failed commit; so once a commit failed, no newer
+   * one may succeed until the edge went back to its acknowledged point and sent the gap again
+   * (go-back-N after its ack timeout, or `resume` on a new session): a commit whose lowest
+   * seq is at or below the highest refused one. Otherwise a later commit's ack covers the
+   * failed messages, and the edge drops what JetStream never stored (the upstream loss of the
+   * chaos run; test/cluster/upstream-failed-commit.test.ts). Kept across closePeer: data of a
+   * session already gone may still be committing. Bounded by MAX_BROKEN (oldest first).
+   */
+  readonly #broken = new Map<string, number>()
+
   async commitInbound (peer: string, items: InboundItem[], _now: number): Promise<InboundResult> {
+    let lo = Number.MAX_SAFE_INTEGER
+    let hi = 0
+    for (const it of items) { if (it.seq < lo) lo = it.seq; if (it.seq > hi) hi = it.seq }
+    const broken = this.#broken.get(peer)
+    if (broken !== undefined) {
+      if (lo > broken) {
+        this.#broken.set(peer, Math.max(broken, hi))
+        // Resent after the gap anyway: what they published is awaited again then (same Msg-Id).
+        this.#upstream.delete(peer)
+        throw new ClusterUnavailableError(`node ${peer}: an earlier inbound commit failed; nothing newer is acknowledged until the edge resends from its acknowledged point`)
+      }
+      this.#broken.delete(peer) // the edge went back: this commit covers the gap
+    }
+    try {
+      return await this.#commitInbound(peer, items)
+    } catch (err) {
+      this.#broken.delete(peer)
+      this.#broken.set(peer, Math.max(broken ?? 0, hi))
+      if (this.#broken.size > MAX_BROKEN) this.#broken.delete(this.#broken.keys().next().value as string)
+      throw err
+    }
+  }
+
+  async #commitInbound (peer: string, items: InboundItem[]): Promise<InboundResult> {
     const ups = this.#upstream.get(peer)
     if (ups !== undefined) {
       this.#upstream.delete(peer)
       const settled = await Promise.allSettled(ups)
       const bad = settled.find(s => s.status === 'rejected')
-      if (bad !== undefined) throw new EdgeFabricError('EF_CLUSTER_UNAVAILABLE', `an upstream message did not reach JetStream: ${toError((bad as PromiseRejectedResult).reason).message}`)
+      if (bad !== undefined) throw new ClusterUnavailableError(`an upstream message did not reach JetStream: ${toError((bad as PromiseRejectedResult).reason).message}`)
     }
     let st = this.#inbox.get(peer)
     if (st === undefined) { st = { rev: 0, r: 0, res: {}, ids: new Set(), idOrder: [] }; this.#inbox.set(peer, st) }
+    // Worked out on copies and applied only once the inbox is saved: a failed save must not
+    // leave this hub believing (receivedSeq, hasInboundId) it holds what it could not record.
     const outcome: InboundResult['outcome'] = []
     let r = st.r
+    const res = { ...st.res }
+    const fresh = new Set<string>()
     for (const it of items) {
-      if (it.seq <= st.r || st.ids.has(it.id)) { outcome.push('duplicate'); continue }
+      if (it.seq <= st.r || st.ids.has(it.id) || fresh.has(it.id)) { outcome.push('duplicate'); continue }
       if (it.key !== undefined) {
-        const cur = st.res[it.key]
+        const cur = res[it.key]
         if (cur !== undefined && !isNewer(it.version, it.op, cur[0], cur[1])) { outcome.push('stale'); r = Math.max(r, it.seq); continue }
-        st.res[it.key] = [it.version, it.op]
+        res[it.key] = [it.version, it.op]
       }
-      st.ids.add(it.id)
-      st.idOrder.push(it.id)
-      if (st.idOrder.length > DEDUP_IDS) st.ids.delete(st.idOrder.shift() as string)
+      fresh.add(it.id)
       outcome.push('new')
       r = Math.max(r, it.seq)
     }
-    st.r = r
-    const keys = Object.keys(st.res)
-    if (keys.length > MAX_RESOURCES_PER_NODE) for (const k of keys.slice(0, keys.length - MAX_RESOURCES_PER_NODE)) delete st.res[k]
-    await this.#saveInbox(peer, st)
+    const keys = Object.keys(res)
+    if (keys.length > MAX_RESOURCES_PER_NODE) for (const k of keys.slice(0, keys.length - MAX_RESOURCES_PER_NODE)) delete res[k]
+    await this.#saveInbox(peer, st, r, res)
+    for (const id of fresh) {
+      st.ids.add(id)
+      st.idOrder.push(id)
+      if (st.idOrder.length > DEDUP_IDS) st.ids.delete(st.idOrder.shift() as string)
+    }
     return { outcome }
   }
 
-  async #saveInbox (peer: string, st: InboxState): Promise<void> {
+  /** Save the node's inbox point (r, res) with compare-and-set, merging another hub's write; st takes the saved state. */
+  async #saveInbox (peer: string, st: InboxState, r: number, res: InboxState['res']): Promise<void> {
+    let rev = st.rev
     for (let attempt = 0; ; attempt++) {
-      const value = JSON.stringify({ r: st.r, res: st.res })
+      const value = JSON.stringify({ r, res })
       try {
-        st.rev = await this.#c.call('committing received messages', async () => st.rev === 0
+        const from = rev
+        rev = await this.#c.call('committing received messages', async () => from === 0
           ? await this.#c.inbox.create(peer, value)
-          : await this.#c.inbox.update(peer, value, st.rev))
+          : await this.#c.inbox.update(peer, value, from))
+        st.rev = rev
+        st.r = r
+        st.res = res
         return
       } catch (err) {
         if (attempt >= 3 || !/wrong last sequence|key exists/i.test(toError(err).message)) throw err
         // Another hub wrote the node's inbox (the node moved): merge, never go backwards.
-        const e = await this.#c.inbox.get(peer)
-        if (e === null) { st.rev = 0; continue }
+        const e = await this.#c.call('loading the node inbox', async () => await this.#c.inbox.get(peer))
+        if (e === null) { rev = 0; continue }
         const v = e.value.length === 0 ? { r: 0, res: {} } : JSON.parse(new TextDecoder().decode(e.value)) as { r: number, res: InboxState['res'] }
-        st.rev = e.revision
-        st.r = Math.max(st.r, v.r)
+        rev = e.revision
+        r = Math.max(r, v.r)
         for (const [k, cur] of Object.entries(v.res ?? {})) {
-          const mine = st.res[k]
-          if (mine === undefined || isNewer(cur[0], cur[1], mine[0], mine[1])) st.res[k] = cur
+          const mine = res[k]
+          if (mine === undefined || isNewer(cur[0], cur[1], mine[0], mine[1])) res[k] = cur
         }
       }
     }
