@@ -7,7 +7,7 @@
 import { readFile } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { randomBytes } from 'node:crypto'
-import { connect, credsAuthenticator, type NatsConnection } from '@nats-io/transport-node'
+import { connect, credsAuthenticator, headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node'
 import { jetstream, jetstreamManager, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamClient, type JetStreamManager, type JetStreamPublishOptions, type PubAck, type StreamConfig } from '@nats-io/jetstream'
 import type { Payload } from '@nats-io/transport-node'
 import { Kvm, type KV } from '@nats-io/kv'
@@ -101,7 +101,10 @@ export class ClusterConnection {
       const jsm = await jetstreamManager(nc, { timeout: options.timeoutMs })
       const c = new ClusterConnection(nc, jsm, options, logger)
       await c.#ensure()
+      await c.#anchor()
       c.#watchStatus()
+      c.#anchorTimer = setInterval(() => { void c.#anchor().catch(() => {}) }, Math.min(3_600_000, Math.floor(options.maxAgeMs / 4)))
+      c.#anchorTimer.unref()
       return c
     } catch (err) {
       await nc.close().catch(() => {})
@@ -169,11 +172,32 @@ export class ClusterConnection {
     }
   }
 
+  #anchorTimer: NodeJS.Timeout | undefined
+
+  /**
+   * Keep one message in EF_<C>_DOWN that no purge touches (`ef.<c>.down._anchor`: four
+   * tokens, while every node filter `ef.<c>.down.<node>.>` needs five or more). Measured
+   * with nats-server 2.9.10 (test/cluster/nats-loss.test.ts): when every message of the
+   * stream had been purged (all outboxes acknowledged) and the server was SIGKILLed and
+   * restarted, the stream came back at sequence 0 and handed out seq 1 again. The outbox
+   * protocol needs per-node sequences that never go back (the reader resumes after the
+   * last seq it read; the edge drops seq ≤ what it holds as a duplicate): the message after
+   * the restart was never delivered. A stream that is never empty keeps its last sequence.
+   * Re-published every maxAge/4 (at most hourly) so max_age never empties the stream;
+   * max_msgs_per_subject 1 keeps one.
+   */
+  async #anchor (): Promise<void> {
+    const h = natsHeaders()
+    h.set('Ef-Anchor', '1')
+    await this.js.publish(`${this.names.prefix}.down._anchor`, new Uint8Array(0), { headers: h })
+  }
+
   #watchStatus (): void {
     void (async () => {
       for await (const s of this.nc.status()) {
         if (s.type === 'disconnect') this.#set(false, new Error('disconnected from NATS'))
         else if (s.type === 'reconnect') {
+          void this.#anchor().catch(() => {})
           this.#set(true)
           for (const l of this.#listeners) l(true) // consumers on the lost server are gone: readers restart
         }
@@ -254,6 +278,7 @@ export class ClusterConnection {
 
   async close (): Promise<void> {
     clearInterval(this.#probe)
+    clearInterval(this.#anchorTimer)
     if (this.nc.isClosed()) return
     await this.nc.drain().catch(async () => { await this.nc.close() })
   }

@@ -43,14 +43,10 @@ import { isNewer } from '../reliable/store-rules.js'
 import type { ClusterConnection } from './connection.js'
 import { OutboxMirror, type MirrorRecord } from './outbox-mirror.js'
 import { H } from './subjects.js'
+import { trace } from './trace.js'
 import { ClusterUnavailableError } from './types.js'
 
 /** What the sender treats as "the last seq queued": unknown here (other hubs append too), so always look. */
-import { appendFileSync } from 'node:fs'
-export function trace (o: Record<string, unknown>): void {
-  const f = process.env.EF_CLUSTER_TRACE
-  if (f !== undefined && f !== '') appendFileSync(f, JSON.stringify({ t: Date.now(), pid: process.pid, ...o }) + '\n')
-}
 const UNKNOWN_LAST_SEQ = Number.MAX_SAFE_INTEGER
 const MAX_DEAD_LETTERS_IN_MEMORY = 1000
 const MAX_RESOURCES_PER_NODE = 10_000
@@ -262,7 +258,7 @@ export class ClusterStore implements ReliableStore {
         while (state.target > done) {
           const t = state.target
           const pr = await this.#c.call('removing acknowledged messages', async () => await this.#c.jsm.streams.purge(this.#c.names.streamDown, { filter: this.#c.names.down(peer), seq: t + 1 }))
-          trace({ k: 'purge', peer, below: t + 1, purged: pr.purged })
+          trace({ k: 'purge', peer, below: t + 1, purged: pr.purged, mirror: this.#mirrors.get(peer)?.lastSeen })
           done = t
         }
       } finally {

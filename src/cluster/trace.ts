@@ -1,0 +1,12 @@
+/**
+ * Diagnostics for chaos runs: with EF_CLUSTER_TRACE=<file>, cluster events (PubAcks,
+ * purges, outbox reader restarts) are appended to <file> as JSON lines, from every hub
+ * process of a run (they inherit the environment). Off (one env lookup) otherwise.
+ */
+import { appendFileSync } from 'node:fs'
+
+const file = process.env.EF_CLUSTER_TRACE
+
+export function trace (o: Record<string, unknown>): void {
+  if (file !== undefined && file !== '') appendFileSync(file, JSON.stringify({ t: Date.now(), pid: process.pid, ...o }) + '\n')
+}
