@@ -188,30 +188,35 @@ export class ClusterStore implements ReliableStore {
     h.set(H.resource, item.key)
     if (item.version !== undefined) h.set(H.version, item.version)
     const subject = n.downResource(peer, item.key)
-    for (let attempt = 0; ; attempt++) {
-      const last = await this.#c.call('reading the pending version', async () => await this.#c.jsm.streams.getMessage(n.streamDown, { last_by_subj: subject }).catch((err: Error) => {
+    // Reads go to the stream leader (STREAM.MSG.GET, not the direct get any replica answers).
+    const readLast = async (): Promise<{ seq: number, version: string | undefined, op: string | undefined } | null> => {
+      const m = await this.#c.call('reading the pending version', async () => await this.#c.jsm.streams.getMessage(n.streamDown, { last_by_subj: subject }).catch((err: Error) => {
         if (/no message found|not found/i.test(err.message)) return null
         throw err
       }))
-      const pendingVersion = last?.header?.get(H.version) || undefined
-      const pendingOp = last?.header?.get(H.operation) || undefined
-      if (last !== null && last !== undefined && !isNewer(item.version, item.op, pendingVersion, pendingOp)) {
-        return { status: 'stale', pendingVersion }
-      }
-      try {
-        const ack = await this.#c.call('queueing a reliable message', async () => await this.#c.publishStored(subject, item.bytes, {
-          msgID: `${peer}:${item.id}`,
-          headers: h,
-          expect: { lastSubjectSequence: last?.seq ?? 0 }
-        }))
-        trace({ k: 'res-puback', peer, id: item.id, v: item.version, seq: ack.seq, dup: ack.duplicate })
-        return { status: 'queued', seq: ack.seq, superseded: last === null || last === undefined || ack.duplicate ? [] : [last.seq], dropped: [] }
-      } catch (err) {
-        // Another hub published to the resource in between: read its version again.
-        if (attempt < 5 && /wrong last sequence/i.test((err as Error).message)) continue
-        throw err
-      }
+      return m === null || m === undefined ? null : { seq: m.seq, version: m.header?.get(H.version) || undefined, op: m.header?.get(H.operation) || undefined }
     }
+    const last = await readLast()
+    if (last !== null && !isNewer(item.version, item.op, last.version, last.op)) return { status: 'stale', pendingVersion: last.version }
+    // No Nats-Expected-Last-Subject-Sequence: nats-server 2.9 checks it again on every replica
+    // when the message is applied, against that replica's own store; a replica that caught up
+    // from a snapshot (or got expected seq 0) answers "last sequence by subject mismatch",
+    // does not store the message and falls out of step with the leader (nats-server #5644,
+    // #5794, #6194). An outbox reader (an R1 consumer) on that replica then skipped the
+    // message, the edge's cumulative ack went past it, and the purge removed it: the downstream
+    // loss of the chaos runs. Two hubs racing on one resource are handled after the fact
+    // instead: the subject keeps only its last message, so once ours is stored, the last one
+    // must be ours or newer; if an older version landed after ours, ours is published again.
+    let ack = await this.#c.call('queueing a reliable message', async () => await this.#c.publishStored(subject, item.bytes, { msgID: `${peer}:${item.id}`, headers: h }))
+    trace({ k: 'res-puback', peer, id: item.id, v: item.version, seq: ack.seq, dup: ack.duplicate })
+    for (let attempt = 1; ; attempt++) {
+      const now = await readLast()
+      if (now === null || now.seq <= ack.seq || !isNewer(item.version, item.op, now.version, now.op)) break
+      if (attempt > 5) throw new ClusterUnavailableError(`resource ${item.key} of ${peer}: an older version kept landing after this one`)
+      const seq = ack.seq
+      ack = await this.#c.call('queueing a reliable message', async () => await this.#c.publishStored(subject, item.bytes, { msgID: `${peer}:${item.id}~${seq}`, headers: h }))
+    }
+    return { status: 'queued', seq: ack.seq, superseded: last === null || ack.duplicate ? [] : [last.seq], dropped: [] }
   }
 
   /** Pending messages for the node: exact from the stream, at most 1 s old (plus this hub's own appends since). */
