@@ -17,7 +17,7 @@ import { ClusterIdentity } from './identity.js'
 import { Presence } from './presence.js'
 import { Router } from './router.js'
 import { ClusterStore } from './store.js'
-import { trace } from './trace.js'
+import { trace, tracing } from './trace.js'
 import { H } from './subjects.js'
 import { ClusterUnavailableError, type ClusterHubPort, type ClusterOptions } from './types.js'
 
@@ -141,7 +141,8 @@ export class Cluster {
       return
     }
     const h = upstreamHeaders(nodeId, env, seq)
-    this.store.trackUpstream(nodeId, this.connection.publishStored(this.connection.names.up(nodeId), contentPayload(env, h), { msgID: `${nodeId}:${env.header.id}`, headers: h }).then(a => { trace({ k: 'up-puback', nodeId, id: env.header.id, c: (env.content as { i?: number })?.i, seq: a.seq, dup: a.duplicate }); return a }, err => { trace({ k: 'up-fail', nodeId, c: (env.content as { i?: number })?.i, err: String(err) }); throw err }))
+    const ack = this.connection.publishStored(this.connection.names.up(nodeId), contentPayload(env, h), { msgID: `${nodeId}:${env.header.id}`, headers: h })
+    this.store.trackUpstream(nodeId, !tracing ? ack : ack.then(a => { trace({ k: 'up-puback', nodeId, id: env.header.id, c: (env.content as { i?: number })?.i, seq: a.seq, dup: a.duplicate }); return a }, err => { trace({ k: 'up-fail', nodeId, c: (env.content as { i?: number })?.i, err: String(err) }); throw err }))
   }
 
   /** Best-effort upstream messages, as they arrive, on `ef.<c>.live.up.<node>` (core NATS, not stored). */

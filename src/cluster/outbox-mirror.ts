@@ -14,7 +14,7 @@
 import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream'
 import { DeliverPolicy } from '@nats-io/jetstream'
 import type { OutboxRecord } from '../reliable/store.js'
-import { trace } from './trace.js'
+import { trace, tracing } from './trace.js'
 
 export interface MirrorRecord extends OutboxRecord {
   subject: string
@@ -61,7 +61,7 @@ export class OutboxMirror {
         try {
           await this.#read(getConsumer, filter)
         } catch (err) {
-          trace({ k: 'mirror-error', node: this.node, err: String(err) })
+          if (tracing) trace({ k: 'mirror-error', node: this.node, err: String(err) })
           if (!this.#closed) this.#o.onError(err as Error)
         }
         if (!this.#closed) await new Promise(resolve => setTimeout(resolve, 500))
@@ -70,7 +70,7 @@ export class OutboxMirror {
   }
 
   async #read (getConsumer: (opts: { filter_subjects: string, deliver_policy: DeliverPolicy, opt_start_seq?: number }) => Promise<Consumer>, filter: string): Promise<void> {
-    trace({ k: 'mirror-read', node: this.node, from: this.lastSeen + 1 })
+    if (tracing) trace({ k: 'mirror-read', node: this.node, from: this.lastSeen + 1 })
     const c = await getConsumer(this.lastSeen === 0
       ? { filter_subjects: filter, deliver_policy: DeliverPolicy.All }
       : { filter_subjects: filter, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: this.lastSeen + 1 })
@@ -79,12 +79,12 @@ export class OutboxMirror {
     // vanished with a killed server is noticed within ~10 s (2 missed), then recreated from
     // the next unseen seq. Shorter would cost every connected node more pulls.
     const msgs = await c.consume({ max_messages: 256, expires: 10_000 })
-    trace({ k: 'mirror-consume', node: this.node, on: await c.info(true).then(i => i.cluster?.leader, () => '?') })
+    if (tracing) trace({ k: 'mirror-consume', node: this.node, on: await c.info(true).then(i => i.cluster?.leader, () => '?') })
     this.#messages = msgs
     if (this.#closed) { await msgs.close(); return }
     void (async () => {
       for await (const st of msgs.status()) {
-        trace({ k: 'mirror-status', node: this.node, st: st.type })
+        if (tracing) trace({ k: 'mirror-status', node: this.node, st: st.type })
         if (st.type === 'heartbeats_missed' || st.type === 'consumer_deleted' || st.type === 'consumer_not_found' || st.type === 'stream_not_found') {
           await msgs.close().catch(() => {})
           break
@@ -100,7 +100,7 @@ export class OutboxMirror {
       }
       if (this.#closed) break
     }
-    trace({ k: 'mirror-end', node: this.node, lastSeen: this.lastSeen })
+    if (tracing) trace({ k: 'mirror-end', node: this.node, lastSeen: this.lastSeen })
   }
 
   #notifyScheduled = false
@@ -117,7 +117,7 @@ export class OutboxMirror {
   }
 
   #take (m: JsMsg): void {
-    trace({ k: 'take', node: this.node, seq: m.seq, last: this.lastSeen })
+    if (tracing) trace({ k: 'take', node: this.node, seq: m.seq, last: this.lastSeen })
     if (m.seq <= this.lastSeen) return
     this.lastSeen = m.seq
     const r = this.#o.toRecord(m)
@@ -210,7 +210,7 @@ export class OutboxMirror {
 
   /** Drop the current consumer; the read loop recreates it from the next unseen seq (after a NATS reconnect). */
   restart (): void {
-    trace({ k: 'mirror-restart', node: this.node, has: this.#messages !== undefined })
+    if (tracing) trace({ k: 'mirror-restart', node: this.node, has: this.#messages !== undefined })
     void this.#messages?.close().catch(() => {})
   }
 

@@ -43,7 +43,7 @@ import { isNewer } from '../reliable/store-rules.js'
 import type { ClusterConnection } from './connection.js'
 import { OutboxMirror, type MirrorRecord } from './outbox-mirror.js'
 import { H } from './subjects.js'
-import { trace } from './trace.js'
+import { trace, tracing } from './trace.js'
 import { ClusterUnavailableError } from './types.js'
 
 /** What the sender treats as "the last seq queued": unknown here (other hubs append too), so always look. */
@@ -182,7 +182,7 @@ export class ClusterStore implements ReliableStore {
     if (item.expiresAt !== undefined) h.set(H.expiresAt, String(item.expiresAt))
     if (item.key === undefined) {
       const ack = await this.#c.call('queueing a reliable message', async () => await this.#c.publishStored(n.downMessage(peer, item.id), item.bytes, { msgID: `${peer}:${item.id}`, headers: h }))
-      trace({ k: 'down-puback', peer, id: item.id, seq: ack.seq, dup: ack.duplicate })
+      if (tracing) trace({ k: 'down-puback', peer, id: item.id, seq: ack.seq, dup: ack.duplicate })
       return { status: 'queued', seq: ack.seq, superseded: [], dropped: [] }
     }
     h.set(H.resource, item.key)
@@ -208,7 +208,7 @@ export class ClusterStore implements ReliableStore {
     // instead: the subject keeps only its last message, so once ours is stored, the last one
     // must be ours or newer; if an older version landed after ours, ours is published again.
     let ack = await this.#c.call('queueing a reliable message', async () => await this.#c.publishStored(subject, item.bytes, { msgID: `${peer}:${item.id}`, headers: h }))
-    trace({ k: 'res-puback', peer, id: item.id, v: item.version, seq: ack.seq, dup: ack.duplicate })
+    if (tracing) trace({ k: 'res-puback', peer, id: item.id, v: item.version, seq: ack.seq, dup: ack.duplicate })
     for (let attempt = 1; ; attempt++) {
       const now = await readLast()
       if (now === null || now.seq <= ack.seq || !isNewer(item.version, item.op, now.version, now.op)) break
@@ -263,7 +263,7 @@ export class ClusterStore implements ReliableStore {
         while (state.target > done) {
           const t = state.target
           const pr = await this.#c.call('removing acknowledged messages', async () => await this.#c.jsm.streams.purge(this.#c.names.streamDown, { filter: this.#c.names.down(peer), seq: t + 1 }))
-          trace({ k: 'purge', peer, below: t + 1, purged: pr.purged, mirror: this.#mirrors.get(peer)?.lastSeen })
+          if (tracing) trace({ k: 'purge', peer, below: t + 1, purged: pr.purged, mirror: this.#mirrors.get(peer)?.lastSeen })
           done = t
         }
       } finally {

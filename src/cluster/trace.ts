@@ -7,6 +7,9 @@ import { appendFileSync } from 'node:fs'
 
 const file = process.env.EF_CLUSTER_TRACE
 
+/** True when tracing: hot paths test this before building the event object. */
+export const tracing = file !== undefined && file !== ''
+
 export function trace (o: Record<string, unknown>): void {
-  if (file !== undefined && file !== '') appendFileSync(file, JSON.stringify({ t: Date.now(), pid: process.pid, ...o }) + '\n')
+  if (tracing) appendFileSync(file as string, JSON.stringify({ t: Date.now(), pid: process.pid, ...o }) + '\n')
 }
