@@ -76,7 +76,7 @@ export class ClusterStore implements ReliableStore {
   readonly #rejections = new Map<string, number>()
   readonly #dead: DeadLetter[] = []
   readonly #counts = new Map<string, { count: number, at: number }>()
-  readonly #purging = new Map<string, { target: number, running: boolean }>()
+  readonly #purging = new Map<string, { target: number, done: number, running: boolean }>()
   #closed = false
 
   constructor (c: ClusterConnection, o: ClusterStoreOptions) {
@@ -253,27 +253,44 @@ export class ClusterStore implements ReliableStore {
     const n = this.#mirrors.get(peer)?.ackUpTo(upto) ?? 0
     // One purge in flight per node; later acks raise its target.
     let p = this.#purging.get(peer)
-    if (p === undefined) { p = { target: 0, running: false }; this.#purging.set(peer, p) }
+    if (p === undefined) { p = { target: 0, done: 0, running: false }; this.#purging.set(peer, p) }
     if (upto > p.target) p.target = upto
-    if (!p.running) {
+    if (!p.running && p.target > p.done) {
       p.running = true
       const state = p
       try {
-        let done = 0
-        while (state.target > done) {
+        while (state.target > state.done) {
           const t = state.target
           const pr = await this.#c.call('removing acknowledged messages', async () => await this.#c.jsm.streams.purge(this.#c.names.streamDown, { filter: this.#c.names.down(peer), seq: t + 1 }))
           if (tracing) trace({ k: 'purge', peer, below: t + 1, purged: pr.purged, mirror: this.#mirrors.get(peer)?.lastSeen })
-          done = t
+          state.done = t
         }
+      } catch (err) {
+        // The edge has these messages; left in the stream they would only be resent (and
+        // dropped as duplicates) on its next session, and keep the outbox from reading empty.
+        // The last ack of a burst has no successor to retry it: retry here.
+        this.#retryPurge(peer)
+        throw err
       } finally {
         state.running = false
-        if (this.#purging.get(peer) === state && state.target <= 0) this.#purging.delete(peer)
       }
     }
     const c = this.#counts.get(peer)
     if (c !== undefined) c.count = Math.max(0, c.count - n)
     return n
+  }
+
+  readonly #purgeRetries = new Map<string, NodeJS.Timeout>()
+
+  /** Purge the node's acknowledged messages again in 1 s (one timer per node at most). */
+  #retryPurge (peer: string): void {
+    if (this.#closed || this.#purgeRetries.has(peer)) return
+    const timer = setTimeout(() => {
+      this.#purgeRetries.delete(peer)
+      this.ack(peer, 0).catch(err => this.#o.onError?.(toError(err)))
+    }, 1000)
+    timer.unref()
+    this.#purgeRetries.set(peer, timer)
   }
 
   async reject (peer: string, seq: number, maxRejections: number, code: string, reason: string, now: number): Promise<number> {
@@ -484,6 +501,8 @@ export class ClusterStore implements ReliableStore {
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    for (const timer of this.#purgeRetries.values()) clearTimeout(timer)
+    this.#purgeRetries.clear()
     await Promise.all([...this.#mirrors.keys()].map(async n => { await this.closePeer(n) }))
   }
 }
