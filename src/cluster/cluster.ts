@@ -96,7 +96,17 @@ export class Cluster {
     const store = this.store
     const wrapped = Object.create(auth) as A
     wrapped.authenticate = async (...args: unknown[]) => {
-      const r = await auth.authenticate(...args)
+      // Refuse at once when NATS is known to be gone: the binding lookup would wait for its
+      // timeout, the handshake deadline would close the connection first, and the edge would
+      // learn nothing but "closed during the handshake".
+      if (!this.connection.available) throw new JoinRefusedError('EF_CLUSTER_UNAVAILABLE', 'this hub cannot reach the cluster (NATS JetStream); try another hub')
+      let r: { nodeId: string, keyId: string }
+      try {
+        r = await auth.authenticate(...args)
+      } catch (err) {
+        if (err instanceof ClusterUnavailableError) throw new JoinRefusedError('EF_CLUSTER_UNAVAILABLE', `this hub cannot reach the cluster: ${err.message}`, { cause: err })
+        throw err
+      }
       const joining = this.#joining
       joining.set(r.nodeId, (joining.get(r.nodeId) ?? 0) + 1)
       try {

@@ -16,6 +16,9 @@ import { DeliverPolicy } from '@nats-io/jetstream'
 import type { OutboxRecord } from '../reliable/store.js'
 import { trace, tracing } from './trace.js'
 
+/** Seqs remembered for the pre-purge check (ClusterStore.#verify) at most. */
+const MAX_TAKEN = 65_536
+
 export interface MirrorRecord extends OutboxRecord {
   subject: string
 }
@@ -120,6 +123,8 @@ export class OutboxMirror {
     if (tracing) trace({ k: 'take', node: this.node, seq: m.seq, last: this.lastSeen })
     if (m.seq <= this.lastSeen) return
     this.lastSeen = m.seq
+    this.#taken.push(m.seq)
+    if (this.#taken.length - this.#takenHead > MAX_TAKEN) this.#takenFloor = this.#taken[this.#takenHead++] as number
     const r = this.#o.toRecord(m)
     if ('malformed' in r) { this.#o.onMalformed(r.seq, r.subject, r.malformed); return }
     // The stream keeps one message per resource subject: an older one read earlier is gone there.
@@ -135,6 +140,36 @@ export class OutboxMirror {
     if (r.seq < 0) return
     this.#bytes -= r.bytes.byteLength
     r.seq = -r.seq // tombstone in place; compacted lazily
+  }
+
+  /**
+   * Seqs this reader took (ascending) and not yet known purged: ClusterStore checks them
+   * against the stream leader before a purge (verifyRange). Bounded by MAX_TAKEN; below
+   * #takenFloor nothing can be checked.
+   */
+  #taken: number[] = []
+  #takenHead = 0
+  #takenFloor = 0
+
+  /** Seqs taken in (from, to], or undefined when that range is no longer fully remembered. */
+  takenIn (from: number, to: number): number[] | undefined {
+    if (from < this.#takenFloor) return undefined
+    const out: number[] = []
+    for (let i = this.#takenHead; i < this.#taken.length; i++) {
+      const q = this.#taken[i] as number
+      if (q > to) break
+      if (q > from) out.push(q)
+    }
+    return out
+  }
+
+  /** Everything ≤ upto was purged from the stream. */
+  forgetTaken (upto: number): void {
+    while (this.#takenHead < this.#taken.length && (this.#taken[this.#takenHead] as number) <= upto) this.#takenHead++
+    if (this.#takenHead > 1024 && this.#takenHead * 2 > this.#taken.length) {
+      this.#taken = this.#taken.slice(this.#takenHead)
+      this.#takenHead = 0
+    }
   }
 
   get count (): number { return this.#bySubject.size }

@@ -34,7 +34,7 @@
  * for what is in JetStream.
  */
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node'
-import type { JsMsg } from '@nats-io/jetstream'
+import type { JsMsg, MsgRequest } from '@nats-io/jetstream'
 import type { EnvelopeCodec } from '../codec/codec.js'
 import { newMessage } from '../codec/envelope.js'
 import { toError } from '../errors.js'
@@ -261,9 +261,11 @@ export class ClusterStore implements ReliableStore {
       try {
         while (state.target > state.done) {
           const t = state.target
+          await this.#verify(peer, state.done, t)
           const pr = await this.#c.call('removing acknowledged messages', async () => await this.#c.jsm.streams.purge(this.#c.names.streamDown, { filter: this.#c.names.down(peer), seq: t + 1 }))
           if (tracing) trace({ k: 'purge', peer, below: t + 1, purged: pr.purged, mirror: this.#mirrors.get(peer)?.lastSeen })
           state.done = t
+          this.#mirrors.get(peer)?.forgetTaken(t)
         }
       } catch (err) {
         // The edge has these messages; left in the stream they would only be resent (and
@@ -281,6 +283,47 @@ export class ClusterStore implements ReliableStore {
   }
 
   readonly #purgeRetries = new Map<string, NodeJS.Timeout>()
+
+  /**
+   * Before purging the node's messages ≤ `to`: every message the stream LEADER holds for the
+   * node in (from, min(to, read point)] must be one this hub's reader took (and so sent, and
+   * the edge acknowledged). The reader is an R1 consumer on whichever server NATS chose; in a
+   * chaos run one, created on a server that had just restarted, delivered the node's versioned
+   * messages and skipped its unversioned ones (957–1792): the edge's cumulative ack then covered
+   * them and the purge removed them. A message found here that the reader never took is
+   * published again (same subject: max_msgs_per_subject 1 replaces the old copy; a new seq
+   * above the edge's ack; same Ef-Id, so an edge that had it after all drops the copy) and the
+   * reader is restarted. Costs one leader read per message purged.
+   */
+  async #verify (peer: string, from: number, to: number): Promise<void> {
+    const m = this.#mirrors.get(peer)
+    if (m === undefined) return
+    const upto = Math.min(to, m.lastSeen)
+    if (upto <= from) return
+    const taken = m.takenIn(from, upto)
+    if (taken === undefined) return
+    const n = this.#c.names
+    let k = 0
+    let rescued = 0
+    for (let seq = from + 1; ;) {
+      const msg = await this.#c.call('checking the outbox before a purge', async () => await this.#c.jsm.streams.getMessage(n.streamDown, { next_by_subj: n.down(peer), seq } as unknown as MsgRequest))
+      if (msg === null || msg === undefined || msg.seq > upto) break
+      while (k < taken.length && (taken[k] as number) < msg.seq) k++
+      if (taken[k] !== msg.seq) {
+        const h = natsHeaders()
+        for (const key of msg.header?.keys() ?? []) if (!/^nats-/i.test(key)) h.set(key, msg.header.get(key))
+        const id = msg.header?.get(H.id) || `seq-${msg.seq}`
+        const ack = await this.#c.call('re-queueing a skipped message', async () => await this.#c.publishStored(msg.subject, msg.data, { msgID: `${peer}:${id}~o${msg.seq}`, headers: h }))
+        if (tracing) trace({ k: 'rescue', peer, seq: msg.seq, subject: msg.subject, newSeq: ack.seq })
+        rescued++
+      }
+      seq = msg.seq + 1
+    }
+    if (rescued > 0) {
+      this.#c.logger.warn({ node: peer, rescued, from, to: upto }, 'outbox reader had skipped messages (a NATS replica behind the leader): published again before the purge')
+      m.restart()
+    }
+  }
 
   /** Purge the node's acknowledged messages again in 1 s (one timer per node at most). */
   #retryPurge (peer: string): void {

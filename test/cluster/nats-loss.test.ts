@@ -41,6 +41,19 @@ t.test('NATS lost and back', async t => {
   await hub.send('edge-1', msg({ live: 1 }))
   await until('live message', () => live.some(e => (e.content as { live?: number }).live === 1))
   t.pass('best-effort traffic to a held node keeps flowing')
+  // A node joining now is refused with the retryable code (its edge tries its next hub), and
+  // joins by itself once the hub is back (its reconnect backoff keeps trying).
+  const late = await EdgeNode.start({
+    hub: hub.urls, nodeId: 'edge-2', token: hub.createToken('edge-2'), dataDir: subdir(t, 'edge-2'),
+    backoff: { baseMs: 50, capMs: 300 }, admin: false
+  })
+  t.teardown(() => late.close())
+  // (An attempt may also end with the connection closed mid-handshake: the refusal is what counts.)
+  await until('join refused', () => (late.lastError as { refusalCode?: string } | undefined)?.refusalCode !== undefined, 10_000)
+  const refusal = late.lastError as { refusalCode?: string, retryable?: boolean }
+  t.equal(refusal.refusalCode, 'EF_CLUSTER_UNAVAILABLE', 'a join is refused with EF_CLUSTER_UNAVAILABLE')
+  t.equal(refusal.retryable, true, 'and the refusal is retryable')
+  t.not(late.state, 'failed', 'the edge keeps trying')
 
   await nats.restart(0)
   await until('hub recovers', () => hub.cluster?.available === true, 20_000)
@@ -55,4 +68,6 @@ t.test('NATS lost and back', async t => {
   await until('delivered after recovery', () => reliable.some(e => (e.content as { r?: number }).r === 3), 10_000)
   t.pass('reliable delivery works again after NATS came back')
   t.equal(reliable.length, 2, 'nothing else delivered (r:2 was refused)')
+  await late.waitConnected(20_000)
+  t.pass('the refused node joined once the hub had the cluster back')
 })
