@@ -35,11 +35,13 @@ const SPREAD_MS = Number(process.env.EF_CLUSTER_CHAOS_SPREAD_MS ?? 20_000)
 t.setTimeout(Number(process.env.EF_CLUSTER_CHAOS_TIMEOUT_MS ?? 300_000))
 const fixture = fileURLToPath(new URL('./fixtures/cluster-hub.mjs', import.meta.url))
 
-// Fixed 2026-12-07, three causes found with EF_CLUSTER_TRACE (README "Cluster mode"):
+// Fixed 2026-12-07, four causes found with EF_CLUSTER_TRACE (README "Cluster mode"):
 //  - upstream: a failed inbound commit was acknowledged by the next one's cumulative ack
 //    (test/cluster/upstream-failed-commit.test.ts);
 //  - downstream: Nats-Expected-Last-Subject-Sequence made a replica diverge; an outbox reader
 //    on it skipped messages the edge's ack then purged (downstream-replica-divergence.test.ts);
+//  - downstream: an outbox reader created on a just-restarted server skipped messages; the
+//    hub now checks the leader's copy before purging (ClusterStore #verify);
 //  - an emptied stream came back from a SIGKILL at seq 0 (nats-loss.test.ts).
 t.test(`chaos: ${DOWN} down, ${UP} up, 3 hubs, 3 NATS servers, ${EDGES} edges`, async t => {
   if (!needNats(t)) return
