@@ -144,7 +144,7 @@ export class OutboxMirror {
 
   /**
    * Seqs this reader took (ascending) and not yet known purged: ClusterStore checks them
-   * against the stream leader before a purge (verifyRange). Bounded by MAX_TAKEN; below
+   * against the stream leader before a purge (#verify). Bounded by MAX_TAKEN; below
    * #takenFloor nothing can be checked.
    */
   #taken: number[] = []
