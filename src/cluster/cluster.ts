@@ -17,6 +17,7 @@ import { ClusterIdentity } from './identity.js'
 import { Presence } from './presence.js'
 import { Router } from './router.js'
 import { ClusterStore } from './store.js'
+import { trace, tracing } from './trace.js'
 import { H } from './subjects.js'
 import { ClusterUnavailableError, type ClusterHubPort, type ClusterOptions } from './types.js'
 
@@ -95,7 +96,17 @@ export class Cluster {
     const store = this.store
     const wrapped = Object.create(auth) as A
     wrapped.authenticate = async (...args: unknown[]) => {
-      const r = await auth.authenticate(...args)
+      // Refuse at once when NATS is known to be gone: the binding lookup would wait for its
+      // timeout, the handshake deadline would close the connection first, and the edge would
+      // learn nothing but "closed during the handshake".
+      if (!this.connection.available) throw new JoinRefusedError('EF_CLUSTER_UNAVAILABLE', 'this hub cannot reach the cluster (NATS JetStream); try another hub')
+      let r: { nodeId: string, keyId: string }
+      try {
+        r = await auth.authenticate(...args)
+      } catch (err) {
+        if (err instanceof ClusterUnavailableError) throw new JoinRefusedError('EF_CLUSTER_UNAVAILABLE', `this hub cannot reach the cluster: ${err.message}`, { cause: err })
+        throw err
+      }
       const joining = this.#joining
       joining.set(r.nodeId, (joining.get(r.nodeId) ?? 0) + 1)
       try {
@@ -140,7 +151,8 @@ export class Cluster {
       return
     }
     const h = upstreamHeaders(nodeId, env, seq)
-    this.store.trackUpstream(nodeId, this.connection.js.publish(this.connection.names.up(nodeId), contentPayload(env, h), { msgID: `${nodeId}:${env.header.id}`, headers: h }))
+    const ack = this.connection.publishStored(this.connection.names.up(nodeId), contentPayload(env, h), { msgID: `${nodeId}:${env.header.id}`, headers: h })
+    this.store.trackUpstream(nodeId, !tracing ? ack : ack.then(a => { trace({ k: 'up-puback', nodeId, id: env.header.id, c: (env.content as { i?: number })?.i, seq: a.seq, dup: a.duplicate }); return a }, err => { trace({ k: 'up-fail', nodeId, c: (env.content as { i?: number })?.i, err: String(err) }); throw err }))
   }
 
   /** Best-effort upstream messages, as they arrive, on `ef.<c>.live.up.<node>` (core NATS, not stored). */

@@ -7,8 +7,9 @@
 import { readFile } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { randomBytes } from 'node:crypto'
-import { connect, credsAuthenticator, type NatsConnection } from '@nats-io/transport-node'
-import { jetstream, jetstreamManager, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamClient, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream'
+import { connect, credsAuthenticator, headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node'
+import { jetstream, jetstreamManager, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamClient, type JetStreamManager, type JetStreamPublishOptions, type PubAck, type StreamConfig } from '@nats-io/jetstream'
+import type { Payload } from '@nats-io/transport-node'
 import { Kvm, type KV } from '@nats-io/kv'
 import { InvalidOptionError } from '../errors.js'
 import { intOption, stringOption } from '../util/options.js'
@@ -100,7 +101,10 @@ export class ClusterConnection {
       const jsm = await jetstreamManager(nc, { timeout: options.timeoutMs })
       const c = new ClusterConnection(nc, jsm, options, logger)
       await c.#ensure()
+      await c.#anchor()
       c.#watchStatus()
+      c.#anchorTimer = setInterval(() => { void c.#anchor().catch(() => {}) }, Math.min(3_600_000, Math.floor(options.maxAgeMs / 4)))
+      c.#anchorTimer.unref()
       return c
     } catch (err) {
       await nc.close().catch(() => {})
@@ -168,11 +172,32 @@ export class ClusterConnection {
     }
   }
 
+  #anchorTimer: NodeJS.Timeout | undefined
+
+  /**
+   * Keep one message in EF_<C>_DOWN that no purge touches (`ef.<c>.down._anchor`: four
+   * tokens, while every node filter `ef.<c>.down.<node>.>` needs five or more). Measured
+   * with nats-server 2.9.10 (test/cluster/nats-loss.test.ts): when every message of the
+   * stream had been purged (all outboxes acknowledged) and the server was SIGKILLed and
+   * restarted, the stream came back at sequence 0 and handed out seq 1 again. The outbox
+   * protocol needs per-node sequences that never go back (the reader resumes after the
+   * last seq it read; the edge drops seq ≤ what it holds as a duplicate): the message after
+   * the restart was never delivered. A stream that is never empty keeps its last sequence.
+   * Re-published every maxAge/4 (at most hourly) so max_age never empties the stream;
+   * max_msgs_per_subject 1 keeps one.
+   */
+  async #anchor (): Promise<void> {
+    const h = natsHeaders()
+    h.set('Ef-Anchor', '1')
+    await this.js.publish(`${this.names.prefix}.down._anchor`, new Uint8Array(0), { headers: h })
+  }
+
   #watchStatus (): void {
     void (async () => {
       for await (const s of this.nc.status()) {
         if (s.type === 'disconnect') this.#set(false, new Error('disconnected from NATS'))
         else if (s.type === 'reconnect') {
+          void this.#anchor().catch(() => {})
           this.#set(true)
           for (const l of this.#listeners) l(true) // consumers on the lost server are gone: readers restart
         }
@@ -232,8 +257,28 @@ export class ClusterConnection {
     }
   }
 
+  /**
+   * A JetStream publish that resolves only once the message is stored. A PubAck
+   * `{duplicate: true, seq: 0}` says the server did NOT store it: nats-server 2.9 records a
+   * Nats-Msg-Id when it proposes the message, with seq 0 until the proposal commits; a
+   * proposal lost with a stream leader leaves the id answering "duplicate, seq 0" for the
+   * whole duplicate window, and taking that for a PubAck acknowledges a message nobody has.
+   * Publish again under a derived id; the envelope id (Ef-Id) stays, so a receiver still
+   * drops a second copy should the first proposal commit after all.
+   */
+  async publishStored (subject: string, payload: Payload, opts: Partial<JetStreamPublishOptions>): Promise<PubAck> {
+    let ack = await this.js.publish(subject, payload, opts)
+    for (let attempt = 1; ack.duplicate && ack.seq === 0; attempt++) {
+      if (attempt > 3) throw new ClusterUnavailableError(`JetStream answered "duplicate, not stored" for ${subject} ${attempt - 1} times`)
+      this.logger.warn({ subject, msgID: opts.msgID }, 'JetStream: duplicate with seq 0 (not stored); publishing again under a new id')
+      ack = await this.js.publish(subject, payload, { ...opts, ...(opts.msgID === undefined ? {} : { msgID: `${opts.msgID}~${attempt}` }) })
+    }
+    return ack
+  }
+
   async close (): Promise<void> {
     clearInterval(this.#probe)
+    clearInterval(this.#anchorTimer)
     if (this.nc.isClosed()) return
     await this.nc.drain().catch(async () => { await this.nc.close() })
   }

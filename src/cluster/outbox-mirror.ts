@@ -14,6 +14,10 @@
 import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream'
 import { DeliverPolicy } from '@nats-io/jetstream'
 import type { OutboxRecord } from '../reliable/store.js'
+import { trace, tracing } from './trace.js'
+
+/** Seqs remembered for the pre-purge check (ClusterStore.#verify) at most. */
+const MAX_TAKEN = 65_536
 
 export interface MirrorRecord extends OutboxRecord {
   subject: string
@@ -60,6 +64,7 @@ export class OutboxMirror {
         try {
           await this.#read(getConsumer, filter)
         } catch (err) {
+          if (tracing) trace({ k: 'mirror-error', node: this.node, err: String(err) })
           if (!this.#closed) this.#o.onError(err as Error)
         }
         if (!this.#closed) await new Promise(resolve => setTimeout(resolve, 500))
@@ -68,6 +73,7 @@ export class OutboxMirror {
   }
 
   async #read (getConsumer: (opts: { filter_subjects: string, deliver_policy: DeliverPolicy, opt_start_seq?: number }) => Promise<Consumer>, filter: string): Promise<void> {
+    if (tracing) trace({ k: 'mirror-read', node: this.node, from: this.lastSeen + 1 })
     const c = await getConsumer(this.lastSeen === 0
       ? { filter_subjects: filter, deliver_policy: DeliverPolicy.All }
       : { filter_subjects: filter, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: this.lastSeen + 1 })
@@ -76,10 +82,12 @@ export class OutboxMirror {
     // vanished with a killed server is noticed within ~10 s (2 missed), then recreated from
     // the next unseen seq. Shorter would cost every connected node more pulls.
     const msgs = await c.consume({ max_messages: 256, expires: 10_000 })
+    if (tracing) trace({ k: 'mirror-consume', node: this.node, on: await c.info(true).then(i => i.cluster?.leader, () => '?') })
     this.#messages = msgs
     if (this.#closed) { await msgs.close(); return }
     void (async () => {
       for await (const st of msgs.status()) {
+        if (tracing) trace({ k: 'mirror-status', node: this.node, st: st.type })
         if (st.type === 'heartbeats_missed' || st.type === 'consumer_deleted' || st.type === 'consumer_not_found' || st.type === 'stream_not_found') {
           await msgs.close().catch(() => {})
           break
@@ -95,6 +103,7 @@ export class OutboxMirror {
       }
       if (this.#closed) break
     }
+    if (tracing) trace({ k: 'mirror-end', node: this.node, lastSeen: this.lastSeen })
   }
 
   #notifyScheduled = false
@@ -111,8 +120,11 @@ export class OutboxMirror {
   }
 
   #take (m: JsMsg): void {
+    if (tracing) trace({ k: 'take', node: this.node, seq: m.seq, last: this.lastSeen })
     if (m.seq <= this.lastSeen) return
     this.lastSeen = m.seq
+    this.#taken.push(m.seq)
+    if (this.#taken.length - this.#takenHead > MAX_TAKEN) this.#takenFloor = this.#taken[this.#takenHead++] as number
     const r = this.#o.toRecord(m)
     if ('malformed' in r) { this.#o.onMalformed(r.seq, r.subject, r.malformed); return }
     // The stream keeps one message per resource subject: an older one read earlier is gone there.
@@ -128,6 +140,36 @@ export class OutboxMirror {
     if (r.seq < 0) return
     this.#bytes -= r.bytes.byteLength
     r.seq = -r.seq // tombstone in place; compacted lazily
+  }
+
+  /**
+   * Seqs this reader took (ascending) and not yet known purged: ClusterStore checks them
+   * against the stream leader before a purge (#verify). Bounded by MAX_TAKEN; below
+   * #takenFloor nothing can be checked.
+   */
+  #taken: number[] = []
+  #takenHead = 0
+  #takenFloor = 0
+
+  /** Seqs taken in (from, to], or undefined when that range is no longer fully remembered. */
+  takenIn (from: number, to: number): number[] | undefined {
+    if (from < this.#takenFloor) return undefined
+    const out: number[] = []
+    for (let i = this.#takenHead; i < this.#taken.length; i++) {
+      const q = this.#taken[i] as number
+      if (q > to) break
+      if (q > from) out.push(q)
+    }
+    return out
+  }
+
+  /** Everything ≤ upto was purged from the stream. */
+  forgetTaken (upto: number): void {
+    while (this.#takenHead < this.#taken.length && (this.#taken[this.#takenHead] as number) <= upto) this.#takenHead++
+    if (this.#takenHead > 1024 && this.#takenHead * 2 > this.#taken.length) {
+      this.#taken = this.#taken.slice(this.#takenHead)
+      this.#takenHead = 0
+    }
   }
 
   get count (): number { return this.#bySubject.size }
@@ -203,6 +245,7 @@ export class OutboxMirror {
 
   /** Drop the current consumer; the read loop recreates it from the next unseen seq (after a NATS reconnect). */
   restart (): void {
+    if (tracing) trace({ k: 'mirror-restart', node: this.node, has: this.#messages !== undefined })
     void this.#messages?.close().catch(() => {})
   }
 

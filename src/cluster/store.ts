@@ -34,21 +34,25 @@
  * for what is in JetStream.
  */
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node'
-import type { JsMsg } from '@nats-io/jetstream'
+import type { JsMsg, MsgRequest } from '@nats-io/jetstream'
 import type { EnvelopeCodec } from '../codec/codec.js'
 import { newMessage } from '../codec/envelope.js'
-import { EdgeFabricError, toError } from '../errors.js'
+import { toError } from '../errors.js'
 import type { AppendOutcome, DeadLetter, InboundItem, InboundResult, OutboxInput, OutboxRecord, OutboxStats, QuotaPolicy, ReliableStore, ResourceRecord } from '../reliable/store.js'
 import { isNewer } from '../reliable/store-rules.js'
 import type { ClusterConnection } from './connection.js'
 import { OutboxMirror, type MirrorRecord } from './outbox-mirror.js'
 import { H } from './subjects.js'
+import { trace, tracing } from './trace.js'
+import { ClusterUnavailableError } from './types.js'
 
 /** What the sender treats as "the last seq queued": unknown here (other hubs append too), so always look. */
 const UNKNOWN_LAST_SEQ = Number.MAX_SAFE_INTEGER
 const MAX_DEAD_LETTERS_IN_MEMORY = 1000
 const MAX_RESOURCES_PER_NODE = 10_000
 const DEDUP_IDS = 10_000
+/** Nodes remembered with a failed inbound commit (#broken) at most. */
+const MAX_BROKEN = 200_000
 
 interface InboxState { rev: number, r: number, res: Record<string, [string | undefined, string | undefined]>, ids: Set<string>, idOrder: string[] }
 
@@ -72,7 +76,7 @@ export class ClusterStore implements ReliableStore {
   readonly #rejections = new Map<string, number>()
   readonly #dead: DeadLetter[] = []
   readonly #counts = new Map<string, { count: number, at: number }>()
-  readonly #purging = new Map<string, { target: number, running: boolean }>()
+  readonly #purging = new Map<string, { target: number, done: number, running: boolean }>()
   #closed = false
 
   constructor (c: ClusterConnection, o: ClusterStoreOptions) {
@@ -177,35 +181,42 @@ export class ClusterStore implements ReliableStore {
     if (item.op !== undefined) h.set(H.operation, item.op)
     if (item.expiresAt !== undefined) h.set(H.expiresAt, String(item.expiresAt))
     if (item.key === undefined) {
-      const ack = await this.#c.call('queueing a reliable message', async () => await this.#c.js.publish(n.downMessage(peer, item.id), item.bytes, { msgID: `${peer}:${item.id}`, headers: h }))
+      const ack = await this.#c.call('queueing a reliable message', async () => await this.#c.publishStored(n.downMessage(peer, item.id), item.bytes, { msgID: `${peer}:${item.id}`, headers: h }))
+      if (tracing) trace({ k: 'down-puback', peer, id: item.id, seq: ack.seq, dup: ack.duplicate })
       return { status: 'queued', seq: ack.seq, superseded: [], dropped: [] }
     }
     h.set(H.resource, item.key)
     if (item.version !== undefined) h.set(H.version, item.version)
     const subject = n.downResource(peer, item.key)
-    for (let attempt = 0; ; attempt++) {
-      const last = await this.#c.call('reading the pending version', async () => await this.#c.jsm.streams.getMessage(n.streamDown, { last_by_subj: subject }).catch((err: Error) => {
+    // Reads go to the stream leader (STREAM.MSG.GET, not the direct get any replica answers).
+    const readLast = async (): Promise<{ seq: number, version: string | undefined, op: string | undefined } | null> => {
+      const m = await this.#c.call('reading the pending version', async () => await this.#c.jsm.streams.getMessage(n.streamDown, { last_by_subj: subject }).catch((err: Error) => {
         if (/no message found|not found/i.test(err.message)) return null
         throw err
       }))
-      const pendingVersion = last?.header?.get(H.version) || undefined
-      const pendingOp = last?.header?.get(H.operation) || undefined
-      if (last !== null && last !== undefined && !isNewer(item.version, item.op, pendingVersion, pendingOp)) {
-        return { status: 'stale', pendingVersion }
-      }
-      try {
-        const ack = await this.#c.call('queueing a reliable message', async () => await this.#c.js.publish(subject, item.bytes, {
-          msgID: `${peer}:${item.id}`,
-          headers: h,
-          expect: { lastSubjectSequence: last?.seq ?? 0 }
-        }))
-        return { status: 'queued', seq: ack.seq, superseded: last === null || last === undefined || ack.duplicate ? [] : [last.seq], dropped: [] }
-      } catch (err) {
-        // Another hub published to the resource in between: read its version again.
-        if (attempt < 5 && /wrong last sequence/i.test((err as Error).message)) continue
-        throw err
-      }
+      return m === null || m === undefined ? null : { seq: m.seq, version: m.header?.get(H.version) || undefined, op: m.header?.get(H.operation) || undefined }
     }
+    const last = await readLast()
+    if (last !== null && !isNewer(item.version, item.op, last.version, last.op)) return { status: 'stale', pendingVersion: last.version }
+    // No Nats-Expected-Last-Subject-Sequence: nats-server 2.9 checks it again on every replica
+    // when the message is applied, against that replica's own store; a replica that caught up
+    // from a snapshot (or got expected seq 0) answers "last sequence by subject mismatch",
+    // does not store the message and falls out of step with the leader (nats-server #5644,
+    // #5794, #6194). An outbox reader (an R1 consumer) on that replica then skipped the
+    // message, the edge's cumulative ack went past it, and the purge removed it: the downstream
+    // loss of the chaos runs. Two hubs racing on one resource are handled after the fact
+    // instead: the subject keeps only its last message, so once ours is stored, the last one
+    // must be ours or newer; if an older version landed after ours, ours is published again.
+    let ack = await this.#c.call('queueing a reliable message', async () => await this.#c.publishStored(subject, item.bytes, { msgID: `${peer}:${item.id}`, headers: h }))
+    if (tracing) trace({ k: 'res-puback', peer, id: item.id, v: item.version, seq: ack.seq, dup: ack.duplicate })
+    for (let attempt = 1; ; attempt++) {
+      const now = await readLast()
+      if (now === null || now.seq <= ack.seq || !isNewer(item.version, item.op, now.version, now.op)) break
+      if (attempt > 5) throw new ClusterUnavailableError(`resource ${item.key} of ${peer}: an older version kept landing after this one`)
+      const seq = ack.seq
+      ack = await this.#c.call('queueing a reliable message', async () => await this.#c.publishStored(subject, item.bytes, { msgID: `${peer}:${item.id}~${seq}`, headers: h }))
+    }
+    return { status: 'queued', seq: ack.seq, superseded: last === null || ack.duplicate ? [] : [last.seq], dropped: [] }
   }
 
   /** Pending messages for the node: exact from the stream, at most 1 s old (plus this hub's own appends since). */
@@ -242,26 +253,87 @@ export class ClusterStore implements ReliableStore {
     const n = this.#mirrors.get(peer)?.ackUpTo(upto) ?? 0
     // One purge in flight per node; later acks raise its target.
     let p = this.#purging.get(peer)
-    if (p === undefined) { p = { target: 0, running: false }; this.#purging.set(peer, p) }
+    if (p === undefined) { p = { target: 0, done: 0, running: false }; this.#purging.set(peer, p) }
     if (upto > p.target) p.target = upto
-    if (!p.running) {
+    if (!p.running && p.target > p.done) {
       p.running = true
       const state = p
       try {
-        let done = 0
-        while (state.target > done) {
+        while (state.target > state.done) {
           const t = state.target
-          await this.#c.call('removing acknowledged messages', async () => await this.#c.jsm.streams.purge(this.#c.names.streamDown, { filter: this.#c.names.down(peer), seq: t + 1 }))
-          done = t
+          await this.#verify(peer, state.done, t)
+          const pr = await this.#c.call('removing acknowledged messages', async () => await this.#c.jsm.streams.purge(this.#c.names.streamDown, { filter: this.#c.names.down(peer), seq: t + 1 }))
+          if (tracing) trace({ k: 'purge', peer, below: t + 1, purged: pr.purged, mirror: this.#mirrors.get(peer)?.lastSeen })
+          state.done = t
+          this.#mirrors.get(peer)?.forgetTaken(t)
         }
+      } catch (err) {
+        // The edge has these messages; left in the stream they would only be resent (and
+        // dropped as duplicates) on its next session, and keep the outbox from reading empty.
+        // The last ack of a burst has no successor to retry it: retry here.
+        this.#retryPurge(peer)
+        throw err
       } finally {
         state.running = false
-        if (this.#purging.get(peer) === state && state.target <= 0) this.#purging.delete(peer)
       }
     }
     const c = this.#counts.get(peer)
     if (c !== undefined) c.count = Math.max(0, c.count - n)
     return n
+  }
+
+  readonly #purgeRetries = new Map<string, NodeJS.Timeout>()
+
+  /**
+   * Before purging the node's messages ≤ `to`: every message the stream LEADER holds for the
+   * node in (from, min(to, read point)] must be one this hub's reader took (and so sent, and
+   * the edge acknowledged). The reader is an R1 consumer on whichever server NATS chose; in a
+   * chaos run one, created on a server that had just restarted, delivered the node's versioned
+   * messages and skipped its unversioned ones (957–1792): the edge's cumulative ack then covered
+   * them and the purge removed them. A message found here that the reader never took is
+   * published again (same subject: max_msgs_per_subject 1 replaces the old copy; a new seq
+   * above the edge's ack; same Ef-Id, so an edge that had it after all drops the copy) and the
+   * reader is restarted. Costs one leader read per message purged.
+   */
+  async #verify (peer: string, from: number, to: number): Promise<void> {
+    const m = this.#mirrors.get(peer)
+    if (m === undefined) return
+    const upto = Math.min(to, m.lastSeen)
+    if (upto <= from) return
+    const taken = m.takenIn(from, upto)
+    if (taken === undefined) return
+    const n = this.#c.names
+    let k = 0
+    let rescued = 0
+    for (let seq = from + 1; ;) {
+      const msg = await this.#c.call('checking the outbox before a purge', async () => await this.#c.jsm.streams.getMessage(n.streamDown, { next_by_subj: n.down(peer), seq } as unknown as MsgRequest))
+      if (msg === null || msg === undefined || msg.seq > upto) break
+      while (k < taken.length && (taken[k] as number) < msg.seq) k++
+      if (taken[k] !== msg.seq) {
+        const h = natsHeaders()
+        for (const key of msg.header?.keys() ?? []) if (!/^nats-/i.test(key)) h.set(key, msg.header.get(key))
+        const id = msg.header?.get(H.id) || `seq-${msg.seq}`
+        const ack = await this.#c.call('re-queueing a skipped message', async () => await this.#c.publishStored(msg.subject, msg.data, { msgID: `${peer}:${id}~o${msg.seq}`, headers: h }))
+        if (tracing) trace({ k: 'rescue', peer, seq: msg.seq, subject: msg.subject, newSeq: ack.seq })
+        rescued++
+      }
+      seq = msg.seq + 1
+    }
+    if (rescued > 0) {
+      this.#c.logger.warn({ node: peer, rescued, from, to: upto }, 'outbox reader had skipped messages (a NATS replica behind the leader): published again before the purge')
+      m.restart()
+    }
+  }
+
+  /** Purge the node's acknowledged messages again in 1 s (one timer per node at most). */
+  #retryPurge (peer: string): void {
+    if (this.#closed || this.#purgeRetries.has(peer)) return
+    const timer = setTimeout(() => {
+      this.#purgeRetries.delete(peer)
+      this.ack(peer, 0).catch(err => this.#o.onError?.(toError(err)))
+    }, 1000)
+    timer.unref()
+    this.#purgeRetries.set(peer, timer)
   }
 
   async reject (peer: string, seq: number, maxRejections: number, code: string, reason: string, now: number): Promise<number> {
@@ -353,57 +425,106 @@ export class ClusterStore implements ReliableStore {
   /** The peer's id window as this hub holds it (kept in memory, not in JetStream). */
   hasInboundId (peer: string, id: string): boolean { return this.#inbox.get(peer)?.ids.has(id) ?? false }
 
+  /**
+   * Nodes whose last inbound commit here failed → the highest seq refused since. The lane's
+   * receiver acknowledges cumulatively (ack u = "everything up to u is stored") and keeps
+   * taking the data its peer sends after a failed commit; so once a commit failed, no newer
+   * one may succeed until the edge went back to its acknowledged point and sent the gap again
+   * (go-back-N after its ack timeout, or `resume` on a new session): a commit whose lowest
+   * seq is at or below the highest refused one. Otherwise a later commit's ack covers the
+   * failed messages, and the edge drops what JetStream never stored (the upstream loss of the
+   * chaos run; test/cluster/upstream-failed-commit.test.ts). Kept across closePeer: data of a
+   * session already gone may still be committing. Bounded by MAX_BROKEN (oldest first).
+   */
+  readonly #broken = new Map<string, number>()
+
   async commitInbound (peer: string, items: InboundItem[], _now: number): Promise<InboundResult> {
+    let lo = Number.MAX_SAFE_INTEGER
+    let hi = 0
+    for (const it of items) { if (it.seq < lo) lo = it.seq; if (it.seq > hi) hi = it.seq }
+    const broken = this.#broken.get(peer)
+    if (broken !== undefined) {
+      if (lo > broken) {
+        this.#broken.set(peer, Math.max(broken, hi))
+        // Resent after the gap anyway: what they published is awaited again then (same Msg-Id).
+        this.#upstream.delete(peer)
+        throw new ClusterUnavailableError(`node ${peer}: an earlier inbound commit failed; nothing newer is acknowledged until the edge resends from its acknowledged point`)
+      }
+      this.#broken.delete(peer) // the edge went back: this commit covers the gap
+    }
+    try {
+      return await this.#commitInbound(peer, items)
+    } catch (err) {
+      this.#broken.delete(peer)
+      this.#broken.set(peer, Math.max(broken ?? 0, hi))
+      if (this.#broken.size > MAX_BROKEN) this.#broken.delete(this.#broken.keys().next().value as string)
+      throw err
+    }
+  }
+
+  async #commitInbound (peer: string, items: InboundItem[]): Promise<InboundResult> {
     const ups = this.#upstream.get(peer)
     if (ups !== undefined) {
       this.#upstream.delete(peer)
       const settled = await Promise.allSettled(ups)
       const bad = settled.find(s => s.status === 'rejected')
-      if (bad !== undefined) throw new EdgeFabricError('EF_CLUSTER_UNAVAILABLE', `an upstream message did not reach JetStream: ${toError((bad as PromiseRejectedResult).reason).message}`)
+      if (bad !== undefined) throw new ClusterUnavailableError(`an upstream message did not reach JetStream: ${toError((bad as PromiseRejectedResult).reason).message}`)
     }
     let st = this.#inbox.get(peer)
     if (st === undefined) { st = { rev: 0, r: 0, res: {}, ids: new Set(), idOrder: [] }; this.#inbox.set(peer, st) }
+    // Worked out on copies and applied only once the inbox is saved: a failed save must not
+    // leave this hub believing (receivedSeq, hasInboundId) it holds what it could not record.
     const outcome: InboundResult['outcome'] = []
     let r = st.r
+    const res = { ...st.res }
+    const fresh = new Set<string>()
     for (const it of items) {
-      if (it.seq <= st.r || st.ids.has(it.id)) { outcome.push('duplicate'); continue }
+      if (it.seq <= st.r || st.ids.has(it.id) || fresh.has(it.id)) { outcome.push('duplicate'); continue }
       if (it.key !== undefined) {
-        const cur = st.res[it.key]
+        const cur = res[it.key]
         if (cur !== undefined && !isNewer(it.version, it.op, cur[0], cur[1])) { outcome.push('stale'); r = Math.max(r, it.seq); continue }
-        st.res[it.key] = [it.version, it.op]
+        res[it.key] = [it.version, it.op]
       }
-      st.ids.add(it.id)
-      st.idOrder.push(it.id)
-      if (st.idOrder.length > DEDUP_IDS) st.ids.delete(st.idOrder.shift() as string)
+      fresh.add(it.id)
       outcome.push('new')
       r = Math.max(r, it.seq)
     }
-    st.r = r
-    const keys = Object.keys(st.res)
-    if (keys.length > MAX_RESOURCES_PER_NODE) for (const k of keys.slice(0, keys.length - MAX_RESOURCES_PER_NODE)) delete st.res[k]
-    await this.#saveInbox(peer, st)
+    const keys = Object.keys(res)
+    if (keys.length > MAX_RESOURCES_PER_NODE) for (const k of keys.slice(0, keys.length - MAX_RESOURCES_PER_NODE)) delete res[k]
+    await this.#saveInbox(peer, st, r, res)
+    for (const id of fresh) {
+      st.ids.add(id)
+      st.idOrder.push(id)
+      if (st.idOrder.length > DEDUP_IDS) st.ids.delete(st.idOrder.shift() as string)
+    }
     return { outcome }
   }
 
-  async #saveInbox (peer: string, st: InboxState): Promise<void> {
+  /** Save the node's inbox point (r, res) with compare-and-set, merging another hub's write; st takes the saved state. */
+  async #saveInbox (peer: string, st: InboxState, r: number, res: InboxState['res']): Promise<void> {
+    let rev = st.rev
     for (let attempt = 0; ; attempt++) {
-      const value = JSON.stringify({ r: st.r, res: st.res })
+      const value = JSON.stringify({ r, res })
       try {
-        st.rev = await this.#c.call('committing received messages', async () => st.rev === 0
+        const from = rev
+        rev = await this.#c.call('committing received messages', async () => from === 0
           ? await this.#c.inbox.create(peer, value)
-          : await this.#c.inbox.update(peer, value, st.rev))
+          : await this.#c.inbox.update(peer, value, from))
+        st.rev = rev
+        st.r = r
+        st.res = res
         return
       } catch (err) {
         if (attempt >= 3 || !/wrong last sequence|key exists/i.test(toError(err).message)) throw err
         // Another hub wrote the node's inbox (the node moved): merge, never go backwards.
-        const e = await this.#c.inbox.get(peer)
-        if (e === null) { st.rev = 0; continue }
+        const e = await this.#c.call('loading the node inbox', async () => await this.#c.inbox.get(peer))
+        if (e === null) { rev = 0; continue }
         const v = e.value.length === 0 ? { r: 0, res: {} } : JSON.parse(new TextDecoder().decode(e.value)) as { r: number, res: InboxState['res'] }
-        st.rev = e.revision
-        st.r = Math.max(st.r, v.r)
+        rev = e.revision
+        r = Math.max(r, v.r)
         for (const [k, cur] of Object.entries(v.res ?? {})) {
-          const mine = st.res[k]
-          if (mine === undefined || isNewer(cur[0], cur[1], mine[0], mine[1])) st.res[k] = cur
+          const mine = res[k]
+          if (mine === undefined || isNewer(cur[0], cur[1], mine[0], mine[1])) res[k] = cur
         }
       }
     }
@@ -423,6 +544,8 @@ export class ClusterStore implements ReliableStore {
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    for (const timer of this.#purgeRetries.values()) clearTimeout(timer)
+    this.#purgeRetries.clear()
     await Promise.all([...this.#mirrors.keys()].map(async n => { await this.closePeer(n) }))
   }
 }
