@@ -150,8 +150,10 @@ t.test('a node reconnecting to another hub keeps its outbox; last connection win
   t.teardown(() => twin.close())
   await twin.waitConnected(15_000)
   const since = Date.now()
-  await until('hub B closed its older session', () => !b.holds('edge-2'), 5000)
-  t.ok(Date.now() - since < 1000, `hub B let go within one heartbeat (${Date.now() - since} ms after the new session was up)`)
+  await until('hub B closed its older session', () => !b.holds('edge-2'), 10_000)
+  // Issue 17: never two sessions for longer than one heartbeat (5 s by default). Typically 0–100 ms on a
+  // quiet machine; 3.8 s was seen with the 2 cores at load 20, so the bar is the requirement itself.
+  t.ok(Date.now() - since < 5000, `hub B let go within one heartbeat (${Date.now() - since} ms after the new session was up)`)
   t.ok(a.holds('edge-2'), 'hub A holds the newer session')
   t.match(events[0], /replaced/, 'closed as replaced')
   t.equal((await a.cluster?.presenceOf('edge-2'))?.hub, 'hub-a', 'presence names hub A')
