@@ -23,8 +23,8 @@ import { Registry, createEdgeMetrics, type EdgeMetrics } from '../ops/metrics.js
 import { intOption } from '../util/options.js'
 import { Backoff } from '../session/liveness.js'
 import { CAPABILITIES } from '../session/protocol.js'
-import type { ConnectionOptions } from '../transport/types.js'
-import { ModuleBus, type MailboxOptions, type ModuleHandle, type RegisterOptions } from './bus.js'
+import { ModuleBus, type ModuleHandle, type RegisterOptions } from './bus.js'
+import { checkEdgeOptions, pickConnectionOptions, type EdgeOptions } from './edge-options.js'
 import type { DispatchResult } from './bus-types.js'
 import { EdgeConnector, type ConnectorState, type HubRefusedError } from './connector.js'
 import { createNextEdgeKey, discardNextEdgeKey, loadNextEdgeKey, loadOrCreateEdgeIdentity, promoteNextEdgeKey, signChallenge, type EdgeIdentity } from '../identity/node-key.js'
@@ -42,9 +42,8 @@ import { startLocalApi, type LocalApi, type ResourceView } from './local-api.js'
 import { join } from 'node:path'
 import { DEVICE_GROUP } from '../device/protocol.js'
 import type { EdgeDevices, DeviceOptions } from '../device/edge/devices.js'
-import { resolveDmiOptions, type DmiOptions } from '../device/edge/dmi/options.js'
+import type { DmiOptions } from '../device/edge/dmi/options.js'
 import type { EdgeDmi } from '../device/edge/dmi/dmi.js'
-import { resolveDeviceOptions } from '../device/edge/options.js'
 
 /** The hub cannot be reached right now (best-effort lane: the message was not sent). */
 export class HubUnreachableError extends EdgeFabricError {
@@ -54,74 +53,10 @@ export class HubUnreachableError extends EdgeFabricError {
   }
 }
 
+export type { EdgeOptions } from './edge-options.js'
+
 /** Deliveries from the hub awaiting mailbox space before the hub link is paused. */
 const MAX_DISPATCH_IN_FLIGHT = 1024
-
-export interface EdgeOptions extends ConnectionOptions {
-  /** Hub URL(s); tried in order after failed dials. Required. */
-  hub: string | string[]
-  /** This node's name (must match the join token). Required. */
-  nodeId: string
-  /**
-   * Join token from `edgefabric token create`, for the FIRST join only: it
-   * binds this node's key at the hub and is never sent (a proof of
-   * possession is). Later starts need none: the join is remembered in
-   * `dataDir/identity/hub.json`, and an expired token given again is ignored
-   * once the node is bound. Required for the first join.
-   */
-  token?: string
-  /**
-   * Allow `ws://` hub URLs to non-loopback hosts: no encryption, and the hub
-   * is not authenticated (an on-path relay can read and inject traffic).
-   * Loopback `ws://` is always allowed (with a warning).
-   * @default false
-   */
-  insecureTransport?: boolean
-  /** Directory for the node key and local state. Required. */
-  dataDir: string
-  labels?: Record<string, string>
-  /** @default 10000 */
-  handshakeTimeoutMs?: number
-  /** @default 10000 */
-  dialTimeoutMs?: number
-  /** Reconnect backoff: full jitter in [0, min(cap, base·2^n)]. @default { baseMs: 500, capMs: 30000 } */
-  backoff?: { baseMs?: number, capMs?: number }
-  /** Default request timeout. @default 30000 */
-  requestTimeoutMs?: number
-  defaultMailbox?: MailboxOptions
-  /** ServiceBus: let the hub call HTTP apps on these loopback ports. `false` disables. @default false */
-  serviceBus?: { allowedPorts: number[], timeoutMs?: number, maxBodyBytes?: number } | false
-  /** Local HTTP endpoint for apps to post upstream. `false` disables. @default false */
-  upstreamEndpoint?: { host?: string, port?: number, token?: string } | false
-  /** Local query API for the last known resources (works offline). `false` disables. @default false */
-  localApi?: { host?: string, port?: number } | false
-  /** Durability of the edge store (LMDB in `dataDir/reliable`). @default 'sync' */
-  durability?: 'sync' | 'relaxed'
-  /** A store to use instead of LMDB (tests). */
-  store?: ReliableStore
-  /** Quota of the durable outbox to the cloud. @default { maxMessages: 1000000, maxBytes: 1 GiB, overflow: 'reject' } */
-  quota?: { maxMessages?: number, maxBytes?: number, overflow?: 'reject' | 'drop-oldest' }
-  /**
-   * Called for every new reliable message from the cloud and awaited BEFORE
-   * the edge commits and acknowledges it (then the message goes to the bus as
-   * usual). Use it to make delivery at-least-once to your own code: the bus
-   * only guarantees a module's mailbox accepted the message, not that the
-   * module processed it. A throw or rejection makes the lane reject the
-   * message (the cloud resends it, up to its `maxRejections`); the hub's
-   * counterpart is `HubOptions.onUpstream`.
-   */
-  onReliable?: (env: Envelope) => Promise<void> | void
-  /** Admin HTTP server (metrics, status, console). `false` disables. Access as the hub's (src/ops/http-guard.ts). @default { host: '127.0.0.1', port: 0 } */
-  admin?: import('../ops/admin-server.js').AdminHttpOptions | false
-  /** Metrics: Node process/GC metrics (`edgefabric_process_*`). @default { processMetrics: false } */
-  metrics?: { processMetrics?: boolean }
-  /** Device twins over MQTT (embedded/external broker, README "Device twins"). `false`/absent disables. @default false */
-  devices?: DeviceOptions | false
-  /** KubeEdge DMI v1beta1 gRPC for mappers (README "KubeEdge mappers"); needs `devices`. `false`/absent disables. @default false */
-  dmi?: DmiOptions | false
-  clock?: Clock
-  logger?: Logger
-}
 
 interface EdgeEvents {
   lane: [LaneEvent]
@@ -277,15 +212,7 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
   }
 
   static async start (o: EdgeOptions): Promise<EdgeNode> {
-    if (typeof o.nodeId !== 'string' || o.nodeId === '') throw new InvalidOptionError('nodeId', 'is required')
-    // Hub URLs first: a URL the edge can never use fails before anything is opened.
-    for (const u of Array.isArray(o.hub) ? o.hub : [o.hub]) checkHubUrl(u, o.insecureTransport === true)
-    if (o.token !== undefined && (typeof o.token !== 'string' || o.token === '')) throw new InvalidOptionError('token', 'must be a join token string when given')
-    if (typeof o.dataDir !== 'string' || o.dataDir === '') throw new InvalidOptionError('dataDir', 'is required')
-    // Validated here so a bad `devices` option fails before anything is opened.
-    const deviceOptions = o.devices === undefined || o.devices === false ? undefined : resolveDeviceOptions(o.devices)
-    const dmiOptions = o.dmi === undefined || o.dmi === false ? undefined : resolveDmiOptions(o.dmi)
-    if (dmiOptions !== undefined && deviceOptions === undefined) throw new InvalidOptionError('dmi', 'needs the devices option (DMI serves the edge\'s device twins)')
+    const { deviceOptions, dmiOptions } = checkEdgeOptions(o)
     await mkdir(o.dataDir, { recursive: true })
     // One process per data dir (issue 12): before any file in it is opened.
     const lock = await lockDataDir(o.dataDir, `edge ${o.nodeId}`)
@@ -594,14 +521,4 @@ function verdictOf (result: DispatchResult): DeliveryVerdict {
   if (result.status === 'closed') return { reject: 'EF_CLOSED', reason: 'edge is shutting down' }
   // delivered, or no module: either way the resource is stored (MetaManager) once committed
   return 'ok'
-}
-
-function pickConnectionOptions (o: EdgeOptions): ConnectionOptions {
-  const c: ConnectionOptions = {}
-  if (o.maxFrameSize !== undefined) c.maxFrameSize = o.maxFrameSize
-  if (o.highWaterMark !== undefined) c.highWaterMark = o.highWaterMark
-  if (o.maxSendBuffer !== undefined) c.maxSendBuffer = o.maxSendBuffer
-  if (o.maxInboundBuffer !== undefined) c.maxInboundBuffer = o.maxInboundBuffer
-  if (o.closeTimeoutMs !== undefined) c.closeTimeoutMs = o.closeTimeoutMs
-  return c
 }
