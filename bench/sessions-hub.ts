@@ -12,7 +12,7 @@
 import { writeHeapSnapshot } from 'node:v8'
 import { Hub } from '../src/hub/hub.js'
 import { serveParent } from './lib/child-ipc.js'
-import { applyTuning, forceGc, procStats, threadCpu, type HubStats, type ParentRequest, type TransportTuning } from './lib/sessions-ipc.js'
+import { applyTuning, forceGc, procStats, smapsRollup, threadCpu, type HubStats, type ParentRequest, type TransportTuning } from './lib/sessions-ipc.js'
 
 const [listenUrl, dataDir, heartbeatArg, tuningArg] = process.argv.slice(2)
 if (listenUrl === undefined || dataDir === undefined) {
@@ -38,7 +38,7 @@ hub.on('event', e => {
 })
 
 function stats (): HubStats {
-  return { ...procStats(), connected, refusals, disconnects, threads: threadCpu() }
+  return { ...procStats(), connected, refusals, disconnects, threads: threadCpu(), smaps: smapsRollup() }
 }
 
 serveParent<ParentRequest>(async req => {

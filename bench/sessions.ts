@@ -265,6 +265,7 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
     await sleep(cfg.heartbeatMs + 1000)
     const mem = await hub.request<HubReply>('stats', { gc: true }, CHILD_TIMEOUT_MS)
     const sessions = mem.connected
+    log(`${transport}: hub after join: rss ${(mem.rss / 1048576).toFixed(1)} MiB, heap ${(mem.heapUsed / 1048576).toFixed(1)} MiB, external ${(mem.external / 1048576).toFixed(1)} MiB; smaps anon ${((mem.smaps.Anonymous ?? 0) / 1048576).toFixed(1)} MiB (before ${((before.smaps.Anonymous ?? 0) / 1048576).toFixed(1)}); ${sessions} sessions`)
 
     // ---- idle window ---------------------------------------------------------------
     log(`${transport}: ${sessions} sessions idle for ${cfg.idleS} s`)
@@ -280,6 +281,7 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
     const idleSeconds = (hubB.at - hubA.at) / 1000
     const wire: PortCounts | undefined = wireA !== undefined && wireB !== undefined ? diffCounts(wireA, wireB) : undefined
     const memIdle = await hub.request<HubReply>('stats', { gc: true }, CHILD_TIMEOUT_MS)
+    log(`${transport}: hub after idle: rss ${(memIdle.rss / 1048576).toFixed(1)} MiB, heap ${(memIdle.heapUsed / 1048576).toFixed(1)} MiB, idle CPU ${cpuPct(hubA, hubB).toFixed(1)} % of a core ${JSON.stringify(threadPct(hubA, hubB))}, load ${loadavg().map(x => x.toFixed(2)).join(' ')}`)
 
     if (cfg.snapshotDir !== undefined) {
       await mkdir(cfg.snapshotDir, { recursive: true })
@@ -323,7 +325,8 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
         idleCpuPct: cpuPct(hubA, hubB),
         idleCpuPctByThread: threadPct(hubA, hubB),
         disconnectsWhileIdle: hubB.disconnects - hubA.disconnects,
-        refusals: hubB.refusals
+        refusals: hubB.refusals,
+        smaps: { before: before.smaps, afterJoin: mem.smaps, afterIdle: memIdle.smaps }
       },
       edges: {
         rss: edgeB.rss,
