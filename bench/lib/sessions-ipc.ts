@@ -56,6 +56,8 @@ export interface ConnectResult {
   /** Sessions not welcomed when the phase deadline passed. */
   missing: number
   lastError?: string
+  /** Failed dials by message (digits masked), this process. */
+  dialErrors?: Record<string, number>
   /** Per-session handshake latency (dial start → welcome), ms: p50 / p99 / max. */
   latencyMs: { p50: number, p99: number, max: number }
 }
