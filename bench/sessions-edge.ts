@@ -45,6 +45,8 @@ const nodes: SimNode[] = []
 let drops = 0
 
 let dials = 0
+/** Why dials failed (message with digits masked → count), to tell a refusal from a timeout. */
+const dialErrors = new Map<string, number>()
 
 /** Wrap the transport of the hub URL's scheme so every dial attempt is counted. */
 async function countDials (url: string): Promise<void> {
@@ -55,7 +57,16 @@ async function countDials (url: string): Promise<void> {
     schemes: [scheme],
     probe: async () => await real.probe(),
     listen: async (u, o) => await real.listen(u, o),
-    dial: async (u, o) => { dials++; return await real.dial(u, o) }
+    dial: async (u, o) => {
+      dials++
+      try {
+        return await real.dial(u, o)
+      } catch (err) {
+        const key = (err instanceof Error ? `${(err as { code?: string }).code ?? err.name}: ${err.message}` : String(err)).replace(/[0-9]+/g, 'N').slice(0, 120)
+        if (dialErrors.size < 32 || dialErrors.has(key)) dialErrors.set(key, (dialErrors.get(key) ?? 0) + 1)
+        throw err
+      }
+    }
   }
   registerTransport(counted)
 }
@@ -176,6 +187,8 @@ async function connectAll (): Promise<ConnectResult> {
     latencyMs: { p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99), max: latencies[latencies.length - 1] ?? 0 }
   }
   if (lastError !== undefined) result.lastError = lastError
+  if (dialErrors.size > 0) result.dialErrors = Object.fromEntries(dialErrors)
+  dialErrors.clear()
   return result
 }
 

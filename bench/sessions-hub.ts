@@ -3,7 +3,7 @@
  * authenticator, file binding store, metrics registry, admin server), alone
  * in its process so its RSS and CPU are the hub's and nothing else's.
  *
- *   node --expose-gc dist-bench/bench/sessions-hub.js <listen-url> <data-dir> <heartbeat-ms> [tuning-json]
+ *   node --expose-gc dist-bench/bench/sessions-hub.js <listen-url> <data-dir> <heartbeat-ms> [tuning-json] [pre-auth-json]
  *
  * Answers the orchestrator over IPC (./lib/child-ipc.ts; messages in ./lib/sessions-ipc.ts): `stats`
  * (optionally after a forced full GC), `quit`. The first reply carries the
@@ -12,9 +12,9 @@
 import { writeHeapSnapshot } from 'node:v8'
 import { Hub } from '../src/hub/hub.js'
 import { serveParent } from './lib/child-ipc.js'
-import { applyTuning, forceGc, procStats, threadCpu, type HubStats, type ParentRequest, type TransportTuning } from './lib/sessions-ipc.js'
+import { applyTuning, forceGc, procStats, smapsRollup, threadCpu, type HubStats, type ParentRequest, type TransportTuning } from './lib/sessions-ipc.js'
 
-const [listenUrl, dataDir, heartbeatArg, tuningArg] = process.argv.slice(2)
+const [listenUrl, dataDir, heartbeatArg, tuningArg, preAuthArg] = process.argv.slice(2)
 if (listenUrl === undefined || dataDir === undefined) {
   console.error('usage: sessions-hub.js <listen-url> <data-dir> [heartbeat-ms] [tuning-json]')
   process.exit(2)
@@ -30,6 +30,7 @@ const hub = await Hub.start({
   listen: [listenUrl],
   dataDir,
   heartbeatMs,
+  ...(preAuthArg !== undefined ? { preAuth: JSON.parse(preAuthArg) as { maxPendingPerSource: number, maxPending: number } } : {}),
   admin: { host: '127.0.0.1', port: 0 }
 })
 hub.on('event', e => {
@@ -38,7 +39,7 @@ hub.on('event', e => {
 })
 
 function stats (): HubStats {
-  return { ...procStats(), connected, refusals, disconnects, threads: threadCpu() }
+  return { ...procStats(), connected, refusals, disconnects, threads: threadCpu(), smaps: smapsRollup() }
 }
 
 serveParent<ParentRequest>(async req => {

@@ -176,6 +176,9 @@ function mergeConnect (list: ConnectResult[]): ConnectResult & { rate: number, s
   }
   const err = list.find(r => r.lastError !== undefined)?.lastError
   if (err !== undefined) merged.lastError = err
+  const dialErrors: Record<string, number> = {}
+  for (const r of list) for (const [k, v] of Object.entries(r.dialErrors ?? {})) dialErrors[k] = (dialErrors[k] ?? 0) + v
+  if (Object.keys(dialErrors).length > 0) merged.dialErrors = dialErrors
   return merged
 }
 
@@ -204,7 +207,13 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
   const n = cfg.sessions
   const procs = Math.max(1, Math.min(cfg.procs, n))
   const dataDir = await mkdtemp('/tmp/ef-bench-sessions-')
-  const hubArgs = [`${transport}://127.0.0.1:0`, dataDir, String(cfg.heartbeatMs), JSON.stringify(cfg.tuning)]
+  // Every simulated edge dials from 127.0.0.1, one source address for the whole fleet: the hub's
+  // per-source pre-auth cap (64, src/transport/pre-auth.ts) would refuse the dial window of all
+  // processes together (procs × window in flight) and measure retries, not joins. A real fleet
+  // joins from many addresses, so the cap is raised to the bench's own in-flight bound (every transport alike).
+  const inFlight = procs * cfg.window
+  const hubArgs = [`${transport}://127.0.0.1:0`, dataDir, String(cfg.heartbeatMs), JSON.stringify(cfg.tuning),
+    JSON.stringify({ maxPendingPerSource: Math.max(64, inFlight), maxPending: Math.max(512, inFlight) })]
   const hubExecArgv = ['--expose-gc']
   if (cfg.cpuProfDir !== undefined) hubExecArgv.push('--cpu-prof', `--cpu-prof-dir=${cfg.cpuProfDir}`)
   const hub = IpcChild.fork('hub', hubScript, hubArgs, { execArgv: hubExecArgv, serialization: 'json' })
@@ -259,12 +268,13 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
     const hubJoined = await hub.request<HubReply>('stats', {}, CHILD_TIMEOUT_MS)
     const edgesJoined = sumEdges(await Promise.all(edges.map(async e => await e.request<EdgeStats>('stats', {}, CHILD_TIMEOUT_MS))))
     const machineJoinB = machineCpu()
-    log(`${transport}: ${firstJoin.connected}/${n} welcomed in ${firstJoin.seconds.toFixed(1)} s = ${firstJoin.rate.toFixed(0)}/s (retries ${firstJoin.retries}, failed ${firstJoin.failed}, missing ${firstJoin.missing}${firstJoin.lastError !== undefined ? `, last error: ${firstJoin.lastError}` : ''})`)
+    log(`${transport}: ${firstJoin.connected}/${n} welcomed in ${firstJoin.seconds.toFixed(1)} s = ${firstJoin.rate.toFixed(0)}/s (retries ${firstJoin.retries}, failed ${firstJoin.failed}, missing ${firstJoin.missing}${firstJoin.lastError !== undefined ? `, last error: ${firstJoin.lastError}` : ''})${firstJoin.dialErrors !== undefined ? `; dial errors ${JSON.stringify(firstJoin.dialErrors)}` : ''}`)
 
     // Let every session pass its first heartbeat and the connect burst's garbage settle.
     await sleep(cfg.heartbeatMs + 1000)
     const mem = await hub.request<HubReply>('stats', { gc: true }, CHILD_TIMEOUT_MS)
     const sessions = mem.connected
+    log(`${transport}: hub after join: rss ${(mem.rss / 1048576).toFixed(1)} MiB, heap ${(mem.heapUsed / 1048576).toFixed(1)} MiB, external ${(mem.external / 1048576).toFixed(1)} MiB; smaps anon ${((mem.smaps.Anonymous ?? 0) / 1048576).toFixed(1)} MiB (before ${((before.smaps.Anonymous ?? 0) / 1048576).toFixed(1)}); ${sessions} sessions`)
 
     // ---- idle window ---------------------------------------------------------------
     log(`${transport}: ${sessions} sessions idle for ${cfg.idleS} s`)
@@ -280,6 +290,7 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
     const idleSeconds = (hubB.at - hubA.at) / 1000
     const wire: PortCounts | undefined = wireA !== undefined && wireB !== undefined ? diffCounts(wireA, wireB) : undefined
     const memIdle = await hub.request<HubReply>('stats', { gc: true }, CHILD_TIMEOUT_MS)
+    log(`${transport}: hub after idle: rss ${(memIdle.rss / 1048576).toFixed(1)} MiB, heap ${(memIdle.heapUsed / 1048576).toFixed(1)} MiB, idle CPU ${cpuPct(hubA, hubB).toFixed(1)} % of a core ${JSON.stringify(threadPct(hubA, hubB))}, load ${loadavg().map(x => x.toFixed(2)).join(' ')}`)
 
     if (cfg.snapshotDir !== undefined) {
       await mkdir(cfg.snapshotDir, { recursive: true })
@@ -323,7 +334,8 @@ async function runOne (transport: string, cfg: Config): Promise<RunResult> {
         idleCpuPct: cpuPct(hubA, hubB),
         idleCpuPctByThread: threadPct(hubA, hubB),
         disconnectsWhileIdle: hubB.disconnects - hubA.disconnects,
-        refusals: hubB.refusals
+        refusals: hubB.refusals,
+        smaps: { before: before.smaps, afterJoin: mem.smaps, afterIdle: memIdle.smaps }
       },
       edges: {
         rss: edgeB.rss,

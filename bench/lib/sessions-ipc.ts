@@ -29,6 +29,8 @@ export interface HubStats extends ProcStats {
   disconnects: number
   /** CPU µs per thread name (Linux /proc), to tell the JS thread from native runtimes. */
   threads: Record<string, number>
+  /** /proc/self/smaps_rollup in bytes (Rss, Anonymous, Private_Dirty, …): where the native memory is. */
+  smaps: Record<string, number>
 }
 
 export interface EdgeStats extends ProcStats {
@@ -54,6 +56,8 @@ export interface ConnectResult {
   /** Sessions not welcomed when the phase deadline passed. */
   missing: number
   lastError?: string
+  /** Failed dials by message (digits masked), this process. */
+  dialErrors?: Record<string, number>
   /** Per-session handshake latency (dial start → welcome), ms: p50 / p99 / max. */
   latencyMs: { p50: number, p99: number, max: number }
 }
@@ -165,6 +169,20 @@ export function threadCpu (): Record<string, number> {
     } catch {
       // the thread ended meanwhile
     }
+  }
+  return out
+}
+
+/** /proc/self/smaps_rollup as bytes per field ({} where unavailable). */
+export function smapsRollup (): Record<string, number> {
+  const out: Record<string, number> = {}
+  try {
+    for (const line of readFileSync('/proc/self/smaps_rollup', 'utf8').split('\n')) {
+      const m = /^(\w+):\s+(\d+) kB/.exec(line)
+      if (m !== null) out[m[1] as string] = Number(m[2]) * 1024
+    }
+  } catch {
+    // not Linux
   }
   return out
 }

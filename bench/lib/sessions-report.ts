@@ -39,6 +39,8 @@ export interface RunResult {
     idleCpuPctByThread: Record<string, number>
     disconnectsWhileIdle: number
     refusals: number
+    /** smaps_rollup (bytes) of the hub before the join, after it, and after the idle window. */
+    smaps?: { before: Record<string, number>, afterJoin: Record<string, number>, afterIdle: Record<string, number> }
   }
   edges: { rss: number, idleCpuPct: number, dropsWhileIdle: number }
   idle: {

@@ -71,7 +71,9 @@ export class QuicConnection extends AbstractConnection {
   readonly #native: NativeConnection
   readonly #client: NativeClient | undefined
   readonly #chans = new Map<Channel, ChannelState>()
-  readonly #rttTimer: NodeJS.Timeout
+  readonly #rttIntervalMs: number
+  /** When the RTT was last sampled from the engine (performance.now()); see refreshStats. */
+  #rttAt = -Infinity
   #dead = false
   #reported = false
   #localClosing = false
@@ -107,9 +109,8 @@ export class QuicConnection extends AbstractConnection {
       })
     }
     if (init.sendAccept === true) this.#control().writer.enqueue(T_ACCEPT, new Uint8Array(0))
+    this.#rttIntervalMs = init.rttIntervalMs
     this.#updateRtt()
-    this.#rttTimer = setInterval(() => this.#updateRtt(), init.rttIntervalMs)
-    this.#rttTimer.unref()
     this.#native.closed().then(() => this.#nativeClosed(), () => this.#nativeClosed())
     // Start reading after the current microtasks: dial()'s caller (or
     // onConnection) attaches its 'message' listener first.
@@ -300,7 +301,6 @@ export class QuicConnection extends AbstractConnection {
   #teardown (): void {
     if (this.#dead) return
     this.#dead = true
-    clearInterval(this.#rttTimer)
     clearTimeout(this.#closeTimer)
     for (const st of this.#chans.values()) st.writer.kill()
     this.#ended?.()
@@ -308,7 +308,16 @@ export class QuicConnection extends AbstractConnection {
     if (this.#client !== undefined) void settle(() => this.#client?.abort())
   }
 
+  /**
+   * The RTT is the engine's (RFC 9002 §5 smoothed_rtt), sampled when stats
+   * are read and at most once per `rttIntervalMs`: no timer per connection.
+   */
+  protected override refreshStats (): void {
+    if (performance.now() - this.#rttAt >= this.#rttIntervalMs) this.#updateRtt()
+  }
+
   #updateRtt (): void {
+    this.#rttAt = performance.now()
     if (this.#dead) return
     try {
       this.setRtt(this.#native.rtt())

@@ -69,7 +69,12 @@ const edgefabricEngine: QuicEngine = {
   name: 'edgefabric',
   async server (config, ip, port) {
     const { cert, key } = await engineCertificate(config.privateKeyProto)
-    return engine().listen(encodeParams(config), cert, key, statelessResetKey(config.privateKeyProto), ip, port)
+    // The listener sends no keep-alives (issue 16): one side's PINGs keep a
+    // connection from idling out for both (RFC 9000 §10.1.2: the PING restarts
+    // the listener's idle timer, its ACK restarts the dialer's), and the dialer
+    // is the side a NAT binding belongs to. The listener still notices a
+    // vanished dialer by its idle timeout, judged on inbound packets only.
+    return engine().listen(encodeParams({ ...config, keepAliveInterval: 0 }), cert, key, statelessResetKey(config.privateKeyProto), ip, port)
   },
   async client (config) {
     const { cert, key } = await engineCertificate(config.privateKeyProto)

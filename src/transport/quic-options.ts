@@ -42,7 +42,7 @@ export interface QuicTransportOptions {
   socketBufferSize?: number
   /** An inbound connection must open its streams within this time. @default 10000 */
   acceptTimeoutMs?: number
-  /** How often the connection's RTT statistic is refreshed. @default 1000 */
+  /** Shortest time between two RTT samples from the engine; the RTT is sampled when a connection's stats are read. @default 1000 */
   rttIntervalMs?: number
 }
 
