@@ -32,12 +32,17 @@ import type { Connection } from '../transport/types.js'
  * The channel binding a hello is verified under (issue 13 item 10). Where this end of the
  * connection has one (wss: the TLS exporter), the hello must carry the same value: a relay that
  * terminates the edge's TLS and opens its own to the hub forwards a hello made for the other
- * leg, refused here. Where it has none (ws, quic, a TLS-terminating proxy the operator put in
- * front of the hub), the edge's own value, covered by its signature, is used as given.
+ * leg, refused here (wss; quic on the native engine). Where it has none (ws, quic on the libp2p
+ * engine, a TLS-terminating proxy the operator put in front of the hub), the edge's own value,
+ * covered by its signature, is used as given.
  */
-export function channelBindingOf (hello: HelloContent, connection: Pick<Connection, 'channelBinding'> | undefined): Uint8Array | undefined {
+export function channelBindingOf (hello: HelloContent, connection: Pick<Connection, 'channelBinding' | 'transport'> | undefined): Uint8Array | undefined {
   const mine = connection?.channelBinding?.()
   if (mine === undefined) return hello.channelBinding
+  // quic:// edges on the libp2p fallback engine (platforms without the native one) cannot export
+  // the TLS secret: their hello has no binding, and is taken as before (hub pinned by the edge).
+  // A relay cannot strip a binding the edge sent: the hello signature covers it.
+  if (hello.channelBinding === undefined && connection?.transport === 'quic') return undefined
   if (hello.channelBinding === undefined || !Buffer.from(mine).equals(hello.channelBinding)) {
     throw new JoinRefusedError('EF_CHANNEL_BINDING_MISMATCH', 'the hello was made for another TLS connection (a relay between the edge and the hub?)')
   }
@@ -57,7 +62,7 @@ export class TokenAuthenticator implements HubAuthenticator {
     this.hubId = identity.quicPeerId
   }
 
-  async authenticate (hello: HelloContent, nonce: Uint8Array, connection?: Pick<Connection, 'channelBinding'>): Promise<{ nodeId: string, keyId: string }> {
+  async authenticate (hello: HelloContent, nonce: Uint8Array, connection?: Pick<Connection, 'channelBinding' | 'transport'>): Promise<{ nodeId: string, keyId: string }> {
     const node = validateNodeName(hello.node)
     const binding = channelBindingOf(hello, connection)
     if (hello.key.byteLength !== 32 || !verifyChallenge(hello.key, nonce, helloContext(node, this.hubId, binding), hello.sig)) {

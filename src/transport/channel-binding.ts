@@ -9,9 +9,9 @@
  *
  * TLS 1.2 exporters are only safe with the extended master secret (RFC 7627
  * §5.4), which OpenSSL negotiates by default; Node offers TLS 1.3 first.
- * QUIC (native/quic) and WebTransport do not expose the exporter to
- * JavaScript yet: those connections have no binding (quinn's
- * `Connection::export_keying_material` would be the route for quic://).
+ * quic:// on the native engine exports it too (quinn's
+ * `Connection::export_keying_material`, native/quic); the libp2p fallback
+ * engine and WebTransport do not expose it: those connections have none.
  */
 import type { TLSSocket } from 'node:tls'
 

@@ -12,6 +12,7 @@
  * after the peer vanished) is unclean: the binding closes every connection
  * with code 0, so "clean" is decided by this protocol, not by QUIC.
  */
+import { CHANNEL_BINDING_BYTES, CHANNEL_BINDING_LABEL } from './channel-binding.js'
 import { ConnectionResetError, FrameTooLargeError, ProtocolError, toError } from '../errors.js'
 import { AbstractConnection } from './abstract-connection.js'
 import { FrameDecoder } from './framing.js'
@@ -83,6 +84,8 @@ export class QuicConnection extends AbstractConnection {
   #sentAck = false
   #closeTimer: NodeJS.Timeout | undefined
   #ended: (() => void) | undefined
+  /** The TLS exporter once read (it never changes for a connection). */
+  #binding: Uint8Array | undefined
 
   constructor (init: QuicConnectionInit) {
     super({
@@ -115,6 +118,16 @@ export class QuicConnection extends AbstractConnection {
     // Start reading after the current microtasks: dial()'s caller (or
     // onConnection) attaches its 'message' listener first.
     setImmediate(() => { for (const st of this.#chans.values()) void this.#readLoop(st) })
+  }
+
+  /**
+   * Channel binding (issue 13 item 10, ./channel-binding.ts): the TLS exporter of this QUIC
+   * connection from the native engine (quinn `export_keying_material`, RFC 9001 §4 on the TLS 1.3
+   * schedule); undefined on the libp2p engine, which cannot export.
+   */
+  channelBinding (): Uint8Array | undefined {
+    this.#binding ??= this.#native.exporter?.(CHANNEL_BINDING_LABEL, CHANNEL_BINDING_BYTES)
+    return this.#binding
   }
 
   // ---- AbstractConnection primitives -------------------------------------------

@@ -22,6 +22,8 @@ export interface Addon {
   submit (commands: Uint8Array): void
   rtt (conn: number): number
   remote (conn: number): string | undefined
+  /** TLS exporter of an established connection (absent in prebuilts older than channel binding). */
+  exporter? (conn: number, label: Uint8Array, length: number): Buffer | undefined
 }
 
 export const E_CONN_IN = 1

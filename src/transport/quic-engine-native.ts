@@ -227,6 +227,11 @@ export class EngineConnection implements NativeConnection {
     return ms < 0 ? 0 : ms
   }
 
+  exporter (label: string, length: number): Uint8Array | undefined {
+    const out = this.#ch.addon.exporter?.(this.cid, Buffer.from(label), length)
+    return out === undefined ? undefined : new Uint8Array(out)
+  }
+
   /** The peer's current address as the engine sees it (changes on migration). */
   currentRemoteAddress (): string | undefined {
     return this.#ch.addon.remote(this.cid)

@@ -45,6 +45,11 @@ export interface NativeConnection {
   remoteMultiaddr (): string
   /** Resolves (never rejects) once the connection is closed for any reason. */
   closed (): Promise<void>
+  /**
+   * TLS exporter value (RFC 5705; RFC 9001 uses the TLS 1.3 schedule) for channel binding;
+   * undefined where the engine cannot export (the libp2p binding) or the connection is gone.
+   */
+  exporter? (label: string, length: number): Uint8Array | undefined
 }
 
 export interface NativeServer {

@@ -21,8 +21,12 @@ import type { Connection } from '../../src/transport/types.js'
 
 export interface RawSession { conn: Connection, welcome: WelcomeContent }
 
-/** Dial `url` with the pins of `token`, answer the challenge by hand, resolve at welcome. */
-export async function rawJoin (url: string, nodeId: string, token: string, timeoutMs = 10_000): Promise<RawSession> {
+/**
+ * Dial `url` with the pins of `token`, answer the challenge by hand, resolve at welcome.
+ * `binding`: the channel binding signed into the hello — this connection's own (default), or
+ * other bytes (what a relay forwarding another leg's hello presents).
+ */
+export async function rawJoin (url: string, nodeId: string, token: string, timeoutMs = 10_000, binding?: Uint8Array): Promise<RawSession> {
   const pins = decodeJoinToken(token).pins
   const scheme = new URL(url).protocol
   const pin = scheme === 'quic:' || scheme === 'memory:' ? pins.quic : scheme === 'ws:' ? undefined : pins.tls
@@ -43,7 +47,7 @@ export async function rawJoin (url: string, nodeId: string, token: string, timeo
         const key = rawPublicKey(publicKey)
         const payload = tokenPayloadPart(token)
         // Over wss the hello is bound to this TLS connection (issue 13 item 10).
-        const channelBinding = conn.channelBinding?.()
+        const channelBinding = binding ?? conn.channelBinding?.()
         const cb = channelBinding !== undefined ? { channelBinding } : {}
         conn.send(sessionMessage('hello', {
           version: PROTOCOL_VERSION,

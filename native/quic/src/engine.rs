@@ -538,6 +538,19 @@ pub fn remote(conn: u32) -> Option<String> {
     lock_state().conns.get(&conn).map(|c| c.conn.remote_address().to_string())
 }
 
+/// TLS exporter value of an established connection (RFC 5705, RFC 8446 §7.5; RFC 9001 §4 uses
+/// the TLS 1.3 key schedule): the channel binding of the session handshake (issue 13 item 10).
+/// None when the connection is gone or the handshake has not completed.
+pub fn exporter(conn: u32, label: &[u8], len: usize) -> Option<Vec<u8>> {
+    let st = lock_state();
+    let c = st.conns.get(&conn)?;
+    let mut out = vec![0u8; len];
+    match c.conn.export_keying_material(&mut out, label, b"") {
+        Ok(()) => Some(out),
+        Err(_) => None,
+    }
+}
+
 fn u32_at(b: &[u8], at: usize) -> u32 {
     let mut a = [0u8; 4];
     a.copy_from_slice(&b[at..at + 4]);

@@ -8,6 +8,7 @@
 //!   dial(req, params, cert, key, ip, port)
 //!   submit(commands)                     one batch of stream/connection commands
 //!   rtt(conn) -> ms (-1 when gone), remote(conn) -> "ip:port" | undefined
+//!   exporter(conn, label, len) -> Buffer | undefined   TLS exporter (channel binding)
 mod config;
 mod engine;
 mod napi;
@@ -130,6 +131,21 @@ unsafe extern "C" fn remote(env: napi_env, info: napi_callback_info) -> napi_val
     }
 }
 
+unsafe extern "C" fn exporter(env: napi_env, info: napi_callback_info) -> napi_value {
+    let (a, argc) = napi::args::<3>(env, info);
+    if argc < 3 {
+        return napi::throw(env, "exporter: 3 arguments expected");
+    }
+    let (id, label, len) = match (napi::number(env, a[0]), napi::bytes(env, a[1]), napi::number(env, a[2])) {
+        (Some(i), Some(l), Some(n)) if n >= 1.0 && n <= 255.0 => (i as u32, l.to_vec(), n as usize),
+        _ => return napi::throw(env, "exporter: bad arguments"),
+    };
+    match engine::exporter(id, &label, len) {
+        Some(v) => napi::buffer(env, &v),
+        None => napi::undefined(env),
+    }
+}
+
 #[no_mangle]
 pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_value) -> napi_value {
     napi::export(env, exports, "init", init);
@@ -139,6 +155,7 @@ pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_va
     napi::export(env, exports, "submit", submit);
     napi::export(env, exports, "rtt", rtt);
     napi::export(env, exports, "remote", remote);
+    napi::export(env, exports, "exporter", exporter);
     exports
 }
 
