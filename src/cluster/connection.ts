@@ -17,6 +17,9 @@ import type { Logger } from '../ops/logger.js'
 import { Names } from './subjects.js'
 import { ClusterUnavailableError, type ClusterOptions } from './types.js'
 
+/** Messages a resource subject of the downstream stream retains (see #ensure). */
+export const RESOURCE_HISTORY = 4
+
 export interface ResolvedClusterOptions {
   servers: string[]
   name: string
@@ -124,9 +127,11 @@ export class ClusterConnection {
       retention: RetentionPolicy.Limits,
       storage: StorageType.File,
       num_replicas: r,
-      // Supersession (DESIGN.md §10b): a resource's subject keeps only its newest message.
+      // Supersession (DESIGN.md §10b): a resource's subject keeps its newest message; up to
+      // RESOURCE_HISTORY are retained so that an older version landing late from another hub does
+      // not replace a newer one: the publisher deletes all but the newest (store.ts #publishOne).
       // Unversioned messages get a subject each, so this limit never touches them.
-      max_msgs_per_subject: 1,
+      max_msgs_per_subject: RESOURCE_HISTORY,
       max_age: maxAge,
       discard: DiscardPolicy.Old,
       duplicate_window: 120 * 1000 * NS,
@@ -159,7 +164,11 @@ export class ClusterConnection {
 
   async #stream (cfg: Partial<StreamConfig> & { name: string }): Promise<void> {
     try {
-      await this.jsm.streams.info(cfg.name)
+      const info = await this.jsm.streams.info(cfg.name)
+      // A stream made by an older hub with one message per subject: raise it (an update of limits only).
+      if (cfg.max_msgs_per_subject !== undefined && info.config.max_msgs_per_subject !== cfg.max_msgs_per_subject) {
+        await this.jsm.streams.update(cfg.name, { max_msgs_per_subject: cfg.max_msgs_per_subject })
+      }
       return
     } catch (err) {
       if (!/not found/i.test((err as Error).message)) throw err
@@ -184,7 +193,7 @@ export class ClusterConnection {
    * last seq it read; the edge drops seq ≤ what it holds as a duplicate): the message after
    * the restart was never delivered. A stream that is never empty keeps its last sequence.
    * Re-published every maxAge/4 (at most hourly) so max_age never empties the stream;
-   * max_msgs_per_subject 1 keeps one.
+   * max_msgs_per_subject keeps a few (RESOURCE_HISTORY).
    */
   async #anchor (): Promise<void> {
     const h = natsHeaders()

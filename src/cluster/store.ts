@@ -8,13 +8,13 @@
  *    the record is on a quorum of servers. The record's seq is the stream
  *    sequence: increasing per node, with gaps (other nodes' messages), which
  *    the lane protocol allows (cumulative acks compare, never count).
- *  - supersession: a versioned record goes to `…down.<node>.r.<hash(key)>`
- *    with max_msgs_per_subject 1, so a newer version removes the pending
- *    older one in the stream itself. Before publishing, the pending version
+ *  - supersession: a versioned record goes to `…down.<node>.r.<hash(key)>`;
+ *    the subject retains a few messages (RESOURCE_HISTORY) and the publisher
+ *    deletes all but the newest right after its PubAck (see #publishOne). Before publishing, the pending version
  *    is read (last message on the subject) and compared (same isNewer rule as
- *    LMDB: 'stale' if not newer), and the publish carries
- *    Nats-Expected-Last-Subject-Sequence so two hubs racing on one resource
- *    cannot put an older version after a newer one (the loser re-reads).
+ *    LMDB: 'stale' if not newer). No Nats-Expected-* header (it made replicas
+ *    diverge in nats-server 2.9); two hubs racing on one resource both land,
+ *    and the newest survives the cleanup (an older one's publisher gets 'stale').
  *    After delivery + ack the edge's own store compares versions (receiver).
  *  - ack(u): purge the node's subjects below u+1 (one API call per ack).
  *  - TTL: 2.9 has no per-message TTL; Ef-Expires-At is checked at delivery
@@ -40,7 +40,7 @@ import { newMessage } from '../codec/envelope.js'
 import { toError } from '../errors.js'
 import type { AppendOutcome, DeadLetter, InboundItem, InboundResult, OutboxInput, OutboxRecord, OutboxStats, QuotaPolicy, ReliableStore, ResourceRecord } from '../reliable/store.js'
 import { isNewer } from '../reliable/store-rules.js'
-import type { ClusterConnection } from './connection.js'
+import { RESOURCE_HISTORY, type ClusterConnection } from './connection.js'
 import { OutboxMirror, type MirrorRecord } from './outbox-mirror.js'
 import { H } from './subjects.js'
 import { trace, tracing } from './trace.js'
@@ -207,16 +207,45 @@ export class ClusterStore implements ReliableStore {
     // loss of the chaos runs. Two hubs racing on one resource are handled after the fact
     // instead: the subject keeps only its last message, so once ours is stored, the last one
     // must be ours or newer; if an older version landed after ours, ours is published again.
-    let ack = await this.#c.call('queueing a reliable message', async () => await this.#c.publishStored(subject, item.bytes, { msgID: `${peer}:${item.id}`, headers: h }))
+    const ack = await this.#c.call('queueing a reliable message', async () => await this.#c.publishStored(subject, item.bytes, { msgID: `${peer}:${item.id}`, headers: h }))
     if (tracing) trace({ k: 'res-puback', peer, id: item.id, v: item.version, seq: ack.seq, dup: ack.duplicate })
-    for (let attempt = 1; ; attempt++) {
-      const now = await readLast()
-      if (now === null || now.seq <= ack.seq || !isNewer(item.version, item.op, now.version, now.op)) break
-      if (attempt > 5) throw new ClusterUnavailableError(`resource ${item.key} of ${peer}: an older version kept landing after this one`)
-      const seq = ack.seq
-      ack = await this.#c.call('queueing a reliable message', async () => await this.#c.publishStored(subject, item.bytes, { msgID: `${peer}:${item.id}~${seq}`, headers: h }))
+    // A resource's subject keeps up to RESOURCE_HISTORY messages (connection.ts), so an older version
+    // that lands after ours (another hub read the subject before ours arrived) no longer REPLACES ours:
+    // with one message per subject it did, and the newer version was lost (test/cluster/
+    // downstream-replica-divergence.test.ts). After each publish the retained messages are resolved:
+    // all but the newest are deleted (by whichever racing hub looks first; the others find them gone).
+    // A reader that already took an older one delivers it, and the edge drops it as stale.
+    const kept = await this.#retained(subject)
+    let newest: typeof kept[number] | undefined
+    for (const m of kept) if (newest === undefined || isNewer(m.version, m.op, newest.version, newest.op) || (m.version === newest.version && m.op === newest.op)) newest = m
+    const removed: number[] = []
+    for (const m of kept) {
+      if (m === newest) continue
+      await this.#c.call('removing a superseded version', async () => await this.#c.jsm.streams.deleteMessage(n.streamDown, m.seq, false).catch((err: Error) => {
+        if (/no message found|not found/i.test(err.message)) return false // another hub removed it first
+        throw err
+      }))
+      removed.push(m.seq)
     }
-    return { status: 'queued', seq: ack.seq, superseded: last === null || ack.duplicate ? [] : [last.seq], dropped: [] }
+    if (newest !== undefined && newest.seq !== ack.seq && removed.includes(ack.seq)) return { status: 'stale', pendingVersion: newest.version }
+    return { status: 'queued', seq: ack.seq, superseded: ack.duplicate ? [] : removed, dropped: [] }
+  }
+
+  /** The messages a resource subject retains (≤ RESOURCE_HISTORY), read from the stream leader, oldest first. */
+  async #retained (subject: string): Promise<Array<{ seq: number, version: string | undefined, op: string | undefined }>> {
+    const out: Array<{ seq: number, version: string | undefined, op: string | undefined }> = []
+    let from = 1
+    for (let i = 0; i <= RESOURCE_HISTORY; i++) {
+      // STREAM.MSG.GET with next_by_subj (nats-server ≥ 2.9; the client's type lists it for direct gets only).
+      const m = await this.#c.call('reading a resource\'s versions', async () => await this.#c.jsm.streams.getMessage(this.#c.names.streamDown, { seq: from, next_by_subj: subject } as unknown as MsgRequest).catch((err: Error) => {
+        if (/no message found|not found/i.test(err.message)) return null
+        throw err
+      }))
+      if (m === null || m === undefined) break
+      out.push({ seq: m.seq, version: m.header?.get(H.version) || undefined, op: m.header?.get(H.operation) || undefined })
+      from = m.seq + 1
+    }
+    return out
   }
 
   /** Pending messages for the node: exact from the stream, at most 1 s old (plus this hub's own appends since). */

@@ -366,6 +366,9 @@ export class EdgeConnector extends EventEmitter<ConnectorEvents> {
       clock: this.#o.clock,
       heartbeatMs: welcome.heartbeatMs,
       role: 'dialer',
+      // Fast detection of a dead hub only pays where there is another hub to go to (a cluster,
+      // issue 17 failover); with one hub, a brief outage is better ridden out than redialled.
+      ...(this.#o.hubUrls.length > 1 ? {} : { quickProbe: false as const }),
       ping: () => {
         // The RTT rides along when it changed by more than 10 % (or 1 ms) since last told: the hub's
         // only RTT source for an idle node, at no extra packet (PingContent.r).

@@ -33,14 +33,28 @@ export interface LivenessOptions {
    * @default 4 × heartbeatMs for the dialer, 0 for the acceptor (it learns the RTT from the dialer's pings)
    */
   rttSampleMs?: number
+  /**
+   * Fast failure detection for a BUSY link (issue 17, failover): when inbound traffic that came at
+   * least once per `afterMs` stops for `afterMs`, ping at once, and declare the link dead if nothing
+   * answers within `answerMs`. A SIGKILLed QUIC hub sends nothing (UDP has no RST), so without this
+   * only the heartbeat deadline (2.5 × heartbeat) notices. An idle link is unaffected (no extra
+   * traffic); a busy link that pauses costs one ping. `false` disables.
+   * @default { afterMs: 1000, answerMs: 2000 } for the dialer, false for the acceptor
+   */
+  quickProbe?: { afterMs: number, answerMs: number } | false
 }
 
 export class Liveness {
   readonly pingAfterMs: number
   readonly deadAfterMs: number
   readonly rttSampleMs: number
+  readonly quickProbe: { afterMs: number, answerMs: number } | false
   readonly #o: LivenessOptions
   #lastInbound: number
+  /** The last inbound that followed another within quickProbe.afterMs (the link was busy). */
+  #lastBusy = -Infinity
+  /** A quick probe sent at this time is waiting for an answer. */
+  #probeAt: number | undefined
   #lastPing = 0
   #timer: TimerHandle | undefined
   #stopped = false
@@ -50,14 +64,20 @@ export class Liveness {
     this.pingAfterMs = Math.round(o.heartbeatMs * (o.role === 'dialer' ? 1 : 1.5))
     this.deadAfterMs = Math.round(o.heartbeatMs * 2.5)
     this.rttSampleMs = Math.max(0, Math.round(o.rttSampleMs ?? (o.role === 'dialer' ? o.heartbeatMs * 4 : 0)))
+    const q = o.quickProbe ?? (o.role === 'dialer' ? { afterMs: 1000, answerMs: 2000 } : false)
+    // Only where it can be faster than the heartbeat deadline.
+    this.quickProbe = q !== false && q.afterMs + q.answerMs < this.deadAfterMs ? { afterMs: Math.max(1, q.afterMs), answerMs: Math.max(1, q.answerMs) } : false
     this.#lastInbound = o.clock.now()
     this.#lastPing = this.#lastInbound
-    this.#arm(this.pingAfterMs)
+    this.#arm(this.quickProbe === false ? this.pingAfterMs : Math.min(this.pingAfterMs, this.quickProbe.afterMs))
   }
 
   /** Inbound traffic of any kind arrived. */
   touch (): void {
-    this.#lastInbound = this.#o.clock.now()
+    const now = this.#o.clock.now()
+    if (this.quickProbe !== false && now - this.#lastInbound < this.quickProbe.afterMs) this.#lastBusy = now
+    this.#lastInbound = now
+    this.#probeAt = undefined
   }
 
   get lastInbound (): number { return this.#lastInbound }
@@ -77,9 +97,18 @@ export class Liveness {
     if (this.#stopped) return
     const now = this.#o.clock.now()
     const silent = now - this.#lastInbound
-    if (silent >= this.deadAfterMs) {
+    const q = this.quickProbe
+    if (silent >= this.deadAfterMs || (q !== false && this.#probeAt !== undefined && now - this.#probeAt >= q.answerMs)) {
       this.#stopped = true
       this.#o.dead(silent)
+      return
+    }
+    if (q !== false && this.#probeAt === undefined && this.#lastBusy === this.#lastInbound && silent >= q.afterMs) {
+      // A busy link fell silent: ask now (the answer, or anything else, clears the probe in touch()).
+      this.#probeAt = now
+      this.#lastPing = now
+      this.#o.ping()
+      this.#arm(q.answerMs)
       return
     }
     const answered = this.#lastPing <= this.#lastInbound
@@ -93,7 +122,14 @@ export class Liveness {
     // not re-arm the timer, so this is when the answer's silence can next run out.
     const nextPing = this.#lastPing <= this.#lastInbound ? this.#lastInbound + this.pingAfterMs : now + this.pingAfterMs
     const nextDead = this.#lastInbound + this.deadAfterMs
-    this.#arm(Math.min(nextPing, nextDead) - now)
+    let next = Math.min(nextPing, nextDead)
+    if (q !== false) {
+      // touch() does not re-arm the timer: look every afterMs so that a link which turned busy is
+      // watched, and exactly when a busy link's silence first calls for a probe.
+      next = Math.min(next, now + q.afterMs)
+      if (this.#lastBusy === this.#lastInbound) next = Math.min(next, this.#lastInbound + q.afterMs)
+    }
+    this.#arm(next - now)
   }
 }
 

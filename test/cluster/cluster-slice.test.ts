@@ -62,7 +62,11 @@ t.test('two hubs share identity, bindings, presence, routing and durable outboxe
   // Reliable sends from hub A, with versions: delivered via hub B, stale ones refused.
   for (let v = 1; v <= 50; v++) await a.send('edge-1', msg({ v }, { resource: `default/cm/r${v % 5}`, resourceVersion: String(v) }), { delivery: 'reliable' })
   const stale = await a.sendReliable('edge-1', msg({ v: 3 }, { resource: 'default/cm/r3', resourceVersion: '3' }))
-  t.equal(stale.status, 'stale', 'an older version than the pending one is stale')
+  // The edge is online: v48 may already be delivered, acknowledged and purged from the stream when v3
+  // is checked, and then v3 is queued (the edge's receiver drops it as stale; the ordering check below
+  // covers that). Only if v48 had not reached the edge when the check returned must v3 be refused here.
+  if (received.some(e => e.router.resource === 'default/cm/r3' && e.header.resourceVersion === '48')) t.ok(stale.status === 'stale' || stale.status === 'queued', `v3 after v48 was delivered: ${stale.status}`)
+  else t.equal(stale.status, 'stale', 'an older version than the pending one is stale')
   for (let i = 0; i < 20; i++) await a.send('edge-1', msg({ i }, { resource: 'default/log/x' }), { delivery: 'reliable' })
   await until('reliable delivery', () => received.filter(e => e.router.resource === 'default/log/x').length >= 20)
   await until('outbox drained', async () => (await a.cluster?.outboxDepth('edge-1')) === 0)

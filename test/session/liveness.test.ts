@@ -71,6 +71,55 @@ t.test('a busy dialer samples the RTT once per rttSampleMs (default 4× heartbea
   a.stop()
 })
 
+// issue 17: a SIGKILLed QUIC hub sends nothing (no RST on UDP); a busy edge found out only at 2.5 ×
+// heartbeat (12.5 s), so cluster failover over quic took 10–12 s against a 5 s target.
+t.test('quick probe: a busy link that falls silent is pinged after 1 s and dead 2 s later; an answer keeps it', async t => {
+  const clock = new ManualClock()
+  const pings: number[] = []
+  let deadAt: number | undefined
+  let answer = false // the hub answers pings (pong 2 ms later) once the probe below was answered by hand
+  const start = clock.now()
+  const l: Liveness = new Liveness({ clock, heartbeatMs: 5000, role: 'dialer', ping: () => { pings.push(clock.now() - start); if (answer) { clock.advance(2); l.touch() } }, dead: () => { deadAt = clock.now() - start } })
+  t.same(l.quickProbe, { afterMs: 1000, answerMs: 2000 }, 'on by default for the dialer')
+  for (let i = 0; i < 30; i++) { clock.advance(100); l.touch() } // busy: 3 s of traffic every 100 ms
+  const lastAt = clock.now() - start
+  clock.advance(999)
+  t.same(pings, [], 'no probe before 1 s of silence')
+  clock.advance(1)
+  t.same(pings, [lastAt + 1000], 'probe after 1 s of silence')
+  clock.advance(300); l.touch() // the pong
+  answer = true
+  clock.advance(20_000)
+  t.equal(deadAt, undefined, 'an answered probe keeps the link; the idle link then lives on heartbeat pings')
+  t.ok(pings.length >= 2 && pings.slice(1).every((p, i) => p - ((pings[i] as number)) >= 5000), `idle again: pings a heartbeat apart (${pings.join(', ')})`)
+  l.stop()
+
+  // the hub is gone: a busy link's silence is fatal within afterMs + answerMs, not 2.5 × heartbeat
+  const c2 = new ManualClock()
+  let dead2: number | undefined
+  const s2 = c2.now()
+  const l2 = new Liveness({ clock: c2, heartbeatMs: 5000, role: 'dialer', ping: () => {}, dead: () => { dead2 = c2.now() - s2 } })
+  for (let i = 0; i < 30; i++) { c2.advance(100); l2.touch() }
+  c2.advance(10_000)
+  t.equal(dead2, 3000 + 1000 + 2000, 'dead 3 s after the last inbound (was 12.5 s)')
+  l2.stop()
+
+  // the acceptor (hub) keeps the heartbeat deadline only
+  const c3 = new ManualClock()
+  const l3 = new Liveness({ clock: c3, heartbeatMs: 5000, role: 'acceptor', ping: () => {}, dead: () => {} })
+  t.equal(l3.quickProbe, false, 'off for the acceptor')
+  l3.stop()
+})
+
+t.test('quick probe: an idle link (one pong per heartbeat) never gets an extra ping', async t => {
+  const clock = new ManualClock()
+  let pings = 0
+  const l = new Liveness({ clock, heartbeatMs: 5000, role: 'dialer', ping: () => { pings++; clock.advance(2); l.touch() }, dead: () => t.fail('dead') })
+  clock.advance(60_000)
+  t.equal(pings, 11, 'one ping per 5 s heartbeat (+2 ms answer), no quick probes')
+  l.stop()
+})
+
 t.test('half-open: acceptor detects a frozen dialer within 3× heartbeat', async t => {
   const clock = new ManualClock()
   let deadAt: number | undefined
