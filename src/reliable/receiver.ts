@@ -160,7 +160,6 @@ export class ReliableReceiver {
 
   close (): void { this.#closed = true }
 
-  /** Batches in arrival order; seqs may go back between batches (a resend), so dedup is against lastOk. */
   /** Stop accepting data after a failed commit (see #broken). */
   #break (err: unknown): void {
     if (this.#broken) return
@@ -168,6 +167,7 @@ export class ReliableReceiver {
     this.#o.onBroken?.(toError(err))
   }
 
+  /** Batches in arrival order; seqs may go back between batches (a resend), so dedup is against lastOk. */
   async #process (group: DataContent[]): Promise<void> {
     if (this.#broken) return // after a failed commit: nothing is committed or acked until a new session resumes
     if (this.#rejectedAt !== undefined) return // pipelined behind a rejected record; resent after the rewind
@@ -244,10 +244,7 @@ export class ReliableReceiver {
     if (delivered > 0) o.onCount?.('delivered', delivered)
     // This group was handed over while the previous one committed; commit it only after that one
     // succeeded (a failed commit is not acked: the sender resends, and the application sees it again).
-    if (!await this.#settle()) {
-      this.#break(new EdgeFabricError('EF_STORE', 'the previous inbound commit failed'))
-      return
-    }
+    if (!await this.#settle()) return // that commit's failure broke the receiver (#break)
     if (items.length === 0) {
       if (dup > 0) o.onCount?.('duplicate', dup)
       if (lastOk > received || dup > 0) o.sendControl(reliableMessage('ack', { u: Math.max(lastOk, received) }, o.source))
@@ -272,7 +269,7 @@ export class ReliableReceiver {
 
   async #reject (items: InboundItem[], lastOk: number, seq: number, err: Error): Promise<void> {
     const o = this.#o
-    if (!await this.#settle()) { this.#break(new EdgeFabricError('EF_STORE', 'the previous inbound commit failed')); return }
+    if (!await this.#settle()) return // that commit's failure broke the receiver (#break)
     if (items.length > 0) {
       try {
         await o.store.commitInbound(this.peer, items, o.clock.now())

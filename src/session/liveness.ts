@@ -122,14 +122,10 @@ export class Liveness {
     // not re-arm the timer, so this is when the answer's silence can next run out.
     const nextPing = this.#lastPing <= this.#lastInbound ? this.#lastInbound + this.pingAfterMs : now + this.pingAfterMs
     const nextDead = this.#lastInbound + this.deadAfterMs
-    let next = Math.min(nextPing, nextDead)
-    if (q !== false) {
-      // touch() does not re-arm the timer: look every afterMs so that a link which turned busy is
-      // watched, and exactly when a busy link's silence first calls for a probe.
-      next = Math.min(next, now + q.afterMs)
-      if (this.#lastBusy === this.#lastInbound) next = Math.min(next, this.#lastInbound + q.afterMs)
-    }
-    this.#arm(next - now)
+    // touch() does not re-arm the timer: with quick probes, look every afterMs so that a link which
+    // turned busy is watched, and exactly when a busy link's silence first calls for a probe.
+    const nextQuick = q === false ? Infinity : (this.#lastBusy === this.#lastInbound ? this.#lastInbound : now) + q.afterMs
+    this.#arm(Math.min(nextPing, nextDead, nextQuick) - now)
   }
 }
 
