@@ -205,8 +205,7 @@ export class ClusterStore implements ReliableStore {
     // #5794, #6194). An outbox reader (an R1 consumer) on that replica then skipped the
     // message, the edge's cumulative ack went past it, and the purge removed it: the downstream
     // loss of the chaos runs. Two hubs racing on one resource are handled after the fact
-    // instead: the subject keeps only its last message, so once ours is stored, the last one
-    // must be ours or newer; if an older version landed after ours, ours is published again.
+    // instead (below).
     const ack = await this.#c.call('queueing a reliable message', async () => await this.#c.publishStored(subject, item.bytes, { msgID: `${peer}:${item.id}`, headers: h }))
     if (tracing) trace({ k: 'res-puback', peer, id: item.id, v: item.version, seq: ack.seq, dup: ack.duplicate })
     // A resource's subject keeps up to RESOURCE_HISTORY messages (connection.ts), so an older version
@@ -227,7 +226,11 @@ export class ClusterStore implements ReliableStore {
       }))
       removed.push(m.seq)
     }
-    if (newest !== undefined && newest.seq !== ack.seq && removed.includes(ack.seq)) return { status: 'stale', pendingVersion: newest.version }
+    // Ours is stale when another message survives and ours is not newer than it (the LMDB rule, as in
+    // the check before publishing) — whether this hub deleted ours above or a racing hub already had
+    // (then ours is not among `kept`; absence alone proves nothing: an online edge may have been
+    // handed ours and acked it, and the purge removed it).
+    if (newest !== undefined && newest.seq !== ack.seq && !isNewer(item.version, item.op, newest.version, newest.op)) return { status: 'stale', pendingVersion: newest.version }
     return { status: 'queued', seq: ack.seq, superseded: ack.duplicate ? [] : removed, dropped: [] }
   }
 
