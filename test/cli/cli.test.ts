@@ -3,66 +3,11 @@
  * frozen edge (SIGSTOP) detected within 3 × heartbeat; graceful signals;
  * refusals and config errors as one-line messages with non-zero exits.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
-import { createInterface } from 'node:readline'
-import { fileURLToPath } from 'node:url'
 import t from 'tap'
+import { eventually, run, start as startCli, type Proc } from '../day2/procs.js'
 
-const BIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url))
-
-interface Proc { child: ChildProcess, lines: string[], waitFor: (re: RegExp, ms?: number) => Promise<RegExpMatchArray>, stderr: () => string }
-
-function start (args: string[]): Proc {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-  child.on('error', () => {})
-  const lines: string[] = []
-  let err = ''
-  const waiters: Array<{ re: RegExp, resolve: (m: RegExpMatchArray) => void }> = []
-  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', line => {
-    lines.push(line)
-    for (const w of [...waiters]) {
-      const m = w.re.exec(line)
-      if (m !== null) { waiters.splice(waiters.indexOf(w), 1); w.resolve(m) }
-    }
-  })
-  child.stderr?.on('data', (c: Buffer) => { err += c.toString() })
-  return {
-    child,
-    lines,
-    stderr: () => err,
-    waitFor (re, ms = 15_000) {
-      for (const line of lines) { const m = re.exec(line); if (m !== null) return Promise.resolve(m) }
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`timed out waiting for ${re} (stdout: ${lines.join(' | ')}; stderr: ${err.slice(-500)})`)), ms)
-        waiters.push({ re, resolve: m => { clearTimeout(timer); resolve(m) } })
-      })
-    }
-  }
-}
-
-async function run (args: string[]): Promise<{ code: number | null, stdout: string, stderr: string }> {
-  const p = start(args)
-  const [code] = await once(p.child, 'exit') as [number | null]
-  await new Promise(resolve => setImmediate(resolve))
-  return { code, stdout: p.lines.join('\n'), stderr: p.stderr() }
-}
-
-async function eventually (check: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms
-  while (!check()) {
-    if (Date.now() > end) throw new Error('condition not met in time')
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
-}
-
-async function exitOf (p: Proc, ms = 15_000): Promise<number | null> {
-  if (p.child.exitCode !== null) return p.child.exitCode
-  const timer = setTimeout(() => p.child.kill('SIGKILL'), ms)
-  const [code] = await once(p.child, 'exit') as [number | null]
-  clearTimeout(timer)
-  return code
-}
+/** The real CLI (dist/cli/main.js) as a child process; stdout lines awaited for 15 s by default. */
+const start = (args: string[]): Proc => startCli(args, { waitMs: 15_000 })
 
 t.test('help and usage errors', async t => {
   const main = await run(['--help'])
@@ -126,12 +71,12 @@ t.test('cloud + token + edge + status; a frozen edge is detected; graceful signa
   await edge2.waitFor(/^connected wss:/)
 
   cloud.child.kill('SIGINT')
-  t.equal(await exitOf(cloud), 0, 'hub exits 0 on SIGINT')
+  t.equal(await cloud.exit(15_000), 0, 'hub exits 0 on SIGINT')
   await edge.waitFor(/^disconnected: /)
   edge.child.kill('SIGTERM')
   edge2.child.kill('SIGTERM')
-  t.equal(await exitOf(edge), 0, 'edge exits 0 on SIGTERM while reconnecting')
-  t.equal(await exitOf(edge2), 0)
+  t.equal(await edge.exit(15_000), 0, 'edge exits 0 on SIGTERM while reconnecting')
+  t.equal(await edge2.exit(15_000), 0)
 })
 
 t.test('an edge refused for good prints one line and exits non-zero', async t => {
@@ -147,5 +92,5 @@ t.test('an edge refused for good prints one line and exits non-zero', async t =>
   t.equal(lines.length, 1, 'one line')
   t.match(lines[0], /join token is invalid.*EF_TOKEN_INVALID/)
   cloud.child.kill('SIGTERM')
-  t.equal(await exitOf(cloud), 0)
+  t.equal(await cloud.exit(15_000), 0)
 })

@@ -19,7 +19,8 @@ export interface Proc {
   exit: (ms?: number) => Promise<number | null>
 }
 
-export function start (args: string[], opts: { env?: NodeJS.ProcessEnv, command?: string[] } = {}): Proc {
+/** `waitMs`: the default deadline of waitFor(). */
+export function start (args: string[], opts: { env?: NodeJS.ProcessEnv, command?: string[], waitMs?: number } = {}): Proc {
   const cmd = opts.command ?? [process.execPath, BIN]
   const child = spawn(cmd[0] as string, [...cmd.slice(1), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } })
   child.on('error', () => {})
@@ -39,7 +40,7 @@ export function start (args: string[], opts: { env?: NodeJS.ProcessEnv, command?
     child,
     lines,
     stderr: () => err,
-    waitFor (re, ms = 20_000) {
+    waitFor (re, ms = opts.waitMs ?? 20_000) {
       for (const line of lines) { const m = re.exec(line); if (m !== null) return Promise.resolve(m) }
       return new Promise((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`timed out waiting for ${re} (stdout: ${lines.join(' | ')}; stderr: ${err.slice(-800)})`)), ms)
