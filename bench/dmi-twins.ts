@@ -16,17 +16,14 @@
  *   npm run bench:dmi -- --quick            # n 1000, 1 round
  *   options: --n N --devices D --window W --rounds R --durability sync|relaxed
  */
-import { mkdtempSync, rmSync } from 'node:fs'
-import { loadavg, tmpdir } from 'node:os'
+import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import * as grpc from '@grpc/grpc-js'
 import { loadSync } from '@grpc/proto-loader'
 import mqtt from 'mqtt'
-import { EdgeNode } from '../src/edge/edge-node.js'
-import { Hub } from '../src/hub/hub.js'
 import type { DeviceModel } from '../src/device/model.js'
 import { DMI_PROTO_PATH } from '../src/device/edge/dmi/proto.js'
-import { aedesReference, median, pump } from './lib/twin-bench.js'
+import { aedesReference, median, pump, startTwinSetup } from './lib/twin-bench.js'
 
 const argv = process.argv.slice(2)
 const get = (name: string): string | undefined => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined }
@@ -43,21 +40,11 @@ const pkg = (grpc.loadPackageDefinition(loadSync(DMI_PROTO_PATH, { keepCase: tru
 type Kind = 'dmi' | 'mqtt'
 
 async function round (kind: Kind): Promise<number> {
-  const dir = mkdtempSync(join(tmpdir(), 'ef-dmi-'))
-  const socket = join(dir, 'dmi.sock')
-  const hub = await Hub.start({ listen: ['ws://127.0.0.1:0'], dataDir: join(dir, 'hub'), admin: false, devices: true, durability: DURABILITY })
-  const reg = hub.devices!
-  await reg.upsertModel(MODEL)
-  for (let d = 0; d < DEVICES; d++) {
-    await reg.upsertDevice({ namespace: 'bench', name: `d${d}`, model: 'bench/sensor', labels: {}, attributes: {}, nodeId: 'edge-b', protocol: { protocolName: 'bench' } })
-  }
-  const edge = await EdgeNode.start({
-    hub: hub.urls[0] as string, nodeId: 'edge-b', token: hub.createToken('edge-b'), dataDir: join(dir, 'edge'), admin: false, durability: DURABILITY,
-    devices: { mqtt: { port: 0 }, credentials: [{ username: 'bench', password: 'bench', devices: '*' }] },
-    dmi: { socket }
+  const { dir, reg, edge, close } = await startTwinSetup({
+    prefix: 'ef-dmi-', model: MODEL, devices: DEVICES, durability: DURABILITY, device: { protocol: { protocolName: 'bench' } }, edge: d => ({ dmi: { socket: join(d, 'dmi.sock') } })
   })
+  const socket = join(dir, 'dmi.sock')
   try {
-    while (edge.devices!.listDevices().length < DEVICES) await new Promise(resolve => setTimeout(resolve, 20))
     let seen = 0
     let resolveAll: () => void = () => {}
     const all = new Promise<void>(resolve => { resolveAll = resolve })
@@ -96,9 +83,7 @@ async function round (kind: Kind): Promise<number> {
     }
     return N / ((performance.now() - t0) / 1000)
   } finally {
-    await edge.close()
-    await hub.close(200)
-    rmSync(dir, { recursive: true, force: true })
+    await close()
   }
 }
 

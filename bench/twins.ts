@@ -11,14 +11,11 @@
  *   npm run bench:twins -- --quick            # n 1000, 50 samples, 1 round, no RESULTS.md
  *   options: --n N --devices D --window W --samples S --rounds R --durability sync|relaxed --no-results
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os'
-import { join } from 'node:path'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { cpus, loadavg, release, totalmem } from 'node:os'
 import mqtt from 'mqtt'
-import { EdgeNode } from '../src/edge/edge-node.js'
-import { Hub } from '../src/hub/hub.js'
 import type { DeviceModel } from '../src/device/model.js'
-import { aedesReference as aedesRef, median, pct, pump } from './lib/twin-bench.js'
+import { aedesReference as aedesRef, median, pct, pump, startTwinSetup } from './lib/twin-bench.js'
 
 const argv = process.argv.slice(2)
 const get = (name: string): string | undefined => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined }
@@ -39,15 +36,8 @@ const topic = (d: number, s: string): string => `$hw/events/device/bench/d${d}/$
 const aedesReference = async (): Promise<number> => await aedesRef(N, DEVICES, WINDOW)
 
 async function twinRound (): Promise<{ updatesPerSec: number, p50: number, p99: number }> {
-  const dir = mkdtempSync(join(tmpdir(), 'ef-twins-'))
-  const hub = await Hub.start({ listen: ['ws://127.0.0.1:0'], dataDir: join(dir, 'hub'), admin: false, devices: true, durability: DURABILITY })
-  const reg = hub.devices!
-  await reg.upsertModel(MODEL)
-  for (let d = 0; d < DEVICES; d++) await reg.upsertDevice({ namespace: 'bench', name: `d${d}`, model: 'bench/sensor', labels: {}, attributes: {}, nodeId: 'edge-b' })
-  const edge = await EdgeNode.start({ hub: hub.urls[0] as string, nodeId: 'edge-b', token: hub.createToken('edge-b'), dataDir: join(dir, 'edge'), admin: false, durability: DURABILITY,
-    devices: { mqtt: { port: 0 }, credentials: [{ username: 'bench', password: 'bench', devices: '*' }] } })
+  const { reg, edge, close } = await startTwinSetup({ prefix: 'ef-twins-', model: MODEL, devices: DEVICES, durability: DURABILITY })
   try {
-    while (edge.devices!.listDevices().length < DEVICES) await new Promise(resolve => setTimeout(resolve, 20))
     const mapper = await mqtt.connectAsync(edge.devices!.brokerUrl as string, { username: 'bench', password: 'bench', clientId: 'bench-mapper' })
     const deltas = new Map<string, () => void>()
     mapper.on('message', (t, payload) => {
@@ -81,9 +71,7 @@ async function twinRound (): Promise<{ updatesPerSec: number, p50: number, p99: 
     await mapper.endAsync()
     return { updatesPerSec, p50: pct(lat, 0.5), p99: pct(lat, 0.99) }
   } finally {
-    await edge.close()
-    await hub.close(200)
-    rmSync(dir, { recursive: true, force: true })
+    await close()
   }
 }
 
