@@ -21,6 +21,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { newMessage } from '../codec/envelope.js'
 import { EdgeFabricError } from '../errors.js'
 import { isLoopbackName } from '../config/address.js'
+import { ApiError, readJsonBody, send } from '../ops/api-util.js'
 import type { Hub } from './hub.js'
 import type { UpstreamMessage } from './types.js'
 
@@ -35,36 +36,16 @@ export interface AdminMessageOptions {
   maxSubscriberBacklog?: number
 }
 
-class HttpError extends Error {
-  constructor (readonly status: number, readonly code: string, message: string) { super(message) }
-}
-
-const JSON_TYPE = 'application/json; charset=utf-8'
-
-function send (res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body)
-  res.writeHead(status, { 'content-type': JSON_TYPE, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' })
-  res.end(text)
-}
-
+/** A JSON object body of at most `max` bytes. */
 async function readJson (req: IncomingMessage, max: number): Promise<Record<string, unknown>> {
-  if ((req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() !== 'application/json') throw new HttpError(415, 'EF_UNSUPPORTED_MEDIA_TYPE', 'the body must be application/json')
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length
-    if (size > max) throw new HttpError(413, 'EF_BODY_TOO_LARGE', `body larger than ${max} bytes`)
-    chunks.push(chunk)
-  }
-  let v: unknown
-  try { v = JSON.parse(Buffer.concat(chunks).toString('utf8')) } catch (err) { throw new HttpError(400, 'EF_BAD_JSON', `malformed JSON: ${(err as Error).message}`) }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new HttpError(400, 'EF_BAD_REQUEST', 'the body must be a JSON object')
+  const v = await readJsonBody(req, max)
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ApiError(400, 'EF_BAD_REQUEST', 'the body must be a JSON object')
   return v as Record<string, unknown>
 }
 
 function str (b: Record<string, unknown>, k: string, dflt?: string): string {
   const v = b[k] ?? dflt
-  if (typeof v !== 'string' || v === '') throw new HttpError(400, 'EF_BAD_REQUEST', `"${k}" must be a non-empty string`)
+  if (typeof v !== 'string' || v === '') throw new ApiError(400, 'EF_BAD_REQUEST', `"${k}" must be a non-empty string`)
   return v
 }
 
@@ -97,14 +78,14 @@ export function adminMessageRoutes (hub: Hub, options: AdminMessageOptions = {})
   const authorize = (req: IncomingMessage): void => {
     if (tokenHash !== undefined) {
       const m = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')
-      if (m === null || !timingSafeEqual(sha(m[1] as string), tokenHash)) throw new HttpError(401, 'EF_UNAUTHORIZED', 'a valid "Authorization: Bearer <admin token>" header is required')
+      if (m === null || !timingSafeEqual(sha(m[1] as string), tokenHash)) throw new ApiError(401, 'EF_UNAUTHORIZED', 'a valid "Authorization: Bearer <admin token>" header is required')
       return
     }
-    if (!isLoopbackName(req.socket.remoteAddress ?? '')) throw new HttpError(403, 'EF_FORBIDDEN', 'without an admin token these routes are served to loopback peers only')
+    if (!isLoopbackName(req.socket.remoteAddress ?? '')) throw new ApiError(403, 'EF_FORBIDDEN', 'without an admin token these routes are served to loopback peers only')
   }
 
   const subscribe = (req: IncomingMessage, res: ServerResponse, q: URLSearchParams): void => {
-    if (subscribers >= maxSubs) throw new HttpError(503, 'EF_TOO_MANY_SUBSCRIBERS', `at most ${maxSubs} sub streams at once`)
+    if (subscribers >= maxSubs) throw new ApiError(503, 'EF_TOO_MANY_SUBSCRIBERS', `at most ${maxSubs} sub streams at once`)
     const node = q.get('node') ?? undefined
     const prefix = q.get('resource') ?? ''
     subscribers++
@@ -148,7 +129,7 @@ export function adminMessageRoutes (hub: Hub, options: AdminMessageOptions = {})
         const nodeId = decodeURIComponent(m[1] as string)
         const purge = ['1', 'true'].includes(url.searchParams.get('purge') ?? '')
         const r = await hub.removeNode(nodeId, { purge })
-        if (!r.removed) throw new HttpError(404, 'EF_NOT_FOUND', `node ${nodeId} is not bound at this hub`)
+        if (!r.removed) throw new ApiError(404, 'EF_NOT_FOUND', `node ${nodeId} is not bound at this hub`)
         send(res, 200, { node: nodeId, ...r })
       } else if (path === '/v1/admin/tokens' && method === 'GET') {
         send(res, 200, { tokens: await hub.bindings.tokens() })
@@ -184,18 +165,18 @@ export function adminMessageRoutes (hub: Hub, options: AdminMessageOptions = {})
         const b = await readJson(req, maxBody)
         const labels = b.labels
         if (typeof labels !== 'object' || labels === null || Array.isArray(labels) || !Object.values(labels).every(v => typeof v === 'string')) {
-          throw new HttpError(400, 'EF_BAD_REQUEST', '"labels" must be an object of strings, e.g. {"zone":"a"}')
+          throw new ApiError(400, 'EF_BAD_REQUEST', '"labels" must be an object of strings, e.g. {"zone":"a"}')
         }
         const env = newMessage({ source: 'cloud', group: str(b, 'group', 'cli'), operation: str(b, 'operation', 'update'), resource: str(b, 'resource'), content: b.content ?? null })
         send(res, 200, { id: env.header.id, ...(await hub.broadcast(labels as Record<string, string>, env)) })
       } else if (path === '/v1/messages/sub' && method === 'GET') {
         subscribe(req, res, url.searchParams)
       } else {
-        throw new HttpError(404, 'EF_NOT_FOUND', `no route ${method} ${path}`)
+        throw new ApiError(404, 'EF_NOT_FOUND', `no route ${method} ${path}`)
       }
     } catch (err) {
       if (res.headersSent) { res.destroy(); return true }
-      if (err instanceof HttpError) send(res, err.status, { error: { code: err.code, message: err.message } })
+      if (err instanceof ApiError) send(res, err.status, { error: { code: err.code, message: err.message } })
       else if (err instanceof EdgeFabricError) {
         const status = err.code === 'EF_NODE_OFFLINE' ? 409 : err.code === 'EF_INVALID_OPTION' || err.code === 'EF_NODE_NAME_INVALID' ? 400 : err.code === 'EF_REQUEST_TIMEOUT' ? 504 : 502
         send(res, status, { error: { code: err.code, message: err.message } })

@@ -1,7 +1,8 @@
 /**
  * HTTP plumbing shared by the hub's fleet API (admin-fleet.ts), the edge's
- * console API (admin-edge.ts) and the dead-letter routes both serve
- * (dead-letter-api.ts): JSON answers, typed API errors with a stable code,
+ * console API (admin-edge.ts), the dead-letter routes both serve
+ * (dead-letter-api.ts), the hub's message routes (hub/admin-messages.ts) and
+ * the device registry API (device/cloud/http-api.ts): JSON answers, typed API errors with a stable code,
  * bounded JSON bodies, integer query parameters and the audit log line.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
@@ -43,10 +44,36 @@ export function seqOf (s: string | undefined): number {
   return n
 }
 
+/** The request says its body is JSON (`application/json`, any parameters). */
+export function isJsonRequest (req: IncomingMessage): boolean {
+  return (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() === 'application/json'
+}
+
+/**
+ * A JSON body of at most `max` bytes, any JSON value: 415 unless application/json, 413 as soon as the
+ * declared or the read length passes `max` (nothing more is buffered), 400 EF_BAD_JSON if malformed.
+ */
+export async function readJsonBody (req: IncomingMessage, max: number): Promise<unknown> {
+  if (!isJsonRequest(req)) throw new ApiError(415, 'EF_UNSUPPORTED_MEDIA_TYPE', 'the body must be application/json')
+  const declared = Number(req.headers['content-length'])
+  if (Number.isFinite(declared) && declared > max) throw new ApiError(413, 'EF_BODY_TOO_LARGE', `body larger than ${max} bytes`)
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length
+    if (size > max) throw new ApiError(413, 'EF_BODY_TOO_LARGE', `body larger than ${max} bytes`)
+    chunks.push(chunk)
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown
+  } catch (err) {
+    throw new ApiError(400, 'EF_BAD_JSON', `malformed JSON: ${(err as Error).message}`)
+  }
+}
+
 /** A JSON object body of at most 64 KiB (empty body: {}). */
 export async function readJson (req: IncomingMessage): Promise<Record<string, unknown>> {
-  const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase()
-  if (type !== 'application/json') throw new ApiError(415, 'EF_UNSUPPORTED_MEDIA_TYPE', 'the body must be application/json')
+  if (!isJsonRequest(req)) throw new ApiError(415, 'EF_UNSUPPORTED_MEDIA_TYPE', 'the body must be application/json')
   let size = 0
   const chunks: Buffer[] = []
   for await (const c of req as AsyncIterable<Buffer>) {

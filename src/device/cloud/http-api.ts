@@ -25,6 +25,7 @@ import { timingSafeEqual, createHash } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { isEdgeFabricError } from '../../errors.js'
 import { isLoopbackHost, principalOf } from '../../ops/admin-server.js'
+import { ApiError, isJsonRequest, readJsonBody, send } from '../../ops/api-util.js'
 import { DeviceError, DeviceModelNotFoundError, httpStatusOf } from '../errors.js'
 import type { DeviceRegistry } from './registry.js'
 import type { DeviceChange, DeviceChangeType, ListDevicesFilter, WatchFilter } from './registry-types.js'
@@ -45,11 +46,6 @@ export interface DeviceHttpOptions {
   watchSlots?: { anonymous?: number, read?: number, admin?: number }
 }
 
-class HttpError extends Error {
-  constructor (readonly status: number, readonly code: string, message: string) { super(message) }
-}
-
-const JSON_TYPE = 'application/json; charset=utf-8'
 
 type Handler = (ctx: Ctx) => Promise<unknown> | unknown
 interface Ctx { req: IncomingMessage, res: ServerResponse, params: string[], query: URLSearchParams, body: () => Promise<unknown> }
@@ -70,7 +66,7 @@ export function deviceRoutes (reg: DeviceRegistry, options: DeviceHttpOptions = 
     const key = p === undefined ? (tokenHash !== undefined ? 'admin' : 'anonymous') : p.anonymous ? 'anonymous' : p.role
     const used = slotsUsed.get(key) ?? 0
     const limit = slotLimit[key] ?? 8
-    if (used >= limit) throw new HttpError(429, 'EF_DEVICE_TOO_MANY_WATCHERS', `the ${key} principal already holds its ${limit} watch slots`)
+    if (used >= limit) throw new ApiError(429, 'EF_DEVICE_TOO_MANY_WATCHERS', `the ${key} principal already holds its ${limit} watch slots`)
     slotsUsed.set(key, used + 1)
     let released = false
     return () => { if (!released) { released = true; slotsUsed.set(key, (slotsUsed.get(key) ?? 1) - 1) } }
@@ -105,7 +101,7 @@ export function deviceRoutes (reg: DeviceRegistry, options: DeviceHttpOptions = 
         return await reg.upsertDevice(named(await body(), ns as string, n as string) as never)
       } catch (err) {
         // The model named in the body is missing: the request is wrong, not the URL.
-        if (isEdgeFabricError(err, DeviceModelNotFoundError.code)) throw new HttpError(422, err.code, err.message)
+        if (isEdgeFabricError(err, DeviceModelNotFoundError.code)) throw new ApiError(422, err.code, err.message)
         throw err
       }
     }),
@@ -132,28 +128,28 @@ export function deviceRoutes (reg: DeviceRegistry, options: DeviceHttpOptions = 
     if (!path.startsWith('/v1/')) return false
     try {
       const matching = routes.map(route => ({ route, m: route.pattern.exec(path) })).filter(x => x.m !== null)
-      if (matching.length === 0) throw new HttpError(404, 'EF_NOT_FOUND', `no route ${path}`)
+      if (matching.length === 0) throw new ApiError(404, 'EF_NOT_FOUND', `no route ${path}`)
       const hit = matching.find(x => x.route.method === req.method || (req.method === 'HEAD' && x.route.method === 'GET'))
       if (hit === undefined) {
         res.setHeader('allow', [...new Set(matching.map(x => x.route.method))].join(', '))
-        throw new HttpError(405, 'EF_METHOD_NOT_ALLOWED', `${req.method ?? ''} is not allowed on ${path}`)
+        throw new ApiError(405, 'EF_METHOD_NOT_ALLOWED', `${req.method ?? ''} is not allowed on ${path}`)
       }
       authorize(req, hit.route.mutates, tokenHash)
       // POST is the one mutating method a cross-site form may send without a CORS preflight.
-      if (req.method === 'POST' && !isJson(req)) throw new HttpError(415, 'EF_UNSUPPORTED_MEDIA_TYPE', 'POST requests must be sent as application/json')
+      if (req.method === 'POST' && !isJsonRequest(req)) throw new ApiError(415, 'EF_UNSUPPORTED_MEDIA_TYPE', 'POST requests must be sent as application/json')
       let params: string[]
       try {
         params = (hit.m as RegExpExecArray).slice(1).map(s => decodeURIComponent(s))
       } catch {
-        throw new HttpError(400, 'EF_BAD_REQUEST', 'malformed percent-encoding in the path')
+        throw new ApiError(400, 'EF_BAD_REQUEST', 'malformed percent-encoding in the path')
       }
       const query = new URL(req.url ?? '/', 'http://x').searchParams
-      const result = await hit.route.handler({ req, res, params, query, body: async () => await readJson(req, maxBody) })
+      const result = await hit.route.handler({ req, res, params, query, body: async () => await readJsonBody(req, maxBody) })
       if (result === STREAMING) return true
       send(res, 200, result)
     } catch (err) {
       if (res.headersSent) { res.destroy(); return true }
-      if (err instanceof HttpError) send(res, err.status, { code: err.code, message: err.message })
+      if (err instanceof ApiError) send(res, err.status, { code: err.code, message: err.message })
       else if (err instanceof DeviceError) send(res, httpStatusOf(err.code), { code: err.code, message: err.message, ...(err.field === undefined ? {} : { field: err.field }) })
       else if (isEdgeFabricError(err)) send(res, 500, { code: err.code, message: err.message })
       else throw err // the admin server logs it and answers 500
@@ -165,7 +161,7 @@ export function deviceRoutes (reg: DeviceRegistry, options: DeviceHttpOptions = 
 const STREAMING = Symbol('streaming')
 
 function notFound (what: string): never {
-  throw new HttpError(404, 'EF_NOT_FOUND', `${what} does not exist`)
+  throw new ApiError(404, 'EF_NOT_FOUND', `${what} does not exist`)
 }
 
 function sha (s: string): Buffer { return createHash('sha256').update(s).digest() }
@@ -175,50 +171,28 @@ function authorize (req: IncomingMessage, mutates: boolean, tokenHash: Buffer | 
   if (p !== undefined) {
     // The admin server decided (and refuses non-GET for non-admins itself); checked again here so a
     // route table mounted elsewhere with a principal never mutates for a read-only caller.
-    if (mutates && p.role !== 'admin') throw new HttpError(403, 'EF_FORBIDDEN', 'device API changes need the admin token')
+    if (mutates && p.role !== 'admin') throw new ApiError(403, 'EF_FORBIDDEN', 'device API changes need the admin token')
     return
   }
   if (tokenHash !== undefined) {
     const h = req.headers.authorization ?? ''
     const m = /^Bearer (.+)$/.exec(h)
-    if (m === null || !timingSafeEqual(sha(m[1] as string), tokenHash)) throw new HttpError(401, 'EF_UNAUTHORIZED', 'a valid "Authorization: Bearer <admin token>" header is required')
+    if (m === null || !timingSafeEqual(sha(m[1] as string), tokenHash)) throw new ApiError(401, 'EF_UNAUTHORIZED', 'a valid "Authorization: Bearer <admin token>" header is required')
     return
   }
   if (mutates && !isLoopbackHost(req.socket.remoteAddress ?? '')) {
-    throw new HttpError(403, 'EF_FORBIDDEN', 'device API changes are accepted from loopback only unless an admin token is configured')
+    throw new ApiError(403, 'EF_FORBIDDEN', 'device API changes are accepted from loopback only unless an admin token is configured')
   }
 }
 
 /** Path segments are authoritative for namespace/name; a body naming another object is refused. */
 function named (body: unknown, namespace: string, name: string): unknown {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'EF_BAD_REQUEST', 'the body must be a JSON object')
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ApiError(400, 'EF_BAD_REQUEST', 'the body must be a JSON object')
   const b = body as Record<string, unknown>
   if ((b.namespace !== undefined && b.namespace !== namespace) || (b.name !== undefined && b.name !== name)) {
-    throw new HttpError(400, 'EF_BAD_REQUEST', `the body names ${String(b.namespace)}/${String(b.name)} but the path is ${namespace}/${name}`)
+    throw new ApiError(400, 'EF_BAD_REQUEST', `the body names ${String(b.namespace)}/${String(b.name)} but the path is ${namespace}/${name}`)
   }
   return { ...b, namespace, name }
-}
-
-function isJson (req: IncomingMessage): boolean {
-  return (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() === 'application/json'
-}
-
-async function readJson (req: IncomingMessage, max: number): Promise<unknown> {
-  if (!isJson(req)) throw new HttpError(415, 'EF_UNSUPPORTED_MEDIA_TYPE', 'the body must be application/json')
-  const declared = Number(req.headers['content-length'])
-  if (Number.isFinite(declared) && declared > max) throw new HttpError(413, 'EF_BODY_TOO_LARGE', `body larger than ${max} bytes`)
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length
-    if (size > max) throw new HttpError(413, 'EF_BODY_TOO_LARGE', `body larger than ${max} bytes`)
-    chunks.push(chunk)
-  }
-  try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown
-  } catch (err) {
-    throw new HttpError(400, 'EF_BAD_JSON', `malformed JSON: ${(err as Error).message}`)
-  }
 }
 
 function optional<K extends string> (key: K, v: string | null): Partial<Record<K, string>> {
@@ -228,11 +202,11 @@ function optional<K extends string> (key: K, v: string | null): Partial<Record<K
 /** `?node=&namespace=&model=&label=k=v&label=…&limit=&after=` */
 function listFilter (q: URLSearchParams): ListDevicesFilter & { limit: number } {
   const limit = q.has('limit') ? Number(q.get('limit')) : 1000
-  if (!Number.isSafeInteger(limit) || limit < 1 || limit > 10_000) throw new HttpError(400, 'EF_BAD_REQUEST', 'limit must be an integer from 1 to 10000')
+  if (!Number.isSafeInteger(limit) || limit < 1 || limit > 10_000) throw new ApiError(400, 'EF_BAD_REQUEST', 'limit must be an integer from 1 to 10000')
   const labels: Record<string, string> = {}
   for (const l of q.getAll('label')) {
     const i = l.indexOf('=')
-    if (i <= 0) throw new HttpError(400, 'EF_BAD_REQUEST', `label selector ${JSON.stringify(l)} must be key=value`)
+    if (i <= 0) throw new ApiError(400, 'EF_BAD_REQUEST', `label selector ${JSON.stringify(l)} must be key=value`)
     labels[l.slice(0, i)] = l.slice(i + 1)
   }
   return {
@@ -245,12 +219,6 @@ function listFilter (q: URLSearchParams): ListDevicesFilter & { limit: number } 
 function watchFilter (q: URLSearchParams): WatchFilter {
   const types = q.getAll('type') as DeviceChangeType[]
   return { ...optional('nodeId', q.get('node')), ...optional('namespace', q.get('namespace')), ...(types.length > 0 ? { types } : {}) }
-}
-
-function send (res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body)
-  res.writeHead(status, { 'content-type': JSON_TYPE, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' })
-  res.end(text)
 }
 
 function stream (req: IncomingMessage, res: ServerResponse, reg: DeviceRegistry, filter: WatchFilter, keepAliveMs: number, release: () => void): typeof STREAMING {
