@@ -11,19 +11,13 @@ import { spawn } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import mqtt from 'mqtt'
 import { EdgeNode } from '../../src/edge/edge-node.js'
-import { EdgeClient, MODEL, modbusDevice, socketPath, startDmiEdge, startHub, TestMapper, until } from './dmi-helpers.js'
+import { EdgeClient, MODEL, modbusDevice, socketPath, startDmiEdge, startDmiScene, startHub, TestMapper, until } from './dmi-helpers.js'
 
 t.test('desired changes while the mapper is down, mapper restarts', async t => {
-  const dir = t.testdir({})
-  const hub = await startHub(t, dir + '/hub')
+  const scene = await startDmiScene(t)
+  const { hub, edge, edgeSock, mapperSock } = scene
   const reg = hub.devices!
-  await reg.upsertModel(MODEL)
-  await reg.upsertDevice(modbusDevice('dev1'))
-  const edgeSock = socketPath(t, dir, 'dmi.sock')
-  const edge = await startDmiEdge(t, hub, dir + '/edge', edgeSock)
-  await until(() => edge.devices?.getTwin('default', 'dev1') !== undefined, 'snapshot at the edge')
-  const mapperSock = socketPath(t, dir, 'm.sock')
-  let mapper = await TestMapper.start(t, mapperSock)
+  let mapper = scene.mapper
   const c = new EdgeClient(`unix:${edgeSock}`)
   t.teardown(() => c.close())
   mapper.load(await c.register('modbus-mapper', 'modbus', mapperSock))
@@ -95,16 +89,10 @@ t.test('desired changes while the mapper is down, mapper restarts', async t => {
 })
 
 t.test('edge restart: the mapper is remembered and gets what changed while the edge was down', async t => {
-  const dir = t.testdir({})
-  const hub = await startHub(t, dir + '/hub')
+  const scene = await startDmiScene(t)
+  const { dir, hub, edgeSock, mapperSock, mapper } = scene
   const reg = hub.devices!
-  await reg.upsertModel(MODEL)
-  await reg.upsertDevice(modbusDevice('dev1'))
-  const edgeSock = socketPath(t, dir, 'dmi.sock')
-  let edge = await startDmiEdge(t, hub, dir + '/edge', edgeSock)
-  await until(() => edge.devices?.getTwin('default', 'dev1') !== undefined, 'snapshot at the edge')
-  const mapperSock = socketPath(t, dir, 'm.sock')
-  const mapper = await TestMapper.start(t, mapperSock)
+  let edge = scene.edge
   let c = new EdgeClient(`unix:${edgeSock}`)
   mapper.load(await c.register('modbus-mapper', 'modbus', mapperSock))
   c.close()

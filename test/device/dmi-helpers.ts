@@ -196,3 +196,20 @@ export function socketPath (t: TapTest, dir: string, name: string): string {
   t.teardown(() => rmSync(tmp, { recursive: true, force: true }))
   return `${tmp}/${name}`
 }
+
+/**
+ * The usual DMI scene: a hub with MODEL and default/dev1 (modbus) bound to edge-1, edge-1 serving DMI on
+ * `dmi.sock` in a fresh test dir and holding dev1's snapshot, and a TestMapper listening on `m.sock`.
+ */
+export async function startDmiScene (t: TapTest): Promise<{ dir: string, hub: Hub, edge: EdgeNode, edgeSock: string, mapperSock: string, mapper: TestMapper }> {
+  const dir = t.testdir({})
+  const hub = await startHub(t, dir + '/hub')
+  await hub.devices!.upsertModel(MODEL)
+  await hub.devices!.upsertDevice(modbusDevice('dev1'))
+  const edgeSock = socketPath(t, dir, 'dmi.sock')
+  const edge = await startDmiEdge(t, hub, dir + '/edge', edgeSock)
+  await until(() => edge.devices?.getTwin('default', 'dev1') !== undefined, 'snapshot at the edge')
+  const mapperSock = socketPath(t, dir, 'm.sock')
+  const mapper = await TestMapper.start(t, mapperSock)
+  return { dir, hub, edge, edgeSock, mapperSock, mapper }
+}
