@@ -19,13 +19,12 @@
  * Build first: the hub fixture imports ../../../dist (npm run build; `npm test` does).
  */
 import t from 'tap'
-import { fileURLToPath } from 'node:url'
 import { connect } from '@nats-io/transport-node'
 import { jetstream, jetstreamManager, DeliverPolicy } from '@nats-io/jetstream'
 import { newMessage } from '../../src/codec/envelope.js'
 import { EdgeNode } from '../../src/edge/edge-node.js'
-import { Restartable, freePort, prng } from '../reliable/chaos-procs.js'
-import { SECRET, needNats, startClusterHub, startNats, subdir, until } from './helpers.js'
+import { prng } from '../reliable/chaos-procs.js'
+import { needNats, startClusterHub, startHubProcesses, startNats, subdir, until } from './helpers.js'
 
 const DOWN = Number(process.env.EF_CLUSTER_CHAOS_DOWN ?? 2000)
 const UP = Number(process.env.EF_CLUSTER_CHAOS_UP ?? 500)
@@ -33,7 +32,6 @@ const EDGES = 10
 /** Producers are paced to last at least this long, so the schedule kills several processes mid-stream. */
 const SPREAD_MS = Number(process.env.EF_CLUSTER_CHAOS_SPREAD_MS ?? 20_000)
 t.setTimeout(Number(process.env.EF_CLUSTER_CHAOS_TIMEOUT_MS ?? 300_000))
-const fixture = fileURLToPath(new URL('./fixtures/cluster-hub.mjs', import.meta.url))
 
 // Fixed 2026-12-07, four causes found with EF_CLUSTER_TRACE (README "Cluster mode"):
 //  - upstream: a failed inbound commit was acknowledged by the next one's cumulative ack
@@ -47,18 +45,7 @@ t.test(`chaos: ${DOWN} down, ${UP} up, 3 hubs, 3 NATS servers, ${EDGES} edges`, 
   if (!needNats(t)) return
   t.comment(`size: ${DOWN} down / ${UP} up (${DOWN >= 50_000 ? 'full' : 'CI'} size)`)
   const nats = await startNats(t)
-  const hubs: Array<{ proc: Restartable, wss: string, quic: string }> = []
-  for (const name of ['hub-1', 'hub-2', 'hub-3']) {
-    const wss = `wss://127.0.0.1:${await freePort('tcp')}`
-    const quic = `quic://127.0.0.1:${await freePort('udp')}`
-    const cfg = { listen: [wss, quic], dataDir: subdir(t, name), servers: nats.urls, name: 'test', hubName: name, secret: SECRET }
-    const proc = new Restartable(name, fixture, () => [JSON.stringify(cfg)])
-    t.teardown(async () => { await proc.kill() })
-    const ready = proc.waitFor(m => m.type === 'ready', 60_000)
-    proc.start()
-    await ready // one at a time: the first hub's identity becomes the cluster's
-    hubs.push({ proc, wss, quic })
-  }
+  const hubs = await startHubProcesses(t, nats, ['hub-1', 'hub-2', 'hub-3'])
   const producer = await startClusterHub(t, nats, 'producer', ['ws://127.0.0.1:0'])
   const rnd = prng(17)
 

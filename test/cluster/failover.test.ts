@@ -10,32 +10,17 @@
  * Build first: the hub fixture imports ../../../dist (npm run build).
  */
 import t from 'tap'
-import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { newMessage } from '../../src/codec/envelope.js'
 import { EdgeNode } from '../../src/edge/edge-node.js'
-import { Restartable, freePort } from '../reliable/chaos-procs.js'
-import { SECRET, needNats, startClusterHub, startNats, subdir, until } from './helpers.js'
+import { needNats, startClusterHub, startHubProcesses, startNats, subdir, until } from './helpers.js'
 
 t.setTimeout(240_000)
-const fixture = fileURLToPath(new URL('./fixtures/cluster-hub.mjs', import.meta.url))
 const ROUNDS = Number(process.env.EF_CLUSTER_FAILOVER_ROUNDS ?? 2)
 
 t.test('edges fail over to another hub and resume', async t => {
   if (!needNats(t)) return
   const nats = await startNats(t)
-  const hubs: Array<{ proc: Restartable, wss: string, quic: string }> = []
-  for (const name of ['hub-1', 'hub-2']) {
-    const wss = `wss://127.0.0.1:${await freePort('tcp')}`
-    const quic = `quic://127.0.0.1:${await freePort('udp')}`
-    const cfg = { listen: [wss, quic], dataDir: subdir(t, name), servers: nats.urls, name: 'test', hubName: name, secret: SECRET }
-    const proc = new Restartable(name, fixture, () => [JSON.stringify(cfg)])
-    t.teardown(async () => { await proc.kill() })
-    const ready = proc.waitFor(m => m.type === 'ready', 60_000)
-    proc.start()
-    await ready
-    hubs.push({ proc, wss, quic })
-  }
+  const hubs = await startHubProcesses(t, nats, ['hub-1', 'hub-2'])
   // The producer: any hub serves any node, so one in this process sends to all edges.
   const producer = await startClusterHub(t, nats, 'producer', ['ws://127.0.0.1:0'])
   const h1 = hubs[0] as typeof hubs[number]

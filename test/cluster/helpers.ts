@@ -7,7 +7,9 @@ import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { Hub } from '../../src/hub/hub.js'
 import type { HubOptions } from '../../src/hub/types.js'
+import { fileURLToPath } from 'node:url'
 import { NatsCluster, natsServerPath } from './nats-cluster.js'
+import { Restartable, freePort } from '../reliable/chaos-procs.js'
 
 const dirs = new WeakMap<Test, string>()
 
@@ -54,4 +56,27 @@ export async function until (what: string, fn: () => boolean | Promise<boolean>,
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await new Promise(resolve => setTimeout(resolve, 25))
   }
+}
+
+const HUB_FIXTURE = fileURLToPath(new URL('./fixtures/cluster-hub.mjs', import.meta.url))
+
+/**
+ * Cluster hubs as restartable child processes (fixtures/cluster-hub.mjs, which imports dist/), each
+ * listening on wss and quic at fixed free ports (so a restart comes back at the same URLs), started
+ * one at a time: the first hub's identity becomes the cluster's.
+ */
+export async function startHubProcesses (t: Test, nats: NatsCluster, names: string[]): Promise<Array<{ proc: Restartable, wss: string, quic: string }>> {
+  const hubs: Array<{ proc: Restartable, wss: string, quic: string }> = []
+  for (const name of names) {
+    const wss = `wss://127.0.0.1:${await freePort('tcp')}`
+    const quic = `quic://127.0.0.1:${await freePort('udp')}`
+    const cfg = { listen: [wss, quic], dataDir: subdir(t, name), servers: nats.urls, name: 'test', hubName: name, secret: SECRET }
+    const proc = new Restartable(name, HUB_FIXTURE, () => [JSON.stringify(cfg)])
+    t.teardown(async () => { await proc.kill() })
+    const ready = proc.waitFor(m => m.type === 'ready', 60_000)
+    proc.start()
+    await ready
+    hubs.push({ proc, wss, quic })
+  }
+  return hubs
 }
