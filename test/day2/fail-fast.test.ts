@@ -78,6 +78,9 @@ t.test('running processes: scheme mismatch, data-dir lock, admin ports, parent d
   procs.push(sh)
   await sh.waitFor(/^ready$/, 60_000)
   const hubPid = (JSON.parse(readFileSync(join(orphanDir, 'edgefabric.lock'), 'utf8')) as { pid: number }).pid
+  // If the check below fails, the orphan still holds this process's stdout pipe: without this the
+  // file then hung until tap's timeout (seen once in a full run) instead of failing at once.
+  t.teardown(() => { try { process.kill(hubPid, 'SIGKILL') } catch { /* gone, as it should be */ } })
   t.not(hubPid, sh.child.pid)
   sh.child.kill('SIGKILL')
   const alive = (): boolean => { try { process.kill(hubPid, 0); return true } catch { return false } }
