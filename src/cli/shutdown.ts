@@ -24,6 +24,15 @@ export function onShutdown (close: () => Promise<void>, deadlineMs = 10_000): Pr
         process.exitCode ??= 0
         process.off('SIGINT', handler)
         process.off('SIGTERM', handler)
+        // After a clean close the process should end by itself. If a handle leaked
+        // (a socket, a timer), an operator's service manager would see a hung stop
+        // and a parent-death shutdown would leave an orphan: name what holds the
+        // process and exit anyway. Unref'd, so a normal exit is not delayed.
+        const backstop = setTimeout(() => {
+          process.stderr.write(`edgefabric: still running ${EXIT_BACKSTOP_MS} ms after a clean shutdown, held by: ${process.getActiveResourcesInfo().join(', ') || 'nothing visible'}; exiting\n`)
+          process.exit(process.exitCode ?? 0)
+        }, EXIT_BACKSTOP_MS)
+        backstop.unref()
         resolve(0)
       }, (err: unknown) => {
         clearTimeout(timer)
@@ -47,6 +56,9 @@ export function onShutdown (close: () => Promise<void>, deadlineMs = 10_000): Pr
     watch.unref()
   })
 }
+
+/** How long a cleanly closed command may take to end by itself before it exits anyway. */
+const EXIT_BACKSTOP_MS = 3000
 
 /** How often a long-running command checks that its parent is still alive. */
 const PARENT_POLL_MS = 500
