@@ -14,6 +14,7 @@
 import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream'
 import { DeliverPolicy } from '@nats-io/jetstream'
 import type { OutboxRecord } from '../reliable/store.js'
+import { isNewer } from '../reliable/store-rules.js'
 import { trace, tracing } from './trace.js'
 
 /** Seqs remembered for the pre-purge check (ClusterStore.#verify) at most. */
@@ -127,9 +128,20 @@ export class OutboxMirror {
     if (this.#taken.length - this.#takenHead > MAX_TAKEN) this.#takenFloor = this.#taken[this.#takenHead++] as number
     const r = this.#o.toRecord(m)
     if ('malformed' in r) { this.#o.onMalformed(r.seq, r.subject, r.malformed); return }
-    // The stream keeps one message per resource subject: an older one read earlier is gone there.
+    // One pending record per resource subject, the newest VERSION — not the latest seq. The stream
+    // retains a few messages per resource subject (RESOURCE_HISTORY, connection.ts): a hub racing
+    // with another can land an older version after a newer one, and the publishers delete the older
+    // one only after their PubAck. Taking "later seq wins" here dropped the newer version and handed
+    // the edge the older one: the newest was never delivered (regression: test/cluster/
+    // downstream-replica-divergence.test.ts, "the newest version reached the edge", failed in CI).
     const old = this.#bySubject.get(r.subject)
-    if (old !== undefined) this.#drop(old)
+    if (old !== undefined) {
+      if (!isNewer(r.version, r.op, old.version, old.op)) {
+        if (tracing) trace({ k: 'take-older', node: this.node, seq: m.seq, v: r.version, pending: old.version })
+        return
+      }
+      this.#drop(old)
+    }
     this.#bySubject.set(r.subject, r)
     this.#records.push(r)
     this.#bytes += r.bytes.byteLength
