@@ -77,6 +77,12 @@ export class ClusterStore implements ReliableStore {
   readonly #dead: DeadLetter[] = []
   readonly #counts = new Map<string, { count: number, at: number }>()
   readonly #purging = new Map<string, { target: number, done: number, running: boolean }>()
+  /**
+   * Per node: the resume point its current session on this hub began with. Nothing at or below
+   * it was sent by this hub in this session (the sender resends only above it), so this hub
+   * cannot vouch for any message there that is still stored (#verify).
+   */
+  readonly #resumeFloor = new Map<string, number>()
   #closed = false
 
   constructor (c: ClusterConnection, o: ClusterStoreOptions) {
@@ -116,6 +122,7 @@ export class ClusterStore implements ReliableStore {
   async closePeer (node: string): Promise<void> {
     const m = this.#mirrors.get(node)
     this.#mirrors.delete(node)
+    this.#resumeFloor.delete(node)
     this.#inbox.delete(node)
     await m?.close()
   }
@@ -281,6 +288,20 @@ export class ClusterStore implements ReliableStore {
     return this.#mirrors.get(peer)?.pending(afterSeq, limit) ?? []
   }
 
+  /**
+   * The node's new session on this hub resumed from `r` (ReliableStore.resumed). The edge's `r`
+   * may cover a message no hub ever sent it: a previous hub's reader skipped it (a replica behind
+   * the leader), the edge's cumulative ack went past it, and that hub died before its pre-purge
+   * check. This hub's reader does take it — but its sender never sends anything ≤ r, and the
+   * check used to count "taken" as "sent": the purge removed it (the full-size chaos run's loss of
+   * acknowledged messages, test/cluster/resume-over-unsent.test.ts). Now everything still stored
+   * at or below `r` is published again (same Ef-Id: the edge drops what it had) before the purge.
+   */
+  resumed (peer: string, r: number): void {
+    this.#resumeFloor.set(peer, r)
+    this.ack(peer, r).catch(err => this.#o.onError?.(toError(err)))
+  }
+
   async ack (peer: string, upto: number): Promise<number> {
     const n = this.#mirrors.get(peer)?.ackUpTo(upto) ?? 0
     // One purge in flight per node; later acks raise its target.
@@ -329,19 +350,25 @@ export class ClusterStore implements ReliableStore {
    */
   async #verify (peer: string, from: number, to: number): Promise<void> {
     const m = this.#mirrors.get(peer)
-    if (m === undefined) return
-    const upto = Math.min(to, m.lastSeen)
+    // At or below the session's resume point nothing is vouched for (resumed()); above it, what
+    // this hub's reader took, it sent (in seq order, before anything higher).
+    const floor = Math.min(to, this.#resumeFloor.get(peer) ?? 0)
+    const upto = Math.max(floor, m === undefined ? 0 : Math.min(to, m.lastSeen))
     if (upto <= from) return
-    const taken = m.takenIn(from, upto)
-    if (taken === undefined) return
+    // undefined: beyond what the reader remembers (MAX_TAKEN); that part stays unchecked as before.
+    const taken = m?.takenIn(Math.max(from, floor), upto)
     const n = this.#c.names
     let k = 0
     let rescued = 0
     for (let seq = from + 1; ;) {
       const msg = await this.#c.call('checking the outbox before a purge', async () => await this.#c.jsm.streams.getMessage(n.streamDown, { next_by_subj: n.down(peer), seq } as unknown as MsgRequest))
       if (msg === null || msg === undefined || msg.seq > upto) break
-      while (k < taken.length && (taken[k] as number) < msg.seq) k++
-      if (taken[k] !== msg.seq) {
+      let vouched = msg.seq > floor && taken === undefined
+      if (msg.seq > floor && taken !== undefined) {
+        while (k < taken.length && (taken[k] as number) < msg.seq) k++
+        vouched = taken[k] === msg.seq
+      }
+      if (!vouched) {
         const h = natsHeaders()
         for (const key of msg.header?.keys() ?? []) if (!/^nats-/i.test(key)) h.set(key, msg.header.get(key))
         const id = msg.header?.get(H.id) || `seq-${msg.seq}`
@@ -352,8 +379,8 @@ export class ClusterStore implements ReliableStore {
       seq = msg.seq + 1
     }
     if (rescued > 0) {
-      this.#c.logger.warn({ node: peer, rescued, from, to: upto }, 'outbox reader had skipped messages (a NATS replica behind the leader): published again before the purge')
-      m.restart()
+      this.#c.logger.warn({ node: peer, rescued, from, to: upto, resumedFrom: floor }, 'messages no session of this hub sent (a reader skipped them, or the edge resumed past them): published again before the purge')
+      m?.restart()
     }
   }
 

@@ -293,6 +293,7 @@ export class ReliableSender {
       // The peer lost state it had acknowledged (e.g. its data dir was wiped): those records are gone here.
       this.#o.onEvent({ type: 'gap', peer: this.peer, peerReceived: r, acked: this.#acked })
     }
+    this.#o.store.resumed?.(this.peer, r)
     this.#advanceAck(r)
     // The peer restates its position (a new session, or a consumer attached): probe at once.
     if (this.#holds > 0) {

@@ -132,6 +132,12 @@ export interface ReliableStore {
   pending (peer: string, afterSeq: number, limit: number): OutboxRecord[]
   /** Cumulative ack: remove every pending record with seq ≤ upto. Resolves with the count removed. */
   ack (peer: string, upto: number): Promise<number>
+  /**
+   * A new session's peer stated it has everything up to `r` (its `resume`), just before the sender
+   * acks `r`. Optional: a store whose outbox several processes feed (the cluster store) uses it to
+   * tell what this process sent in this session from what the peer says it had from elsewhere.
+   */
+  resumed?: (peer: string, r: number) => void
   /** The receiver rejected `seq`: count it; at `maxRejections` the record is dead-lettered. Resolves with the count (or -1 if dead-lettered / unknown). */
   reject (peer: string, seq: number, maxRejections: number, code: string, reason: string, now: number): Promise<number>
   /** Dead-letter every record with expiresAt ≤ now (code EF_TTL_EXPIRED). Resolves with them. */
