@@ -32,6 +32,22 @@ export interface KvTxn {
   remove (db: DbName, key: Key): void
   /** Entries in key order as this transaction sees them. */
   entries<T> (db: DbName, prefix?: string): Array<{ key: Key, value: T }>
+  /**
+   * Shared backends only (cluster mode, src/cluster/registry-store.ts): what the
+   * transaction means to other registries on the same store (the registry's
+   * changes), handed to their `onRemoteCommit` listeners. Local backends omit it.
+   */
+  note?: (value: unknown) => void
+}
+
+/** One write of a transaction: a put (value) or a remove (value undefined). */
+export interface KvWrite { db: DbName, key: Key, value: unknown }
+
+/** A transaction committed by another registry on a shared store, applied to this one's view. */
+export interface RemoteCommit {
+  writes: KvWrite[]
+  /** What that registry passed to `KvTxn.note`. */
+  note: unknown
 }
 
 export interface DeviceKv {
@@ -41,9 +57,16 @@ export interface DeviceKv {
   entries<T> (db: DbName, prefix?: string): Array<{ key: Key, value: T }>
   /** Number of entries (committed state). */
   count (db: DbName): number
-  /** Run `fn` in one write transaction; resolves after the commit (durable per `durability`). */
+  /**
+   * Run `fn` in one write transaction; resolves after the commit (durable per `durability`).
+   * A shared backend may run `fn` more than once (optimistic concurrency: a
+   * transaction whose reads another writer changed meanwhile runs again on the
+   * newer state), so `fn` must not act outside `tx` beyond what it can redo.
+   */
   transaction<T> (fn: (tx: KvTxn) => T): Promise<T>
   close (): Promise<void>
+  /** Shared backends only: listen for transactions committed by other registries (cluster mode). */
+  onRemoteCommit?: (listener: (c: RemoteCommit) => void) => void
 }
 
 export const FORMAT = 1
