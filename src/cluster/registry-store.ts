@@ -36,7 +36,7 @@ import { DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, type Consum
 import { Packr } from 'msgpackr'
 import { StoreError, toError } from '../errors.js'
 import { DeviceConflictError } from '../device/errors.js'
-import type { DbName, DeviceKv, KvTxn, KvWrite, RemoteCommit } from '../device/cloud/registry-store.js'
+import type { DbName, DeviceKv, KvTxn, KvWrite, SharedCommit } from '../device/cloud/registry-store.js'
 import type { ClusterConnection } from './connection.js'
 import { ClusterUnavailableError } from './types.js'
 import { MAX_LAG, RecentCommits, keyOf, type TxnBody, type TxnHead } from './registry-verdict.js'
@@ -63,7 +63,7 @@ export class JetStreamKv implements DeviceKv {
   /** Local operations waiting for their verdict, by operation id. */
   readonly #pending = new Map<string, Waiting>()
   readonly #reachWaiters = new Set<{ seq: number, resolve: () => void }>()
-  readonly #listeners = new Set<(c: RemoteCommit) => void>()
+  readonly #listeners = new Set<(c: SharedCommit) => void>()
   #applied = 0
   #chain: Promise<unknown> = Promise.resolve()
   #messages: ConsumerMessages | undefined
@@ -106,7 +106,7 @@ export class JetStreamKv implements DeviceKv {
 
   count (db: DbName): number { return this.#db(db).size }
 
-  onRemoteCommit (listener: (c: RemoteCommit) => void): void { this.#listeners.add(listener) }
+  onCommit (listener: (c: SharedCommit) => void): void { this.#listeners.add(listener) }
 
   transaction<T> (fn: (tx: KvTxn) => T): Promise<T> {
     const p = this.#chain.then(async () => await this.#run(fn))
@@ -279,11 +279,12 @@ export class JetStreamKv implements DeviceKv {
       writes.push({ db, key, value: put === 1 ? value : undefined })
     }
     this.#recent.add(q, head.o, body.w.map(([db, key]) => keyOf(db, key)))
-    if (!this.#settle(head, q, true)) {
-      for (const l of this.#listeners) {
-        try { l({ writes: structuredClone(writes), note: body.n }) } catch (err) { this.#onError(toError(err)) }
-      }
+    // Listeners first, in log order: a local writer's transaction() resolves after they ran.
+    const local = this.#pending.has(head.o)
+    for (const l of this.#listeners) {
+      try { l({ writes: structuredClone(writes), note: body.n, local }) } catch (err) { this.#onError(toError(err)) }
     }
+    this.#settle(head, q, true)
   }
 
   /** Tell a local writer its verdict; false when the operation is not this hub's (a remote commit). */

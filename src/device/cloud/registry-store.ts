@@ -35,7 +35,7 @@ export interface KvTxn {
   /**
    * Shared backends only (cluster mode, src/cluster/registry-store.ts): what the
    * transaction means to other registries on the same store (the registry's
-   * changes), handed to their `onRemoteCommit` listeners. Local backends omit it.
+   * changes), handed to the `onCommit` listeners of every registry. Local backends omit it.
    */
   note?: (value: unknown) => void
 }
@@ -43,11 +43,13 @@ export interface KvTxn {
 /** One write of a transaction: a put (value) or a remove (value undefined). */
 export interface KvWrite { db: DbName, key: Key, value: unknown }
 
-/** A transaction committed by another registry on a shared store, applied to this one's view. */
-export interface RemoteCommit {
+/** A transaction committed on a shared store, as applied to this registry's view. */
+export interface SharedCommit {
   writes: KvWrite[]
-  /** What that registry passed to `KvTxn.note`. */
+  /** What the writing registry passed to `KvTxn.note`. */
   note: unknown
+  /** Written by this registry (its own transaction() call is about to resolve). */
+  local: boolean
 }
 
 export interface DeviceKv {
@@ -65,8 +67,12 @@ export interface DeviceKv {
    */
   transaction<T> (fn: (tx: KvTxn) => T): Promise<T>
   close (): Promise<void>
-  /** Shared backends only: listen for transactions committed by other registries (cluster mode). */
-  onRemoteCommit?: (listener: (c: RemoteCommit) => void) => void
+  /**
+   * Shared backends only (cluster mode): every committed transaction, this
+   * registry's own included, in commit order, as it is applied to the view
+   * (before the writer's transaction() resolves).
+   */
+  onCommit?: (listener: (c: SharedCommit) => void) => void
 }
 
 export const FORMAT = 1

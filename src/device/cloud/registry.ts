@@ -41,7 +41,7 @@ import { NodeSyncBlocks } from './registry-sync-block.js'
 import { resolveRegistryOptions, type RegistryLimits } from './registry-options.js'
 import * as models from './registry-models.js'
 import { viewOf } from './registry-records.js'
-import { LmdbKv, MemoryKv, type DeviceKv, type KvTxn, type RemoteCommit } from './registry-store.js'
+import { LmdbKv, MemoryKv, type DeviceKv, type KvTxn, type SharedCommit } from './registry-store.js'
 import type {
   DeviceChange, DeviceRegistryOptions, DeviceSink, DeviceView, ListDevicesFilter, StoredDevice, StoredMapper, UploadEntry, WatchFilter
 } from './registry-types.js'
@@ -65,6 +65,7 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
   readonly #byNode = new NodeIndex()
   readonly #syncBlocks: NodeSyncBlocks
   #closed = false
+  readonly #shared: boolean
 
   private constructor (kv: DeviceKv, o: DeviceRegistryOptions, limits: RegistryLimits) {
     super()
@@ -95,11 +96,13 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
     }
     this.#inbound = new UpstreamBatcher(this.#ctx)
     for (const { value } of kv.entries<StoredDevice>('devices')) this.#byNode.set(deviceId(value.spec), value.spec.nodeId)
-    // A store shared with other registries (cluster mode): their commits reach this view,
-    // the node index and this registry's watchers; a dispatch record whose writer died
-    // before handing it to the lane is handed over by whichever registry sees it linger.
-    if (kv.onRemoteCommit !== undefined) {
-      kv.onRemoteCommit(c => { this.#remoteCommit(c) })
+    // A store shared with other registries (cluster mode): every commit, ours and theirs,
+    // reaches the node index and the watchers from the store, in commit order; a dispatch
+    // record whose writer died before handing it to the lane is handed over by whichever
+    // registry sees it linger.
+    this.#shared = kv.onCommit !== undefined
+    if (kv.onCommit !== undefined) {
+      kv.onCommit(c => { this.#sharedCommit(c) })
       this.#sweepOrphans(limits.retryMs)
     }
   }
@@ -322,8 +325,10 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
       if (err instanceof StoreError) void this.#dispatcher.flush()
       throw err
     }
-    for (const [id, nodeId] of reindex) this.#byNode.set(id, nodeId)
-    this.#publish(m.changes)
+    if (!this.#shared) {
+      for (const [id, nodeId] of reindex) this.#byNode.set(id, nodeId)
+      this.#publish(m.changes)
+    }
     if (m.keys.length > 0) {
       const flushed = this.#dispatcher.flush(m.keys)
       options.onDispatch?.(flushed)
@@ -332,9 +337,9 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
     return result
   }
 
-  /** Another registry's commit on the shared store: re-index its devices, emit its changes. */
-  #remoteCommit (c: RemoteCommit): void {
-    if (this.#closed) return
+  /** A commit on the shared store (ours or another registry's): re-index its devices, emit its changes. */
+  #sharedCommit (c: SharedCommit): void {
+    if (this.#closed && !c.local) return
     for (const w of c.writes) {
       if (w.db === 'devices') this.#byNode.set(String(w.key), (w.value as StoredDevice | undefined)?.spec.nodeId)
     }
