@@ -45,7 +45,7 @@ type Key = string | number
 const DB_NAMES: DbName[] = ['meta', 'models', 'devices', 'mappers', 'dispatch', 'uploads']
 const DELETED = Symbol('deleted')
 /** Runs of `fn` per transaction before DeviceConflictError. */
-export const MAX_ATTEMPTS = 20
+export const MAX_ATTEMPTS = 30
 const FORMAT = 1
 const packr = new Packr({ useRecords: false, moreTypes: false })
 
@@ -84,8 +84,15 @@ export class JetStreamKv implements DeviceKv {
     const kv = new JetStreamKv(c, onError)
     await kv.#ensureStream()
     kv.#follow()
-    const last = await c.call('reading the registry log', async () => (await c.jsm.streams.info(kv.#stream)).state.last_seq)
-    await kv.#reach(last, Math.max(30_000, c.options.timeoutMs * 6), 'replaying the device registry log')
+    // Back from a NATS disconnect: the ephemeral consumer may be gone with its server; start over.
+    c.onAvailability(available => { if (available) void kv.#messages?.close().catch(() => {}) })
+    try {
+      const last = await c.call('reading the registry log', async () => (await c.jsm.streams.info(kv.#stream)).state.last_seq)
+      await kv.#reach(last, Math.max(30_000, c.options.timeoutMs * 6), 'replaying the device registry log')
+    } catch (err) {
+      await kv.close()
+      throw err
+    }
     return kv
   }
 
@@ -126,6 +133,7 @@ export class JetStreamKv implements DeviceKv {
 
   async #run<T> (fn: (tx: KvTxn) => T): Promise<T> {
     const op = randomBytes(9).toString('base64url')
+    let synced = false
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       if (this.#closed) throw new StoreError('the device registry store is closed')
       this.#c.check('device registry write')
@@ -134,19 +142,36 @@ export class JetStreamKv implements DeviceKv {
       const reads = new Set<string>()
       const prefixes: Array<[DbName, string | null]> = []
       let note: unknown
-      const result = fn(this.#txn(staged, reads, prefixes, v => { note = v }))
+      let result: T
+      try {
+        result = fn(this.#txn(staged, reads, prefixes, v => { note = v }))
+      } catch (err) {
+        // A refusal (say, "model not found") must not come from a view behind a change another hub
+        // already acknowledged: catch up with the log's end once and run the checks again.
+        if (synced) throw err
+        synced = true
+        await this.#catchUp()
+        attempt--
+        continue
+      }
       const w: Array<[DbName, Key, 0 | 1, unknown?]> = []
       for (const [db, m] of staged) for (const [k, v] of m) w.push(v === DELETED ? [db, k, 0] : [db, k, 1, v])
       if (w.length === 0) return result
       const id = randomBytes(9).toString('base64url')
       const verdict = new Promise<{ committed: boolean, reason?: string }>(resolve => { this.#pending.set(op, { attempt: id, resolve }) })
+      let published = true
       try {
         await this.#publish({ f: FORMAT, i: id, o: op, b: base }, { r: [...reads], p: prefixes, w, n: note })
       } catch (err) {
-        // Outcome unknown (the message may be stored): the verdict below tells, if the log answers in time.
         this.#c.noteFailure(toError(err))
+        published = false
       }
-      const v = await this.#within(verdict, this.#c.options.timeoutMs * 3)
+      // Outcome unknown after a failed publish (the message may be stored, or land later): once the
+      // log answers again, read it to its end; no verdict by then → run again as a new attempt of the
+      // same operation (the 'dup' rule, registry-verdict.ts, lets at most one attempt commit).
+      const v = published
+        ? await this.#within(verdict, this.#c.options.timeoutMs * 3)
+        : await this.#within(verdict, 0) ?? await this.#catchUp().then(async () => await this.#within(verdict, 0) ?? { committed: false, reason: 'unknown' }, () => undefined)
       if (v === undefined) {
         this.#pending.delete(op)
         if (!this.#c.available) throw new ClusterUnavailableError('device registry write: the cluster (NATS JetStream) is unavailable; the write may or may not have been applied')
@@ -155,6 +180,9 @@ export class JetStreamKv implements DeviceKv {
       this.#pending.delete(op)
       if (v.committed) return result
       if (v.reason === 'closed') throw new StoreError('the device registry store is closed')
+      // Lost a race: back off a random moment, so a hub whose writes land later (slower link,
+      // reconnecting) is not beaten by the same faster one on every attempt.
+      await new Promise(resolve => setTimeout(resolve, Math.random() * Math.min(100, 4 * attempt)))
     }
     throw new DeviceConflictError(MAX_ATTEMPTS)
   }
@@ -220,9 +248,10 @@ export class JetStreamKv implements DeviceKv {
   async #read (): Promise<void> {
     const c = await this.#c.js.consumers.get(this.#stream, { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: this.#applied + 1 })
     if (this.#closed) return
-    // expires 10 s: an idle pull is heartbeated every 5 s; a consumer lost with a killed server is
-    // noticed within ~10 s and recreated from the next unapplied seq (as outbox-mirror.ts).
-    const msgs = await c.consume({ max_messages: 512, expires: 10_000 })
+    // expires 2 s: an idle pull is heartbeated every second, so a consumer lost with a killed
+    // server is noticed within ~2 s and recreated from the next unapplied seq: writers wait for
+    // their verdict from this reader. One reader per hub, so the idle pulls cost little.
+    const msgs = await c.consume({ max_messages: 512, expires: 2000 })
     this.#messages = msgs
     if (this.#closed) { await msgs.close(); return }
     void (async () => {
@@ -291,7 +320,8 @@ export class JetStreamKv implements DeviceKv {
   #settle (head: TxnHead, q: number, committed: boolean, reason?: string): boolean {
     const w = this.#pending.get(head.o)
     if (w === undefined) return false
-    if (committed) { w.resolve({ committed: true }); return true }
+    // 'dup': an earlier attempt of the operation committed (its verdict came while nobody waited).
+    if (committed || reason === 'dup') { w.resolve({ committed: true }); return true }
     if (w.attempt === head.i) w.resolve({ committed: false, ...(reason === undefined ? {} : { reason: `${reason} at ${q}` }) })
     return true
   }
@@ -299,6 +329,12 @@ export class JetStreamKv implements DeviceKv {
   #prune (q: number): void {
     this.#recent.prune(q - MAX_LAG)
     for (const s of this.#parts.keys()) if (s <= q - MAX_LAG) this.#parts.delete(s)
+  }
+
+  /** Apply the log up to its current end (one stream info call). */
+  async #catchUp (): Promise<void> {
+    const last = await this.#c.call('reading the registry log', async () => (await this.#c.jsm.streams.info(this.#stream)).state.last_seq)
+    await this.#reach(last, this.#c.options.timeoutMs * 3, 'catching up with the device registry log')
   }
 
   async #reach (seq: number, timeoutMs: number, what: string): Promise<void> {
