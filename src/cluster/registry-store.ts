@@ -40,10 +40,10 @@ import type { DbName, DeviceKv, KvTxn, KvWrite, SharedCommit } from '../device/c
 import type { ClusterConnection } from './connection.js'
 import { ClusterUnavailableError } from './types.js'
 import { MAX_LAG, RecentCommits, keyOf, type TxnBody, type TxnHead } from './registry-verdict.js'
+import { DELETED, sortKeys, stagedTxn } from './registry-txn.js'
 
 type Key = string | number
 const DB_NAMES: DbName[] = ['meta', 'models', 'devices', 'mappers', 'dispatch', 'uploads']
-const DELETED = Symbol('deleted')
 /** Runs of `fn` per transaction before DeviceConflictError. */
 export const MAX_ATTEMPTS = 30
 const FORMAT = 1
@@ -144,7 +144,7 @@ export class JetStreamKv implements DeviceKv {
       let note: unknown
       let result: T
       try {
-        result = fn(this.#txn(staged, reads, prefixes, v => { note = v }))
+        result = fn(stagedTxn(this, staged, reads, prefixes, v => { note = v }))
       } catch (err) {
         // A refusal (say, "model not found") must not come from a view behind a change another hub
         // already acknowledged: catch up with the log's end once and run the checks again.
@@ -185,30 +185,6 @@ export class JetStreamKv implements DeviceKv {
       await new Promise(resolve => setTimeout(resolve, Math.random() * Math.min(100, 4 * attempt)))
     }
     throw new DeviceConflictError(MAX_ATTEMPTS)
-  }
-
-  #txn (staged: Map<DbName, Map<Key, unknown>>, reads: Set<string>, prefixes: Array<[DbName, string | null]>, note: (v: unknown) => void): KvTxn {
-    const stage = (db: DbName): Map<Key, unknown> => { let m = staged.get(db); if (m === undefined) { m = new Map(); staged.set(db, m) } return m }
-    return {
-      get: <V>(db: DbName, key: Key) => {
-        const s = staged.get(db)
-        if (s?.has(key) === true) { const v = s.get(key); return v === DELETED ? undefined : structuredClone(v) as V }
-        reads.add(keyOf(db, key))
-        return this.get<V>(db, key)
-      },
-      put: (db, key, value) => { stage(db).set(key, structuredClone(value)) },
-      remove: (db, key) => { stage(db).set(key, DELETED) },
-      entries: <V>(db: DbName, prefix?: string) => {
-        prefixes.push([db, prefix ?? null])
-        const merged = new Map(this.entries<V>(db, prefix).map(e => [e.key, e.value]))
-        for (const [k, v] of staged.get(db) ?? []) {
-          if (prefix !== undefined && !(typeof k === 'string' && k.startsWith(prefix))) continue
-          if (v === DELETED) merged.delete(k); else merged.set(k, structuredClone(v) as V)
-        }
-        return sortKeys([...merged.keys()]).map(key => ({ key, value: merged.get(key) as V }))
-      },
-      note
-    }
   }
 
   /** One message, or pieces then the transaction message naming them (NATS max_payload). */
@@ -380,11 +356,4 @@ export class JetStreamKv implements DeviceKv {
   }
 
   #db (db: DbName): Map<Key, unknown> { return this.#dbs.get(db) as Map<Key, unknown> }
-}
-
-function sortKeys (keys: Key[]): Key[] {
-  return keys.sort((a, b) => {
-    if (typeof a === 'number' && typeof b === 'number') return a - b
-    return String(a) < String(b) ? -1 : String(a) > String(b) ? 1 : 0
-  })
 }
