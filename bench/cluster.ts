@@ -16,6 +16,7 @@
  * comparison within the run, not capacity claims.
  *
  *   npx tsc -p tsconfig.bench.json && node dist-bench/bench/cluster.js [--n 5000] [--window 1000] [--rounds 3]
+ *   … node dist-bench/bench/cluster.js --sessions 2000 [--idle 20] [--rounds 3]   (sessions per hub, lib/cluster-sessions.ts)
  */
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -26,6 +27,7 @@ import { newMessage } from '../src/codec/envelope.js'
 import { EdgeNode } from '../src/edge/edge-node.js'
 import { Hub } from '../src/hub/hub.js'
 import { NatsCluster } from '../test/cluster/nats-cluster.js'
+import { sessionsReport, sessionsRound, type SessionsResult } from './lib/cluster-sessions.js'
 
 const argv = process.argv.slice(2)
 const get = (name: string): string | undefined => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined }
@@ -113,26 +115,48 @@ async function rawRun (servers: string[], tag: string): Promise<Result> {
 
 const dir = mkdtempSync(join(tmpdir(), 'ef-bench-cluster-'))
 const nats = await NatsCluster.start(join(dir, 'nats'), 3)
-const rows: Record<string, Result[]> = { cluster: [], raw: [], single: [] }
-try {
-  for (let round = 0; round < ROUNDS; round++) {
-    rows.raw?.push(await rawRun(nats.urls, `r${round}`))
-    rows.cluster?.push(await hubRun(dir, `c${round}`, { servers: nats.urls }))
-    rows.single?.push(await hubRun(dir, `s${round}`, undefined))
-    process.stderr.write(`round ${round + 1}/${ROUNDS} done\n`)
+const SESSIONS = get('--sessions')
+if (SESSIONS !== undefined) {
+  // Sessions per hub (bench/lib/cluster-sessions.ts): cluster hub vs single hub, rounds interleaved.
+  const idle = Number(get('--idle') ?? 20)
+  const results: SessionsResult[] = []
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      results.push(await sessionsRound('cluster', Number(SESSIONS), idle, nats, `c${round}`))
+      results.push(await sessionsRound('single', Number(SESSIONS), idle, nats, `s${round}`))
+    }
+  } finally {
+    await nats.stop()
+    rmSync(dir, { recursive: true, force: true })
   }
-} finally {
-  await nats.stop()
-  rmSync(dir, { recursive: true, force: true })
+  console.log(`cluster bench --sessions ${SESSIONS}: ws, idle ${idle} s, ${ROUNDS} interleaved rounds, medians (range)`)
+  console.log(sessionsReport(results))
+} else {
+  await throughput()
 }
-const med = (xs: number[]): number => pct(xs, 0.5)
-const fmt = (rs: Result[]): string => {
-  const rates = rs.map(r => r.rate)
-  return `${med(rates).toFixed(0)} msg/s (range ${Math.min(...rates).toFixed(0)}–${Math.max(...rates).toFixed(0)}), p50 ${med(rs.map(r => r.p50)).toFixed(1)} ms, p99 ${med(rs.map(r => r.p99)).toFixed(1)} ms`
+
+async function throughput (): Promise<void> {
+  const rows: Record<string, Result[]> = { cluster: [], raw: [], single: [] }
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      rows.raw?.push(await rawRun(nats.urls, `r${round}`))
+      rows.cluster?.push(await hubRun(dir, `c${round}`, { servers: nats.urls }))
+      rows.single?.push(await hubRun(dir, `s${round}`, undefined))
+      process.stderr.write(`round ${round + 1}/${ROUNDS} done\n`)
+    }
+  } finally {
+    await nats.stop()
+    rmSync(dir, { recursive: true, force: true })
+  }
+  const med = (xs: number[]): number => pct(xs, 0.5)
+  const fmt = (rs: Result[]): string => {
+    const rates = rs.map(r => r.rate)
+    return `${med(rates).toFixed(0)} msg/s (range ${Math.min(...rates).toFixed(0)}–${Math.max(...rates).toFixed(0)}), p50 ${med(rs.map(r => r.p50)).toFixed(1)} ms, p99 ${med(rs.map(r => r.p99)).toFixed(1)} ms`
+  }
+  console.log(`cluster bench: n=${N} × 256 B, window ${WINDOW}, ${ROUNDS} interleaved rounds, medians`)
+  console.log(`  raw JetStream R3 publish→ordered consume: ${fmt(rows.raw ?? [])}`)
+  console.log(`  cluster hub → edge (ws, R3):              ${fmt(rows.cluster ?? [])}`)
+  console.log(`  single hub LMDB sync → edge (ws):         ${fmt(rows.single ?? [])}`)
+  const ratio = med((rows.cluster ?? []).map(r => r.rate)) / med((rows.raw ?? []).map(r => r.rate))
+  console.log(`  cluster / raw JetStream = ${ratio.toFixed(2)}× (target ≥ 0.7×); cluster / single hub = ${(med((rows.cluster ?? []).map(r => r.rate)) / med((rows.single ?? []).map(r => r.rate))).toFixed(2)}×`)
 }
-console.log(`cluster bench: n=${N} × 256 B, window ${WINDOW}, ${ROUNDS} interleaved rounds, medians`)
-console.log(`  raw JetStream R3 publish→ordered consume: ${fmt(rows.raw ?? [])}`)
-console.log(`  cluster hub → edge (ws, R3):              ${fmt(rows.cluster ?? [])}`)
-console.log(`  single hub LMDB sync → edge (ws):         ${fmt(rows.single ?? [])}`)
-const ratio = med((rows.cluster ?? []).map(r => r.rate)) / med((rows.raw ?? []).map(r => r.rate))
-console.log(`  cluster / raw JetStream = ${ratio.toFixed(2)}× (target ≥ 0.7×); cluster / single hub = ${(med((rows.cluster ?? []).map(r => r.rate)) / med((rows.single ?? []).map(r => r.rate))).toFixed(2)}×`)

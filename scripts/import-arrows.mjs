@@ -30,8 +30,9 @@ export const ALLOWED = Object.freeze({
   device: ['codec', ...base],
   'device/cloud': ['device', 'reliable', 'codec', 'identity', 'ops', ...base],
   'device/edge': ['device', 'reliable', 'codec', 'identity', 'ops', ...base],
-  // Cluster mode (issue 17): NATS JetStream behind narrow interfaces; it never imports hub.
-  cluster: ['reliable', 'identity', 'codec', 'ops', ...base],
+  // Cluster mode (issue 17): NATS JetStream behind narrow interfaces; it never imports hub. It
+  // implements the stores of reliable (ReliableStore) and device/cloud (DeviceKv) in JetStream.
+  cluster: ['device', 'device/cloud', 'reliable', 'identity', 'codec', 'ops', ...base],
   hub: ['cluster', 'device', 'device/cloud', 'reliable', 'session', 'transport', 'identity', 'config', 'ops', 'codec', ...base],
   edge: ['device', 'device/edge', 'reliable', 'session', 'transport', 'identity', 'config', 'ops', 'codec', ...base],
   index: ['device', 'device/cloud', 'device/edge', 'hub', 'edge', 'reliable', 'session', 'transport', 'identity', 'config', 'ops', 'codec', ...base],

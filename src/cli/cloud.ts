@@ -22,7 +22,7 @@ export const cloudSchema = defineConfig({
   quotaOverflow: { type: 'enum', values: ['reject', 'drop-oldest'], default: 'reject', env: 'EDGEFABRIC_QUOTA_OVERFLOW', description: 'when a node\'s outbox is full: reject the producer, or drop the oldest (recorded)' },
   maxFrameSize: { type: 'int', default: 16 * 1024 * 1024, min: 1024, env: 'EDGEFABRIC_MAX_FRAME_SIZE', description: 'largest envelope in bytes' },
   logLevel: { type: 'enum', values: LOG_LEVELS, default: 'warn', env: 'EDGEFABRIC_LOG_LEVEL', description: 'log level (logs go to stderr as JSON)' },
-  devices: { type: 'boolean', default: false, env: 'EDGEFABRIC_DEVICES', description: 'enable the device registry (LMDB in <data-dir>/devices) and the device API under /v1 on the admin server' },
+  devices: { type: 'boolean', default: false, env: 'EDGEFABRIC_DEVICES', description: 'enable the device registry (LMDB in <data-dir>/devices; with --cluster, shared by every hub in JetStream) and the device API under /v1 on the admin server' },
   adminToken: { type: 'string', env: 'EDGEFABRIC_ADMIN_TOKEN', placeholder: 'token', description: 'admin bearer token (overrides <data-dir>/admin-token, which is generated at first start and printed once; prefer the env var: flags show in ps)' },
   adminReadToken: { type: 'string', env: 'EDGEFABRIC_ADMIN_READ_TOKEN', placeholder: 'token', description: 'read-only bearer token (metrics, status, console without actions) for non-loopback readers; loopback reads need no token' },
   adminAllowedHost: { type: 'string[]', default: [], env: 'EDGEFABRIC_ADMIN_ALLOWED_HOSTS', description: 'host name accepted in Host/Origin by the admin server besides IP literals and localhost (repeatable; DNS-rebinding guard)' },

@@ -15,6 +15,7 @@ import { KvBindingStore } from './bindings.js'
 import { ClusterConnection, resolveClusterOptions } from './connection.js'
 import { ClusterIdentity } from './identity.js'
 import { Presence } from './presence.js'
+import { JetStreamKv } from './registry-store.js'
 import { Router } from './router.js'
 import { ClusterStore } from './store.js'
 import { trace, tracing } from './trace.js'
@@ -162,6 +163,14 @@ export class Cluster {
       const h = upstreamHeaders(nodeId, env)
       this.connection.nc.publish(this.connection.names.liveUp(nodeId), contentPayload(env, h), { headers: h })
     } catch { /* best effort */ }
+  }
+
+  /**
+   * The device registry's store, shared by every hub (registry-store.ts): replays the
+   * registry log, then follows it. The registry that is given it closes it.
+   */
+  async openRegistryStore (): Promise<JetStreamKv> {
+    return await JetStreamKv.open(this.connection, err => this.connection.logger.warn({ err: err.message }, 'device registry log'))
   }
 
   /** Pending reliable messages for any node (from the stream). */

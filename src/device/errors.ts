@@ -107,6 +107,17 @@ export class DeviceReportError extends DeviceError {
   }
 }
 
+/**
+ * Cluster mode (src/cluster/registry-store.ts): the change lost the race for
+ * the keys it read to other hubs' changes on every one of its attempts (each
+ * attempt re-runs the checks on the newer state, so a single race never
+ * reaches the caller). Nothing was applied; retry later.
+ */
+export class DeviceConflictError extends DeviceError {
+  static readonly code = 'EF_DEVICE_CONFLICT'
+  constructor (attempts: number) { super(DeviceConflictError.code, `the change conflicted with concurrent changes from other hubs ${attempts} times and was not applied; retry`) }
+}
+
 /** HTTP status for a device API error code (admin HTTP API). */
 export function httpStatusOf (code: string): number {
   switch (code) {
@@ -115,7 +126,10 @@ export function httpStatusOf (code: string): number {
     case MapperNotFoundError.code:
       return 404
     case DeviceModelInUseError.code:
+    case DeviceConflictError.code:
       return 409
+    case 'EF_CLUSTER_UNAVAILABLE':
+      return 503
     case DeviceRegistryClosedError.code:
     case TooManyWatchersError.code:
       return 503

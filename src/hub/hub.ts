@@ -384,15 +384,17 @@ async function openDevices (hub: Hub, options: HubOptions, registry: Registry): 
   if (o !== true && (typeof o !== 'object' || o === null)) throw new InvalidOptionError('devices', 'must be a boolean or an options object')
   const { inMemory, ...rest } = o === true ? {} : o
   if (inMemory !== undefined && typeof inMemory !== 'boolean') throw new InvalidOptionError('devices.inMemory', 'must be a boolean')
+  // Cluster mode: the registry lives in JetStream, shared by every hub (src/cluster/registry-store.ts).
+  const kv = await hub.cluster?.openRegistryStore()
   const reg = await DeviceRegistry.open({
     ...rest,
-    ...(inMemory === true ? {} : { path: join(options.dataDir, 'devices') }),
+    ...(kv !== undefined ? { kv } : inMemory === true ? {} : { path: join(options.dataDir, 'devices') }),
     durability: rest.durability ?? options.durability ?? 'sync',
     sink: hub,
     clock: hub.clock,
     logger: hub.logger,
     metricsRegistry: registry
-  })
+  }).catch(async err => { await kv?.close(); throw err })
   hub.setDeviceHandler({ accept: async (nodeId, env, seq) => { await reg.acceptUpstream(nodeId, env, seq) }, durable: nodeId => reg.upstreamDurable(nodeId) })
   // Never silent (issue 12): a node whose edge runs without a device broker is recorded as such.
   hub.on('event', e => {

@@ -32,6 +32,24 @@ export interface KvTxn {
   remove (db: DbName, key: Key): void
   /** Entries in key order as this transaction sees them. */
   entries<T> (db: DbName, prefix?: string): Array<{ key: Key, value: T }>
+  /**
+   * Shared backends only (cluster mode, src/cluster/registry-store.ts): what the
+   * transaction means to other registries on the same store (the registry's
+   * changes), handed to the `onCommit` listeners of every registry. Local backends omit it.
+   */
+  note?: (value: unknown) => void
+}
+
+/** One write of a transaction: a put (value) or a remove (value undefined). */
+export interface KvWrite { db: DbName, key: Key, value: unknown }
+
+/** A transaction committed on a shared store, as applied to this registry's view. */
+export interface SharedCommit {
+  writes: KvWrite[]
+  /** What the writing registry passed to `KvTxn.note`. */
+  note: unknown
+  /** Written by this registry (its own transaction() call is about to resolve). */
+  local: boolean
 }
 
 export interface DeviceKv {
@@ -41,9 +59,20 @@ export interface DeviceKv {
   entries<T> (db: DbName, prefix?: string): Array<{ key: Key, value: T }>
   /** Number of entries (committed state). */
   count (db: DbName): number
-  /** Run `fn` in one write transaction; resolves after the commit (durable per `durability`). */
+  /**
+   * Run `fn` in one write transaction; resolves after the commit (durable per `durability`).
+   * A shared backend may run `fn` more than once (optimistic concurrency: a
+   * transaction whose reads another writer changed meanwhile runs again on the
+   * newer state), so `fn` must not act outside `tx` beyond what it can redo.
+   */
   transaction<T> (fn: (tx: KvTxn) => T): Promise<T>
   close (): Promise<void>
+  /**
+   * Shared backends only (cluster mode): every committed transaction, this
+   * registry's own included, in commit order, as it is applied to the view
+   * (before the writer's transaction() resolves).
+   */
+  onCommit?: (listener: (c: SharedCommit) => void) => void
 }
 
 export const FORMAT = 1

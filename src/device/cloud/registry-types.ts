@@ -8,6 +8,7 @@ import type { Registry } from '../../ops/metrics.js'
 import type { EnqueueOutcome } from '../../reliable/sender.js'
 import type { DeviceModel, DeviceSpec, DeviceState, TwinValue } from '../model.js'
 import type { DesiredValue, MapperGrant, ReportedValue } from '../protocol.js'
+import type { DeviceKv } from './registry-store.js'
 
 /** Where the registry hands cloud → edge messages: the hub's reliable lane (HubCore.sendReliable). */
 export interface DeviceSink {
@@ -17,6 +18,11 @@ export interface DeviceSink {
 export interface DeviceRegistryOptions {
   /** LMDB directory; omitted = in memory (lost on close). */
   path?: string
+  /**
+   * A store to use instead of `path` (cluster mode: the JetStream-backed store
+   * of src/cluster/registry-store.ts, shared by every hub). The registry closes it.
+   */
+  kv?: DeviceKv
   /** LMDB durability, as the hub's reliable store. @default 'sync' */
   durability?: 'sync' | 'relaxed'
   /** Delivery of snapshots, removals, mapper grants and resync requests. Without one they wait (persisted) until `attach()`. */
@@ -38,7 +44,7 @@ export interface DeviceRegistryOptions {
 }
 
 /** What the hub's `devices` option accepts. */
-export type HubDevicesOption = boolean | Omit<DeviceRegistryOptions, 'path' | 'sink' | 'clock' | 'logger' | 'metricsRegistry'> & {
+export type HubDevicesOption = boolean | Omit<DeviceRegistryOptions, 'path' | 'kv' | 'sink' | 'clock' | 'logger' | 'metricsRegistry'> & {
   /** Keep the registry in memory instead of `{dataDir}/devices`. @default false */
   inMemory?: boolean
 }

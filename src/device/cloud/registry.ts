@@ -41,7 +41,7 @@ import { NodeSyncBlocks } from './registry-sync-block.js'
 import { resolveRegistryOptions, type RegistryLimits } from './registry-options.js'
 import * as models from './registry-models.js'
 import { viewOf } from './registry-records.js'
-import { LmdbKv, MemoryKv, type DeviceKv, type KvTxn } from './registry-store.js'
+import { LmdbKv, MemoryKv, type DeviceKv, type KvTxn, type SharedCommit } from './registry-store.js'
 import type {
   DeviceChange, DeviceRegistryOptions, DeviceSink, DeviceView, ListDevicesFilter, StoredDevice, StoredMapper, UploadEntry, WatchFilter
 } from './registry-types.js'
@@ -65,6 +65,7 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
   readonly #byNode = new NodeIndex()
   readonly #syncBlocks: NodeSyncBlocks
   #closed = false
+  readonly #shared: boolean
 
   private constructor (kv: DeviceKv, o: DeviceRegistryOptions, limits: RegistryLimits) {
     super()
@@ -95,12 +96,21 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
     }
     this.#inbound = new UpstreamBatcher(this.#ctx)
     for (const { value } of kv.entries<StoredDevice>('devices')) this.#byNode.set(deviceId(value.spec), value.spec.nodeId)
+    // A store shared with other registries (cluster mode): every commit, ours and theirs,
+    // reaches the node index and the watchers from the store, in commit order; a dispatch
+    // record whose writer died before handing it to the lane is handed over by whichever
+    // registry sees it linger.
+    this.#shared = kv.onCommit !== undefined
+    if (kv.onCommit !== undefined) {
+      kv.onCommit(c => { this.#sharedCommit(c) })
+      this.#sweepOrphans(limits.retryMs)
+    }
   }
 
   /** Open (creating) the registry; options are validated here, once. */
   static async open (options: DeviceRegistryOptions = {}): Promise<DeviceRegistry> {
     const limits = resolveRegistryOptions(options)
-    const kv = options.path === undefined ? new MemoryKv() : await LmdbKv.open(options.path, options.durability ?? 'sync')
+    const kv = options.kv ?? (options.path === undefined ? new MemoryKv() : await LmdbKv.open(options.path, options.durability ?? 'sync'))
     const reg = new DeviceRegistry(kv, options, limits)
     if (options.sink !== undefined) reg.attach(options.sink)
     return reg
@@ -266,6 +276,7 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    this.#clock.clearTimeout(this.#orphanTimer)
     await this.#inbound.drain() // accepted messages are applied before the store closes
     this.#watch.close()
     await this.#dispatcher.close()
@@ -297,23 +308,63 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
    */
   async #mutate<T> (fn: (tx: KvTxn, m: Mutation) => T, options: MutateOptions = {}): Promise<T> {
     const reindex: Array<[string, string | undefined]> = []
-    const m: Mutation = { now: options.now ?? this.#clock.now(), keys: [], changes: [], index: (id, nodeId) => { reindex.push([id, nodeId]) } }
+    const now = options.now ?? this.#clock.now()
+    let m: Mutation = { now, keys: [], changes: [], index: () => {} }
     let result: T
     try {
-      result = await this.#kv.transaction(tx => fn(tx, m))
+      result = await this.#kv.transaction(tx => {
+        // A fresh record per run: a shared store may run the callback again (registry-store.ts).
+        reindex.length = 0
+        m = { now, keys: [], changes: [], index: (id, nodeId) => { reindex.push([id, nodeId]) } }
+        const r = fn(tx, m)
+        tx.note?.(m.changes)
+        return r
+      })
     } catch (err) {
       // lmdb-js commits what a callback wrote before it threw (registry-store.ts): hand over any dispatch record it left.
       if (err instanceof StoreError) void this.#dispatcher.flush()
       throw err
     }
-    for (const [id, nodeId] of reindex) this.#byNode.set(id, nodeId)
-    this.#publish(m.changes)
+    if (!this.#shared) {
+      for (const [id, nodeId] of reindex) this.#byNode.set(id, nodeId)
+      this.#publish(m.changes)
+    }
     if (m.keys.length > 0) {
       const flushed = this.#dispatcher.flush(m.keys)
       options.onDispatch?.(flushed)
       if (options.awaitDispatch === true) await flushed
     }
     return result
+  }
+
+  /** A commit on the shared store (ours or another registry's): re-index its devices, emit its changes. */
+  #sharedCommit (c: SharedCommit): void {
+    if (this.#closed && !c.local) return
+    for (const w of c.writes) {
+      if (w.db === 'devices') this.#byNode.set(String(w.key), (w.value as StoredDevice | undefined)?.spec.nodeId)
+    }
+    if (Array.isArray(c.note)) this.#publish(c.note as DeviceChange[])
+  }
+
+  #orphanTimer: ReturnType<Clock['setTimeout']> | undefined
+
+  /**
+   * Shared store: every `4 × retryMs`, hand over dispatch records that were already pending
+   * at the previous look (same key, same record). Their writer normally does it right after
+   * its commit; one that died in between leaves them, and the lane's supersession and the
+   * edge's stale check make a second hand-off harmless.
+   */
+  #sweepOrphans (retryMs: number): void {
+    let seen = new Map<string, number>()
+    const tick = (): void => {
+      if (this.#closed) return
+      const now = new Map(this.#kv.entries<{ n: number }>('dispatch').map(e => [String(e.key), e.value.n]))
+      const lingering = [...now].filter(([k, n]) => seen.get(k) === n).map(([k]) => k)
+      seen = now
+      if (lingering.length > 0) void this.#dispatcher.flush(lingering)
+      this.#orphanTimer = this.#clock.setTimeout(tick, 4 * retryMs)
+    }
+    this.#orphanTimer = this.#clock.setTimeout(tick, 4 * retryMs)
   }
 
   #publish (changes: DeviceChange[]): void {
