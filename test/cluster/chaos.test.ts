@@ -110,6 +110,8 @@ t.test(`chaos: ${DOWN} down, ${UP} up, 3 hubs, 3 NATS servers, ${EDGES} edges`, 
   const ackedLogs = new Map<string, Set<number>>(edges.map(e => [e.node, new Set()]))
   const ackedRes = new Map<string, Map<string, number>>(edges.map(e => [e.node, new Map()]))
   let refusals = 0
+  // Envelope ids of the unversioned messages, to name a lost one in the trace (EF_CLUSTER_TRACE).
+  const logIds = new Map<string, string>()
   const perEdge = Math.ceil(DOWN / EDGES)
   const down = Promise.all(edges.map(async e => {
     for (let i = 1; i <= perEdge; i++) {
@@ -119,7 +121,7 @@ t.test(`chaos: ${DOWN} down, ${UP} up, 3 hubs, 3 NATS servers, ${EDGES} edges`, 
         try {
           await producer.send(e.node, env, { delivery: 'reliable' })
           if (versioned) ackedRes.get(e.node)?.set(env.router.resource, i)
-          else ackedLogs.get(e.node)?.add(i)
+          else { ackedLogs.get(e.node)?.add(i); logIds.set(`${e.node}:${i}`, env.header.id) }
           break
         } catch { refusals++; await new Promise(resolve => setTimeout(resolve, 200)) }
       }
@@ -143,7 +145,9 @@ t.test(`chaos: ${DOWN} down, ${UP} up, 3 hubs, 3 NATS servers, ${EDGES} edges`, 
   await until('every edge caught up', () => edges.every(caughtUp), 90_000).catch(() => {})
   for (const e of edges) {
     if (!caughtUp(e)) t.comment(`${e.node}: state ${e.edge.state}, stream depth ${await producer.cluster?.outboxDepth(e.node)}, presence ${JSON.stringify(await producer.cluster?.presenceOf(e.node))}`)
-    t.same([...(ackedLogs.get(e.node) ?? [])].filter(i => !e.logs.has(i)), [], `${e.node}: every acknowledged message arrived`)
+    const lost = [...(ackedLogs.get(e.node) ?? [])].filter(i => !e.logs.has(i))
+    if (lost.length > 0) t.comment(`${e.node}: lost ids ${lost.slice(0, 10).map(i => logIds.get(`${e.node}:${i}`)).join(' ')}`)
+    t.same(lost, [], `${e.node}: every acknowledged message arrived`)
     t.same([...(ackedRes.get(e.node) ?? new Map<string, number>()).entries()].filter(([r, v]) => (e.res.get(r) ?? 0) < v), [], `${e.node}: the newest acknowledged version of each resource arrived`)
     t.equal(e.backwards, 0, `${e.node}: no older version after a newer one`)
   }
