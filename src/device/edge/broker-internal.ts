@@ -11,7 +11,7 @@
  */
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http'
 import { createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net'
-import { Duplex, type Readable } from 'node:stream'
+import type { Readable, Writable } from 'node:stream'
 import { createServer as createTlsServer } from 'node:tls'
 import { Aedes, type AedesPublishPacket, type Client } from 'aedes'
 import { WebSocketServer, createWebSocketStream } from 'ws'
@@ -20,6 +20,7 @@ import type { Logger } from '../../ops/logger.js'
 import { mayPublish, mayRead, maySubscribe, type AclContext, type CredentialIndex, type Principal } from './acl.js'
 import type { Authenticator, LoginResult } from './auth.js'
 import { PacketSizeGuard, PacketTooLargeError } from './broker-guard.js'
+import { BrokerConn } from './broker-conn.js'
 import { LmdbPersistence } from './broker-persistence.js'
 import { BrokerClients } from './broker-clients.js'
 import { ClientIds, type SessionLimits } from './client-ids.js'
@@ -221,7 +222,7 @@ export class InternalBroker {
     // Room for topic, properties and framing on top of the payload bound.
     const maxPacket = o.maxPayloadBytes + 65_536
     /** Same guard for TCP and WebSocket: the stream aedes reads only passes packets within the bound. */
-    const guarded = (input: Readable, output: NodeJS.WritableStream, source: string | undefined, listener: MqttListener, cut: () => void): void => {
+    const guarded = (input: Readable, output: Writable, source: string | undefined, listener: MqttListener, cut: () => void): void => {
       const guard = new PacketSizeGuard(maxPacket)
       guard.on('error', err => {
         // Only a real oversize announcement is a denial; a peer closing mid-stream is a normal disconnect.
@@ -234,7 +235,7 @@ export class InternalBroker {
       })
       input.on('error', () => {})
       input.pipe(guard)
-      const conn = Duplex.from({ readable: guard, writable: output })
+      const conn = new BrokerConn(guard, output)
       if (source !== undefined) sources.set(conn, source)
       listeners.set(conn, listener)
       broker.handle(conn)
