@@ -21,6 +21,7 @@ import { mayPublish, mayRead, maySubscribe, type AclContext, type CredentialInde
 import type { Authenticator, LoginResult } from './auth.js'
 import { PacketSizeGuard, PacketTooLargeError } from './broker-guard.js'
 import { BrokerConn } from './broker-conn.js'
+import { SubscriberIndex } from './broker-subscribers.js'
 import { LmdbPersistence } from './broker-persistence.js'
 import { BrokerClients } from './broker-clients.js'
 import { ClientIds, type SessionLimits } from './client-ids.js'
@@ -74,8 +75,9 @@ export class InternalBroker {
   readonly #byUser: Map<string, Set<Client>>
 
   readonly #metrics: DeviceMetrics
+  readonly #subscribers: SubscriberIndex
 
-  private constructor (broker: Aedes, servers: Array<Server | HttpServer>, url: string, persistence: LmdbPersistence, clientIds: ClientIds, byUser: Map<string, Set<Client>>, clients: BrokerClients, metrics: DeviceMetrics, wss?: WebSocketServer, wsUrl?: string) {
+  private constructor (broker: Aedes, servers: Array<Server | HttpServer>, url: string, persistence: LmdbPersistence, subscribers: SubscriberIndex, clientIds: ClientIds, byUser: Map<string, Set<Client>>, clients: BrokerClients, metrics: DeviceMetrics, wss?: WebSocketServer, wsUrl?: string) {
     this.#byUser = byUser
     this.clients = clients
     this.#metrics = metrics
@@ -84,6 +86,7 @@ export class InternalBroker {
     this.#servers = servers
     this.url = url
     this.persistence = persistence
+    this.#subscribers = subscribers
     this.clientIds = clientIds
     this.#wss = wss
     this.wsUrl = wsUrl
@@ -122,6 +125,8 @@ export class InternalBroker {
       log.warn({ action, clientId: client?.id, ...detail }, 'device broker denied')
     }
     const persistence = new LmdbPersistence(o.db)
+    const subscribers = new SubscriberIndex()
+    persistence.onSubscriptions = filters => { for (const f of filters) subscribers.add(f) }
     persistence.onQueueDrop = () => o.metrics.publishFailures.inc({ broker: 'internal', reason: 'queue-full' })
     const clientIds = new ClientIds(o.credentials, persistence, o.clock, o.sessions, id => log.info({ clientId: id }, 'abandoned persistent session expired'))
     const broker = await Aedes.createBroker({
@@ -210,9 +215,12 @@ export class InternalBroker {
       clientIds.disconnected(client.id, client).catch(err => log.debug({ err }, 'session owner update failed'))
     })
     broker.on('clientReady', () => o.onClientReady())
+    // Granted filters only (128 = refused), so refused subscribes cannot fill the index.
+    broker.on('subscribe', subs => { for (const s of subs) if ((s.qos as number) !== 128) subscribers.add(s.topic) })
     broker.on('clientError', (client, err) => log.debug({ clientId: client.id, err: err.message }, 'device client error'))
     broker.on('connectionError', (_client, err) => log.debug({ err: err.message }, 'device connection error'))
     for (const filter of engineFilters(o.acl)) {
+      subscribers.add(filter)
       await new Promise<void>(resolve => {
         broker.subscribe(filter, (packet: AedesPublishPacket, cb: () => void) => {
           o.onMessage(packet.topic, packet.payload as Buffer).finally(cb)
@@ -255,7 +263,7 @@ export class InternalBroker {
     }
     const addr = server.address() as AddressInfo
     const url = `${o.tls !== undefined ? 'mqtts' : 'mqtt'}://${fmtHost(o.host)}:${addr.port}`
-    if (o.ws === undefined) return new InternalBroker(broker, [server], url, persistence, clientIds, byUser, clients, o.metrics)
+    if (o.ws === undefined) return new InternalBroker(broker, [server], url, persistence, subscribers, clientIds, byUser, clients, o.metrics)
     const http = createHttpServer()
     // maxPayload: one WebSocket frame may not exceed the MQTT packet bound either (ws' default is 100 MiB).
     const wss = new WebSocketServer({ server: http, maxPayload: maxPacket })
@@ -268,7 +276,7 @@ export class InternalBroker {
     const wsHost = o.ws.host ?? o.host
     await listen(http, o.ws.port, wsHost)
     const wsUrl = `ws://${fmtHost(wsHost)}:${(http.address() as AddressInfo).port}`
-    return new InternalBroker(broker, [server, http], url, persistence, clientIds, byUser, clients, o.metrics, wss, wsUrl)
+    return new InternalBroker(broker, [server, http], url, persistence, subscribers, clientIds, byUser, clients, o.metrics, wss, wsUrl)
   }
 
   /** Disconnect every session authenticated as one of `usernames` (credential revoked or rotated). Returns how many. */
@@ -280,6 +288,9 @@ export class InternalBroker {
     }
     return n
   }
+
+  /** False when no client could receive `topic` (broker-subscribers.ts): the edge skips encoding and publishing it. */
+  wants (topic: string): boolean { return this.#subscribers.mayMatch(topic) }
 
   /** Publish from the edge (QoS 1, so persistent mapper sessions queue it). */
   publish (topic: string, payload: Buffer): Promise<void> {

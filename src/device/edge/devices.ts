@@ -199,14 +199,13 @@ export class EdgeDevices {
   }
 
   #publish (topic: string, payload: object, origin?: BrokerName): void {
-    if (this.#internal === undefined && this.#external === undefined) return // mode 'none': DMI mappers only
+    // Internal: only when some client could receive it (broker-subscribers.ts); an external broker's subscribers are unknown.
+    const internal = this.#internal !== undefined && (origin === undefined || origin === 'internal') && this.#internal.wants(topic) ? this.#internal : undefined
+    const external = origin === undefined || origin === 'external' ? this.#external : undefined
+    if (internal === undefined && external === undefined) return // nobody to tell, or mode 'none' (DMI mappers only)
     const bytes = Buffer.from(JSON.stringify(payload))
-    const send = (name: BrokerName, b: { publish: (t: string, p: Buffer) => Promise<void> } | undefined): void => {
-      if (b === undefined || (origin !== undefined && origin !== name)) return
-      b.publish(topic, bytes).catch(() => { this.metrics.publishFailures.inc({ broker: name, reason: 'error' }) })
-    }
-    send('internal', this.#internal)
-    send('external', this.#external)
+    internal?.publish(topic, bytes).catch(() => { this.metrics.publishFailures.inc({ broker: 'internal', reason: 'error' }) })
+    external?.publish(topic, bytes).catch(() => { this.metrics.publishFailures.inc({ broker: 'external', reason: 'error' }) })
   }
 
   /**
