@@ -86,6 +86,7 @@ export class EdgeDevices {
       extraProperties: options.extraProperties,
       legacyNamespace: options.legacyNamespace,
       publish: (topic, payload, origin) => this.#publish(topic, payload, origin),
+      wants: (topic, origin) => this.#wants(topic, origin),
       upstream: init.upstream
     })
     const credentials = new CredentialIndex(options.credentials as LocalCredential[], init.nodeId)
@@ -196,6 +197,12 @@ export class EdgeDevices {
 
   listDevices (): Array<{ namespace: string, name: string, revision: number, state: string | undefined }> {
     return this.store.list().map(r => ({ namespace: r.namespace, name: r.name, revision: r.snapshot.revision, state: r.state?.state }))
+  }
+
+  /** Could a publish on `topic` reach anyone: the embedded broker knows its subscribers, an external one is assumed to have some. */
+  #wants (topic: string, origin?: BrokerName): boolean {
+    if (this.#external !== undefined && (origin === undefined || origin === 'external')) return true
+    return this.#internal !== undefined && (origin === undefined || origin === 'internal') && this.#internal.wants(topic)
   }
 
   #publish (topic: string, payload: object, origin?: BrokerName): void {
