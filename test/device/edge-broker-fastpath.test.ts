@@ -64,6 +64,7 @@ t.test('SubscriberIndex: exact and wildcard filters, $ topics, bounds', async t 
   ix.add('$hw/events/device/default/+/twin/update/document')
   t.ok(ix.mayMatch('$hw/events/device/default/d9/twin/update/document'), '+ matches one level')
   t.notOk(ix.mayMatch('$hw/events/device/default/d9/x/twin/update/document'), '+ is one level only')
+  t.notOk(ix.mayMatch('$hw/events/device/default/d9/state/update/result'), 'answer cached: nobody')
   ix.add('#')
   t.ok(ix.mayMatch('$hw/events/device/default/d9/state/update/result'), '# matches $ topics too (as aedes delivers them)')
   const b = new SubscriberIndex(10, 10)

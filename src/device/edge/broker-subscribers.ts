@@ -19,6 +19,8 @@
  * `maxFilters` exact or `maxWildcards` wildcard filters it stops indexing and
  * answers "maybe" for every topic, which is the old behaviour.
  */
+const MAX_ANSWERS = 4096
+
 export class SubscriberIndex {
   readonly #exact = new Set<string>()
   readonly #wildSeen = new Set<string>()
@@ -26,6 +28,8 @@ export class SubscriberIndex {
   readonly #maxFilters: number
   readonly #maxWildcards: number
   #overflow = false
+  /** Answers per topic since the last change of the index (the engine asks 2–3 times per update); bounded. */
+  readonly #answers = new Map<string, boolean>()
 
   constructor (maxFilters = 10_000, maxWildcards = 256) {
     this.#maxFilters = maxFilters
@@ -37,6 +41,7 @@ export class SubscriberIndex {
 
   add (filter: string): void {
     if (this.#overflow) return
+    this.#answers.clear()
     if (filter.includes('+') || filter.includes('#')) {
       if (this.#wildSeen.has(filter)) return
       if (this.#wildSeen.size >= this.#maxWildcards) { this.#overflowed(); return }
@@ -53,9 +58,14 @@ export class SubscriberIndex {
   mayMatch (topic: string): boolean {
     if (this.#overflow || this.#exact.has(topic)) return true
     if (this.#wild.length === 0) return false
+    const known = this.#answers.get(topic)
+    if (known !== undefined) return known
     const levels = topic.split('/')
-    for (const f of this.#wild) if (matches(f, levels)) return true
-    return false
+    let any = false
+    for (const f of this.#wild) if (matches(f, levels)) { any = true; break }
+    if (this.#answers.size >= MAX_ANSWERS) this.#answers.clear()
+    this.#answers.set(topic, any)
+    return any
   }
 
   #overflowed (): void {
