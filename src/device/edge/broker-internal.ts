@@ -22,6 +22,7 @@ import type { Authenticator, LoginResult } from './auth.js'
 import { PacketSizeGuard, PacketTooLargeError } from './broker-guard.js'
 import { BrokerConn } from './broker-conn.js'
 import { SubscriberIndex } from './broker-subscribers.js'
+import { DenialLog } from './broker-denials.js'
 import { LmdbPersistence } from './broker-persistence.js'
 import { BrokerClients } from './broker-clients.js'
 import { ClientIds, type SessionLimits } from './client-ids.js'
@@ -53,8 +54,6 @@ export interface InternalBrokerOptions {
 
 /** Where refused publishes go: nobody may subscribe, authorizeForward drops it for everyone. */
 const DENIED_TOPIC = '$edgefabric/denied'
-const LOG_EVERY_MS = 60_000
-const LOG_LINES_PER_ACTION = 50
 
 export function isLoopback (addr: string | undefined): boolean {
   if (addr === undefined) return false
@@ -99,31 +98,9 @@ export class InternalBroker {
     const clients = new BrokerClients()
     const assigned = new WeakSet<Client>()
     const byUser = new Map<string, Set<Client>>()
-    const lastLog = new Map<string, number>()
     const log = o.logger
-    const perAction = new Map<string, { since: number, lines: number, suppressed: number }>()
-    const deny = (action: string, reason: MqttDenialReason, client: Client | null, detail: object): void => {
-      o.metrics.denials.inc({ action })
-      o.metrics.mqttDenials.inc({ reason })
-      // Once per source (CONNECT: a flood's client ids are fresh each time) or client, and action, per minute:
-      // a looping client must not flood the log (issue 13 item 12).
-      const who = action === 'connect' ? sources.get(client?.conn as object) ?? client?.id : client?.id ?? sources.get(client?.conn as object)
-      const key = `${who ?? ''}\u0000${action}`
-      const now = o.clock.now()
-      if ((lastLog.get(key) ?? -Infinity) + LOG_EVERY_MS > now) return
-      if (lastLog.size >= 10_000) lastLog.delete(lastLog.keys().next().value as string)
-      lastLog.set(key, now)
-      // And at most LOG_LINES_PER_ACTION lines per action and minute overall (many sources), with the count left out.
-      const b = perAction.get(action) ?? { since: now, lines: 0, suppressed: 0 }
-      if (now - b.since >= LOG_EVERY_MS) {
-        if (b.suppressed > 0) log.warn({ action, suppressed: b.suppressed }, 'device broker denials not logged in the last minute')
-        b.since = now; b.lines = 0; b.suppressed = 0
-      }
-      perAction.set(action, b)
-      if (b.lines >= LOG_LINES_PER_ACTION) { b.suppressed++; return }
-      b.lines++
-      log.warn({ action, clientId: client?.id, ...detail }, 'device broker denied')
-    }
+    const denials = new DenialLog({ metrics: o.metrics, clock: o.clock, logger: log, sourceOf: conn => sources.get(conn) })
+    const deny = (action: string, reason: MqttDenialReason, client: Client | null, detail: object): void => { denials.deny(action, reason, client, detail) }
     const persistence = new LmdbPersistence(o.db)
     const subscribers = new SubscriberIndex()
     persistence.onSubscriptions = filters => { for (const f of filters) subscribers.add(f) }
@@ -211,7 +188,7 @@ export class InternalBroker {
       clients.remove(client)
       const u = principals.get(client)?.username
       if (u !== undefined) { byUser.get(u)?.delete(client); if (byUser.get(u)?.size === 0) byUser.delete(u) }
-      lastLog.delete(`${client.id}\u0000publish`)
+      denials.forgetPublish(client.id)
       clientIds.disconnected(client.id, client).catch(err => log.debug({ err }, 'session owner update failed'))
     })
     broker.on('clientReady', () => o.onClientReady())
