@@ -117,3 +117,18 @@ t.test('documents reach a subscriber that came after updates nobody listened to,
   const queued = await back.next(T('dev1/twin/update/document'), j => j.twin?.temperature?.current?.actual?.value === '3')
   t.ok(queued, 'document queued for the offline persistent session restored from LMDB')
 })
+
+t.test('regression: a state update nobody subscribed the result of was PUBACKed but never stored or sent (reply?.(await …) skipped the call)', async t => {
+  const up = new Upstream()
+  const hub = await startHub(t, up)
+  const edge = await startEdge(t, hub, 'edge-1', t.testdir({}) + '/edge')
+  await edge.waitConnected(10_000)
+  await sendGrant(hub, 'edge-1', 'm1', 'mapper-user', 'mapper-secret', ['default/dev1'])
+  await sendSnapshot(hub, 'edge-1', snapshot({ revision: 1 }))
+  await until(() => edge.devices?.getTwin('default', 'dev1') !== undefined, 10_000, 'snapshot at the edge')
+  const m = await Mapper.connect(t, edge.devices?.brokerUrl as string, { username: 'mapper-user', password: 'mapper-secret', clientId: 'mapper-1' })
+  await m.client.publishAsync(T('dev1/state/update'), JSON.stringify({ event_id: 's1', state: 'online' }), { qos: 1 })
+  t.equal(edge.devices?.getTwin('default', 'dev1')?.state, 'online', 'stored at the edge by the time of the PUBACK')
+  await up.waitFor(() => up.of('state', 'state/default/dev1').length === 1)
+  t.equal((up.of('state', 'state/default/dev1')[0]?.content as { state: string }).state, 'online', 'state report at the cloud')
+})

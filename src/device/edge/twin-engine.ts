@@ -101,12 +101,9 @@ export class TwinEngine {
     let reply: ((p: object) => void) | undefined = replyTo
     if (reply === undefined && t.kind === 'membership-get') reply = p => d.publish(membershipTopic(t.nodeId, 'get/result'), p, origin)
     else if (reply === undefined && t.kind !== 'upload' && t.kind !== 'data' && t.kind !== 'membership-get') {
-      // Twin updates (the hot path, issue 16): no answer to build when nobody subscribed to the
-      // result topic (MQTT drops it anyway). Other kinds always answer: skipping the state result
-      // made e2e-twins' state report go missing at the cloud (a timing-dependent effect not yet
-      // explained; reported with issue 16).
+      // No answer to build when nobody subscribed to the result topic (MQTT drops it anyway; issue 16).
       const rt = deviceTopic(t.namespace, t.name, RESULT_OF[t.kind], t.form)
-      if (t.kind !== 'twin-update' || d.wants?.(rt, origin) !== false) reply = p => d.publish(rt, p, origin)
+      if (d.wants?.(rt, origin) !== false) reply = p => d.publish(rt, p, origin)
     }
     let req: Record<string, unknown> | undefined
     try {
@@ -127,8 +124,12 @@ export class TwinEngine {
         } else if (t.kind === 'twin-update') {
           const answer = await this.updateTwin(id, r, origin, reply !== undefined)
           reply?.(answer)
+        } else {
+          // Not `reply?.(await …)`: an optional call skips its arguments, so without a reply the
+          // state would never be stored or sent (yet PUBACKed).
+          const answer = await this.updateState(id, r.state, eventId(r))
+          reply?.(answer)
         }
-        else reply?.(await this.updateState(id, r.state, eventId(r)))
       } finally {
         this.#pending--
       }
