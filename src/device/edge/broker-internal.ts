@@ -11,7 +11,7 @@
  */
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http'
 import { createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net'
-import { Duplex, type Readable } from 'node:stream'
+import type { Readable, Writable } from 'node:stream'
 import { createServer as createTlsServer } from 'node:tls'
 import { Aedes, type AedesPublishPacket, type Client } from 'aedes'
 import { WebSocketServer, createWebSocketStream } from 'ws'
@@ -20,6 +20,9 @@ import type { Logger } from '../../ops/logger.js'
 import { mayPublish, mayRead, maySubscribe, type AclContext, type CredentialIndex, type Principal } from './acl.js'
 import type { Authenticator, LoginResult } from './auth.js'
 import { PacketSizeGuard, PacketTooLargeError } from './broker-guard.js'
+import { BrokerConn } from './broker-conn.js'
+import { SubscriberIndex } from './broker-subscribers.js'
+import { DenialLog } from './broker-denials.js'
 import { LmdbPersistence } from './broker-persistence.js'
 import { BrokerClients } from './broker-clients.js'
 import { ClientIds, type SessionLimits } from './client-ids.js'
@@ -51,8 +54,6 @@ export interface InternalBrokerOptions {
 
 /** Where refused publishes go: nobody may subscribe, authorizeForward drops it for everyone. */
 const DENIED_TOPIC = '$edgefabric/denied'
-const LOG_EVERY_MS = 60_000
-const LOG_LINES_PER_ACTION = 50
 
 export function isLoopback (addr: string | undefined): boolean {
   if (addr === undefined) return false
@@ -73,8 +74,9 @@ export class InternalBroker {
   readonly #byUser: Map<string, Set<Client>>
 
   readonly #metrics: DeviceMetrics
+  readonly #subscribers: SubscriberIndex
 
-  private constructor (broker: Aedes, servers: Array<Server | HttpServer>, url: string, persistence: LmdbPersistence, clientIds: ClientIds, byUser: Map<string, Set<Client>>, clients: BrokerClients, metrics: DeviceMetrics, wss?: WebSocketServer, wsUrl?: string) {
+  private constructor (broker: Aedes, servers: Array<Server | HttpServer>, url: string, persistence: LmdbPersistence, subscribers: SubscriberIndex, clientIds: ClientIds, byUser: Map<string, Set<Client>>, clients: BrokerClients, metrics: DeviceMetrics, wss?: WebSocketServer, wsUrl?: string) {
     this.#byUser = byUser
     this.clients = clients
     this.#metrics = metrics
@@ -83,6 +85,7 @@ export class InternalBroker {
     this.#servers = servers
     this.url = url
     this.persistence = persistence
+    this.#subscribers = subscribers
     this.clientIds = clientIds
     this.#wss = wss
     this.wsUrl = wsUrl
@@ -95,32 +98,12 @@ export class InternalBroker {
     const clients = new BrokerClients()
     const assigned = new WeakSet<Client>()
     const byUser = new Map<string, Set<Client>>()
-    const lastLog = new Map<string, number>()
     const log = o.logger
-    const perAction = new Map<string, { since: number, lines: number, suppressed: number }>()
-    const deny = (action: string, reason: MqttDenialReason, client: Client | null, detail: object): void => {
-      o.metrics.denials.inc({ action })
-      o.metrics.mqttDenials.inc({ reason })
-      // Once per source (CONNECT: a flood's client ids are fresh each time) or client, and action, per minute:
-      // a looping client must not flood the log (issue 13 item 12).
-      const who = action === 'connect' ? sources.get(client?.conn as object) ?? client?.id : client?.id ?? sources.get(client?.conn as object)
-      const key = `${who ?? ''}\u0000${action}`
-      const now = o.clock.now()
-      if ((lastLog.get(key) ?? -Infinity) + LOG_EVERY_MS > now) return
-      if (lastLog.size >= 10_000) lastLog.delete(lastLog.keys().next().value as string)
-      lastLog.set(key, now)
-      // And at most LOG_LINES_PER_ACTION lines per action and minute overall (many sources), with the count left out.
-      const b = perAction.get(action) ?? { since: now, lines: 0, suppressed: 0 }
-      if (now - b.since >= LOG_EVERY_MS) {
-        if (b.suppressed > 0) log.warn({ action, suppressed: b.suppressed }, 'device broker denials not logged in the last minute')
-        b.since = now; b.lines = 0; b.suppressed = 0
-      }
-      perAction.set(action, b)
-      if (b.lines >= LOG_LINES_PER_ACTION) { b.suppressed++; return }
-      b.lines++
-      log.warn({ action, clientId: client?.id, ...detail }, 'device broker denied')
-    }
+    const denials = new DenialLog({ metrics: o.metrics, clock: o.clock, logger: log, sourceOf: conn => sources.get(conn) })
+    const deny = (action: string, reason: MqttDenialReason, client: Client | null, detail: object): void => { denials.deny(action, reason, client, detail) }
     const persistence = new LmdbPersistence(o.db)
+    const subscribers = new SubscriberIndex()
+    persistence.onSubscriptions = filters => { for (const f of filters) subscribers.add(f) }
     persistence.onQueueDrop = () => o.metrics.publishFailures.inc({ broker: 'internal', reason: 'queue-full' })
     const clientIds = new ClientIds(o.credentials, persistence, o.clock, o.sessions, id => log.info({ clientId: id }, 'abandoned persistent session expired'))
     const broker = await Aedes.createBroker({
@@ -205,13 +188,16 @@ export class InternalBroker {
       clients.remove(client)
       const u = principals.get(client)?.username
       if (u !== undefined) { byUser.get(u)?.delete(client); if (byUser.get(u)?.size === 0) byUser.delete(u) }
-      lastLog.delete(`${client.id}\u0000publish`)
+      denials.forgetPublish(client.id)
       clientIds.disconnected(client.id, client).catch(err => log.debug({ err }, 'session owner update failed'))
     })
     broker.on('clientReady', () => o.onClientReady())
+    // Granted filters only (128 = refused), so refused subscribes cannot fill the index.
+    broker.on('subscribe', subs => { for (const s of subs) if ((s.qos as number) !== 128) subscribers.add(s.topic) })
     broker.on('clientError', (client, err) => log.debug({ clientId: client.id, err: err.message }, 'device client error'))
     broker.on('connectionError', (_client, err) => log.debug({ err: err.message }, 'device connection error'))
     for (const filter of engineFilters(o.acl)) {
+      subscribers.add(filter)
       await new Promise<void>(resolve => {
         broker.subscribe(filter, (packet: AedesPublishPacket, cb: () => void) => {
           o.onMessage(packet.topic, packet.payload as Buffer).finally(cb)
@@ -221,7 +207,7 @@ export class InternalBroker {
     // Room for topic, properties and framing on top of the payload bound.
     const maxPacket = o.maxPayloadBytes + 65_536
     /** Same guard for TCP and WebSocket: the stream aedes reads only passes packets within the bound. */
-    const guarded = (input: Readable, output: NodeJS.WritableStream, source: string | undefined, listener: MqttListener, cut: () => void): void => {
+    const guarded = (input: Readable, output: Writable, source: string | undefined, listener: MqttListener, cut: () => void): void => {
       const guard = new PacketSizeGuard(maxPacket)
       guard.on('error', err => {
         // Only a real oversize announcement is a denial; a peer closing mid-stream is a normal disconnect.
@@ -234,7 +220,7 @@ export class InternalBroker {
       })
       input.on('error', () => {})
       input.pipe(guard)
-      const conn = Duplex.from({ readable: guard, writable: output })
+      const conn = new BrokerConn(guard, output)
       if (source !== undefined) sources.set(conn, source)
       listeners.set(conn, listener)
       broker.handle(conn)
@@ -254,7 +240,7 @@ export class InternalBroker {
     }
     const addr = server.address() as AddressInfo
     const url = `${o.tls !== undefined ? 'mqtts' : 'mqtt'}://${fmtHost(o.host)}:${addr.port}`
-    if (o.ws === undefined) return new InternalBroker(broker, [server], url, persistence, clientIds, byUser, clients, o.metrics)
+    if (o.ws === undefined) return new InternalBroker(broker, [server], url, persistence, subscribers, clientIds, byUser, clients, o.metrics)
     const http = createHttpServer()
     // maxPayload: one WebSocket frame may not exceed the MQTT packet bound either (ws' default is 100 MiB).
     const wss = new WebSocketServer({ server: http, maxPayload: maxPacket })
@@ -267,7 +253,7 @@ export class InternalBroker {
     const wsHost = o.ws.host ?? o.host
     await listen(http, o.ws.port, wsHost)
     const wsUrl = `ws://${fmtHost(wsHost)}:${(http.address() as AddressInfo).port}`
-    return new InternalBroker(broker, [server, http], url, persistence, clientIds, byUser, clients, o.metrics, wss, wsUrl)
+    return new InternalBroker(broker, [server, http], url, persistence, subscribers, clientIds, byUser, clients, o.metrics, wss, wsUrl)
   }
 
   /** Disconnect every session authenticated as one of `usernames` (credential revoked or rotated). Returns how many. */
@@ -279,6 +265,9 @@ export class InternalBroker {
     }
     return n
   }
+
+  /** False when no client could receive `topic` (broker-subscribers.ts): the edge skips encoding and publishing it. */
+  wants (topic: string): boolean { return this.#subscribers.mayMatch(topic) }
 
   /** Publish from the edge (QoS 1, so persistent mapper sessions queue it). */
   publish (topic: string, payload: Buffer): Promise<void> {

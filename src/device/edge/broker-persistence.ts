@@ -90,6 +90,8 @@ export class LmdbPersistence {
   maxQueuedPerClient = Infinity
   /** Called with the client id when a packet is dropped because its queue is full. */
   onQueueDrop: (clientId: string) => void = () => {}
+  /** Filters of persistent sessions, restored at setup or added later (broker-subscribers.ts). */
+  onSubscriptions: (filters: string[]) => void = () => {}
 
   /** `db`: a sub-database of an environment the caller owns; pass `owner` to have destroy() close it. */
   constructor (db: Database, owner?: RootDatabase) {
@@ -140,6 +142,7 @@ export class LmdbPersistence {
         await this.#mem.storeRetained(revive(v))
       } else if (kind === 's') {
         await this.#mem.addSubscriptions({ id: rest }, v as unknown as Sub[])
+        this.onSubscriptions((v as unknown as Sub[]).map(x => x.topic))
       } else if (kind === 'o') {
         const [clientId, seqHex] = rest.split(SEP) as [string, string]
         this.#seq = Math.max(this.#seq, parseInt(seqHex, 16))
@@ -177,6 +180,7 @@ export class LmdbPersistence {
   }
 
   async addSubscriptions (client: Client, subs: Sub[]): Promise<void> {
+    this.onSubscriptions(subs.map(x => x.topic))
     await this.#mem.addSubscriptions(client, subs)
     await this.#saveSubs(client)
   }

@@ -86,6 +86,7 @@ export class EdgeDevices {
       extraProperties: options.extraProperties,
       legacyNamespace: options.legacyNamespace,
       publish: (topic, payload, origin) => this.#publish(topic, payload, origin),
+      wants: (topic, origin) => this.#wants(topic, origin),
       upstream: init.upstream
     })
     const credentials = new CredentialIndex(options.credentials as LocalCredential[], init.nodeId)
@@ -198,15 +199,20 @@ export class EdgeDevices {
     return this.store.list().map(r => ({ namespace: r.namespace, name: r.name, revision: r.snapshot.revision, state: r.state?.state }))
   }
 
+  /** Could a publish on `topic` reach anyone: the embedded broker knows its subscribers, an external one is assumed to have some. */
+  #wants (topic: string, origin?: BrokerName): boolean {
+    if (this.#external !== undefined && (origin === undefined || origin === 'external')) return true
+    return this.#internal !== undefined && (origin === undefined || origin === 'internal') && this.#internal.wants(topic)
+  }
+
   #publish (topic: string, payload: object, origin?: BrokerName): void {
-    if (this.#internal === undefined && this.#external === undefined) return // mode 'none': DMI mappers only
+    // Internal: only when some client could receive it (broker-subscribers.ts); an external broker's subscribers are unknown.
+    const internal = this.#internal !== undefined && (origin === undefined || origin === 'internal') && this.#internal.wants(topic) ? this.#internal : undefined
+    const external = origin === undefined || origin === 'external' ? this.#external : undefined
+    if (internal === undefined && external === undefined) return // nobody to tell, or mode 'none' (DMI mappers only)
     const bytes = Buffer.from(JSON.stringify(payload))
-    const send = (name: BrokerName, b: { publish: (t: string, p: Buffer) => Promise<void> } | undefined): void => {
-      if (b === undefined || (origin !== undefined && origin !== name)) return
-      b.publish(topic, bytes).catch(() => { this.metrics.publishFailures.inc({ broker: name, reason: 'error' }) })
-    }
-    send('internal', this.#internal)
-    send('external', this.#external)
+    internal?.publish(topic, bytes).catch(() => { this.metrics.publishFailures.inc({ broker: 'internal', reason: 'error' }) })
+    external?.publish(topic, bytes).catch(() => { this.metrics.publishFailures.inc({ broker: 'external', reason: 'error' }) })
   }
 
   /**

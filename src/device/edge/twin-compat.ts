@@ -51,7 +51,7 @@ function wireString (raw: unknown, key: string, side: string): string {
   throw new TwinRequestError(BAD_REQUEST, 400, `twin "${key}".${side}.value must be a string`)
 }
 
-export function planCompatUpdate (req: Record<string, unknown>, props: Map<string, PropertySpec>, extras: Readonly<Record<string, ExtraTwin>>, allowExtra: boolean, now: number): CompatPlan {
+export function planCompatUpdate (req: Record<string, unknown>, props: ReadonlyMap<string, PropertySpec>, extras: Readonly<Record<string, ExtraTwin>>, allowExtra: boolean, now: number): CompatPlan {
   const twin = req.twin
   // dttype.ErrorUpdate: "Update twin error, key:twin does not exist"
   if (twin === null || typeof twin !== 'object' || Array.isArray(twin)) throw new TwinRequestError(BAD_REQUEST, 400, 'Update twin error, key:twin does not exist')

@@ -46,6 +46,11 @@ export interface EngineDeps {
   legacyNamespace?: string | undefined
   /** Publish to the mapper side: to `origin` only, or every broker when undefined. */
   publish: (topic: string, payload: object, origin?: BrokerName) => void
+  /**
+   * False when nobody could receive `topic` (broker-subscribers.ts): the engine then does not
+   * build that answer, delta or document at all (issue 16). @default always true
+   */
+  wants?: (topic: string, origin?: BrokerName) => boolean
   /** Durable send to the cloud (EdgeNode.sendUpstream). */
   upstream: (env: Envelope) => Promise<void>
 }
@@ -95,7 +100,11 @@ export class TwinEngine {
     const now = d.clock.now()
     let reply: ((p: object) => void) | undefined = replyTo
     if (reply === undefined && t.kind === 'membership-get') reply = p => d.publish(membershipTopic(t.nodeId, 'get/result'), p, origin)
-    else if (reply === undefined && t.kind !== 'upload' && t.kind !== 'data' && t.kind !== 'membership-get') { const k = t.kind; reply = p => d.publish(deviceTopic(t.namespace, t.name, RESULT_OF[k], t.form), p, origin) }
+    else if (reply === undefined && t.kind !== 'upload' && t.kind !== 'data' && t.kind !== 'membership-get') {
+      // No answer to build when nobody subscribed to the result topic (MQTT drops it anyway; issue 16).
+      const rt = deviceTopic(t.namespace, t.name, RESULT_OF[t.kind], t.form)
+      if (d.wants?.(rt, origin) !== false) reply = p => d.publish(rt, p, origin)
+    }
     let req: Record<string, unknown> | undefined
     try {
       if (payload.byteLength > d.maxPayloadBytes) throw new TwinRequestError(TOO_LARGE, 413, `payload of ${payload.byteLength} bytes exceeds maxPayloadBytes ${d.maxPayloadBytes}`)
@@ -112,8 +121,15 @@ export class TwinEngine {
           const rec = d.store.get(id)
           if (rec === undefined) { this.maybeAskResync(); throw new TwinRequestError(UNKNOWN_DEVICE, 404, `device ${id} is not bound to node ${d.nodeId}`) }
           reply?.({ event_id: eventId(r), timestamp: now, twin: wireTwins(rec, undefined, !this.compat) })
-        } else if (t.kind === 'twin-update') reply?.(await this.updateTwin(id, r, origin))
-        else reply?.(await this.updateState(id, r.state, eventId(r)))
+        } else if (t.kind === 'twin-update') {
+          const answer = await this.updateTwin(id, r, origin, reply !== undefined)
+          reply?.(answer)
+        } else {
+          // Not `reply?.(await …)`: an optional call skips its arguments, so without a reply the
+          // state would never be stored or sent (yet PUBACKed).
+          const answer = await this.updateState(id, r.state, eventId(r))
+          reply?.(answer)
+        }
       } finally {
         this.#pending--
       }
@@ -148,7 +164,7 @@ export class TwinEngine {
    * or DMI ReportDeviceStatus): validated, persisted, queued upstream, then
    * answered. Returns the result payload; throws TwinRequestError.
    */
-  async updateTwin (id: string, req: Record<string, unknown>, origin?: BrokerName): Promise<Record<string, unknown>> {
+  async updateTwin (id: string, req: Record<string, unknown>, origin?: BrokerName, withTwin = true): Promise<Record<string, unknown>> {
     this.#known(id)
     // Pipelined per device: the exclusive section computes the next record from the cache
     // (TwinStore.put updates it at once) and issues the twin-store write and the outbox append
@@ -157,7 +173,7 @@ export class TwinEngine {
     // document still go out only after both writes are durable ("a result means durable").
     const step = await this.exclusive(id, async () => this.#twinUpdate(id, req, origin))
     await step.durable
-    return step.answer()
+    return step.answer(withTwin)
   }
 
   /** A state report (MQTT `…/state/update` or DMI ReportDeviceStates). Returns the result payload; throws TwinRequestError. */
@@ -171,7 +187,7 @@ export class TwinEngine {
   }
 
   /** The synchronous part of a twin update: validation, the next record, the writes issued in order. */
-  #twinUpdate (id: string, req: Record<string, unknown>, origin?: BrokerName): { durable: Promise<unknown>, answer: () => Record<string, unknown> } {
+  #twinUpdate (id: string, req: Record<string, unknown>, origin?: BrokerName): { durable: Promise<unknown>, answer: (withTwin: boolean) => Record<string, unknown> } {
     const d = this.#d
     const now = d.clock.now()
     const rec = d.store.get(id)
@@ -230,10 +246,11 @@ export class TwinEngine {
     }
     return {
       durable,
-      answer: () => {
+      answer: withTwin => {
+        this.publishChanges(rec, next, [...names, ...touched, ...deleted], eventId(req), compat, origin)
+        if (!withTwin) return {} // nobody subscribed to the result (handleMqtt)
         const twin: Record<string, unknown> = wireTwins(next, [...names, ...touched], !compat)
         for (const k of deleted) twin[k] = null
-        this.publishChanges(rec, next, [...names, ...touched, ...deleted], eventId(req), compat, origin)
         return { event_id: eventId(req), timestamp: now, twin }
       }
     }
@@ -253,10 +270,17 @@ export class TwinEngine {
     const dl = delta(after)
     const dlBefore = before === undefined ? {} : delta(before)
     if (Object.keys(dl).length > 0 && (forceDelta === true || compat || changed.some(n => n in dl || n in dlBefore))) {
-      this.publishDevice(after, 'twin/update/delta', { event_id: event, timestamp: now, twin: wireTwins(after, undefined, !compat), delta: dl })
+      if (this.#wantsDevice(after, 'twin/update/delta')) this.publishDevice(after, 'twin/update/delta', { event_id: event, timestamp: now, twin: wireTwins(after, undefined, !compat), delta: dl })
       d.metrics.deltas.inc()
     }
-    if (changed.length > 0) this.publishDevice(after, 'twin/update/document', { event_id: event, timestamp: now, twin: documentFor(before, after, changed, !compat) })
+    if (changed.length > 0 && this.#wantsDevice(after, 'twin/update/document')) this.publishDevice(after, 'twin/update/document', { event_id: event, timestamp: now, twin: documentFor(before, after, changed, !compat) })
+  }
+
+  /** Whether anyone could receive `suffix` of this device, on either topic form. */
+  #wantsDevice (rec: { namespace: string, name: string }, suffix: string): boolean {
+    const w = this.#d.wants
+    if (w === undefined || w(deviceTopic(rec.namespace, rec.name, suffix))) return true
+    return this.#d.legacyNamespace === rec.namespace && w(deviceTopic(rec.namespace, rec.name, suffix, 'legacy' as TopicForm))
   }
 
   /** Publish on a device topic, and on its single-level form too when legacy topics cover the device. */

@@ -119,7 +119,7 @@ export function wireTimestamp (raw: unknown, fallback: number): number {
  * refused for ReadOnly properties (only the device reports those). All or
  * nothing: one bad twin refuses the whole request.
  */
-export function parseTwinUpdate (req: Record<string, unknown>, props: Map<string, PropertySpec>, now: number): Map<string, TwinChange> {
+export function parseTwinUpdate (req: Record<string, unknown>, props: ReadonlyMap<string, PropertySpec>, now: number): Map<string, TwinChange> {
   const twin = req.twin
   if (twin === null || typeof twin !== 'object' || Array.isArray(twin)) throw new TwinRequestError(BAD_REQUEST, 400, '"twin" must be an object of property names')
   const out = new Map<string, TwinChange>()

@@ -61,8 +61,15 @@ export function newRecord (snapshot: DeviceSnapshot): TwinRecord {
   return { namespace: snapshot.device.namespace, name: snapshot.device.name, snapshot, reported: {}, localExpected: {}, edgeSeq: 0, edgeVersion: 0, baselined: false }
 }
 
-export function propertyMap (rec: TwinRecord): Map<string, PropertySpec> {
-  return new Map(rec.snapshot.model.properties.map(p => [p.name, p]))
+/** Per model property list (records share their snapshot's): built once, not per update and answer (issue 16). */
+const propertyMaps = new WeakMap<readonly PropertySpec[], Map<string, PropertySpec>>()
+
+/** Name → spec of the record's model. The map is shared: callers must not change it. */
+export function propertyMap (rec: TwinRecord): ReadonlyMap<string, PropertySpec> {
+  const props = rec.snapshot.model.properties
+  let m = propertyMaps.get(props)
+  if (m === undefined) { m = new Map(props.map(p => [p.name, p])); propertyMaps.set(props, m) }
+  return m
 }
 
 /** Expected value in force: a pending local one, else the cloud's desired. */

@@ -5,12 +5,22 @@
  * embedded broker's persistence (sub-database `mqtt`). Reads come from an
  * in-memory copy loaded at open, so the edge serves twins offline and after
  * a restart; writes resolve once committed (group-committed by lmdb-js).
+ *
+ * Twin record writes are coalesced per event-loop turn (issue 16): the
+ * engine pipelines a device's updates, so one MQTT read often carries several
+ * updates of the same device. Each `put` updates the cache at once; the LMDB
+ * write of a device's latest record is issued once, at the end of the turn,
+ * and every `put` of that turn resolves when that write is committed. The
+ * latest record holds every earlier change, so "resolved means on disk"
+ * stays true for each of them, with one encode and one write instead of N.
  */
 import { mkdirSync } from 'node:fs'
 import { open, type Database, type RootDatabase } from 'lmdb'
 import { StoreError, toError } from '../../errors.js'
 import type { MapperGrant } from '../protocol.js'
 import type { TwinRecord } from './twin-state.js'
+
+interface Pending { rec: TwinRecord, waiters: Array<{ resolve: () => void, reject: (err: Error) => void }> }
 
 export class TwinStore {
   readonly #root: RootDatabase
@@ -22,6 +32,9 @@ export class TwinStore {
   readonly #cache = new Map<string, TwinRecord>()
   readonly #grantCache = new Map<string, MapperGrant>()
   #closed = false
+  /** Records written this turn and not yet handed to LMDB, with the callers waiting on them. */
+  #dirty = new Map<string, Pending>()
+  #flushScheduled = false
   /** Called after every twin record write or removal, with the device id (DMI pushes, src/device/edge/dmi/). */
   onChange: (id: string) => void = () => {}
 
@@ -51,15 +64,40 @@ export class TwinStore {
 
   async put (rec: TwinRecord): Promise<void> {
     const id = `${rec.namespace}/${rec.name}`
+    if (this.#closed) throw new StoreError(`device store closed; ${id} not written`)
     this.#cache.set(id, rec)
-    await this.#twins.put(id, rec)
-    this.onChange(id)
+    await new Promise<void>((resolve, reject) => {
+      const p = this.#dirty.get(id)
+      if (p !== undefined) { p.rec = rec; p.waiters.push({ resolve, reject }); return }
+      this.#dirty.set(id, { rec, waiters: [{ resolve, reject }] })
+      if (!this.#flushScheduled) { this.#flushScheduled = true; setImmediate(() => { this.#flush() }) }
+    })
   }
 
   async remove (id: string): Promise<void> {
+    this.#flushOne(id) // a put of this turn goes first, so the removal is the last word
     this.#cache.delete(id)
     await this.#twins.remove(id)
     this.onChange(id)
+  }
+
+  /** Hand every record of this turn to LMDB (one group commit). */
+  #flush (): void {
+    this.#flushScheduled = false
+    for (const id of [...this.#dirty.keys()]) this.#flushOne(id)
+  }
+
+  #flushOne (id: string): void {
+    const p = this.#dirty.get(id)
+    if (p === undefined) return
+    this.#dirty.delete(id)
+    this.#twins.put(id, p.rec).then(() => {
+      for (const w of p.waiters) w.resolve()
+      this.onChange(id)
+    }, (err: unknown) => {
+      const e = new StoreError(`device ${id} not written: ${toError(err).message}`, { cause: err })
+      for (const w of p.waiters) w.reject(e)
+    })
   }
 
   grant (name: string): MapperGrant | undefined { return this.#grantCache.get(name) }
@@ -81,6 +119,7 @@ export class TwinStore {
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    this.#flush()
     await this.#root.close()
   }
 }
