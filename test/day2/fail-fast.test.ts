@@ -83,9 +83,20 @@ t.test('running processes: scheme mismatch, data-dir lock, admin ports, parent d
   t.teardown(() => { try { process.kill(hubPid, 'SIGKILL') } catch { /* gone, as it should be */ } })
   t.not(hubPid, sh.child.pid)
   sh.child.kill('SIGKILL')
-  const alive = (): boolean => { try { process.kill(hubPid, 0); return true } catch { return false } }
-  await eventually(() => !alive(), 15_000)
-  t.pass('the orphaned hub shut down by itself')
+  // /proc/<pid>/stat: state is the field after "(comm)"; a zombie (Z) has exited — reaping it is
+  // its new parent's business (here PID 1 or a subreaper), not the hub's.
+  const stat = (): { state: string, ppid: number } | undefined => {
+    try {
+      const f = readFileSync(`/proc/${hubPid}/stat`, 'utf8')
+      const rest = f.slice(f.lastIndexOf(')') + 2).split(' ')
+      return { state: rest[0] ?? '?', ppid: Number(rest[1]) }
+    } catch { return undefined }
+  }
+  const alive = (): boolean => { const st = stat(); return st !== undefined && st.state !== 'Z' && st.state !== 'X' }
+  const gone = await eventually(() => !alive(), 15_000).then(() => true, () => false)
+  // On failure, say what the orphan was doing: whether it noticed its parent's death (its stderr
+  // line), its state and new parent.
+  t.ok(gone, gone ? 'the orphaned hub shut down by itself' : `the orphaned hub is still running 15 s after its parent died: ${JSON.stringify(stat())}, stderr: ${sh.stderr().slice(-600)}`)
   t.throws(() => readFileSync(join(orphanDir, 'edgefabric.lock')), 'and released its data dir')
 
   // SIGTERM: graceful exit within the grace period
