@@ -19,7 +19,11 @@ export interface QuicTransportOptions {
    * overrides `auto`. Both engines speak the same wire. @default 'auto'
    */
   engine?: QuicEngineName | 'auto'
-  /** Congestion controller (edgefabric engine; libp2p always uses cubic). @default 'cubic' */
+  /**
+   * Congestion controller (edgefabric engine; libp2p always uses cubic). The
+   * EDGEFABRIC_QUIC_CC environment variable overrides the default (as
+   * EDGEFABRIC_QUIC_ENGINE does `auto`), never an explicit setting. @default 'cubic'
+   */
   congestionController?: CongestionController
   /** Let a peer's address change mid-connection (NAT rebinding; edgefabric engine only, libp2p never does). @default true */
   migration?: boolean
@@ -40,6 +44,14 @@ export interface QuicTransportOptions {
   maxConnectionData?: number
   /** OS UDP socket send/receive buffer (clamped by the OS). @default 2 MiB */
   socketBufferSize?: number
+  /**
+   * UDP payload of every packet the edgefabric engine sends (quinn 0.9 has no
+   * path MTU discovery, so this is fixed for the connection). 1200 is what
+   * every QUIC path must carry (RFC 9000 §14); raise it (up to 1452 for a
+   * 1500-byte IPv6 MTU) only on paths known to carry it: fewer, larger packets.
+   * @default 1200
+   */
+  maxUdpPayloadSize?: number
   /** An inbound connection must open its streams within this time. @default 10000 */
   acceptTimeoutMs?: number
   /** Shortest time between two RTT samples from the engine; the RTT is sampled when a connection's stats are read. @default 1000 */
@@ -55,6 +67,7 @@ export interface ResolvedQuicOptions {
   maxStreamData: number
   maxConnectionData: number
   socketBufferSize: number
+  maxUdpPayloadSize: number
   acceptTimeoutMs: number
   rttIntervalMs: number
 }
@@ -71,9 +84,11 @@ export function resolveQuicOptions (o: QuicTransportOptions): ResolvedQuicOption
   if (engine !== 'auto' && engine !== 'edgefabric' && engine !== 'libp2p') {
     throw new InvalidOptionError('engine', `must be 'edgefabric', 'libp2p' or 'auto', got ${String(engine)}`)
   }
-  const congestionController = o.congestionController ?? 'cubic'
+  const envCc = process.env.EDGEFABRIC_QUIC_CC
+  const congestionController = o.congestionController ?? (envCc !== undefined && envCc !== '' ? envCc as CongestionController : 'cubic')
   if (congestionController !== 'cubic' && congestionController !== 'newreno' && congestionController !== 'bbr') {
-    throw new InvalidOptionError('congestionController', `must be 'cubic', 'newreno' or 'bbr', got ${String(congestionController)}`)
+    const what = o.congestionController === undefined ? 'congestionController (EDGEFABRIC_QUIC_CC)' : 'congestionController'
+    throw new InvalidOptionError(what, `must be 'cubic', 'newreno' or 'bbr', got ${String(congestionController)}`)
   }
   if (o.migration !== undefined && typeof o.migration !== 'boolean') throw new InvalidOptionError('migration', 'must be a boolean')
   return {
@@ -85,6 +100,7 @@ export function resolveQuicOptions (o: QuicTransportOptions): ResolvedQuicOption
     maxStreamData,
     maxConnectionData,
     socketBufferSize: intOption('socketBufferSize', o.socketBufferSize, 2 * MiB, 64 * 1024, 0x7fff_ffff),
+    maxUdpPayloadSize: intOption('maxUdpPayloadSize', o.maxUdpPayloadSize, 1200, 1200, 65527),
     acceptTimeoutMs: intOption('acceptTimeoutMs', o.acceptTimeoutMs, 10_000, 1),
     rttIntervalMs: intOption('rttIntervalMs', o.rttIntervalMs, 1000, 10)
   }
@@ -104,6 +120,7 @@ export function engineConfig (key: Uint8Array, o: ResolvedQuicOptions, maxInboun
     receiveBufferSize: o.socketBufferSize,
     sendBufferSize: o.socketBufferSize,
     congestionController: o.congestionController,
-    migration: o.migration
+    migration: o.migration,
+    maxUdpPayloadSize: o.maxUdpPayloadSize
   }
 }
