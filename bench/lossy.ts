@@ -106,12 +106,17 @@ function estimateSeconds (o: LossyOptions, nTransports: number): number {
   return Math.round(grid + outages + events + 10)
 }
 
-/** The sender's QUIC counters at the end of a bulk run, for the progress log (what limited it). */
+/**
+ * The sender's QUIC counters at the end of a bulk run, for the progress log
+ * (what limited it: losses and congestion events, or neither — then flow
+ * control or CPU). quinn 0.9 never sends DATA_BLOCKED / STREAM_DATA_BLOCKED,
+ * so flow-control stalls do not show as frames here.
+ */
 function quicLine (q: QuicStats | undefined): string {
   if (q === undefined) return ''
   const lossPct = q.sentPackets > 0 ? q.lostPackets / q.sentPackets * 100 : 0
   return ` [cwnd ${(q.cwnd / 1024).toFixed(0)} KiB, rtt ${q.rttMs.toFixed(0)} ms, ${q.sentPackets} pkts sent, ${lossPct.toFixed(2)} % lost, ${q.congestionEvents} congestion events, ` +
-    `${q.udpRxDatagrams} datagrams in / ${q.acksReceived} ACK frames, ${(q.udpTxBytes / Math.max(1, q.udpTxDatagrams)).toFixed(0)} B/datagram, flow-control blocked ${q.blockedSent}× (peer by us ${q.dataBlockedReceived + q.streamDataBlockedReceived}×)]`
+    `${q.udpRxDatagrams} datagrams in / ${q.acksReceived} ACK frames, ${(q.udpTxBytes / Math.max(1, q.udpTxDatagrams)).toFixed(0)} B/datagram]`
 }
 
 export async function runLossy (o: LossyOptions, log: (line: string) => void): Promise<LossyReport> {

@@ -36,8 +36,10 @@ export interface QuicTransportOptions {
    * are not reading, on top of the connection's `maxInboundBuffer` (the
    * window used is the smaller of the two, at least 64 KiB, so a paused
    * channel costs at most about 2 × maxInboundBuffer). Also caps one
-   * stream's throughput at window / RTT (2 MiB at 100 ms ≈ 160 Mbit/s).
-   * @default 2 MiB
+   * stream's throughput at window / RTT (4 MiB at 50 ms ≈ 670 Mbit/s; the
+   * former 2 MiB capped bulk at 50 ms below ws, issue 18 / bench/RESULTS.md).
+   * A window is credit, not memory: quinn buffers only what arrives unread.
+   * @default 4 MiB
    */
   maxStreamData?: number
   /** Per-connection receive window, at least 2 × the stream window so one stalled channel cannot starve the others. @default 8 MiB */
@@ -78,7 +80,7 @@ export function resolveQuicOptions (o: QuicTransportOptions): ResolvedQuicOption
   if (keepAliveIntervalMs >= maxIdleTimeoutMs) {
     throw new InvalidOptionError('keepAliveIntervalMs', `must be below maxIdleTimeoutMs (${maxIdleTimeoutMs}), got ${keepAliveIntervalMs}`)
   }
-  const maxStreamData = intOption('maxStreamData', o.maxStreamData, 2 * MiB, MIN_WINDOW, 0xffff_ffff)
+  const maxStreamData = intOption('maxStreamData', o.maxStreamData, 4 * MiB, MIN_WINDOW, 0xffff_ffff)
   const maxConnectionData = intOption('maxConnectionData', o.maxConnectionData, Math.max(8 * MiB, 2 * maxStreamData), maxStreamData, 0xffff_ffff)
   const engine = o.engine ?? 'auto'
   if (engine !== 'auto' && engine !== 'edgefabric' && engine !== 'libp2p') {
