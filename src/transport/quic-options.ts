@@ -44,7 +44,14 @@ export interface QuicTransportOptions {
   maxStreamData?: number
   /** Per-connection receive window, at least 2 × the stream window so one stalled channel cannot starve the others. @default 8 MiB */
   maxConnectionData?: number
-  /** OS UDP socket send/receive buffer (clamped by the OS). @default 2 MiB */
+  /**
+   * OS UDP socket send/receive buffer of an endpoint (clamped by the OS to
+   * net.core.rmem_max / wmem_max; one per listener and one per dialing
+   * process, not per connection). A userland receiver that is descheduled
+   * drops what does not fit here: 2 MiB dropped 0.2–3 % of a 50 ms / 400
+   * Mbit/s bulk transfer on a loaded 2-core machine (issue 18, bench/RESULTS.md).
+   * @default 4 MiB
+   */
   socketBufferSize?: number
   /**
    * UDP payload of every packet the edgefabric engine sends (quinn 0.9 has no
@@ -101,7 +108,7 @@ export function resolveQuicOptions (o: QuicTransportOptions): ResolvedQuicOption
     keepAliveIntervalMs,
     maxStreamData,
     maxConnectionData,
-    socketBufferSize: intOption('socketBufferSize', o.socketBufferSize, 2 * MiB, 64 * 1024, 0x7fff_ffff),
+    socketBufferSize: intOption('socketBufferSize', o.socketBufferSize, 4 * MiB, 64 * 1024, 0x7fff_ffff),
     maxUdpPayloadSize: intOption('maxUdpPayloadSize', o.maxUdpPayloadSize, 1200, 1200, 65527),
     acceptTimeoutMs: intOption('acceptTimeoutMs', o.acceptTimeoutMs, 10_000, 1),
     rttIntervalMs: intOption('rttIntervalMs', o.rttIntervalMs, 1000, 10)

@@ -11,6 +11,8 @@ import { createQuicTransport, generateQuicIdentity, quicPeerId } from '../../src
 import { quicIdentityBytes } from '../../src/transport/quic-identity.js'
 import { edgefabricAvailable, statelessResetKey, type CongestionController } from '../../src/transport/quic-engine.js'
 import { engineChannel, type QuicStats } from '../../src/transport/quic-engine-addon.js'
+import { engineConfig, resolveQuicOptions } from '../../src/transport/quic-options.js'
+import { resolveConnectionOptions } from '../../src/transport/options.js'
 import { engineCertificate, peerIdFromCertificate } from '../../src/transport/quic-engine-cert.js'
 
 const avail = edgefabricAvailable()
@@ -67,6 +69,18 @@ t.test('engine choice', async t => {
     if (before === undefined) delete process.env.EDGEFABRIC_QUIC_ENGINE
     else process.env.EDGEFABRIC_QUIC_ENGINE = before
   }
+})
+
+// Regression (issue 18, bench/RESULTS.md "QUIC engine on the lossy link"): a 2 MiB stream window capped one
+// stream at window/RTT ≈ 335 Mbit/s at 50 ms, and a 2 MiB UDP socket buffer dropped 0.2–3 % of a bulk transfer
+// when the receiver was descheduled. Defaults must cover 50 ms at 500 Mbit/s (3.1 MB in flight).
+t.test('default windows and socket buffer cover a 50 ms, 500 Mbit/s path', async t => {
+  const bdp = 500e6 / 8 * 0.05
+  const o = resolveQuicOptions({})
+  const c = engineConfig(new Uint8Array(0), o, resolveConnectionOptions({}).maxInboundBuffer)
+  t.ok(c.maxStreamData >= bdp, `stream window ${c.maxStreamData} B ≥ BDP ${bdp} B`)
+  t.ok(c.maxConnectionData >= 2 * c.maxStreamData, `connection window ${c.maxConnectionData} B ≥ 2 × stream window`)
+  t.ok(c.receiveBufferSize >= bdp, `socket buffer ${c.receiveBufferSize} B ≥ BDP ${bdp} B`)
 })
 
 t.test('EDGEFABRIC_QUIC_CC sets the default congestion controller, never an explicit one', async t => {
