@@ -25,6 +25,7 @@
 import { toError } from '../src/errors.js'
 import { dial } from '../src/transport/index.js'
 import type { Channel } from '../src/transport/types.js'
+import type { QuicStats } from '../src/transport/quic-engine-addon.js'
 import { bulkEndEnvelope, requestEnvelope, uploadEnvelope, type BulkReport } from './lib/loopback-protocol.js'
 import { BenchClient, measureRequestResponse, percentile } from './lib/loopback-scenarios.js'
 
@@ -53,6 +54,8 @@ export interface ClientResult {
   setupMs?: number[]
   /** WebTransport only: http3 or http2. */
   mode?: string
+  /** quic on the edgefabric engine: the sender's (this client's) transport counters at the end of the scenario (issue 18). */
+  quic?: QuicStats
 }
 
 const REQUEST = new Uint8Array(256)
@@ -66,6 +69,11 @@ async function open (job: ClientJob): Promise<BenchClient> {
 async function close (c: BenchClient): Promise<void> {
   if (c.conn.status === 'open') await c.conn.close('bench done')
   await c.conn.closed()
+}
+
+function quicStatsOf (c: BenchClient): QuicStats | undefined {
+  const f = (c.conn as { quicStats?: () => QuicStats | undefined }).quicStats
+  return typeof f === 'function' ? f.call(c.conn) : undefined
 }
 
 function modeOf (c: BenchClient): string | undefined {
@@ -137,11 +145,11 @@ async function scenario (job: ClientJob, s: ClientScenario): Promise<ClientResul
     const mode = modeOf(c)
     if (s === 'bulk') {
       const bytes = await bulkUntil(c, performance.now() + job.durationMs)
-      return { scenario: s, goodputMbit: bytes * 8 / (job.durationMs / 1000) / 1e6, mode }
+      return { scenario: s, goodputMbit: bytes * 8 / (job.durationMs / 1000) / 1e6, mode, quic: quicStatsOf(c) }
     }
     if (s === 'rr' || s === 'streams') {
       const r = await measureRequestResponse([c], s === 'rr' ? 1 : job.streams, REQUEST, job.durationMs)
-      return { scenario: s, p50Ms: r.p50Us / 1000, p99Ms: r.p99Us / 1000, perSecond: r.perSecond, mode }
+      return { scenario: s, p50Ms: r.p50Us / 1000, p99Ms: r.p99Us / 1000, perSecond: r.perSecond, mode, quic: quicStatsOf(c) }
     }
     // hol: requests on `high` while `bulk` is saturated on the same connection.
     const lat: number[] = []

@@ -24,6 +24,7 @@ import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { toError, isEdgeFabricError } from '../src/errors.js'
 import type { ClientResult, ClientScenario } from './lossy-client.js'
+import type { QuicStats } from '../src/transport/quic-engine-addon.js'
 import { runClient, seedFor, startServer, type Server } from './lib/lossy-children.js'
 import { packageRoot } from '../src/cli/bench.js'
 import { LinkLab, probeNetem, type WireStats } from './lib/lossy-netns.js'
@@ -32,6 +33,7 @@ import { runReliable, type ReliableResult, type SystemRef } from './lib/lossy-re
 import { EVENT_SCENARIOS, runEvent, type EventResult, type EventScenario } from './lib/lossy-events.js'
 import { PEERS, peerConfigText } from './lib/lossy-peers.js'
 import { writeReport } from './lib/lossy-report.js'
+import { quicEngineMode } from './lib/lossy-engine.js'
 import { probeFlood, probeRtt, rateCheck, rttCheck, runChecks, type Check } from './lib/lossy-selfcheck.js'
 
 export interface RunResult {
@@ -104,6 +106,19 @@ function estimateSeconds (o: LossyOptions, nTransports: number): number {
   return Math.round(grid + outages + events + 10)
 }
 
+/**
+ * The sender's QUIC counters at the end of a bulk run, for the progress log
+ * (what limited it: losses and congestion events, or neither — then flow
+ * control or CPU). quinn 0.9 never sends DATA_BLOCKED / STREAM_DATA_BLOCKED,
+ * so flow-control stalls do not show as frames here.
+ */
+function quicLine (q: QuicStats | undefined): string {
+  if (q === undefined) return ''
+  const lossPct = q.sentPackets > 0 ? q.lostPackets / q.sentPackets * 100 : 0
+  return ` [cwnd ${(q.cwnd / 1024).toFixed(0)} KiB, rtt ${q.rttMs.toFixed(0)} ms, ${q.sentPackets} pkts sent, ${lossPct.toFixed(2)} % lost, ${q.congestionEvents} congestion events, ` +
+    `${q.udpRxDatagrams} datagrams in / ${q.acksReceived} ACK frames, ${(q.udpTxBytes / Math.max(1, q.udpTxDatagrams)).toFixed(0)} B/datagram]`
+}
+
 export async function runLossy (o: LossyOptions, log: (line: string) => void): Promise<LossyReport> {
   const started = new Date()
   const loadavgStart = loadavg()
@@ -142,10 +157,12 @@ export async function runLossy (o: LossyOptions, log: (line: string) => void): P
     const transports: TransportInfo[] = []
     for (const t of defs) {
       try {
+        const engine = await quicEngineMode(t)
         const s = await startServer(lab, t)
         servers.set(t.key, s)
-        transports.push({ key: t.key, label: t.label, mode: s.info.mode, unavailable: undefined })
-        log(`  ${t.label}: ready at ${s.info.url}${s.info.mode !== undefined ? ` (mode ${s.info.mode}${s.info.mode === 'http2' ? ': HTTP/3 binding absent, WebTransport over HTTP/2 = TCP' : ''})` : ''}`)
+        const mode = engine ?? s.info.mode
+        transports.push({ key: t.key, label: t.label, mode, unavailable: undefined })
+        log(`  ${t.label}: ready at ${s.info.url}${mode !== undefined ? ` (${engine !== undefined ? '' : 'mode '}${mode}${s.info.mode === 'http2' ? ': HTTP/3 binding absent, WebTransport over HTTP/2 = TCP' : ''})` : ''}`)
       } catch (err) {
         transports.push({ key: t.key, label: t.label, mode: undefined, unavailable: toError(err).message })
         log(`  ${t.label}: UNAVAILABLE — ${toError(err).message}`)
@@ -155,7 +172,7 @@ export async function runLossy (o: LossyOptions, log: (line: string) => void): P
 
     for (const peer of PEERS.filter(x => o.peers.includes(x.key))) transports.push({ key: peer.key, label: peer.label, mode: undefined, unavailable: undefined })
     const systems: GridSystem[] = [
-      ...live.map(t => ({ key: t.key, transport: t, system: { kind: 'ef', scheme: t.scheme } as SystemRef })),
+      ...live.map(t => ({ key: t.key, transport: t, system: { kind: 'ef', scheme: t.scheme, env: t.env } as SystemRef })),
       ...o.peers.map(peer => ({ key: peer, transport: undefined, system: { kind: 'peer', peer } as SystemRef }))
     ]
     const t0 = performance.now()
@@ -189,7 +206,7 @@ export async function runLossy (o: LossyOptions, log: (line: string) => void): P
               ? []
               : await runClient(lab, {
                 url: server.info.url, identity: server.info.identity, scenarios: SCENARIOS, durationMs: o.durationMs, setupCount: o.setupCount, streams: o.streams
-              })
+              }, t.env)
             const broken = reliableBroken.get(sys.key)
             const reliable: ReliableResult = broken !== undefined
               ? { error: `skipped: the first run failed to connect (${broken})` }
@@ -213,7 +230,7 @@ export async function runLossy (o: LossyOptions, log: (line: string) => void): P
           const bulk = last.client.find(c => c.scenario === 'bulk')
           const rr = last.client.find(c => c.scenario === 'rr')
           const elapsed = (performance.now() - t0) / 1000
-          log(`  ${done}/${total} ${p.key} ${sys.key} run ${run + 1}: ${t === undefined ? '' : `bulk ${bulk?.goodputMbit?.toFixed(1) ?? bulk?.error ?? '?'} Mbit/s, rr p99 ${rr?.p99Ms?.toFixed(1) ?? rr?.error ?? '?'} ms, `}` +
+          log(`  ${done}/${total} ${p.key} ${sys.key} run ${run + 1}: ${t === undefined ? '' : `bulk ${bulk?.goodputMbit?.toFixed(1) ?? bulk?.error ?? '?'} Mbit/s${quicLine(bulk?.quic)}, rr p99 ${rr?.p99Ms?.toFixed(1) ?? rr?.error ?? '?'} ms, `}` +
             `app rr p99 ${last.reliable.appRr?.p99Ms.toFixed(1) ?? '?'} ms, reliable ${last.reliable.error !== undefined ? `ERROR ${last.reliable.error.slice(0, 100)}` : `${last.reliable.delivered ?? 0}/${last.reliable.sent ?? '?'}`}${last.valid ? '' : ' [INVALID]'} — ${Math.round(elapsed)} s elapsed, ≈${Math.round(elapsed / done * (total - done))} s left in the grid`)
         }
       }

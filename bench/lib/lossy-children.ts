@@ -14,7 +14,7 @@ export interface Server { info: { url: string, identity: string | undefined, mod
 
 export async function startServer (lab: LinkLab, t: TransportDef): Promise<Server> {
   const script = fileURLToPath(new URL('../loopback-server.js', import.meta.url))
-  const child = lab.spawnIn('b', process.execPath, [script, t.listen.replace('HOST', ADDR_B)], { stdio: ['pipe', 'pipe', 'pipe'] })
+  const child = lab.spawnIn('b', process.execPath, [script, t.listen.replace('HOST', ADDR_B)], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...t.env } })
   child.stdin?.on('error', () => {})
   child.stderr?.resume()
   const rl = createInterface({ input: child.stdout as NodeJS.ReadableStream })
@@ -30,9 +30,9 @@ export async function startServer (lab: LinkLab, t: TransportDef): Promise<Serve
   return { info: msg, stop: () => { child.stdin?.end(); setTimeout(() => child.kill('SIGKILL'), 3000).unref() } }
 }
 
-export async function runClient (lab: LinkLab, job: ClientJob): Promise<ClientResult[]> {
+export async function runClient (lab: LinkLab, job: ClientJob, env?: Record<string, string>): Promise<ClientResult[]> {
   const script = fileURLToPath(new URL('../lossy-client.js', import.meta.url))
-  const child = lab.spawnIn('a', process.execPath, [script, JSON.stringify(job)], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = lab.spawnIn('a', process.execPath, [script, JSON.stringify(job)], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } })
   let out = ''
   let err = ''
   child.stdout?.setEncoding('utf8').on('data', (d: string) => { out += d })

@@ -111,9 +111,9 @@ export async function startPeerServer (lab: LinkLab, key: PeerKey, dir: string):
 }
 
 /** A child of bench/ in namespace `side`, on the request/reply channel of ./child-ipc.ts. */
-export function nsChild (name: string, lab: LinkLab, side: 'a' | 'b', script: string): IpcChild {
+export function nsChild (name: string, lab: LinkLab, side: 'a' | 'b', script: string, env?: Record<string, string>): IpcChild {
   const proc = lab.spawnIn(side, process.execPath, [fileURLToPath(new URL(`../${script}.js`, import.meta.url))], {
-    stdio: ['ignore', 'ignore', 'pipe', 'ipc'], serialization: 'advanced'
+    stdio: ['ignore', 'ignore', 'pipe', 'ipc'], serialization: 'advanced', env: { ...process.env, ...env }
   })
   proc.stderr?.resume()
   return new IpcChild(name, proc)

@@ -84,12 +84,25 @@ export interface TransportDef {
   listen: string
   /** Scheme for the hub (reliable scenarios). */
   scheme: string
+  /**
+   * Environment of every child of this system (server, client, hub, edge):
+   * the quic variants pick their engine and congestion controller through the
+   * transport's overrides (src/transport/quic-options.ts), so both ends of a
+   * run use the same settings.
+   */
+  env?: Record<string, string>
+  /** Not in the default set; named with --transports. */
+  optIn?: boolean
 }
 
 export const TRANSPORTS: readonly TransportDef[] = [
   { key: 'quic', label: 'quic', listen: 'quic://HOST:0', scheme: 'quic' },
   { key: 'ws', label: 'ws (TCP)', listen: 'ws://HOST:0', scheme: 'ws' },
-  { key: 'webtransport', label: 'WebTransport', listen: 'https://HOST:0/bench', scheme: 'https' }
+  { key: 'webtransport', label: 'WebTransport', listen: 'https://HOST:0/bench', scheme: 'https' },
+  // Issue 18: the native engine's congestion controllers side by side, and the old engine.
+  { key: 'quic-bbr', label: 'quic', listen: 'quic://HOST:0', scheme: 'quic', env: { EDGEFABRIC_QUIC_CC: 'bbr' }, optIn: true },
+  { key: 'quic-newreno', label: 'quic', listen: 'quic://HOST:0', scheme: 'quic', env: { EDGEFABRIC_QUIC_CC: 'newreno' }, optIn: true },
+  { key: 'quic-libp2p', label: 'quic', listen: 'quic://HOST:0', scheme: 'quic', env: { EDGEFABRIC_QUIC_ENGINE: 'libp2p' }, optIn: true }
 ]
 
 export interface LossyOptions {
@@ -133,7 +146,7 @@ export function defaults (quick: boolean): LossyOptions {
     quick,
     outDir: undefined,
     seed: 1,
-    transports: quick ? ['quic', 'ws'] : TRANSPORTS.map(t => t.key),
+    transports: quick ? ['quic', 'ws'] : TRANSPORTS.filter(t => t.optIn !== true).map(t => t.key),
     cc: 'cubic',
     backend: 'wire',
     runs: quick ? 1 : 3,
@@ -165,6 +178,8 @@ Options:
                          (default bench/out/lossy-<time>/)
   --seed N               PRNG seed of the link emulator (default 1)
   --transports LIST      comma list of ${TRANSPORTS.map(t => t.key).join(', ')}
+                         (default: ${TRANSPORTS.filter(t => t.optIn !== true).map(t => t.key).join(', ')}; quic uses the
+                         default engine — edgefabric where its prebuilt loads — and cubic)
   --cc NAME              TCP congestion control inside the namespaces (default cubic)
   --backend wire|netem   link emulator: the userland wire (default) or tc netem where the kernel has it
   --runs N               runs per cell, median and min–max reported (default 3)

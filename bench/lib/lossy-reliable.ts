@@ -29,7 +29,7 @@ import { now } from './reliable-ipc.js'
 import type { RequestStats } from './session-load.js'
 
 /** What runs on the wire: edgefabric over one transport scheme, or a peer. */
-export type SystemRef = { kind: 'ef', scheme: string } | { kind: 'peer', peer: PeerKey }
+export type SystemRef = { kind: 'ef', scheme: string, env?: Record<string, string> } | { kind: 'peer', peer: PeerKey }
 
 export interface Summary { count: number, distinct: number, firstAt: number, lastAt: number, p50: number, p99: number, startAt: number, connectedAt: number, reconnects: number, disconnects: number }
 
@@ -45,8 +45,9 @@ export interface Pair {
 export async function startPair (lab: LinkLab, sys: SystemRef, capacity: number): Promise<Pair> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-lossy-'))
   let server: { stop: () => Promise<void> } | undefined
-  const cloud = nsChild('cloud', lab, 'b', sys.kind === 'ef' ? 'reliable-ef-hub' : sys.peer === 'mosquitto' ? 'reliable-mqtt' : 'reliable-nats')
-  const edge = nsChild('edge', lab, 'a', sys.kind === 'ef' ? 'reliable-ef-edge' : sys.peer === 'mosquitto' ? 'reliable-mqtt' : 'reliable-nats')
+  const env = sys.kind === 'ef' ? sys.env : undefined
+  const cloud = nsChild('cloud', lab, 'b', sys.kind === 'ef' ? 'reliable-ef-hub' : sys.peer === 'mosquitto' ? 'reliable-mqtt' : 'reliable-nats', env)
+  const edge = nsChild('edge', lab, 'a', sys.kind === 'ef' ? 'reliable-ef-edge' : sys.peer === 'mosquitto' ? 'reliable-mqtt' : 'reliable-nats', env)
   const close = async (): Promise<void> => {
     await Promise.all([edge.quit(5000), cloud.quit(5000)])
     await server?.stop()

@@ -23,6 +23,7 @@ import {
   CHANNEL_ORDER, DATA_CHANNELS, IO_CHUNK, QUIC_FRAME_OVERHEAD, StreamWriter, T_ACCEPT, T_ACK, T_CLOSE, T_DATA, reasonBytes, utf8
 } from './quic-wire.js'
 import type { Channel } from './types.js'
+import type { QuicStats } from './quic-engine-addon.js'
 
 /** Per-stream transport buffer before writeFrame() says "wait". */
 const WRITE_BUDGET = 128 * 1024
@@ -128,6 +129,19 @@ export class QuicConnection extends AbstractConnection {
   channelBinding (): Uint8Array | undefined {
     this.#binding ??= this.#native.exporter?.(CHANNEL_BINDING_LABEL, CHANNEL_BINDING_BYTES)
     return this.#binding
+  }
+
+  /**
+   * The engine's transport counters for this connection (quinn ConnectionStats:
+   * congestion window and events, lost packets, ACK frames, flow-control
+   * blocking); undefined on the libp2p engine. For benchmarks and diagnosis.
+   */
+  quicStats (): QuicStats | undefined {
+    try {
+      return this.#native.quicStats?.()
+    } catch {
+      return undefined
+    }
   }
 
   // ---- AbstractConnection primitives -------------------------------------------

@@ -24,6 +24,26 @@ export interface Addon {
   remote (conn: number): string | undefined
   /** TLS exporter of an established connection (absent in prebuilts older than channel binding). */
   exporter? (conn: number, label: Uint8Array, length: number): Buffer | undefined
+  /** quinn ConnectionStats as f64s in QUIC_STATS order (absent in prebuilts older than issue 18's grid work). */
+  stats? (conn: number): Buffer | undefined
+}
+
+/** Field order of the engine's `stats()` (native/quic/src/engine.rs `stats`). */
+export const QUIC_STATS = [
+  'rttMs', 'cwnd', 'congestionEvents', 'lostPackets', 'lostBytes', 'sentPackets',
+  'udpTxDatagrams', 'udpTxBytes', 'udpTxTransmits', 'udpRxDatagrams', 'udpRxBytes',
+  'acksSent', 'acksReceived', 'streamFramesSent', 'streamFramesReceived',
+  'maxDataSent', 'maxStreamDataSent', 'dataBlockedReceived', 'streamDataBlockedReceived', 'blockedSent'
+] as const
+
+export type QuicStats = Record<typeof QUIC_STATS[number], number>
+
+/** Decode the engine's stats buffer; undefined when it is missing or not the expected length. */
+export function decodeQuicStats (b: Buffer | undefined): QuicStats | undefined {
+  if (b === undefined || b.byteLength !== QUIC_STATS.length * 8) return undefined
+  const out: Partial<QuicStats> = {}
+  QUIC_STATS.forEach((k, i) => { out[k] = b.readDoubleLE(i * 8) })
+  return out as QuicStats
 }
 
 export const E_CONN_IN = 1

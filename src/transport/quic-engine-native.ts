@@ -15,7 +15,7 @@ import { ProtocolError, toError } from '../errors.js'
 import {
   C_CLOSE, C_EP_CLOSE, C_FINISH, C_OPEN, C_READ, C_RESET, C_STOP, C_WRITE, E_CONN_CLOSED, E_CONN_IN, E_DATA,
   E_DIAL_ERR, E_DIAL_OK, E_EP_CLOSED, E_FIN, E_FINISHED, E_READ_ERR, E_STREAM_IN, E_STREAM_OPENED,
-  E_STREAM_OPEN_ERR, E_WRITE_ERR, E_WRITTEN, engineChannel, type EngineChannel
+  E_STREAM_OPEN_ERR, E_WRITE_ERR, E_WRITTEN, decodeQuicStats, engineChannel, type EngineChannel, type QuicStats
 } from './quic-engine-addon.js'
 import { peerIdFromCertificate } from './quic-engine-cert.js'
 import type { NativeClient, NativeConnection, NativeServer, NativeStream } from './quic-native.js'
@@ -230,6 +230,10 @@ export class EngineConnection implements NativeConnection {
   exporter (label: string, length: number): Uint8Array | undefined {
     const out = this.#ch.addon.exporter?.(this.cid, Buffer.from(label), length)
     return out === undefined ? undefined : new Uint8Array(out)
+  }
+
+  quicStats (): QuicStats | undefined {
+    return decodeQuicStats(this.#ch.addon.stats?.(this.cid))
   }
 
   /** The peer's current address as the engine sees it (changes on migration). */

@@ -25,6 +25,8 @@ export type CongestionController = 'cubic' | 'newreno' | 'bbr'
 export interface EngineConfigInit extends NativeConfigInit {
   congestionController: CongestionController
   migration: boolean
+  /** UDP payload size of every packet (edgefabric engine; native/quic config.rs). */
+  maxUdpPayloadSize: number
 }
 
 export interface QuicEngine {
@@ -49,7 +51,8 @@ export function encodeParams (c: EngineConfigInit): Uint8Array {
     c.maxConcurrentStreamLimit,
     c.receiveBufferSize,
     c.migration ? 1 : 0,
-    0
+    0,
+    c.maxUdpPayloadSize
   ])
   return new Uint8Array(f.buffer)
 }
@@ -95,7 +98,7 @@ const libp2pEngine: QuicEngine = {
 }
 
 function libp2pInit (c: EngineConfigInit): NativeConfigInit {
-  const { congestionController: _cc, migration: _m, ...init } = c
+  const { congestionController: _cc, migration: _m, maxUdpPayloadSize: _p, ...init } = c
   return init
 }
 

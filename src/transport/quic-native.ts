@@ -21,6 +21,7 @@ import { readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { TransportUnavailableError, toError } from '../errors.js'
 import { generateQuicIdentity, quicIdentityBytes } from './quic-identity.js'
+import type { QuicStats } from './quic-engine-addon.js'
 
 /** The binding version this code was written and probed against. Another version may differ in API. */
 export const PINNED_QUIC_BINDING_VERSION = '1.1.8'
@@ -50,6 +51,8 @@ export interface NativeConnection {
    * undefined where the engine cannot export (the libp2p binding) or the connection is gone.
    */
   exporter? (label: string, length: number): Uint8Array | undefined
+  /** The engine's transport counters (congestion window, losses, ACKs); undefined where the engine has none. */
+  quicStats? (): QuicStats | undefined
 }
 
 export interface NativeServer {

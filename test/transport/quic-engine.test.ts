@@ -10,7 +10,9 @@ import type { Channel, Connection, Transport } from '../../src/transport/types.j
 import { createQuicTransport, generateQuicIdentity, quicPeerId } from '../../src/transport/quic.js'
 import { quicIdentityBytes } from '../../src/transport/quic-identity.js'
 import { edgefabricAvailable, statelessResetKey, type CongestionController } from '../../src/transport/quic-engine.js'
-import { engineChannel } from '../../src/transport/quic-engine-addon.js'
+import { engineChannel, type QuicStats } from '../../src/transport/quic-engine-addon.js'
+import { engineConfig, resolveQuicOptions } from '../../src/transport/quic-options.js'
+import { resolveConnectionOptions } from '../../src/transport/options.js'
 import { engineCertificate, peerIdFromCertificate } from '../../src/transport/quic-engine-cert.js'
 
 const avail = edgefabricAvailable()
@@ -49,6 +51,7 @@ t.test('engine choice', async t => {
   t.throws(() => createQuicTransport({ engine: 'quiche' as never }), { code: 'EF_INVALID_OPTION', message: /engine/ })
   t.throws(() => createQuicTransport({ congestionController: 'vegas' as never }), { code: 'EF_INVALID_OPTION', message: /congestionController/ })
   t.throws(() => createQuicTransport({ migration: 'yes' as never }), { code: 'EF_INVALID_OPTION', message: /migration/ })
+  t.throws(() => createQuicTransport({ maxUdpPayloadSize: 1000 }), { code: 'EF_INVALID_OPTION', message: /maxUdpPayloadSize/ }, 'below the 1200 every QUIC path carries')
   const lib = await createQuicTransport({ engine: 'libp2p' }).engine()
   t.equal(lib.engine.name, 'libp2p')
   t.match(lib.reason, /^quic: engine libp2p/)
@@ -66,6 +69,61 @@ t.test('engine choice', async t => {
     if (before === undefined) delete process.env.EDGEFABRIC_QUIC_ENGINE
     else process.env.EDGEFABRIC_QUIC_ENGINE = before
   }
+})
+
+// Regression (issue 18, bench/RESULTS.md "QUIC engine on the lossy link"): a 2 MiB stream window capped one
+// stream at window/RTT ≈ 335 Mbit/s at 50 ms, and a 2 MiB UDP socket buffer dropped 0.2–3 % of a bulk transfer
+// when the receiver was descheduled. Defaults must cover 50 ms at 500 Mbit/s (3.1 MB in flight).
+t.test('default windows and socket buffer cover a 50 ms, 500 Mbit/s path', async t => {
+  const bdp = 500e6 / 8 * 0.05
+  const o = resolveQuicOptions({})
+  const c = engineConfig(new Uint8Array(0), o, resolveConnectionOptions({}).maxInboundBuffer)
+  t.ok(c.maxStreamData >= bdp, `stream window ${c.maxStreamData} B ≥ BDP ${bdp} B`)
+  t.ok(c.maxConnectionData >= 2 * c.maxStreamData, `connection window ${c.maxConnectionData} B ≥ 2 × stream window`)
+  t.ok(c.receiveBufferSize >= bdp, `socket buffer ${c.receiveBufferSize} B ≥ BDP ${bdp} B`)
+})
+
+t.test('EDGEFABRIC_QUIC_CC sets the default congestion controller, never an explicit one', async t => {
+  const before = process.env.EDGEFABRIC_QUIC_CC
+  t.teardown(() => { if (before === undefined) delete process.env.EDGEFABRIC_QUIC_CC; else process.env.EDGEFABRIC_QUIC_CC = before })
+  process.env.EDGEFABRIC_QUIC_CC = 'vegas'
+  t.throws(() => createQuicTransport(), { code: 'EF_INVALID_OPTION', message: /EDGEFABRIC_QUIC_CC.*vegas/ }, 'a bad value is a typed error naming the variable')
+  t.doesNotThrow(() => createQuicTransport({ congestionController: 'cubic' }), 'an explicit setting does not read it')
+  process.env.EDGEFABRIC_QUIC_CC = 'bbr'
+  t.doesNotThrow(() => createQuicTransport(), 'bbr is accepted')
+})
+
+/** One-way bulk (dialer → listener) of `bytes` in 64 KiB envelopes; the dialer's engine counters afterwards. */
+async function bulkStats (t: Test, tr: Transport, bytes: number): Promise<QuicStats | undefined> {
+  const id = await generateQuicIdentity()
+  let got = 0
+  const n = Math.ceil(bytes / 65536)
+  let arrived!: () => void
+  const all = new Promise<void>(resolve => { arrived = resolve })
+  const l = await tr.listen(new URL('quic://127.0.0.1:0'), { identity: id, onConnection: c => c.on('message', () => { if (++got === n) arrived() }) })
+  t.teardown(() => l.close())
+  const conn = await tr.dial(new URL(l.url), { expectedRemoteIdentity: quicPeerId(id) })
+  for (let i = 0; i < n; i++) if (!conn.send(msg(i, 65536, 'bulk'), { channel: 'bulk' })) await conn.onDrain()
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([all, new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`bulk: ${got}/${n} arrived`)), 60_000) })])
+  clearTimeout(timer)
+  const stats = (conn as unknown as { quicStats?: () => QuicStats | undefined }).quicStats?.()
+  await conn.close()
+  return stats
+}
+
+t.test('transport counters from the engine, and the packet size option', { skip }, async t => {
+  const small = await bulkStats(t, createQuicTransport({ engine: 'edgefabric' }), 2 * 1024 * 1024)
+  if (small === undefined) { t.fail('quicStats() returned nothing on the edgefabric engine'); return }
+  t.ok(small.sentPackets > 1000 && small.udpTxBytes > 2 * 1024 * 1024, `the sender counted its packets (${small.sentPackets}) and bytes (${small.udpTxBytes})`)
+  t.ok(small.cwnd > 0 && small.rttMs > 0 && small.acksReceived > 0, `cwnd ${small.cwnd}, rtt ${small.rttMs.toFixed(2)} ms, ${small.acksReceived} ACK frames received`)
+  const avgSmall = small.udpTxBytes / small.udpTxDatagrams
+  t.ok(avgSmall <= 1200, `default: no datagram above 1200 B (mean ${avgSmall.toFixed(0)} B)`)
+  const big = await bulkStats(t, createQuicTransport({ engine: 'edgefabric', maxUdpPayloadSize: 1452 }), 2 * 1024 * 1024)
+  const avgBig = (big?.udpTxBytes ?? 0) / (big?.udpTxDatagrams ?? 1)
+  t.ok(avgBig > 1200, `maxUdpPayloadSize 1452: larger datagrams (mean ${avgBig.toFixed(0)} B)`)
+  const lib = await bulkStats(t, createQuicTransport({ engine: 'libp2p' }), 256 * 1024)
+  t.equal(lib, undefined, 'the libp2p engine has no counters')
 })
 
 t.test('wire-compatible with the libp2p engine, both directions', { skip }, async t => {

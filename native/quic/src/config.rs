@@ -18,9 +18,11 @@ pub struct Params {
     pub socket_buffer: f64,
     pub migration: f64,
     pub initial_rtt_ms: f64,
+    /// UDP payload size of every packet (quinn 0.9 has no path MTU discovery); 0 = quinn's 1200.
+    pub max_udp_payload: f64,
 }
 
-const FIELDS: usize = 10;
+const FIELDS: usize = 11;
 
 impl Params {
     pub fn decode(b: &[u8]) -> Result<Params, String> {
@@ -43,6 +45,7 @@ impl Params {
             socket_buffer: f(7),
             migration: f(8),
             initial_rtt_ms: f(9),
+            max_udp_payload: f(10),
         })
     }
 
@@ -64,6 +67,10 @@ impl Params {
         t.datagram_send_buffer_size(2048);
         if self.initial_rtt_ms > 0.0 {
             t.initial_rtt(Duration::from_micros((self.initial_rtt_ms * 1000.0) as u64));
+        }
+        if self.max_udp_payload > 0.0 {
+            // Clamped up to 1200 by quinn (RFC 9000 §14: every QUIC path carries 1200).
+            t.initial_max_udp_payload_size(self.max_udp_payload.min(65527.0) as u16);
         }
         match self.congestion as u32 {
             0 => t.congestion_controller_factory(Arc::new(CubicConfig::default())),

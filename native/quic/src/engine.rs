@@ -365,7 +365,8 @@ async fn send_task(sid: u32, mut send: SendStream, rx: Arc<Mailbox<SendCmd>>) {
                     emit(E_WRITE_ERR, sid, 0, msg.as_bytes());
                     continue;
                 }
-                match send.write_all(&data).await {
+                // Hand the command's buffer over as is (write_all would copy it again).
+                match send.write_chunk(bytes::Bytes::from(data)).await {
                     Ok(()) => emit(E_WRITTEN, sid, 0, &[]),
                     Err(e) => {
                         let msg = e.to_string();
@@ -536,6 +537,41 @@ pub fn rtt_ms(conn: u32) -> f64 {
 
 pub fn remote(conn: u32) -> Option<String> {
     lock_state().conns.get(&conn).map(|c| c.conn.remote_address().to_string())
+}
+
+/// quinn's ConnectionStats of a connection as little-endian f64s, in the order of
+/// STATS in src/transport/quic-engine-native.ts; None when the connection is gone.
+/// For finding what limits a transfer (issue 18): congestion window and events,
+/// losses, datagrams and ACK frames each way, flow-control blocking.
+pub fn stats(conn: u32) -> Option<Vec<u8>> {
+    let s = lock_state().conns.get(&conn)?.conn.stats();
+    let v: [f64; 20] = [
+        s.path.rtt.as_secs_f64() * 1000.0,
+        s.path.cwnd as f64,
+        s.path.congestion_events as f64,
+        s.path.lost_packets as f64,
+        s.path.lost_bytes as f64,
+        s.path.sent_packets as f64,
+        s.udp_tx.datagrams as f64,
+        s.udp_tx.bytes as f64,
+        s.udp_tx.transmits as f64,
+        s.udp_rx.datagrams as f64,
+        s.udp_rx.bytes as f64,
+        s.frame_tx.acks as f64,
+        s.frame_rx.acks as f64,
+        s.frame_tx.stream as f64,
+        s.frame_rx.stream as f64,
+        s.frame_tx.max_data as f64,
+        s.frame_tx.max_stream_data as f64,
+        s.frame_rx.data_blocked as f64,
+        s.frame_rx.stream_data_blocked as f64,
+        (s.frame_tx.data_blocked + s.frame_tx.stream_data_blocked) as f64,
+    ];
+    let mut out = Vec::with_capacity(v.len() * 8);
+    for x in v.iter() {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    Some(out)
 }
 
 /// TLS exporter value of an established connection (RFC 5705, RFC 8446 §7.5; RFC 9001 §4 uses

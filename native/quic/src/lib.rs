@@ -9,6 +9,7 @@
 //!   submit(commands)                     one batch of stream/connection commands
 //!   rtt(conn) -> ms (-1 when gone), remote(conn) -> "ip:port" | undefined
 //!   exporter(conn, label, len) -> Buffer | undefined   TLS exporter (channel binding)
+//!   stats(conn) -> Buffer | undefined    quinn ConnectionStats as f64s (engine.rs stats)
 mod config;
 mod engine;
 mod napi;
@@ -146,6 +147,15 @@ unsafe extern "C" fn exporter(env: napi_env, info: napi_callback_info) -> napi_v
     }
 }
 
+unsafe extern "C" fn stats(env: napi_env, info: napi_callback_info) -> napi_value {
+    let (a, _) = napi::args::<1>(env, info);
+    let id = napi::number(env, a[0]).unwrap_or(0.0) as u32;
+    match engine::stats(id) {
+        Some(v) => napi::buffer(env, &v),
+        None => napi::undefined(env),
+    }
+}
+
 #[no_mangle]
 pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_value) -> napi_value {
     napi::export(env, exports, "init", init);
@@ -156,6 +166,7 @@ pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_va
     napi::export(env, exports, "rtt", rtt);
     napi::export(env, exports, "remote", remote);
     napi::export(env, exports, "exporter", exporter);
+    napi::export(env, exports, "stats", stats);
     exports
 }
 
