@@ -40,7 +40,9 @@ if [ "${1:-}" != "--check" ]; then
   [ "$(uname -s)-$(uname -m)" = "Linux-x86_64" ] || { echo "build-quic-engine: prebuilds are for linux-x64 only" >&2; exit 1; }
   build "$crate/target"
   mkdir -p "$(dirname "$prebuilt")"
-  cp "$crate/target/release/libedgefabric_quic.so" "$prebuilt"
+  # Copy beside it, then rename: overwriting the file in place crashes any process that has it loaded.
+  cp "$crate/target/release/libedgefabric_quic.so" "$prebuilt.tmp"
+  mv -f "$prebuilt.tmp" "$prebuilt"
   sha256sum "$prebuilt"
   exit 0
 fi

@@ -55,7 +55,7 @@ if (role === 'listen') {
   })
   const [u, id] = line.split(' ')
   const dialer = spawn(process.execPath, [self, a, b, 'dial', u, id], { env: engineEnv(b), stdio: 'inherit' })
-  const code = await new Promise(resolve => dialer.on('exit', resolve))
+  const code = await new Promise(resolve => dialer.on('exit', (c, sig) => resolve(c ?? sig)))
   listener.stdin.end()
   await new Promise(resolve => listener.on('exit', resolve))
   if (code !== 0) { console.error(`quic-engine-echo: FAIL (dialer exit ${code})`); process.exit(1) }

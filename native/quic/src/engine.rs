@@ -148,6 +148,10 @@ struct Events {
 }
 static EVENTS: Lazy<Mutex<Events>> = Lazy::new(|| Mutex::new(Events { buf: Vec::new(), scheduled: false }));
 static TSFN: AtomicPtr<std::ffi::c_void> = AtomicPtr::new(std::ptr::null_mut());
+/// Held while a worker thread calls the threadsafe function, and by the env cleanup hook while
+/// it clears TSFN: once the hook returns, no thread is inside or can enter a call on a function
+/// Node is about to free (process exit aborted ~1 in 60 echo runs with SIGABRT before this).
+static CALLING: Mutex<()> = Mutex::new(());
 static STARTED: AtomicBool = AtomicBool::new(false);
 
 fn lock_state() -> std::sync::MutexGuard<'static, State> {
@@ -177,11 +181,19 @@ pub fn emit(op: u8, a: u32, b: u32, payload: &[u8]) {
         !std::mem::replace(&mut ev.scheduled, true)
     };
     if call {
+        let _calling = CALLING.lock().unwrap_or_else(|e| e.into_inner());
         let f = TSFN.load(Ordering::Acquire);
         if !f.is_null() {
             unsafe { napi::napi_call_threadsafe_function(f, std::ptr::null_mut(), napi::TSFN_NONBLOCKING) };
         }
     }
+}
+
+/// The Node environment is being torn down (process exit, or a worker thread ending): from now
+/// on events are dropped instead of being handed to a threadsafe function Node frees next.
+pub fn env_teardown() {
+    let _calling = CALLING.lock().unwrap_or_else(|e| e.into_inner());
+    TSFN.store(std::ptr::null_mut(), Ordering::Release);
 }
 
 /// Take the pending event batch (called on the JS thread).

@@ -50,8 +50,15 @@ unsafe extern "C" fn init(env: napi_env, info: napi_callback_info) -> napi_value
     if !engine::set_tsfn(tsfn) {
         return napi::throw(env, "the QUIC engine is already initialised in this process");
     }
+    // Registered after the threadsafe function, so it runs before Node's own cleanup frees it
+    // (cleanup hooks run in reverse order of registration; N-API 3).
+    napi::napi_add_env_cleanup_hook(env, Some(env_teardown), null_mut());
     engine::runtime();
     napi::undefined(env)
+}
+
+unsafe extern "C" fn env_teardown(_arg: *mut std::ffi::c_void) {
+    engine::env_teardown();
 }
 
 unsafe extern "C" fn set_ref(env: napi_env, info: napi_callback_info) -> napi_value {

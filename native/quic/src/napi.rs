@@ -63,6 +63,9 @@ extern "C" {
     ) -> napi_status;
     pub fn napi_ref_threadsafe_function(env: napi_env, func: napi_threadsafe_function) -> napi_status;
     pub fn napi_unref_threadsafe_function(env: napi_env, func: napi_threadsafe_function) -> napi_status;
+    pub fn napi_add_env_cleanup_hook(
+        env: napi_env, fun: Option<unsafe extern "C" fn(arg: *mut c_void)>, arg: *mut c_void,
+    ) -> napi_status;
 }
 
 /// Read up to N arguments of a call.
