@@ -79,11 +79,17 @@ export class TwinSync {
       const old = d.store.get(id)
       if (old !== undefined && old.snapshot.revision >= snap.revision) return // older or same snapshot: nothing new
       const { rec, expectedChanged, attributesChanged } = mergeSnapshot(old, snap)
-      await d.store.put(rec)
+      // The twin store shows `rec` (its revision) as soon as put() is called and resolves on the
+      // commit (twin-store.ts coalesces writes per turn). The credentials must change no later than
+      // the revision becomes visible: a device told "your twin is at the edge" logged in before the
+      // commit and was refused with the old (or no) credentials (demo.test.ts under load). They come
+      // from the cloud's snapshot, which stays authoritative if the local write fails.
+      const stored = d.store.put(rec)
       const creds = Array.isArray(snap.credentials) ? snap.credentials : []
       this.credentials.setDevice(id, creds)
       const gone = (old?.snapshot.credentials ?? []).filter(c => !creds.some(n => n.username === c.username && n.passwordHash === c.passwordHash))
       if (gone.length > 0) this.onRevoked(gone.map(c => c.username))
+      await stored
       const now = d.clock.now()
       const event = `cloud-${snap.revision}`
       if (old === undefined) {
