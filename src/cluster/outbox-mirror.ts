@@ -124,9 +124,10 @@ export class OutboxMirror {
     if (tracing) trace({ k: 'take', node: this.node, seq: m.seq, last: this.lastSeen })
     if (m.seq <= this.lastSeen) return
     this.lastSeen = m.seq
-    this.#taken.push(m.seq)
-    if (this.#taken.length - this.#takenHead > MAX_TAKEN) this.#takenFloor = this.#taken[this.#takenHead++] as number
     const r = this.#o.toRecord(m)
+    this.#taken.push(m.seq)
+    this.#takenIds.push('malformed' in r ? '' : r.id)
+    if (this.#taken.length - this.#takenHead > MAX_TAKEN) this.#takenFloor = this.#taken[this.#takenHead++] as number
     if ('malformed' in r) { this.#o.onMalformed(r.seq, r.subject, r.malformed); return }
     // One pending record per resource subject, the newest VERSION — not the latest seq. The stream
     // retains a few messages per resource subject (RESOURCE_HISTORY, connection.ts): a hub racing
@@ -160,17 +161,22 @@ export class OutboxMirror {
    * #takenFloor nothing can be checked.
    */
   #taken: number[] = []
+  /** The envelope id taken at each of #taken's seqs ('' when malformed). */
+  #takenIds: string[] = []
   #takenHead = 0
   #takenFloor = 0
 
-  /** Seqs taken in (from, to], or undefined when that range is no longer fully remembered. */
-  takenIn (from: number, to: number): number[] | undefined {
+  /**
+   * Seqs taken in (from, to] with the envelope id taken at each, or undefined when that range is
+   * no longer fully remembered.
+   */
+  takenIn (from: number, to: number): Array<{ seq: number, id: string }> | undefined {
     if (from < this.#takenFloor) return undefined
-    const out: number[] = []
+    const out: Array<{ seq: number, id: string }> = []
     for (let i = this.#takenHead; i < this.#taken.length; i++) {
       const q = this.#taken[i] as number
       if (q > to) break
-      if (q > from) out.push(q)
+      if (q > from) out.push({ seq: q, id: this.#takenIds[i] as string })
     }
     return out
   }
@@ -180,6 +186,7 @@ export class OutboxMirror {
     while (this.#takenHead < this.#taken.length && (this.#taken[this.#takenHead] as number) <= upto) this.#takenHead++
     if (this.#takenHead > 1024 && this.#takenHead * 2 > this.#taken.length) {
       this.#taken = this.#taken.slice(this.#takenHead)
+      this.#takenIds = this.#takenIds.slice(this.#takenHead)
       this.#takenHead = 0
     }
   }

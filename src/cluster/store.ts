@@ -365,8 +365,15 @@ export class ClusterStore implements ReliableStore {
       if (msg === null || msg === undefined || msg.seq > upto) break
       let vouched = msg.seq > floor && taken === undefined
       if (msg.seq > floor && taken !== undefined) {
-        while (k < taken.length && (taken[k] as number) < msg.seq) k++
-        vouched = taken[k] === msg.seq
+        while (k < taken.length && (taken[k] as { seq: number }).seq < msg.seq) k++
+        // Same seq AND the same message: in the full-size chaos run a reader on a replica that had
+        // diverged from the leader took a DIFFERENT (older, already delivered) message at a seq the
+        // leader held for a new one; the edge dropped it as a duplicate id, acked the seq, and the
+        // purge removed the new one, never delivered.
+        const tk = taken[k]
+        const leaderId = msg.header?.get(H.id) || ''
+        vouched = tk !== undefined && tk.seq === msg.seq && (tk.id === leaderId || tk.id === '' || leaderId === '')
+        if (!vouched && tk !== undefined && tk.seq === msg.seq && tracing) trace({ k: 'diverged', peer, seq: msg.seq, took: tk.id, leader: leaderId })
       }
       if (!vouched) {
         const h = natsHeaders()

@@ -56,7 +56,7 @@ t.test('an older version landing after a newer one is not what the edge gets', a
   t.teardown(() => m.close())
   t.same(m.pending(0, 10).map(r => [r.seq, r.version]), [[10, '80'], [12, undefined]], 'v80 stays pending; v79 is never handed out')
   t.equal(m.count, 2)
-  t.same(m.takenIn(0, 20), [10, 11, 12], 'the skipped seq still counts as read (the pre-purge check must not re-publish it)')
+  t.same(m.takenIn(0, 20)?.map(x => x.seq), [10, 11, 12], 'the skipped seq still counts as read (the pre-purge check must not re-publish it)')
 })
 
 t.test('a newer version at a later seq still replaces the pending one', async t => {
