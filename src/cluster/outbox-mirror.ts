@@ -24,6 +24,21 @@ export interface MirrorRecord extends OutboxRecord {
   subject: string
 }
 
+/**
+ * One stream message the reader took, as the acknowledgement path needs it (src/cluster/
+ * outbox-purge.ts): which message (id) on which subject, and for a resource its version. Kept
+ * even when the record was dropped at once (an older version, a malformed message).
+ */
+export interface TakenEntry {
+  seq: number
+  /** Envelope id; '' for a malformed message. */
+  id: string
+  subject: string
+  key?: string
+  version?: string
+  op?: string
+}
+
 export interface MirrorOptions {
   maxRecords: number
   maxBytes: number
@@ -125,9 +140,14 @@ export class OutboxMirror {
     if (m.seq <= this.lastSeen) return
     this.lastSeen = m.seq
     const r = this.#o.toRecord(m)
-    this.#taken.push(m.seq)
-    this.#takenIds.push('malformed' in r ? '' : r.id)
-    if (this.#taken.length - this.#takenHead > MAX_TAKEN) this.#takenFloor = this.#taken[this.#takenHead++] as number
+    const e: TakenEntry = { seq: m.seq, id: 'malformed' in r ? '' : r.id, subject: m.subject }
+    if (!('malformed' in r)) {
+      if (r.key !== undefined) e.key = r.key
+      if (r.version !== undefined) e.version = r.version
+      if (r.op !== undefined) e.op = r.op
+    }
+    this.#taken.push(e)
+    if (this.#taken.length - this.#takenHead > MAX_TAKEN) this.#takenFloor = (this.#taken[this.#takenHead++] as TakenEntry).seq
     if ('malformed' in r) { this.#o.onMalformed(r.seq, r.subject, r.malformed); return }
     // One pending record per resource subject, the newest VERSION — not the latest seq. The stream
     // retains a few messages per resource subject (RESOURCE_HISTORY, connection.ts): a hub racing
@@ -156,37 +176,31 @@ export class OutboxMirror {
   }
 
   /**
-   * Seqs this reader took (ascending) and not yet known purged: ClusterStore checks them
-   * against the stream leader before a purge (#verify). Bounded by MAX_TAKEN; below
-   * #takenFloor nothing can be checked.
+   * What this reader took (ascending seq) and is not yet settled: the acknowledgement path
+   * removes exactly these messages once the edge acknowledged them (outbox-purge.ts). Bounded
+   * by MAX_TAKEN; below #takenFloor nothing is remembered.
    */
-  #taken: number[] = []
-  /** The envelope id taken at each of #taken's seqs ('' when malformed). */
-  #takenIds: string[] = []
+  #taken: TakenEntry[] = []
   #takenHead = 0
   #takenFloor = 0
 
-  /**
-   * Seqs taken in (from, to] with the envelope id taken at each, or undefined when that range is
-   * no longer fully remembered.
-   */
-  takenIn (from: number, to: number): Array<{ seq: number, id: string }> | undefined {
+  /** Entries taken with seq in (from, to], or undefined when that range is no longer fully remembered. */
+  takenIn (from: number, to: number): TakenEntry[] | undefined {
     if (from < this.#takenFloor) return undefined
-    const out: Array<{ seq: number, id: string }> = []
+    const out: TakenEntry[] = []
     for (let i = this.#takenHead; i < this.#taken.length; i++) {
-      const q = this.#taken[i] as number
-      if (q > to) break
-      if (q > from) out.push({ seq: q, id: this.#takenIds[i] as string })
+      const e = this.#taken[i] as TakenEntry
+      if (e.seq > to) break
+      if (e.seq > from) out.push(e)
     }
     return out
   }
 
-  /** Everything ≤ upto was purged from the stream. */
+  /** Everything ≤ upto is settled (removed from the stream, or published again). */
   forgetTaken (upto: number): void {
-    while (this.#takenHead < this.#taken.length && (this.#taken[this.#takenHead] as number) <= upto) this.#takenHead++
+    while (this.#takenHead < this.#taken.length && (this.#taken[this.#takenHead] as TakenEntry).seq <= upto) this.#takenHead++
     if (this.#takenHead > 1024 && this.#takenHead * 2 > this.#taken.length) {
       this.#taken = this.#taken.slice(this.#takenHead)
-      this.#takenIds = this.#takenIds.slice(this.#takenHead)
       this.#takenHead = 0
     }
   }

@@ -16,7 +16,8 @@
  *    diverge in nats-server 2.9); two hubs racing on one resource both land,
  *    and the newest survives the cleanup (an older one's publisher gets 'stale').
  *    After delivery + ack the edge's own store compares versions (receiver).
- *  - ack(u): purge the node's subjects below u+1 (one API call per ack).
+ *  - ack(u): remove the acknowledged messages BY MESSAGE, never by seq range, then publish
+ *    again whatever the leader still holds at or below u (outbox-purge.ts: replicas diverge).
  *  - TTL: 2.9 has no per-message TTL; Ef-Expires-At is checked at delivery
  *    (the sender skips and expires) and the stream's max_age bounds the rest.
  *  - quotas: counted per node from the stream (subjects_filter), cached ≤ 1 s
@@ -34,14 +35,15 @@
  * for what is in JetStream.
  */
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node'
-import type { JsMsg, MsgRequest } from '@nats-io/jetstream'
+import type { JsMsg } from '@nats-io/jetstream'
 import type { EnvelopeCodec } from '../codec/codec.js'
 import { newMessage } from '../codec/envelope.js'
 import { toError } from '../errors.js'
 import type { AppendOutcome, DeadLetter, InboundItem, InboundResult, OutboxInput, OutboxRecord, OutboxStats, QuotaPolicy, ReliableStore, ResourceRecord } from '../reliable/store.js'
 import { isNewer } from '../reliable/store-rules.js'
-import { RESOURCE_HISTORY, type ClusterConnection } from './connection.js'
+import type { ClusterConnection } from './connection.js'
 import { OutboxMirror, type MirrorRecord } from './outbox-mirror.js'
+import { deleteIfSame, outboxPrefixes, planSettle, readRetained, rescueBelow, settleAll, settleOne, type SettleItem } from './outbox-purge.js'
 import { H } from './subjects.js'
 import { trace, tracing } from './trace.js'
 import { ClusterUnavailableError } from './types.js'
@@ -68,6 +70,8 @@ export interface ClusterStoreOptions {
 
 export class ClusterStore implements ReliableStore {
   readonly durability = 'sync' as const
+  /** Records are sent only as the outbox reader hands them out: the ack removes those by id (outbox-purge.ts). */
+  readonly directSend = false
   readonly #c: ClusterConnection
   readonly #o: ClusterStoreOptions
   readonly #mirrors = new Map<string, OutboxMirror>()
@@ -76,7 +80,7 @@ export class ClusterStore implements ReliableStore {
   readonly #rejections = new Map<string, number>()
   readonly #dead: DeadLetter[] = []
   readonly #counts = new Map<string, { count: number, at: number }>()
-  readonly #purging = new Map<string, { target: number, done: number, running: boolean }>()
+  readonly #purging = new Map<string, { target: number, planned: number, done: number, running: boolean, todo: SettleItem[] }>()
   /**
    * Per node: the resume point its current session on this hub began with. Nothing at or below
    * it was sent by this hub in this session (the sender resends only above it), so this hub
@@ -221,7 +225,7 @@ export class ClusterStore implements ReliableStore {
     // downstream-replica-divergence.test.ts). After each publish the retained messages are resolved:
     // all but the newest are deleted (by whichever racing hub looks first; the others find them gone).
     // A reader that already took an older one delivers it, and the edge drops it as stale.
-    const kept = await this.#retained(subject)
+    const kept = await readRetained(this.#c, subject)
     let newest: typeof kept[number] | undefined
     for (const m of kept) if (newest === undefined || isNewer(m.version, m.op, newest.version, newest.op) || (m.version === newest.version && m.op === newest.op)) newest = m
     const removed: number[] = []
@@ -239,23 +243,6 @@ export class ClusterStore implements ReliableStore {
     // handed ours and acked it, and the purge removed it).
     if (newest !== undefined && newest.seq !== ack.seq && !isNewer(item.version, item.op, newest.version, newest.op)) return { status: 'stale', pendingVersion: newest.version }
     return { status: 'queued', seq: ack.seq, superseded: ack.duplicate ? [] : removed, dropped: [] }
-  }
-
-  /** The messages a resource subject retains (≤ RESOURCE_HISTORY), read from the stream leader, oldest first. */
-  async #retained (subject: string): Promise<Array<{ seq: number, version: string | undefined, op: string | undefined }>> {
-    const out: Array<{ seq: number, version: string | undefined, op: string | undefined }> = []
-    let from = 1
-    for (let i = 0; i <= RESOURCE_HISTORY; i++) {
-      // STREAM.MSG.GET with next_by_subj (nats-server ≥ 2.9; the client's type lists it for direct gets only).
-      const m = await this.#c.call('reading a resource\'s versions', async () => await this.#c.jsm.streams.getMessage(this.#c.names.streamDown, { seq: from, next_by_subj: subject } as unknown as MsgRequest).catch((err: Error) => {
-        if (/no message found|not found/i.test(err.message)) return null
-        throw err
-      }))
-      if (m === null || m === undefined) break
-      out.push({ seq: m.seq, version: m.header?.get(H.version) || undefined, op: m.header?.get(H.operation) || undefined })
-      from = m.seq + 1
-    }
-    return out
   }
 
   /** Pending messages for the node: exact from the stream, at most 1 s old (plus this hub's own appends since). */
@@ -295,7 +282,8 @@ export class ClusterStore implements ReliableStore {
    * check. This hub's reader does take it — but its sender never sends anything ≤ r, and the
    * check used to count "taken" as "sent": the purge removed it (the full-size chaos run's loss of
    * acknowledged messages, test/cluster/resume-over-unsent.test.ts). Now everything still stored
-   * at or below `r` is published again (same Ef-Id: the edge drops what it had) before the purge.
+   * at or below `r` is published again (same Ef-Id: the edge drops what it had) by the scan that
+   * follows every ack (outbox-purge.ts rescueBelow), and nothing there is removed by id.
    */
   resumed (peer: string, r: number): void {
     this.#resumeFloor.set(peer, r)
@@ -304,9 +292,9 @@ export class ClusterStore implements ReliableStore {
 
   async ack (peer: string, upto: number): Promise<number> {
     const n = this.#mirrors.get(peer)?.ackUpTo(upto) ?? 0
-    // One purge in flight per node; later acks raise its target.
+    // One settling run in flight per node; later acks raise its target.
     let p = this.#purging.get(peer)
-    if (p === undefined) { p = { target: 0, done: 0, running: false }; this.#purging.set(peer, p) }
+    if (p === undefined) { p = { target: 0, planned: 0, done: 0, running: false, todo: [] }; this.#purging.set(peer, p) }
     if (upto > p.target) p.target = upto
     if (!p.running && p.target > p.done) {
       p.running = true
@@ -314,9 +302,17 @@ export class ClusterStore implements ReliableStore {
       try {
         while (state.target > state.done) {
           const t = state.target
-          await this.#verify(peer, state.done, t)
-          const pr = await this.#c.call('removing acknowledged messages', async () => await this.#c.jsm.streams.purge(this.#c.names.streamDown, { filter: this.#c.names.down(peer), seq: t + 1 }))
-          if (tracing) trace({ k: 'purge', peer, below: t + 1, purged: pr.purged, mirror: this.#mirrors.get(peer)?.lastSeen })
+          // What to remove is decided when the ack arrives, from what this session's reader
+          // took; a retry (NATS away, the session gone) carries on with the same list.
+          if (state.planned < t) { state.todo.push(...this.#plan(peer, state.planned, t)); state.planned = t }
+          const items = state.todo.length
+          await settleAll(this.#c, state.todo)
+          const rescued = await rescueBelow(this.#c, peer, t)
+          if (tracing) trace({ k: 'purge', peer, upto: t, items, rescued, mirror: this.#mirrors.get(peer)?.lastSeen })
+          if (rescued > 0) {
+            this.#c.logger.warn({ node: peer, rescued, upto: t, resumedFrom: this.#resumeFloor.get(peer) ?? 0 }, 'messages no session of this hub sent (a reader skipped them, a diverged leader numbered them below the ack, or the edge resumed past them): published again')
+            this.#mirrors.get(peer)?.restart()
+          }
           state.done = t
           this.#mirrors.get(peer)?.forgetTaken(t)
         }
@@ -338,57 +334,21 @@ export class ClusterStore implements ReliableStore {
   readonly #purgeRetries = new Map<string, NodeJS.Timeout>()
 
   /**
-   * Before purging the node's messages ≤ `to`: every message the stream LEADER holds for the
-   * node in (from, min(to, read point)] must be one this hub's reader took (and so sent, and
-   * the edge acknowledged). The reader is an R1 consumer on whichever server NATS chose; in a
-   * chaos run one, created on a server that had just restarted, delivered the node's versioned
-   * messages and skipped its unversioned ones (957–1792): the edge's cumulative ack then covered
-   * them and the purge removed them. A message found here that the reader never took is
-   * published again (same subject: max_msgs_per_subject 1 replaces the old copy; a new seq
-   * above the edge's ack; same Ef-Id, so an edge that had it after all drops the copy) and the
-   * reader is restarted. Costs one leader read per message purged.
+   * The removals an ack of (from, to] calls for (outbox-purge.ts): the messages this hub's reader
+   * took there, above the session's resume point — below it this hub sent nothing in this
+   * session, so nothing there is removed by id; the scan after the removals publishes whatever
+   * is still stored there again (resumed()). Beyond what the reader remembers: nothing by id
+   * either (the scan publishes it again: duplicates, never a loss).
    */
-  async #verify (peer: string, from: number, to: number): Promise<void> {
+  #plan (peer: string, from: number, to: number): SettleItem[] {
     const m = this.#mirrors.get(peer)
-    // At or below the session's resume point nothing is vouched for (resumed()); above it, what
-    // this hub's reader took, it sent (in seq order, before anything higher).
+    if (m === undefined) return []
     const floor = Math.min(to, this.#resumeFloor.get(peer) ?? 0)
-    const upto = Math.max(floor, m === undefined ? 0 : Math.min(to, m.lastSeen))
-    if (upto <= from) return
-    // undefined: beyond what the reader remembers (MAX_TAKEN); that part stays unchecked as before.
-    const taken = m?.takenIn(Math.max(from, floor), upto)
-    const n = this.#c.names
-    let k = 0
-    let rescued = 0
-    for (let seq = from + 1; ;) {
-      const msg = await this.#c.call('checking the outbox before a purge', async () => await this.#c.jsm.streams.getMessage(n.streamDown, { next_by_subj: n.down(peer), seq } as unknown as MsgRequest))
-      if (msg === null || msg === undefined || msg.seq > upto) break
-      let vouched = msg.seq > floor && taken === undefined
-      if (msg.seq > floor && taken !== undefined) {
-        while (k < taken.length && (taken[k] as { seq: number }).seq < msg.seq) k++
-        // Same seq AND the same message: in the full-size chaos run a reader on a replica that had
-        // diverged from the leader took a DIFFERENT (older, already delivered) message at a seq the
-        // leader held for a new one; the edge dropped it as a duplicate id, acked the seq, and the
-        // purge removed the new one, never delivered.
-        const tk = taken[k]
-        const leaderId = msg.header?.get(H.id) || ''
-        vouched = tk !== undefined && tk.seq === msg.seq && (tk.id === leaderId || tk.id === '' || leaderId === '')
-        if (!vouched && tk !== undefined && tk.seq === msg.seq && tracing) trace({ k: 'diverged', peer, seq: msg.seq, took: tk.id, leader: leaderId })
-      }
-      if (!vouched) {
-        const h = natsHeaders()
-        for (const key of msg.header?.keys() ?? []) if (!/^nats-/i.test(key)) h.set(key, msg.header.get(key))
-        const id = msg.header?.get(H.id) || `seq-${msg.seq}`
-        const ack = await this.#c.call('re-queueing a skipped message', async () => await this.#c.publishStored(msg.subject, msg.data, { msgID: `${peer}:${id}~o${msg.seq}`, headers: h }))
-        if (tracing) trace({ k: 'rescue', peer, seq: msg.seq, subject: msg.subject, newSeq: ack.seq })
-        rescued++
-      }
-      seq = msg.seq + 1
-    }
-    if (rescued > 0) {
-      this.#c.logger.warn({ node: peer, rescued, from, to: upto, resumedFrom: floor }, 'messages no session of this hub sent (a reader skipped them, or the edge resumed past them): published again before the purge')
-      m?.restart()
-    }
+    const lo = Math.max(from, floor)
+    if (lo >= to) return []
+    const taken = m.takenIn(lo, to)
+    if (taken === undefined) return []
+    return planSettle(taken, outboxPrefixes(this.#c.names.prefix, peer))
   }
 
   /** Purge the node's acknowledged messages again in 1 s (one timer per node at most). */
@@ -410,8 +370,8 @@ export class ClusterStore implements ReliableStore {
     if (rec === undefined) return -1
     if (count < maxRejections) { this.#rejections.set(k, count); return count }
     this.#rejections.delete(k)
-    m?.remove(seq)
-    await this.#removeMessage(seq)
+    m?.remove(seq) // tombstones the record in place (seq negated): use the copy
+    await this.#removeMessage(peer, { ...rec, seq })
     await this.#deadLetter(peer, { seq, id: rec.id, ...(rec.key === undefined ? {} : { key: rec.key }), code: 'EF_REJECTED_BY_PEER', reason: `${code}: ${reason}`, size: rec.bytes.byteLength }, undefined, now)
     return -1
   }
@@ -419,19 +379,22 @@ export class ClusterStore implements ReliableStore {
   async expire (peer: string, now: number): Promise<OutboxRecord[]> {
     const m = this.#mirrors.get(peer)
     if (m === undefined) return []
-    const gone = m.live().filter(r => r.expiresAt !== undefined && r.expiresAt <= now)
+    // Copies: the reader tombstones a removed record in place (seq negated), and the sender
+    // reads the seqs of what expired.
+    const gone = m.live().filter(r => r.expiresAt !== undefined && r.expiresAt <= now).map(r => ({ ...r }))
     for (const r of gone) {
       m.remove(r.seq)
-      await this.#removeMessage(r.seq)
+      await this.#removeMessage(peer, r)
       await this.#deadLetter(peer, { seq: r.seq, id: r.id, ...(r.key === undefined ? {} : { key: r.key }), code: 'EF_TTL_EXPIRED', reason: 'expired before delivery', size: r.bytes.byteLength }, undefined, now)
     }
     return gone
   }
 
-  async #removeMessage (seq: number): Promise<void> {
-    await this.#c.call('removing a message', async () => await this.#c.jsm.streams.deleteMessage(this.#c.names.streamDown, seq, false)).catch((err: Error) => {
-      if (!/no message found|not found/i.test(err.message)) throw err
-    })
+  /** Remove one record the reader holds: by its own subject when it has one, else by seq once the leader shows the same message there. */
+  async #removeMessage (peer: string, r: MirrorRecord): Promise<void> {
+    const only = planSettle([{ seq: r.seq, id: r.id, subject: r.subject }], outboxPrefixes(this.#c.names.prefix, peer))[0]
+    if (only?.kind === 'subject') await settleOne(this.#c, only)
+    else await deleteIfSame(this.#c, r.seq, r.id, r.subject)
   }
 
   async #deadLetter (peer: string, d: Omit<DeadLetter, 'peer' | 'at'>, _subject?: string, now = Date.now()): Promise<void> {

@@ -258,7 +258,7 @@ export class ReliableSender {
         }
         if (outcome.seq > this.#lastSeq) this.#lastSeq = outcome.seq
         this.#window.record(w.input.id, outcome.seq, o.clock.now())
-        if (this.#link !== undefined) this.#fresh.offer({ seq: outcome.seq, bytes: w.input.bytes, expiresAt: w.input.expiresAt })
+        if (this.#link !== undefined && o.store.directSend !== false) this.#fresh.offer({ seq: outcome.seq, bytes: w.input.bytes, expiresAt: w.input.expiresAt })
       } else if (outcome.status === 'stale') {
         o.onEvent({ type: 'stale', peer: this.peer, id: w.input.id })
       }

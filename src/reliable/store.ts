@@ -124,6 +124,13 @@ export interface ResourceRecord {
 
 export interface ReliableStore {
   readonly durability: Durability
+  /**
+   * Whether the sender may send a record it has just appended without reading it back through
+   * `pending()` (sender-fresh.ts). The cluster store says false: it removes acknowledged messages
+   * by id, from what its outbox reader handed out, so every record sent must come through `pending()`.
+   * @default true
+   */
+  readonly directSend?: boolean
 
   // ---- outbox ---------------------------------------------------------------
   /** Append in one transaction, applying supersession and the quota. Resolves once durable. */
