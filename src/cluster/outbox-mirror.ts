@@ -149,6 +149,13 @@ export class OutboxMirror {
     this.#taken.push(e)
     if (this.#taken.length - this.#takenHead > MAX_TAKEN) this.#takenFloor = (this.#taken[this.#takenHead++] as TakenEntry).seq
     if ('malformed' in r) { this.#o.onMalformed(r.seq, r.subject, r.malformed); return }
+    // At or below the acknowledged point (the reader lags behind a resume, or took a message the
+    // ack went past): the lane never sends it, and as a pending record it would hide the copy
+    // that the ack's scan publishes again (a version not newer than itself is dropped below).
+    if (m.seq <= this.#acked) {
+      if (tracing) trace({ k: 'take-below-ack', node: this.node, seq: m.seq, acked: this.#acked })
+      return
+    }
     // One pending record per resource subject, the newest VERSION — not the latest seq. The stream
     // retains a few messages per resource subject (RESOURCE_HISTORY, connection.ts): a hub racing
     // with another can land an older version after a newer one, and the publishers delete the older
@@ -237,8 +244,12 @@ export class OutboxMirror {
     return undefined
   }
 
+  /** The lane's acknowledged point: records at or below it are never handed out. */
+  #acked = 0
+
   /** Remove every record ≤ upto; returns how many live ones went. */
   ackUpTo (upto: number): number {
+    if (upto > this.#acked) this.#acked = upto
     let n = 0
     const rs = this.#records
     while (this.#head < rs.length && Math.abs((rs[this.#head] as MirrorRecord).seq) <= upto) {

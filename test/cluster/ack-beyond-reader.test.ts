@@ -1,0 +1,52 @@
+/**
+ * Regression: "acknowledged messages lost in the full-size chaos run" after the per-seq id check
+ * (issue 17, 2026-12-07, second loaded run: ≥ 64 lost on all 10 edges). The edge's cumulative
+ * ack is a stream seq in the numbering of the replica its hub's outbox reader sits on; under
+ * SIGKILLs replicas diverge, and the leader can hold, at or below an acknowledged seq, a message
+ * the reader never took. The ack used to purge the node's subjects by seq range, and checked
+ * only the part the reader had read: such a message was removed, never delivered.
+ *
+ * Set up exactly, on a real JetStream: the reader holds one record at a time (mirrorRecords 1),
+ * so it has taken X and not Y; then an ack names Y's seq. X must go, Y must stay and be handed
+ * out again — the store removes by message now, and publishes again what it never sent.
+ */
+import t from 'tap'
+import { ClusterConnection, resolveClusterOptions } from '../../src/cluster/connection.js'
+import { ClusterStore } from '../../src/cluster/store.js'
+import { createCodec } from '../../src/codec/codec.js'
+import { nullLogger } from '../../src/ops/logger.js'
+import type { QuotaPolicy } from '../../src/reliable/store.js'
+import { needNats, startNats, until } from './helpers.js'
+
+t.setTimeout(120_000)
+
+const quota: QuotaPolicy = { maxMessages: 1000, maxBytes: 1 << 20, overflow: 'reject' }
+const bytes = (s: string): Uint8Array => new TextEncoder().encode(s)
+
+t.test('an ack past what the reader took removes only the messages it took', async t => {
+  if (!needNats(t)) return
+  const nats = await startNats(t, 1)
+  const c = await ClusterConnection.open(resolveClusterOptions({ servers: nats.urls, name: 'test', replicas: 1 }), nullLogger)
+  t.teardown(() => c.close())
+  const errors: Error[] = []
+  const store = new ClusterStore(c, { codec: createCodec(), mirrorRecords: 1, onError: err => errors.push(err) })
+  t.teardown(() => store.close())
+  await store.openPeer('edge-1')
+
+  const [ox, oy] = await store.append('edge-1', [{ id: 'x', bytes: bytes('X') }, { id: 'y', bytes: bytes('Y') }], quota, Date.now())
+  t.ok(ox?.status === 'queued' && oy?.status === 'queued', 'both queued')
+  const sx = ox?.status === 'queued' ? ox.seq : 0
+  const sy = oy?.status === 'queued' ? oy.seq : 0
+  t.ok(sx > 0 && sy > sx, `X at ${sx}, Y at ${sy}`)
+  await until('the reader took X', () => store.pending('edge-1', 0, 10).length === 1, 10_000)
+  t.same(store.pending('edge-1', 0, 10).map(r => r.id), ['x'], 'the reader holds X only (full at 1 record)')
+
+  // The edge acknowledges up to Y's seq, a seq this hub never handed out.
+  await store.ack('edge-1', sy)
+  await until('Y handed out again', () => store.pending('edge-1', 0, 10).some(r => r.id === 'y' && r.seq > sy), 10_000).catch(() => {})
+  const again = store.pending('edge-1', 0, 10)
+  t.same(again.map(r => r.id), ['y'], 'Y is pending again (before the fix: purged by the range, never delivered)')
+  t.ok((again[0]?.seq ?? 0) > sy, `at a seq above the ack (${again[0]?.seq} > ${sy}), so the lane sends it`)
+  t.equal(await store.depth('edge-1'), 1, 'the stream holds one message for the node: Y\'s copy (X removed by id)')
+  t.same(errors, [], 'no store errors')
+})
