@@ -117,29 +117,45 @@ export async function deleteIfSame (c: ClusterConnection, seq: number, id: strin
     throw err
   }))
   if (m === null || m === undefined || m.subject !== subject || (m.header?.get(H.id) || '') !== id) return false
+  if (tracing) trace({ k: 'delete-seq', seq, subject, id })
   return await c.call('removing a message', async () => await c.jsm.streams.deleteMessage(n.streamDown, seq, false).catch((err: Error) => {
     if (notFound(err)) return false
     throw err
   }))
 }
 
-async function deleteSeq (c: ClusterConnection, seq: number): Promise<void> {
-  await c.call('removing a superseded version', async () => await c.jsm.streams.deleteMessage(c.names.streamDown, seq, false).catch((err: Error) => {
-    if (notFound(err)) return false // another hub removed it first
-    throw err
-  }))
+/**
+ * Remove the retained messages of one resource subject that `drop` picks, with requests scoped to
+ * that SUBJECT: a purge of the subject below the oldest message kept (or up to the last one
+ * dropped), and an id-checked delete only for one dropped above a kept one (two hubs racing).
+ * Never a bare delete by seq: on a leader whose numbering diverged, a seq can name another
+ * node's message; a subject-scoped purge can at worst reach another version of this resource.
+ * Returns the seqs removed.
+ */
+export async function removeVersions (c: ClusterConnection, subject: string, kept: readonly RetainedMsg[], drop: (m: RetainedMsg) => boolean): Promise<number[]> {
+  const drops = kept.filter(drop)
+  if (drops.length === 0) return []
+  const stays = kept.filter(m => !drop(m))
+  const low = stays.length === 0 ? Number.MAX_SAFE_INTEGER : Math.min(...stays.map(m => m.seq))
+  const below = drops.filter(m => m.seq < low)
+  if (below.length > 0) {
+    const bound = stays.length === 0 ? Math.max(...below.map(m => m.seq)) + 1 : low
+    await c.call('removing a superseded version', async () => await c.jsm.streams.purge(c.names.streamDown, { filter: subject, seq: bound }))
+    if (tracing) trace({ k: 'purge-subject', subject, below: bound })
+  }
+  for (const m of drops) if (m.seq > low) await deleteIfSame(c, m.seq, m.id, subject)
+  return drops.map(m => m.seq)
 }
 
 /** Carry out one removal. Idempotent: a message already gone is not an error. */
 export async function settleOne (c: ClusterConnection, it: SettleItem): Promise<void> {
   if (it.kind === 'subject') {
-    await c.call('removing acknowledged messages', async () => await c.jsm.streams.purge(c.names.streamDown, { filter: it.subject }))
+    const r = await c.call('removing acknowledged messages', async () => await c.jsm.streams.purge(c.names.streamDown, { filter: it.subject }))
+    if (tracing) trace({ k: 'purge-subject', subject: it.subject, purged: r.purged })
     return
   }
   if (it.kind === 'seq') { await deleteIfSame(c, it.seq, it.id, it.subject); return }
-  for (const m of await readRetained(c, it.subject)) {
-    if (m.id === it.id || !isNewer(m.version, m.op, it.version, it.op)) await deleteSeq(c, m.seq)
-  }
+  await removeVersions(c, it.subject, await readRetained(c, it.subject), m => m.id === it.id || !isNewer(m.version, m.op, it.version, it.op))
 }
 
 /** Run items with PURGE_CONCURRENCY in flight; settled items are removed from `todo` (a failure leaves the rest for a retry). */

@@ -43,7 +43,7 @@ import type { AppendOutcome, DeadLetter, InboundItem, InboundResult, OutboxInput
 import { isNewer } from '../reliable/store-rules.js'
 import type { ClusterConnection } from './connection.js'
 import { OutboxMirror, type MirrorRecord } from './outbox-mirror.js'
-import { deleteIfSame, outboxPrefixes, planSettle, readRetained, rescueBelow, settleAll, settleOne, type SettleItem } from './outbox-purge.js'
+import { deleteIfSame, outboxPrefixes, planSettle, readRetained, removeVersions, rescueBelow, settleAll, settleOne, type SettleItem } from './outbox-purge.js'
 import { H } from './subjects.js'
 import { trace, tracing } from './trace.js'
 import { ClusterUnavailableError } from './types.js'
@@ -228,15 +228,9 @@ export class ClusterStore implements ReliableStore {
     const kept = await readRetained(this.#c, subject)
     let newest: typeof kept[number] | undefined
     for (const m of kept) if (newest === undefined || isNewer(m.version, m.op, newest.version, newest.op) || (m.version === newest.version && m.op === newest.op)) newest = m
-    const removed: number[] = []
-    for (const m of kept) {
-      if (m === newest) continue
-      await this.#c.call('removing a superseded version', async () => await this.#c.jsm.streams.deleteMessage(n.streamDown, m.seq, false).catch((err: Error) => {
-        if (/no message found|not found/i.test(err.message)) return false // another hub removed it first
-        throw err
-      }))
-      removed.push(m.seq)
-    }
+    // Subject-scoped removals (outbox-purge.ts removeVersions): a delete by seq could name another
+    // node's message on a leader whose numbering diverged.
+    const removed = await removeVersions(this.#c, subject, kept, m => m !== newest)
     // Ours is stale when another message survives and ours is not newer than it (the LMDB rule, as in
     // the check before publishing) — whether this hub deleted ours above or a racing hub already had
     // (then ours is not among `kept`; absence alone proves nothing: an online edge may have been
