@@ -13,21 +13,23 @@
  * check before the purge: the leader could change between the check and the purge, and the
  * range above what the reader had read was never checked).
  *
- * Now every removal names its message:
- *  - an unversioned message lives alone on `…down.<node>.m.<token>` (subjects.ts; the token is
- *    unique per message, also for plain NATS publishers, README): `purge {filter: subject}`
- *    removes exactly that message (and any re-published copy of it) on any leader;
- *  - a resource subject `…down.<node>.r.<token>` retains a few versions (RESOURCE_HISTORY):
- *    the leader's retained messages are read and those not newer than the version the edge was
- *    sent are deleted one by one (a read-then-delete; the only step left that names a seq);
- *  - anything else (a malformed message, an unknown subject): deleted by seq after the leader
- *    confirmed the same id and subject there.
+ * Now every removal names its message: a delete of one seq, sent only after the stream LEADER
+ * showed the same envelope id on the same subject there (deleteIfSame), for the messages this
+ * hub's reader took and the edge acknowledged — for a resource, its retained versions not newer
+ * than the one the edge was sent. (The window between that read and the delete is a few ms, where
+ * the range purge's was the whole check, up to a second.)
+ * Why not purge by subject (each unversioned message has its own, `…down.<node>.m.<token>`)?
+ * nats-server 2.9.10 moves every consumer whose filter covers a purged subject to the first
+ * message left on THAT subject, or past the end of the stream when none is left
+ * (stream.go purge → consumer.purge; fixed upstream in 2.9.12, 46af97987, Debian ships 2.9.10):
+ * the node's outbox reader then skipped every message not yet read (bench/cluster: 904 of 5,000).
+ * A delete by seq leaves consumers alone.
  * Then a scan of the leader (`next_by_subj`) finds whatever it still holds for the node at or
  * below u — a message the reader skipped, one numbered below u by a diverged leader, one stored
  * at or below the session's resume point that this hub never sent — and publishes it again (a
  * new, higher seq; same Ef-Id, so an edge that had it drops the copy) before removing the old
  * copy. Nothing is removed that the edge was not sent, whatever the replicas' numbering.
- * Cost: one JetStream request per unversioned message (pipelined, PURGE_CONCURRENCY in flight),
+ * Cost: two JetStream requests per unversioned message (pipelined, PURGE_CONCURRENCY in flight),
  * a few per resource, plus one leader read per ack when nothing was skipped.
  */
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node'
@@ -44,8 +46,6 @@ export const PURGE_CONCURRENCY = 32
 
 /** One removal an ack calls for. */
 export type SettleItem =
-  /** A subject that carries exactly one message (and copies of it): purge the subject. */
-  | { kind: 'subject', subject: string }
   /** A resource subject: delete its retained messages not newer than this version (or this id). */
   | { kind: 'resource', subject: string, id: string, version?: string, op?: string }
   /** Delete this seq if the leader holds this id on this subject there. */
@@ -69,7 +69,6 @@ export function planSettle (taken: readonly TakenEntry[], prefixes: { m: string,
   const out: SettleItem[] = []
   const newest = new Map<string, TakenEntry>()
   for (const e of taken) {
-    if (e.id !== '' && under(e.subject, prefixes.m)) { out.push({ kind: 'subject', subject: e.subject }); continue }
     if (e.id !== '' && e.key !== undefined && under(e.subject, prefixes.r)) {
       // The newest version taken on the subject: the reader hands the lane one record per
       // subject, the newest (outbox-mirror.ts), so that is what the edge was sent.
@@ -125,35 +124,17 @@ export async function deleteIfSame (c: ClusterConnection, seq: number, id: strin
 }
 
 /**
- * Remove the retained messages of one resource subject that `drop` picks, with requests scoped to
- * that SUBJECT: a purge of the subject below the oldest message kept (or up to the last one
- * dropped), and an id-checked delete only for one dropped above a kept one (two hubs racing).
- * Never a bare delete by seq: on a leader whose numbering diverged, a seq can name another
- * node's message; a subject-scoped purge can at worst reach another version of this resource.
- * Returns the seqs removed.
+ * Remove the retained messages of one resource subject that `drop` picks: each by an id-checked
+ * delete (deleteIfSame; never a purge, see the file comment). Returns the seqs removed.
  */
 export async function removeVersions (c: ClusterConnection, subject: string, kept: readonly RetainedMsg[], drop: (m: RetainedMsg) => boolean): Promise<number[]> {
-  const drops = kept.filter(drop)
-  if (drops.length === 0) return []
-  const stays = kept.filter(m => !drop(m))
-  const low = stays.length === 0 ? Number.MAX_SAFE_INTEGER : Math.min(...stays.map(m => m.seq))
-  const below = drops.filter(m => m.seq < low)
-  if (below.length > 0) {
-    const bound = stays.length === 0 ? Math.max(...below.map(m => m.seq)) + 1 : low
-    await c.call('removing a superseded version', async () => await c.jsm.streams.purge(c.names.streamDown, { filter: subject, seq: bound }))
-    if (tracing) trace({ k: 'purge-subject', subject, below: bound })
-  }
-  for (const m of drops) if (m.seq > low) await deleteIfSame(c, m.seq, m.id, subject)
-  return drops.map(m => m.seq)
+  const removed: number[] = []
+  for (const m of kept) if (drop(m) && await deleteIfSame(c, m.seq, m.id, subject)) removed.push(m.seq)
+  return removed
 }
 
 /** Carry out one removal. Idempotent: a message already gone is not an error. */
 export async function settleOne (c: ClusterConnection, it: SettleItem): Promise<void> {
-  if (it.kind === 'subject') {
-    const r = await c.call('removing acknowledged messages', async () => await c.jsm.streams.purge(c.names.streamDown, { filter: it.subject }))
-    if (tracing) trace({ k: 'purge-subject', subject: it.subject, purged: r.purged })
-    return
-  }
   if (it.kind === 'seq') { await deleteIfSame(c, it.seq, it.id, it.subject); return }
   await removeVersions(c, it.subject, await readRetained(c, it.subject), m => m.id === it.id || !isNewer(m.version, m.op, it.version, it.op))
 }
@@ -203,12 +184,7 @@ async function rescueOne (c: ClusterConnection, node: string, msg: StoredMsg, pr
   const h = copyHeaders(msg.header)
   const ack = await c.call('re-queueing a skipped message', async () => await c.publishStored(msg.subject, msg.data, { msgID: `${node}:${id}~o${msg.seq}`, headers: h }))
   if (tracing) trace({ k: 'rescue', peer: node, seq: msg.seq, subject: msg.subject, newSeq: ack.seq, id })
-  if (under(msg.subject, prefixes.m)) {
-    // The subject holds only this message: everything on it below the new copy is an old copy.
-    await c.call('removing a re-published message\'s old copy', async () => await c.jsm.streams.purge(c.names.streamDown, { filter: msg.subject, seq: ack.seq }))
-  } else {
-    await deleteIfSame(c, msg.seq, msg.header?.get(H.id) || '', msg.subject)
-  }
+  await deleteIfSame(c, msg.seq, msg.header?.get(H.id) || '', msg.subject)
   return true
 }
 

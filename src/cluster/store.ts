@@ -43,7 +43,7 @@ import type { AppendOutcome, DeadLetter, InboundItem, InboundResult, OutboxInput
 import { isNewer } from '../reliable/store-rules.js'
 import type { ClusterConnection } from './connection.js'
 import { OutboxMirror, type MirrorRecord } from './outbox-mirror.js'
-import { deleteIfSame, outboxPrefixes, planSettle, readRetained, removeVersions, rescueBelow, settleAll, settleOne, type SettleItem } from './outbox-purge.js'
+import { deleteIfSame, outboxPrefixes, planSettle, readRetained, removeVersions, rescueBelow, settleAll, type SettleItem } from './outbox-purge.js'
 import { H } from './subjects.js'
 import { trace, tracing } from './trace.js'
 import { ClusterUnavailableError } from './types.js'
@@ -228,8 +228,9 @@ export class ClusterStore implements ReliableStore {
     const kept = await readRetained(this.#c, subject)
     let newest: typeof kept[number] | undefined
     for (const m of kept) if (newest === undefined || isNewer(m.version, m.op, newest.version, newest.op) || (m.version === newest.version && m.op === newest.op)) newest = m
-    // Subject-scoped removals (outbox-purge.ts removeVersions): a delete by seq could name another
-    // node's message on a leader whose numbering diverged.
+    // Id-checked deletes (outbox-purge.ts removeVersions): a bare delete by seq could name another
+    // node's message on a leader whose numbering diverged; a purge by subject makes 2.9.10's
+    // consumers skip.
     const removed = await removeVersions(this.#c, subject, kept, m => m !== newest)
     // Ours is stale when another message survives and ours is not newer than it (the LMDB rule, as in
     // the check before publishing) — whether this hub deleted ours above or a racing hub already had
@@ -384,11 +385,9 @@ export class ClusterStore implements ReliableStore {
     return gone
   }
 
-  /** Remove one record the reader holds: by its own subject when it has one, else by seq once the leader shows the same message there. */
-  async #removeMessage (peer: string, r: MirrorRecord): Promise<void> {
-    const only = planSettle([{ seq: r.seq, id: r.id, subject: r.subject }], outboxPrefixes(this.#c.names.prefix, peer))[0]
-    if (only?.kind === 'subject') await settleOne(this.#c, only)
-    else await deleteIfSame(this.#c, r.seq, r.id, r.subject)
+  /** Remove one record the reader holds: by seq, once the leader shows the same message there (outbox-purge.ts). */
+  async #removeMessage (_peer: string, r: MirrorRecord): Promise<void> {
+    await deleteIfSame(this.#c, r.seq, r.id, r.subject)
   }
 
   async #deadLetter (peer: string, d: Omit<DeadLetter, 'peer' | 'at'>, _subject?: string, now = Date.now()): Promise<void> {

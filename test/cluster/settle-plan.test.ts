@@ -23,9 +23,13 @@ t.test('prefixes name only this node\'s subjects', async t => {
   t.ok(names.downResource(node, 'k').startsWith(p.r))
 })
 
-t.test('no item removes a range: unversioned messages by their own subject', async t => {
-  const items = planSettle([msg(3, 'a'), msg(9, 'b')], p)
-  t.same(items, [{ kind: 'subject', subject: names.downMessage(node, 'a') }, { kind: 'subject', subject: names.downMessage(node, 'b') }])
+t.test('no item removes a range: each unversioned message by its seq, checked against its id and subject', async t => {
+  // Not a purge of its own subject either: nats-server 2.9.10 then moves the node's reader past
+  // every message it has not read yet (outbox-purge.ts).
+  t.same(planSettle([msg(3, 'a'), msg(9, 'b')], p), [
+    { kind: 'seq', seq: 3, id: 'a', subject: names.downMessage(node, 'a') },
+    { kind: 'seq', seq: 9, id: 'b', subject: names.downMessage(node, 'b') }
+  ])
 })
 
 t.test('a resource: one item, the newest version taken (not the latest seq)', async t => {
