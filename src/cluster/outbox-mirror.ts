@@ -11,7 +11,7 @@
  * Bounded: reading pauses while `maxRecords`/`maxBytes` are held and resumes
  * as the edge acknowledges.
  */
-import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream'
+import type { Consumer, ConsumerMessages, JsMsg, StoredMsg } from '@nats-io/jetstream'
 import { DeliverPolicy } from '@nats-io/jetstream'
 import type { OutboxRecord } from '../reliable/store.js'
 import { isNewer } from '../reliable/store-rules.js'
@@ -63,6 +63,8 @@ export class OutboxMirror {
   readonly #o: MirrorOptions
   /** Highest stream seq seen for the node. */
   lastSeen = 0
+  /** When the reader last took a message (ms since the epoch; 0: never). */
+  lastTakeAt = 0
 
   constructor (node: string, o: MirrorOptions) {
     this.node = node
@@ -139,6 +141,7 @@ export class OutboxMirror {
     if (tracing) trace({ k: 'take', node: this.node, seq: m.seq, last: this.lastSeen })
     if (m.seq <= this.lastSeen) return
     this.lastSeen = m.seq
+    this.lastTakeAt = Date.now()
     const r = this.#o.toRecord(m)
     const e: TakenEntry = { seq: m.seq, id: 'malformed' in r ? '' : r.id, subject: m.subject }
     if (!('malformed' in r)) {
@@ -211,6 +214,20 @@ export class OutboxMirror {
       this.#takenHead = 0
     }
   }
+
+  /**
+   * Take a message read from the stream LEADER (ClusterStore's check, when this reader's consumer
+   * sits on a server that does not deliver what the leader holds). Same rules as the consumer's.
+   */
+  takeFromLeader (m: StoredMsg): void {
+    const js = { seq: m.seq, subject: m.subject, headers: m.header, data: m.data, info: { timestampNanos: BigInt(m.time.getTime()) * 1_000_000n } }
+    if (tracing) trace({ k: 'take-leader', node: this.node, seq: m.seq })
+    this.#take(js as unknown as JsMsg)
+    this.#notify()
+  }
+
+  /** Reading ahead is paused (the bounds are held). */
+  get full (): boolean { return this.count >= this.#o.maxRecords || this.#bytes >= this.#o.maxBytes }
 
   get count (): number { return this.#bySubject.size }
   get bytes (): number { return this.#bytes }

@@ -35,7 +35,7 @@
  * for what is in JetStream.
  */
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node'
-import type { JsMsg } from '@nats-io/jetstream'
+import type { Consumer, DeliverPolicy, JsMsg, MsgRequest, StoredMsg } from '@nats-io/jetstream'
 import type { EnvelopeCodec } from '../codec/codec.js'
 import { newMessage } from '../codec/envelope.js'
 import { toError } from '../errors.js'
@@ -53,6 +53,10 @@ const UNKNOWN_LAST_SEQ = Number.MAX_SAFE_INTEGER
 const MAX_DEAD_LETTERS_IN_MEMORY = 1000
 const MAX_RESOURCES_PER_NODE = 10_000
 const DEDUP_IDS = 10_000
+/** After a settling run, the leader is compared with the node's reader this much later (#check). */
+const CHECK_AFTER_MS = 3000
+/** Messages one check reads from the leader at most (then checks again). */
+const LEADER_READ_BATCH = 1000
 /** Nodes remembered with a failed inbound commit (#broken) at most. */
 const MAX_BROKEN = 200_000
 
@@ -66,6 +70,11 @@ export interface ClusterStoreOptions {
   mirrorBytes?: number
   onPending?: (node: string) => void
   onError?: (err: Error) => void
+  /**
+   * Where a node's outbox reader gets its consumer (tests stand in a server that delivers nothing).
+   * @default an ordered consumer on the stream (js.consumers.get)
+   */
+  consumerFor?: (opts: { filter_subjects: string, deliver_policy: DeliverPolicy, opt_start_seq?: number }) => Promise<Consumer>
 }
 
 export class ClusterStore implements ReliableStore {
@@ -118,7 +127,8 @@ export class ClusterStore implements ReliableStore {
         onError: err => this.#o.onError?.(err)
       })
       this.#mirrors.set(node, m)
-      m.start(async opts => await this.#c.js.consumers.get(this.#c.names.streamDown, opts), this.#c.names.down(node))
+      this.#scheduleCheck(node)
+      m.start(this.#o.consumerFor ?? (async opts => await this.#c.js.consumers.get(this.#c.names.streamDown, opts)), this.#c.names.down(node))
     }
   }
 
@@ -128,6 +138,8 @@ export class ClusterStore implements ReliableStore {
     this.#mirrors.delete(node)
     this.#resumeFloor.delete(node)
     this.#inbox.delete(node)
+    clearTimeout(this.#checks.get(node))
+    this.#checks.delete(node)
     await m?.close()
   }
 
@@ -321,12 +333,73 @@ export class ClusterStore implements ReliableStore {
         state.running = false
       }
     }
+    this.#scheduleCheck(peer)
     const c = this.#counts.get(peer)
     if (c !== undefined) c.count = Math.max(0, c.count - n)
     return n
   }
 
   readonly #purgeRetries = new Map<string, NodeJS.Timeout>()
+  readonly #checks = new Map<string, NodeJS.Timeout>()
+
+  /** Compare the leader with the reader CHECK_AFTER_MS after a session opened or an ack (one timer per node). */
+  #scheduleCheck (peer: string): void {
+    if (this.#closed || this.#checks.has(peer) || !this.#mirrors.has(peer)) return
+    const timer = setTimeout(() => {
+      this.#checks.delete(peer)
+      this.#check(peer).catch(err => this.#o.onError?.(toError(err)))
+    }, CHECK_AFTER_MS)
+    timer.unref()
+    this.#checks.set(peer, timer)
+  }
+
+  /**
+   * What the leader holds for the node that nothing will deliver (chaos runs, outbox-purge.ts):
+   *  - a message at or below the settled ack point (numbered there by a diverged leader, or taken
+   *    by no reader before the ack went past it): published again above it (rescueBelow);
+   *  - messages above what the reader has seen while the reader has taken nothing for
+   *    CHECK_AFTER_MS: its consumer sits on a server that does not have them (a diverged replica
+   *    stalled a reader at the end of a full-size chaos run: 320 messages never delivered). They are
+   *    read from the leader, one request each, up to the read-ahead bounds; the consumer goes on
+   *    (it drops what was already taken).
+   * One or two leader reads per check when all is well; checks follow a session's start and its acks
+   * (at most one per node per CHECK_AFTER_MS), so idle nodes cost nothing.
+   */
+  async #check (peer: string): Promise<void> {
+    const m = this.#mirrors.get(peer)
+    const p = this.#purging.get(peer)
+    if (m === undefined || this.#closed || (p !== undefined && (p.running || p.target > p.done))) return
+    const n = this.#c.names
+    const next = async (seq: number): Promise<StoredMsg | null> => await this.#c.call('checking the outbox', async () => await this.#c.jsm.streams.getMessage(n.streamDown, { next_by_subj: n.down(peer), seq } as unknown as MsgRequest).catch((err: Error) => {
+      if (/no message found|not found/i.test(err.message)) return null
+      throw err
+    }))
+    const done = p?.done ?? 0
+    const first = await next(1)
+    if (first === null) return
+    if (first.seq <= done) {
+      const rescued = await rescueBelow(this.#c, peer, done)
+      if (tracing) trace({ k: 'check-rescue', peer, done, rescued })
+      if (rescued > 0) this.#c.logger.warn({ node: peer, rescued, upto: done }, 'messages stored at or below the acknowledged point: published again')
+      this.#scheduleCheck(peer)
+      return
+    }
+    if (Date.now() - m.lastTakeAt < CHECK_AFTER_MS || m !== this.#mirrors.get(peer)) return
+    let read = 0
+    for (let seq = m.lastSeen + 1; !m.full && read < LEADER_READ_BATCH;) {
+      const msg = await next(seq)
+      if (msg === null || m !== this.#mirrors.get(peer)) break
+      m.takeFromLeader(msg)
+      read++
+      seq = msg.seq + 1
+    }
+    if (read > 0) {
+      if (tracing) trace({ k: 'check-leader-read', peer, read, lastSeen: m.lastSeen })
+      this.#c.logger.warn({ node: peer, read }, 'the outbox reader did not deliver what the stream leader holds: read from the leader')
+      m.restart()
+      this.#scheduleCheck(peer)
+    }
+  }
 
   /**
    * The removals an ack of (from, to] calls for (outbox-purge.ts): the messages this hub's reader
@@ -568,6 +641,8 @@ export class ClusterStore implements ReliableStore {
     this.#closed = true
     for (const timer of this.#purgeRetries.values()) clearTimeout(timer)
     this.#purgeRetries.clear()
+    for (const timer of this.#checks.values()) clearTimeout(timer)
+    this.#checks.clear()
     await Promise.all([...this.#mirrors.keys()].map(async n => { await this.closePeer(n) }))
   }
 }

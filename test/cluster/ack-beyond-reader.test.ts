@@ -12,6 +12,7 @@
  */
 import t from 'tap'
 import { ClusterConnection, resolveClusterOptions } from '../../src/cluster/connection.js'
+import type { Consumer } from '@nats-io/jetstream'
 import { ClusterStore } from '../../src/cluster/store.js'
 import { createCodec } from '../../src/codec/codec.js'
 import { nullLogger } from '../../src/ops/logger.js'
@@ -83,4 +84,36 @@ t.test('acknowledging one message at a time does not make the reader skip the re
   t.same(got, Array.from({ length: N }, (_, i) => `m${i}`), 'in order, each once: nothing skipped and published again')
   await until('the stream is empty for the node', async () => (await store.depth('edge-1')) === 0, 10_000).catch(() => {})
   t.equal(await store.depth('edge-1'), 0, 'every acknowledged message removed')
+})
+
+// Regression: "edge-1: JetStream outbox empty" failed at the end of a full-size chaos run
+// (2026-12-07): after an ack's scan published 320 messages again, the node's reader was
+// recreated on a server that did not have them (a diverged replica) and sat there delivering
+// nothing while the leader held them. The store now compares the leader with the reader after
+// each settling run and, when the reader has taken nothing for a while, reads what it lacks
+// from the leader. Here the reader's consumer is a stand-in that delivers nothing at all.
+t.test('a reader whose consumer delivers nothing still gets what the leader holds', async t => {
+  if (!needNats(t)) return
+  const nats = await startNats(t, 1)
+  const c = await ClusterConnection.open(resolveClusterOptions({ servers: nats.urls, name: 'test', replicas: 1 }), nullLogger)
+  t.teardown(() => c.close())
+  const silent = async (): Promise<Consumer> => {
+    const it = {
+      async * [Symbol.asyncIterator] () { await new Promise(() => {}) },
+      status: async function * () { await new Promise(() => {}) },
+      close: async () => {}
+    }
+    return { consume: async () => it, info: async () => ({}) } as unknown as Consumer
+  }
+  const store = new ClusterStore(c, { codec: createCodec(), consumerFor: silent })
+  t.teardown(() => store.close())
+  await store.openPeer('edge-1')
+  const out = await store.append('edge-1', [{ id: 'a', bytes: bytes('A') }, { id: 'b', bytes: bytes('B') }], quota, Date.now())
+  t.equal(out.filter(o => o.status === 'queued').length, 2)
+  t.same(store.pending('edge-1', 0, 10), [], 'the reader has nothing')
+  // The edge resumes from 0; the check that follows a session's start (and every ack) finds the gap.
+  store.resumed('edge-1', 0)
+  await store.ack('edge-1', 0)
+  await until('read from the leader', () => store.pending('edge-1', 0, 10).length === 2, 15_000).catch(() => {})
+  t.same(store.pending('edge-1', 0, 10).map(r => r.id), ['a', 'b'], 'both handed out, read from the leader (before: never)')
 })

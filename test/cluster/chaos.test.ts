@@ -23,6 +23,7 @@ import { connect } from '@nats-io/transport-node'
 import { jetstream, jetstreamManager, DeliverPolicy } from '@nats-io/jetstream'
 import { newMessage } from '../../src/codec/envelope.js'
 import { EdgeNode } from '../../src/edge/edge-node.js'
+import { trace } from '../../src/cluster/trace.js'
 import { prng } from '../reliable/chaos-procs.js'
 import { needNats, startClusterHub, startHubProcesses, startNats, subdir, until } from './helpers.js'
 
@@ -89,6 +90,7 @@ t.test(`chaos: ${DOWN} down, ${UP} up, 3 hubs, 3 NATS servers, ${EDGES} edges`, 
       if (!chaos) break
       const pick = Math.floor(rnd() * 6)
       kills++
+      trace({ k: 'kill', what: pick < 3 ? `hub-${pick + 1}` : `nats-${pick - 2}` })
       if (pick < 3) {
         const h = hubs[pick] as typeof hubs[number]
         await h.proc.kill()
