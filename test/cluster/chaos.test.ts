@@ -176,7 +176,9 @@ t.test(`chaos: ${DOWN} down, ${UP} up, 3 hubs, 3 NATS servers, ${EDGES} edges`, 
       upDups = 0
       const c = await jetstream(nc, { timeout: 10_000 }).consumers.get('EF_TEST_UP', { filter_subjects: 'ef.test.up.>', deliver_policy: DeliverPolicy.All })
       total = (await jetstreamManager(nc, { timeout: 10_000 }).then(async m => await m.streams.info('EF_TEST_UP'))).state.messages
-      const it = await c.consume()
+      // fetch, not consume: it ends after `expires` even when fewer than `total` arrive (a consume
+      // loop waited forever there after one full-size run)
+      const it = await c.fetch({ max_messages: total, expires: 10_000 })
       let read = 0
       for await (const m of it) {
         const node = m.headers?.get('Ef-Node') ?? ''
