@@ -27,6 +27,11 @@
  * change (`{ ...d, reported }`, registry-upstream.ts), and never changes an
  * object after `tx.put` — the same rule the memory backend's copies and
  * lmdb-js' encode-at-put made harmless before.
+ *
+ * Bounded by the transaction itself: one slot per device or model key it
+ * touched, dropped when the callback ends. The largest ones (a model change
+ * or a resync over every device of a node) already hold all those devices
+ * decoded (`entries`), so the kept puts add the new records beside them.
  */
 import type { DbName, KvTxn } from './registry-store.js'
 
