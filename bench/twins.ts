@@ -125,7 +125,9 @@ if (writeResults) {
   ].join('\n')
   const path = file.pathname
   const text = readFileSync(path, 'utf8')
-  const start = text.indexOf('## Device twins')
+  // Only the section this script writes ('## Device twins (date, machine)'): the hand-written
+  // '## Device twins: …' sections above it must not be replaced.
+  const start = text.indexOf('## Device twins (')
   let out: string
   if (start < 0) out = text.trimEnd() + '\n\n' + section
   else {

@@ -90,6 +90,15 @@ export function boundDevice (tx: KvTxn, nodeId: string, ns: string, name: string
   return { d, model }
 }
 
+/**
+ * One change of a report, as one object literal: `{ ...base, type, revision, detail }` (a spread
+ * followed by properties its source lacks) took 2–5 µs per object on Node 20 (V8 leaves the
+ * inline clone path), 40–60 % of this function's time per report (issue 16). Same key order.
+ */
+function changeOf (r: { namespace: string, name: string }, nodeId: string, at: number, type: DeviceChange['type'], revision: number, detail: Record<string, unknown>): DeviceChange {
+  return { namespace: r.namespace, name: r.name, nodeId, at, type, revision, detail }
+}
+
 export function applyTwinReport (tx: KvTxn, nodeId: string, r: TwinReport, now: number, siblings: Iterable<string>): ApplyResult {
   const { d, model } = boundDevice(tx, nodeId, r.namespace, r.name)
   const out: ApplyResult = { result: 'applied', changes: [], keys: [], accepted: [], rejected: [], resyncRequested: false }
@@ -105,12 +114,15 @@ export function applyTwinReport (tx: KvTxn, nodeId: string, r: TwinReport, now: 
   const reported: Record<string, ReportedValue> = full ? {} : { ...d.reported }
   const changedReported: Record<string, ReportedValue> = {}
   const ignored: string[] = []
+  let nChanged = 0
   for (const [k, v] of Object.entries(r.reported)) {
     const p = model.properties.find(x => x.name === k)
     try {
       if (p === undefined) throw new Error('unknown')
-      reported[k] = { value: checkType(p, v.value), timestamp: v.timestamp }
-      changedReported[k] = reported[k]
+      const value: ReportedValue = { value: checkType(p, v.value), timestamp: v.timestamp }
+      reported[k] = value
+      changedReported[k] = value
+      nChanged++
     } catch { ignored.push(k) }
   }
 
@@ -154,16 +166,18 @@ export function applyTwinReport (tx: KvTxn, nodeId: string, r: TwinReport, now: 
   tx.put('devices', `${r.namespace}/${r.name}`, next)
   if (gap) out.resyncRequested = dispatchResyncRequest(tx, nodeId, [...siblings, `${r.namespace}/${r.name}`], out.keys) > 0
 
-  const base = { namespace: r.namespace, name: r.name, nodeId, at: now }
-  if (Object.keys(changedReported).length > 0 || full) {
-    out.changes.push({ ...base, type: 'reported', revision: next.revision, detail: { reported: changedReported, edgeSeq: r.edgeSeq, full, ...(ignored.length > 0 ? { ignored } : {}) } })
+  const change = (type: DeviceChange['type'], detail: Record<string, unknown>): DeviceChange => changeOf(r, nodeId, now, type, next.revision, detail)
+  if (nChanged > 0 || full) {
+    const detail: Record<string, unknown> = { reported: changedReported, edgeSeq: r.edgeSeq, full }
+    if (ignored.length > 0) detail.ignored = ignored
+    out.changes.push(change('reported', detail))
   }
   if (touched) {
     const desired = Object.fromEntries(out.accepted.map(k => [k, next.desired[k]]))
-    out.changes.push({ ...base, type: 'conflict', revision: next.revision, detail: { baseRevision: r.baseRevision, accepted: out.accepted, rejected: out.rejected } })
-    if (out.accepted.length > 0) out.changes.push({ ...base, type: 'desired', revision: next.revision, detail: { desired, source: 'edge' } })
+    out.changes.push(change('conflict', { baseRevision: r.baseRevision, accepted: out.accepted, rejected: out.rejected }))
+    if (out.accepted.length > 0) out.changes.push(change('desired', { desired, source: 'edge' }))
   }
-  if (gap) out.changes.push({ ...base, type: 'resync', revision: next.revision, detail: { direction: 'requested', lastEdgeSeq: d.lastEdgeSeq, edgeSeq: r.edgeSeq } })
+  if (gap) out.changes.push(change('resync', { direction: 'requested', lastEdgeSeq: d.lastEdgeSeq, edgeSeq: r.edgeSeq }))
   return out
 }
 

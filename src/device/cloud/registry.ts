@@ -42,6 +42,7 @@ import { resolveRegistryOptions, type RegistryLimits } from './registry-options.
 import * as models from './registry-models.js'
 import { viewOf } from './registry-records.js'
 import { LmdbKv, MemoryKv, type DeviceKv, type KvTxn, type SharedCommit } from './registry-store.js'
+import { workingTxn } from './registry-txn.js'
 import type {
   DeviceChange, DeviceRegistryOptions, DeviceSink, DeviceView, ListDevicesFilter, StoredDevice, StoredMapper, UploadEntry, WatchFilter
 } from './registry-types.js'
@@ -312,11 +313,20 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> {
     let m: Mutation = { now, keys: [], changes: [], index: () => {} }
     let result: T
     try {
-      result = await this.#kv.transaction(tx => {
-        // A fresh record per run: a shared store may run the callback again (registry-store.ts).
+      result = await this.#kv.transaction(store => {
+        // A fresh record and working copy per run: a shared store may run the callback again (registry-store.ts).
         reindex.length = 0
         m = { now, keys: [], changes: [], index: (id, nodeId) => { reindex.push([id, nodeId]) } }
-        const r = fn(tx, m)
+        const tx = workingTxn(store) // devices and models decoded and written once per transaction (registry-txn.ts)
+        let r: T
+        try {
+          r = fn(tx, m)
+        } catch (err) {
+          // As before the working copy: what the callback wrote before it threw reaches the store (lmdb-js commits it; see below).
+          try { tx.flush() } catch { /* the callback's error is the one to report */ }
+          throw err
+        }
+        tx.flush()
         tx.note?.(m.changes)
         return r
       })

@@ -22,7 +22,7 @@ import { deviceTopic, membershipTopic, parseTopic, type TopicForm } from './topi
 import { BUSY, errorPayload, eventId, parseJson, parseTwinUpdate, TOO_LARGE, TwinRequestError, UNKNOWN_DEVICE, type TwinChange } from './twin-payload.js'
 import { planCompatUpdate } from './twin-compat.js'
 import { membershipDevice, stateUpdate } from './twin-answers.js'
-import { cloneRecord, delta, documentFor, propertyMap, wireTwins, type TwinRecord } from './twin-state.js'
+import { cloneRecord, delta, documentFor, propertyMap, wireTwins, type EdgeReported, type LocalExpected, type TwinRecord } from './twin-state.js'
 import type { TwinStore } from './twin-store.js'
 import type { DeviceMetrics } from './metrics.js'
 import type { CompatMode } from './options.js'
@@ -213,7 +213,10 @@ export class TwinEngine {
     for (const [name, c] of changes) {
       if (c.actual !== undefined) {
         const { raw, outOfRange, value, timestamp } = c.actual
-        next.reported[name] = { value, timestamp, ...(compat && raw !== undefined ? { raw } : {}), ...(outOfRange === true ? { outOfRange } : {}) }
+        const stored: EdgeReported = { value, timestamp } // optional keys set, not spread in (issue 16: spreads in literals are slow on Node 20)
+        if (compat && raw !== undefined) stored.raw = raw
+        if (outOfRange === true) stored.outOfRange = outOfRange
+        next.reported[name] = stored
         reported[name] = { value, timestamp }
         if (outOfRange === true) {
           d.metrics.outOfRange.inc()
@@ -222,7 +225,9 @@ export class TwinEngine {
       }
       if (c.expected !== undefined) {
         const { raw, value, timestamp } = c.expected
-        next.localExpected[name] = { value, timestamp, baseRevision: rec.snapshot.revision, ...(compat && raw !== undefined ? { raw } : {}) }
+        const local: LocalExpected = { value, timestamp, baseRevision: rec.snapshot.revision }
+        if (compat && raw !== undefined) local.raw = raw
+        next.localExpected[name] = local
         expected[name] = { value, timestamp }
       }
     }
