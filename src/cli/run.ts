@@ -1,4 +1,6 @@
 import { EdgeFabricError } from '../errors.js'
+// Loaded first, for its start-up read of the parent pid (parent-death shutdown).
+import './shutdown.js'
 
 export interface Command {
   summary: string

@@ -44,8 +44,11 @@ export function onShutdown (close: () => Promise<void>, deadlineMs = 10_000): Pr
     process.on('SIGTERM', handler)
     // Parent death (issue 12): `npx edgefabric cloud` then SIGTERM to npx
     // left the hub running with its ports. When our parent goes away we are
-    // re-parented (ppid changes): shut down as for SIGTERM.
-    const parent = process.ppid
+    // re-parented (ppid changes): shut down as for SIGTERM. The parent is the one
+    // the process STARTED with: read here, after a slow start (Hub.start at load 10
+    // took seconds), a parent that died meanwhile was never noticed — ppid was
+    // already 1 (test/day2/fail-fast.test.ts, "the orphaned hub is still running").
+    const parent = STARTUP_PARENT
     const watch = setInterval(() => {
       if (process.ppid !== parent && !closing) {
         process.stderr.write(`edgefabric: parent process ${parent} is gone, shutting down\n`)
@@ -56,6 +59,9 @@ export function onShutdown (close: () => Promise<void>, deadlineMs = 10_000): Pr
     watch.unref()
   })
 }
+
+/** The parent process at start-up (this module is loaded by the CLI's entry, run.ts, before any command starts). */
+const STARTUP_PARENT = process.ppid
 
 /** How long a cleanly closed command may take to end by itself before it exits anyway. */
 const EXIT_BACKSTOP_MS = 3000
