@@ -8,7 +8,7 @@
  * msg/s and CPU µs/msg of this process: the receiving side's cost per
  * message, which is what bounds the drain in bench/reliable.ts.
  *
- *   tsc -p tsconfig.bench.json && node dist-bench/bench/reliable-receiver.js [--n 100000] [--window 1000] [--durability sync] [--rounds 3]
+ *   tsc -p tsconfig.bench.json && node dist-bench/bench/reliable-receiver.js [--n 100000] [--window 4096] [--durability sync] [--rounds 3]
  */
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -25,7 +25,7 @@ import { makePayload } from './lib/reliable-ipc.js'
 const argv = process.argv.slice(2)
 const get = (name: string): string | undefined => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined }
 const N = Number(get('--n') ?? 100_000)
-const WINDOW = Number(get('--window') ?? 1000)
+const WINDOW = Number(get('--window') ?? 4096) // the sender's default windowMessages
 const BATCH = 64
 const durability = (get('--durability') ?? 'sync') as Durability
 const ROUNDS = Number(get('--rounds') ?? 3)
