@@ -99,6 +99,10 @@ export function checkOutboxInput (item: OutboxInput, i: number): void {
 }
 
 export function checkInboundItem (item: InboundItem, i: number): void {
+  if (typeof item === 'object' && item !== null && Number.isSafeInteger(item.seq) && item.seq >= 1 &&
+    typeof item.id === 'string' && item.id.length > 0 && isShortAscii(item.id, LIMITS.idBytes) &&
+    item.key === undefined && item.version === undefined && item.bytes === undefined &&
+    (item.op === undefined || (typeof item.op === 'string' && isShortAscii(item.op, LIMITS.opBytes)))) return // the usual unversioned item: no field name built (issue 16, drain)
   const p = `items[${i}]`
   if (typeof item !== 'object' || item === null) throw new InvalidOptionError(p, 'must be an object')
   if (!Number.isSafeInteger(item.seq) || item.seq < 1) throw new InvalidOptionError(`${p}.seq`, 'must be an integer ≥ 1')
