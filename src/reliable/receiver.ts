@@ -177,6 +177,7 @@ export class ReliableReceiver {
     if (this.#broken) return // after a failed commit: nothing is committed or acked until a new session resumes
     if (this.#rejectedAt !== undefined) return // pipelined behind a rejected record; resent after the rewind
     const o = this.#o
+    const codec = o.codec
     const received = Math.max(o.store.receivedSeq(this.peer), this.#committingSeq)
     const items: InboundItem[] = []
     let lastOk = received
@@ -195,7 +196,9 @@ export class ReliableReceiver {
       const bytes = d.m[i] as Uint8Array
       let env: Envelope
       try {
-        env = o.codec.decode(bytes)
+        // The record is ours (parseData's caller decoded it out of the frame as a copy):
+        // its binary content may stay a view of it.
+        env = codec.decodeOwned !== undefined ? codec.decodeOwned(bytes) : codec.decode(bytes)
       } catch (err) {
         await this.#reject(items, lastOk, seq, toError(err))
         return
@@ -211,6 +214,9 @@ export class ReliableReceiver {
       groupIds.add(item.id)
       const version = env.header.resourceVersion
       if (version !== undefined) {
+        // item.bytes is stored with the resource at the commit, after the hand-off: content the
+        // application may change must not be a view of it.
+        if (codec.decodeOwned !== undefined && env.content instanceof Uint8Array) env.content = Buffer.from(env.content)
         item.key = o.resourceKey?.(env) ?? env.router.resource
         item.version = version
         item.bytes = bytes
