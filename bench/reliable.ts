@@ -118,10 +118,13 @@ async function efDrain (transport: string, durability: string): Promise<DrainRes
       const depth = await hub.request<number>('depth')
       if (depth !== DRAIN) throw new Error(`outbox holds ${depth}, expected ${DRAIN}`)
       const c0 = await cpuOf([hub, edge])
+      const e0 = await cpuOf([edge])
       await edge.request('start', { hub: url, token, dataDir: join(dir, 'edge'), durability, capacity: DRAIN, base: 0 })
       const s = await edge.request<Summary>('wait', { n: DRAIN, timeoutMs: TIMEOUT })
       const cpu = (await cpuOf([hub, edge]) - c0) / DRAIN
+      const edgeCpu = (await cpuOf([edge]) - e0) / DRAIN
       return {
+        receiverCpuUsPerMsg: edgeCpu,
         system: 'edgefabric', transport, durability, n: DRAIN, queuedPerSec: rate(DRAIN, p.lastAckAt - p.firstAt), delivered: s.count,
         startToFirstMs: s.firstAt - s.startAt, sessionToFirstMs: s.firstAt - s.connectedAt, drainPerSec: rate(s.distinct, s.lastAt - s.firstAt), cpuUsPerMsg: cpu
       }
@@ -204,12 +207,14 @@ async function mqDrain (inflight: number | undefined): Promise<DrainResult> {
       const p = await pub.request<Produced>('produce', { n: DRAIN, window: WINDOW })
       const pids = [m.proc.pid as number]
       const c0 = await cpuOf([sub], pids)
+      const s0 = await cpuOf([sub])
       const { sessionPresent } = await sub.request<{ sessionPresent: boolean }>('sub-start', { url: m.url, capacity: DRAIN, base: 0 })
       if (!sessionPresent) throw new Error('mosquitto lost the persistent session')
       const s = await sub.request<Summary>('wait', { n: DRAIN, timeoutMs: TIMEOUT })
       const cpu = (await cpuOf([sub], pids) - c0) / DRAIN
       return {
         cpuUsPerMsg: cpu,
+        receiverCpuUsPerMsg: (await cpuOf([sub]) - s0) / DRAIN,
         system: m.label, transport: 'tcp', durability: 'QoS 1, autosave 1 s', n: DRAIN, queuedPerSec: rate(DRAIN, p.lastAckAt - p.firstAt), delivered: s.count,
         startToFirstMs: s.firstAt - s.startAt, sessionToFirstMs: s.firstAt - s.connectedAt, drainPerSec: rate(s.distinct, s.lastAt - s.firstAt)
       }
@@ -225,8 +230,14 @@ async function step<T> (label: string, fn: () => Promise<T>, into: T[], errors: 
   process.stdout.write(`${label} … `)
   const t0 = Date.now()
   try {
-    into.push(await fn())
-    process.stdout.write(`${((Date.now() - t0) / 1000).toFixed(1)} s\n`)
+    const r = await fn()
+    into.push(r)
+    // A drain's figures at once (interleaved rounds are compared by eye while they run).
+    const d = r as Partial<DrainResult>
+    const extra = d.drainPerSec === undefined
+      ? ''
+      : ` (${Math.round(d.drainPerSec)} msg/s, start → first ${Math.round(d.startToFirstMs ?? NaN)} ms, CPU µs/msg ${d.cpuUsPerMsg?.toFixed(1) ?? '?'}, receiver ${d.receiverCpuUsPerMsg?.toFixed(1) ?? '?'}, load ${load()})`
+    process.stdout.write(`${((Date.now() - t0) / 1000).toFixed(1)} s${extra}\n`)
   } catch (err) {
     const msg = `${label}: ${(err as Error).message}`
     errors.push(msg)

@@ -31,6 +31,8 @@ export interface DrainResult {
   n: number
   /** CPU µs per message of the processes involved in the drain (hub + edge / broker + subscriber). */
   cpuUsPerMsg: number
+  /** Of that, the receiving process alone (edge / MQTT subscriber): the busy side of a drain. */
+  receiverCpuUsPerMsg?: number
   queuedPerSec: number
   delivered: number
   /** Process/client start → first delivery, ms. */

@@ -98,6 +98,14 @@ export interface EnvelopeCodec {
    * use the stateless encode()/decode().
    */
   createStream? (): EnvelopeCodecStream
+  /**
+   * Optional: decode() for bytes the caller hands over and never touches again,
+   * so binary content may be a view of them instead of a copy. The reliable
+   * receiver's records are private copies already (the data message's decode
+   * copied them out of the frame); a second copy per message was a share of
+   * the edge's CPU and allocations in a drain (issue 16).
+   */
+  decodeOwned? (bytes: Uint8Array): Envelope
 }
 
 export interface CodecOptions {
@@ -165,6 +173,8 @@ class BinaryEnvelopeCodec implements EnvelopeCodec, FrameCodec {
   readonly #unpackr = new Unpackr({ useRecords: false, copyBuffers: true, structuredClone: false } as ConstructorParameters<typeof Unpackr>[0])
   #slab: Buffer | undefined
   #slabUsed = 0
+  /** Set by decodeOwned() for the decode it runs: bytes content becomes a view of the input. */
+  #owned = false
 
   constructor (options: CodecOptions = {}) {
     const max = options.maxContentBytes ?? Infinity
@@ -278,6 +288,15 @@ class BinaryEnvelopeCodec implements EnvelopeCodec, FrameCodec {
     return this.decodeFrame(bytes, null)
   }
 
+  decodeOwned (bytes: Uint8Array): Envelope {
+    this.#owned = true
+    try {
+      return this.decodeFrame(bytes, null)
+    } finally {
+      this.#owned = false
+    }
+  }
+
   /** Decode a stateless frame, or with `stream` also a stream frame of that stream. */
   decodeFrame (bytes: Uint8Array, stream: DecoderState | null): Envelope {
     if (!(bytes instanceof Uint8Array)) throw new DecodeError(`expected a Uint8Array, got ${bytes === null ? 'null' : typeof bytes}`)
@@ -331,7 +350,7 @@ class BinaryEnvelopeCodec implements EnvelopeCodec, FrameCodec {
     const start = cursor
     if (start + n !== len) throw new DecodeError(`${len - start - n} trailing bytes after the content`)
     if (kind === KIND_BYTES) {
-      env.content = copyBytes(buf, start, len)
+      env.content = this.#owned ? buf.subarray(start, len) : copyBytes(buf, start, len)
     } else {
       const s = readUtf8(buf, start, len)
       if (s === undefined) throw new DecodeError('content: invalid UTF-8')

@@ -19,6 +19,7 @@ import { createEdgeApi } from '../ops/admin-edge.js'
 import { edgeAdminSource } from './edge-admin-source.js'
 import { nativeBinding } from '../transport/quic-native.js'
 import { nullLogger, type Logger } from '../ops/logger.js'
+import { PairTally } from './pair-tally.js'
 import { Registry, createEdgeMetrics, type EdgeMetrics } from '../ops/metrics.js'
 import { intOption } from '../util/options.js'
 import { Backoff } from '../session/liveness.js'
@@ -92,6 +93,9 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
   #closed = false
   #inFlight = 0
   readonly #onReliable: EdgeOptions['onReliable']
+  /** Per-message counts, summed until the labels change or a scrape (pair-tally.ts). */
+  readonly #down = new PairTally((direction, transport, n) => { this.metrics.messages.add({ direction: direction as 'down', transport }, n) })
+  readonly #drops = new PairTally((module, reason, n) => { this.metrics.mailboxDrops.add({ module, reason }, n) })
 
   private constructor (o: EdgeOptions, identity: EdgeIdentity, registry: Registry, metrics: EdgeMetrics, store: ReliableStore, join: JoinSetup, nextKey: EdgeIdentity | undefined) {
     super()
@@ -120,7 +124,7 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
       logger: this.#logger.child({ component: 'bus' }),
       defaultRequestTimeoutMs: intOption('requestTimeoutMs', o.requestTimeoutMs, 30_000, 1),
       ...(o.defaultMailbox !== undefined ? { defaultMailbox: o.defaultMailbox } : {}),
-      onDrop: (module, reason) => metrics.mailboxDrops.add({ module, reason }),
+      onDrop: (module, reason) => { this.#drops.count(module, reason) },
       upstream: env => this.#sendUpstream(env)
     })
     const connOpts = pickConnectionOptions(o)
@@ -471,7 +475,7 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
    * drain). A throw becomes a rejection (receiver).
    */
   #deliverReliable (env: Envelope): DeliveryVerdict | Promise<DeliveryVerdict> {
-    this.metrics.messages.add({ direction: 'down', transport: this.#connector.connection?.transport ?? 'unknown' })
+    this.#down.count('down', this.#connector.connection?.transport ?? 'unknown')
     const hooked = this.#onReliable?.(env)
     if (hooked !== undefined && typeof (hooked as PromiseLike<void>).then === 'function') return Promise.resolve(hooked).then(() => this.#deliverToModules(env))
     return this.#deliverToModules(env)
@@ -509,6 +513,8 @@ export class EdgeNode extends EventEmitter<EdgeEvents> {
 
   /** Refresh scrape-time metrics (RTT, mailbox depths). */
   refreshMetrics (): void {
+    this.#down.flush()
+    this.#drops.flush()
     const rtt = this.rttMs
     if (rtt !== undefined) this.metrics.rtt.set(rtt / 1000)
     const stats = this.bus.stats() as { modules?: Array<{ name: string, depth: number }> }

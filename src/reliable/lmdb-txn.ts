@@ -232,7 +232,9 @@ export class LmdbTxn implements StoreTxn {
    * a window is only absent while no inbound callback has run for the peer since the last reset.
    */
   peekId (peer: string, id: string): boolean {
-    return this.#ids.peek(peer, () => this.inState(peer)).ids.has(id)
+    // No closure per call: this runs once per received message (issue 16, drain).
+    const w = this.#ids.cached(peer) ?? this.#ids.begin(peer, this.inState(peer))
+    return w.ids.has(id)
   }
 
   /** A write transaction failed: drop every cached window (rebuilt from disk on next use). */

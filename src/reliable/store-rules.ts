@@ -30,8 +30,25 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
  * ordered-binary key encoding uses NUL as the array delimiter) and well-formed
  * UTF-16 (a lone surrogate would not survive the UTF-8 round trip).
  */
+/**
+ * True when `s` is printable-range ASCII without NUL and at most `maxBytes`
+ * long: then it is one UTF-8 byte per character, has no surrogate and no NUL,
+ * and every check below passes. One pass over the characters instead of a
+ * regex, a search and a byte count: these checks run per received message
+ * (ids in commitInbound, the peer in hasInboundId; issue 16, drain).
+ */
+function isShortAscii (s: string, maxBytes: number): boolean {
+  if (s.length > maxBytes) return false
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (c === 0 || c >= 0x80) return false
+  }
+  return true
+}
+
 export function checkKeyString (name: string, value: unknown, maxBytes: number): string {
   if (typeof value !== 'string' || value.length === 0) throw new InvalidOptionError(name, 'must be a non-empty string')
+  if (isShortAscii(value, maxBytes)) return value
   if (value.includes('\u0000')) throw new InvalidOptionError(name, 'must not contain NUL characters')
   if (LONE_SURROGATE.test(value)) throw new InvalidOptionError(name, 'must be well-formed UTF-16 (lone surrogate)')
   const n = Buffer.byteLength(value, 'utf8')
@@ -42,6 +59,7 @@ export function checkKeyString (name: string, value: unknown, maxBytes: number):
 function checkOptString (name: string, value: unknown, maxBytes: number): void {
   if (value === undefined) return
   if (typeof value !== 'string') throw new InvalidOptionError(name, 'must be a string')
+  if (isShortAscii(value, maxBytes)) return
   if (LONE_SURROGATE.test(value)) throw new InvalidOptionError(name, 'must be well-formed UTF-16 (lone surrogate)')
   if (Buffer.byteLength(value, 'utf8') > maxBytes) throw new InvalidOptionError(name, `must be at most ${maxBytes} UTF-8 bytes`)
 }
@@ -81,6 +99,10 @@ export function checkOutboxInput (item: OutboxInput, i: number): void {
 }
 
 export function checkInboundItem (item: InboundItem, i: number): void {
+  if (typeof item === 'object' && item !== null && Number.isSafeInteger(item.seq) && item.seq >= 1 &&
+    typeof item.id === 'string' && item.id.length > 0 && isShortAscii(item.id, LIMITS.idBytes) &&
+    item.key === undefined && item.version === undefined && item.bytes === undefined &&
+    (item.op === undefined || (typeof item.op === 'string' && isShortAscii(item.op, LIMITS.opBytes)))) return // the usual unversioned item: no field name built (issue 16, drain)
   const p = `items[${i}]`
   if (typeof item !== 'object' || item === null) throw new InvalidOptionError(p, 'must be an object')
   if (!Number.isSafeInteger(item.seq) || item.seq < 1) throw new InvalidOptionError(`${p}.seq`, 'must be an integer ≥ 1')
