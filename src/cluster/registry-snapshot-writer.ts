@@ -82,12 +82,14 @@ export class SnapshotWriter {
     const t0 = Date.now()
     const r = await this.#c.call('writing a registry snapshot', async () => await this.store.write(state))
     if (r !== 'written') {
+      // 'busy': another hub is writing these very bytes; if it dies half-way, the next
+      // multiple of snapshotEvery is written instead (the log is only purged below a
+      // complete snapshot, so nothing is lost meanwhile).
       this.#metrics?.snapshots.inc({ event: 'skipped' })
       this.#c.logger.debug({ seq: state.seq, reason: r }, 'registry snapshot written by another hub')
-      this.saw(state.seq)
+      if (r === 'exists') this.saw(state.seq)
       return
     }
-    this.saw(state.seq)
     this.#metrics?.snapshots.inc({ event: 'written' })
     const keep = await this.#c.call('pruning registry snapshots', async () => await this.store.prune())
     let purged = 0
@@ -97,6 +99,7 @@ export class SnapshotWriter {
       purged = res.purged
       if (purged > 0) this.#metrics?.purged.inc(purged)
     }
+    this.saw(state.seq) // after the purge: `latest` means stored, pruned and purged
     this.#c.logger.info({ seq: state.seq, ms: Date.now() - t0, kept: keep, purged, logFrom: older === undefined ? 1 : older + 1 }, 'registry snapshot written')
   }
 
