@@ -80,6 +80,7 @@ export class SnapshotWriter {
 
   async #write (state: SnapshotState): Promise<void> {
     const t0 = Date.now()
+    this.#c.logger.debug({ seq: state.seq }, 'registry snapshot: writing')
     const r = await this.#c.call('writing a registry snapshot', async () => await this.store.write(state))
     if (r !== 'written') {
       // 'busy': another hub is writing these very bytes; if it dies half-way, the next

@@ -279,8 +279,10 @@ export class JetStreamKv implements DeviceKv {
     })().catch(() => {})
     for await (const m of msgs) {
       if (this.#closed) break
-      if (!this.#take(m)) { await msgs.close().catch(() => {}); break }
+      // Not `await msgs.close()` in here: close() waits for this very iteration to end.
+      if (!this.#take(m)) break
     }
+    if (this.#gap) await msgs.close().catch(() => {})
   }
 
   /** Apply one log entry; false on a hole that a snapshot may explain (the reader stops, #reload runs). */
