@@ -47,8 +47,8 @@ export interface ResolvedSnapshotOptions { snapshotEvery: number, chunkBytes: nu
 /** Validated once, then frozen (named by their option path in errors). */
 export function resolveSnapshotOptions (o: RegistrySnapshotOptions = {}): Readonly<ResolvedSnapshotOptions> {
   const every = o.snapshotEvery ?? 10_000
-  if (!Number.isSafeInteger(every) || every < 0 || (every > 0 && every < 8)) {
-    throw new InvalidOptionError('registry.snapshotEvery', `must be 0 (off) or an integer ≥ 8, got ${String(every)}`)
+  if (!Number.isSafeInteger(every) || every < 0 || (every > 0 && every < 2)) {
+    throw new InvalidOptionError('registry.snapshotEvery', `must be 0 (off) or an integer ≥ 2, got ${String(every)}`)
   }
   const chunk = o.chunkBytes ?? 256 * 1024
   if (!Number.isSafeInteger(chunk) || chunk < 1024) throw new InvalidOptionError('registry.chunkBytes', `must be an integer ≥ 1024, got ${String(chunk)}`)

@@ -1,7 +1,7 @@
 /**
  * The shared DeviceKv and registry suites (test/device/registry-store-compliance.ts,
  * registry-compliance.ts) over the cluster's registry store with compaction at its
- * most eager (`snapshotEvery` 8): every reopen starts from a snapshot and the log
+ * most eager (`snapshotEvery` 2): every reopen starts from a snapshot and the log
  * is purged behind the writers all the time, and the contract still holds. Real
  * 3-server NATS cluster (R3).
  */
@@ -16,7 +16,7 @@ import { needNats, startNats } from './helpers.js'
 
 t.setTimeout(600_000)
 
-t.test('JetStreamKv with snapshotEvery 8', async t => {
+t.test('JetStreamKv with snapshotEvery 2', async t => {
   if (!needNats(t)) return
   const nats = await startNats(t, 3)
   const conns: ClusterConnection[] = []
@@ -31,7 +31,7 @@ t.test('JetStreamKv with snapshotEvery 8', async t => {
     if (id === undefined) { id = ++tests; names.set(t, id) }
     const c = await ClusterConnection.open(resolveClusterOptions({ servers: nats.urls, name: `s${id}-${name}`, replicas: 3 }), nullLogger)
     conns.push(c)
-    return await JetStreamKv.open(c, err => { errors.push(err) }, { snapshotEvery: 8, metrics })
+    return await JetStreamKv.open(c, err => { errors.push(err) }, { snapshotEvery: 2, metrics })
   }
   await t.test('store contract', async t => { runDeviceKvSuite(t, { open, persistent: true }) })
   await t.test('registry suite', async t => { runRegistrySuite(t, open) })
