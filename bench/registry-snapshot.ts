@@ -28,53 +28,59 @@ const median = (a: number[]): number => [...a].sort((x, y) => x - y)[Math.floor(
 const dir = mkdtempSync(join(tmpdir(), 'ef-regsnap-bench-'))
 const nats = await NatsCluster.start(dir, 3)
 try {
-  const conn = async (): Promise<ClusterConnection> => await ClusterConnection.open(resolveClusterOptions({ servers: nats.urls, name: 'bench', replicas: 3, timeoutMs: 10_000 }), nullLogger)
-  const c = await conn()
-  const setup = await JetStreamKv.open(c, () => {}, { snapshotEvery: 0 })
-  await setup.close()
-  const h = natsHeaders()
-  h.set('Ef-Registry', '1')
-  const t0 = Date.now()
-  const inflight = new Set<Promise<unknown>>()
-  for (let i = 1; i <= N; i++) {
-    const body = packr.pack({ r: [], p: [], w: [['devices', `default/d${i % DEVICES}`, 1, { spec: { nodeId: `edge-${i % 100}` }, reported: { t: i, at: Date.now() }, rev: i }]], n: null })
-    const p = c.js.publish('ef.bench.registry.tx', packr.pack({ f: 1, i: `a${i}`, o: `o${i}`, b: Math.max(0, i - 1), body }), { headers: h })
-    inflight.add(p)
-    void p.finally(() => inflight.delete(p))
-    if (inflight.size >= 1000) await Promise.race(inflight)
+  const conn = async (name: string): Promise<ClusterConnection> => await ClusterConnection.open(resolveClusterOptions({ servers: nats.urls, name, replicas: 3, timeoutMs: 10_000 }), nullLogger)
+  /** A log of N entries under a fresh cluster name (a store opened with compaction off replays it from seq 1). */
+  const writeLog = async (name: string): Promise<void> => {
+    const c = await conn(name)
+    const setup = await JetStreamKv.open(c, () => {}, { snapshotEvery: 0 })
+    await setup.close()
+    const h = natsHeaders()
+    h.set('Ef-Registry', '1')
+    const t0 = Date.now()
+    const inflight = new Set<Promise<unknown>>()
+    for (let i = 1; i <= N; i++) {
+      const body = packr.pack({ r: [], p: [], w: [['devices', `default/d${i % DEVICES}`, 1, { spec: { nodeId: `edge-${i % 100}` }, reported: { t: i, at: Date.now() }, rev: i }]], n: null })
+      const p = c.js.publish(`ef.${name}.registry.tx`, packr.pack({ f: 1, i: `a${i}`, o: `o${i}`, b: Math.max(0, i - 1), body }), { headers: h })
+      inflight.add(p)
+      void p.finally(() => inflight.delete(p))
+      if (inflight.size >= 1000) await Promise.race(inflight)
+    }
+    await Promise.all(inflight)
+    await c.close()
+    console.log(`log ${name}: ${N} entries written in ${Date.now() - t0} ms`)
   }
-  await Promise.all(inflight)
-  console.log(`log: ${N} entries written in ${Date.now() - t0} ms`)
-  // The snapshot at N: a store with snapshotEvery = N captures it while it replays.
-  const w = await JetStreamKv.open(await conn(), () => {}, { snapshotEvery: N })
-  while (w.snapshotSeq < N) await new Promise(resolve => setTimeout(resolve, 50))
-  await w.close()
-  const bytes = (await c.jsm.streams.info(w.snapshotStream)).state.bytes
-  const open = async (every: number): Promise<{ ms: number, heap: number, applied: number, snap: number }> => {
-    const cc = await conn()
+  const open = async (name: string, every: number): Promise<{ ms: number, heap: number, applied: number, snap: number, kv: JetStreamKv, cc: ClusterConnection }> => {
+    const cc = await conn(name)
     global.gc?.()
     const h0 = process.memoryUsage().heapUsed
     const s = Date.now()
     const kv = await JetStreamKv.open(cc, () => {}, { snapshotEvery: every })
     const ms = Date.now() - s
-    const heap = process.memoryUsage().heapUsed - h0
-    const r = { ms, heap, applied: kv.applied, snap: kv.snapshotSeq }
-    await kv.close()
-    await cc.close()
-    return r
+    return { ms, heap: process.memoryUsage().heapUsed - h0, applied: kv.applied, snap: kv.snapshotSeq, kv, cc }
   }
+  const done = async (r: { kv: JetStreamKv, cc: ClusterConnection }): Promise<void> => { await r.kv.close(); await r.cc.close() }
   const fromLog: number[] = []
   const fromSnap: number[] = []
+  let bytes = 0
   for (let r = 0; r < ROUNDS; r++) {
-    const a = await open(0)
-    const b = await open(N)
-    if (a.snap !== 0 || b.snap !== N || a.applied !== b.applied) throw new Error(`unexpected: ${JSON.stringify({ a, b })}`)
+    const name = `bench${r + 1}`
+    await writeLog(name)
+    // No snapshot yet: replay all N entries. With snapshotEvery = N it captures the view at N
+    // while it replays and stores it; the next store opens from that snapshot.
+    const a = await open(name, N)
+    while (a.kv.snapshotSeq < N) await new Promise(resolve => setTimeout(resolve, 50))
+    await done(a)
+    const b = await open(name, N)
+    await done(b)
+    if (a.snap !== 0 || b.snap !== N || a.applied !== b.applied) throw new Error(`unexpected: ${JSON.stringify({ a: [a.snap, a.applied], b: [b.snap, b.applied] })}`)
+    const c = await conn(name)
+    bytes = (await c.jsm.streams.info(b.kv.snapshotStream)).state.bytes
+    await c.close()
     fromLog.push(a.ms)
     fromSnap.push(b.ms)
     console.log(`round ${r + 1}: from the log ${a.ms} ms (heap +${(a.heap / 1e6).toFixed(0)} MB), from the snapshot ${b.ms} ms (heap +${(b.heap / 1e6).toFixed(0)} MB)`)
   }
   console.log(`median of ${ROUNDS}: from the log ${median(fromLog)} ms, from the snapshot ${median(fromSnap)} ms; snapshot stream ${(bytes / 1e6).toFixed(1)} MB (${DEVICES} devices)`)
-  await c.close()
 } finally {
   await nats.stop()
   rmSync(dir, { recursive: true, force: true })
