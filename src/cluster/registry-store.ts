@@ -115,7 +115,13 @@ export class JetStreamKv implements DeviceKv {
     // Back from a NATS disconnect: the ephemeral consumer may be gone with its server; start over.
     c.onAvailability(available => { if (available) void kv.#messages?.close().catch(() => {}) })
     try {
-      const { first_seq: first, last_seq: last, messages } = await c.call('reading the registry log', async () => (await c.jsm.streams.info(kv.#stream)).state)
+      let { first_seq: first, last_seq: last, messages } = await c.call('reading the registry log', async () => (await c.jsm.streams.info(kv.#stream)).state)
+      if (messages > 0 && first > kv.#applied + 1) {
+        // Two snapshots written (and the log purged past ours) while we read ours: take the newest again.
+        const s = await kv.#snap.load(first - 1)
+        if (s !== undefined) kv.#install(s)
+        ;({ first_seq: first, last_seq: last, messages } = await c.call('reading the registry log', async () => (await c.jsm.streams.info(kv.#stream)).state))
+      }
       // The log after the snapshot must be whole: purges stay below the older kept snapshot
       // (registry-snapshot-writer.ts), so a hole here means no readable snapshot covers it.
       if (messages > 0 && first > kv.#applied + 1) {
