@@ -27,10 +27,15 @@
  * serialised cluster-wide: revisions are unique and grow in log order. Twin
  * reports for different devices touch different keys and do not conflict.
  * Reads outside transactions are this hub's view (a few ms behind a write on
- * another hub: watch, or read again). The log is not compacted yet: a hub
- * replays it from the start when it opens (README "Cluster mode").
+ * another hub: watch, or read again).
+ *
+ * Compaction (registry-snapshot-writer.ts): every `snapshotEvery` entries a hub
+ * stores the view as a snapshot and the log is purged below the older kept
+ * snapshot; a hub opens from the newest complete snapshot and replays only the
+ * log after it, and one that fell behind the purge point loads it again.
  */
 import { randomBytes } from 'node:crypto'
+import { isDeepStrictEqual } from 'node:util'
 import { headers as natsHeaders } from '@nats-io/transport-node'
 import { DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream'
 import { Packr } from 'msgpackr'
@@ -41,6 +46,13 @@ import type { ClusterConnection } from './connection.js'
 import { ClusterUnavailableError } from './types.js'
 import { MAX_LAG, RecentCommits, keyOf, type TxnBody, type TxnHead } from './registry-verdict.js'
 import { DELETED, sortKeys, stagedTxn } from './registry-txn.js'
+import { RegistrySnapshotError, captureState, resolveSnapshotOptions, type RegistrySnapshotOptions, type SnapshotState } from './registry-snapshot.js'
+import { SnapshotWriter, type RegistryLogMetrics } from './registry-snapshot-writer.js'
+
+export interface JetStreamKvOptions extends RegistrySnapshotOptions {
+  /** Counters of snapshots and purged entries (the hub's `edgefabric_hub_registry_*` families). */
+  metrics?: RegistryLogMetrics
+}
 
 type Key = string | number
 const DB_NAMES: DbName[] = ['meta', 'models', 'devices', 'mappers', 'dispatch', 'uploads']
@@ -69,25 +81,52 @@ export class JetStreamKv implements DeviceKv {
   #messages: ConsumerMessages | undefined
   #closed = false
   readonly #onError: (err: Error) => void
+  readonly #snap: SnapshotWriter
+  /** A hole in the log (purged below the next unapplied entry): load the newest snapshot before reading on. */
+  #gap = false
+  /** Seq of a hole no snapshot explains: applied anyway, as before compaction existed (reported). */
+  #acceptGap = 0
 
-  private constructor (c: ClusterConnection, onError: (err: Error) => void) {
+  private constructor (c: ClusterConnection, onError: (err: Error) => void, options: JetStreamKvOptions) {
     this.#c = c
     const n = c.names
     this.#stream = `EF_${n.cluster.toUpperCase().replace(/-/g, '_')}_REGISTRY`
     this.#subjectTx = `${n.prefix}.registry.tx`
     this.#subjectPart = `${n.prefix}.registry.part`
     this.#onError = onError
+    this.#snap = new SnapshotWriter(c, this.#stream, resolveSnapshotOptions(options), onError, options.metrics)
   }
 
-  /** Create the stream if absent, replay the log to its current end, then follow it. */
-  static async open (c: ClusterConnection, onError: (err: Error) => void = () => {}): Promise<JetStreamKv> {
-    const kv = new JetStreamKv(c, onError)
+  /**
+   * Create the streams if absent, load the newest complete snapshot, replay the log after it
+   * to its current end, then follow it. `options` are validated here, once.
+   */
+  static async open (c: ClusterConnection, onError: (err: Error) => void = () => {}, options: JetStreamKvOptions = {}): Promise<JetStreamKv> {
+    const kv = new JetStreamKv(c, onError, options)
     await kv.#ensureStream()
+    try {
+      const s = await kv.#snap.load(0)
+      if (s !== undefined) kv.#install(s)
+    } catch (err) {
+      await kv.close()
+      throw err
+    }
     kv.#follow()
     // Back from a NATS disconnect: the ephemeral consumer may be gone with its server; start over.
     c.onAvailability(available => { if (available) void kv.#messages?.close().catch(() => {}) })
     try {
-      const last = await c.call('reading the registry log', async () => (await c.jsm.streams.info(kv.#stream)).state.last_seq)
+      let { first_seq: first, last_seq: last, messages } = await c.call('reading the registry log', async () => (await c.jsm.streams.info(kv.#stream)).state)
+      if (messages > 0 && first > kv.#applied + 1) {
+        // Two snapshots written (and the log purged past ours) while we read ours: take the newest again.
+        const s = await kv.#snap.load(first - 1)
+        if (s !== undefined) kv.#install(s)
+        ;({ first_seq: first, last_seq: last, messages } = await c.call('reading the registry log', async () => (await c.jsm.streams.info(kv.#stream)).state))
+      }
+      // The log after the snapshot must be whole: purges stay below the older kept snapshot
+      // (registry-snapshot-writer.ts), so a hole here means no readable snapshot covers it.
+      if (messages > 0 && first > kv.#applied + 1) {
+        throw new RegistrySnapshotError(`device registry log ${kv.#stream} starts at ${first} but the newest readable snapshot is at ${kv.#applied} (${kv.#applied === 0 ? 'none' : 'too old'}): the view cannot be rebuilt`)
+      }
       await kv.#reach(last, Math.max(30_000, c.options.timeoutMs * 6), 'replaying the device registry log')
     } catch (err) {
       await kv.close()
@@ -97,6 +136,10 @@ export class JetStreamKv implements DeviceKv {
   }
 
   get stream (): string { return this.#stream }
+  /** The snapshot stream (registry-snapshot-store.ts). */
+  get snapshotStream (): string { return this.#snap.store.stream }
+  /** Seq of the newest snapshot this hub loaded, wrote or saw complete (0: none). */
+  get snapshotSeq (): number { return this.#snap.latest }
   /** Last log seq applied to this view. */
   get applied (): number { return this.#applied }
 
@@ -126,6 +169,7 @@ export class JetStreamKv implements DeviceKv {
     await this.#chain
     this.#closed = true
     await this.#messages?.close().catch(() => {})
+    await this.#snap.close()
     for (const w of this.#pending.values()) w.resolve({ committed: false, reason: 'closed' })
   }
 
@@ -212,6 +256,7 @@ export class JetStreamKv implements DeviceKv {
     void (async () => {
       while (!this.#closed) {
         try {
+          if (this.#gap) await this.#reload()
           await this.#read()
         } catch (err) {
           if (!this.#closed) this.#onError(toError(err))
@@ -240,15 +285,21 @@ export class JetStreamKv implements DeviceKv {
     })().catch(() => {})
     for await (const m of msgs) {
       if (this.#closed) break
-      this.#take(m)
+      // Not `await msgs.close()` in here: close() waits for this very iteration to end.
+      if (!this.#take(m)) break
     }
+    if (this.#gap) await msgs.close().catch(() => {})
   }
 
-  #take (m: JsMsg): void {
-    if (m.seq <= this.#applied) return
-    if (m.seq !== this.#applied + 1) {
-      // Only a purge makes holes in this stream, and nothing purges it (no compaction yet).
-      this.#onError(new StoreError(`device registry log: expected seq ${this.#applied + 1}, got ${m.seq} (entries removed from ${this.#stream}?)`))
+  /** Apply one log entry; false on a hole that a snapshot may explain (the reader stops, #reload runs). */
+  #take (m: JsMsg): boolean {
+    if (m.seq <= this.#applied) return true
+    if (m.seq !== this.#applied + 1 && m.seq !== this.#acceptGap) {
+      // Only compaction purges this stream: this hub fell behind the purge point (offline,
+      // slow). Start again from the newest snapshot rather than apply a view with a hole.
+      this.#gap = true
+      this.#acceptGap = m.seq
+      return false
     }
     const q = m.seq
     this.#applied = q
@@ -259,7 +310,51 @@ export class JetStreamKv implements DeviceKv {
       this.#onError(new StoreError(`device registry log entry ${q} not applied: ${toError(err).message}`, { cause: err }))
     }
     if ((q & 1023) === 0) this.#prune(q)
+    // The view at q is final here: every hub captures the same one at the same seqs.
+    if (this.#snap.due(q)) this.#snap.offer(captureState(q, this.#dbs, this.#recent.records(), this.#parts))
     for (const w of this.#reachWaiters) if (w.seq <= q) { this.#reachWaiters.delete(w); w.resolve() }
+    return true
+  }
+
+  /** Replace the view with a snapshot's (at open, or after falling behind the log's purge point). */
+  #install (s: SnapshotState): void {
+    const before = this.#applied
+    const changed: KvWrite[] = []
+    for (const [name, entries] of s.dbs) {
+      const old = this.#db(name)
+      const next = new Map(entries)
+      if (before > 0) {
+        for (const [k, v] of next) if (!isDeepStrictEqual(old.get(k), v) || !old.has(k)) changed.push({ db: name, key: k, value: v })
+        for (const k of old.keys()) if (!next.has(k)) changed.push({ db: name, key: k, value: undefined })
+      }
+      this.#dbs.set(name, next)
+    }
+    this.#recent.load(s.recent)
+    this.#parts.clear()
+    for (const [seq, bytes] of s.parts) this.#parts.set(seq, bytes)
+    this.#applied = s.seq
+    this.#snap.saw(s.seq)
+    // A local writer whose attempt committed in the skipped range: its operation is among the
+    // snapshot's recent commits. Others keep waiting (a later attempt, or their timeout).
+    for (const [op, w] of this.#pending) if (this.#recent.committed(op, before)) w.resolve({ committed: true })
+    if (before > 0) {
+      // The registries see the skipped range's net effect (node index stays right); their
+      // watchers cannot get the skipped changes one by one: say so.
+      for (const l of this.#listeners) {
+        try { l({ writes: changed, note: undefined, local: false }) } catch (err) { this.#onError(toError(err)) }
+      }
+      this.#onError(new StoreError(`device registry log: this hub was at ${before}, behind the log's purge point; loaded the snapshot at ${s.seq} (${changed.length} keys changed; watchers missed the changes in between)`))
+    }
+    for (const w of this.#reachWaiters) if (w.seq <= s.seq) { this.#reachWaiters.delete(w); w.resolve() }
+  }
+
+  /** After a hole: the newest snapshot at or after it, or (none) apply on with the hole reported. */
+  async #reload (): Promise<void> {
+    const hole = this.#acceptGap
+    const s = await this.#snap.load(hole - 1)
+    this.#gap = false
+    if (s !== undefined && s.seq > this.#applied) { this.#install(s); return }
+    this.#onError(new StoreError(`device registry log: expected seq ${this.#applied + 1}, got ${hole} (entries removed from ${this.#stream}, and no complete snapshot at or after ${hole - 1})`))
   }
 
   /** The deterministic verdict and, if it commits, the writes (same on every hub: see header). */
@@ -332,6 +427,7 @@ export class JetStreamKv implements DeviceKv {
   }
 
   async #ensureStream (): Promise<void> {
+    await this.#snap.store.ensureStream()
     const jsm = this.#c.jsm
     await this.#c.call('creating the registry log', async () => {
       try {

@@ -57,19 +57,38 @@ function underPrefix (k: string, db: DbName, prefix: string | null): boolean {
   return prefix === null ? k.startsWith(`${db}\u0000`) : k.startsWith(`${db}\u0000s${prefix}`)
 }
 
+/** One committed transaction as the verdict remembers it. */
+export interface CommitRecord { seq: number, op: string, keys: string[] }
+
 /** Transactions committed lately: seq, operation and keys written (oldest first). */
 export class RecentCommits {
-  readonly #list: Array<{ seq: number, op: string, keys: string[] }> = []
+  #list: CommitRecord[] = []
   #head = 0
 
   add (seq: number, op: string, keys: string[]): void { this.#list.push({ seq, op, keys }) }
+
+  /** The commits not pruned yet, oldest first (a snapshot keeps those a later verdict can look at: registry-snapshot.ts). */
+  records (): CommitRecord[] { return this.#list.slice(this.#head) }
+
+  /** Start over from a snapshot's commits (oldest first). */
+  load (records: CommitRecord[]): void { this.#list = records.slice(); this.#head = 0 }
+
+  /** True when `op` committed at a seq above `after` (a writer waiting across a snapshot reload). */
+  committed (op: string, after: number): boolean {
+    for (let i = this.#list.length - 1; i >= this.#head; i--) {
+      const c = this.#list[i] as CommitRecord
+      if (c.seq <= after) break
+      if (c.op === op) return true
+    }
+    return false
+  }
 
   /** Why the transaction at `q` must not commit, or undefined. */
   refuse (q: number, head: TxnHead, body: TxnBody): 'lag' | 'dup' | 'conflict' | undefined {
     if (!(head.b < q) || q - head.b > MAX_LAG) return 'lag'
     const reads = new Set(body.r)
     for (let i = this.#list.length - 1; i >= this.#head; i--) {
-      const c = this.#list[i] as { seq: number, op: string, keys: string[] }
+      const c = this.#list[i] as CommitRecord
       if (c.seq <= q - MAX_LAG) break
       if (c.seq >= q) continue
       if (c.op === head.o) return 'dup'

@@ -111,6 +111,12 @@ export interface HubMetrics {
   readonly broadcastFanout: Counter
   /** Edge-to-edge messages routed through the hub, by `result` (delivered|denied|offline|error). */
   readonly forwards: Counter<'result'>
+  /**
+   * Cluster mode, the device registry log's compaction (src/cluster/registry-snapshot-writer.ts;
+   * 0 on a single hub): `snapshots` by `event` (written|skipped = another hub wrote it|loaded|
+   * invalid = incomplete or failed its checksum, ignored|failed = write error), and log entries purged.
+   */
+  readonly registryLog: { readonly snapshots: Counter<'event'>, readonly purged: Counter }
 }
 
 export interface EdgeMetrics {
@@ -163,7 +169,11 @@ export function createHubMetrics (registry: Registry, options: MetricsOptions = 
     drops: new Counter({ name: p + 'dropped_messages_total', help: 'Messages dropped, by reason', labelNames: ['reason'] as const, registers }),
     broadcasts: new Counter({ name: p + 'broadcasts_total', help: 'Broadcasts issued', registers }),
     broadcastFanout: new Counter({ name: p + 'broadcast_deliveries_total', help: 'Per-node deliveries produced by broadcasts', registers }),
-    forwards: new Counter({ name: p + 'edge_forwards_total', help: 'Edge-to-edge messages routed through the hub, by result', labelNames: ['result'] as const, registers })
+    forwards: new Counter({ name: p + 'edge_forwards_total', help: 'Edge-to-edge messages routed through the hub, by result', labelNames: ['result'] as const, registers }),
+    registryLog: {
+      snapshots: new Counter({ name: p + 'registry_snapshots_total', help: 'Cluster mode: device registry log snapshots, by event (written|skipped|loaded|invalid|failed)', labelNames: ['event'] as const, registers }),
+      purged: new Counter({ name: p + 'registry_log_purged_entries_total', help: 'Cluster mode: device registry log entries purged below the older kept snapshot', registers })
+    }
   }
   if (options.processMetrics === true) collectProcessMetrics(registry)
   return m
