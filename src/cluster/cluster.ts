@@ -16,6 +16,7 @@ import { ClusterConnection, resolveClusterOptions } from './connection.js'
 import { ClusterIdentity } from './identity.js'
 import { Presence } from './presence.js'
 import { JetStreamKv } from './registry-store.js'
+import type { RegistryLogMetrics } from './registry-snapshot-writer.js'
 import { Router } from './router.js'
 import { ClusterStore } from './store.js'
 import { trace, tracing } from './trace.js'
@@ -169,8 +170,12 @@ export class Cluster {
    * The device registry's store, shared by every hub (registry-store.ts): replays the
    * registry log, then follows it. The registry that is given it closes it.
    */
-  async openRegistryStore (): Promise<JetStreamKv> {
-    return await JetStreamKv.open(this.connection, err => this.connection.logger.warn({ err: err.message }, 'device registry log'))
+  /** The device registry's store in JetStream, compacted every `registrySnapshotEvery` entries; `metrics`: the hub's registry-log counters. */
+  async openRegistryStore (metrics?: RegistryLogMetrics): Promise<JetStreamKv> {
+    return await JetStreamKv.open(this.connection, err => this.connection.logger.warn({ err: err.message }, 'device registry log'), {
+      snapshotEvery: this.connection.options.registrySnapshotEvery,
+      ...(metrics === undefined ? {} : { metrics })
+    })
   }
 
   /** Pending reliable messages for any node (from the stream). */

@@ -29,6 +29,7 @@ export interface ResolvedClusterOptions {
   maxAgeMs: number
   timeoutMs: number
   hubName: string
+  registrySnapshotEvery: number
 }
 
 /** Validate once, name the option, freeze (PREAMBLE: options). */
@@ -44,6 +45,8 @@ export function resolveClusterOptions (o: ClusterOptions, env: NodeJS.ProcessEnv
   if (!/^[A-Za-z0-9-]{1,64}$/.test(hubName)) throw new InvalidOptionError('cluster.hubName', 'must be 1-64 letters, digits or "-"')
   const secret = stringOption('cluster.identitySecret', o.identitySecret ?? (env.EDGEFABRIC_CLUSTER_SECRET === '' ? undefined : env.EDGEFABRIC_CLUSTER_SECRET))
   if (secret !== undefined && secret.length < 16) throw new InvalidOptionError('cluster.identitySecret', 'must be at least 16 characters')
+  const every = o.registrySnapshotEvery ?? 10_000
+  if (!Number.isSafeInteger(every) || every < 0 || every === 1) throw new InvalidOptionError('cluster.registrySnapshotEvery', `must be 0 (off) or an integer ≥ 2, got ${String(every)}`)
   return Object.freeze({
     servers: [...servers],
     name,
@@ -52,7 +55,8 @@ export function resolveClusterOptions (o: ClusterOptions, env: NodeJS.ProcessEnv
     identitySecret: secret,
     maxAgeMs: intOption('cluster.maxAgeMs', o.maxAgeMs, 7 * 86_400_000, 60_000),
     timeoutMs: intOption('cluster.timeoutMs', o.timeoutMs, 5000, 100, 120_000),
-    hubName
+    hubName,
+    registrySnapshotEvery: every
   })
 }
 

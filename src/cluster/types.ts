@@ -34,6 +34,13 @@ export interface ClusterOptions {
   timeoutMs?: number
   /** A name for this hub in presence records and logs. @default `<hostname>-<pid>-<random>` */
   hubName?: string
+  /**
+   * Snapshot the device registry's log every this many entries and purge the log below the
+   * older of the two kept snapshots (registry-snapshot.ts): start-up replays at most about this
+   * many entries, the log holds 1–2× this many. 0 turns compaction off (the log then grows
+   * without bound). @default 10000
+   */
+  registrySnapshotEvery?: number
 }
 
 /** Which hub holds a node's session, since when (presence bucket value). */

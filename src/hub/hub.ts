@@ -385,7 +385,7 @@ async function openDevices (hub: Hub, options: HubOptions, registry: Registry): 
   const { inMemory, ...rest } = o === true ? {} : o
   if (inMemory !== undefined && typeof inMemory !== 'boolean') throw new InvalidOptionError('devices.inMemory', 'must be a boolean')
   // Cluster mode: the registry lives in JetStream, shared by every hub (src/cluster/registry-store.ts).
-  const kv = await hub.cluster?.openRegistryStore()
+  const kv = await hub.cluster?.openRegistryStore(hub.metrics?.registryLog)
   const reg = await DeviceRegistry.open({
     ...rest,
     ...(kv !== undefined ? { kv } : inMemory === true ? {} : { path: join(options.dataDir, 'devices') }),
