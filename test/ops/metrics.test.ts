@@ -35,7 +35,9 @@ t.test('hub metric names, help and labels', async t => {
     edgefabric_hub_dropped_messages_total: ['reason'],
     edgefabric_hub_broadcasts_total: [],
     edgefabric_hub_broadcast_deliveries_total: [],
-    edgefabric_hub_edge_forwards_total: ['result']
+    edgefabric_hub_edge_forwards_total: ['result'],
+    edgefabric_hub_registry_snapshots_total: ['event'],
+    edgefabric_hub_registry_log_purged_entries_total: []
   }
   const all = m.registry.getMetricsAsArray()
   t.same(all.map(x => x.name).sort(), Object.keys(expected).sort())
