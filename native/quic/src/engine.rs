@@ -229,6 +229,20 @@ pub fn take_events() -> Vec<u8> {
     std::mem::take(&mut ev.buf)
 }
 
+/// Batches at least this long go to JS as they are (external buffer, no copy); shorter ones are
+/// copied and their buffer reused, so a stream of tiny batches (write confirmations) neither
+/// allocates EVENTS_INITIAL each time nor leaves it pinned, unseen by V8, until the next GC.
+pub const HAND_OVER_MIN: usize = 16 * 1024;
+
+/// A delivered batch's buffer, copied to JS: keep it for the next batch if none has started.
+pub fn recycle_events(mut batch: Vec<u8>) {
+    let mut ev = EVENTS.lock().unwrap_or_else(|e| e.into_inner());
+    if ev.buf.capacity() == 0 && batch.capacity() <= 4 * EVENTS_INITIAL {
+        batch.clear();
+        ev.buf = batch;
+    }
+}
+
 pub fn tsfn() -> napi::napi_threadsafe_function {
     TSFN.load(Ordering::Acquire)
 }

@@ -27,8 +27,17 @@ unsafe extern "C" fn deliver(env: napi_env, js_cb: napi_value, _ctx: *mut c_void
     if batch.is_empty() {
         return;
     }
-    // The batch's own allocation becomes the Buffer (no copy; freed when JS drops it).
-    let arg = napi::buffer_owned(env, batch);
+    let arg = if batch.len() >= engine::HAND_OVER_MIN {
+        // A bulk batch's own allocation becomes the Buffer (no copy; freed when JS drops it),
+        // trimmed to its length so what V8 accounts is what is held.
+        let mut batch = batch;
+        batch.shrink_to_fit();
+        napi::buffer_owned(env, batch)
+    } else {
+        let arg = napi::buffer(env, &batch);
+        engine::recycle_events(batch);
+        arg
+    };
     let mut out = null_mut();
     napi::napi_call_function(env, napi::undefined(env), js_cb, 1, &arg, &mut out);
 }
