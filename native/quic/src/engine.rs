@@ -74,7 +74,7 @@ enum RecvCmd {
 /// 32-slot block when created (1,056 B for SendCmd, 544 B for RecvCmd), two
 /// per stream, eight per connection, while an idle stream never holds a
 /// command (issue 16: 10,000 idle sessions). The queue is bounded by the JS
-/// side: one read outstanding per stream, writes within WRITE_AHEAD
+/// side: reads within READ_AHEAD per stream, writes within WRITE_AHEAD
 /// (src/transport/quic-engine-native.ts).
 struct Mailbox<T> {
     q: Mutex<VecDeque<T>>,
