@@ -23,7 +23,7 @@ import { cpus, loadavg, release } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { toError, isEdgeFabricError } from '../src/errors.js'
-import type { ClientResult, ClientScenario } from './lossy-client.js'
+import type { ClientResult } from './lossy-client.js'
 import type { QuicStats } from '../src/transport/quic-engine-addon.js'
 import { runClient, seedFor, startServer, type Server } from './lib/lossy-children.js'
 import { packageRoot } from '../src/cli/bench.js'
@@ -88,7 +88,6 @@ export interface LossyReport {
   allChecksPassed: boolean
 }
 
-const SCENARIOS: ClientScenario[] = ['setup', 'bulk', 'rr', 'hol', 'streams']
 /**
  * A run whose link self-check fails is repeated up to this often, then kept
  * as invalid. The usual cause here is emulator lateness: this kernel runs
@@ -205,10 +204,12 @@ export async function runLossy (o: LossyOptions, log: (line: string) => void): P
             const client = t === undefined || server === undefined
               ? []
               : await runClient(lab, {
-                url: server.info.url, identity: server.info.identity, scenarios: SCENARIOS, durationMs: o.durationMs, setupCount: o.setupCount, streams: o.streams
+                url: server.info.url, identity: server.info.identity, scenarios: o.scenarios, durationMs: o.durationMs, setupCount: o.setupCount, streams: o.streams
               }, t.env)
             const broken = reliableBroken.get(sys.key)
-            const reliable: ReliableResult = broken !== undefined
+            const reliable: ReliableResult = !o.reliable
+              ? { error: 'skipped (--no-reliable)' }
+              : broken !== undefined
               ? { error: `skipped: the first run failed to connect (${broken})` }
               : await runReliable(lab, {
                 system: sys.system, kind: 'delivery', rate: o.reliableRate, count: o.reliableCount, preMs: 0, outageMs: 0, timeoutMs: 120_000, rrMs: o.durationMs
@@ -216,7 +217,7 @@ export async function runLossy (o: LossyOptions, log: (line: string) => void): P
             // A hub↔edge pair that never got its first message through on a clean
             // link will not on a worse one: skip instead of waiting a minute per run.
             const clean = (p.params.loss ?? 0) === 0 && p.params.ge == null
-            if (broken === undefined && clean && reliable.sent === undefined && reliable.error !== undefined) reliableBroken.set(sys.key, reliable.error)
+            if (o.reliable && broken === undefined && clean && reliable.sent === undefined && reliable.error !== undefined) reliableBroken.set(sys.key, reliable.error)
             const wire = await lab.stats()
             const runChecksList = runChecks(p.params, wire)
             const valid = runChecksList.every(c => c.ok) && checks.every(c => c.ok)

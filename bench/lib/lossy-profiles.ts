@@ -11,6 +11,7 @@ import { InvalidOptionError } from '../../src/errors.js'
 import type { LinkParams } from './lossy-netns.js'
 import { EVENT_SCENARIOS, type EventScenario } from './lossy-events.js'
 import { PEERS, type PeerKey } from './lossy-peers.js'
+import type { ClientScenario } from '../lossy-client.js'
 
 /**
  * The asymmetric (cellular-like) link of the `asym` event scenario: 80 ms
@@ -139,7 +140,13 @@ export interface LossyOptions {
   eventRuns: number
   /** Length of each event scenario's load, ms. */
   eventMs: Record<EventScenario, number>
+  /** Client scenarios of each grid run (all by default; a subset for a focused measurement). */
+  scenarios: ClientScenario[]
+  /** Run the reliable-delivery part of each grid run (off with --no-reliable). */
+  reliable: boolean
 }
+
+export const CLIENT_SCENARIOS: readonly ClientScenario[] = ['setup', 'bulk', 'rr', 'hol', 'streams']
 
 export function defaults (quick: boolean): LossyOptions {
   return {
@@ -163,7 +170,9 @@ export function defaults (quick: boolean): LossyOptions {
     peers: quick ? [] : PEERS.map(p => p.key),
     events: quick ? [] : [...EVENT_SCENARIOS],
     eventRuns: quick ? 1 : 3,
-    eventMs: { rebind: 30_000, flap: 60_000, asym: 20_000 }
+    eventMs: { rebind: 30_000, flap: 60_000, asym: 20_000 },
+    scenarios: [...CLIENT_SCENARIOS],
+    reliable: true
   }
 }
 
@@ -192,6 +201,8 @@ Options:
   --events LIST          event scenarios: rebind,flap,asym or "none" (default all; --quick: none)
   --event-runs N         runs per event scenario and system (default 3)
   --event-duration LIST  load length per event, e.g. rebind=30000,flap=60000,asym=20000 (ms)
+  --scenarios LIST       client scenarios of a grid run: ${CLIENT_SCENARIOS.join(',')} (default all)
+  --no-reliable          skip the reliable-delivery part of each grid run
   --wire-rate N          only measure the wire's packet rate, N probes of 3 s`
 
 export function parseArgs (argv: string[]): LossyOptions {
@@ -239,6 +250,12 @@ export function parseArgs (argv: string[]): LossyOptions {
       for (const k of v) if (k !== 'none' && !(EVENT_SCENARIOS as readonly string[]).includes(k)) throw new InvalidOptionError(a, `unknown event scenario "${k}" (known: ${EVENT_SCENARIOS.join(', ')})`)
       o.events = v.filter(k => k !== 'none') as EventScenario[]
     } else if (a === '--event-runs') o.eventRuns = int(1)
+    else if (a === '--scenarios') {
+      const v = list()
+      for (const k of v) if (!(CLIENT_SCENARIOS as readonly string[]).includes(k)) throw new InvalidOptionError(a, `unknown scenario "${k}" (known: ${CLIENT_SCENARIOS.join(', ')})`)
+      if (v.length === 0) throw new InvalidOptionError(a, 'needs at least one scenario')
+      o.scenarios = v as ClientScenario[]
+    } else if (a === '--no-reliable') o.reliable = false
     else if (a === '--event-duration') {
       o.eventMs = { ...o.eventMs }
       for (const kv of list()) {

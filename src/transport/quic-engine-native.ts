@@ -13,7 +13,7 @@
 import { isIP } from 'node:net'
 import { ProtocolError, toError } from '../errors.js'
 import {
-  C_CLOSE, C_EP_CLOSE, C_FINISH, C_OPEN, C_READ, C_RESET, C_STOP, C_WRITE, E_CONN_CLOSED, E_CONN_IN, E_DATA,
+  C_CLOSE, C_EP_CLOSE, C_FINISH, C_OPEN, C_READ, C_RESET, C_STOP, C_WRITE, C_WRITEV, E_CONN_CLOSED, E_CONN_IN, E_DATA,
   E_DIAL_ERR, E_DIAL_OK, E_EP_CLOSED, E_FIN, E_FINISHED, E_READ_ERR, E_STREAM_IN, E_STREAM_OPENED,
   E_STREAM_OPEN_ERR, E_WRITE_ERR, E_WRITTEN, decodeQuicStats, engineChannel, type EngineChannel, type QuicStats
 } from './quic-engine-addon.js'
@@ -25,6 +25,19 @@ const ENDPOINT_CLOSE_MS = 2000
 
 /** Unconfirmed bytes a stream may have in the engine before write() waits. */
 const WRITE_AHEAD = 256 * 1024
+
+/**
+ * Bytes a stream may have asked the engine for (reads outstanding) plus read
+ * and not yet taken by read(). Several reads in flight: the engine takes the
+ * next chunk off quinn (and quinn returns the credit to the peer) while JS is
+ * still busy with the previous one, instead of once per engine↔JS round trip
+ * (issue 18, clean bulk at 50 ms RTT). Bounded, so a reader that stops
+ * reading still stops the stream (QUIC flow control pushes back).
+ */
+const READ_AHEAD = 256 * 1024
+
+/** Writes at least this big travel by reference (C_WRITEV); smaller ones are copied inline. */
+const BY_REFERENCE = 1024
 
 interface Waiter<T> { resolve: (v: T) => void, reject: (e: Error) => void }
 
@@ -45,7 +58,14 @@ export class EngineStream implements NativeStream {
   readonly conn: EngineConnection
   readonly #chunks: Buffer[] = []
   #reader: Waiter<Uint8Array | null> | undefined
-  #outstanding = false
+  /** Sizes of the reads in flight, oldest first (each answered by one E_DATA, E_FIN or E_READ_ERR, in order). */
+  readonly #asked: number[] = []
+  /** Sum of #asked. */
+  #outstanding = 0
+  /** The last answer filled its read: more is probably waiting (see #prefetch). */
+  #streaming = false
+  /** Bytes in #chunks. */
+  #buffered = 0
   #eof = false
   #error: Error | undefined
   /** Writes handed to the engine and not yet confirmed, in order. */
@@ -67,6 +87,7 @@ export class EngineStream implements NativeStream {
     this.#readMax = Math.max(1, max)
     const chunk = this.#chunks.shift()
     if (chunk !== undefined) {
+      this.#buffered -= chunk.byteLength
       this.#prefetch()
       return Promise.resolve(chunk)
     }
@@ -79,11 +100,29 @@ export class EngineStream implements NativeStream {
     return d.promise
   }
 
-  /** Keep one read outstanding while nothing is buffered: the next chunk is on its way while JS works. */
+  /**
+   * Keep reads outstanding: one while the stream trickles, up to READ_AHEAD
+   * (asked + buffered) while it streams (the last answer filled its read), so
+   * a bulk stream's next chunks are on their way while JS works and an idle
+   * stream still holds one read only (issue 16).
+   */
   #prefetch (): void {
-    if (this.#outstanding || this.#eof || this.#error !== undefined || this.#chunks.length > 0) return
-    this.#outstanding = true
-    this.#ch.command(C_READ, this.sid, this.#readMax)
+    if (this.#eof || this.#error !== undefined) return
+    const limit = this.#streaming ? READ_AHEAD : 1
+    while (this.#asked.length === 0
+      ? this.#buffered === 0 || this.#buffered + this.#readMax <= limit
+      : this.#outstanding + this.#buffered + this.#readMax <= limit) {
+      this.#asked.push(this.#readMax)
+      this.#outstanding += this.#readMax
+      this.#ch.command(C_READ, this.sid, this.#readMax)
+    }
+  }
+
+  /** The oldest read was answered (answers come in order). */
+  #answered (): number {
+    const max = this.#asked.shift() ?? 0
+    this.#outstanding -= max
+    return max
   }
 
   /**
@@ -94,12 +133,23 @@ export class EngineStream implements NativeStream {
    * surfaces on the next write.
    */
   write (data: Uint8Array): Promise<void> {
+    return this.writev([data])
+  }
+
+  /**
+   * write() of several buffers as one write (one engine write, one
+   * confirmation), gathered by the engine without a JS-side copy. The
+   * buffers must not change until the promise resolves.
+   */
+  writev (parts: readonly Uint8Array[]): Promise<void> {
     const failed = this.#writeError ?? this.#error
     if (failed !== undefined) return Promise.reject(failed)
-    const bytes = data.byteLength
+    let bytes = 0
+    for (const p of parts) bytes += p.byteLength
     const early = this.#inflight < WRITE_AHEAD
     this.#inflight += bytes
-    this.#ch.command(C_WRITE, this.sid, 0, data)
+    if (parts.length === 1 && bytes < BY_REFERENCE) this.#ch.command(C_WRITE, this.sid, 0, parts[0])
+    else this.#ch.commandv(C_WRITEV, this.sid, parts)
     if (early) {
       this.#writes.push({ bytes, waiter: undefined })
       return Promise.resolve()
@@ -120,19 +170,20 @@ export class EngineStream implements NativeStream {
   stopRead (): void { this.#ch.command(C_STOP, this.sid, 0) }
 
   onData (payload: Buffer): void {
-    this.#outstanding = false
+    this.#streaming = payload.byteLength >= this.#answered()
     const r = this.#reader
     if (r !== undefined) {
       this.#reader = undefined
       r.resolve(payload)
-      this.#prefetch()
     } else {
       this.#chunks.push(payload)
+      this.#buffered += payload.byteLength
     }
+    this.#prefetch()
   }
 
   onFin (): void {
-    this.#outstanding = false
+    this.#answered()
     this.#eof = true
     const r = this.#reader
     this.#reader = undefined
@@ -140,7 +191,7 @@ export class EngineStream implements NativeStream {
   }
 
   onReadError (err: Error): void {
-    this.#outstanding = false
+    this.#answered()
     this.#error ??= err
     const r = this.#reader
     this.#reader = undefined

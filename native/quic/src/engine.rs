@@ -47,6 +47,15 @@ const C_READ: u8 = 5;
 const C_STOP: u8 = 6;
 const C_CLOSE: u8 = 7;
 const C_EP_CLOSE: u8 = 8;
+/// A write whose bytes are not inline: the payload lists u32 indices into the
+/// `parts` array passed to `submit` next to the command buffer; the parts are
+/// gathered into one buffer here (one copy, instead of JS concatenating them
+/// into the command buffer and this side copying that again: issue 18, CPU per byte).
+const C_WRITEV: u8 = 9;
+
+/// First allocation of an empty event buffer: one bulk read (64 KiB) plus
+/// headers fits without the Vec growing (and copying) mid-batch.
+const EVENTS_INITIAL: usize = 160 * 1024;
 
 enum SendCmd {
     Write(Vec<u8>),
@@ -65,7 +74,7 @@ enum RecvCmd {
 /// 32-slot block when created (1,056 B for SendCmd, 544 B for RecvCmd), two
 /// per stream, eight per connection, while an idle stream never holds a
 /// command (issue 16: 10,000 idle sessions). The queue is bounded by the JS
-/// side: one read outstanding per stream, writes within WRITE_AHEAD
+/// side: reads within READ_AHEAD per stream, writes within WRITE_AHEAD
 /// (src/transport/quic-engine-native.ts).
 struct Mailbox<T> {
     q: Mutex<VecDeque<T>>,
@@ -171,13 +180,30 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
 }
 
 pub fn emit(op: u8, a: u32, b: u32, payload: &[u8]) {
+    emit_parts(op, a, b, &[payload], &[]);
+}
+
+/// One event whose payload is `head` followed by `rest`, appended to the batch
+/// without gathering it anywhere first (the read path hands quinn's chunks here).
+pub fn emit_parts(op: u8, a: u32, b: u32, head: &[&[u8]], rest: &[bytes::Bytes]) {
+    let len = head.iter().map(|p| p.len()).sum::<usize>() + rest.iter().map(|p| p.len()).sum::<usize>();
     let call = {
         let mut ev = EVENTS.lock().unwrap_or_else(|e| e.into_inner());
+        if ev.buf.capacity() == 0 {
+            ev.buf.reserve(EVENTS_INITIAL.max(13 + len));
+        } else {
+            ev.buf.reserve(13 + len);
+        }
         ev.buf.push(op);
         ev.buf.extend_from_slice(&a.to_le_bytes());
         ev.buf.extend_from_slice(&b.to_le_bytes());
-        ev.buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        ev.buf.extend_from_slice(payload);
+        ev.buf.extend_from_slice(&(len as u32).to_le_bytes());
+        for p in head {
+            ev.buf.extend_from_slice(p);
+        }
+        for p in rest {
+            ev.buf.extend_from_slice(p);
+        }
         !std::mem::replace(&mut ev.scheduled, true)
     };
     if call {
@@ -201,6 +227,20 @@ pub fn take_events() -> Vec<u8> {
     let mut ev = EVENTS.lock().unwrap_or_else(|e| e.into_inner());
     ev.scheduled = false;
     std::mem::take(&mut ev.buf)
+}
+
+/// Batches at least this long go to JS as they are (external buffer, no copy); shorter ones are
+/// copied and their buffer reused, so a stream of tiny batches (write confirmations) neither
+/// allocates EVENTS_INITIAL each time nor leaves it pinned, unseen by V8, until the next GC.
+pub const HAND_OVER_MIN: usize = 16 * 1024;
+
+/// A delivered batch's buffer, copied to JS: keep it for the next batch if none has started.
+pub fn recycle_events(mut batch: Vec<u8>) {
+    let mut ev = EVENTS.lock().unwrap_or_else(|e| e.into_inner());
+    if ev.buf.capacity() == 0 && batch.capacity() <= 4 * EVENTS_INITIAL {
+        batch.clear();
+        ev.buf = batch;
+    }
 }
 
 pub fn tsfn() -> napi::napi_threadsafe_function {
@@ -417,38 +457,33 @@ impl<F: std::future::Future> std::future::Future for PollOnce<'_, F> {
 }
 
 async fn recv_task(sid: u32, mut recv: RecvStream, rx: Arc<Mailbox<RecvCmd>>) {
+    let mut more_chunks: Vec<bytes::Bytes> = Vec::new();
     while let Some(cmd) = rx.pop().await {
         match cmd {
             RecvCmd::Read(max) => match recv.read_chunk(max, true).await {
                 Ok(Some(first)) => {
                     // One chunk is one STREAM frame (~1.2 KB): take whatever else is
                     // already buffered, up to `max`, so one crossing carries up to
-                    // `max` bytes. Nothing is held while waiting for the first chunk
-                    // (an idle stream costs no read buffer).
-                    let mut out: Vec<u8> = Vec::new();
-                    let mut more = true;
-                    while more && first.bytes.len() + out.len() < max {
-                        let rest = max - first.bytes.len() - out.len();
+                    // `max` bytes. The chunks are quinn's own buffers (no copy until
+                    // they go into the event batch). Nothing is held while waiting
+                    // for the first chunk (an idle stream costs no read buffer).
+                    let mut got = first.bytes.len();
+                    while got < max {
                         // Poll the read once: data already there, or nothing (no timer: a
                         // zero tokio timeout waits for the next 1 ms timer tick).
-                        let mut next = Box::pin(recv.read_chunk(rest, true));
+                        let next = recv.read_chunk(max - got, true);
+                        tokio::pin!(next);
                         match (PollOnce(next.as_mut())).await {
                             Some(Ok(Some(c))) => {
-                                if out.is_empty() {
-                                    out.reserve(max.min(first.bytes.len() * 8));
-                                    out.extend_from_slice(&first.bytes);
-                                }
-                                out.extend_from_slice(&c.bytes);
+                                got += c.bytes.len();
+                                more_chunks.push(c.bytes);
                             }
                             // FIN, error or nothing buffered: the next Read reports it.
-                            _ => more = false,
+                            _ => break,
                         }
                     }
-                    if out.is_empty() {
-                        emit(E_DATA, sid, 0, &first.bytes)
-                    } else {
-                        emit(E_DATA, sid, 0, &out)
-                    }
+                    emit_parts(E_DATA, sid, 0, &[&first.bytes], &more_chunks);
+                    more_chunks.clear();
                 }
                 Ok(None) => emit(E_FIN, sid, 0, &[]),
                 Err(e) => emit(E_READ_ERR, sid, 0, e.to_string().as_bytes()),
@@ -599,14 +634,34 @@ pub fn exporter(conn: u32, label: &[u8], len: usize) -> Option<Vec<u8>> {
     }
 }
 
+/// The bytes of a C_WRITEV: the parts named by the payload's u32 indices, in order, in one buffer.
+fn gather<'p>(indices: &[u8], part: &dyn Fn(u32) -> Option<&'p [u8]>) -> Result<Vec<u8>, String> {
+    if indices.len() % 4 != 0 {
+        return Err("truncated write parts".into());
+    }
+    let mut parts = Vec::with_capacity(indices.len() / 4);
+    let mut len = 0usize;
+    for i in (0..indices.len()).step_by(4) {
+        let p = part(u32_at(indices, i)).ok_or_else(|| "write part missing".to_string())?;
+        len += p.len();
+        parts.push(p);
+    }
+    let mut out = Vec::with_capacity(len);
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+    Ok(out)
+}
+
 fn u32_at(b: &[u8], at: usize) -> u32 {
     let mut a = [0u8; 4];
     a.copy_from_slice(&b[at..at + 4]);
     u32::from_le_bytes(a)
 }
 
-/// Apply one batch of commands from JavaScript.
-pub fn submit(mut b: &[u8]) -> Result<(), String> {
+/// Apply one batch of commands from JavaScript; `part(i)` is the i-th buffer
+/// passed next to the batch (C_WRITEV), borrowed for this call only.
+pub fn submit<'p>(mut b: &[u8], part: &dyn Fn(u32) -> Option<&'p [u8]>) -> Result<(), String> {
     let st = lock_state();
     let mut ep_close = Vec::new();
     let mut opens = Vec::new();
@@ -625,16 +680,17 @@ pub fn submit(mut b: &[u8]) -> Result<(), String> {
                 Some(ce) => opens.push((a, x, ce.conn.clone())),
                 None => emit(E_STREAM_OPEN_ERR, x, 0, b"connection closed"),
             },
-            C_WRITE | C_FINISH | C_RESET => match st.streams.get(&a) {
+            C_WRITE | C_WRITEV | C_FINISH | C_RESET => match st.streams.get(&a) {
                 Some(se) => {
                     let cmd = match op {
                         C_WRITE => SendCmd::Write(payload.to_vec()),
+                        C_WRITEV => SendCmd::Write(gather(payload, part)?),
                         C_FINISH => SendCmd::Finish,
                         _ => SendCmd::Reset(x),
                     };
                     se.send.push(cmd);
                 }
-                None if op == C_WRITE => emit(E_WRITE_ERR, a, 0, b"connection lost"),
+                None if op == C_WRITE || op == C_WRITEV => emit(E_WRITE_ERR, a, 0, b"connection lost"),
                 None if op == C_FINISH => emit(E_FINISHED, a, 0, &[]),
                 None => {}
             },

@@ -6,7 +6,7 @@
 //!   setRef(bool)                         keep the event loop alive (open endpoints/connections)
 //!   listen(params, cert, key, resetKey, ip, port) -> id * 65536 + port
 //!   dial(req, params, cert, key, ip, port)
-//!   submit(commands)                     one batch of stream/connection commands
+//!   submit(commands, parts?)             one batch of stream/connection commands (parts: C_WRITEV data)
 //!   rtt(conn) -> ms (-1 when gone), remote(conn) -> "ip:port" | undefined
 //!   exporter(conn, label, len) -> Buffer | undefined   TLS exporter (channel binding)
 //!   stats(conn) -> Buffer | undefined    quinn ConnectionStats as f64s (engine.rs stats)
@@ -27,7 +27,17 @@ unsafe extern "C" fn deliver(env: napi_env, js_cb: napi_value, _ctx: *mut c_void
     if batch.is_empty() {
         return;
     }
-    let arg = napi::buffer(env, &batch);
+    let arg = if batch.len() >= engine::HAND_OVER_MIN {
+        // A bulk batch's own allocation becomes the Buffer (no copy; freed when JS drops it),
+        // trimmed to its length so what V8 accounts is what is held.
+        let mut batch = batch;
+        batch.shrink_to_fit();
+        napi::buffer_owned(env, batch)
+    } else {
+        let arg = napi::buffer(env, &batch);
+        engine::recycle_events(batch);
+        arg
+    };
     let mut out = null_mut();
     napi::napi_call_function(env, napi::undefined(env), js_cb, 1, &arg, &mut out);
 }
@@ -113,12 +123,14 @@ unsafe extern "C" fn dial(env: napi_env, info: napi_callback_info) -> napi_value
 }
 
 unsafe extern "C" fn submit(env: napi_env, info: napi_callback_info) -> napi_value {
-    let (a, _) = napi::args::<1>(env, info);
+    let (a, argc) = napi::args::<2>(env, info);
     let b = match napi::bytes(env, a[0]) {
         Some(b) => b,
         None => return napi::throw(env, "submit: a Uint8Array expected"),
     };
-    match engine::submit(b) {
+    let parts = if argc >= 2 { a[1] } else { null_mut() };
+    let part = |i: u32| if parts.is_null() { None } else { napi::element_bytes(env, parts, i) };
+    match engine::submit(b, &part) {
         Ok(()) => napi::undefined(env),
         Err(e) => napi::throw(env, &e),
     }

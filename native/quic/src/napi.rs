@@ -41,6 +41,11 @@ extern "C" {
         env: napi_env, length: usize, data: *const c_void, result_data: *mut *mut c_void,
         result: *mut napi_value,
     ) -> napi_status;
+    pub fn napi_create_external_buffer(
+        env: napi_env, length: usize, data: *mut c_void, finalize_cb: napi_finalize, finalize_hint: *mut c_void,
+        result: *mut napi_value,
+    ) -> napi_status;
+    pub fn napi_get_element(env: napi_env, object: napi_value, index: u32, result: *mut napi_value) -> napi_status;
     pub fn napi_get_undefined(env: napi_env, result: *mut napi_value) -> napi_status;
     pub fn napi_create_double(env: napi_env, value: f64, result: *mut napi_value) -> napi_status;
     pub fn napi_get_value_double(env: napi_env, value: napi_value, result: *mut f64) -> napi_status;
@@ -121,6 +126,34 @@ pub unsafe fn buffer(env: napi_env, data: &[u8]) -> napi_value {
     let mut out: *mut c_void = std::ptr::null_mut();
     napi_create_buffer_copy(env, data.len(), data.as_ptr() as *const c_void, &mut out, &mut v);
     v
+}
+
+unsafe extern "C" fn free_vec(_env: napi_env, _data: *mut c_void, hint: *mut c_void) {
+    drop(Box::from_raw(hint as *mut Vec<u8>));
+}
+
+/// A Buffer over `data` without copying it: the Vec is freed when the Buffer is
+/// collected. Falls back to a copy if Node refuses external buffers.
+pub unsafe fn buffer_owned(env: napi_env, data: Vec<u8>) -> napi_value {
+    let len = data.len();
+    let mut boxed = Box::new(data);
+    let ptr = boxed.as_mut_ptr() as *mut c_void;
+    let hint = Box::into_raw(boxed);
+    let mut v = std::ptr::null_mut();
+    if napi_create_external_buffer(env, len, ptr, Some(free_vec), hint as *mut c_void, &mut v) != NAPI_OK {
+        let data = Box::from_raw(hint);
+        return buffer(env, &data);
+    }
+    v
+}
+
+/// Element `i` of a JS array, when it is a Uint8Array (borrowed for the call only).
+pub unsafe fn element_bytes<'a>(env: napi_env, array: napi_value, i: u32) -> Option<&'a [u8]> {
+    let mut v = std::ptr::null_mut();
+    if napi_get_element(env, array, i, &mut v) != NAPI_OK || v.is_null() {
+        return None;
+    }
+    bytes(env, v)
 }
 
 pub unsafe fn string(env: napi_env, s: &str) -> napi_value {
