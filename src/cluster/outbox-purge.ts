@@ -91,17 +91,26 @@ export interface RetainedMsg { seq: number, id: string, version: string | undefi
 
 function notFound (err: Error): boolean { return /no message found|not found/i.test(err.message) }
 
-/** The messages a subject retains (≤ RESOURCE_HISTORY + 1 read), from the stream LEADER (STREAM.MSG.GET), oldest first. */
+/**
+ * The first message on `subject` (wildcards allowed) at or above `seq`, read from the stream LEADER
+ * (STREAM.MSG.GET with next_by_subj, nats-server ≥ 2.9; the client's type lists it for direct gets
+ * only, which any replica answers). null when there is none.
+ */
+export async function nextOnLeader (c: ClusterConnection, what: string, subject: string, seq: number): Promise<StoredMsg | null> {
+  const m = await c.call(what, async () => await c.jsm.streams.getMessage(c.names.streamDown, { seq, next_by_subj: subject } as unknown as MsgRequest).catch((err: Error) => {
+    if (notFound(err)) return null
+    throw err
+  }))
+  return m ?? null
+}
+
+/** The messages a subject retains (≤ RESOURCE_HISTORY + 1 read), from the stream LEADER, oldest first. */
 export async function readRetained (c: ClusterConnection, subject: string): Promise<RetainedMsg[]> {
   const out: RetainedMsg[] = []
   let from = 1
   for (let i = 0; i <= RESOURCE_HISTORY; i++) {
-    // next_by_subj (nats-server ≥ 2.9; the client's type lists it for direct gets only).
-    const m = await c.call('reading a resource\'s versions', async () => await c.jsm.streams.getMessage(c.names.streamDown, { seq: from, next_by_subj: subject } as unknown as MsgRequest).catch((err: Error) => {
-      if (notFound(err)) return null
-      throw err
-    }))
-    if (m === null || m === undefined) break
+    const m = await nextOnLeader(c, 'reading a resource\'s versions', subject, from)
+    if (m === null) break
     out.push({ seq: m.seq, id: m.header?.get(H.id) || '', version: m.header?.get(H.version) || undefined, op: m.header?.get(H.operation) || undefined })
     from = m.seq + 1
   }
@@ -157,11 +166,8 @@ export async function rescueBelow (c: ClusterConnection, node: string, upto: num
   const prefixes = outboxPrefixes(n.prefix, node)
   let rescued = 0
   for (let seq = 1; ;) {
-    const msg = await c.call('checking the outbox after an ack', async () => await c.jsm.streams.getMessage(n.streamDown, { next_by_subj: n.down(node), seq } as unknown as MsgRequest).catch((err: Error) => {
-      if (notFound(err)) return null
-      throw err
-    }))
-    if (msg === null || msg === undefined || msg.seq > upto) break
+    const msg = await nextOnLeader(c, 'checking the outbox after an ack', n.down(node), seq)
+    if (msg === null || msg.seq > upto) break
     if (await rescueOne(c, node, msg, prefixes)) rescued++
     seq = msg.seq + 1
   }
@@ -169,14 +175,15 @@ export async function rescueBelow (c: ClusterConnection, node: string, upto: num
 }
 
 async function rescueOne (c: ClusterConnection, node: string, msg: StoredMsg, prefixes: { m: string, r: string }): Promise<boolean> {
-  const id = msg.header?.get(H.id) || `seq-${msg.seq}`
+  const leaderId = msg.header?.get(H.id) || ''
+  const id = leaderId || `seq-${msg.seq}`
   const version = msg.header?.get(H.version) || undefined
   const op = msg.header?.get(H.operation) || undefined
   if (under(msg.subject, prefixes.r)) {
     // Only the newest retained version goes out again; an older one is simply superseded.
     const kept = await readRetained(c, msg.subject)
     if (kept.some(k => k.seq !== msg.seq && isNewer(k.version, k.op, version, op))) {
-      await deleteIfSame(c, msg.seq, msg.header?.get(H.id) || '', msg.subject)
+      await deleteIfSame(c, msg.seq, leaderId, msg.subject)
       if (tracing) trace({ k: 'rescue-superseded', peer: node, seq: msg.seq, subject: msg.subject })
       return false
     }
@@ -184,7 +191,7 @@ async function rescueOne (c: ClusterConnection, node: string, msg: StoredMsg, pr
   const h = copyHeaders(msg.header)
   const ack = await c.call('re-queueing a skipped message', async () => await c.publishStored(msg.subject, msg.data, { msgID: `${node}:${id}~o${msg.seq}`, headers: h }))
   if (tracing) trace({ k: 'rescue', peer: node, seq: msg.seq, subject: msg.subject, newSeq: ack.seq, id })
-  await deleteIfSame(c, msg.seq, msg.header?.get(H.id) || '', msg.subject)
+  await deleteIfSame(c, msg.seq, leaderId, msg.subject)
   return true
 }
 

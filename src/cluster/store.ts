@@ -35,7 +35,7 @@
  * for what is in JetStream.
  */
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node'
-import type { Consumer, DeliverPolicy, JsMsg, MsgRequest, StoredMsg } from '@nats-io/jetstream'
+import type { Consumer, DeliverPolicy, JsMsg, StoredMsg } from '@nats-io/jetstream'
 import type { EnvelopeCodec } from '../codec/codec.js'
 import { newMessage } from '../codec/envelope.js'
 import { toError } from '../errors.js'
@@ -43,7 +43,7 @@ import type { AppendOutcome, DeadLetter, InboundItem, InboundResult, OutboxInput
 import { isNewer } from '../reliable/store-rules.js'
 import type { ClusterConnection } from './connection.js'
 import { OutboxMirror, type MirrorRecord } from './outbox-mirror.js'
-import { deleteIfSame, outboxPrefixes, planSettle, readRetained, removeVersions, rescueBelow, settleAll, type SettleItem } from './outbox-purge.js'
+import { deleteIfSame, nextOnLeader, outboxPrefixes, planSettle, readRetained, removeVersions, rescueBelow, settleAll, type SettleItem } from './outbox-purge.js'
 import { H } from './subjects.js'
 import { trace, tracing } from './trace.js'
 import { ClusterUnavailableError } from './types.js'
@@ -369,11 +369,8 @@ export class ClusterStore implements ReliableStore {
     const m = this.#mirrors.get(peer)
     const p = this.#purging.get(peer)
     if (m === undefined || this.#closed || (p !== undefined && (p.running || p.target > p.done))) return
-    const n = this.#c.names
-    const next = async (seq: number): Promise<StoredMsg | null> => await this.#c.call('checking the outbox', async () => await this.#c.jsm.streams.getMessage(n.streamDown, { next_by_subj: n.down(peer), seq } as unknown as MsgRequest).catch((err: Error) => {
-      if (/no message found|not found/i.test(err.message)) return null
-      throw err
-    }))
+    const filter = this.#c.names.down(peer)
+    const next = async (seq: number): Promise<StoredMsg | null> => await nextOnLeader(this.#c, 'checking the outbox', filter, seq)
     const done = p?.done ?? 0
     const first = await next(1)
     if (first === null) return
@@ -439,7 +436,7 @@ export class ClusterStore implements ReliableStore {
     if (count < maxRejections) { this.#rejections.set(k, count); return count }
     this.#rejections.delete(k)
     m?.remove(seq) // tombstones the record in place (seq negated): use the copy
-    await this.#removeMessage(peer, { ...rec, seq })
+    await this.#removeMessage({ ...rec, seq })
     await this.#deadLetter(peer, { seq, id: rec.id, ...(rec.key === undefined ? {} : { key: rec.key }), code: 'EF_REJECTED_BY_PEER', reason: `${code}: ${reason}`, size: rec.bytes.byteLength }, undefined, now)
     return -1
   }
@@ -452,14 +449,14 @@ export class ClusterStore implements ReliableStore {
     const gone = m.live().filter(r => r.expiresAt !== undefined && r.expiresAt <= now).map(r => ({ ...r }))
     for (const r of gone) {
       m.remove(r.seq)
-      await this.#removeMessage(peer, r)
+      await this.#removeMessage(r)
       await this.#deadLetter(peer, { seq: r.seq, id: r.id, ...(r.key === undefined ? {} : { key: r.key }), code: 'EF_TTL_EXPIRED', reason: 'expired before delivery', size: r.bytes.byteLength }, undefined, now)
     }
     return gone
   }
 
   /** Remove one record the reader holds: by seq, once the leader shows the same message there (outbox-purge.ts). */
-  async #removeMessage (_peer: string, r: MirrorRecord): Promise<void> {
+  async #removeMessage (r: MirrorRecord): Promise<void> {
     await deleteIfSame(this.#c, r.seq, r.id, r.subject)
   }
 
