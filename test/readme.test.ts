@@ -7,13 +7,14 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
+import { testdir } from './testdir.js'
 
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
 
 t.test('README hub-edge example runs and prints the reply', async t => {
   const m = /<!-- example: hub-edge[^>]*-->\s*```js\n([\s\S]*?)```/.exec(readme)
   t.ok(m, 'the example block exists')
-  const dir = t.testdir({})
+  const dir = testdir(t, {})
   const file = join(dir, 'example.mjs')
   writeFileSync(file, m?.[1] ?? '')
   const { stdout } = await promisify(execFile)(process.execPath, [file], { cwd: dir, timeout: 30_000 })

@@ -5,6 +5,7 @@
  */
 import t from 'tap'
 import { eventually, run, start as startCli, type Proc } from '../day2/procs.js'
+import { testdir } from '../testdir.js'
 
 /** The real CLI (dist/cli/main.js) as a child process; stdout lines awaited for 15 s by default. */
 const start = (args: string[]): Proc => startCli(args, { waitMs: 15_000 })
@@ -21,7 +22,7 @@ t.test('help and usage errors', async t => {
   const unknown = await run(['frobnicate'])
   t.equal(unknown.code, 2)
   t.match(unknown.stderr, /unknown command "frobnicate"/)
-  const bad = await run(['cloud', '--heartbeat', 'fast', '--data-dir', t.testdir({})])
+  const bad = await run(['cloud', '--heartbeat', 'fast', '--data-dir', testdir(t, {})])
   t.equal(bad.code, 2)
   t.match(bad.stderr, /--heartbeat/)
   const missing = await run(['edge', '--node', 'edge-1'])
@@ -30,7 +31,7 @@ t.test('help and usage errors', async t => {
 })
 
 t.test('cloud + token + edge + status; a frozen edge is detected; graceful signals', async t => {
-  const dir = t.testdir({})
+  const dir = testdir(t, {})
   const cloud = start(['cloud', '--listen', 'quic://127.0.0.1:0', '--listen', 'wss://127.0.0.1:0', '--data-dir', `${dir}/hub`,
     '--admin', '127.0.0.1:0', '--heartbeat', '400ms', '--log-level', 'warn'])
   t.teardown(() => { cloud.child.kill('SIGKILL') })
@@ -80,7 +81,7 @@ t.test('cloud + token + edge + status; a frozen edge is detected; graceful signa
 })
 
 t.test('an edge refused for good prints one line and exits non-zero', async t => {
-  const dir = t.testdir({})
+  const dir = testdir(t, {})
   const cloud = start(['cloud', '--listen', 'ws://127.0.0.1:0', '--data-dir', `${dir}/hub`, '--admin', 'off', '--log-level', 'silent'])
   t.teardown(() => { cloud.child.kill('SIGKILL') })
   const url = (await cloud.waitFor(/^listening (ws:\/\/\S+)/))[1] as string

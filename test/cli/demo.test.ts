@@ -12,6 +12,7 @@ import { readdirSync } from 'node:fs'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
+import { testdir } from '../testdir.js'
 
 const BIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url))
 const NUM = '(\\d+(?:\\.\\d+)?)'
@@ -19,7 +20,7 @@ const NUM = '(\\d+(?:\\.\\d+)?)'
 interface Demo { lines: string[], stderr: () => string, waitFor: (re: RegExp, ms?: number) => Promise<RegExpMatchArray>, exit: Promise<number | null>, kill: (s: NodeJS.Signals) => void }
 
 function demo (t: import('tap').Test, args: string[]): Demo {
-  const tmp = t.testdir({})
+  const tmp = testdir(t, {})
   // TMPDIR: the demo's data dir is created (and must be removed) there
   const child = spawn(process.execPath, [BIN, 'demo', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TMPDIR: tmp } })
   child.on('error', () => {})

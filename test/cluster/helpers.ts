@@ -10,13 +10,14 @@ import type { HubOptions } from '../../src/hub/types.js'
 import { fileURLToPath } from 'node:url'
 import { NatsCluster, natsServerPath } from './nats-cluster.js'
 import { Restartable, freePort } from '../reliable/chaos-procs.js'
+import { testdir } from '../testdir.js'
 
 const dirs = new WeakMap<Test, string>()
 
-/** A fresh sub-directory of the test's dir (t.testdir() wipes the dir when called again). */
+/** A fresh sub-directory of the test's dir (testdir(t) wipes the dir when called again). */
 export function subdir (t: Test, name: string): string {
   let base = dirs.get(t)
-  if (base === undefined) { base = t.testdir({}); dirs.set(t, base) }
+  if (base === undefined) { base = testdir(t, {}); dirs.set(t, base) }
   const d = join(base, name)
   mkdirSync(d, { recursive: true })
   return d

@@ -8,11 +8,12 @@ import { once } from 'node:events'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
+import { testdir } from '../testdir.js'
 
 const BIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url))
 
 t.test('demo prints a working console URL', async t => {
-  const tmp = t.testdir({})
+  const tmp = testdir(t, {})
   const child = spawn(process.execPath, [BIN, 'demo', '--duration', '5s'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TMPDIR: tmp } })
   child.on('error', () => {})
   t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })

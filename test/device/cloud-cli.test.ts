@@ -10,6 +10,7 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { thermostat } from './cloud-helpers.js'
+import { testdir } from '../testdir.js'
 
 const BIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url))
 
@@ -38,7 +39,7 @@ async function kill (child: ChildProcess): Promise<void> {
 const json = { 'content-type': 'application/json' }
 
 t.test('cloud --devices: HTTP device API, acknowledged changes survive SIGKILL', async t => {
-  const dataDir = t.testdir() + '/hub'
+  const dataDir = testdir(t) + '/hub'
   const a = cloud(dataDir)
   t.teardown(() => kill(a.child))
   const url = await a.admin

@@ -10,6 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { EdgeClient, MODEL, modbusDevice, socketPath, startHub, until } from './dmi-helpers.js'
+import { testdir } from '../testdir.js'
 
 const BIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url))
 
@@ -26,7 +27,7 @@ async function lines (child: ReturnType<typeof spawn>, want: RegExp): Promise<st
 
 /** A hub with device dev1 bound to `node`, and the edge CLI args for that node with DMI on a socket in the test dir. */
 async function setup (t: Test, node: string, mqtt: string[]): Promise<{ hub: Hub, sock: string, args: string[] }> {
-  const dir = t.testdir({})
+  const dir = testdir(t, {})
   const hub = await startHub(t, dir + '/hub')
   await hub.devices!.upsertModel(MODEL)
   await hub.devices!.upsertDevice(modbusDevice('dev1', node))

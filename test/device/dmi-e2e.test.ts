@@ -12,6 +12,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import mqtt from 'mqtt'
 import { EdgeNode } from '../../src/edge/edge-node.js'
 import { EdgeClient, MODEL, modbusDevice, socketPath, startDmiEdge, startDmiScene, startHub, TestMapper, until } from './dmi-helpers.js'
+import { testdir } from '../testdir.js'
 
 t.test('desired changes while the mapper is down, mapper restarts', async t => {
   const scene = await startDmiScene(t)
@@ -115,7 +116,7 @@ t.test('edge restart: the mapper is remembered and gets what changed while the e
 })
 
 t.test('socket file: a stale one from a SIGKILLed process is replaced; a live one or a non-socket is refused', async t => {
-  const dir = t.testdir({})
+  const dir = testdir(t, {})
   const hub = await startHub(t, dir + '/hub')
   const stale = socketPath(t, dir, 'stale.sock')
   const child = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(stale)}, () => { console.log('up'); process.kill(process.pid, 'SIGKILL') })`], { stdio: ['ignore', 'pipe', 'inherit'] })
@@ -137,7 +138,7 @@ t.test('socket file: a stale one from a SIGKILLed process is replaced; a live on
 })
 
 t.test('loopback TCP listener and option validation', async t => {
-  const dir = t.testdir({})
+  const dir = testdir(t, {})
   const hub = await startHub(t, dir + '/hub')
   const reg = hub.devices!
   await reg.upsertModel(MODEL)

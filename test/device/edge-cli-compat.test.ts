@@ -14,11 +14,12 @@ import { parseMqttCredential } from '../../src/cli/edge.js'
 import { isEdgeFabricError } from '../../src/errors.js'
 import { Mapper, MODEL } from './edge-helpers.js'
 import { createMessageState, createMessageTwinUpdate } from './kubeedge-structs.js'
+import { testdir } from '../testdir.js'
 
 const BIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url))
 
 t.test('--mqtt-credential parsing', async t => {
-  const dir = t.testdir({ secret: 'pw-from-file\n' })
+  const dir = testdir(t, { secret: 'pw-from-file\n' })
   const hash = await hashSecret('x')
   t.same(parseMqttCredential(`operator:ops:@${dir}/secret`), { username: 'ops', role: 'operator', devices: '*', password: 'pw-from-file' })
   t.same(parseMqttCredential(`mapper:m1:${hash}:default/a,default/b`), { username: 'm1', role: 'mapper', devices: ['default/a', 'default/b'], passwordHash: hash })
@@ -32,7 +33,7 @@ t.test('--mqtt-credential parsing', async t => {
 })
 
 t.test('edge CLI: operator and mapper credentials, anonymous loopback mapper, compat payloads', async t => {
-  const dir = t.testdir({ ops: 'ops-secret', m: 'mapper-secret' })
+  const dir = testdir(t, { ops: 'ops-secret', m: 'mapper-secret' })
   const hub = await Hub.start({ listen: ['ws://127.0.0.1:0'], dataDir: dir + '/hub', admin: false, devices: true, durability: 'relaxed' })
   t.teardown(() => hub.close(200))
   await hub.devices!.upsertModel(MODEL)

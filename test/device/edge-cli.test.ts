@@ -9,11 +9,12 @@ import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { Hub } from '../../src/hub/hub.js'
 import { Mapper, MODEL, T } from './edge-helpers.js'
+import { testdir } from '../testdir.js'
 
 const BIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url))
 
 t.test('edge CLI starts the embedded broker with --mqtt-mode internal', async t => {
-  const dir = t.testdir({})
+  const dir = testdir(t, {})
   const hub = await Hub.start({ listen: ['ws://127.0.0.1:0'], dataDir: dir + '/hub', admin: false, devices: true, durability: 'relaxed' })
   t.teardown(() => hub.close(200))
   await hub.devices!.upsertModel(MODEL)

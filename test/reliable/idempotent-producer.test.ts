@@ -26,6 +26,7 @@ import { ReliableReceiver } from '../../src/reliable/receiver.js'
 import { ReliableSender, type LaneEvent } from '../../src/reliable/sender.js'
 import { ManualClock, systemClock } from '../../src/util/clock.js'
 import { freePort } from './chaos-procs.js'
+import { testdir } from '../testdir.js'
 
 t.setTimeout(120_000)
 const BIG = { maxMessages: 1_000_000, maxBytes: 1 << 30, overflow: 'reject' as const }
@@ -37,7 +38,7 @@ const msg = (id: string, i: number): Envelope => {
 }
 
 t.test('sender: a retried id is a duplicate of the first append, within the window only', async t => {
-  const dir = t.testdir()
+  const dir = testdir(t)
   const clock = new ManualClock(1_000_000)
   let store = await LmdbStore.open(dir, { durability: 'relaxed' })
   t.teardown(() => store.close())
@@ -78,7 +79,7 @@ t.test('sender: a retried id is a duplicate of the first append, within the wind
 
 t.test('receiver: a retried id on a new seq is dropped before delivery (regression: it was delivered, then found at commit)', async t => {
   for (const kind of ['memory', 'lmdb'] as const) {
-    const store = kind === 'memory' ? new MemoryStore() : await LmdbStore.open(t.testdir(), { durability: 'relaxed' })
+    const store = kind === 'memory' ? new MemoryStore() : await LmdbStore.open(testdir(t), { durability: 'relaxed' })
     t.teardown(() => store.close())
     const delivered: string[] = []
     const counts: Record<string, number> = {}
@@ -138,7 +139,7 @@ async function kill9 (h: HubProc): Promise<void> {
 }
 
 t.test('processes: a retry after a hub SIGKILL is delivered once (first copy pending, or already delivered)', async t => {
-  const dir = t.testdir({})
+  const dir = testdir(t, {})
   const port = await freePort('tcp')
   const cfg = { listen: `wss://127.0.0.1:${port}`, dataDir: `${dir}/hub`, node: 'edge-1' }
   let hub = startHub(cfg)

@@ -17,6 +17,7 @@ import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { LmdbStore } from '../../src/reliable/lmdb-store.js'
+import { testdir } from '../testdir.js'
 
 const fixture = fileURLToPath(new URL('../fixtures/lmdb-crash-writer.mjs', import.meta.url))
 const built = existsSync(fileURLToPath(new URL('../../dist/reliable/lmdb-store.js', import.meta.url)))
@@ -62,7 +63,7 @@ function round (dir: string, durability: string, prefix: string, killAfter: numb
 
 for (const durability of ['sync', 'relaxed'] as const) {
   t.test(`${durability}: every acknowledged append survives SIGKILL`, { skip: built ? false : 'run `npm run build` first' }, async t => {
-    const dir = t.testdir()
+    const dir = testdir(t)
     const all = new Map<number, string>()
     for (const [i, killAfter] of [1500 + Math.floor(Math.random() * 1500), 700 + Math.floor(Math.random() * 700)].entries()) {
       const r = await round(dir, durability, `r${i}`, killAfter)

@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
+import { testdir } from '../testdir.js'
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/hub.mjs', import.meta.url))
 
@@ -22,7 +23,7 @@ export interface HubChild {
 }
 
 export async function startHubChild (t: Test, options: Record<string, unknown>, opts: { ulimit?: number } = {}): Promise<HubChild> {
-  const dataDir = t.testdir({}) + '/hub'
+  const dataDir = testdir(t, {}) + '/hub'
   const args = ['--expose-gc', FIXTURE, dataDir, JSON.stringify(options)]
   const child = opts.ulimit === undefined
     ? spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] })

@@ -16,13 +16,14 @@ import { EdgeNode } from '../../src/edge/edge-node.js'
 import { Hub } from '../../src/hub/hub.js'
 import { edgefabricAvailable } from '../../src/transport/quic-engine.js'
 import { counterValue, rawJoin } from './helpers.js'
+import { testdir } from '../testdir.js'
 
 const avail = edgefabricAvailable()
 
 t.test('quic://: a hello bound to another QUIC connection is refused; its own connection is admitted', {
   skip: avail.ok ? false : `the native QUIC engine is unavailable here (${avail.reason}); the libp2p engine cannot export the TLS secret`
 }, async t => {
-  const root = t.testdir({})
+  const root = testdir(t, {})
   const hub = await Hub.start({ listen: ['quic://127.0.0.1:0'], dataDir: join(root, 'hub'), admin: false })
   t.teardown(async () => await hub.close(100))
   const url = hub.urls[0] as string
@@ -52,7 +53,7 @@ t.test('quic://: a hello bound to another QUIC connection is refused; its own co
 t.test('an edge on the libp2p engine (no binding) still joins a native-engine hub', {
   skip: avail.ok ? false : 'the native QUIC engine is unavailable here'
 }, async t => {
-  const root = t.testdir({})
+  const root = testdir(t, {})
   const hub = await Hub.start({ listen: ['quic://127.0.0.1:0'], dataDir: join(root, 'hub'), admin: false })
   t.teardown(async () => await hub.close(100))
   const bin = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url))

@@ -19,6 +19,7 @@ import type { Readable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { edgefabricAvailable } from '../../src/transport/quic-engine.js'
+import { testdir } from '../testdir.js'
 
 const PEER = fileURLToPath(new URL('./quic-restart-peer.mjs', import.meta.url))
 const distReady = existsSync(fileURLToPath(new URL('../../dist/index.js', import.meta.url)))
@@ -81,7 +82,7 @@ const avail = edgefabricAvailable()
 const skip = !distReady ? 'dist/ not built (npm run build)' : avail.ok || ENGINE !== 'edgefabric' ? false : avail.reason
 
 t.test(`a restarted hub has its quic edge back in session within 1 s (${ENGINE} engine)`, { skip }, async t => {
-  const dir = t.testdir()
+  const dir = testdir(t)
   const port = await freeUdpPort()
   const env = { ...process.env, EDGEFABRIC_QUIC_ENGINE: ENGINE }
   let hub = start(['hub', join(dir, 'hub'), String(port), 'edge-1'], env)
