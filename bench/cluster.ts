@@ -18,7 +18,7 @@
  *   npx tsc -p tsconfig.bench.json && node dist-bench/bench/cluster.js [--n 5000] [--window 1000] [--rounds 3]
  *   … node dist-bench/bench/cluster.js --sessions 2000 [--idle 20] [--rounds 3]   (sessions per hub, lib/cluster-sessions.ts)
  */
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { connect } from '@nats-io/transport-node'
@@ -35,8 +35,45 @@ const N = Number(get('--n') ?? 5000)
 const WINDOW = Number(get('--window') ?? 1000)
 const ROUNDS = Number(get('--rounds') ?? 3)
 const PAYLOAD = new Uint8Array(256).fill(7)
+/** `--only raw,cluster,single`: run only these rows (profiling one path). */
+const ONLY = new Set((get('--only') ?? 'raw,cluster,single').split(','))
 
-interface Result { rate: number, p50: number, p99: number }
+interface Result {
+  rate: number, p50: number, p99: number,
+  /** CPU µs per message: this process, the 3 nats-servers */
+  cpu: { node: number, nats: number },
+  /** Messages the clients sent NATS per delivered message (publishes, API requests, pulls, acks; /connz in_msgs) */
+  ops: number
+}
+
+/** in_msgs of every client connection on the 3 servers (closed ones included: /connz?state=any). */
+async function clientMsgs (): Promise<number> {
+  let sum = 0
+  for (const s of nats.servers) {
+    const r = await fetch(`http://127.0.0.1:${s.httpPort}/connz?state=any&limit=100000`)
+    const j = await r.json() as { connections?: Array<{ in_msgs?: number }> }
+    for (const c of j.connections ?? []) sum += c.in_msgs ?? 0
+  }
+  return sum
+}
+
+/** utime + stime of a process in µs (/proc/PID/stat fields 14 and 15, clock ticks of 10 ms). */
+function procCpuUs (pid: number | undefined): number {
+  if (pid === undefined) return 0
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ')
+    return (Number(rest[11]) + Number(rest[12])) * 10_000
+  } catch { return 0 }
+}
+function cpuNow (): { node: number, nats: number } {
+  const u = process.cpuUsage()
+  return { node: u.user + u.system, nats: nats.servers.reduce((a, s) => a + procCpuUs(s.proc?.pid), 0) }
+}
+function cpuPer (from: { node: number, nats: number }, n: number): { node: number, nats: number } {
+  const to = cpuNow()
+  return { node: (to.node - from.node) / n, nats: (to.nats - from.nats) / n }
+}
 
 function pct (xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b)
@@ -70,19 +107,26 @@ async function hubRun (dir: string, tag: string, cluster: { servers: string[] } 
   })
   await edge.waitConnected(30_000)
   const t0 = performance.now()
+  const cpu0 = cpuNow()
+  const ops0 = cluster === undefined ? 0 : await clientMsgs()
   await window(N, WINDOW, async i => {
     sent[i] = performance.now()
     await hub.send(node, newMessage({ source: 'bench', group: 'bench', operation: 'insert', resource: 'default/bench/x', content: { i, p: PAYLOAD } }), { delivery: 'reliable' })
   })
   await all
-  const r = { rate: N / ((last - t0) / 1000), p50: pct(lat, 0.5), p99: pct(lat, 0.99) }
+  const cpu = cpuPer(cpu0, N)
+  // Settling the acks goes on after the last delivery: let it finish before counting what it sent.
+  if (cluster !== undefined) await new Promise(resolve => setTimeout(resolve, 1500))
+  const r = { rate: N / ((last - t0) / 1000), p50: pct(lat, 0.5), p99: pct(lat, 0.99), cpu, ops: cluster === undefined ? 0 : (await clientMsgs() - ops0) / N }
   await edge.close()
   await hub.close(200)
   return r
 }
 
 async function rawRun (servers: string[], tag: string): Promise<Result> {
-  const nc = await connect({ servers })
+  // Same client option as the hub's (src/cluster/connection.ts): a baseline that pays for stack
+  // captures the hub does not pay would flatter the ratio.
+  const nc = await connect({ servers, noAsyncTraces: true })
   const jsm = await jetstreamManager(nc)
   const name = `RAW_${tag}`
   await jsm.streams.add({ name, subjects: [`raw.${tag}.>`], num_replicas: 3, storage: StorageType.File })
@@ -102,12 +146,14 @@ async function rawRun (servers: string[], tag: string): Promise<Result> {
     }
   })()
   const t0 = performance.now()
+  const cpu0 = cpuNow()
+  const ops0 = await clientMsgs()
   await window(N, WINDOW, async i => {
     sent[i] = performance.now()
     await js.publish(`raw.${tag}.${i}`, PAYLOAD)
   })
   await reading
-  const r = { rate: N / ((last - t0) / 1000), p50: pct(lat, 0.5), p99: pct(lat, 0.99) }
+  const r = { rate: N / ((last - t0) / 1000), p50: pct(lat, 0.5), p99: pct(lat, 0.99), cpu: cpuPer(cpu0, N), ops: (await clientMsgs() - ops0) / N }
   await jsm.streams.delete(name)
   await nc.close()
   return r
@@ -139,9 +185,9 @@ async function throughput (): Promise<void> {
   const rows: Record<string, Result[]> = { cluster: [], raw: [], single: [] }
   try {
     for (let round = 0; round < ROUNDS; round++) {
-      rows.raw?.push(await rawRun(nats.urls, `r${round}`))
-      rows.cluster?.push(await hubRun(dir, `c${round}`, { servers: nats.urls }))
-      rows.single?.push(await hubRun(dir, `s${round}`, undefined))
+      if (ONLY.has('raw')) rows.raw?.push(await rawRun(nats.urls, `r${round}`))
+      if (ONLY.has('cluster')) rows.cluster?.push(await hubRun(dir, `c${round}`, { servers: nats.urls }))
+      if (ONLY.has('single')) rows.single?.push(await hubRun(dir, `s${round}`, undefined))
       process.stderr.write(`round ${round + 1}/${ROUNDS} done\n`)
     }
   } finally {
@@ -151,7 +197,8 @@ async function throughput (): Promise<void> {
   const med = (xs: number[]): number => pct(xs, 0.5)
   const fmt = (rs: Result[]): string => {
     const rates = rs.map(r => r.rate)
-    return `${med(rates).toFixed(0)} msg/s (range ${Math.min(...rates).toFixed(0)}–${Math.max(...rates).toFixed(0)}), p50 ${med(rs.map(r => r.p50)).toFixed(1)} ms, p99 ${med(rs.map(r => r.p99)).toFixed(1)} ms`
+    if (rs.length === 0) return 'not run'
+    return `${med(rates).toFixed(0)} msg/s (range ${Math.min(...rates).toFixed(0)}–${Math.max(...rates).toFixed(0)}), p50 ${med(rs.map(r => r.p50)).toFixed(1)} ms, p99 ${med(rs.map(r => r.p99)).toFixed(1)} ms; CPU/msg: node ${med(rs.map(r => r.cpu.node)).toFixed(0)} µs, nats ${med(rs.map(r => r.cpu.nats)).toFixed(0)} µs; client→NATS msgs/msg ${med(rs.map(r => r.ops)).toFixed(2)}`
   }
   console.log(`cluster bench: n=${N} × 256 B, window ${WINDOW}, ${ROUNDS} interleaved rounds, medians`)
   console.log(`  raw JetStream R3 publish→ordered consume: ${fmt(rows.raw ?? [])}`)

@@ -149,16 +149,18 @@ export class OutboxMirror {
       if (r.version !== undefined) e.version = r.version
       if (r.op !== undefined) e.op = r.op
     }
-    this.#taken.push(e)
-    if (this.#taken.length - this.#takenHead > MAX_TAKEN) this.#takenFloor = (this.#taken[this.#takenHead++] as TakenEntry).seq
-    if ('malformed' in r) { this.#o.onMalformed(r.seq, r.subject, r.malformed); return }
     // At or below the acknowledged point (the reader lags behind a resume, or took a message the
     // ack went past): the lane never sends it, and as a pending record it would hide the copy
     // that the ack's scan publishes again (a version not newer than itself is dropped below).
-    if (m.seq <= this.#acked) {
+    // Nor is it a taken entry: an ack settled later (ClusterStore.ack's loop plans the next ack
+    // after awaiting the previous one) would remove it by id, and the edge never had it.
+    if (m.seq <= this.#acked && !('malformed' in r)) {
       if (tracing) trace({ k: 'take-below-ack', node: this.node, seq: m.seq, acked: this.#acked })
       return
     }
+    this.#taken.push(e)
+    if (this.#taken.length - this.#takenHead > MAX_TAKEN) this.#takenFloor = (this.#taken[this.#takenHead++] as TakenEntry).seq
+    if ('malformed' in r) { this.#o.onMalformed(r.seq, r.subject, r.malformed); return }
     // One pending record per resource subject, the newest VERSION — not the latest seq. The stream
     // retains a few messages per resource subject (RESOURCE_HISTORY, connection.ts): a hub racing
     // with another can land an older version after a newer one, and the publishers delete the older

@@ -42,10 +42,11 @@ import { toError } from '../errors.js'
 import type { AppendOutcome, DeadLetter, InboundItem, InboundResult, OutboxInput, OutboxRecord, OutboxStats, QuotaPolicy, ReliableStore, ResourceRecord } from '../reliable/store.js'
 import { isNewer } from '../reliable/store-rules.js'
 import type { ClusterConnection } from './connection.js'
-import { OutboxMirror, type MirrorRecord } from './outbox-mirror.js'
+import { OutboxMirror, type MirrorRecord, type TakenEntry } from './outbox-mirror.js'
 import { deleteIfSame, nextOnLeader, outboxPrefixes, planSettle, readRetained, removeVersions, rescueBelow, settleAll, type SettleItem } from './outbox-purge.js'
 import { H } from './subjects.js'
 import { trace, tracing } from './trace.js'
+import { settleRange } from './outbox-range-settle.js'
 import { ClusterUnavailableError } from './types.js'
 
 /** What the sender treats as "the last seq queued": unknown here (other hubs append too), so always look. */
@@ -198,18 +199,20 @@ export class ClusterStore implements ReliableStore {
 
   async #publishOne (peer: string, item: OutboxInput): Promise<AppendOutcome> {
     const n = this.#c.names
+    // append, not set: set() first searches for and deletes the key, and the client's header
+    // calls allocate a key array each (bench/cluster profile); these headers are new and distinct.
     const h = natsHeaders()
-    h.set(H.id, item.id)
-    h.set(H.envelope, '1')
-    if (item.op !== undefined) h.set(H.operation, item.op)
-    if (item.expiresAt !== undefined) h.set(H.expiresAt, String(item.expiresAt))
+    h.append(H.id, item.id)
+    h.append(H.envelope, '1')
+    if (item.op !== undefined) h.append(H.operation, item.op)
+    if (item.expiresAt !== undefined) h.append(H.expiresAt, String(item.expiresAt))
     if (item.key === undefined) {
       const ack = await this.#c.call('queueing a reliable message', async () => await this.#c.publishStored(n.downMessage(peer, item.id), item.bytes, { msgID: `${peer}:${item.id}`, headers: h }))
       if (tracing) trace({ k: 'down-puback', peer, id: item.id, seq: ack.seq, dup: ack.duplicate })
       return { status: 'queued', seq: ack.seq, superseded: [], dropped: [] }
     }
-    h.set(H.resource, item.key)
-    if (item.version !== undefined) h.set(H.version, item.version)
+    h.append(H.resource, item.key)
+    if (item.version !== undefined) h.append(H.version, item.version)
     const subject = n.downResource(peer, item.key)
     // Reads go to the stream leader (STREAM.MSG.GET, not the direct get any replica answers).
     const readLast = async (): Promise<{ seq: number, version: string | undefined, op: string | undefined } | null> => {
@@ -311,7 +314,19 @@ export class ClusterStore implements ReliableStore {
           const t = state.target
           // What to remove is decided when the ack arrives, from what this session's reader
           // took; a retry (NATS away, the session gone) carries on with the same list.
-          if (state.planned < t) { state.todo.push(...this.#plan(peer, state.planned, t)); state.planned = t }
+          if (state.planned < t) {
+            // Read synchronously, before any await: a message the reader takes after this ack
+            // arrived was never sent, whatever its seq (take-below-ack), and must not be removed.
+            const taken = this.#takenFor(peer, state.planned, t)
+            if (state.todo.length === 0 && taken.length > 0 && await this.#settleByRange(peer, taken, t)) {
+              state.planned = t
+              state.done = t
+              this.#mirrors.get(peer)?.forgetTaken(t)
+              continue
+            }
+            state.todo.push(...planSettle(taken, outboxPrefixes(this.#c.names.prefix, peer)))
+            state.planned = t
+          }
           const items = state.todo.length
           await settleAll(this.#c, state.todo)
           const rescued = await rescueBelow(this.#c, peer, t)
@@ -399,21 +414,30 @@ export class ClusterStore implements ReliableStore {
   }
 
   /**
-   * The removals an ack of (from, to] calls for (outbox-purge.ts): the messages this hub's reader
-   * took there, above the session's resume point — below it this hub sent nothing in this
-   * session, so nothing there is removed by id; the scan after the removals publishes whatever
-   * is still stored there again (resumed()). Beyond what the reader remembers: nothing by id
-   * either (the scan publishes it again: duplicates, never a loss).
+   * What an ack of (from, to] removes (outbox-purge.ts): the messages this hub's reader took
+   * there, above the session's resume point — below it this hub sent nothing in this session, so
+   * nothing there is removed by id; the scan after the removals publishes whatever is still stored
+   * there again (resumed()). Beyond what the reader remembers: nothing by id either (the scan
+   * publishes it again: duplicates, never a loss).
    */
-  #plan (peer: string, from: number, to: number): SettleItem[] {
+  #takenFor (peer: string, from: number, to: number): TakenEntry[] {
     const m = this.#mirrors.get(peer)
     if (m === undefined) return []
     const floor = Math.min(to, this.#resumeFloor.get(peer) ?? 0)
     const lo = Math.max(from, floor)
     if (lo >= to) return []
-    const taken = m.takenIn(lo, to)
-    if (taken === undefined) return []
-    return planSettle(taken, outboxPrefixes(this.#c.names.prefix, peer))
+    return m.takenIn(lo, to) ?? []
+  }
+
+  /**
+   * The fast path for an ack up to `to` (outbox-range-settle.ts): when the stream leader shows
+   * exactly what this reader took (`taken`, from #takenFor), one purge per chunk instead of a delete per message.
+   * false (nothing removed) sends the ack down the per-message path (#plan, settleAll, rescueBelow).
+   */
+  async #settleByRange (peer: string, taken: readonly TakenEntry[], to: number): Promise<boolean> {
+    const r = await settleRange(this.#c, peer, taken, to)
+    if (!r.ok) this.#c.logger.debug({ node: peer, upto: to, reason: r.reason }, 'acknowledged range removed message by message')
+    return r.ok
   }
 
   /** Purge the node's acknowledged messages again in 1 s (one timer per node at most). */
@@ -488,12 +512,13 @@ export class ClusterStore implements ReliableStore {
   #toRecord (node: string, m: JsMsg): MirrorRecord | { malformed: string, seq: number, subject: string } {
     const h = m.headers
     let bytes = m.data
-    const id = h?.get(H.id) || `nats-${m.seq}`
-    const version = h?.get(H.version) || undefined
-    const op = h?.get(H.operation) || undefined
-    const key = h?.get(H.resource) || undefined
-    const exp = h?.get(H.expiresAt) || undefined
-    if (h?.get(H.envelope) !== '1') {
+    const f = ourHeaders(h)
+    const id = f.id || `nats-${m.seq}`
+    const version = f.version || undefined
+    const op = f.op || undefined
+    const key = f.key || undefined
+    const exp = f.exp || undefined
+    if (f.envelope !== '1') {
       // A plain NATS publisher (README "Cluster mode"): the payload is the content, headers say the rest.
       try {
         bytes = this.#o.codec.encode(plainEnvelope(m, h, id, version, op, key, exp))
@@ -642,6 +667,30 @@ export class ClusterStore implements ReliableStore {
     this.#checks.clear()
     await Promise.all([...this.#mirrors.keys()].map(async n => { await this.closePeer(n) }))
   }
+}
+
+interface OurHeaders { id: string, version: string, op: string, key: string, exp: string, envelope: string }
+
+/**
+ * The headers a record needs, in one pass over the message's headers: each MsgHdrs.get() copies
+ * and filters the whole key list (6 per record, GC in the bench/cluster profile). Exact names, as
+ * get() matches by default; the first value of each, as get() returns.
+ */
+function ourHeaders (h: MsgHdrs | undefined): OurHeaders {
+  const f: OurHeaders = { id: '', version: '', op: '', key: '', exp: '', envelope: '' }
+  if (h === undefined) return f
+  for (const [k, v] of h) {
+    const first = v[0] ?? ''
+    switch (k) {
+      case H.id: f.id = first; break
+      case H.version: f.version = first; break
+      case H.operation: f.op = first; break
+      case H.resource: f.key = first; break
+      case H.expiresAt: f.exp = first; break
+      case H.envelope: f.envelope = first; break
+    }
+  }
+  return f
 }
 
 function plainEnvelope (m: JsMsg, h: MsgHdrs | undefined, id: string, version: string | undefined, op: string | undefined, key: string | undefined, exp: string | undefined): ReturnType<typeof newMessage> {

@@ -57,6 +57,9 @@ export function keyHash (key: string): string {
   return createHash('sha256').update(key).digest('base64url').slice(0, 22)
 }
 
+/** A subject token needing no digest: letters, digits, '-' and '_' (no '.', '*', '>', spaces), at most 64. */
+const SAFE_TOKEN = /^[A-Za-z0-9_-]{1,64}$/
+
 export class Names {
   readonly cluster: string
   readonly prefix: string
@@ -84,7 +87,8 @@ export class Names {
 
   down (nodeId: string): string { return `${this.prefix}.down.${nodeToken(nodeId)}.>` }
   downResource (nodeId: string, key: string): string { return `${this.prefix}.down.${nodeToken(nodeId)}.r.${keyHash(key)}` }
-  downMessage (nodeId: string, id: string): string { return `${this.prefix}.down.${nodeToken(nodeId)}.m.${keyHash(id)}` }
+  /** An id that is already one subject token (newMessage's UUIDs are) is used as is: a sha256 per message showed in the bench/cluster profile. */
+  downMessage (nodeId: string, id: string): string { return `${this.prefix}.down.${nodeToken(nodeId)}.m.${SAFE_TOKEN.test(id) ? id : keyHash(id)}` }
   up (nodeId: string): string { return `${this.prefix}.up.${nodeToken(nodeId)}` }
   dead (nodeId: string): string { return `${this.prefix}.dead.${nodeToken(nodeId)}` }
   nodeSend (nodeId: string): string { return `${this.prefix}.node.${nodeToken(nodeId)}.send` }

@@ -33,4 +33,9 @@ t.test('names', async t => {
   t.equal(n.nodeReq('e'), 'ef.prod.node.e.req')
   t.match(n.downResource('e', 'default/cm/a b.c'), /^ef\.prod\.down\.e\.r\.[A-Za-z0-9_-]{22}$/, 'resource keys are hashed into one subject token')
   t.not(keyHash('a'), keyHash('b'))
+  const uuid = '0b6f6a53-7f7e-4d0c-9a43-2f0f6a1c9e11'
+  t.equal(n.downMessage('e', uuid), `ef.prod.down.e.m.${uuid}`, 'an id that is one subject token is used as is (no digest per message)')
+  for (const id of ['a.b', 'a*', 'a>', 'a b', 'x'.repeat(65), '']) {
+    t.equal(n.downMessage('e', id), `ef.prod.down.e.m.${keyHash(id)}`, `id ${JSON.stringify(id.slice(0, 8))} is not one token: digested`)
+  }
 })
