@@ -71,3 +71,26 @@ t.test('a newer version at a later seq still replaces the pending one', async t 
   t.same(m.pending(0, 10).map(r => [r.seq, r.version, r.op]), [[7, '2', 'delete']], 'the delete of v2 wins the tie, as in the LMDB store')
   t.equal(m.count, 1)
 })
+
+// Regression (found while adding the range removal, 2026-12-07): a message the reader takes at or
+// below the acknowledged point (it lagged, or the ack went past it) was never sent, but it was
+// kept as a taken entry; an ack settled later (ClusterStore.ack plans the next ack after awaiting
+// the previous one) then removed it by id — the edge never had it. It must not be a taken entry.
+t.test('a message taken at or below the acknowledged point is never a taken entry', async t => {
+  const msgs: Fake[] = [{ seq: 10, subject: 'ef.test.down.edge-1.m.a' }, { seq: 11, subject: 'ef.test.down.edge-1.m.b' }, { seq: 12, subject: 'ef.test.down.edge-1.m.c' }]
+  const m = await new Promise<OutboxMirror>(resolve => {
+    const mm: OutboxMirror = new OutboxMirror('edge-1', {
+      maxRecords: 100,
+      maxBytes: 1 << 20,
+      toRecord: raw => ({ subject: (raw as unknown as Fake).subject, seq: (raw as unknown as Fake).seq, id: `id-${(raw as unknown as Fake).seq}`, bytes: new Uint8Array(8), enqueuedAt: 0, rejections: 0 }),
+      onRecords: () => { if (mm.lastSeen === 12) resolve(mm) },
+      onMalformed: () => {},
+      onError: () => {}
+    })
+    mm.ackUpTo(11)
+    mm.start(async () => scriptedConsumer(msgs), 'ef.test.down.edge-1.>')
+  })
+  t.teardown(() => m.close())
+  t.same(m.takenIn(0, 20)?.map(x => x.id), ['id-12'], 'only the message above the ack')
+  t.same(m.pending(0, 10).map(r => r.seq), [12])
+})
