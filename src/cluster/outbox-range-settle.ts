@@ -97,9 +97,13 @@ export async function settleRange (c: ClusterConnection, node: string, taken: re
     const r = await c.call('removing acknowledged messages', async () => await c.jsm.streams.purge(c.names.streamDown, { filter: c.names.down(node), seq: last + 1 }))
     if (tracing) trace({ k: 'range-purge', peer: node, upto, last, present: v.present, purged: r.purged })
     if (r.purged > v.present) {
-      // Only a leader change between the proof and the purge, onto a replica numbered differently,
-      // can do this (module comment); nothing here can bring those messages back.
-      c.logger.error({ node, last, proven: v.present, purged: r.purged }, 'a range purge removed more messages than the stream leader had just shown for the range')
+      // Seen once in a full-size chaos run, harmlessly: the reader (a consumer on a follower) took
+      // a message before the leader had applied it, so the proof did not see it and the purge
+      // removed it — a message the edge had acknowledged. The harmful cause would be a leader
+      // change between the proof and the purge onto a replica numbered differently (module
+      // comment); nothing here can tell the two apart afterwards, so it is logged.
+      if (tracing) trace({ k: 'range-purge-more', peer: node, last, proven: v.present, purged: r.purged })
+      c.logger.warn({ node, last, proven: v.present, purged: r.purged }, 'a range purge removed more messages than the stream leader had just shown for the range (a message applied on a follower before the leader, or a leader change)')
     }
     purged += r.purged
     proven += v.present
