@@ -266,6 +266,10 @@ export class EdgeConnector extends EventEmitter<ConnectorEvents> {
         this.#joined = true
         await this.#o.onJoined?.(welcome)
       }
+      // close() may have run while the welcome was on its way: 'connected' must not overwrite
+      // 'stopped', or the closed connection's 'close' starts a retry loop nothing ever stops
+      // (a test process that never exited: test/edge/connector-close-during-handshake.test.ts).
+      if (this.#stopped()) { conn.abort(new ConnectionClosedError('edge stopped')); return }
       this.#established(conn, welcome, url.href)
     } catch (err) {
       const e = toError(err)
