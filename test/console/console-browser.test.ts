@@ -93,7 +93,10 @@ t.test('console: fleet table, node page and twin, live', { skip: existsSync(CHRO
   await page.waitForFunction(() => (globalThis as unknown as { document: Doc }).document.querySelector('#nodes tr[data-node="edge-2"] .queue')?.textContent === '26', undefined, { timeout: 15_000 })
   t.pass('queue depth of the disconnected edge shows 26')
   await page.waitForFunction(() => /Waiting for disconnected nodes\s*26/.test((globalThis as unknown as { document: Doc }).document.querySelector('#summary')?.textContent ?? ''), undefined, { timeout: 15_000 })
-  t.match(await page.textContent('#summary'), /superseded by a newer version: 1/, 'why dropped: by reason')
+  // Fleet-wide: at least edge-2's fan v1. The twin demo on edge-1 can add its own (a desired
+  // version superseded before edge-1 took it, seen once on a loaded machine: 2); edge-2's own
+  // supersession is checked on its node page below.
+  t.match(await page.textContent('#summary'), /superseded by a newer version: [1-9]\d*/, 'why dropped: by reason')
   await page.screenshot({ path: join(SHOTS, 'hub-fleet-disconnected.png'), fullPage: true })
 
   // Node page of the disconnected edge: queue, oldest age, dead letter with its reason and a requeue button.
