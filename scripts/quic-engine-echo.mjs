@@ -48,6 +48,9 @@ if (role === 'listen') {
   const engineEnv = path => ({ ...process.env, EDGEFABRIC_QUIC_ENGINE_PATH: path })
   const self = fileURLToPath(import.meta.url)
   const listener = spawn(process.execPath, [self, a, b, 'listen'], { env: engineEnv(a), stdio: ['pipe', 'pipe', 'inherit'] })
+  // Watched from the start: a listener that dies while the dialer runs must not leave a later
+  // wait for its 'exit' hanging, and its exit code counts too.
+  const listenerExit = new Promise(resolve => listener.on('exit', (c, sig) => resolve(c ?? sig)))
   const line = await new Promise((resolve, reject) => {
     let buf = ''
     listener.stdout.on('data', d => { buf += d; if (buf.includes('\n')) resolve(buf.trim()) })
@@ -57,7 +60,8 @@ if (role === 'listen') {
   const dialer = spawn(process.execPath, [self, a, b, 'dial', u, id], { env: engineEnv(b), stdio: 'inherit' })
   const code = await new Promise(resolve => dialer.on('exit', (c, sig) => resolve(c ?? sig)))
   listener.stdin.end()
-  await new Promise(resolve => listener.on('exit', resolve))
+  const lcode = await listenerExit
   if (code !== 0) { console.error(`quic-engine-echo: FAIL (dialer exit ${code})`); process.exit(1) }
+  if (lcode !== 0) { console.error(`quic-engine-echo: FAIL (listener exit ${lcode})`); process.exit(1) }
   console.log('quic-engine-echo: ok')
 }
