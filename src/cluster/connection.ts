@@ -76,6 +76,14 @@ export class ClusterConnection {
   #available = true
   #lastError: Error | undefined
   readonly #listeners = new Set<(available: boolean) => void>()
+  #leaderEpoch = 0
+
+  /**
+   * Changes whenever the downstream stream may have changed leader: a leader-elected advisory for
+   * it, a disconnect or reconnect, a request failing for transport reasons. What one leader showed
+   * about its numbering holds only while this stays the same (outbox-range-settle.ts).
+   */
+  get leaderEpoch (): number { return this.#leaderEpoch }
 
   private constructor (nc: NatsConnection, jsm: JetStreamManager, options: Readonly<ResolvedClusterOptions>, logger: Logger) {
     this.nc = nc
@@ -114,6 +122,7 @@ export class ClusterConnection {
       await c.#ensure()
       await c.#anchor()
       c.#watchStatus()
+      c.#watchLeader()
       c.#anchorTimer = setInterval(() => { void c.#anchor().catch(() => {}) }, Math.min(3_600_000, Math.floor(options.maxAgeMs / 4)))
       c.#anchorTimer.unref()
       return c
@@ -209,9 +218,17 @@ export class ClusterConnection {
     await this.js.publish(`${this.names.prefix}.down._anchor`, new Uint8Array(0), { headers: h })
   }
 
+  /** `$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.<stream>` (nats-server ≥ 2.2) moves leaderEpoch. */
+  #watchLeader (): void {
+    this.nc.subscribe(`$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.${this.names.streamDown}`, {
+      callback: () => { this.#leaderEpoch++ }
+    })
+  }
+
   #watchStatus (): void {
     void (async () => {
       for await (const s of this.nc.status()) {
+        if (s.type === 'disconnect' || s.type === 'reconnect') this.#leaderEpoch++
         if (s.type === 'disconnect') this.#set(false, new Error('disconnected from NATS'))
         else if (s.type === 'reconnect') {
           void this.#anchor().catch(() => {})
@@ -225,7 +242,10 @@ export class ClusterConnection {
   /** Called by users of the connection when a JetStream call failed or succeeded. */
   noteFailure (err: Error): void {
     // Only transport-level trouble flips availability; an API error answer means JetStream works.
-    if (/timeout|no responders|not enabled|disconnect|closed|connection/i.test(err.message)) this.#set(false, err)
+    if (/timeout|no responders|not enabled|disconnect|closed|connection/i.test(err.message)) {
+      this.#leaderEpoch++ // a stream without a leader times out: an election may be under way
+      this.#set(false, err)
+    }
   }
 
   noteSuccess (): void { this.#set(true) }

@@ -38,7 +38,8 @@ export const VERIFY_CONCURRENCY = 64
 export const RANGE_CHUNK = 1024
 
 export type RangeOutcome =
-  | { ok: true, purged: number, proven: number }
+  /** `last`: the highest seq purged; the leader held nothing for the node at or below it. */
+  | { ok: true, purged: number, proven: number, last: number }
   | { ok: false, reason: string }
 
 /**
@@ -50,9 +51,9 @@ export type RangeOutcome =
  * y ≤ x; if y < x, y must be an entry (or the proof fails), and then y + 1 is a later start ≤ x —
  * a contradiction. So y = x, and x was checked.
  */
-export async function verifyChain (c: ClusterConnection, node: string, chunk: readonly TakenEntry[], all: ReadonlyMap<number, TakenEntry>, upto: number): Promise<{ ok: true, present: number } | { ok: false, reason: string }> {
+export async function verifyChain (c: ClusterConnection, node: string, chunk: readonly TakenEntry[], all: ReadonlyMap<number, TakenEntry>, upto: number, from = 1): Promise<{ ok: true, present: number } | { ok: false, reason: string }> {
   const filter = c.names.down(node)
-  const starts = [1, ...chunk.map(e => e.seq + 1)]
+  const starts = [from, ...chunk.map(e => e.seq + 1)]
   const last = (chunk[chunk.length - 1] as TakenEntry).seq
   const seen = new Set<number>()
   let failure: string | undefined
@@ -79,21 +80,29 @@ export async function verifyChain (c: ClusterConnection, node: string, chunk: re
  * Settle (from, upto] for the node with range purges, if the leader proves it safe. `taken` are
  * the entries the reader took there, ascending. Returns ok: false (and removes nothing) when the
  * leader shows anything else; the caller then takes the per-message path.
+ *
+ * `clean`: a seq at or below which the leader is already known to hold nothing for the node (an
+ * earlier range purge up to it, under the same leader: ClusterStore keeps it per node and drops it
+ * when ClusterConnection.leaderEpoch moves). The proof then starts above it instead of at seq 1,
+ * where the server's `next_by_subj` would walk every other node's stored messages first.
  */
-export async function settleRange (c: ClusterConnection, node: string, taken: readonly TakenEntry[], upto: number): Promise<RangeOutcome> {
+export async function settleRange (c: ClusterConnection, node: string, taken: readonly TakenEntry[], upto: number, clean = 0): Promise<RangeOutcome> {
   if (taken.length === 0) return { ok: false, reason: 'nothing taken' }
   const all = new Map<number, TakenEntry>()
   for (const e of taken) all.set(e.seq, e)
   let purged = 0
   let proven = 0
+  let from = clean + 1
+  let last = 0
   for (let i = 0; i < taken.length; i += RANGE_CHUNK) {
     const chunk = taken.slice(i, i + RANGE_CHUNK)
-    const v = await verifyChain(c, node, chunk, all, upto)
+    const v = await verifyChain(c, node, chunk, all, upto, from)
     if (!v.ok) {
       if (tracing) trace({ k: 'range-refused', peer: node, upto, reason: v.reason })
       return purged === 0 ? v : { ok: false, reason: `${v.reason} (after ${purged} purged)` }
     }
-    const last = (chunk[chunk.length - 1] as TakenEntry).seq
+    last = (chunk[chunk.length - 1] as TakenEntry).seq
+    from = last + 1
     const r = await c.call('removing acknowledged messages', async () => await c.jsm.streams.purge(c.names.streamDown, { filter: c.names.down(node), seq: last + 1 }))
     if (tracing) trace({ k: 'range-purge', peer: node, upto, last, present: v.present, purged: r.purged })
     if (r.purged > v.present) {
@@ -108,5 +117,5 @@ export async function settleRange (c: ClusterConnection, node: string, taken: re
     purged += r.purged
     proven += v.present
   }
-  return { ok: true, purged, proven }
+  return { ok: true, purged, proven, last }
 }

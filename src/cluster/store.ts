@@ -109,6 +109,7 @@ export class ClusterStore implements ReliableStore {
   /** Load the node's inbox state and start reading its outbox. Throws ClusterUnavailableError. */
   async openPeer (node: string): Promise<void> {
     this.#c.check('accepting a session')
+    this.#clean.delete(node) // another hub may have served the node meanwhile
     const e = await this.#c.call('loading the node inbox', async () => await this.#c.inbox.get(node))
     const st: InboxState = { rev: 0, r: 0, res: {}, ids: new Set(), idOrder: [] }
     if (e !== null && e.operation === 'PUT' && e.value.length > 0) {
@@ -135,6 +136,7 @@ export class ClusterStore implements ReliableStore {
 
   /** The node's session left this hub: stop reading its outbox, forget its cached state. */
   async closePeer (node: string): Promise<void> {
+    this.#clean.delete(node)
     const m = this.#mirrors.get(node)
     this.#mirrors.delete(node)
     this.#resumeFloor.delete(node)
@@ -297,6 +299,7 @@ export class ClusterStore implements ReliableStore {
    */
   resumed (peer: string, r: number): void {
     this.#resumeFloor.set(peer, r)
+    this.#clean.delete(peer)
     this.ack(peer, r).catch(err => this.#o.onError?.(toError(err)))
   }
 
@@ -435,10 +438,22 @@ export class ClusterStore implements ReliableStore {
    * false (nothing removed) sends the ack down the per-message path (#plan, settleAll, rescueBelow).
    */
   async #settleByRange (peer: string, taken: readonly TakenEntry[], to: number): Promise<boolean> {
-    const r = await settleRange(this.#c, peer, taken, to)
-    if (!r.ok) this.#c.logger.debug({ node: peer, upto: to, reason: r.reason }, 'acknowledged range removed message by message')
-    return r.ok
+    const epoch = this.#c.leaderEpoch
+    const known = this.#clean.get(peer)
+    const clean = known !== undefined && known.epoch === epoch ? known.seq : 0
+    this.#clean.delete(peer)
+    const r = await settleRange(this.#c, peer, taken, to, clean)
+    if (!r.ok) {
+      this.#c.logger.debug({ node: peer, upto: to, reason: r.reason }, 'acknowledged range removed message by message')
+      return false
+    }
+    // Only if no leader change may have happened since the proof began (the purge emptied ≤ last).
+    if (this.#c.leaderEpoch === epoch) this.#clean.set(peer, { seq: r.last, epoch })
+    return true
   }
+
+  /** Per node: the leader held nothing for it at or below seq, as of leaderEpoch epoch (#settleByRange). */
+  readonly #clean = new Map<string, { seq: number, epoch: number }>()
 
   /** Purge the node's acknowledged messages again in 1 s (one timer per node at most). */
   #retryPurge (peer: string): void {

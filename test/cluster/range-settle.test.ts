@@ -44,7 +44,7 @@ t.test('what the reader took, and nothing else, is removed with one purge; other
     if (i % 3 === 0) await put('edge-2', `b${i}`)
   }
   const r = await settleRange(c, 'edge-1', taken, (taken[taken.length - 1] as TakenEntry).seq)
-  t.same(r, { ok: true, purged: 40, proven: 40 })
+  t.same(r, { ok: true, purged: 40, proven: 40, last: (taken[taken.length - 1] as TakenEntry).seq })
   t.equal(await depth('edge-1'), 0, 'the node\'s messages are gone')
   t.equal(await depth('edge-2'), 14, 'the other node keeps all of its messages')
 })
@@ -78,7 +78,7 @@ t.test('the ack goes past the last message taken: what lies between is refused, 
   const y = await put('edge-1', 'y')
   t.match(await settleRange(c, 'edge-1', [a], y.seq), { ok: false }, 'y is at or below the ack and was never taken')
   t.equal(await depth('edge-1'), 2)
-  t.same(await settleRange(c, 'edge-1', [a], a.seq), { ok: true, purged: 1, proven: 1 }, 'ack at a: y lies beyond it')
+  t.same(await settleRange(c, 'edge-1', [a], a.seq), { ok: true, purged: 1, proven: 1, last: a.seq }, 'ack at a: y lies beyond it')
   t.equal(await depth('edge-1'), 1, 'y stays')
 })
 
@@ -101,7 +101,7 @@ t.test('a taken message already removed (expired, or by another hub) is no obsta
   const b = await put('edge-1', 'b')
   const d = await put('edge-1', 'd')
   await c.jsm.streams.deleteMessage(c.names.streamDown, b.seq, false)
-  t.same(await settleRange(c, 'edge-1', [a, b, d], d.seq), { ok: true, purged: 2, proven: 2 })
+  t.same(await settleRange(c, 'edge-1', [a, b, d], d.seq), { ok: true, purged: 2, proven: 2, last: d.seq })
   t.equal(await depth('edge-1'), 0)
 })
 
@@ -111,7 +111,7 @@ t.test('more than one chunk (RANGE_CHUNK) of taken messages', async t => {
   const taken: TakenEntry[] = []
   for (let i = 0; i < 1100; i++) taken.push(await put('edge-1', `m${i}`))
   const after = await put('edge-1', 'after')
-  t.same(await settleRange(c, 'edge-1', taken, (taken[taken.length - 1] as TakenEntry).seq), { ok: true, purged: 1100, proven: 1100 })
+  t.match(await settleRange(c, 'edge-1', taken, (taken[taken.length - 1] as TakenEntry).seq), { ok: true, purged: 1100, proven: 1100 })
   t.equal(await depth('edge-1'), 1, 'the message after the ack stays')
   t.ok(after.seq > 0)
 })
@@ -134,4 +134,35 @@ t.test('the node\'s reader, positioned after the range, still gets the messages 
   const batch2 = await consumer.fetch({ max_messages: 2, expires: 2000 })
   for await (const m of batch2) got.push(m.headers?.get(H.id) ?? '')
   t.same(got, ['a', 'b', 'c', 'd'], 'c and d delivered after the purge')
+})
+
+// The proof may start above a point the leader was already shown to hold nothing at or below (the
+// store keeps it per node while ClusterConnection.leaderEpoch stays the same): the server then does
+// not walk every other node's stored messages from seq 1 for each ack. What lies below that point
+// is the caller's word — here a message below it is purged unread, which is why the store drops
+// the point whenever the leader may have changed (next test).
+t.test('a known-clean point: the proof starts above it', async t => {
+  if (!needNats(t)) return
+  const { c, put, depth } = await setup(t)
+  const below = await put('edge-1', 'below')
+  const a = await put('edge-1', 'a')
+  t.match(await settleRange(c, 'edge-1', [a], a.seq), { ok: false }, 'from seq 1: the message below is seen and refused')
+  t.same(await settleRange(c, 'edge-1', [a], a.seq, below.seq), { ok: true, purged: 2, proven: 1, last: a.seq }, 'from above it: not read, and the purge takes it (the caller vouched for it)')
+  t.equal(await depth('edge-1'), 0)
+})
+
+t.test('the leader epoch moves on a leader-elected advisory for the outbox stream', async t => {
+  if (!needNats(t)) return
+  const { c } = await setup(t)
+  const before = c.leaderEpoch
+  c.nc.publish(`$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.${c.names.streamDown}`, '{}')
+  await c.nc.flush()
+  const deadline = Date.now() + 2000
+  while (c.leaderEpoch === before && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 10))
+  t.ok(c.leaderEpoch > before, 'moved')
+  const at = c.leaderEpoch
+  c.nc.publish('$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.SOME_OTHER_STREAM', '{}')
+  await c.nc.flush()
+  await new Promise(resolve => setTimeout(resolve, 100))
+  t.equal(c.leaderEpoch, at, 'another stream\'s election does not move it')
 })
