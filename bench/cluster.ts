@@ -35,6 +35,12 @@ const N = Number(get('--n') ?? 5000)
 const WINDOW = Number(get('--window') ?? 1000)
 const ROUNDS = Number(get('--rounds') ?? 3)
 const PAYLOAD = new Uint8Array(256).fill(7)
+/**
+ * `--backlog N`: N messages queued for 100 offline nodes in the cluster's outbox stream before the
+ * run, at seqs below all of the measured node's — what a fleet with offline nodes looks like to
+ * the server's `next_by_subj` reads (outbox-range-settle.ts).
+ */
+const BACKLOG = Number(get('--backlog') ?? 0)
 /** `--only raw,cluster,single`: run only these rows (profiling one path). */
 const ONLY = new Set((get('--only') ?? 'raw,cluster,single').split(','))
 
@@ -95,6 +101,12 @@ async function hubRun (dir: string, tag: string, cluster: { servers: string[] } 
   const all = new Promise<void>(resolve => { done = resolve })
   const hub = await Hub.start({ listen: ['ws://127.0.0.1:0'], dataDir: join(dir, `hub-${tag}`), admin: false, ...(cluster === undefined ? {} : { cluster: { ...cluster, name: 'bench', identitySecret: 'bench-secret-0123456789', hubName: `bench-${tag}` } }) })
   const node = `edge-${tag}`
+  if (cluster !== undefined && BACKLOG > 0) {
+    const nc = await connect({ servers: cluster.servers, noAsyncTraces: true })
+    const js = jetstream(nc)
+    await window(BACKLOG, 500, async i => { await js.publish(`ef.bench.down.off-${tag}-${i % 100}.m.b${i}`, PAYLOAD) })
+    await nc.close()
+  }
   const edge = await EdgeNode.start({
     hub: hub.urls, nodeId: node, token: hub.createToken(node), dataDir: join(dir, `edge-${tag}`), admin: false,
     onReliable: env => {
@@ -200,7 +212,7 @@ async function throughput (): Promise<void> {
     if (rs.length === 0) return 'not run'
     return `${med(rates).toFixed(0)} msg/s (range ${Math.min(...rates).toFixed(0)}–${Math.max(...rates).toFixed(0)}), p50 ${med(rs.map(r => r.p50)).toFixed(1)} ms, p99 ${med(rs.map(r => r.p99)).toFixed(1)} ms; CPU/msg: node ${med(rs.map(r => r.cpu.node)).toFixed(0)} µs, nats ${med(rs.map(r => r.cpu.nats)).toFixed(0)} µs; client→NATS msgs/msg ${med(rs.map(r => r.ops)).toFixed(2)}`
   }
-  console.log(`cluster bench: n=${N} × 256 B, window ${WINDOW}, ${ROUNDS} interleaved rounds, medians`)
+  console.log(`cluster bench: n=${N} × 256 B, window ${WINDOW}, ${ROUNDS} interleaved rounds, medians${BACKLOG > 0 ? `; ${BACKLOG} messages queued for 100 offline nodes before each cluster run` : ''}`)
   console.log(`  raw JetStream R3 publish→ordered consume: ${fmt(rows.raw ?? [])}`)
   console.log(`  cluster hub → edge (ws, R3):              ${fmt(rows.cluster ?? [])}`)
   console.log(`  single hub LMDB sync → edge (ws):         ${fmt(rows.single ?? [])}`)
