@@ -186,6 +186,37 @@ export function copyBytes (buf: Uint8Array, start: number, end: number): Buffer 
   return out
 }
 
+// Pool for copyToUint8Array: plain Uint8Array copies carved from one
+// ArrayBuffer, as Node's Buffer pool does for Buffers.
+const U8_POOL_BYTES = 64 * 1024
+let u8Pool = new ArrayBuffer(0)
+let u8Used = 0
+
+/**
+ * A plain Uint8Array (not a Buffer) holding a copy of [start, end). Copies up
+ * to 4 KiB share a pooled ArrayBuffer (8-byte aligned, never written twice),
+ * like Buffer.allocUnsafe's: an ArrayBuffer of its own per copy cost more than
+ * the rest of decoding a drained record (issue 16; a reliable data message
+ * carries its records as Uint8Arrays). Like a pooled Buffer, `.buffer` is
+ * shared: use byteOffset/byteLength, never the whole ArrayBuffer.
+ */
+export function copyToUint8Array (buf: Uint8Array, start: number, end: number): Uint8Array {
+  const n = end - start
+  if (n > 4096) {
+    const own = new Uint8Array(n)
+    own.set(buf.subarray(start, end))
+    return own
+  }
+  if (u8Used + n > u8Pool.byteLength) {
+    u8Pool = new ArrayBuffer(U8_POOL_BYTES)
+    u8Used = 0
+  }
+  const out = new Uint8Array(u8Pool, u8Used, n)
+  out.set(buf.subarray(start, end))
+  u8Used = (u8Used + n + 7) & ~7
+  return out
+}
+
 // ---- canonical UUID <-> 16 bytes --------------------------------------------
 
 const HEX_VALUE = new Int8Array(128).fill(-1)

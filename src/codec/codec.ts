@@ -63,7 +63,9 @@
  * - Top-level Uint8Array content (Buffer or not) arrives as a Buffer.
  * - Decoded binary, top-level or nested, is always a COPY: the caller may
  *   reuse the input buffer as soon as decode() returns. Small copies are
- *   slices of Node's shared Buffer pool, like Buffers from fs or net.
+ *   slices of Node's shared Buffer pool, like Buffers from fs or net, and a
+ *   nested plain Uint8Array up to 4 KiB is a slice of a pool of its own
+ *   (bytes.ts copyToUint8Array): its `.buffer` is shared.
  * - encode() returns a view into a slab that is written once, front to back,
  *   and never reused: safe to queue and keep. Like Node's pooled Buffers, it
  *   may have a non-zero byteOffset and share its ArrayBuffer with other

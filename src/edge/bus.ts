@@ -154,7 +154,8 @@ export class ModuleBus {
       if (this.#pending.resolve(parentId, env)) return { status: 'response' }
       if (this.#pending.finished(parentId)) { this.#unroutedDrop(target, env, 'late-response'); return { status: 'late-response' } }
     }
-    if (isExpired(env, this.#clock.now())) { this.#unroutedDrop(target, env, 'expired'); return { status: 'expired' } }
+    // The clock only for messages with a TTL: route() runs once per drained reliable message (issue 16).
+    if (env.header.ttl !== undefined && isExpired(env, this.#clock.now())) { this.#unroutedDrop(target, env, 'expired'); return { status: 'expired' } }
     const dest = env.router.destination
     const direct = dest !== undefined ? this.#modules.get(dest) : undefined
     const members = direct !== undefined ? [direct] : this.#modules.members(env.router.group)

@@ -239,6 +239,37 @@ t.test('decode copies: the input buffer may be reused afterwards', t => {
   t.end()
 })
 
+t.test('nested Uint8Array copies (pooled): plain Uint8Arrays, disjoint, independent of the input, across pool boundaries', t => {
+  // A reliable data message carries its records like this (issue 16): many small ones, some large.
+  const sizes = [0, 1, 7, 300, 4096, 4097, 70_000]
+  for (let i = 0; i < 600; i++) sizes.push(200 + (i * 37) % 400) // > 64 KiB of small copies: the pool is renewed
+  const records = sizes.map((n, i) => new Uint8Array(n).map((_, j) => (i * 31 + j) & 0xff))
+  for (const c of [defaultCodec, createCodec()]) {
+    const frame = Buffer.from(c.encode(base({ content: { m: records } })))
+    const got = (c.decode(frame).content as { m: Uint8Array[] }).m
+    frame.fill(0xee)
+    t.equal(got.length, records.length)
+    let ok = true
+    for (let i = 0; i < got.length; i++) {
+      const g = got[i] as Uint8Array
+      if (Object.getPrototypeOf(g) !== Uint8Array.prototype || !isDeepStrictEqual(g, records[i])) ok = false
+    }
+    t.ok(ok, 'every copy is a plain Uint8Array equal to what was sent, after the input was overwritten')
+    // Views sharing an ArrayBuffer must not overlap: writing one leaves every other intact.
+    for (const g of got) g.fill(0x55)
+    t.ok(got.every((g, i) => g.byteLength === (sizes[i] as number) && g.every(x => x === 0x55)), 'each copy has its own bytes')
+    const byBuffer = new Map<ArrayBufferLike, Array<[number, number]>>()
+    for (const g of got) { const r = byBuffer.get(g.buffer) ?? []; r.push([g.byteOffset, g.byteOffset + g.byteLength]); byBuffer.set(g.buffer, r) }
+    let disjoint = true
+    for (const ranges of byBuffer.values()) {
+      ranges.sort((a, b) => a[0] - b[0])
+      for (let i = 1; i < ranges.length; i++) if ((ranges[i] as [number, number])[0] < (ranges[i - 1] as [number, number])[1]) disjoint = false
+    }
+    t.ok(disjoint, 'no two copies overlap')
+  }
+  t.end()
+})
+
 t.test('encode output is never overwritten by later encodes (transports queue it)', t => {
   const envs: Envelope[] = []
   const frames: Uint8Array[] = []
