@@ -14,7 +14,7 @@
  * with every server up and every replica current, each replica is read on its
  * own server and compared with the PubAcks.
  *
- *   npm run bench:jetstream-chaos -- [--n 50000] [--nodes 10] [--seconds 150] [--window 200] [--seed 1] [--pause 200]
+ *   npm run bench:jetstream-chaos -- [--n 50000] [--nodes 10] [--seconds 150] [--window 200] [--seed 1] [--pause 200] [--target leader] [--delete]
  */
 import { randomUUID } from 'node:crypto'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -25,6 +25,7 @@ import { connect, headers, nanos } from '@nats-io/transport-node'
 import { jetstream, jetstreamManager, DiscardPolicy, RetentionPolicy, StorageType } from '@nats-io/jetstream'
 import { NatsCluster } from '../test/cluster/nats-cluster.js'
 import { prng } from '../test/reliable/chaos-procs.js'
+import { startDeleter } from './lib/jetstream-chaos-delete.js'
 import { diverge, judge, readReplica, type Acked, type Verdict } from './lib/jetstream-chaos-check.js'
 
 const argv = process.argv.slice(2)
@@ -37,6 +38,8 @@ const SEED = arg('--seed', 1)
 const PAUSE = arg('--pause', 200)
 /** `--target leader`: kill the stream's current leader every time (forces a leader change per kill); default a random server */
 const TARGET = argv.includes('--target') ? argv[argv.indexOf('--target') + 1] : 'random'
+/** `--delete`: our hub's id-checked deletes beside the publishes (lib/jetstream-chaos-delete.ts) */
+const DELETE = argv.includes('--delete')
 const STREAM = 'EF_T_DOWN'
 /** max_msgs_per_subject of our downstream stream (RESOURCE_HISTORY) */
 const PER_SUBJECT = 4
@@ -104,6 +107,7 @@ const driver = (async () => {
 
 // Publishers: a PubAck is what we test; a failure is not an acknowledgement, so it is retried with the same msgID.
 const acked: Acked[] = []
+const deleter = DELETE ? startDeleter(jsm, STREAM, now) : undefined
 const failed = new Map<string, number>()
 async function publishOne (node: string, i: number): Promise<void> {
   const id = randomUUID()
@@ -114,7 +118,9 @@ async function publishOne (node: string, i: number): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
       const ack = await js.publish(subject, PAYLOAD, { msgID: `${node}:${id}`, headers: h, timeout: 5000 })
-      acked.push({ id, node, subject, seq: ack.seq, t: now(), attempts: attempt, duplicate: ack.duplicate })
+      const a = { id, node, subject, seq: ack.seq, t: now(), attempts: attempt, duplicate: ack.duplicate }
+      acked.push(a)
+      deleter?.offer(a)
       return
     } catch (err) {
       const kind = (err as Error).message.replace(/[0-9]+/g, 'N').slice(0, 60)
@@ -125,7 +131,7 @@ async function publishOne (node: string, i: number): Promise<void> {
 }
 const perNode = Math.ceil(N / NODES)
 const perWindow = Math.max(1, Math.floor(WINDOW / NODES))
-log(`${N} messages, ${NODES} publishers, ${SECONDS} s, window ${WINDOW}, seed ${SEED}, pause ${PAUSE} ms, target ${TARGET}, load ${load0.map(x => x.toFixed(2)).join(' ')}`)
+log(`${N} messages, ${NODES} publishers, ${SECONDS} s, window ${WINDOW}, seed ${SEED}, pause ${PAUSE} ms, target ${TARGET}${DELETE ? ', deletes' : ''}, load ${load0.map(x => x.toFixed(2)).join(' ')}`)
 await Promise.all(Array.from({ length: NODES }, async (_, k) => {
   const node = `node-${k}`
   const inflight = new Set<Promise<void>>()
@@ -139,6 +145,7 @@ await Promise.all(Array.from({ length: NODES }, async (_, k) => {
   await Promise.all(inflight)
 }))
 const pubEnd = now()
+await deleter?.stop()
 chaos = false
 await driver
 log(`published: ${acked.length} PubAck'd, ${[...failed.values()].reduce((a, b) => a + b, 0)} failed attempts retried, ${kills.length} kills`)
@@ -173,7 +180,11 @@ for (const name of names) {
   else replicas.set(name, m)
 }
 const verdicts = new Map<string, Verdict>()
-for (const [name, m] of replicas) verdicts.set(name, judge(acked, m, PER_SUBJECT))
+// What we deleted (or may have: a lost reply) is absent by our hand, not the engine's.
+const kept = acked.filter(a => deleter === undefined || (!deleter.deleted.has(a.id) && !deleter.unsure.has(a.id)))
+for (const [name, m] of replicas) verdicts.set(name, judge(kept, m, PER_SUBJECT))
+const storedIds = new Set([...(replicas.get(leader)?.values() ?? [])].map(s => s.id))
+const resurrected = [...(deleter?.deleted ?? [])].filter(id => storedIds.has(id)).length
 const lead = replicas.get(leader) ?? new Map()
 const divergence = Object.fromEntries([...replicas].filter(([n]) => n !== leader).map(([n, m]) => [n, diverge(lead, m)]))
 
@@ -187,6 +198,8 @@ const nearKills = (t: number): string => {
   const after = kills.find(k => k.t > t)
   return `${before === undefined ? 'no kill before' : `${before.server}${before.leader ? ' (leader)' : ''} killed ${((t - before.t) / 1000).toFixed(2)} s before`}; ${after === undefined ? 'no kill after' : `${after.server}${after.leader ? ' (leader)' : ''} killed ${((after.t - t) / 1000).toFixed(2)} s after`}`
 }
+if (deleter !== undefined) console.log(`\ndeletes: ${deleter.deleted.size} confirmed, ${deleter.unsure.size} unsure, ${resurrected} still stored on the leader, ${deleter.mismatches.length} leader checks found another id at a PubAck'd seq`)
+for (const x of deleter?.mismatches.slice(0, 20) ?? []) console.log(`  DELETE-CHECK seq ${x.seq}: PubAck'd ${x.id}, leader held '${x.found}' at ${(x.t / 1000).toFixed(2)} s`)
 console.log(`\nleader ${leader}; leader changes ${leaderChanges}; per-server state ${JSON.stringify(jsz)}`)
 for (const [name, vv] of verdicts) {
   console.log(`${name}${name === leader ? ' (leader)' : ''}: ${replicas.get(name)?.size} stored, missing ${vv.missing.length}, moved ${vv.moved.length}, replaced ${vv.replaced.length}, dup ids ${vv.dups}, evicted ${vv.evicted}` +
@@ -196,7 +209,7 @@ for (const a of v?.missing ?? []) console.log(`  MISSING ${a.node} ${a.id} PubAc
 for (const a of (v?.replaced ?? []).slice(0, 20)) console.log(`  REPLACED seq ${a.seq}: PubAck'd ${a.id} at ${(a.t / 1000).toFixed(2)} s, holds ${a.holder} (${nearKills(a.t)})`)
 for (const a of (v?.moved ?? []).slice(0, 20)) console.log(`  MOVED ${a.id}: PubAck seq ${a.seq}, stored at ${a.at.join(',')}`)
 const summary = {
-  seed: SEED, target: TARGET, n: N, nodes: NODES, seconds: SECONDS, window: WINDOW, pauseMs: PAUSE, load: [load0, loadavg()], pubEndMs: pubEnd,
+  seed: SEED, target: TARGET, deletes: deleter === undefined ? undefined : { confirmed: deleter.deleted.size, unsure: deleter.unsure.size, resurrected, mismatches: deleter.mismatches }, n: N, nodes: NODES, seconds: SECONDS, window: WINDOW, pauseMs: PAUSE, load: [load0, loadavg()], pubEndMs: pubEnd,
   acked: acked.length, dupAcks: acked.filter(a => a.duplicate).length, retried: acked.filter(a => a.attempts > 1).length,
   failed: Object.fromEntries(failed), kills, leaderChanges, leader, jsz,
   replicas: Object.fromEntries([...verdicts].map(([n, vv]) => [n, {
@@ -207,8 +220,8 @@ const outDir = join('bench', 'results', 'jetstream-chaos')
 mkdirSync(outDir, { recursive: true })
 const file = join(outDir, `seed-${SEED}-${new Date().toISOString().replace(/[:.]/g, '-')}.json`)
 writeFileSync(file, JSON.stringify(summary, null, 1) + '\n')
-const lost = (v?.missing.length ?? 0) + (v?.replaced.length ?? 0) + [...verdicts.values()].reduce((a, x) => a + x.missing.length, 0)
-console.log(`\nRESULT seed ${SEED}: PubAck'd ${acked.length}, missing ${v?.missing.length}, moved ${v?.moved.length}, replaced ${v?.replaced.length}, kills ${kills.length} (${kills.filter(k => k.leader).length} of the leader), leader changes ${leaderChanges}, divergent replicas ${Object.values(divergence).filter(d => d.length > 0).length} → ${file}`)
+const lost = resurrected + (deleter?.mismatches.length ?? 0) + (v?.missing.length ?? 0) + (v?.replaced.length ?? 0) + [...verdicts.values()].reduce((a, x) => a + x.missing.length, 0)
+console.log(`\nRESULT seed ${SEED}${DELETE ? ` deletes ${deleter?.deleted.size} (check mismatches ${deleter?.mismatches.length}, resurrected ${resurrected})` : ''}: PubAck'd ${acked.length}, missing ${v?.missing.length}, moved ${v?.moved.length}, replaced ${v?.replaced.length}, kills ${kills.length} (${kills.filter(k => k.leader).length} of the leader), leader changes ${leaderChanges}, divergent replicas ${Object.values(divergence).filter(d => d.length > 0).length} → ${file}`)
 
 await nc.close()
 await nats.stop()
