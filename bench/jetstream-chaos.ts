@@ -14,8 +14,9 @@
  * with every server up and every replica current, each replica is read on its
  * own server and compared with the PubAcks.
  *
- *   npm run bench:jetstream-chaos -- [--n 50000] [--nodes 10] [--seconds 150] [--window 200] [--seed 1] [--pause 200] [--target leader] [--delete]
+ *   npm run bench:jetstream-chaos -- [--n 50000] [--nodes 10] [--seconds 150] [--window 200] [--seed 1] [--pause 200] [--target leader] [--delete] [--burn 2]
  */
+import { spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { loadavg, tmpdir } from 'node:os'
@@ -40,6 +41,12 @@ const PAUSE = arg('--pause', 200)
 const TARGET = argv.includes('--target') ? argv[argv.indexOf('--target') + 1] : 'random'
 /** `--delete`: our hub's id-checked deletes beside the publishes (lib/jetstream-chaos-delete.ts) */
 const DELETE = argv.includes('--delete')
+/**
+ * `--burn K`: K busy-loop processes while publishing. The chaos test ran 3 hubs and 10 edges on the
+ * same 2 cores as the NATS servers (load 2–16): a starved server misses heartbeats and elections
+ * multiply, which an otherwise idle machine never shows.
+ */
+const BURN = arg('--burn', 0)
 const STREAM = 'EF_T_DOWN'
 /** max_msgs_per_subject of our downstream stream (RESOURCE_HISTORY) */
 const PER_SUBJECT = 4
@@ -129,9 +136,11 @@ async function publishOne (node: string, i: number): Promise<void> {
     }
   }
 }
+const burners = Array.from({ length: BURN }, () => spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }))
+process.once('exit', () => { for (const b of burners) b.kill('SIGKILL') })
 const perNode = Math.ceil(N / NODES)
 const perWindow = Math.max(1, Math.floor(WINDOW / NODES))
-log(`${N} messages, ${NODES} publishers, ${SECONDS} s, window ${WINDOW}, seed ${SEED}, pause ${PAUSE} ms, target ${TARGET}${DELETE ? ', deletes' : ''}, load ${load0.map(x => x.toFixed(2)).join(' ')}`)
+log(`${N} messages, ${NODES} publishers, ${SECONDS} s, window ${WINDOW}, seed ${SEED}, pause ${PAUSE} ms, target ${TARGET}${DELETE ? ', deletes' : ''}, burn ${BURN}, load ${load0.map(x => x.toFixed(2)).join(' ')}`)
 await Promise.all(Array.from({ length: NODES }, async (_, k) => {
   const node = `node-${k}`
   const inflight = new Set<Promise<void>>()
@@ -145,6 +154,7 @@ await Promise.all(Array.from({ length: NODES }, async (_, k) => {
   await Promise.all(inflight)
 }))
 const pubEnd = now()
+for (const b of burners) b.kill('SIGKILL')
 await deleter?.stop()
 chaos = false
 await driver
@@ -209,7 +219,7 @@ for (const a of v?.missing ?? []) console.log(`  MISSING ${a.node} ${a.id} PubAc
 for (const a of (v?.replaced ?? []).slice(0, 20)) console.log(`  REPLACED seq ${a.seq}: PubAck'd ${a.id} at ${(a.t / 1000).toFixed(2)} s, holds ${a.holder} (${nearKills(a.t)})`)
 for (const a of (v?.moved ?? []).slice(0, 20)) console.log(`  MOVED ${a.id}: PubAck seq ${a.seq}, stored at ${a.at.join(',')}`)
 const summary = {
-  seed: SEED, target: TARGET, deletes: deleter === undefined ? undefined : { confirmed: deleter.deleted.size, unsure: deleter.unsure.size, resurrected, mismatches: deleter.mismatches }, n: N, nodes: NODES, seconds: SECONDS, window: WINDOW, pauseMs: PAUSE, load: [load0, loadavg()], pubEndMs: pubEnd,
+  seed: SEED, target: TARGET, burn: BURN, deletes: deleter === undefined ? undefined : { confirmed: deleter.deleted.size, unsure: deleter.unsure.size, resurrected, mismatches: deleter.mismatches }, n: N, nodes: NODES, seconds: SECONDS, window: WINDOW, pauseMs: PAUSE, load: [load0, loadavg()], pubEndMs: pubEnd,
   acked: acked.length, dupAcks: acked.filter(a => a.duplicate).length, retried: acked.filter(a => a.attempts > 1).length,
   failed: Object.fromEntries(failed), kills, leaderChanges, leader, jsz,
   replicas: Object.fromEntries([...verdicts].map(([n, vv]) => [n, {
@@ -221,7 +231,7 @@ mkdirSync(outDir, { recursive: true })
 const file = join(outDir, `seed-${SEED}-${new Date().toISOString().replace(/[:.]/g, '-')}.json`)
 writeFileSync(file, JSON.stringify(summary, null, 1) + '\n')
 const lost = resurrected + (deleter?.mismatches.length ?? 0) + (v?.missing.length ?? 0) + (v?.replaced.length ?? 0) + [...verdicts.values()].reduce((a, x) => a + x.missing.length, 0)
-console.log(`\nRESULT seed ${SEED}${DELETE ? ` deletes ${deleter?.deleted.size} (check mismatches ${deleter?.mismatches.length}, resurrected ${resurrected})` : ''}: PubAck'd ${acked.length}, missing ${v?.missing.length}, moved ${v?.moved.length}, replaced ${v?.replaced.length}, kills ${kills.length} (${kills.filter(k => k.leader).length} of the leader), leader changes ${leaderChanges}, divergent replicas ${Object.values(divergence).filter(d => d.length > 0).length} → ${file}`)
+console.log(`\nRESULT seed ${SEED} target ${TARGET} burn ${BURN}${DELETE ? ` deletes ${deleter?.deleted.size} (check mismatches ${deleter?.mismatches.length}, resurrected ${resurrected})` : ''}: PubAck'd ${acked.length}, missing ${v?.missing.length}, moved ${v?.moved.length}, replaced ${v?.replaced.length}, kills ${kills.length} (${kills.filter(k => k.leader).length} of the leader), leader changes ${leaderChanges}, divergent replicas ${Object.values(divergence).filter(d => d.length > 0).length} → ${file}`)
 
 await nc.close()
 await nats.stop()
