@@ -14,7 +14,7 @@
  * with every server up and every replica current, each replica is read on its
  * own server and compared with the PubAcks.
  *
- *   npm run bench:jetstream-chaos -- [--n 50000] [--nodes 10] [--seconds 150] [--window 200] [--seed 1] [--pause 200] [--target leader] [--delete] [--burn 2]
+ *   npm run bench:jetstream-chaos -- [--n 50000] [--nodes 10] [--seconds 150] [--window 200] [--seed 1] [--pause 200] [--target leader] [--delete] [--burn 2] [--timeout 5000]
  */
 import { spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
@@ -47,6 +47,13 @@ const DELETE = argv.includes('--delete')
  * multiply, which an otherwise idle machine never shows.
  */
 const BURN = arg('--burn', 0)
+/**
+ * `--timeout ms` per publish (the hub's default is 5000). Shorter makes more retries while the first
+ * attempt is still in a leader's Raft log, so the same msgID is proposed twice across a leader change and
+ * the second is refused at apply time: the path that bumps nats-server 2.9's per-replica failed-proposal
+ * count (clfs), which decides whether a replica applies or skips a committed message.
+ */
+const TIMEOUT = arg('--timeout', 5000)
 const STREAM = 'EF_T_DOWN'
 /** max_msgs_per_subject of our downstream stream (RESOURCE_HISTORY) */
 const PER_SUBJECT = 4
@@ -124,7 +131,7 @@ async function publishOne (node: string, i: number): Promise<void> {
   h.set('Ef-Id', id)
   for (let attempt = 1; ; attempt++) {
     try {
-      const ack = await js.publish(subject, PAYLOAD, { msgID: `${node}:${id}`, headers: h, timeout: 5000 })
+      const ack = await js.publish(subject, PAYLOAD, { msgID: `${node}:${id}`, headers: h, timeout: TIMEOUT })
       const a = { id, node, subject, seq: ack.seq, t: now(), attempts: attempt, duplicate: ack.duplicate }
       acked.push(a)
       deleter?.offer(a)
@@ -140,7 +147,7 @@ const burners = Array.from({ length: BURN }, () => spawn(process.execPath, ['-e'
 process.once('exit', () => { for (const b of burners) b.kill('SIGKILL') })
 const perNode = Math.ceil(N / NODES)
 const perWindow = Math.max(1, Math.floor(WINDOW / NODES))
-log(`${N} messages, ${NODES} publishers, ${SECONDS} s, window ${WINDOW}, seed ${SEED}, pause ${PAUSE} ms, target ${TARGET}${DELETE ? ', deletes' : ''}, burn ${BURN}, load ${load0.map(x => x.toFixed(2)).join(' ')}`)
+log(`${N} messages, ${NODES} publishers, ${SECONDS} s, window ${WINDOW}, seed ${SEED}, pause ${PAUSE} ms, target ${TARGET}${DELETE ? ', deletes' : ''}, burn ${BURN}, timeout ${TIMEOUT} ms, load ${load0.map(x => x.toFixed(2)).join(' ')}`)
 await Promise.all(Array.from({ length: NODES }, async (_, k) => {
   const node = `node-${k}`
   const inflight = new Set<Promise<void>>()
@@ -158,7 +165,7 @@ for (const b of burners) b.kill('SIGKILL')
 await deleter?.stop()
 chaos = false
 await driver
-log(`published: ${acked.length} PubAck'd, ${[...failed.values()].reduce((a, b) => a + b, 0)} failed attempts retried, ${kills.length} kills`)
+log(`published: ${acked.length} PubAck'd (${acked.filter(a => a.duplicate).length} as duplicates, ${acked.filter(a => a.seq === 0).length} with seq 0), ${[...failed.values()].reduce((a, b) => a + b, 0)} failed attempts retried, ${kills.length} kills`)
 
 // Settle: every server up, the stream led, every replica current — then read each replica on its own server.
 for (let i = 0; i < 3; i++) if (!nats.running(i)) await nats.restart(i)
@@ -219,8 +226,8 @@ for (const a of v?.missing ?? []) console.log(`  MISSING ${a.node} ${a.id} PubAc
 for (const a of (v?.replaced ?? []).slice(0, 20)) console.log(`  REPLACED seq ${a.seq}: PubAck'd ${a.id} at ${(a.t / 1000).toFixed(2)} s, holds ${a.holder} (${nearKills(a.t)})`)
 for (const a of (v?.moved ?? []).slice(0, 20)) console.log(`  MOVED ${a.id}: PubAck seq ${a.seq}, stored at ${a.at.join(',')}`)
 const summary = {
-  seed: SEED, target: TARGET, burn: BURN, deletes: deleter === undefined ? undefined : { confirmed: deleter.deleted.size, unsure: deleter.unsure.size, resurrected, mismatches: deleter.mismatches }, n: N, nodes: NODES, seconds: SECONDS, window: WINDOW, pauseMs: PAUSE, load: [load0, loadavg()], pubEndMs: pubEnd,
-  acked: acked.length, dupAcks: acked.filter(a => a.duplicate).length, retried: acked.filter(a => a.attempts > 1).length,
+  seed: SEED, target: TARGET, burn: BURN, timeoutMs: TIMEOUT, deletes: deleter === undefined ? undefined : { confirmed: deleter.deleted.size, unsure: deleter.unsure.size, resurrected, mismatches: deleter.mismatches }, n: N, nodes: NODES, seconds: SECONDS, window: WINDOW, pauseMs: PAUSE, load: [load0, loadavg()], pubEndMs: pubEnd,
+  acked: acked.length, dupAcks: acked.filter(a => a.duplicate).length, zeroSeqAcks: acked.filter(a => a.seq === 0).length, retried: acked.filter(a => a.attempts > 1).length,
   failed: Object.fromEntries(failed), kills, leaderChanges, leader, jsz,
   replicas: Object.fromEntries([...verdicts].map(([n, vv]) => [n, {
     stored: replicas.get(n)?.size, missing: vv.missing, moved: vv.moved.length, replaced: vv.replaced.length, dups: vv.dups, evicted: vv.evicted, divergentSeqs: divergence[n]?.slice(0, 50)
@@ -231,7 +238,7 @@ mkdirSync(outDir, { recursive: true })
 const file = join(outDir, `seed-${SEED}-${new Date().toISOString().replace(/[:.]/g, '-')}.json`)
 writeFileSync(file, JSON.stringify(summary, null, 1) + '\n')
 const lost = resurrected + (deleter?.mismatches.length ?? 0) + (v?.missing.length ?? 0) + (v?.replaced.length ?? 0) + [...verdicts.values()].reduce((a, x) => a + x.missing.length, 0)
-console.log(`\nRESULT seed ${SEED} target ${TARGET} burn ${BURN}${DELETE ? ` deletes ${deleter?.deleted.size} (check mismatches ${deleter?.mismatches.length}, resurrected ${resurrected})` : ''}: PubAck'd ${acked.length}, missing ${v?.missing.length}, moved ${v?.moved.length}, replaced ${v?.replaced.length}, kills ${kills.length} (${kills.filter(k => k.leader).length} of the leader), leader changes ${leaderChanges}, divergent replicas ${Object.values(divergence).filter(d => d.length > 0).length} → ${file}`)
+console.log(`\nRESULT seed ${SEED} target ${TARGET} burn ${BURN} timeout ${TIMEOUT}${DELETE ? ` deletes ${deleter?.deleted.size} (check mismatches ${deleter?.mismatches.length}, resurrected ${resurrected})` : ''}: PubAck'd ${acked.length}, missing ${v?.missing.length}, moved ${v?.moved.length}, replaced ${v?.replaced.length}, kills ${kills.length} (${kills.filter(k => k.leader).length} of the leader), leader changes ${leaderChanges}, divergent replicas ${Object.values(divergence).filter(d => d.length > 0).length} → ${file}`)
 
 await nc.close()
 await nats.stop()

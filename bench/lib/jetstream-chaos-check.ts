@@ -69,14 +69,15 @@ export function judge (acked: Acked[], msgs: Map<number, Stored>, perSubject: nu
   for (const seqs of byId.values()) if (seqs.length > 1) v.dups++
   for (const a of acked) {
     const at = byId.get(a.id)
-    const holder = msgs.get(a.seq)
+    // A duplicate PubAck with seq 0 (the first attempt was still in flight) names no position.
+    const holder = a.seq === 0 ? undefined : msgs.get(a.seq)
     if (holder !== undefined && holder.id !== a.id) v.replaced.push({ ...a, holder: holder.id })
     if (at === undefined) {
       // The per-subject limit keeps the newest `perSubject` messages of a subject: an older one is gone by design.
       const newer = (bySubject.get(a.subject) ?? []).filter(s => s > a.seq).length
       if (newer >= perSubject) v.evicted++
       else v.missing.push(a)
-    } else if (!at.includes(a.seq)) v.moved.push({ ...a, at })
+    } else if (a.seq !== 0 && !at.includes(a.seq)) v.moved.push({ ...a, at })
   }
   return v
 }
