@@ -219,7 +219,7 @@ if (deleter !== undefined) console.log(`\ndeletes: ${deleter.deleted.size} confi
 for (const x of deleter?.mismatches.slice(0, 20) ?? []) console.log(`  DELETE-CHECK seq ${x.seq}: PubAck'd ${x.id}, leader held '${x.found}' at ${(x.t / 1000).toFixed(2)} s`)
 console.log(`\nleader ${leader}; leader changes ${leaderChanges}; per-server state ${JSON.stringify(jsz)}`)
 for (const [name, vv] of verdicts) {
-  console.log(`${name}${name === leader ? ' (leader)' : ''}: ${replicas.get(name)?.size} stored, missing ${vv.missing.length}, moved ${vv.moved.length}, replaced ${vv.replaced.length}, dup ids ${vv.dups}, evicted ${vv.evicted}` +
+  console.log(`${name}${name === leader ? ' (leader)' : ''}: ${replicas.get(name)?.size} stored, missing ${vv.missing.length}, moved ${vv.moved.length}, replaced ${vv.replaced.length}, dup ids ${vv.dups}, evicted ${vv.evicted}, stored − PubAck seq ${JSON.stringify(vv.shifts)}` +
     (name === leader ? '' : `, differs from leader at ${divergence[name]?.length} seqs`))
 }
 for (const a of v?.missing ?? []) console.log(`  MISSING ${a.node} ${a.id} PubAck seq ${a.seq} at ${(a.t / 1000).toFixed(2)} s (leader then ${leaderAt(a.t)}; ${nearKills(a.t)})`)
@@ -230,7 +230,7 @@ const summary = {
   acked: acked.length, dupAcks: acked.filter(a => a.duplicate).length, zeroSeqAcks: acked.filter(a => a.seq === 0).length, retried: acked.filter(a => a.attempts > 1).length,
   failed: Object.fromEntries(failed), kills, leaderChanges, leader, jsz,
   replicas: Object.fromEntries([...verdicts].map(([n, vv]) => [n, {
-    stored: replicas.get(n)?.size, missing: vv.missing, moved: vv.moved.length, replaced: vv.replaced.length, dups: vv.dups, evicted: vv.evicted, divergentSeqs: divergence[n]?.slice(0, 50)
+    stored: replicas.get(n)?.size, missing: vv.missing, moved: vv.moved.length, replaced: vv.replaced.length, dups: vv.dups, evicted: vv.evicted, shifts: vv.shifts, movedFirst: vv.moved.slice(0, 5).map(m => ({ seq: m.seq, at: m.at, t: m.t })), divergentSeqs: divergence[n]?.slice(0, 50)
   }]))
 }
 const outDir = join('bench', 'results', 'jetstream-chaos')

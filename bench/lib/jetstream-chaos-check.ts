@@ -25,6 +25,8 @@ export interface Verdict {
   dups: number
   /** evicted by the per-subject limit (expected) */
   evicted: number
+  /** stored seq − PubAck seq over the moved messages: one value per block of renumbered messages */
+  shifts: Record<string, number>
 }
 
 /** One replica's content, read by an R1 consumer hosted on `server`. */
@@ -65,7 +67,7 @@ export function judge (acked: Acked[], msgs: Map<number, Stored>, perSubject: nu
     byId.set(s.id, [...(byId.get(s.id) ?? []), seq])
     bySubject.set(s.subject, [...(bySubject.get(s.subject) ?? []), seq])
   }
-  const v: Verdict = { missing: [], moved: [], replaced: [], dups: 0, evicted: 0 }
+  const v: Verdict = { missing: [], moved: [], replaced: [], dups: 0, evicted: 0, shifts: {} }
   for (const seqs of byId.values()) if (seqs.length > 1) v.dups++
   for (const a of acked) {
     const at = byId.get(a.id)
@@ -77,7 +79,11 @@ export function judge (acked: Acked[], msgs: Map<number, Stored>, perSubject: nu
       const newer = (bySubject.get(a.subject) ?? []).filter(s => s > a.seq).length
       if (newer >= perSubject) v.evicted++
       else v.missing.push(a)
-    } else if (a.seq !== 0 && !at.includes(a.seq)) v.moved.push({ ...a, at })
+    } else if (a.seq !== 0 && !at.includes(a.seq)) {
+      v.moved.push({ ...a, at })
+      const d = String((at[0] ?? 0) - a.seq)
+      v.shifts[d] = (v.shifts[d] ?? 0) + 1
+    }
   }
   return v
 }
