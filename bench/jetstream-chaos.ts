@@ -18,7 +18,7 @@
  */
 import { spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -86,6 +86,15 @@ await jsm.streams.add({
   allow_direct: true
 })
 
+// NatsCluster keeps each server's last 200 log chunks; a post-mortem wants the whole log of every life.
+const fullLog = (i: number): void => {
+  const s = nats.servers[i]
+  const keep = (b: Buffer): void => { appendFileSync(join(dir, `${s?.name}.full.log`), b) }
+  s?.proc?.stdout?.on('data', keep)
+  s?.proc?.stderr?.on('data', keep)
+}
+for (let i = 0; i < 3; i++) fullLog(i)
+
 // Who led the stream when: a lost message is judged against the leader changes around its PubAck.
 const leaders: Array<{ t: number, leader: string }> = []
 let polling = true
@@ -114,7 +123,9 @@ const driver = (async () => {
     kills.push(k)
     await nats.kill(i)
     await sleep(PAUSE)
-    await nats.restart(i).catch(err => { log(`restart ${k.server}: ${(err as Error).message}`) })
+    const up = nats.restart(i)
+    fullLog(i)
+    await up.catch(err => { log(`restart ${k.server}: ${(err as Error).message}`) })
     k.up = now()
   }
 })()
