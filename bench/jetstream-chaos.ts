@@ -27,7 +27,7 @@ import { jetstream, jetstreamManager, DiscardPolicy, RetentionPolicy, StorageTyp
 import { NatsCluster } from '../test/cluster/nats-cluster.js'
 import { prng } from '../test/reliable/chaos-procs.js'
 import { startDeleter } from './lib/jetstream-chaos-delete.js'
-import { diverge, judge, readReplica, type Acked, type Verdict } from './lib/jetstream-chaos-check.js'
+import { diverge, judge, readReplica, serverStates, settle, type Acked, type Verdict } from './lib/jetstream-chaos-check.js'
 
 const argv = process.argv.slice(2)
 const arg = (name: string, def: number): number => { const i = argv.indexOf(name); return i >= 0 ? Number(argv[i + 1]) : def }
@@ -180,26 +180,13 @@ log(`published: ${acked.length} PubAck'd (${acked.filter(a => a.duplicate).lengt
 
 // Settle: every server up, the stream led, every replica current — then read each replica on its own server.
 for (let i = 0; i < 3; i++) if (!nats.running(i)) await nats.restart(i)
-let info
-for (let k = 0; ; k++) {
-  info = await jsm.streams.info(STREAM).catch(() => undefined)
-  const reps = info?.cluster?.replicas ?? []
-  if (info?.cluster?.leader !== undefined && reps.length === 2 && reps.every(r => r.current && r.offline !== true)) break
-  if (k % 20 === 19) log(`settling: ${JSON.stringify(info?.cluster)}`)
-  if (k > 240) throw new Error(`stream not settled: ${JSON.stringify(info?.cluster)}`)
-  await sleep(500)
-}
-log(`settled: leader ${info?.cluster?.leader}`)
+const settledLeader = await settle(jsm, STREAM, log)
+log(`settled: leader ${settledLeader}`)
 await sleep(2000)
 polling = false
 await poller
 const leader = (await jsm.streams.info(STREAM)).cluster?.leader ?? '?'
-const jsz: Record<string, unknown> = {}
-for (const s of nats.servers) {
-  const r = await fetch(`http://127.0.0.1:${s.httpPort}/jsz?accounts=true&streams=true`)
-  const j = await r.json() as { account_details?: Array<{ stream_detail?: Array<{ name: string, state: unknown }> }> }
-  jsz[s.name] = j.account_details?.flatMap(a => a.stream_detail ?? []).find(d => d.name === STREAM)?.state
-}
+const jsz = await serverStates(nats.servers, STREAM)
 const replicas = new Map<string, Map<number, { id: string, subject: string }>>()
 for (const name of names) {
   const m = await readReplica(js, jsm, STREAM, name)

@@ -29,6 +29,29 @@ export interface Verdict {
   shifts: Record<string, number>
 }
 
+/** Wait until the stream has a leader and both replicas are current (2 min at most); returns the leader. */
+export async function settle (jsm: JetStreamManager, stream: string, log: (s: string) => void): Promise<string> {
+  for (let k = 0; ; k++) {
+    const info = await jsm.streams.info(stream).catch(() => undefined)
+    const reps = info?.cluster?.replicas ?? []
+    if (info?.cluster?.leader !== undefined && reps.length === 2 && reps.every(r => r.current && r.offline !== true)) return info.cluster.leader
+    if (k % 20 === 19) log(`settling: ${JSON.stringify(info?.cluster)}`)
+    if (k > 240) throw new Error(`stream not settled: ${JSON.stringify(info?.cluster)}`)
+    await new Promise(resolve => setTimeout(resolve, 500))
+  }
+}
+
+/** Each server's own view of the stream (messages, first/last seq, deleted): /jsz answers from local state. */
+export async function serverStates (servers: Array<{ name: string, httpPort: number }>, stream: string): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {}
+  for (const s of servers) {
+    const r = await fetch(`http://127.0.0.1:${s.httpPort}/jsz?accounts=true&streams=true`)
+    const j = await r.json() as { account_details?: Array<{ stream_detail?: Array<{ name: string, state: unknown }> }> }
+    out[s.name] = j.account_details?.flatMap(a => a.stream_detail ?? []).find(d => d.name === stream)?.state
+  }
+  return out
+}
+
 /** One replica's content, read by an R1 consumer hosted on `server`. */
 export async function readReplica (js: JetStreamClient, jsm: JetStreamManager, stream: string, server: string, tries = 30): Promise<Map<number, Stored> | undefined> {
   for (let k = 0; k < tries; k++) {
