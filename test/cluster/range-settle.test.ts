@@ -5,6 +5,7 @@
  * nats-server 2.9.10 filtered-purge consumer bug, outbox-purge.ts).
  */
 import t, { type Test } from 'tap'
+import type { NatsCluster } from './nats-cluster.js'
 import { DeliverPolicy, jetstream } from '@nats-io/jetstream'
 import { headers as natsHeaders } from '@nats-io/transport-node'
 import { ClusterConnection, resolveClusterOptions } from '../../src/cluster/connection.js'
@@ -15,10 +16,17 @@ import { nullLogger } from '../../src/ops/logger.js'
 import { needNats, startNats } from './helpers.js'
 
 t.setTimeout(120_000)
+const tap = t
+
+// One nats-server for the file (stopped by the root's teardown); each test has its own cluster
+// name, so its own streams.
+let shared: Promise<NatsCluster> | undefined
+let clusters = 0
 
 async function setup (t: Test): Promise<{ c: ClusterConnection, put: (node: string, id: string) => Promise<TakenEntry>, depth: (node: string) => Promise<number> }> {
-  const nats = await startNats(t, 1)
-  const c = await ClusterConnection.open(resolveClusterOptions({ servers: nats.urls, name: 'test', replicas: 1 }), nullLogger)
+  shared ??= startNats(tap, 1)
+  const nats = await shared
+  const c = await ClusterConnection.open(resolveClusterOptions({ servers: nats.urls, name: `r${++clusters}`, replicas: 1 }), nullLogger)
   t.teardown(() => c.close())
   const put = async (node: string, id: string): Promise<TakenEntry> => {
     const h = natsHeaders()
