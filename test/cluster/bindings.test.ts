@@ -4,11 +4,9 @@
  * one name end with one binding.
  */
 import t from 'tap'
-import { ClusterConnection, resolveClusterOptions } from '../../src/cluster/connection.js'
 import { KvBindingStore } from '../../src/cluster/bindings.js'
-import { nullLogger } from '../../src/ops/logger.js'
 import { nodeKey, runBindingStoreSuite } from '../hub/binding-store-compliance.js'
-import { needNats, startNats } from './helpers.js'
+import { clusterConnections, needNats, startNats } from './helpers.js'
 
 t.setTimeout(120_000)
 
@@ -16,13 +14,7 @@ t.test('KvBindingStore', async t => {
   if (!needNats(t)) return
   const nats = await startNats(t, 1)
   let n = 0
-  const conns: ClusterConnection[] = []
-  t.teardown(async () => { for (const c of conns) await c.close() })
-  const open = async (name: string): Promise<ClusterConnection> => {
-    const c = await ClusterConnection.open(resolveClusterOptions({ servers: nats.urls, name, replicas: 1 }), nullLogger)
-    conns.push(c)
-    return c
-  }
+  const open = clusterConnections(t, nats.urls, { replicas: 1 }).open
   runBindingStoreSuite(t, async () => new KvBindingStore(await open(`b${++n}`)))
 
   t.test('two hubs race the first join of one name: one binding wins', async t => {

@@ -5,7 +5,9 @@
 import type { Test } from 'tap'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
+import { ClusterConnection, resolveClusterOptions } from '../../src/cluster/connection.js'
 import { Hub } from '../../src/hub/hub.js'
+import { nullLogger } from '../../src/ops/logger.js'
 import type { HubOptions } from '../../src/hub/types.js'
 import { fileURLToPath } from 'node:url'
 import { NatsCluster, natsServerPath } from './nats-cluster.js'
@@ -36,6 +38,44 @@ export async function startNats (t: Test, size = 3): Promise<NatsCluster> {
   const c = await NatsCluster.start(subdir(t, 'nats'), size)
   t.teardown(async () => { await c.stop() })
   return c
+}
+
+export interface ClusterConnections {
+  /** A new connection under this cluster name (its own streams and buckets). */
+  open: (name: string, servers?: string[]) => Promise<ClusterConnection>
+  /** Every connection opened so far, in order. */
+  readonly all: readonly ClusterConnection[]
+}
+
+/**
+ * Cluster connections for one test, all closed when it ends (registered after startNats, so
+ * before the servers stop). `defaults`: the cluster options every connection shares.
+ */
+export function clusterConnections (t: Test, servers: string[], defaults: { replicas: number, timeoutMs?: number }): ClusterConnections {
+  const all: ClusterConnection[] = []
+  t.teardown(async () => { for (const c of all) await c.close() })
+  return {
+    all,
+    open: async (name, s = servers) => {
+      const c = await ClusterConnection.open(resolveClusterOptions({ servers: s, name, ...defaults }), nullLogger)
+      all.push(c)
+      return c
+    }
+  }
+}
+
+/**
+ * For the shared store suites: a cluster name per (suite test, name), so every test has its own
+ * streams and reopening a name in the same test reaches the same data, as a restarted hub would.
+ */
+export function perTestName (prefix: string): (t: Test, name: string) => string {
+  const ids = new WeakMap<Test, number>()
+  let tests = 0
+  return (t, name) => {
+    let id = ids.get(t)
+    if (id === undefined) { id = ++tests; ids.set(t, id) }
+    return `${prefix}${id}-${name}`
+  }
 }
 
 export async function startClusterHub (t: Test, nats: NatsCluster, name: string, listen: string[], extra: Partial<HubOptions> = {}): Promise<Hub> {

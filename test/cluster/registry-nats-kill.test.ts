@@ -9,24 +9,19 @@
  */
 import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { ClusterConnection, resolveClusterOptions } from '../../src/cluster/connection.js'
 import { JetStreamKv } from '../../src/cluster/registry-store.js'
 import { DeviceRegistry } from '../../src/device/cloud/registry.js'
-import { nullLogger } from '../../src/ops/logger.js'
 import { device, thermostat } from '../device/cloud-helpers.js'
-import { needNats, startNats } from './helpers.js'
+import { clusterConnections, needNats, startNats } from './helpers.js'
 
 t.setTimeout(240_000)
 
 t.test('registry writes during a NATS server SIGKILL: no acknowledged write lost', async t => {
   if (!needNats(t)) return
   const nats = await startNats(t, 3)
-  const conns: ClusterConnection[] = []
-  t.teardown(async () => { for (const c of conns) await c.close() })
+  const conns = clusterConnections(t, nats.urls, { replicas: 3, timeoutMs: 2000 })
   const open = async (): Promise<DeviceRegistry> => {
-    const c = await ClusterConnection.open(resolveClusterOptions({ servers: nats.urls, name: 'kill', replicas: 3, timeoutMs: 2000 }), nullLogger)
-    conns.push(c)
-    return await DeviceRegistry.open({ kv: await JetStreamKv.open(c) })
+    return await DeviceRegistry.open({ kv: await JetStreamKv.open(await conns.open('kill')) })
   }
   const a = await open()
   const b = await open()

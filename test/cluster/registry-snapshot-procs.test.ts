@@ -12,12 +12,11 @@ import t from 'tap'
 import type { Test } from 'tap'
 import { createHash } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
-import { ClusterConnection, resolveClusterOptions } from '../../src/cluster/connection.js'
+import type { ClusterConnection } from '../../src/cluster/connection.js'
 import { JetStreamKv, type JetStreamKvOptions } from '../../src/cluster/registry-store.js'
 import type { DbName } from '../../src/device/cloud/registry-store.js'
-import { nullLogger } from '../../src/ops/logger.js'
 import { Restartable } from '../reliable/chaos-procs.js'
-import { needNats, startNats, until } from './helpers.js'
+import { clusterConnections, needNats, startNats, until } from './helpers.js'
 
 t.setTimeout(240_000)
 
@@ -28,13 +27,8 @@ const hash = (kv: JetStreamKv): string => createHash('sha256').update(JSON.strin
 t.test('registry log compaction with hub processes', async t => {
   if (!needNats(t)) return
   const nats = await startNats(t, 3)
-  const conns: ClusterConnection[] = []
-  t.teardown(async () => { for (const c of conns) await c.close() })
-  const connect = async (name: string): Promise<ClusterConnection> => {
-    const c = await ClusterConnection.open(resolveClusterOptions({ servers: nats.urls, name, replicas: 3, timeoutMs: 3000 }), nullLogger)
-    conns.push(c)
-    return c
-  }
+  const conns = clusterConnections(t, nats.urls, { replicas: 3, timeoutMs: 3000 })
+  const connect = conns.open
   const open = async (t: Test, name: string, options: JetStreamKvOptions): Promise<JetStreamKv> => {
     const kv = await JetStreamKv.open(await connect(name), () => {}, options)
     t.teardown(() => kv.close())
@@ -61,7 +55,7 @@ t.test('registry log compaction with hub processes', async t => {
     await new Promise(resolve => setTimeout(resolve, 3000))
     for (let i = 1; i <= 160; i++) await a.transaction(tx => { tx.put('devices', `d${i % 13}`, { i }); tx.put('meta', 'revision', i) })
     await until('the snapshot at 150', () => a.snapshotSeq === 150)
-    const first = (await (conns[0] as ClusterConnection).jsm.streams.info(a.stream)).state.first_seq
+    const first = (await (conns.all[0] as ClusterConnection).jsm.streams.info(a.stream)).state.first_seq
     t.ok(first > 2, `the log now starts at ${first}, past the stopped hub (at 1)`)
     const same = b.waitFor(m => m.type === 'state' && m.applied === a.applied && m.hash === hash(a), 30_000)
     b.signal('SIGCONT')

@@ -17,13 +17,12 @@ import t from 'tap'
 import type { Test } from 'tap'
 import { headers as natsHeaders } from '@nats-io/transport-node'
 import { Packr } from 'msgpackr'
-import { ClusterConnection, resolveClusterOptions } from '../../src/cluster/connection.js'
+import type { ClusterConnection } from '../../src/cluster/connection.js'
 import { JetStreamKv, type JetStreamKvOptions } from '../../src/cluster/registry-store.js'
 import { keyOf } from '../../src/cluster/registry-verdict.js'
 import type { RegistryLogMetrics } from '../../src/cluster/registry-snapshot-writer.js'
 import type { DbName, SharedCommit } from '../../src/device/cloud/registry-store.js'
-import { nullLogger } from '../../src/ops/logger.js'
-import { needNats, startNats, until } from './helpers.js'
+import { clusterConnections, needNats, startNats, until } from './helpers.js'
 
 t.setTimeout(300_000)
 
@@ -48,20 +47,15 @@ function view (kv: JetStreamKv): unknown {
 t.test('registry log compaction', async t => {
   if (!needNats(t)) return
   const nats = await startNats(t, 3)
-  const conns: ClusterConnection[] = []
-  t.teardown(async () => { for (const c of conns) await c.close() })
-  const connect = async (name: string, servers = nats.urls): Promise<ClusterConnection> => {
-    const c = await ClusterConnection.open(resolveClusterOptions({ servers, name, replicas: 3, timeoutMs: 3000 }), nullLogger)
-    conns.push(c)
-    return c
-  }
+  const conns = clusterConnections(t, nats.urls, { replicas: 3, timeoutMs: 3000 })
+  const connect = conns.open
   const open = async (t: Test, name: string, options: JetStreamKvOptions = {}, errors: Error[] = []): Promise<JetStreamKv> => {
     const kv = await JetStreamKv.open(await connect(name), err => { errors.push(err) }, options)
     t.teardown(() => kv.close())
     return kv
   }
   const logState = async (kv: JetStreamKv): Promise<{ messages: number, first_seq: number, last_seq: number }> =>
-    (await (conns[0] as ClusterConnection).jsm.streams.info(kv.stream)).state
+    (await (conns.all[0] as ClusterConnection).jsm.streams.info(kv.stream)).state
   const caughtUp = async (kvs: JetStreamKv[], seq: number): Promise<void> => { await until(`views at ${seq}`, () => kvs.every(k => k.applied >= seq)) }
 
   t.test('many writes: the log stays bounded; a new hub opens from the snapshot with the same view; commits in log order', async t => {

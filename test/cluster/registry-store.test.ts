@@ -8,30 +8,20 @@
  */
 import t from 'tap'
 import type { Test } from 'tap'
-import { ClusterConnection, resolveClusterOptions } from '../../src/cluster/connection.js'
 import { JetStreamKv } from '../../src/cluster/registry-store.js'
-import { nullLogger } from '../../src/ops/logger.js'
 import { runRegistrySuite } from '../device/registry-compliance.js'
 import { runDeviceKvSuite } from '../device/registry-store-compliance.js'
-import { needNats, startNats } from './helpers.js'
+import { clusterConnections, needNats, perTestName, startNats } from './helpers.js'
 
 t.setTimeout(600_000) // ≈ 65 s alone; over 300 s once beside 4 other cluster files on the 2 shared cores
 
 t.test('JetStreamKv', async t => {
   if (!needNats(t)) return
   const nats = await startNats(t, 3)
-  const conns: ClusterConnection[] = []
-  t.teardown(async () => { for (const c of conns) await c.close() })
-  const names = new WeakMap<Test, number>()
-  let tests = 0
-  /** A store per (test, name), each name its own cluster name (streams); reopening = a new connection, as a restarted hub. */
-  const open = async (t: Test, name: string): Promise<JetStreamKv> => {
-    let id = names.get(t)
-    if (id === undefined) { id = ++tests; names.set(t, id) }
-    const c = await ClusterConnection.open(resolveClusterOptions({ servers: nats.urls, name: `r${id}-${name}`, replicas: 3 }), nullLogger)
-    conns.push(c)
-    return await JetStreamKv.open(c)
-  }
+  const conns = clusterConnections(t, nats.urls, { replicas: 3 })
+  const nameFor = perTestName('r')
+  /** A store per (test, name); reopening = a new connection, as a restarted hub. */
+  const open = async (t: Test, name: string): Promise<JetStreamKv> => await JetStreamKv.open(await conns.open(nameFor(t, name)))
 
   t.test('store contract', async t => { runDeviceKvSuite(t, { open, persistent: true }) })
   t.test('registry suite', async t => { runRegistrySuite(t, open) })
