@@ -126,7 +126,12 @@ export async function deleteIfSame (c: ClusterConnection, seq: number, id: strin
   }))
   if (m === null || m === undefined || m.subject !== subject || (m.header?.get(H.id) || '') !== id) return false
   if (tracing) trace({ k: 'delete-seq', seq, subject, id })
-  return await c.call('removing a message', async () => await c.jsm.streams.deleteMessage(n.streamDown, seq, false).catch((err: Error) => {
+  return await deleteSeq(c, seq)
+}
+
+/** Delete seq from the stream, unchecked (the caller has just seen what the leader holds there); false if gone. */
+export async function deleteSeq (c: ClusterConnection, seq: number): Promise<boolean> {
+  return await c.call('removing a message', async () => await c.jsm.streams.deleteMessage(c.names.streamDown, seq, false).catch((err: Error) => {
     if (notFound(err)) return false
     throw err
   }))

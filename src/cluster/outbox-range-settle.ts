@@ -29,7 +29,8 @@
 import type { StoredMsg } from '@nats-io/jetstream'
 import type { ClusterConnection } from './connection.js'
 import type { TakenEntry } from './outbox-mirror.js'
-import { nextOnLeader } from './outbox-purge.js'
+import { deleteSeq, nextOnLeader } from './outbox-purge.js'
+import { eachLimit } from '../util/each-limit.js'
 import { H } from './subjects.js'
 import { trace, tracing } from './trace.js'
 
@@ -47,12 +48,12 @@ export type RangeOutcome =
  * Prove that the leader holds nothing for the node at or below `chunk[last].seq` but entries of
  * `all`, and nothing unproven at or below `upto`.
  *
- * The reads start at 1 and at each chunk entry's seq + 1. Every leader message x ≤ last is the
+ * The reads start at `from` (1, or just above a known-clean point) and at each chunk entry's seq + 1. Every leader message x ≤ last is the
  * answer to one of them: take the largest start s ≤ x; its answer y is the first message ≥ s, so
  * y ≤ x; if y < x, y must be an entry (or the proof fails), and then y + 1 is a later start ≤ x —
  * a contradiction. So y = x, and x was checked.
  */
-export async function verifyChain (c: ClusterConnection, node: string, chunk: readonly TakenEntry[], all: ReadonlyMap<number, TakenEntry>, upto: number, from = 1): Promise<{ ok: true, present: number, seen: number[] } | { ok: false, reason: string }> {
+export async function verifyChain (c: ClusterConnection, node: string, chunk: readonly TakenEntry[], all: ReadonlyMap<number, TakenEntry>, upto: number, from = 1): Promise<{ ok: true, seen: number[] } | { ok: false, reason: string }> {
   const filter = c.names.down(node)
   const starts = [from, ...chunk.map(e => e.seq + 1)]
   const last = (chunk[chunk.length - 1] as TakenEntry).seq
@@ -66,15 +67,9 @@ export async function verifyChain (c: ClusterConnection, node: string, chunk: re
     if (e.subject !== m.subject || e.id !== id) { failure ??= `seq ${m.seq} holds ${m.subject} ${id} on the leader, the reader took ${e.subject} ${e.id}`; return }
     if (m.seq <= last) seen.add(m.seq)
   }
-  let next = 0
-  await Promise.all(Array.from({ length: Math.min(VERIFY_CONCURRENCY, starts.length) }, async () => {
-    while (next < starts.length && failure === undefined) {
-      const start = starts[next++] as number
-      judge(start, await nextOnLeader(c, 'proving an acknowledged range', filter, start))
-    }
-  }))
+  await eachLimit(starts, VERIFY_CONCURRENCY, async start => { judge(start, await nextOnLeader(c, 'proving an acknowledged range', filter, start)) }, () => failure !== undefined)
   if (failure !== undefined) return { ok: false, reason: failure }
-  return { ok: true, present: seen.size, seen: [...seen] }
+  return { ok: true, seen: [...seen] }
 }
 
 /**
@@ -102,6 +97,7 @@ export async function settleRange (c: ClusterConnection, node: string, taken: re
       if (tracing) trace({ k: 'range-refused', peer: node, upto, reason: v.reason })
       return purged === 0 ? v : { ok: false, reason: `${v.reason} (after ${purged} purged)` }
     }
+    const present = v.seen.length
     last = (chunk[chunk.length - 1] as TakenEntry).seq
     from = last + 1
     if (await manySubjects(c, chunk.length)) {
@@ -110,25 +106,25 @@ export async function settleRange (c: ClusterConnection, node: string, taken: re
       // other nodes that is dearer than deleting the proven messages one by one (bench/cluster
       // --backlog 200000: 3.7k msg/s with purges vs 6.7k with deletes). Each delete names a seq
       // the leader has just shown holding the message the edge acknowledged.
-      await deleteSeqs(c, v.seen)
-      if (tracing) trace({ k: 'range-delete', peer: node, upto, last, present: v.present })
-      purged += v.present
-      proven += v.present
+      await eachLimit(v.seen, DELETE_CONCURRENCY, async seq => { await deleteSeq(c, seq) })
+      if (tracing) trace({ k: 'range-delete', peer: node, upto, last, present })
+      purged += present
+      proven += present
       continue
     }
     const r = await c.call('removing acknowledged messages', async () => await c.jsm.streams.purge(c.names.streamDown, { filter: c.names.down(node), seq: last + 1 }))
-    if (tracing) trace({ k: 'range-purge', peer: node, upto, last, present: v.present, purged: r.purged })
-    if (r.purged > v.present) {
+    if (tracing) trace({ k: 'range-purge', peer: node, upto, last, present, purged: r.purged })
+    if (r.purged > present) {
       // Seen once in a full-size chaos run, harmlessly: the reader (a consumer on a follower) took
       // a message before the leader had applied it, so the proof did not see it and the purge
       // removed it — a message the edge had acknowledged. The harmful cause would be a leader
       // change between the proof and the purge onto a replica numbered differently (module
       // comment); nothing here can tell the two apart afterwards, so it is logged.
-      if (tracing) trace({ k: 'range-purge-more', peer: node, last, proven: v.present, purged: r.purged })
-      c.logger.warn({ node, last, proven: v.present, purged: r.purged }, 'a range purge removed more messages than the stream leader had just shown for the range (a message applied on a follower before the leader, or a leader change)')
+      if (tracing) trace({ k: 'range-purge-more', peer: node, last, proven: present, purged: r.purged })
+      c.logger.warn({ node, last, proven: present, purged: r.purged }, 'a range purge removed more messages than the stream leader had just shown for the range (a message applied on a follower before the leader, or a leader change)')
     }
     purged += r.purged
-    proven += v.present
+    proven += present
   }
   return { ok: true, purged, proven, last }
 }
@@ -136,22 +132,10 @@ export async function settleRange (c: ClusterConnection, node: string, taken: re
 /** Deletes in flight when proven messages are removed one by one. */
 const DELETE_CONCURRENCY = 32
 
-async function deleteSeqs (c: ClusterConnection, seqs: readonly number[]): Promise<void> {
-  let next = 0
-  await Promise.all(Array.from({ length: Math.min(DELETE_CONCURRENCY, seqs.length) }, async () => {
-    while (next < seqs.length) {
-      const seq = seqs[next++] as number
-      await c.call('removing a message', async () => await c.jsm.streams.deleteMessage(c.names.streamDown, seq, false).catch((err: Error) => {
-        if (/no message found|not found/i.test(err.message)) return false
-        throw err
-      }))
-    }
-  }))
-}
-
 /**
  * Whether the stream holds so many subjects that a filtered purge (a match per subject) costs more
- * than `n` deletes (≈ 256 subject matches per delete, measured: see deleteSeqs' caller). The
+ * than `n` deletes (≈ 256 subject matches per delete: an estimate, not measured; the two regimes
+ * are in bench/RESULTS.md, `--backlog`). The
  * count comes from STREAM.INFO (`num_subjects`, O(1) on the server), at most once a second.
  */
 export const SUBJECTS_PER_DELETE = 256
