@@ -8,11 +8,13 @@
  * Why: removal by message (outbox-purge.ts) costs a leader read and a delete per message, and
  * each delete is a Raft proposal on every replica — in bench/cluster that was ≈ 25 µs of hub CPU
  * and ≈ 38 µs of NATS CPU per delivered message, a quarter of the path. The read stays (it is what
- * makes the removal safe); the deletes become one purge per ack.
+ * makes the removal safe); the deletes become one purge per ack (or stay deletes, without their
+ * reads, when the stream holds many subjects).
  *
  * Why this is as safe as the per-message path:
  *  - The proof covers EVERY message the leader holds for the node up to `last`, not only those
- *    the reader took: the reads are `next_by_subj` from 1 and from just after each taken seq, so a
+ *    the reader took: the reads are `next_by_subj` from 1 (or just above a point already shown to
+ *    be clean under the same leader) and from just after each taken seq, so a
  *    message the reader never took (skipped, numbered differently by a diverged replica, stored
  *    below the session's resume point) is returned by one of them and fails the proof (the
  *    argument is in verifyChain). Any surprise sends the ack down the per-message path, which
@@ -20,7 +22,7 @@
  *  - The reads are pipelined (VERIFY_CONCURRENCY), so the window between the proof and the purge
  *    is a few round trips — the per-message path has the same window between its read and its
  *    delete. A leader change inside it is the one case neither path can rule out; the purge's
- *    count is compared with what was proven and a difference is logged as an error.
+ *    count is compared with what was proven and a difference is logged as a warning.
  *  - The 2.9.10 consumer bug (outbox-purge.ts): a filtered purge moves every consumer whose filter
  *    covers the purge filter to the first message left on it. With the node's whole filter that
  *    is the node's first message above `last`; the node's reader has already read past `last`
@@ -104,7 +106,7 @@ export async function settleRange (c: ClusterConnection, node: string, taken: re
       // A filtered purge costs the server a match against every subject the stream holds
       // (2.9.10 filestore PurgeEx → filteredPendingLocked per block): with a large backlog for
       // other nodes that is dearer than deleting the proven messages one by one (bench/cluster
-      // --backlog 200000: 3.7k msg/s with purges vs 6.7k with deletes). Each delete names a seq
+      // --backlog 200000: 3.7k msg/s with purges vs 6.5k with deletes). Each delete names a seq
       // the leader has just shown holding the message the edge acknowledged.
       await eachLimit(v.seen, DELETE_CONCURRENCY, async seq => { await deleteSeq(c, seq) })
       if (tracing) trace({ k: 'range-delete', peer: node, upto, last, present })

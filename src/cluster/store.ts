@@ -435,7 +435,7 @@ export class ClusterStore implements ReliableStore {
   /**
    * The fast path for an ack up to `to` (outbox-range-settle.ts): when the stream leader shows
    * exactly what this reader took (`taken`, from #takenFor), one purge per chunk instead of a delete per message.
-   * false (nothing removed) sends the ack down the per-message path (#plan, settleAll, rescueBelow).
+   * false (nothing removed) sends the ack down the per-message path (planSettle, settleAll, rescueBelow).
    */
   async #settleByRange (peer: string, taken: readonly TakenEntry[], to: number): Promise<boolean> {
     const epoch = this.#c.leaderEpoch
